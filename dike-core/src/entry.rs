@@ -1,0 +1,58 @@
+//! What the log holds: batches of client commands, no-ops and (later)
+//! configuration changes.
+
+use crate::ids::{ClientId, MemberId};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One client command, as proposed. `payload` is the encoded request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// The client session issuing the command.
+    pub client: ClientId,
+    /// The command's sequence number within its session (starts at 1).
+    pub seq: u64,
+    /// Every sequence number below this one has been answered to the client:
+    /// replicas may forget those replies.
+    pub ack_floor: u64,
+    /// The encoded request.
+    #[serde(with = "crate::codec::bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// A batch of commands proposed together in one slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The replica that proposed the batch: it alone runs the commands'
+    /// side effects.
+    pub proposer: MemberId,
+    /// The proposer's boot number when it proposed: a proposer that restarted
+    /// never runs effects of batches proposed in an earlier life.
+    pub boot: u64,
+    /// The commands, applied in order.
+    pub commands: Arc<[Command]>,
+}
+
+/// A log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// Fills a hole left by a failed leader; applies nothing.
+    Noop,
+    /// Client commands.
+    Batch(Batch),
+}
+
+impl Entry {
+    /// Number of client commands carried.
+    pub fn len(&self) -> usize {
+        match self {
+            Entry::Noop => 0,
+            Entry::Batch(b) => b.commands.len(),
+        }
+    }
+
+    /// Whether the entry carries no client command.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

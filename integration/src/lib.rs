@@ -1,0 +1,1 @@
+//! Multi-process tests and benchmark harness (grows with the runtime issues).
