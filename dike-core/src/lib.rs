@@ -13,11 +13,24 @@ pub mod codec;
 pub mod config;
 pub mod entry;
 pub mod ids;
+pub mod message;
+pub mod placement;
+pub mod ready;
+pub mod replica;
+pub mod rng;
+pub mod routing;
+pub mod server;
 pub mod session;
 pub mod storage;
 
 pub use config::{Config, ReplicaOptions};
 pub use entry::{Batch, Command, Entry};
 pub use ids::{Ballot, ClientId, Incarnation, MemberId, NodeId, Slot};
+pub use message::{Envelope, Message};
+pub use ready::{AppliedSlot, Ready, RequestError, RequestId, Response};
+pub use replica::{Bugs, RecoverError, Replica};
+pub use server::{
+    Applied, Effect, GroupContext, Outcome, PaxosServer, ServerMachine, StateMachine,
+};
 pub use session::{SessionCheck, SessionTable, StoredReply};
 pub use storage::{Accepted, MemoryStorage, Recovered, Snapshot, Storage, StorageError, Write};

@@ -1,0 +1,1 @@
+//! Placement of group replicas on nodes (pure functions).

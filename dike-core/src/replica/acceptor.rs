@@ -1,0 +1,165 @@
+//! The acceptor: phase 1b (promises) and phase 2b (accepts).
+//!
+//! Invariant: once a ballot is promised, nothing from a lower ballot is
+//! accepted; and every `Promise`/`Accepted` is sent after the write that
+//! backs it, so a restarted acceptor never contradicts what it said.
+
+use super::{LogEntry, Replica, Role};
+use crate::entry::Entry;
+use crate::ids::{Ballot, MemberId, Slot};
+use crate::message::Message;
+use crate::server::StateMachine;
+use crate::storage::{Accepted, Write};
+
+impl<M: StateMachine> Replica<M> {
+    /// Raises the promise to `b` (with a write) if it is higher.
+    fn promise(&mut self, b: Ballot) {
+        if b > self.promised {
+            self.promised = b;
+            self.ready.writes.push(Write::Promise(b));
+        }
+    }
+
+    pub(super) fn snapshot_slot(&self) -> Slot {
+        self.snapshot.as_ref().map_or(0, |s| s.slot)
+    }
+
+    pub(super) fn on_prepare(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
+        self.observe_ballot(ballot);
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if ballot > self.promised && from != self.id {
+            // Someone is campaigning: give it time before competing.
+            self.leader = None;
+            self.reset_election_timer();
+        }
+        self.promise(ballot);
+        let accepted = self
+            .log
+            .range(slot..)
+            .map(|(s, e)| (*s, e.value.clone()))
+            .collect();
+        let reply = Message::Promise {
+            ballot,
+            from: slot,
+            accepted,
+            commit: self.commit,
+            snapshot_slot: self.snapshot_slot(),
+        };
+        self.send_after_write(from, reply);
+    }
+
+    pub(super) fn on_accept(
+        &mut self,
+        from: MemberId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry,
+        commit: Slot,
+    ) {
+        self.observe_ballot(ballot);
+        if ballot < self.promised && !self.bugs.accept_lower_ballot {
+            self.send(
+                from,
+                Message::Nack {
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        self.follow(ballot);
+        self.promise(ballot);
+        if slot <= self.snapshot_slot() {
+            // Chosen and compacted here; the sender is behind.
+            self.send(
+                from,
+                Message::Compacted {
+                    upto: self.snapshot_slot(),
+                },
+            );
+        } else {
+            match self.log.get(&slot) {
+                // A chosen value is never replaced. A proposal from a ballot at
+                // or above the chosen value's ballot carries the same value, so
+                // acknowledging it is truthful; a lower one may not, so the
+                // sender is told what was chosen instead.
+                Some(e) if e.chosen && ballot < e.value.ballot => {
+                    let chosen = vec![(slot, e.value.clone())];
+                    self.send(
+                        from,
+                        Message::Chosen {
+                            entries: chosen,
+                            commit: self.commit,
+                        },
+                    );
+                }
+                Some(e) if e.chosen => {
+                    self.send_after_write(from, Message::Accepted { ballot, slot });
+                }
+                _ => {
+                    let value = Accepted { ballot, entry };
+                    self.ready.writes.push(Write::Accept {
+                        slot,
+                        value: value.clone(),
+                    });
+                    self.log.insert(
+                        slot,
+                        LogEntry {
+                            value,
+                            chosen: false,
+                        },
+                    );
+                    self.send_after_write(from, Message::Accepted { ballot, slot });
+                }
+            }
+        }
+        if from != self.id {
+            self.learn_commit(from, ballot, commit);
+        }
+    }
+
+    pub(super) fn on_heartbeat(
+        &mut self,
+        from: MemberId,
+        ballot: Ballot,
+        commit: Slot,
+        read_round: u64,
+    ) {
+        self.observe_ballot(ballot);
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        self.follow(ballot);
+        if read_round > 0 {
+            self.send(from, Message::HeartbeatAck { ballot, read_round });
+        }
+        self.learn_commit(from, ballot, commit);
+    }
+
+    /// Treats `ballot`'s owner as the leader and restarts the election timer.
+    fn follow(&mut self, ballot: Ballot) {
+        if ballot.leader == self.id {
+            return;
+        }
+        if !matches!(self.role, Role::Follower) {
+            // observe_ballot already stepped down for a higher ballot; an
+            // equal one cannot come from someone else.
+            return;
+        }
+        self.leader = Some(ballot.leader);
+        self.reset_election_timer();
+    }
+}

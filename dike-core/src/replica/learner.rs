@@ -1,0 +1,325 @@
+//! The learner: which slots are chosen, applying them in order, catching up
+//! from other replicas, and snapshots with log truncation.
+//!
+//! Invariant: `applied <= commit`, every slot up to `commit` is chosen, and
+//! slots are applied one by one in order, each exactly once per life of the
+//! state machine (a rebuild after a panic replays without effects).
+
+use super::Replica;
+use crate::entry::Entry;
+use crate::ids::{Ballot, MemberId, Slot};
+use crate::message::Message;
+use crate::ready::{AppliedSlot, RequestError, RequestId, Response};
+use crate::server::{Applied, StateMachine};
+use crate::session::SessionCheck;
+use crate::storage::{Accepted, Snapshot, Write};
+use std::sync::Arc;
+
+impl<M: StateMachine> Replica<M> {
+    /// A leader in `ballot` says every slot up to `commit` is chosen. Our
+    /// entries accepted in that same ballot carry the leader's value, so
+    /// they are chosen; for others we ask the leader.
+    pub(super) fn learn_commit(&mut self, leader: MemberId, ballot: Ballot, commit: Slot) {
+        while self.commit < commit {
+            let next = self.commit + 1;
+            match self.log.get_mut(&next) {
+                Some(e) if e.chosen || e.value.ballot == ballot => {
+                    e.chosen = true;
+                    self.commit = next;
+                }
+                _ => break,
+            }
+        }
+        self.apply_chosen();
+        if self.commit < commit {
+            self.request_catch_up(leader, false);
+        }
+    }
+
+    /// Asks `from` for chosen entries after our commit index, at most once
+    /// per heartbeat interval unless `now` is set.
+    pub(super) fn request_catch_up(&mut self, from: MemberId, now: bool) {
+        let due = self
+            .last_catchup_at
+            .is_none_or(|t| self.now >= t + self.opts.heartbeat_ticks);
+        if now || due {
+            self.last_catchup_at = Some(self.now);
+            let from_slot = self.commit + 1;
+            self.send(from, Message::CatchUp { from: from_slot });
+        }
+    }
+
+    /// Extends `commit` over contiguous chosen slots and applies them.
+    pub(super) fn advance_commit(&mut self) {
+        while let Some(e) = self.log.get(&(self.commit + 1)) {
+            if !e.chosen {
+                break;
+            }
+            self.commit += 1;
+        }
+        self.apply_chosen();
+    }
+
+    pub(super) fn on_catch_up(&mut self, from: MemberId, slot: Slot) {
+        if slot <= self.snapshot_slot() {
+            if let Some(snapshot) = self.snapshot.clone() {
+                self.send(from, Message::InstallSnapshot { snapshot });
+                return;
+            }
+        }
+        let end = self.commit.min(
+            slot.saturating_add(self.opts.catchup_batch as u64)
+                .saturating_sub(1),
+        );
+        let entries: Vec<(Slot, Accepted)> = self
+            .log
+            .range(slot..=end)
+            .filter(|(_, e)| e.chosen)
+            .map(|(s, e)| (*s, e.value.clone()))
+            .collect();
+        if !entries.is_empty() {
+            self.send(
+                from,
+                Message::Chosen {
+                    entries,
+                    commit: self.commit,
+                },
+            );
+        }
+    }
+
+    pub(super) fn on_chosen(
+        &mut self,
+        from: MemberId,
+        entries: Vec<(Slot, Accepted)>,
+        their_commit: Slot,
+    ) {
+        for (slot, value) in entries {
+            if slot > self.commit {
+                self.mark_chosen(slot, value);
+            }
+        }
+        self.advance_commit();
+        self.try_become_leader();
+        if self.commit < their_commit {
+            self.request_catch_up(from, true);
+        }
+    }
+
+    pub(super) fn on_install_snapshot(&mut self, snap: Arc<Snapshot>) {
+        if snap.slot <= self.applied {
+            return;
+        }
+        if let Err(e) = self.machine.import(&snap.state) {
+            tracing::warn!(member = %self.id, slot = snap.slot, error = %e, "ignoring a snapshot that does not load");
+            return;
+        }
+        tracing::debug!(member = %self.id, slot = snap.slot, "installed snapshot");
+        self.sessions = snap.sessions.clone();
+        self.config = snap.config.clone();
+        self.applied = snap.slot;
+        self.commit = self.commit.max(snap.slot);
+        self.log = self.log.split_off(&(snap.slot + 1));
+        self.failed.clear();
+        self.next_snapshot_at =
+            snap.slot + self.opts.snapshot_interval + self.rng.below(self.opts.snapshot_jitter + 1);
+        self.ready.writes.push(Write::Snapshot(snap.clone()));
+        self.snapshot = Some(snap);
+        self.answer_waiters_from_sessions();
+        self.advance_commit();
+        self.try_become_leader();
+    }
+
+    /// Local clients whose commands the snapshot already applied get their
+    /// cached replies.
+    fn answer_waiters_from_sessions(&mut self) {
+        let done: Vec<(RequestId, Result<Vec<u8>, RequestError>)> = self
+            .waiting
+            .iter()
+            .filter_map(|id| match id {
+                RequestId::Command(c, s) => match self.sessions.check(*c, *s) {
+                    SessionCheck::Duplicate(r) => Some((*id, r.map_err(RequestError::Application))),
+                    SessionCheck::Stale => Some((*id, Err(RequestError::Stale))),
+                    SessionCheck::New => None,
+                },
+                RequestId::Query(_) => None,
+            })
+            .collect();
+        for (id, result) in done {
+            self.respond(id, result);
+        }
+    }
+
+    /// Applies every chosen slot after `applied`.
+    pub(super) fn apply_chosen(&mut self) {
+        while self.applied < self.commit {
+            let slot = self.applied + 1;
+            let Some(e) = self.log.get(&slot) else { break };
+            let entry = e.value.entry.clone();
+            self.apply_slot(slot, &entry);
+            self.applied = slot;
+            self.maybe_snapshot();
+        }
+        self.serve_reads();
+    }
+
+    fn apply_slot(&mut self, slot: Slot, entry: &Entry) {
+        let Entry::Batch(batch) = entry else {
+            if self.trace {
+                self.ready.applied.push(AppliedSlot {
+                    slot,
+                    entry: entry.clone(),
+                    fresh: Vec::new(),
+                });
+            }
+            return;
+        };
+        let mine = batch.proposer == self.id && batch.boot == self.boot;
+        let mut fresh = Vec::with_capacity(if self.trace { batch.commands.len() } else { 0 });
+        for (i, cmd) in batch.commands.iter().enumerate() {
+            let id = RequestId::Command(cmd.client, cmd.seq);
+            let (result, was_fresh) = match self.sessions.check(cmd.client, cmd.seq) {
+                SessionCheck::Duplicate(r) => {
+                    self.sessions.acknowledge(cmd.client, cmd.ack_floor);
+                    (r.map_err(RequestError::Application), false)
+                }
+                SessionCheck::Stale => (Err(RequestError::Stale), false),
+                SessionCheck::New => {
+                    let (reply, effect) = match self.machine.apply(&cmd.payload) {
+                        Applied::Done { reply, effect } => (reply, effect),
+                        Applied::Panicked(msg) => {
+                            self.failed.insert((slot, i), msg.clone());
+                            self.rebuild_state(slot, i);
+                            (Err(msg), None)
+                        }
+                    };
+                    let ok = reply.is_ok();
+                    self.sessions.record(
+                        cmd.client,
+                        cmd.seq,
+                        cmd.ack_floor,
+                        reply.clone(),
+                        slot,
+                        self.opts.max_sessions,
+                    );
+                    if let (true, Some(effect)) = (mine, effect) {
+                        self.ready.effects.push(effect);
+                    }
+                    (reply.map_err(RequestError::Application), ok)
+                }
+            };
+            if self.trace {
+                fresh.push(was_fresh);
+            }
+            if self.waiting.remove(&id) {
+                self.ready.responses.push(Response { to: id, result });
+            }
+        }
+        if self.trace {
+            self.ready.applied.push(AppliedSlot {
+                slot,
+                entry: entry.clone(),
+                fresh,
+            });
+        }
+    }
+
+    /// After a panic while applying command `index` of `slot`, rebuilds the
+    /// state machine and session table from the last snapshot by replaying
+    /// every command before it, skipping the ones that failed. Deterministic
+    /// on every replica; effects are not run again.
+    fn rebuild_state(&mut self, slot: Slot, index: usize) {
+        tracing::warn!(member = %self.id, slot, index, "server panicked; rebuilding its state");
+        let base = match &self.snapshot {
+            Some(s) => {
+                if let Err(e) = self.machine.import(&s.state) {
+                    // The snapshot loaded before; it must load again.
+                    tracing::error!(member = %self.id, error = %e, "snapshot no longer loads");
+                }
+                self.sessions = s.sessions.clone();
+                s.slot
+            }
+            None => {
+                self.machine.reset();
+                self.sessions = crate::session::SessionTable::new();
+                0
+            }
+        };
+        let entries: Vec<(Slot, Entry)> = self
+            .log
+            .range(base + 1..=slot)
+            .map(|(s, e)| (*s, e.value.entry.clone()))
+            .collect();
+        for (s, entry) in entries {
+            let Entry::Batch(batch) = entry else { continue };
+            for (i, cmd) in batch.commands.iter().enumerate() {
+                if s == slot && i >= index {
+                    return;
+                }
+                if let Some(msg) = self.failed.get(&(s, i)) {
+                    if self.sessions.check(cmd.client, cmd.seq) == SessionCheck::New {
+                        let reply = Err(msg.clone());
+                        self.sessions.record(
+                            cmd.client,
+                            cmd.seq,
+                            cmd.ack_floor,
+                            reply,
+                            s,
+                            self.opts.max_sessions,
+                        );
+                    }
+                    continue;
+                }
+                match self.sessions.check(cmd.client, cmd.seq) {
+                    SessionCheck::New => {
+                        let reply = match self.machine.apply(&cmd.payload) {
+                            Applied::Done { reply, .. } => reply,
+                            Applied::Panicked(m) => Err(m),
+                        };
+                        self.sessions.record(
+                            cmd.client,
+                            cmd.seq,
+                            cmd.ack_floor,
+                            reply,
+                            s,
+                            self.opts.max_sessions,
+                        );
+                    }
+                    SessionCheck::Duplicate(_) => {
+                        self.sessions.acknowledge(cmd.client, cmd.ack_floor)
+                    }
+                    SessionCheck::Stale => {}
+                }
+            }
+        }
+    }
+
+    /// Takes a snapshot when enough slots were applied since the last one,
+    /// and drops the log at or below it.
+    fn maybe_snapshot(&mut self) {
+        if self.applied < self.next_snapshot_at {
+            return;
+        }
+        let state = match self.machine.export() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(member = %self.id, error = %e, "cannot export state; snapshot skipped");
+                self.next_snapshot_at = self.applied + self.opts.snapshot_interval;
+                return;
+            }
+        };
+        let snap = Arc::new(Snapshot {
+            slot: self.applied,
+            config: self.config.clone(),
+            state,
+            sessions: self.sessions.clone(),
+        });
+        self.log = self.log.split_off(&(self.applied + 1));
+        self.failed.clear();
+        self.next_snapshot_at = self.applied
+            + self.opts.snapshot_interval.max(1)
+            + self.rng.below(self.opts.snapshot_jitter + 1);
+        self.ready.writes.push(Write::Snapshot(snap.clone()));
+        self.snapshot = Some(snap);
+    }
+}

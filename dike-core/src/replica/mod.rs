@@ -1,0 +1,518 @@
+//! One replica of one group: proposer, acceptor and learner of Multi-Paxos,
+//! as a plain struct with no IO, no clock and no async.
+//!
+//! Inputs: [`Replica::step`] (a message), [`Replica::tick`] (logical time),
+//! [`Replica::propose`] and [`Replica::query`] (local clients). Output:
+//! [`Replica::take_ready`], which says what to persist, what to send at once
+//! and what to send only after the persist, which clients to answer and which
+//! side effects to run.
+//!
+//! Invariants (checked by the simulator on every run):
+//! - a slot is never chosen with two different values;
+//! - entries are applied strictly in slot order, so every replica's applied
+//!   sequence is a prefix of every other's;
+//! - `Promise` and `Accepted` leave only after the writes backing them are
+//!   durable (they are always in `Ready::after_write`).
+//!
+//! The code is split by role: `acceptor` (phase 1b/2b), `proposer`
+//! (candidate and leader: phase 1a/2a, batching, pipelining), `learner`
+//! (commit, apply, catch-up, snapshots) and `read` (read-index queries).
+
+mod acceptor;
+mod learner;
+mod proposer;
+mod read;
+
+use crate::config::{Config, ReplicaOptions};
+use crate::entry::{Command, Entry};
+use crate::ids::{Ballot, MemberId, Slot};
+use crate::message::{Envelope, Message};
+use crate::ready::{Ready, RequestError, RequestId, Response};
+use crate::rng::Rng;
+use crate::server::StateMachine;
+use crate::session::SessionTable;
+use crate::storage::{Accepted, Recovered, Snapshot};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+pub(crate) use proposer::{CandidateState, LeaderState};
+
+/// A log slot as this replica holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct LogEntry {
+    pub value: Accepted,
+    /// Known to be chosen (by a quorum of `Accepted`, a commit index, or a
+    /// catch-up from a replica that knew).
+    pub chosen: bool,
+}
+
+/// The replica's current role.
+#[derive(Debug)]
+pub(crate) enum Role {
+    Follower,
+    Candidate(CandidateState),
+    Leader(LeaderState),
+}
+
+/// Deliberate protocol bugs, for proving that the simulator's checks bite.
+/// Never enable outside such tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Send `Accepted`/`Promise` before the write backing them is durable.
+    pub reply_before_persist: bool,
+    /// Accept proposals from ballots lower than the promised one.
+    pub accept_lower_ballot: bool,
+    /// A new leader ignores the values acceptors report in phase 1.
+    pub ignore_promised_values: bool,
+}
+
+/// Why a replica could not be recovered from storage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoverError {
+    /// The stored snapshot could not be loaded into the state machine.
+    #[error("cannot restore the snapshot at slot {slot}: {reason}")]
+    Snapshot {
+        /// The snapshot's slot.
+        slot: Slot,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One replica of one group. See the module documentation.
+pub struct Replica<M: StateMachine> {
+    pub(crate) id: MemberId,
+    pub(crate) boot: u64,
+    pub(crate) opts: ReplicaOptions,
+    pub(crate) rng: Rng,
+    pub(crate) machine: M,
+    pub(crate) bugs: Bugs,
+    pub(crate) trace: bool,
+
+    // Acceptor.
+    pub(crate) promised: Ballot,
+    pub(crate) log: BTreeMap<Slot, LogEntry>,
+
+    // Learner.
+    pub(crate) commit: Slot,
+    pub(crate) commit_written: Slot,
+    pub(crate) applied: Slot,
+    pub(crate) snapshot: Option<Arc<Snapshot>>,
+    pub(crate) config: Config,
+    pub(crate) sessions: SessionTable,
+    /// Commands that panicked since the snapshot, with their messages.
+    pub(crate) failed: BTreeMap<(Slot, usize), String>,
+    pub(crate) next_snapshot_at: Slot,
+    pub(crate) last_catchup_at: Option<u64>,
+
+    // Role and time.
+    pub(crate) role: Role,
+    pub(crate) leader: Option<MemberId>,
+    pub(crate) now: u64,
+    pub(crate) election_deadline: u64,
+    pub(crate) max_round_seen: u64,
+
+    // Local clients.
+    pub(crate) waiting: HashSet<RequestId>,
+    pub(crate) ready: Ready,
+    /// Messages to this replica itself, handled before returning.
+    pub(crate) inbox: Vec<Message>,
+}
+
+impl<M: StateMachine> Replica<M> {
+    /// A replica of a new group with members `config`.
+    ///
+    /// `boot` must differ on every start of the same member (the runtime
+    /// counts starts), and `seed` drives election timeouts and snapshot
+    /// jitter.
+    pub fn new(
+        id: MemberId,
+        config: Config,
+        machine: M,
+        opts: ReplicaOptions,
+        seed: u64,
+        boot: u64,
+    ) -> Self {
+        let mut rng = Rng::new(seed ^ id.node.0.rotate_left(17) ^ boot.rotate_left(41));
+        let next_snapshot_at = opts.snapshot_interval + rng.below(opts.snapshot_jitter + 1);
+        let mut r = Replica {
+            id,
+            boot,
+            opts,
+            rng,
+            machine,
+            bugs: Bugs::default(),
+            trace: false,
+            promised: Ballot::ZERO,
+            log: BTreeMap::new(),
+            commit: 0,
+            commit_written: 0,
+            applied: 0,
+            snapshot: None,
+            config,
+            sessions: SessionTable::new(),
+            failed: BTreeMap::new(),
+            next_snapshot_at,
+            last_catchup_at: None,
+            role: Role::Follower,
+            leader: None,
+            now: 0,
+            election_deadline: 0,
+            max_round_seen: 0,
+            waiting: HashSet::new(),
+            ready: Ready::default(),
+            inbox: Vec::new(),
+        };
+        r.reset_election_timer();
+        r
+    }
+
+    /// A replica restarted from what its storage kept. `config` is the
+    /// group's initial configuration, used when no snapshot records a later
+    /// one. Chosen entries are re-applied; no side effect of an earlier life
+    /// runs again.
+    pub fn recover(
+        id: MemberId,
+        config: Config,
+        machine: M,
+        opts: ReplicaOptions,
+        seed: u64,
+        boot: u64,
+        recovered: Recovered,
+    ) -> Result<Self, RecoverError> {
+        let mut r = Replica::new(id, config, machine, opts, seed, boot);
+        r.promised = recovered.promised;
+        r.max_round_seen = recovered.promised.round;
+        if let Some(snap) = recovered.snapshot {
+            r.machine
+                .import(&snap.state)
+                .map_err(|e| RecoverError::Snapshot {
+                    slot: snap.slot,
+                    reason: e.to_string(),
+                })?;
+            r.sessions = snap.sessions.clone();
+            r.config = snap.config.clone();
+            r.applied = snap.slot;
+            r.commit = snap.slot;
+            r.next_snapshot_at += snap.slot;
+            r.snapshot = Some(snap);
+        }
+        r.log = recovered
+            .log
+            .into_iter()
+            .filter(|(s, _)| *s > r.applied)
+            .map(|(s, value)| {
+                (
+                    s,
+                    LogEntry {
+                        value,
+                        chosen: false,
+                    },
+                )
+            })
+            .collect();
+        // Entries up to the stored commit point are chosen, as far as they
+        // are contiguous.
+        while r.commit < recovered.commit {
+            match r.log.get_mut(&(r.commit + 1)) {
+                Some(e) => {
+                    e.chosen = true;
+                    r.commit += 1;
+                }
+                None => break,
+            }
+        }
+        r.commit_written = r.commit;
+        r.apply_chosen();
+        // Nothing recovered is news for the runtime.
+        r.ready = Ready::default();
+        Ok(r)
+    }
+
+    /// Enables deliberate protocol bugs (only for tests of the checkers).
+    pub fn set_bugs(&mut self, bugs: Bugs) {
+        self.bugs = bugs;
+    }
+
+    /// Reports every applied slot in [`Ready::applied`] (for checkers).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// Handles a message from another replica (or from itself, for messages
+    /// it produced in `Ready::after_write`).
+    pub fn step(&mut self, from: MemberId, msg: Message) {
+        self.dispatch(from, msg);
+        self.drain_inbox();
+    }
+
+    /// Advances logical time by one tick: heartbeats, retransmissions,
+    /// election timeouts.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        match self.role {
+            Role::Leader(_) => self.leader_tick(),
+            Role::Candidate(_) => {
+                if self.now >= self.election_deadline {
+                    self.start_election();
+                } else {
+                    self.candidate_tick();
+                }
+            }
+            Role::Follower => {
+                if self.now >= self.election_deadline && self.config.is_voter(self.id) {
+                    self.start_election();
+                }
+            }
+        }
+        self.drain_inbox();
+    }
+
+    /// Starts an election now (the runtime's failure detector calls this
+    /// when the leader's node is down).
+    pub fn campaign(&mut self) {
+        if !matches!(self.role, Role::Leader(_)) && self.config.is_voter(self.id) {
+            self.start_election();
+            self.drain_inbox();
+        }
+    }
+
+    /// Submits a command from a local client. The answer comes later as a
+    /// [`Response`] for `RequestId::Command(cmd.client, cmd.seq)`.
+    pub fn propose(&mut self, cmd: Command) {
+        let id = RequestId::Command(cmd.client, cmd.seq);
+        match self.sessions.check(cmd.client, cmd.seq) {
+            crate::session::SessionCheck::Duplicate(reply) => {
+                let result = reply.map_err(RequestError::Application);
+                self.ready.responses.push(Response { to: id, result });
+                return;
+            }
+            crate::session::SessionCheck::Stale => {
+                self.respond(id, Err(RequestError::Stale));
+                return;
+            }
+            crate::session::SessionCheck::New => {}
+        }
+        let leader = self.leader;
+        match &mut self.role {
+            Role::Leader(l) => {
+                if self.waiting.contains(&id) {
+                    return; // already queued or in flight: the same answer serves both
+                }
+                if l.queue.len() >= self.opts.max_queued {
+                    self.respond(id, Err(RequestError::Busy));
+                    return;
+                }
+                l.queue.push_back(cmd);
+                self.waiting.insert(id);
+            }
+            _ => self.respond(id, Err(RequestError::NotLeader { leader })),
+        }
+    }
+
+    /// Takes everything the runtime must do now. Commands queued since the
+    /// last call are batched into slots here.
+    pub fn take_ready(&mut self) -> Ready {
+        self.flush_proposals();
+        self.flush_reads();
+        self.drain_inbox();
+        if self.commit > self.commit_written {
+            self.ready
+                .writes
+                .push(crate::storage::Write::Commit(self.commit));
+            self.commit_written = self.commit;
+        }
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Whether `take_ready` has something (or queued commands to batch).
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+            || self.commit > self.commit_written
+            || matches!(&self.role, Role::Leader(l) if !l.queue.is_empty() || l.reads_unsent())
+    }
+
+    /// This replica's identity.
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// Whether this replica is the leader (phase 1 done for its ballot).
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The leader this replica believes in.
+    pub fn leader(&self) -> Option<MemberId> {
+        if self.is_leader() {
+            Some(self.id)
+        } else {
+            self.leader
+        }
+    }
+
+    /// The highest ballot promised.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// Every slot up to this one is known chosen here.
+    pub fn commit_index(&self) -> Slot {
+        self.commit
+    }
+
+    /// Every slot up to this one is applied here.
+    pub fn applied(&self) -> Slot {
+        self.applied
+    }
+
+    /// The membership in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The state machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The client session table.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// The latest snapshot, if any.
+    pub fn snapshot(&self) -> Option<&Arc<Snapshot>> {
+        self.snapshot.as_ref()
+    }
+
+    /// The chosen entry at `slot`, if still in the log.
+    pub fn chosen_entry(&self, slot: Slot) -> Option<&Entry> {
+        self.log
+            .get(&slot)
+            .filter(|e| e.chosen)
+            .map(|e| &e.value.entry)
+    }
+
+    /// The current logical time.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    // ----- plumbing shared by the role modules -----
+
+    fn dispatch(&mut self, from: MemberId, msg: Message) {
+        match msg {
+            Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Message::Promise {
+                ballot,
+                from: slot,
+                accepted,
+                commit,
+                snapshot_slot,
+            } => self.on_promise(from, ballot, slot, accepted, commit, snapshot_slot),
+            Message::Accept {
+                ballot,
+                slot,
+                entry,
+                commit,
+            } => self.on_accept(from, ballot, slot, entry, commit),
+            Message::Accepted { ballot, slot } => self.on_accepted(from, ballot, slot),
+            Message::Nack { promised } => self.on_nack(promised),
+            Message::Heartbeat {
+                ballot,
+                commit,
+                read_round,
+            } => self.on_heartbeat(from, ballot, commit, read_round),
+            Message::HeartbeatAck { ballot, read_round } => {
+                self.on_heartbeat_ack(from, ballot, read_round)
+            }
+            Message::CatchUp { from: slot } => self.on_catch_up(from, slot),
+            Message::Chosen { entries, commit } => self.on_chosen(from, entries, commit),
+            Message::InstallSnapshot { snapshot } => self.on_install_snapshot(snapshot),
+            Message::Compacted { upto } => self.on_compacted(from, upto),
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        while !self.inbox.is_empty() {
+            let msgs = std::mem::take(&mut self.inbox);
+            for m in msgs {
+                self.dispatch(self.id, m);
+            }
+        }
+    }
+
+    /// Sends `msg` now (to itself: handled before the current input returns).
+    pub(crate) fn send(&mut self, to: MemberId, msg: Message) {
+        if to == self.id {
+            self.inbox.push(msg);
+        } else {
+            self.ready.messages.push(Envelope {
+                from: self.id,
+                to,
+                msg,
+            });
+        }
+    }
+
+    /// Sends `msg` once this `Ready`'s writes are durable.
+    pub(crate) fn send_after_write(&mut self, to: MemberId, msg: Message) {
+        if self.bugs.reply_before_persist {
+            self.send(to, msg);
+        } else {
+            self.ready.after_write.push(Envelope {
+                from: self.id,
+                to,
+                msg,
+            });
+        }
+    }
+
+    pub(crate) fn respond(&mut self, to: RequestId, result: Result<Vec<u8>, RequestError>) {
+        self.waiting.remove(&to);
+        self.ready.responses.push(Response { to, result });
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        let e = self.opts.election_ticks.max(1);
+        self.election_deadline = self.now + self.rng.range(e, 2 * e);
+    }
+
+    /// Notes a ballot seen anywhere; a higher one than ours ends our
+    /// candidacy or leadership.
+    pub(crate) fn observe_ballot(&mut self, b: Ballot) {
+        self.max_round_seen = self.max_round_seen.max(b.round);
+        let mine = match &self.role {
+            Role::Leader(l) => Some(l.ballot),
+            Role::Candidate(c) => Some(c.ballot),
+            Role::Follower => None,
+        };
+        if let Some(mine) = mine {
+            if b > mine {
+                self.step_down(Some(b.leader));
+            }
+        }
+    }
+
+    /// Becomes a follower; local clients waiting on this leader are told to
+    /// go elsewhere (their commands may still be chosen: a retry is answered
+    /// from the session table).
+    pub(crate) fn step_down(&mut self, leader: Option<MemberId>) {
+        let was = std::mem::replace(&mut self.role, Role::Follower);
+        self.leader = leader.filter(|l| *l != self.id);
+        if let Role::Leader(l) = was {
+            let waiting: Vec<RequestId> = self.waiting.drain().collect();
+            for id in waiting {
+                self.ready.responses.push(Response {
+                    to: id,
+                    result: Err(RequestError::NotLeader {
+                        leader: self.leader,
+                    }),
+                });
+            }
+            drop(l);
+        }
+        self.reset_election_timer();
+    }
+}

@@ -1,0 +1,394 @@
+//! The proposer: candidacy (phase 1a, once per leadership, covering every
+//! later slot) and leadership (phase 2a with batching and a bounded window of
+//! pipelined slots).
+//!
+//! Invariant: a leader proposes at most one value per slot in its ballot, and
+//! for every slot that might have been chosen before, the value with the
+//! highest ballot among a quorum of promises.
+
+use super::read::ReadIndex;
+use super::{LogEntry, Replica, Role};
+use crate::entry::{Batch, Command, Entry};
+use crate::ids::{Ballot, MemberId, Slot};
+use crate::message::Message;
+use crate::server::StateMachine;
+use crate::storage::Accepted;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// A candidate collecting promises.
+#[derive(Debug)]
+pub(crate) struct CandidateState {
+    pub ballot: Ballot,
+    /// Phase 1 covers every slot from here on.
+    from: Slot,
+    promised_by: Vec<MemberId>,
+    /// Best value reported per slot: (value, known chosen).
+    best: BTreeMap<Slot, (Accepted, bool)>,
+    /// Some acceptor compacted up to here: catch up before leading.
+    must_reach: Slot,
+    last_sent: u64,
+}
+
+/// A slot proposed in the leader's ballot and not yet chosen.
+#[derive(Debug)]
+struct Proposal {
+    entry: Entry,
+    acks: Vec<MemberId>,
+    sent_at: u64,
+}
+
+/// A leader's state.
+#[derive(Debug)]
+pub(crate) struct LeaderState {
+    pub ballot: Ballot,
+    next_slot: Slot,
+    in_flight: BTreeMap<Slot, Proposal>,
+    /// Commands waiting for a slot.
+    pub queue: VecDeque<Command>,
+    /// Slots up to here were settled by phase 1; reads wait for them.
+    pub phase1_end: Slot,
+    last_heartbeat: u64,
+    pub reads: ReadIndex,
+}
+
+impl LeaderState {
+    pub(crate) fn reads_unsent(&self) -> bool {
+        self.reads.has_unsent()
+    }
+}
+
+impl<M: StateMachine> Replica<M> {
+    pub(super) fn start_election(&mut self) {
+        let round = self.max_round_seen.max(self.promised.round) + 1;
+        let ballot = Ballot {
+            round,
+            leader: self.id,
+        };
+        self.max_round_seen = round;
+        if matches!(self.role, Role::Leader(_)) {
+            self.step_down(None);
+        }
+        self.leader = None;
+        self.reset_election_timer();
+        let from = self.commit + 1;
+        tracing::debug!(member = %self.id, %ballot, from, "starting election");
+        self.role = Role::Candidate(CandidateState {
+            ballot,
+            from,
+            promised_by: Vec::new(),
+            best: BTreeMap::new(),
+            must_reach: 0,
+            last_sent: self.now,
+        });
+        for m in self.config.voters.clone() {
+            self.send(m, Message::Prepare { ballot, from });
+        }
+    }
+
+    pub(super) fn candidate_tick(&mut self) {
+        let Role::Candidate(c) = &mut self.role else {
+            return;
+        };
+        if self.now < c.last_sent + self.opts.heartbeat_ticks {
+            return;
+        }
+        c.last_sent = self.now;
+        let (ballot, from) = (c.ballot, c.from);
+        let missing: Vec<MemberId> = self
+            .config
+            .voters
+            .iter()
+            .copied()
+            .filter(|m| !c.promised_by.contains(m))
+            .collect();
+        for m in missing {
+            self.send(m, Message::Prepare { ballot, from });
+        }
+    }
+
+    pub(super) fn on_promise(
+        &mut self,
+        from: MemberId,
+        ballot: Ballot,
+        slot: Slot,
+        accepted: Vec<(Slot, Accepted)>,
+        commit: Slot,
+        snapshot_slot: Slot,
+    ) {
+        let ignore_values = self.bugs.ignore_promised_values;
+        let Role::Candidate(c) = &mut self.role else {
+            return;
+        };
+        if c.ballot != ballot
+            || c.from != slot
+            || c.promised_by.contains(&from)
+            || !self.config.is_voter(from)
+        {
+            return;
+        }
+        c.promised_by.push(from);
+        if !ignore_values {
+            for (s, value) in accepted {
+                let chosen = s <= commit;
+                match c.best.get(&s) {
+                    Some((_, true)) => {}
+                    Some((old, false)) if !chosen && old.ballot >= value.ballot => {}
+                    _ => {
+                        c.best.insert(s, (value, chosen));
+                    }
+                }
+            }
+        }
+        let mut catch_up = false;
+        if snapshot_slot >= c.from {
+            c.must_reach = c.must_reach.max(snapshot_slot);
+            catch_up = true;
+        }
+        if catch_up && self.commit < snapshot_slot {
+            let from_slot = self.commit + 1;
+            self.send(from, Message::CatchUp { from: from_slot });
+        }
+        self.try_become_leader();
+    }
+
+    /// Becomes leader once a quorum promised and the replica holds every
+    /// slot some acceptor compacted.
+    pub(super) fn try_become_leader(&mut self) {
+        let Role::Candidate(c) = &self.role else {
+            return;
+        };
+        if c.promised_by.len() < self.config.quorum() || self.commit < c.must_reach {
+            return;
+        }
+        let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
+            return;
+        };
+        let ballot = c.ballot;
+        let last = c
+            .best
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.commit);
+        tracing::debug!(member = %self.id, %ballot, from = self.commit + 1, last, "elected leader");
+        self.leader = Some(self.id);
+        self.role = Role::Leader(LeaderState {
+            ballot,
+            next_slot: last + 1,
+            in_flight: BTreeMap::new(),
+            queue: VecDeque::new(),
+            phase1_end: last,
+            last_heartbeat: self.now,
+            reads: ReadIndex::default(),
+        });
+        let mut best = c.best;
+        for slot in self.commit + 1..=last {
+            let entry = match best.remove(&slot) {
+                Some((v, _)) => v.entry,
+                None => self
+                    .log
+                    .get(&slot)
+                    .filter(|e| e.chosen)
+                    .map_or(Entry::Noop, |e| e.value.entry.clone()),
+            };
+            self.propose_at(slot, entry);
+        }
+        // Let followers know at once (and learn the commit index).
+        self.heartbeat();
+    }
+
+    /// Proposes `entry` at `slot` in the leader's ballot.
+    fn propose_at(&mut self, slot: Slot, entry: Entry) {
+        let commit = self.commit;
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        let ballot = l.ballot;
+        l.in_flight.insert(
+            slot,
+            Proposal {
+                entry: entry.clone(),
+                acks: Vec::new(),
+                sent_at: self.now,
+            },
+        );
+        let members: Vec<MemberId> = self.config.all_members().collect();
+        for m in members {
+            self.send(
+                m,
+                Message::Accept {
+                    ballot,
+                    slot,
+                    entry: entry.clone(),
+                    commit,
+                },
+            );
+        }
+    }
+
+    /// Moves queued commands into new slots while the window has room.
+    pub(super) fn flush_proposals(&mut self) {
+        loop {
+            let Role::Leader(l) = &mut self.role else {
+                return;
+            };
+            if l.queue.is_empty() || l.in_flight.len() as u64 >= self.opts.window {
+                return;
+            }
+            let n = l.queue.len().min(self.opts.max_batch.max(1));
+            let commands: Arc<[Command]> = l.queue.drain(..n).collect();
+            let slot = l.next_slot;
+            l.next_slot += 1;
+            let entry = Entry::Batch(Batch {
+                proposer: self.id,
+                boot: self.boot,
+                commands,
+            });
+            self.propose_at(slot, entry);
+        }
+    }
+
+    pub(super) fn on_accepted(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
+        let quorum = self.config.quorum();
+        if !self.config.is_voter(from) {
+            return;
+        }
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        if l.ballot != ballot {
+            return;
+        }
+        let Some(p) = l.in_flight.get_mut(&slot) else {
+            return;
+        };
+        if !p.acks.contains(&from) {
+            p.acks.push(from);
+        }
+        if p.acks.len() < quorum {
+            return;
+        }
+        let Some(p) = l.in_flight.remove(&slot) else {
+            return;
+        };
+        self.mark_chosen(
+            slot,
+            Accepted {
+                ballot,
+                entry: p.entry,
+            },
+        );
+        self.advance_commit();
+    }
+
+    /// Records that `value` is chosen at `slot`.
+    pub(super) fn mark_chosen(&mut self, slot: Slot, value: Accepted) {
+        if slot <= self.snapshot_slot() {
+            return;
+        }
+        match self.log.get_mut(&slot) {
+            Some(e) if e.chosen => {}
+            Some(e) => {
+                if e.value.entry != value.entry {
+                    // Only possible if we learned the value from elsewhere
+                    // before our own acceptor stored it.
+                    e.value = value;
+                }
+                e.chosen = true;
+            }
+            None => {
+                self.ready.writes.push(crate::storage::Write::Accept {
+                    slot,
+                    value: value.clone(),
+                });
+                self.log.insert(
+                    slot,
+                    LogEntry {
+                        value,
+                        chosen: true,
+                    },
+                );
+            }
+        }
+        if let Role::Leader(l) = &mut self.role {
+            l.in_flight.remove(&slot);
+        }
+    }
+
+    pub(super) fn leader_tick(&mut self) {
+        let commit = self.commit;
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        if self.now < l.last_heartbeat + self.opts.heartbeat_ticks {
+            return;
+        }
+        // Retransmit proposals that have waited too long (lost messages).
+        let ballot = l.ballot;
+        let resend_after = 2 * self.opts.heartbeat_ticks;
+        let mut resend = Vec::new();
+        for (slot, p) in l.in_flight.iter_mut() {
+            if self.now >= p.sent_at + resend_after {
+                p.sent_at = self.now;
+                resend.push((*slot, p.entry.clone(), p.acks.clone()));
+            }
+        }
+        let members: Vec<MemberId> = self.config.all_members().collect();
+        for (slot, entry, acks) in resend {
+            for m in members.iter().filter(|m| !acks.contains(m)) {
+                self.send(
+                    *m,
+                    Message::Accept {
+                        ballot,
+                        slot,
+                        entry: entry.clone(),
+                        commit,
+                    },
+                );
+            }
+        }
+        self.heartbeat();
+    }
+
+    /// Sends the commit index (and the current read round) to every member.
+    pub(super) fn heartbeat(&mut self) {
+        let commit = self.commit;
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        l.last_heartbeat = self.now;
+        let ballot = l.ballot;
+        let read_round = l.reads.start_round();
+        let members: Vec<MemberId> = self
+            .config
+            .all_members()
+            .filter(|m| *m != self.id)
+            .collect();
+        for m in members {
+            self.send(
+                m,
+                Message::Heartbeat {
+                    ballot,
+                    commit,
+                    read_round,
+                },
+            );
+        }
+        if read_round > 0 {
+            self.send(self.id, Message::HeartbeatAck { ballot, read_round });
+        }
+    }
+
+    pub(super) fn on_nack(&mut self, promised: Ballot) {
+        self.observe_ballot(promised);
+    }
+
+    pub(super) fn on_compacted(&mut self, from: MemberId, upto: Slot) {
+        if upto > self.commit {
+            let from_slot = self.commit + 1;
+            self.send(from, Message::CatchUp { from: from_slot });
+        }
+    }
+}

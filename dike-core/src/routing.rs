@@ -1,0 +1,1 @@
+//! The routing table: nodes and groups, as plain data.
