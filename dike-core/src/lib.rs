@@ -20,6 +20,8 @@ pub mod replica;
 pub mod rng;
 pub mod routing;
 pub mod server;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod session;
 pub mod storage;
 

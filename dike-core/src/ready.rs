@@ -12,7 +12,7 @@ use crate::storage::Write;
 use serde::{Deserialize, Serialize};
 
 /// Which request a response answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RequestId {
     /// A command, by its session and sequence number.
     Command(ClientId, u64),

@@ -1,1 +1,646 @@
-//! The routing table: nodes and groups, as plain data.
+//! The master's routing table: which nodes belong to the cluster, whether they
+//! are up, and which members serve each group, as plain data with pure methods.
+//!
+//! Invariants: a group never has two members on one node, and every change to
+//! the table bumps [`RoutingTable::version`], so a dispatcher holding a copy
+//! with the same version holds the same table. Placement decisions (where a new
+//! group goes, which replica moves where) live in [`crate::placement`]; this
+//! module only records them.
+
+use crate::config::Config;
+use crate::ids::{Incarnation, MemberId, NodeId};
+use crate::placement::{self, Move};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// The replica counts a group may be configured with: odd, so a group of
+/// `size` replicas survives `size / 2` failures, and at most seven, so a quorum
+/// stays cheap to reach.
+pub const GROUP_SIZES: [usize; 4] = [1, 3, 5, 7];
+
+/// Whether a node is believed to be running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeStatus {
+    /// The node is reachable and may host replicas.
+    Up,
+    /// The node has been unreachable since the given tick; the master replaces
+    /// its replicas once it has been down longer than the grace period.
+    Down {
+        /// The master's tick at which the node was first seen down.
+        since_tick: u64,
+    },
+}
+
+/// A node known to the master.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's id, fixed for the node's name.
+    pub id: NodeId,
+    /// The node's name as configured by the operator.
+    pub name: String,
+    /// Where the node's cluster listener can be reached (`host:port`).
+    pub address: String,
+    /// The life of the node's data directory; members placed on the node use it.
+    pub incarnation: Incarnation,
+    /// Whether the node is up.
+    pub status: NodeStatus,
+}
+
+impl NodeInfo {
+    /// Whether the node is up and may host replicas.
+    pub fn is_up(&self) -> bool {
+        self.status == NodeStatus::Up
+    }
+
+    /// The member a replica placed on this node now would be.
+    pub fn member(&self) -> MemberId {
+        MemberId {
+            node: self.id,
+            incarnation: self.incarnation,
+        }
+    }
+}
+
+/// A group and the members that serve it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// The group's name, unique in the cluster.
+    pub name: String,
+    /// The kind of paxos server the group runs.
+    pub kind: String,
+    /// The configured number of replicas (one of [`GROUP_SIZES`]).
+    pub size: usize,
+    /// The group's current members and configuration epoch.
+    pub config: Config,
+}
+
+impl GroupInfo {
+    /// The group's member on `node`, if it has one.
+    pub fn member_on(&self, node: NodeId) -> Option<MemberId> {
+        self.config.all_members().find(|m| m.node == node)
+    }
+
+    /// Whether the group has a member on `node`.
+    pub fn hosts(&self, node: NodeId) -> bool {
+        self.member_on(node).is_some()
+    }
+}
+
+/// Why the routing table refused a lookup or a change.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RoutingError {
+    /// No group has this name.
+    #[error("no group named {group:?}; create it with add_group first")]
+    UnknownGroup {
+        /// The name that was looked up.
+        group: String,
+    },
+    /// No node has this id.
+    #[error("node n{} is not in the routing table; it must join the cluster first", .node.0)]
+    UnknownNode {
+        /// The id that was looked up.
+        node: NodeId,
+    },
+    /// A node tried to join twice.
+    #[error(
+        "node n{} already joined (incarnation {}); a restarted node is marked up, not added again",
+        .node.0, .incarnation.0
+    )]
+    NodeAlreadyKnown {
+        /// The node that is already known.
+        node: NodeId,
+        /// The incarnation the table knows it by.
+        incarnation: Incarnation,
+    },
+    /// Two nodes would share one name.
+    #[error("node name {name:?} is already used by node n{}; give every node its own name", .node.0)]
+    DuplicateNodeName {
+        /// The name in use.
+        name: String,
+        /// The node that holds it.
+        node: NodeId,
+    },
+    /// Fewer live nodes than a group needs replicas.
+    #[error(
+        "a group of {needed} replicas needs {needed} live nodes but only {available} are up; \
+         start more nodes or choose a smaller group size"
+    )]
+    NotEnoughNodes {
+        /// Replicas the group needs.
+        needed: usize,
+        /// Live nodes in the cluster.
+        available: usize,
+    },
+    /// A group size that is not one of [`GROUP_SIZES`].
+    #[error("group size {size} is not supported; use 1, 3, 5 or 7")]
+    InvalidGroupSize {
+        /// The size asked for.
+        size: usize,
+    },
+    /// A group name that is empty.
+    #[error("a group name must not be empty")]
+    EmptyGroupName,
+    /// A move whose `from` member no longer serves the group.
+    #[error(
+        "{member} is not a member of group {group:?}; the group changed since the move was \
+         planned, so plan again from the current table"
+    )]
+    NotAMember {
+        /// The group.
+        group: String,
+        /// The member the move meant to replace.
+        member: MemberId,
+    },
+    /// A move onto a node that already hosts the group.
+    #[error(
+        "node n{} already hosts a replica of group {group:?}; a group never has two replicas \
+         on one node, so pick another node",
+        .node.0
+    )]
+    AlreadyHosts {
+        /// The group.
+        group: String,
+        /// The node that already hosts it.
+        node: NodeId,
+    },
+}
+
+/// Checks that `size` is one of [`GROUP_SIZES`].
+pub fn validate_group_size(size: usize) -> Result<(), RoutingError> {
+    if GROUP_SIZES.contains(&size) {
+        Ok(())
+    } else {
+        Err(RoutingError::InvalidGroupSize { size })
+    }
+}
+
+/// The routing table the master replicates and every dispatcher caches.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingTable {
+    /// Increases by one with every change to the table.
+    pub version: u64,
+    /// Every node that ever joined, up or down.
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// Every group, by name.
+    pub groups: BTreeMap<String, GroupInfo>,
+}
+
+impl RoutingTable {
+    /// An empty table at version 0.
+    pub fn new() -> Self {
+        RoutingTable::default()
+    }
+
+    /// The node with id `id`, if it joined.
+    pub fn node(&self, id: NodeId) -> Option<&NodeInfo> {
+        self.nodes.get(&id)
+    }
+
+    /// The group named `name`, if it exists.
+    pub fn group(&self, name: &str) -> Option<&GroupInfo> {
+        self.groups.get(name)
+    }
+
+    /// The voting members of group `name`: where a dispatcher sends requests.
+    pub fn voters(&self, name: &str) -> Result<&[MemberId], RoutingError> {
+        self.groups
+            .get(name)
+            .map(|g| g.config.voters.as_slice())
+            .ok_or_else(|| RoutingError::UnknownGroup {
+                group: name.to_owned(),
+            })
+    }
+
+    /// Whether `node` is known and up.
+    pub fn is_up(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(NodeInfo::is_up)
+    }
+
+    /// The nodes that are up, in id order.
+    pub fn live_nodes(&self) -> impl Iterator<Item = &NodeInfo> + '_ {
+        self.nodes.values().filter(|n| n.is_up())
+    }
+
+    /// Replicas hosted by every live node, including live nodes that host none.
+    /// Down nodes are left out: they take no new replicas and give none up by
+    /// rebalancing (their replicas are replaced instead).
+    pub fn load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load: BTreeMap<NodeId, usize> = self.live_nodes().map(|n| (n.id, 0)).collect();
+        for member in self.groups.values().flat_map(|g| g.config.all_members()) {
+            if let Some(count) = load.get_mut(&member.node) {
+                *count += 1;
+            }
+        }
+        load
+    }
+
+    /// The groups with a member on `node`, in name order.
+    pub fn groups_on(&self, node: NodeId) -> impl Iterator<Item = &GroupInfo> + '_ {
+        self.groups.values().filter(move |g| g.hosts(node))
+    }
+
+    /// The member a replica placed on `node` now would be: the node with its
+    /// current incarnation.
+    pub fn member_of(&self, node: NodeId) -> Option<MemberId> {
+        self.nodes.get(&node).map(NodeInfo::member)
+    }
+
+    /// Records that a node joined the cluster; it starts up and empty.
+    pub fn add_node(
+        &mut self,
+        id: NodeId,
+        name: impl Into<String>,
+        address: impl Into<String>,
+        incarnation: Incarnation,
+    ) -> Result<&NodeInfo, RoutingError> {
+        if let Some(known) = self.nodes.get(&id) {
+            return Err(RoutingError::NodeAlreadyKnown {
+                node: id,
+                incarnation: known.incarnation,
+            });
+        }
+        let name = name.into();
+        if let Some(holder) = self.nodes.values().find(|n| n.name == name) {
+            return Err(RoutingError::DuplicateNodeName {
+                name,
+                node: holder.id,
+            });
+        }
+        tracing::debug!(node = id.0, %name, "node joined the routing table");
+        self.version += 1;
+        let info = NodeInfo {
+            id,
+            name,
+            address: address.into(),
+            incarnation,
+            status: NodeStatus::Up,
+        };
+        Ok(self.nodes.entry(id).or_insert(info))
+    }
+
+    /// Records that `node` was seen down at `tick`. A node already down keeps
+    /// the tick it was first seen down, so its grace period is not restarted;
+    /// the table (and its version) is then left unchanged.
+    pub fn mark_down(&mut self, node: NodeId, tick: u64) -> Result<(), RoutingError> {
+        let info = self
+            .nodes
+            .get_mut(&node)
+            .ok_or(RoutingError::UnknownNode { node })?;
+        if info.is_up() {
+            tracing::debug!(node = node.0, tick, "node marked down");
+            info.status = NodeStatus::Down { since_tick: tick };
+            self.version += 1;
+        }
+        Ok(())
+    }
+
+    /// Records that `node` is up again. A node already up is left unchanged.
+    pub fn mark_up(&mut self, node: NodeId) -> Result<(), RoutingError> {
+        let info = self
+            .nodes
+            .get_mut(&node)
+            .ok_or(RoutingError::UnknownNode { node })?;
+        if !info.is_up() {
+            tracing::debug!(node = node.0, "node marked up");
+            info.status = NodeStatus::Up;
+            self.version += 1;
+        }
+        Ok(())
+    }
+
+    /// Creates group `name` running `kind` with `size` replicas on the
+    /// least-loaded live nodes (see [`placement::place_new_group`]).
+    ///
+    /// As in the original Dike, adding a group whose name exists already is
+    /// not an error: the existing entry is returned unchanged, so a client may
+    /// retry an `add_group` whose answer it lost.
+    pub fn add_group(
+        &mut self,
+        name: impl Into<String>,
+        kind: impl Into<String>,
+        size: usize,
+    ) -> Result<&GroupInfo, RoutingError> {
+        let name = name.into();
+        if self.groups.contains_key(&name) {
+            return Ok(&self.groups[&name]);
+        }
+        if name.is_empty() {
+            return Err(RoutingError::EmptyGroupName);
+        }
+        let members = placement::place_new_group(self, size)?;
+        tracing::debug!(group = %name, size, ?members, "group placed");
+        self.version += 1;
+        let info = GroupInfo {
+            name: name.clone(),
+            kind: kind.into(),
+            size,
+            config: Config::initial(members),
+        };
+        Ok(self.groups.entry(name).or_insert(info))
+    }
+
+    /// Deletes group `name` and returns its last entry.
+    pub fn remove_group(&mut self, name: &str) -> Result<GroupInfo, RoutingError> {
+        let removed = self
+            .groups
+            .remove(name)
+            .ok_or_else(|| RoutingError::UnknownGroup {
+                group: name.to_owned(),
+            })?;
+        tracing::debug!(group = %name, "group removed");
+        self.version += 1;
+        Ok(removed)
+    }
+
+    /// Records a membership change the group has chosen: `mv.to` takes the
+    /// place of `mv.from` and the configuration epoch goes up by one.
+    ///
+    /// The target's liveness is not checked: by the time a change is chosen
+    /// in the group's log the node may have gone down, and the table must
+    /// still say what the group's configuration is.
+    pub fn apply_move(&mut self, mv: &Move) -> Result<&GroupInfo, RoutingError> {
+        if !self.nodes.contains_key(&mv.to.node) {
+            return Err(RoutingError::UnknownNode { node: mv.to.node });
+        }
+        let group = self
+            .groups
+            .get_mut(&mv.group)
+            .ok_or_else(|| RoutingError::UnknownGroup {
+                group: mv.group.clone(),
+            })?;
+        if group.hosts(mv.to.node) {
+            return Err(RoutingError::AlreadyHosts {
+                group: mv.group.clone(),
+                node: mv.to.node,
+            });
+        }
+        let config = &mut group.config;
+        let slot = config
+            .voters
+            .iter_mut()
+            .chain(config.learners.iter_mut())
+            .find(|m| **m == mv.from)
+            .ok_or_else(|| RoutingError::NotAMember {
+                group: mv.group.clone(),
+                member: mv.from,
+            })?;
+        *slot = mv.to;
+        config.epoch += 1;
+        tracing::debug!(%mv, epoch = config.epoch, "membership change recorded");
+        self.version += 1;
+        Ok(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table with nodes 1..=n, all up, incarnation 1.
+    fn table_with_nodes(n: u64) -> RoutingTable {
+        let mut t = RoutingTable::new();
+        for id in 1..=n {
+            t.add_node(
+                NodeId(id),
+                format!("node{id}"),
+                format!("10.0.0.{id}:4000"),
+                Incarnation(1),
+            )
+            .expect("fresh node");
+        }
+        t
+    }
+
+    fn nodes_of(g: &GroupInfo) -> Vec<u64> {
+        g.config.voters.iter().map(|m| m.node.0).collect()
+    }
+
+    #[test]
+    fn a_node_joins_once_and_under_its_own_name() {
+        let mut t = table_with_nodes(1);
+        let again = t.add_node(NodeId(1), "other", "x:1", Incarnation(2));
+        assert!(matches!(
+            again,
+            Err(RoutingError::NodeAlreadyKnown {
+                incarnation: Incarnation(1),
+                ..
+            })
+        ));
+        let taken = t.add_node(NodeId(2), "node1", "x:1", Incarnation(1));
+        assert!(matches!(
+            taken,
+            Err(RoutingError::DuplicateNodeName {
+                node: NodeId(1),
+                ..
+            })
+        ));
+        assert_eq!(t.nodes.len(), 1);
+    }
+
+    #[test]
+    fn every_change_bumps_the_version_and_no_op_does_not() {
+        let mut t = table_with_nodes(3);
+        assert_eq!(t.version, 3);
+        t.add_group("g", "kv", 3).expect("placed");
+        assert_eq!(t.version, 4);
+        t.add_group("g", "kv", 3).expect("existing");
+        assert_eq!(t.version, 4, "re-adding an existing group changes nothing");
+        t.mark_down(NodeId(1), 7).expect("known");
+        assert_eq!(t.version, 5);
+        t.mark_down(NodeId(1), 9).expect("known");
+        assert_eq!(t.version, 5, "already down");
+        t.mark_up(NodeId(1)).expect("known");
+        t.mark_up(NodeId(1)).expect("known");
+        assert_eq!(t.version, 6);
+        t.remove_group("g").expect("exists");
+        assert_eq!(t.version, 7);
+        assert!(t.remove_group("g").is_err());
+        assert_eq!(t.version, 7, "a refused change changes nothing");
+    }
+
+    #[test]
+    fn load_counts_every_live_node_even_empty_ones_and_no_down_node() {
+        let mut t = table_with_nodes(3);
+        t.add_group("g", "kv", 1).expect("placed");
+        t.add_node(NodeId(4), "node4", "x:4", Incarnation(1))
+            .expect("fresh");
+        t.mark_down(NodeId(3), 0).expect("known");
+        let load = t.load();
+        assert_eq!(load.len(), 3);
+        assert_eq!(load[&NodeId(1)], 1);
+        assert_eq!(load[&NodeId(2)], 0);
+        assert_eq!(load[&NodeId(4)], 0);
+        assert!(!load.contains_key(&NodeId(3)));
+    }
+
+    #[test]
+    fn groups_on_a_node_are_exactly_those_with_a_member_there() {
+        let mut t = table_with_nodes(3);
+        t.add_group("a", "kv", 1).expect("placed on n1");
+        t.add_group("b", "kv", 1).expect("placed on n2");
+        t.add_group("c", "kv", 3).expect("placed on all");
+        let on = |n| {
+            t.groups_on(NodeId(n))
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on(1), ["a", "c"]);
+        assert_eq!(on(2), ["b", "c"]);
+        assert_eq!(on(3), ["c"]);
+        assert_eq!(on(9), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn member_of_a_node_carries_its_current_incarnation() {
+        let mut t = table_with_nodes(1);
+        t.add_node(NodeId(5), "node5", "x:5", Incarnation(42))
+            .expect("fresh");
+        assert_eq!(t.member_of(NodeId(5)), Some(MemberId::new(5, 42)));
+        assert_eq!(t.member_of(NodeId(6)), None);
+    }
+
+    #[test]
+    fn a_new_group_gets_distinct_least_loaded_nodes() {
+        let mut t = table_with_nodes(5);
+        t.add_group("a", "kv", 3).expect("placed");
+        let b = t.add_group("b", "kv", 3).expect("placed");
+        assert_eq!(nodes_of(b), [4, 5, 1]);
+        assert_eq!(b.config.epoch, 0);
+        assert_eq!(b.kind, "kv");
+    }
+
+    #[test]
+    fn adding_an_existing_group_returns_it_unchanged() {
+        let mut t = table_with_nodes(5);
+        let first = t.add_group("g", "kv", 3).expect("placed").clone();
+        let again = t.add_group("g", "other-kind", 5).expect("existing");
+        assert_eq!(*again, first);
+    }
+
+    #[test]
+    fn a_group_needs_a_supported_size_a_name_and_enough_live_nodes() {
+        let mut t = table_with_nodes(3);
+        assert_eq!(
+            t.add_group("g", "kv", 4),
+            Err(RoutingError::InvalidGroupSize { size: 4 })
+        );
+        assert_eq!(
+            t.add_group("g", "kv", 0),
+            Err(RoutingError::InvalidGroupSize { size: 0 })
+        );
+        assert_eq!(t.add_group("", "kv", 1), Err(RoutingError::EmptyGroupName));
+        t.mark_down(NodeId(2), 0).expect("known");
+        assert_eq!(
+            t.add_group("g", "kv", 3),
+            Err(RoutingError::NotEnoughNodes {
+                needed: 3,
+                available: 2
+            })
+        );
+        assert!(t.groups.is_empty());
+    }
+
+    #[test]
+    fn unknown_names_are_typed_errors() {
+        let mut t = table_with_nodes(1);
+        let unknown_node = Err(RoutingError::UnknownNode { node: NodeId(9) });
+        assert!(matches!(
+            t.voters("nope"),
+            Err(RoutingError::UnknownGroup { .. })
+        ));
+        assert_eq!(t.mark_down(NodeId(9), 0), unknown_node);
+        assert_eq!(t.mark_up(NodeId(9)), unknown_node);
+    }
+
+    #[test]
+    fn a_node_stays_down_since_the_tick_it_was_first_seen_down() {
+        let mut t = table_with_nodes(1);
+        t.mark_down(NodeId(1), 10).expect("known");
+        t.mark_down(NodeId(1), 20).expect("known");
+        assert_eq!(
+            t.nodes[&NodeId(1)].status,
+            NodeStatus::Down { since_tick: 10 }
+        );
+        assert!(!t.is_up(NodeId(1)));
+    }
+
+    #[test]
+    fn a_move_replaces_one_member_and_bumps_the_epoch() {
+        let mut t = table_with_nodes(4);
+        t.add_group("g", "kv", 3).expect("placed");
+        let mv = Move {
+            group: "g".into(),
+            from: MemberId::new(2, 1),
+            to: MemberId::new(4, 1),
+        };
+        let g = t.apply_move(&mv).expect("valid move");
+        assert_eq!(
+            nodes_of(g),
+            [1, 4, 3],
+            "the new member takes the old one's place"
+        );
+        assert_eq!(g.config.epoch, 1);
+    }
+
+    #[test]
+    fn a_stale_or_doubling_move_is_refused_and_changes_nothing() {
+        let mut t = table_with_nodes(4);
+        t.add_group("g", "kv", 3).expect("placed");
+        let before = t.clone();
+        let mv = |group: &str, from, to| Move {
+            group: group.into(),
+            from: MemberId::new(from, 1),
+            to: MemberId::new(to, 1),
+        };
+        let refused = |t: &mut RoutingTable, mv: Move| t.apply_move(&mv).map(|_| ()).err();
+        let doubled = refused(&mut t, mv("g", 4, 1));
+        assert!(matches!(
+            doubled,
+            Some(RoutingError::AlreadyHosts {
+                node: NodeId(1),
+                ..
+            })
+        ));
+        let not_member = refused(&mut t, mv("g", 4, 4));
+        assert!(matches!(not_member, Some(RoutingError::NotAMember { .. })));
+        let old_life = Move {
+            from: MemberId::new(1, 0),
+            ..mv("g", 1, 4)
+        };
+        assert!(matches!(
+            refused(&mut t, old_life),
+            Some(RoutingError::NotAMember { .. })
+        ));
+        let nowhere = refused(&mut t, mv("g", 1, 9));
+        assert!(matches!(nowhere, Some(RoutingError::UnknownNode { .. })));
+        let no_group = refused(&mut t, mv("h", 1, 4));
+        assert!(matches!(no_group, Some(RoutingError::UnknownGroup { .. })));
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn errors_tell_the_user_what_to_do() {
+        let msg = RoutingError::NotEnoughNodes {
+            needed: 5,
+            available: 3,
+        }
+        .to_string();
+        assert!(
+            msg.contains("only 3 are up") && msg.contains("start more nodes"),
+            "{msg}"
+        );
+        let msg = RoutingError::UnknownNode { node: NodeId(7) }.to_string();
+        assert!(msg.contains("n7") && msg.contains("join"), "{msg}");
+    }
+
+    #[test]
+    fn the_table_survives_a_wire_round_trip() {
+        let mut t = table_with_nodes(3);
+        t.add_group("g", "kv", 3).expect("placed");
+        t.mark_down(NodeId(2), 5).expect("known");
+        let bytes = rmp_serde::to_vec(&t).expect("encodes");
+        let back: RoutingTable = rmp_serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(back, t);
+    }
+}

@@ -57,6 +57,7 @@ impl<M: StateMachine> Replica<M> {
             }
             self.commit += 1;
         }
+        self.prune_in_flight();
         self.apply_chosen();
     }
 
@@ -126,6 +127,7 @@ impl<M: StateMachine> Replica<M> {
         self.ready.writes.push(Write::Snapshot(snap.clone()));
         self.snapshot = Some(snap);
         self.answer_waiters_from_sessions();
+        self.prune_in_flight();
         self.advance_commit();
         self.try_become_leader();
     }

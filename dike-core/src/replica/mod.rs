@@ -32,7 +32,7 @@ use crate::rng::Rng;
 use crate::server::StateMachine;
 use crate::session::SessionTable;
 use crate::storage::{Accepted, Recovered, Snapshot};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub(crate) use proposer::{CandidateState, LeaderState};
@@ -113,7 +113,7 @@ pub struct Replica<M: StateMachine> {
     pub(crate) max_round_seen: u64,
 
     // Local clients.
-    pub(crate) waiting: HashSet<RequestId>,
+    pub(crate) waiting: BTreeSet<RequestId>,
     pub(crate) ready: Ready,
     /// Messages to this replica itself, handled before returning.
     pub(crate) inbox: Vec<Message>,
@@ -159,7 +159,7 @@ impl<M: StateMachine> Replica<M> {
             now: 0,
             election_deadline: 0,
             max_round_seen: 0,
-            waiting: HashSet::new(),
+            waiting: BTreeSet::new(),
             ready: Ready::default(),
             inbox: Vec::new(),
         };
@@ -502,7 +502,7 @@ impl<M: StateMachine> Replica<M> {
         let was = std::mem::replace(&mut self.role, Role::Follower);
         self.leader = leader.filter(|l| *l != self.id);
         if let Role::Leader(l) = was {
-            let waiting: Vec<RequestId> = self.waiting.drain().collect();
+            let waiting: Vec<RequestId> = std::mem::take(&mut self.waiting).into_iter().collect();
             for id in waiting {
                 self.ready.responses.push(Response {
                     to: id,

@@ -1,0 +1,152 @@
+//! The simulator's checks: agreement, ordered application, exactly-once
+//! application, effects at most once, and linearizability.
+
+use super::client::Client;
+use super::register::{Action, RegisterRequest, RegisterSpec, Ret};
+use crate::codec;
+use crate::entry::Entry;
+use crate::ids::{ClientId, MemberId, Slot};
+use crate::ready::AppliedSlot;
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a command was first applied, and by whom it was proposed.
+#[derive(Debug, Clone, Copy)]
+struct FreshApply {
+    slot: Slot,
+    op: u64,
+    proposer: MemberId,
+    boot: u64,
+}
+
+pub(crate) struct Checker {
+    tester: LinearizabilityTester<usize, RegisterSpec>,
+    history: Vec<String>,
+    chosen: BTreeMap<Slot, Entry>,
+    last_applied: BTreeMap<MemberId, Slot>,
+    /// Slots each member applied from its log in its current life.
+    applied_by: BTreeMap<(MemberId, u64), BTreeSet<Slot>>,
+    fresh: BTreeMap<(ClientId, u64), FreshApply>,
+    failure: Option<String>,
+}
+
+impl Checker {
+    pub fn new(_replicas: usize) -> Self {
+        Checker {
+            tester: LinearizabilityTester::new(RegisterSpec::default()),
+            history: Vec::new(),
+            chosen: BTreeMap::new(),
+            last_applied: BTreeMap::new(),
+            applied_by: BTreeMap::new(),
+            fresh: BTreeMap::new(),
+            failure: None,
+        }
+    }
+
+    pub fn fail(&mut self, reason: String) {
+        if self.failure.is_none() {
+            self.failure = Some(reason);
+        }
+    }
+
+    pub fn take_failure(&mut self) -> Result<(), String> {
+        match self.failure.take() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    pub fn on_invoke(&mut self, client: usize, action: Action) {
+        self.history.push(format!("client {client} invokes {action:?}"));
+        if let Err(e) = self.tester.on_invoke(client, action) {
+            self.fail(format!("history recording: {e}"));
+        }
+    }
+
+    pub fn on_return(&mut self, client: usize, ret: Ret) {
+        self.history.push(format!("client {client} returns {ret:?}"));
+        if let Err(e) = self.tester.on_return(client, ret) {
+            self.fail(format!("history recording: {e}"));
+        }
+    }
+
+    pub fn on_start(&mut self, member: MemberId, _boot: u64, applied: Slot) {
+        self.last_applied.insert(member, applied);
+    }
+
+    pub fn on_applied(&mut self, member: MemberId, boot: u64, a: &AppliedSlot) {
+        let last = self.last_applied.get(&member).copied().unwrap_or(0);
+        if a.slot <= last {
+            self.fail(format!("{member} applied slot {} after slot {last}: out of order", a.slot));
+        }
+        self.last_applied.insert(member, a.slot);
+        self.applied_by.entry((member, boot)).or_default().insert(a.slot);
+        match self.chosen.get(&a.slot) {
+            Some(e) if *e != a.entry => {
+                self.fail(format!("agreement: slot {} applied as {:?} and as {:?} (by {member})", a.slot, e, a.entry));
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.chosen.insert(a.slot, a.entry.clone());
+            }
+        }
+        let Entry::Batch(b) = &a.entry else { return };
+        for (cmd, fresh) in b.commands.iter().zip(&a.fresh) {
+            if !fresh {
+                continue;
+            }
+            let key = (cmd.client, cmd.seq);
+            let op = codec::decode::<RegisterRequest>("request", &cmd.payload).map_or(u64::MAX, |r| r.op);
+            match self.fresh.get(&key) {
+                Some(f) if f.slot != a.slot => {
+                    self.fail(format!(
+                        "exactly-once: command {key:?} applied at slot {} and again at slot {}",
+                        f.slot, a.slot
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.fresh.insert(key, FreshApply { slot: a.slot, op, proposer: b.proposer, boot: b.boot });
+                }
+            }
+        }
+    }
+
+    pub fn final_checks(
+        &mut self,
+        clients: &[Client],
+        boots: &[(MemberId, u64)],
+        effects: &BTreeMap<u64, u32>,
+    ) -> Result<(), String> {
+        self.take_failure()?;
+        for c in clients {
+            for key in &c.acked {
+                if !self.fresh.contains_key(key) {
+                    return Err(format!("acknowledged command {key:?} was never applied"));
+                }
+            }
+        }
+        for (op, n) in effects {
+            if *n > 1 {
+                return Err(format!("effect of operation {op:#x} ran {n} times"));
+            }
+        }
+        for (key, f) in &self.fresh {
+            let alive_same_life = boots.iter().any(|(m, b)| *m == f.proposer && *b == f.boot);
+            let applied_it = self.applied_by.get(&(f.proposer, f.boot)).is_some_and(|s| s.contains(&f.slot));
+            let ran = effects.get(&f.op).copied().unwrap_or(0);
+            if alive_same_life && applied_it && ran != 1 {
+                return Err(format!(
+                    "effect of command {key:?} (op {:#x}, slot {}) ran {ran} times though its proposer {} applied it and never restarted",
+                    f.op, f.slot, f.proposer
+                ));
+            }
+        }
+        if self.tester.serialized_history().is_none() {
+            let tail = self.history.len().saturating_sub(60);
+            return Err(format!("history is not linearizable; last events:\n    {}", self.history[tail..].join("\n    ")));
+        }
+        Ok(())
+    }
+}

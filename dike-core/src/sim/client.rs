@@ -1,0 +1,198 @@
+//! A simulated client: one operation at a time, retried with the same
+//! sequence number until answered, following not-leader hints.
+
+use super::checker::Checker;
+use super::network::ClientRequest;
+use super::register::{Action, RegisterRequest, Ret};
+use crate::codec;
+use crate::entry::Command;
+use crate::ids::{ClientId, MemberId};
+use crate::ready::{RequestError, RequestId, Response};
+use crate::rng::Rng;
+
+/// Steps without an answer before a request is sent again elsewhere.
+const TIMEOUT: u64 = 150;
+
+#[derive(Debug)]
+struct Pending {
+    op: u64,
+    action: Action,
+    query: bool,
+    seq: u64,
+    qid: u64,
+    target: usize,
+    deadline: u64,
+    resend_at: Option<u64>,
+    attempts: u32,
+}
+
+/// A client session.
+#[derive(Debug)]
+pub(crate) struct Client {
+    idx: usize,
+    id: ClientId,
+    seq: u64,
+    remaining: usize,
+    pub completed: usize,
+    issued: u64,
+    current: Option<Pending>,
+    hint: Option<usize>,
+    next_qid: u64,
+    /// Commands acknowledged with a value: (client, seq).
+    pub acked: Vec<(ClientId, u64)>,
+}
+
+impl Client {
+    pub fn new(idx: usize, ops: usize) -> Self {
+        Client {
+            idx,
+            id: ClientId(1000 + idx as u64),
+            seq: 0,
+            remaining: ops,
+            completed: 0,
+            issued: 0,
+            current: None,
+            hint: None,
+            next_qid: (idx as u64) << 40,
+            acked: Vec::new(),
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.remaining == 0 && self.current.is_none()
+    }
+
+    pub fn describe(&self) -> String {
+        format!("client {} ({} left, current {:?})", self.idx, self.remaining, self.current)
+    }
+
+    pub fn owns(&self, id: &RequestId) -> bool {
+        match id {
+            RequestId::Command(c, _) => *c == self.id,
+            RequestId::Query(q) => q >> 40 == self.idx as u64,
+        }
+    }
+
+    pub fn note_target(&mut self, _to: usize) {}
+
+    fn request(&mut self, p: &mut Pending) -> ClientRequest {
+        let payload = codec::encode("request", &RegisterRequest { op: p.op, action: p.action }).unwrap_or_default();
+        if p.query {
+            self.next_qid += 1;
+            p.qid = self.next_qid;
+            ClientRequest::Query { id: p.qid, payload }
+        } else {
+            ClientRequest::Command(Command { client: self.id, seq: p.seq, ack_floor: p.seq, payload })
+        }
+    }
+
+    /// Issues a new operation or retries the current one when due.
+    pub fn act(
+        &mut self,
+        now: u64,
+        replicas: usize,
+        rng: &mut Rng,
+        query_pct: u64,
+        explode_pct: u64,
+        checker: &mut Checker,
+    ) -> Option<(usize, ClientRequest)> {
+        if let Some(mut p) = self.current.take() {
+            let timed_out = now >= p.deadline;
+            let resend = p.resend_at.is_some_and(|t| now >= t);
+            if !timed_out && !resend {
+                self.current = Some(p);
+                return None;
+            }
+            p.attempts += 1;
+            p.target = match (resend, self.hint) {
+                (true, Some(h)) => h,
+                _ => {
+                    let other = rng.below(replicas as u64 - 1) as usize;
+                    if other >= p.target {
+                        other + 1
+                    } else {
+                        other
+                    }
+                }
+            };
+            p.deadline = now + TIMEOUT;
+            p.resend_at = None;
+            let req = self.request(&mut p);
+            let to = p.target;
+            self.current = Some(p);
+            return Some((to, req));
+        }
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let roll = rng.below(100);
+        let (action, query) = if roll < explode_pct {
+            (Action::Explode, false)
+        } else if roll < explode_pct + query_pct {
+            (Action::Get, true)
+        } else {
+            let v = rng.range(0, 20) as i64;
+            match rng.below(4) {
+                0 => (Action::Set(v), false),
+                1 => (Action::Add(v), false),
+                2 => (Action::Cas { expect: rng.range(0, 20) as i64, new: v }, false),
+                _ => (Action::Get, false),
+            }
+        };
+        if !query {
+            self.seq += 1;
+        }
+        self.issued += 1;
+        let op = ((self.idx as u64) << 32) | self.issued;
+        let target = self.hint.unwrap_or_else(|| rng.below(replicas as u64) as usize);
+        let mut p = Pending { op, action, query, seq: self.seq, qid: 0, target, deadline: now + TIMEOUT, resend_at: None, attempts: 0 };
+        checker.on_invoke(self.idx, action);
+        let req = self.request(&mut p);
+        self.current = Some(p);
+        Some((target, req))
+    }
+
+    /// Handles a response; ignores answers to earlier attempts.
+    pub fn on_response(
+        &mut self,
+        now: u64,
+        resp: Response,
+        member_index: impl Fn(MemberId) -> Option<usize>,
+        checker: &mut Checker,
+    ) -> Result<(), String> {
+        let Some(p) = self.current.as_mut() else { return Ok(()) };
+        let mine = match resp.to {
+            RequestId::Command(c, s) => !p.query && c == self.id && s == p.seq,
+            RequestId::Query(q) => p.query && q == p.qid,
+        };
+        if !mine {
+            return Ok(());
+        }
+        let ret = match resp.result {
+            Ok(bytes) => match codec::decode::<i64>("reply", &bytes) {
+                Ok(v) => Ret::Value(v),
+                Err(e) => return Err(format!("client {}: undecodable reply: {e}", self.idx)),
+            },
+            Err(RequestError::Application(_)) => Ret::Failed,
+            Err(RequestError::NotLeader { leader }) => {
+                self.hint = leader.and_then(&member_index);
+                p.resend_at = Some(now + 5);
+                return Ok(());
+            }
+            Err(RequestError::Busy) => {
+                p.resend_at = Some(now + 20);
+                return Ok(());
+            }
+            Err(e) => return Err(format!("client {}: unexpected error for {:?}: {e}", self.idx, p.action)),
+        };
+        if !p.query && matches!(ret, Ret::Value(_)) {
+            self.acked.push((self.id, p.seq));
+        }
+        self.hint = Some(p.target);
+        checker.on_return(self.idx, ret);
+        self.completed += 1;
+        self.current = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,620 @@
+//! A deterministic simulator for one group: N replicas, concurrent clients,
+//! a seeded network that drops, duplicates, reorders and delays messages,
+//! partitions (symmetric, asymmetric, leader-isolating, bridged), crashes and
+//! restarts that lose every write not yet durable, and failing fsyncs.
+//!
+//! Every run checks agreement, prefix-consistent application, exactly-once
+//! application of acknowledged commands, at-most-once effects (exactly once
+//! when the proposer never restarted), linearizability of the clients'
+//! history (stateright's `LinearizabilityTester`), and liveness once faults
+//! stop. A failing run reports its seed; re-running the seed replays it
+//! exactly, with a trace.
+
+mod checker;
+mod client;
+mod network;
+pub mod register;
+
+pub use network::NetFaults;
+
+use crate::config::{Config, ReplicaOptions};
+use crate::ids::MemberId;
+use crate::message::Envelope;
+use crate::ready::Ready;
+use crate::replica::{Bugs, Replica};
+use crate::rng::Rng;
+use crate::server::{GroupContext, ServerMachine};
+use crate::storage::{Recovered, Write};
+use checker::Checker;
+use client::Client;
+use network::{ClientRequest, Network, Packet};
+use register::Register;
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Steps per replica tick.
+const TICK: u64 = 10;
+
+/// What a simulation run does.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed: the whole run follows from it.
+    pub seed: u64,
+    /// Replicas in the group (3 or 5).
+    pub replicas: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Operations per client.
+    pub ops_per_client: usize,
+    /// Network faults while faults are on.
+    pub net: NetFaults,
+    /// Chance per step (in 1/10000) of a crash of a random replica.
+    pub crash_per_10k: u64,
+    /// Chance per step (in 1/10000) of a new partition (or healing one).
+    pub partition_per_10k: u64,
+    /// Chance (percent) that a storage sync fails (fail-stop of the replica).
+    pub fsync_fail_pct: u64,
+    /// Faults stop at this step; then the network heals and every replica
+    /// restarts.
+    pub fault_steps: u64,
+    /// Liveness bound: every operation must complete by this step.
+    pub max_steps: u64,
+    /// Replica tuning.
+    pub options: ReplicaOptions,
+    /// Deliberate bugs (to show the checks bite).
+    pub bugs: Bugs,
+    /// Percent of operations sent as read-index queries.
+    pub query_pct: u64,
+    /// Percent of operations that panic in the server.
+    pub explode_pct: u64,
+    /// Record a trace of events (for replaying a failing seed).
+    pub trace: bool,
+}
+
+impl SimConfig {
+    /// A run with every fault on, for `replicas` replicas.
+    pub fn faulty(seed: u64, replicas: usize) -> Self {
+        SimConfig {
+            seed,
+            replicas,
+            clients: 4,
+            ops_per_client: 12,
+            net: NetFaults { drop_pct: 8, dup_pct: 4, max_delay: 12 },
+            crash_per_10k: 40,
+            partition_per_10k: 40,
+            fsync_fail_pct: 1,
+            fault_steps: 3_000,
+            max_steps: 40_000,
+            options: ReplicaOptions {
+                heartbeat_ticks: 2,
+                election_ticks: 8,
+                max_batch: 8,
+                window: 4,
+                snapshot_interval: 6,
+                snapshot_jitter: 4,
+                catchup_batch: 4,
+                max_sessions: 1_000,
+                max_queued: 1_000,
+            },
+            bugs: Bugs::default(),
+            query_pct: 20,
+            explode_pct: 3,
+            trace: false,
+        }
+    }
+
+    /// A run without faults.
+    pub fn calm(seed: u64, replicas: usize) -> Self {
+        SimConfig {
+            net: NetFaults { drop_pct: 0, dup_pct: 0, max_delay: 5 },
+            crash_per_10k: 0,
+            partition_per_10k: 0,
+            fsync_fail_pct: 0,
+            fault_steps: 0,
+            ..SimConfig::faulty(seed, replicas)
+        }
+    }
+}
+
+/// What a passing run did.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// Operations completed.
+    pub ops: usize,
+    /// Highest slot applied.
+    pub slots: u64,
+    /// Crashes injected (including failed fsyncs).
+    pub crashes: u64,
+    /// Partitions injected.
+    pub partitions: u64,
+    /// Leader changes seen.
+    pub elections: u64,
+    /// Messages sent / dropped.
+    pub messages: (u64, u64),
+    /// Steps until every operation completed.
+    pub steps: u64,
+    /// The final register value.
+    pub value: i64,
+}
+
+/// A failed run: the seed that replays it, what broke, and the trace.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    /// The failing configuration (with its seed).
+    pub seed: u64,
+    /// Replicas in the run.
+    pub replicas: usize,
+    /// What broke.
+    pub reason: String,
+    /// The last events before the failure (when traced).
+    pub trace: Vec<String>,
+}
+
+impl fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "simulation failed: seed {} ({} replicas): {}", self.seed, self.replicas, self.reason)?;
+        writeln!(f, "replay: DIKE_SIM_SEED={} DIKE_SIM_REPLICAS={} cargo test -p dike-core --test simulation replay_seed -- --nocapture", self.seed, self.replicas)?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A pending storage job: writes and the messages waiting on them.
+struct Job {
+    due: u64,
+    writes: Vec<Write>,
+    after: Vec<Envelope>,
+}
+
+/// One simulated node hosting one replica.
+struct Node {
+    member: MemberId,
+    replica: Option<Replica<ServerMachine<Register>>>,
+    durable: Recovered,
+    jobs: VecDeque<Job>,
+    boot: u64,
+    restart_at: Option<u64>,
+}
+
+/// The simulation.
+pub struct Simulation {
+    cfg: SimConfig,
+    rng: Rng,
+    now: u64,
+    nodes: Vec<Node>,
+    net: Network,
+    clients: Vec<Client>,
+    checker: Checker,
+    config: Config,
+    report: SimReport,
+    trace: Vec<String>,
+    last_leader: Option<MemberId>,
+}
+
+fn member(i: usize) -> MemberId {
+    MemberId::new(i as u64 + 1, 1)
+}
+
+impl Simulation {
+    /// Sets up a run.
+    pub fn new(cfg: SimConfig) -> Self {
+        let config = Config::initial((0..cfg.replicas).map(member).collect());
+        let mut rng = Rng::new(cfg.seed);
+        let mut sim = Simulation {
+            net: Network::new(cfg.net.clone()),
+            clients: (0..cfg.clients).map(|i| Client::new(i, cfg.ops_per_client)).collect(),
+            checker: Checker::new(cfg.replicas),
+            nodes: Vec::new(),
+            config,
+            report: SimReport::default(),
+            trace: Vec::new(),
+            last_leader: None,
+            now: 0,
+            rng: Rng::new(rng.next_u64()),
+            cfg,
+        };
+        for i in 0..sim.cfg.replicas {
+            let m = member(i);
+            let mut node =
+                Node { member: m, replica: None, durable: Recovered::default(), jobs: VecDeque::new(), boot: 0, restart_at: None };
+            sim.start(&mut node);
+            sim.nodes.push(node);
+        }
+        register::reset_effects();
+        register::quiet_deliberate_panics();
+        sim
+    }
+
+    fn start(&mut self, node: &mut Node) {
+        node.boot += 1;
+        let ctx = GroupContext { group: "sim".into(), kind: "sim-register".into(), member: node.member };
+        let machine = ServerMachine::<Register>::new(ctx);
+        let seed = self.rng.next_u64();
+        let r = Replica::recover(
+            node.member,
+            self.config.clone(),
+            machine,
+            self.cfg.options.clone(),
+            seed,
+            node.boot,
+            node.durable.clone(),
+        );
+        match r {
+            Ok(mut r) => {
+                r.set_bugs(self.cfg.bugs);
+                r.set_trace(true);
+                self.checker.on_start(node.member, node.boot, r.applied());
+                node.replica = Some(r);
+            }
+            Err(e) => self.checker.fail(format!("{} cannot recover: {e}", node.member)),
+        }
+    }
+
+    fn log(&mut self, f: impl FnOnce() -> String) {
+        if self.cfg.trace {
+            let line = format!("[{:>6}] {}", self.now, f());
+            self.trace.push(line);
+        }
+    }
+
+    /// Runs to completion and checks everything.
+    pub fn run(mut self) -> Result<SimReport, SimFailure> {
+        let result = self.run_inner();
+        match result {
+            Ok(()) => Ok(self.report),
+            Err(reason) => {
+                let keep = self.trace.len().saturating_sub(400);
+                Err(SimFailure { seed: self.cfg.seed, replicas: self.cfg.replicas, reason, trace: self.trace.split_off(keep) })
+            }
+        }
+    }
+
+    fn run_inner(&mut self) -> Result<(), String> {
+        while self.now < self.cfg.max_steps {
+            self.step();
+            self.checker.take_failure()?;
+            if self.now > self.cfg.fault_steps && self.clients.iter().all(Client::done) {
+                break;
+            }
+        }
+        if !self.clients.iter().all(Client::done) {
+            let pending: Vec<String> = self.clients.iter().filter(|c| !c.done()).map(|c| c.describe()).collect();
+            return Err(format!("liveness: operations still pending at step {}: {}", self.now, pending.join("; ")));
+        }
+        self.report.steps = self.now;
+        self.converge()?;
+        self.final_checks()
+    }
+
+    /// One step of simulated time.
+    fn step(&mut self) {
+        self.now += 1;
+        if self.now == self.cfg.fault_steps + 1 {
+            self.heal();
+        }
+        while let Some(p) = self.net.pop_due(self.now) {
+            self.deliver(p);
+        }
+        self.complete_jobs();
+        if self.now % TICK == 0 {
+            for i in 0..self.nodes.len() {
+                if let Some(r) = self.nodes[i].replica.as_mut() {
+                    r.tick();
+                }
+            }
+        }
+        self.drive_clients();
+        if self.now <= self.cfg.fault_steps {
+            self.inject_faults();
+        }
+        self.restart_due();
+        for i in 0..self.nodes.len() {
+            self.process_ready(i);
+        }
+        self.observe_leader();
+    }
+
+    fn deliver(&mut self, p: Packet) {
+        match p {
+            Packet::Peer { from, to, env } => {
+                let desc = if self.cfg.trace { format!("{} -> {}: {:?}", env.from, env.to, env.msg) } else { String::new() };
+                let Some(r) = self.nodes[to].replica.as_mut() else { return };
+                r.step(env.from, env.msg);
+                let _ = from;
+                self.log(|| desc);
+            }
+            Packet::Request { client, to, req } => {
+                let Some(r) = self.nodes[to].replica.as_mut() else { return };
+                self.clients[client].note_target(to);
+                match req {
+                    ClientRequest::Command(cmd) => r.propose(cmd),
+                    ClientRequest::Query { id, payload } => r.query(id, payload),
+                }
+            }
+            Packet::Response { client, resp } => {
+                let member_index = |m: MemberId| (m.node.0 as usize).checked_sub(1);
+                let now = self.now;
+                let c = &mut self.clients[client];
+                if let Err(e) = c.on_response(now, resp, member_index, &mut self.checker) {
+                    self.checker.fail(e);
+                }
+            }
+        }
+    }
+
+    fn process_ready(&mut self, i: usize) {
+        let Some(r) = self.nodes[i].replica.as_mut() else { return };
+        if !r.has_ready() {
+            return;
+        }
+        let ready: Ready = r.take_ready();
+        let member = self.nodes[i].member;
+        let boot = self.nodes[i].boot;
+        for a in &ready.applied {
+            self.checker.on_applied(member, boot, a);
+        }
+        for e in ready.effects {
+            e.run();
+        }
+        for env in ready.messages {
+            let to = (env.to.node.0 - 1) as usize;
+            self.net.send_peer(&mut self.rng, self.now, i, to, env);
+        }
+        for resp in ready.responses {
+            if let Some(client) = self.clients.iter().position(|c| c.owns(&resp.to)) {
+                self.net.send_client(&mut self.rng, self.now, Packet::Response { client, resp });
+            }
+        }
+        if !ready.writes.is_empty() || !ready.after_write.is_empty() {
+            let last = self.nodes[i].jobs.back().map_or(self.now, |j| j.due);
+            let due = last.max(self.now) + self.rng.range(1, 6);
+            self.nodes[i].jobs.push_back(Job { due, writes: ready.writes, after: ready.after_write });
+        }
+    }
+
+    /// Makes due writes durable and releases the messages waiting on them.
+    fn complete_jobs(&mut self) {
+        for i in 0..self.nodes.len() {
+            while self.nodes[i].jobs.front().is_some_and(|j| j.due <= self.now) {
+                if self.now <= self.cfg.fault_steps && self.rng.chance(self.cfg.fsync_fail_pct) {
+                    self.log(|| format!("fsync fails on {}: fail-stop", member(i)));
+                    self.crash(i);
+                    break;
+                }
+                let Some(job) = self.nodes[i].jobs.pop_front() else { break };
+                self.nodes[i].durable.apply(&job.writes);
+                for env in job.after {
+                    let to = (env.to.node.0 - 1) as usize;
+                    self.net.send_peer(&mut self.rng, self.now, i, to, env);
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if node.replica.take().is_some() {
+            node.jobs.clear();
+            let down = self.rng.range(50, 600);
+            node.restart_at = Some(self.now + down);
+            self.report.crashes += 1;
+            let m = node.member;
+            self.log(|| format!("CRASH {m} (unsynced writes lost), down for {down} steps"));
+        }
+    }
+
+    fn restart_due(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].restart_at.is_some_and(|t| t <= self.now) {
+                let mut node = std::mem::replace(
+                    &mut self.nodes[i],
+                    Node { member: member(i), replica: None, durable: Recovered::default(), jobs: VecDeque::new(), boot: 0, restart_at: None },
+                );
+                node.restart_at = None;
+                self.start(&mut node);
+                let m = node.member;
+                let applied = node.replica.as_ref().map_or(0, |r| r.applied());
+                self.nodes[i] = node;
+                self.log(|| format!("RESTART {m} at applied {applied}"));
+            }
+        }
+    }
+
+    fn inject_faults(&mut self) {
+        let n = self.nodes.len();
+        let max_down = (n - 1) / 2;
+        if self.rng.below(10_000) < self.cfg.crash_per_10k {
+            let down = self.nodes.iter().filter(|x| x.replica.is_none()).count();
+            if down < max_down {
+                let victim = self.pick_victim();
+                self.crash(victim);
+            }
+        }
+        if self.rng.below(10_000) < self.cfg.partition_per_10k {
+            self.repartition();
+        }
+    }
+
+    /// Half the time the leader, else a random replica.
+    fn pick_victim(&mut self) -> usize {
+        let leader = self.nodes.iter().position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
+        match leader {
+            Some(l) if self.rng.chance(50) => l,
+            _ => self.rng.below(self.nodes.len() as u64) as usize,
+        }
+    }
+
+    fn repartition(&mut self) {
+        let n = self.nodes.len();
+        self.net.blocked.clear();
+        let kind = self.rng.below(6);
+        let leader = self.nodes.iter().position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
+        let cut = |net: &mut Network, a: usize, b: usize| {
+            net.blocked.insert((a, b));
+            net.blocked.insert((b, a));
+        };
+        let desc;
+        match kind {
+            0 => desc = "healed".to_string(),
+            1 | 2 => {
+                // Majority/minority split, the leader on either side.
+                let mut order: Vec<usize> = (0..n).collect();
+                for k in (1..n).rev() {
+                    let j = self.rng.below(k as u64 + 1) as usize;
+                    order.swap(k, j);
+                }
+                let minority = &order[..n / 2];
+                for &a in minority {
+                    for b in 0..n {
+                        if !minority.contains(&b) {
+                            cut(&mut self.net, a, b);
+                        }
+                    }
+                }
+                desc = format!("split: minority {:?}", minority.iter().map(|&i| member(i)).collect::<Vec<_>>());
+            }
+            3 => {
+                let l = leader.unwrap_or(0);
+                for b in 0..n {
+                    if b != l {
+                        cut(&mut self.net, l, b);
+                    }
+                }
+                desc = format!("leader {} isolated", member(l));
+            }
+            4 => {
+                // One-way: the leader can send but hears nothing (or the reverse).
+                let l = leader.unwrap_or(0);
+                let inbound = self.rng.chance(50);
+                for b in 0..n {
+                    if b != l {
+                        if inbound {
+                            self.net.blocked.insert((b, l));
+                        } else {
+                            self.net.blocked.insert((l, b));
+                        }
+                    }
+                }
+                desc = format!("one-way cut at {} ({})", member(l), if inbound { "deaf" } else { "mute" });
+            }
+            _ => {
+                // A bridge: two sides that only one node sees both of.
+                let bridge = self.rng.below(n as u64) as usize;
+                let others: Vec<usize> = (0..n).filter(|&i| i != bridge).collect();
+                let (left, right) = others.split_at(others.len() / 2);
+                for &a in left {
+                    for &b in right {
+                        cut(&mut self.net, a, b);
+                    }
+                }
+                desc = format!("bridge through {}", member(bridge));
+            }
+        }
+        self.report.partitions += 1;
+        self.log(|| format!("PARTITION {desc}"));
+    }
+
+    fn heal(&mut self) {
+        self.net.blocked.clear();
+        self.net.faults_on = false;
+        for n in &mut self.nodes {
+            if n.replica.is_none() {
+                n.restart_at = Some(self.now);
+            }
+        }
+        self.log(|| "HEAL: faults stop, everyone restarts".to_string());
+    }
+
+    fn drive_clients(&mut self) {
+        for c in 0..self.clients.len() {
+            let n = self.nodes.len();
+            let now = self.now;
+            let query_pct = self.cfg.query_pct;
+            let explode_pct = self.cfg.explode_pct;
+            if let Some((to, req)) = self.clients[c].act(now, n, &mut self.rng, query_pct, explode_pct, &mut self.checker) {
+                self.net.send_client(&mut self.rng, now, Packet::Request { client: c, to, req });
+            }
+        }
+    }
+
+    fn observe_leader(&mut self) {
+        let leader = self.nodes.iter().filter_map(|n| n.replica.as_ref()).find(|r| r.is_leader()).map(|r| r.id());
+        if leader.is_some() && leader != self.last_leader {
+            self.report.elections += 1;
+            self.last_leader = leader;
+            self.log(|| format!("LEADER {}", leader.map_or("-".into(), |l| l.to_string())));
+        }
+    }
+
+    /// After the clients finish, lets every replica catch up (bounded).
+    fn converge(&mut self) -> Result<(), String> {
+        let deadline = self.now + 20_000;
+        loop {
+            let applied: Vec<u64> = self.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.applied()).collect();
+            let max_commit = self.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.commit_index()).max().unwrap_or(0);
+            if applied.len() == self.nodes.len() && applied.iter().all(|a| *a == max_commit) && self.net.is_empty() {
+                self.report.slots = max_commit;
+                return Ok(());
+            }
+            if self.now >= deadline {
+                return Err(format!("replicas did not converge: applied {applied:?}, highest commit {max_commit}"));
+            }
+            self.step();
+            self.checker.take_failure()?;
+        }
+    }
+
+    fn final_checks(&mut self) -> Result<(), String> {
+        let replicas: Vec<&Replica<ServerMachine<Register>>> = self.nodes.iter().filter_map(|n| n.replica.as_ref()).collect();
+        let first = replicas[0];
+        for r in &replicas[1..] {
+            if r.machine().server() != first.machine().server() {
+                return Err(format!(
+                    "replica states differ at slot {}: {} has {:?}, {} has {:?}",
+                    r.applied(),
+                    first.id(),
+                    first.machine().server(),
+                    r.id(),
+                    r.machine().server()
+                ));
+            }
+            if r.sessions() != first.sessions() {
+                return Err(format!("session tables differ between {} and {}", first.id(), r.id()));
+            }
+        }
+        self.report.value = first.machine().server().value;
+        self.report.messages = (self.net.sent, self.net.dropped);
+        self.report.ops = self.clients.iter().map(|c| c.completed).sum();
+        let boots: Vec<(MemberId, u64)> = self.nodes.iter().map(|n| (n.member, n.boot)).collect();
+        self.checker.final_checks(&self.clients, &boots, &register::effects())
+    }
+}
+
+/// Runs one configuration; on failure, replays the seed with tracing on so
+/// the failure carries its trace.
+pub fn run_traced(cfg: SimConfig) -> Result<SimReport, SimFailure> {
+    match Simulation::new(cfg.clone()).run() {
+        Ok(r) => Ok(r),
+        Err(_) => Simulation::new(SimConfig { trace: true, ..cfg }).run(),
+    }
+}
+
+/// Runs `count` seeds from `first` with `make(seed)`; stops at the first
+/// failure. Returns how many runs passed and the summed report.
+pub fn run_many(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) -> Result<(u64, SimReport), SimFailure> {
+    let mut total = SimReport::default();
+    for seed in first..first + count {
+        let r = run_traced(make(seed))?;
+        total.ops += r.ops;
+        total.slots += r.slots;
+        total.crashes += r.crashes;
+        total.partitions += r.partitions;
+        total.elections += r.elections;
+        total.messages.0 += r.messages.0;
+        total.messages.1 += r.messages.1;
+        total.steps += r.steps;
+    }
+    Ok((count, total))
+}
