@@ -20,9 +20,9 @@ pub mod replica;
 pub mod rng;
 pub mod routing;
 pub mod server;
+pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod session;
 pub mod storage;
 
 pub use config::{Config, ReplicaOptions};

@@ -8,7 +8,10 @@ use dike_core::sim::{run_many, run_traced, SimConfig};
 use dike_core::Bugs;
 
 fn scale() -> u64 {
-    std::env::var("DIKE_SIM_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+    std::env::var("DIKE_SIM_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 fn check(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) {
@@ -56,6 +59,11 @@ fn three_replicas_survive_faults() {
 fn some_seed_fails(limit: u64, make: impl Fn(u64) -> SimConfig) -> String {
     for seed in 0..limit {
         if let Err(f) = dike_core::sim::Simulation::new(make(seed)).run() {
+            // Liveness failures do not count: the bug must break safety.
+            assert!(
+                !f.reason.starts_with("liveness"),
+                "expected a safety violation, got: {f}"
+            );
             return f.reason;
         }
     }
@@ -65,7 +73,10 @@ fn some_seed_fails(limit: u64, make: impl Fn(u64) -> SimConfig) -> String {
 #[test]
 fn the_checks_catch_replies_sent_before_the_write_is_durable() {
     let reason = some_seed_fails(400, |s| SimConfig {
-        bugs: Bugs { reply_before_persist: true, ..Bugs::default() },
+        bugs: Bugs {
+            reply_before_persist: true,
+            ..Bugs::default()
+        },
         crash_per_10k: 120,
         fsync_fail_pct: 0,
         ..SimConfig::faulty(s, 3)
@@ -76,7 +87,10 @@ fn the_checks_catch_replies_sent_before_the_write_is_durable() {
 #[test]
 fn the_checks_catch_accepting_a_lower_ballot() {
     let reason = some_seed_fails(400, |s| SimConfig {
-        bugs: Bugs { accept_lower_ballot: true, ..Bugs::default() },
+        bugs: Bugs {
+            accept_lower_ballot: true,
+            ..Bugs::default()
+        },
         ..SimConfig::faulty(s, 5)
     });
     eprintln!("caught: {reason}");
@@ -85,7 +99,10 @@ fn the_checks_catch_accepting_a_lower_ballot() {
 #[test]
 fn the_checks_catch_a_leader_that_ignores_promised_values() {
     let reason = some_seed_fails(400, |s| SimConfig {
-        bugs: Bugs { ignore_promised_values: true, ..Bugs::default() },
+        bugs: Bugs {
+            ignore_promised_values: true,
+            ..Bugs::default()
+        },
         ..SimConfig::faulty(s, 5)
     });
     eprintln!("caught: {reason}");
@@ -96,8 +113,14 @@ fn the_checks_catch_a_leader_that_ignores_promised_values() {
 /// default).
 #[test]
 fn replay_seed() {
-    let seed = std::env::var("DIKE_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let replicas = std::env::var("DIKE_SIM_REPLICAS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seed = std::env::var("DIKE_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let replicas = std::env::var("DIKE_SIM_REPLICAS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     match run_traced(SimConfig::faulty(seed, replicas)) {
         Ok(r) => eprintln!("seed {seed} passed: {r:?}"),
         Err(f) => panic!("{f}"),

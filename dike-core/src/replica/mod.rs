@@ -516,3 +516,6 @@ impl<M: StateMachine> Replica<M> {
         self.reset_election_timer();
     }
 }
+
+#[cfg(test)]
+mod tests;

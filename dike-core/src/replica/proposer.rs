@@ -296,7 +296,9 @@ impl<M: StateMachine> Replica<M> {
                     // chosen one replaces it, on disk too, before any commit
                     // point that covers it is written.
                     e.value = value.clone();
-                    self.ready.writes.push(crate::storage::Write::Accept { slot, value });
+                    self.ready
+                        .writes
+                        .push(crate::storage::Write::Accept { slot, value });
                 }
                 e.chosen = true;
             }
@@ -325,19 +327,28 @@ impl<M: StateMachine> Replica<M> {
     /// that was chosen elsewhere from applying twice.
     pub(super) fn prune_in_flight(&mut self) {
         let commit = self.commit;
-        let Role::Leader(l) = &mut self.role else { return };
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
         let stale: Vec<Slot> = l.in_flight.range(..=commit).map(|(s, _)| *s).collect();
         let mut requeue = Vec::new();
         for slot in stale {
-            let Some(p) = l.in_flight.remove(&slot) else { continue };
-            let chosen_same = self.log.get(&slot).is_some_and(|e| e.value.entry == p.entry);
+            let Some(p) = l.in_flight.remove(&slot) else {
+                continue;
+            };
+            let chosen_same = self
+                .log
+                .get(&slot)
+                .is_some_and(|e| e.value.entry == p.entry);
             if let (false, Entry::Batch(b)) = (chosen_same, p.entry) {
                 requeue.extend(b.commands.iter().cloned());
             }
         }
         for cmd in requeue.into_iter().rev() {
             let id = crate::ready::RequestId::Command(cmd.client, cmd.seq);
-            if self.waiting.contains(&id) && self.sessions.check(cmd.client, cmd.seq) == crate::session::SessionCheck::New {
+            if self.waiting.contains(&id)
+                && self.sessions.check(cmd.client, cmd.seq) == crate::session::SessionCheck::New
+            {
                 l.queue.push_front(cmd);
             }
         }

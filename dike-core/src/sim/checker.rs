@@ -57,14 +57,16 @@ impl Checker {
     }
 
     pub fn on_invoke(&mut self, client: usize, action: Action) {
-        self.history.push(format!("client {client} invokes {action:?}"));
+        self.history
+            .push(format!("client {client} invokes {action:?}"));
         if let Err(e) = self.tester.on_invoke(client, action) {
             self.fail(format!("history recording: {e}"));
         }
     }
 
     pub fn on_return(&mut self, client: usize, ret: Ret) {
-        self.history.push(format!("client {client} returns {ret:?}"));
+        self.history
+            .push(format!("client {client} returns {ret:?}"));
         if let Err(e) = self.tester.on_return(client, ret) {
             self.fail(format!("history recording: {e}"));
         }
@@ -77,13 +79,22 @@ impl Checker {
     pub fn on_applied(&mut self, member: MemberId, boot: u64, a: &AppliedSlot) {
         let last = self.last_applied.get(&member).copied().unwrap_or(0);
         if a.slot <= last {
-            self.fail(format!("{member} applied slot {} after slot {last}: out of order", a.slot));
+            self.fail(format!(
+                "{member} applied slot {} after slot {last}: out of order",
+                a.slot
+            ));
         }
         self.last_applied.insert(member, a.slot);
-        self.applied_by.entry((member, boot)).or_default().insert(a.slot);
+        self.applied_by
+            .entry((member, boot))
+            .or_default()
+            .insert(a.slot);
         match self.chosen.get(&a.slot) {
             Some(e) if *e != a.entry => {
-                self.fail(format!("agreement: slot {} applied as {:?} and as {:?} (by {member})", a.slot, e, a.entry));
+                self.fail(format!(
+                    "agreement: slot {} applied as {:?} and as {:?} (by {member})",
+                    a.slot, e, a.entry
+                ));
                 return;
             }
             Some(_) => {}
@@ -97,7 +108,8 @@ impl Checker {
                 continue;
             }
             let key = (cmd.client, cmd.seq);
-            let op = codec::decode::<RegisterRequest>("request", &cmd.payload).map_or(u64::MAX, |r| r.op);
+            let op = codec::decode::<RegisterRequest>("request", &cmd.payload)
+                .map_or(u64::MAX, |r| r.op);
             match self.fresh.get(&key) {
                 Some(f) if f.slot != a.slot => {
                     self.fail(format!(
@@ -107,7 +119,15 @@ impl Checker {
                 }
                 Some(_) => {}
                 None => {
-                    self.fresh.insert(key, FreshApply { slot: a.slot, op, proposer: b.proposer, boot: b.boot });
+                    self.fresh.insert(
+                        key,
+                        FreshApply {
+                            slot: a.slot,
+                            op,
+                            proposer: b.proposer,
+                            boot: b.boot,
+                        },
+                    );
                 }
             }
         }
@@ -134,7 +154,10 @@ impl Checker {
         }
         for (key, f) in &self.fresh {
             let alive_same_life = boots.iter().any(|(m, b)| *m == f.proposer && *b == f.boot);
-            let applied_it = self.applied_by.get(&(f.proposer, f.boot)).is_some_and(|s| s.contains(&f.slot));
+            let applied_it = self
+                .applied_by
+                .get(&(f.proposer, f.boot))
+                .is_some_and(|s| s.contains(&f.slot));
             let ran = effects.get(&f.op).copied().unwrap_or(0);
             if alive_same_life && applied_it && ran != 1 {
                 return Err(format!(
@@ -145,7 +168,10 @@ impl Checker {
         }
         if self.tester.serialized_history().is_none() {
             let tail = self.history.len().saturating_sub(60);
-            return Err(format!("history is not linearizable; last events:\n    {}", self.history[tail..].join("\n    ")));
+            return Err(format!(
+                "history is not linearizable; last events:\n    {}",
+                self.history[tail..].join("\n    ")
+            ));
         }
         Ok(())
     }

@@ -63,7 +63,10 @@ impl Client {
     }
 
     pub fn describe(&self) -> String {
-        format!("client {} ({} left, current {:?})", self.idx, self.remaining, self.current)
+        format!(
+            "client {} ({} left, current {:?})",
+            self.idx, self.remaining, self.current
+        )
     }
 
     pub fn owns(&self, id: &RequestId) -> bool {
@@ -76,13 +79,25 @@ impl Client {
     pub fn note_target(&mut self, _to: usize) {}
 
     fn request(&mut self, p: &mut Pending) -> ClientRequest {
-        let payload = codec::encode("request", &RegisterRequest { op: p.op, action: p.action }).unwrap_or_default();
+        let payload = codec::encode(
+            "request",
+            &RegisterRequest {
+                op: p.op,
+                action: p.action,
+            },
+        )
+        .unwrap_or_default();
         if p.query {
             self.next_qid += 1;
             p.qid = self.next_qid;
             ClientRequest::Query { id: p.qid, payload }
         } else {
-            ClientRequest::Command(Command { client: self.id, seq: p.seq, ack_floor: p.seq, payload })
+            ClientRequest::Command(Command {
+                client: self.id,
+                seq: p.seq,
+                ack_floor: p.seq,
+                payload,
+            })
         }
     }
 
@@ -136,7 +151,13 @@ impl Client {
             match rng.below(4) {
                 0 => (Action::Set(v), false),
                 1 => (Action::Add(v), false),
-                2 => (Action::Cas { expect: rng.range(0, 20) as i64, new: v }, false),
+                2 => (
+                    Action::Cas {
+                        expect: rng.range(0, 20) as i64,
+                        new: v,
+                    },
+                    false,
+                ),
                 _ => (Action::Get, false),
             }
         };
@@ -145,8 +166,20 @@ impl Client {
         }
         self.issued += 1;
         let op = ((self.idx as u64) << 32) | self.issued;
-        let target = self.hint.unwrap_or_else(|| rng.below(replicas as u64) as usize);
-        let mut p = Pending { op, action, query, seq: self.seq, qid: 0, target, deadline: now + TIMEOUT, resend_at: None, attempts: 0 };
+        let target = self
+            .hint
+            .unwrap_or_else(|| rng.below(replicas as u64) as usize);
+        let mut p = Pending {
+            op,
+            action,
+            query,
+            seq: self.seq,
+            qid: 0,
+            target,
+            deadline: now + TIMEOUT,
+            resend_at: None,
+            attempts: 0,
+        };
         checker.on_invoke(self.idx, action);
         let req = self.request(&mut p);
         self.current = Some(p);
@@ -161,7 +194,9 @@ impl Client {
         member_index: impl Fn(MemberId) -> Option<usize>,
         checker: &mut Checker,
     ) -> Result<(), String> {
-        let Some(p) = self.current.as_mut() else { return Ok(()) };
+        let Some(p) = self.current.as_mut() else {
+            return Ok(());
+        };
         let mine = match resp.to {
             RequestId::Command(c, s) => !p.query && c == self.id && s == p.seq,
             RequestId::Query(q) => p.query && q == p.qid,
@@ -184,7 +219,12 @@ impl Client {
                 p.resend_at = Some(now + 20);
                 return Ok(());
             }
-            Err(e) => return Err(format!("client {}: unexpected error for {:?}: {e}", self.idx, p.action)),
+            Err(e) => {
+                return Err(format!(
+                    "client {}: unexpected error for {:?}: {e}",
+                    self.idx, p.action
+                ))
+            }
         };
         if !p.query && matches!(ret, Ret::Value(_)) {
             self.acked.push((self.id, p.seq));

@@ -12,9 +12,11 @@
 
 mod checker;
 mod client;
+pub mod cluster;
 mod network;
 pub mod register;
 
+pub use cluster::LocalCluster;
 pub use network::NetFaults;
 
 use crate::config::{Config, ReplicaOptions};
@@ -79,7 +81,11 @@ impl SimConfig {
             replicas,
             clients: 4,
             ops_per_client: 12,
-            net: NetFaults { drop_pct: 8, dup_pct: 4, max_delay: 12 },
+            net: NetFaults {
+                drop_pct: 8,
+                dup_pct: 4,
+                max_delay: 12,
+            },
             crash_per_10k: 40,
             partition_per_10k: 40,
             fsync_fail_pct: 1,
@@ -106,7 +112,11 @@ impl SimConfig {
     /// A run without faults.
     pub fn calm(seed: u64, replicas: usize) -> Self {
         SimConfig {
-            net: NetFaults { drop_pct: 0, dup_pct: 0, max_delay: 5 },
+            net: NetFaults {
+                drop_pct: 0,
+                dup_pct: 0,
+                max_delay: 5,
+            },
             crash_per_10k: 0,
             partition_per_10k: 0,
             fsync_fail_pct: 0,
@@ -152,7 +162,11 @@ pub struct SimFailure {
 
 impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "simulation failed: seed {} ({} replicas): {}", self.seed, self.replicas, self.reason)?;
+        writeln!(
+            f,
+            "simulation failed: seed {} ({} replicas): {}",
+            self.seed, self.replicas, self.reason
+        )?;
         writeln!(f, "replay: DIKE_SIM_SEED={} DIKE_SIM_REPLICAS={} cargo test -p dike-core --test simulation replay_seed -- --nocapture", self.seed, self.replicas)?;
         for line in &self.trace {
             writeln!(f, "  {line}")?;
@@ -204,7 +218,9 @@ impl Simulation {
         let mut rng = Rng::new(cfg.seed);
         let mut sim = Simulation {
             net: Network::new(cfg.net.clone()),
-            clients: (0..cfg.clients).map(|i| Client::new(i, cfg.ops_per_client)).collect(),
+            clients: (0..cfg.clients)
+                .map(|i| Client::new(i, cfg.ops_per_client))
+                .collect(),
             checker: Checker::new(cfg.replicas),
             nodes: Vec::new(),
             config,
@@ -217,8 +233,14 @@ impl Simulation {
         };
         for i in 0..sim.cfg.replicas {
             let m = member(i);
-            let mut node =
-                Node { member: m, replica: None, durable: Recovered::default(), jobs: VecDeque::new(), boot: 0, restart_at: None };
+            let mut node = Node {
+                member: m,
+                replica: None,
+                durable: Recovered::default(),
+                jobs: VecDeque::new(),
+                boot: 0,
+                restart_at: None,
+            };
             sim.start(&mut node);
             sim.nodes.push(node);
         }
@@ -229,7 +251,11 @@ impl Simulation {
 
     fn start(&mut self, node: &mut Node) {
         node.boot += 1;
-        let ctx = GroupContext { group: "sim".into(), kind: "sim-register".into(), member: node.member };
+        let ctx = GroupContext {
+            group: "sim".into(),
+            kind: "sim-register".into(),
+            member: node.member,
+        };
         let machine = ServerMachine::<Register>::new(ctx);
         let seed = self.rng.next_u64();
         let r = Replica::recover(
@@ -248,7 +274,9 @@ impl Simulation {
                 self.checker.on_start(node.member, node.boot, r.applied());
                 node.replica = Some(r);
             }
-            Err(e) => self.checker.fail(format!("{} cannot recover: {e}", node.member)),
+            Err(e) => self
+                .checker
+                .fail(format!("{} cannot recover: {e}", node.member)),
         }
     }
 
@@ -266,7 +294,12 @@ impl Simulation {
             Ok(()) => Ok(self.report),
             Err(reason) => {
                 let keep = self.trace.len().saturating_sub(400);
-                Err(SimFailure { seed: self.cfg.seed, replicas: self.cfg.replicas, reason, trace: self.trace.split_off(keep) })
+                Err(SimFailure {
+                    seed: self.cfg.seed,
+                    replicas: self.cfg.replicas,
+                    reason,
+                    trace: self.trace.split_off(keep),
+                })
             }
         }
     }
@@ -280,8 +313,17 @@ impl Simulation {
             }
         }
         if !self.clients.iter().all(Client::done) {
-            let pending: Vec<String> = self.clients.iter().filter(|c| !c.done()).map(|c| c.describe()).collect();
-            return Err(format!("liveness: operations still pending at step {}: {}", self.now, pending.join("; ")));
+            let pending: Vec<String> = self
+                .clients
+                .iter()
+                .filter(|c| !c.done())
+                .map(|c| c.describe())
+                .collect();
+            return Err(format!(
+                "liveness: operations still pending at step {}: {}",
+                self.now,
+                pending.join("; ")
+            ));
         }
         self.report.steps = self.now;
         self.converge()?;
@@ -319,14 +361,22 @@ impl Simulation {
     fn deliver(&mut self, p: Packet) {
         match p {
             Packet::Peer { from, to, env } => {
-                let desc = if self.cfg.trace { format!("{} -> {}: {:?}", env.from, env.to, env.msg) } else { String::new() };
-                let Some(r) = self.nodes[to].replica.as_mut() else { return };
+                let desc = if self.cfg.trace {
+                    format!("{} -> {}: {:?}", env.from, env.to, env.msg)
+                } else {
+                    String::new()
+                };
+                let Some(r) = self.nodes[to].replica.as_mut() else {
+                    return;
+                };
                 r.step(env.from, env.msg);
                 let _ = from;
                 self.log(|| desc);
             }
             Packet::Request { client, to, req } => {
-                let Some(r) = self.nodes[to].replica.as_mut() else { return };
+                let Some(r) = self.nodes[to].replica.as_mut() else {
+                    return;
+                };
                 self.clients[client].note_target(to);
                 match req {
                     ClientRequest::Command(cmd) => r.propose(cmd),
@@ -345,7 +395,9 @@ impl Simulation {
     }
 
     fn process_ready(&mut self, i: usize) {
-        let Some(r) = self.nodes[i].replica.as_mut() else { return };
+        let Some(r) = self.nodes[i].replica.as_mut() else {
+            return;
+        };
         if !r.has_ready() {
             return;
         }
@@ -364,26 +416,37 @@ impl Simulation {
         }
         for resp in ready.responses {
             if let Some(client) = self.clients.iter().position(|c| c.owns(&resp.to)) {
-                self.net.send_client(&mut self.rng, self.now, Packet::Response { client, resp });
+                self.net
+                    .send_client(&mut self.rng, self.now, Packet::Response { client, resp });
             }
         }
         if !ready.writes.is_empty() || !ready.after_write.is_empty() {
             let last = self.nodes[i].jobs.back().map_or(self.now, |j| j.due);
             let due = last.max(self.now) + self.rng.range(1, 6);
-            self.nodes[i].jobs.push_back(Job { due, writes: ready.writes, after: ready.after_write });
+            self.nodes[i].jobs.push_back(Job {
+                due,
+                writes: ready.writes,
+                after: ready.after_write,
+            });
         }
     }
 
     /// Makes due writes durable and releases the messages waiting on them.
     fn complete_jobs(&mut self) {
         for i in 0..self.nodes.len() {
-            while self.nodes[i].jobs.front().is_some_and(|j| j.due <= self.now) {
+            while self.nodes[i]
+                .jobs
+                .front()
+                .is_some_and(|j| j.due <= self.now)
+            {
                 if self.now <= self.cfg.fault_steps && self.rng.chance(self.cfg.fsync_fail_pct) {
                     self.log(|| format!("fsync fails on {}: fail-stop", member(i)));
                     self.crash(i);
                     break;
                 }
-                let Some(job) = self.nodes[i].jobs.pop_front() else { break };
+                let Some(job) = self.nodes[i].jobs.pop_front() else {
+                    break;
+                };
                 self.nodes[i].durable.apply(&job.writes);
                 for env in job.after {
                     let to = (env.to.node.0 - 1) as usize;
@@ -410,7 +473,14 @@ impl Simulation {
             if self.nodes[i].restart_at.is_some_and(|t| t <= self.now) {
                 let mut node = std::mem::replace(
                     &mut self.nodes[i],
-                    Node { member: member(i), replica: None, durable: Recovered::default(), jobs: VecDeque::new(), boot: 0, restart_at: None },
+                    Node {
+                        member: member(i),
+                        replica: None,
+                        durable: Recovered::default(),
+                        jobs: VecDeque::new(),
+                        boot: 0,
+                        restart_at: None,
+                    },
                 );
                 node.restart_at = None;
                 self.start(&mut node);
@@ -439,7 +509,10 @@ impl Simulation {
 
     /// Half the time the leader, else a random replica.
     fn pick_victim(&mut self) -> usize {
-        let leader = self.nodes.iter().position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
+        let leader = self
+            .nodes
+            .iter()
+            .position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
         match leader {
             Some(l) if self.rng.chance(50) => l,
             _ => self.rng.below(self.nodes.len() as u64) as usize,
@@ -450,7 +523,10 @@ impl Simulation {
         let n = self.nodes.len();
         self.net.blocked.clear();
         let kind = self.rng.below(6);
-        let leader = self.nodes.iter().position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
+        let leader = self
+            .nodes
+            .iter()
+            .position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
         let cut = |net: &mut Network, a: usize, b: usize| {
             net.blocked.insert((a, b));
             net.blocked.insert((b, a));
@@ -473,7 +549,10 @@ impl Simulation {
                         }
                     }
                 }
-                desc = format!("split: minority {:?}", minority.iter().map(|&i| member(i)).collect::<Vec<_>>());
+                desc = format!(
+                    "split: minority {:?}",
+                    minority.iter().map(|&i| member(i)).collect::<Vec<_>>()
+                );
             }
             3 => {
                 let l = leader.unwrap_or(0);
@@ -497,7 +576,11 @@ impl Simulation {
                         }
                     }
                 }
-                desc = format!("one-way cut at {} ({})", member(l), if inbound { "deaf" } else { "mute" });
+                desc = format!(
+                    "one-way cut at {} ({})",
+                    member(l),
+                    if inbound { "deaf" } else { "mute" }
+                );
             }
             _ => {
                 // A bridge: two sides that only one node sees both of.
@@ -533,14 +616,27 @@ impl Simulation {
             let now = self.now;
             let query_pct = self.cfg.query_pct;
             let explode_pct = self.cfg.explode_pct;
-            if let Some((to, req)) = self.clients[c].act(now, n, &mut self.rng, query_pct, explode_pct, &mut self.checker) {
-                self.net.send_client(&mut self.rng, now, Packet::Request { client: c, to, req });
+            if let Some((to, req)) = self.clients[c].act(
+                now,
+                n,
+                &mut self.rng,
+                query_pct,
+                explode_pct,
+                &mut self.checker,
+            ) {
+                self.net
+                    .send_client(&mut self.rng, now, Packet::Request { client: c, to, req });
             }
         }
     }
 
     fn observe_leader(&mut self) {
-        let leader = self.nodes.iter().filter_map(|n| n.replica.as_ref()).find(|r| r.is_leader()).map(|r| r.id());
+        let leader = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .find(|r| r.is_leader())
+            .map(|r| r.id());
         if leader.is_some() && leader != self.last_leader {
             self.report.elections += 1;
             self.last_leader = leader;
@@ -552,14 +648,30 @@ impl Simulation {
     fn converge(&mut self) -> Result<(), String> {
         let deadline = self.now + 20_000;
         loop {
-            let applied: Vec<u64> = self.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.applied()).collect();
-            let max_commit = self.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.commit_index()).max().unwrap_or(0);
-            if applied.len() == self.nodes.len() && applied.iter().all(|a| *a == max_commit) && self.net.is_empty() {
+            let applied: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.replica.as_ref())
+                .map(|r| r.applied())
+                .collect();
+            let max_commit = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.replica.as_ref())
+                .map(|r| r.commit_index())
+                .max()
+                .unwrap_or(0);
+            if applied.len() == self.nodes.len()
+                && applied.iter().all(|a| *a == max_commit)
+                && self.net.is_empty()
+            {
                 self.report.slots = max_commit;
                 return Ok(());
             }
             if self.now >= deadline {
-                return Err(format!("replicas did not converge: applied {applied:?}, highest commit {max_commit}"));
+                return Err(format!(
+                    "replicas did not converge: applied {applied:?}, highest commit {max_commit}"
+                ));
             }
             self.step();
             self.checker.take_failure()?;
@@ -567,7 +679,11 @@ impl Simulation {
     }
 
     fn final_checks(&mut self) -> Result<(), String> {
-        let replicas: Vec<&Replica<ServerMachine<Register>>> = self.nodes.iter().filter_map(|n| n.replica.as_ref()).collect();
+        let replicas: Vec<&Replica<ServerMachine<Register>>> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .collect();
         let first = replicas[0];
         for r in &replicas[1..] {
             if r.machine().server() != first.machine().server() {
@@ -581,14 +697,19 @@ impl Simulation {
                 ));
             }
             if r.sessions() != first.sessions() {
-                return Err(format!("session tables differ between {} and {}", first.id(), r.id()));
+                return Err(format!(
+                    "session tables differ between {} and {}",
+                    first.id(),
+                    r.id()
+                ));
             }
         }
         self.report.value = first.machine().server().value;
         self.report.messages = (self.net.sent, self.net.dropped);
         self.report.ops = self.clients.iter().map(|c| c.completed).sum();
         let boots: Vec<(MemberId, u64)> = self.nodes.iter().map(|n| (n.member, n.boot)).collect();
-        self.checker.final_checks(&self.clients, &boots, &register::effects())
+        self.checker
+            .final_checks(&self.clients, &boots, &register::effects())
     }
 }
 
@@ -603,7 +724,11 @@ pub fn run_traced(cfg: SimConfig) -> Result<SimReport, SimFailure> {
 
 /// Runs `count` seeds from `first` with `make(seed)`; stops at the first
 /// failure. Returns how many runs passed and the summed report.
-pub fn run_many(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) -> Result<(u64, SimReport), SimFailure> {
+pub fn run_many(
+    first: u64,
+    count: u64,
+    make: impl Fn(u64) -> SimConfig,
+) -> Result<(u64, SimReport), SimFailure> {
     let mut total = SimReport::default();
     for seed in first..first + count {
         let r = run_traced(make(seed))?;

@@ -18,9 +18,17 @@ pub(crate) enum ClientRequest {
 #[derive(Clone, Debug)]
 pub(crate) enum Packet {
     /// Between replicas (indices into the node table).
-    Peer { from: usize, to: usize, env: Envelope },
+    Peer {
+        from: usize,
+        to: usize,
+        env: Envelope,
+    },
     /// Client to replica.
-    Request { client: usize, to: usize, req: ClientRequest },
+    Request {
+        client: usize,
+        to: usize,
+        req: ClientRequest,
+    },
     /// Replica to client.
     Response { client: usize, resp: Response },
 }
@@ -50,7 +58,14 @@ pub(crate) struct Network {
 
 impl Network {
     pub fn new(faults: NetFaults) -> Self {
-        Network { queue: BTreeMap::new(), blocked: BTreeSet::new(), faults, faults_on: true, sent: 0, dropped: 0 }
+        Network {
+            queue: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            faults,
+            faults_on: true,
+            sent: 0,
+            dropped: 0,
+        }
     }
 
     fn push(&mut self, rng: &mut Rng, due: u64, p: Packet) {
@@ -75,13 +90,23 @@ impl Network {
             self.push(rng, now + 1, Packet::Peer { from, to, env });
             return;
         }
-        if self.blocked.contains(&(from, to)) || (self.faults_on && rng.chance(self.faults.drop_pct)) {
+        if self.blocked.contains(&(from, to))
+            || (self.faults_on && rng.chance(self.faults.drop_pct))
+        {
             self.dropped += 1;
             return;
         }
         if self.faults_on && rng.chance(self.faults.dup_pct) {
             let due = self.delay(rng, now);
-            self.push(rng, due, Packet::Peer { from, to, env: env.clone() });
+            self.push(
+                rng,
+                due,
+                Packet::Peer {
+                    from,
+                    to,
+                    env: env.clone(),
+                },
+            );
         }
         let due = self.delay(rng, now);
         self.push(rng, due, Packet::Peer { from, to, env });
@@ -103,7 +128,9 @@ impl Network {
             }
             let p = self.queue.remove(&key)?;
             match &p {
-                Packet::Peer { from, to, .. } if from != to && self.blocked.contains(&(*from, *to)) => {
+                Packet::Peer { from, to, .. }
+                    if from != to && self.blocked.contains(&(*from, *to)) =>
+                {
                     self.dropped += 1;
                 }
                 _ => return Some(p),

@@ -1,0 +1,472 @@
+//! The replica's behaviour, by concern: acceptor, proposer, learner,
+//! sessions, reads, snapshots, failures. Each test drives replicas by hand
+//! (directly, or through the lossless in-memory `LocalCluster`).
+
+use crate::codec;
+use crate::config::{Config, ReplicaOptions};
+use crate::entry::{Batch, Command, Entry};
+use crate::ids::{Ballot, ClientId, MemberId};
+use crate::message::Message;
+use crate::ready::{RequestError, RequestId};
+use crate::replica::Replica;
+use crate::server::{GroupContext, ServerMachine};
+use crate::sim::register::{Action, Register, RegisterRequest};
+use crate::sim::LocalCluster;
+use crate::storage::{Accepted, Write};
+
+type Machine = ServerMachine<Register>;
+
+fn m(i: u64) -> MemberId {
+    MemberId::new(i, 1)
+}
+
+fn machine(id: MemberId) -> Machine {
+    ServerMachine::new(GroupContext {
+        group: "g".into(),
+        kind: "sim-register".into(),
+        member: id,
+    })
+}
+
+fn opts() -> ReplicaOptions {
+    ReplicaOptions {
+        snapshot_interval: 1_000,
+        snapshot_jitter: 0,
+        ..ReplicaOptions::default()
+    }
+}
+
+fn single(id: u64, n: u64) -> Replica<Machine> {
+    let config = Config::initial((1..=n).map(m).collect());
+    Replica::new(m(id), config, machine(m(id)), opts(), 7, 1)
+}
+
+fn req(op: u64, action: Action) -> Vec<u8> {
+    codec::encode("request", &RegisterRequest { op, action }).expect("encode")
+}
+
+fn cluster(n: usize, o: ReplicaOptions) -> LocalCluster<Machine> {
+    let mut c = LocalCluster::new(n, o, machine);
+    assert_eq!(
+        c.elect(0),
+        Some(0),
+        "replica 0 should win an uncontested election"
+    );
+    c
+}
+
+fn reply_of(c: &mut LocalCluster<Machine>, id: RequestId) -> Result<i64, RequestError> {
+    let rs = c.take_responses();
+    let (_, r) = rs
+        .into_iter()
+        .find(|(_, r)| r.to == id)
+        .expect("a response");
+    r.result
+        .map(|b| codec::decode::<i64>("reply", &b).expect("decode"))
+}
+
+fn value(c: &mut LocalCluster<Machine>, i: usize) -> i64 {
+    c.replica(i).machine().server().value
+}
+
+fn batch(cmds: &[(u64, u64)]) -> Entry {
+    Entry::Batch(Batch {
+        proposer: m(9),
+        boot: 1,
+        commands: cmds
+            .iter()
+            .map(|(c, s)| Command {
+                client: ClientId(*c),
+                seq: *s,
+                ack_floor: *s,
+                payload: req(*s, Action::Add(1)),
+            })
+            .collect::<Vec<_>>()
+            .into(),
+    })
+}
+
+// ----- acceptor -----
+
+#[test]
+fn a_promise_leaves_only_after_its_write() {
+    let mut r = single(2, 3);
+    let b = Ballot {
+        round: 3,
+        leader: m(1),
+    };
+    r.step(m(1), Message::Prepare { ballot: b, from: 1 });
+    let ready = r.take_ready();
+    assert_eq!(ready.writes, vec![Write::Promise(b)]);
+    assert!(ready.messages.is_empty(), "nothing may go before the write");
+    assert!(
+        matches!(ready.after_write[..], [ref e] if matches!(e.msg, Message::Promise { ballot, .. } if ballot == b))
+    );
+}
+
+#[test]
+fn an_accepted_leaves_only_after_the_accept_is_written() {
+    let mut r = single(2, 3);
+    let b = Ballot {
+        round: 1,
+        leader: m(1),
+    };
+    r.step(
+        m(1),
+        Message::Accept {
+            ballot: b,
+            slot: 1,
+            entry: Entry::Noop,
+            commit: 0,
+        },
+    );
+    let ready = r.take_ready();
+    assert!(ready.writes.contains(&Write::Accept {
+        slot: 1,
+        value: Accepted {
+            ballot: b,
+            entry: Entry::Noop
+        }
+    }));
+    assert!(ready.messages.is_empty());
+    assert!(
+        matches!(ready.after_write[..], [ref e] if e.msg == Message::Accepted { ballot: b, slot: 1 })
+    );
+}
+
+#[test]
+fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
+    let mut r = single(2, 3);
+    let high = Ballot {
+        round: 5,
+        leader: m(3),
+    };
+    r.step(
+        m(3),
+        Message::Prepare {
+            ballot: high,
+            from: 1,
+        },
+    );
+    let _ = r.take_ready();
+    let low = Ballot {
+        round: 4,
+        leader: m(1),
+    };
+    r.step(
+        m(1),
+        Message::Accept {
+            ballot: low,
+            slot: 1,
+            entry: Entry::Noop,
+            commit: 0,
+        },
+    );
+    let ready = r.take_ready();
+    assert!(
+        ready.writes.is_empty(),
+        "a rejected proposal must not be stored"
+    );
+    assert!(matches!(ready.messages[..], [ref e] if e.msg == Message::Nack { promised: high }));
+}
+
+// ----- proposer -----
+
+#[test]
+fn a_new_leader_reproposes_the_highest_ballot_values_and_fills_holes_with_noops() {
+    let mut r = single(1, 3);
+    r.campaign();
+    let ready = r.take_ready();
+    let own = ready
+        .after_write
+        .iter()
+        .find(|e| matches!(e.msg, Message::Promise { .. }))
+        .expect("own promise")
+        .clone();
+    let Message::Prepare { ballot, from } = ready.messages[0].msg.clone() else {
+        panic!("expected a prepare")
+    };
+    r.step(own.from, own.msg);
+    let old = Ballot {
+        round: 0,
+        leader: m(2),
+    };
+    let older = Ballot {
+        round: 0,
+        leader: m(1),
+    };
+    let accepted = vec![
+        (
+            1,
+            Accepted {
+                ballot: older,
+                entry: batch(&[(1, 1)]),
+            },
+        ),
+        (
+            3,
+            Accepted {
+                ballot: old,
+                entry: batch(&[(3, 1)]),
+            },
+        ),
+    ];
+    r.step(
+        m(2),
+        Message::Promise {
+            ballot,
+            from,
+            accepted,
+            commit: 0,
+            snapshot_slot: 0,
+        },
+    );
+    assert!(r.is_leader());
+    let ready = r.take_ready();
+    let to2: Vec<(u64, Entry)> = ready
+        .messages
+        .iter()
+        .filter(|e| e.to == m(2))
+        .filter_map(|e| match &e.msg {
+            Message::Accept { slot, entry, .. } => Some((*slot, entry.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        to2,
+        vec![
+            (1, batch(&[(1, 1)])),
+            (2, Entry::Noop),
+            (3, batch(&[(3, 1)]))
+        ]
+    );
+}
+
+#[test]
+fn commands_that_arrive_together_share_one_slot() {
+    let mut c = cluster(3, opts());
+    for seq in 1..=10 {
+        c.propose(0, seq, 1, req(seq, Action::Add(1)));
+    }
+    let ready = c.replica(0).take_ready();
+    let accepts: Vec<&Entry> = ready
+        .messages
+        .iter()
+        .filter(|e| e.to == m(2))
+        .filter_map(|e| match &e.msg {
+            Message::Accept { entry, .. } => Some(entry),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepts.len(), 1);
+    assert_eq!(accepts[0].len(), 10);
+}
+
+#[test]
+fn no_more_slots_than_the_window_are_in_flight() {
+    let mut c = cluster(
+        3,
+        ReplicaOptions {
+            window: 2,
+            max_batch: 1,
+            ..opts()
+        },
+    );
+    for seq in 1..=5 {
+        c.propose(0, seq, 1, req(seq, Action::Add(1)));
+    }
+    let ready = c.replica(0).take_ready();
+    let slots = ready
+        .messages
+        .iter()
+        .filter(|e| e.to == m(2) && matches!(e.msg, Message::Accept { .. }))
+        .count();
+    assert_eq!(slots, 2);
+}
+
+#[test]
+fn five_replicas_choose_and_apply_a_command_in_order() {
+    let mut c = cluster(5, opts());
+    c.propose(0, 1, 1, req(1, Action::Set(7)));
+    c.propose(0, 2, 1, req(2, Action::Add(3)));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Command(ClientId(1), 1)), Ok(0));
+    c.tick();
+    c.tick();
+    c.run_until_quiet();
+    for i in 0..5 {
+        assert_eq!(value(&mut c, i), 10, "replica {i}");
+    }
+}
+
+// ----- sessions and effects -----
+
+#[test]
+fn a_retried_command_is_applied_once_and_answered_from_the_session_table() {
+    let mut c = cluster(3, opts());
+    c.propose(0, 1, 1, req(1, Action::Add(5)));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Command(ClientId(1), 1)), Ok(5));
+    c.propose(0, 1, 1, req(1, Action::Add(5)));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Command(ClientId(1), 1)), Ok(5));
+    assert_eq!(value(&mut c, 0), 5);
+    assert_eq!(c.effects_run, 1, "the effect runs once, on the proposer");
+}
+
+#[test]
+fn a_panicking_command_fails_everywhere_and_leaves_the_state_unchanged() {
+    let mut c = cluster(3, opts());
+    c.propose(0, 1, 1, req(1, Action::Add(5)));
+    c.run_until_quiet();
+    crate::sim::register::quiet_deliberate_panics();
+    c.propose(0, 2, 1, req(2, Action::Explode));
+    c.run_until_quiet();
+    let r = reply_of(&mut c, RequestId::Command(ClientId(2), 1));
+    assert!(
+        matches!(r, Err(RequestError::Application(ref msg)) if msg.contains("exploded")),
+        "{r:?}"
+    );
+    c.propose(0, 3, 1, req(3, Action::Add(1)));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Command(ClientId(3), 1)), Ok(6));
+    c.tick();
+    c.tick();
+    c.run_until_quiet();
+    for i in 0..3 {
+        assert_eq!(value(&mut c, i), 6, "replica {i}");
+    }
+}
+
+// ----- reads -----
+
+#[test]
+fn a_query_is_answered_by_the_leader_without_a_log_write() {
+    let mut c = cluster(3, opts());
+    c.propose(0, 1, 1, req(1, Action::Set(42)));
+    c.run_until_quiet();
+    let commit = c.replica(0).commit_index();
+    c.replica(0).query(77, req(2, Action::Get));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Query(77)), Ok(42));
+    assert_eq!(
+        c.replica(0).commit_index(),
+        commit,
+        "a query writes nothing to the log"
+    );
+}
+
+#[test]
+fn a_query_waits_for_a_quorum_and_is_refused_by_followers() {
+    let mut c = cluster(3, opts());
+    c.cut.extend([(0, 1), (0, 2)]);
+    c.replica(0).query(1, req(1, Action::Get));
+    c.run_until_quiet();
+    assert!(
+        c.take_responses().is_empty(),
+        "an isolated leader must not answer a query"
+    );
+    c.replica(1).query(2, req(2, Action::Get));
+    c.run_until_quiet();
+    assert_eq!(
+        reply_of(&mut c, RequestId::Query(2)),
+        Err(RequestError::NotLeader { leader: Some(m(1)) })
+    );
+}
+
+// ----- failures, recovery, catch-up, snapshots -----
+
+#[test]
+fn when_the_leader_crashes_another_takes_over_without_losing_chosen_commands() {
+    let mut c = cluster(5, opts());
+    c.propose(0, 1, 1, req(1, Action::Add(5)));
+    c.run_until_quiet();
+    c.crash(0);
+    let mut leader = None;
+    for _ in 0..200 {
+        c.tick();
+        c.run_until_quiet();
+        leader = c.leader();
+        if leader.is_some() {
+            break;
+        }
+    }
+    let l = leader.expect("a new leader within 200 ticks");
+    c.propose(l, 2, 1, req(2, Action::Add(1)));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Command(ClientId(2), 1)), Ok(6));
+}
+
+#[test]
+fn a_restarted_replica_recovers_from_storage_without_rerunning_effects() {
+    let mut c = cluster(3, opts());
+    for seq in 1..=5 {
+        c.propose(0, seq, 1, req(seq, Action::Add(2)));
+        c.run_until_quiet();
+    }
+    let effects = c.effects_run;
+    c.crash(0);
+    c.restart(0).expect("restart");
+    c.run_until_quiet();
+    assert_eq!(value(&mut c, 0), 10);
+    assert_eq!(c.effects_run, effects);
+}
+
+#[test]
+fn a_replica_behind_the_snapshot_catches_up_from_a_snapshot() {
+    let o = ReplicaOptions {
+        snapshot_interval: 5,
+        snapshot_jitter: 0,
+        max_batch: 1,
+        ..opts()
+    };
+    let mut c = cluster(3, o);
+    c.crash(2);
+    for seq in 1..=30 {
+        c.propose(0, seq, 1, req(seq, Action::Add(1)));
+        c.run_until_quiet();
+    }
+    let snap = c
+        .replica(0)
+        .snapshot()
+        .map(|s| s.slot)
+        .expect("the leader snapshotted");
+    assert!(snap >= 25);
+    assert!(
+        c.replica(0).chosen_entry(1).is_none(),
+        "the log below the snapshot is dropped"
+    );
+    c.restart(2).expect("restart");
+    for _ in 0..10 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    assert_eq!(value(&mut c, 2), 30);
+    assert!(
+        c.replica(2).snapshot().is_some(),
+        "it caught up through a snapshot"
+    );
+    let leader_sessions = c.replica(0).sessions().clone();
+    assert_eq!(c.replica(2).sessions(), &leader_sessions);
+}
+
+#[test]
+fn a_stale_retry_after_the_client_moved_on_is_refused() {
+    let mut c = cluster(3, opts());
+    c.propose(0, 1, 1, req(1, Action::Add(1)));
+    c.propose(0, 1, 2, req(2, Action::Add(1)));
+    c.run_until_quiet();
+    let _ = c.take_responses();
+    let cmd = Command {
+        client: ClientId(1),
+        seq: 1,
+        ack_floor: 1,
+        payload: req(1, Action::Add(1)),
+    };
+    c.replica(0).propose(cmd);
+    c.run_until_quiet();
+    assert_eq!(
+        reply_of(&mut c, RequestId::Command(ClientId(1), 1)),
+        Err(RequestError::Stale)
+    );
+}
