@@ -7,7 +7,7 @@
 
 use crate::ids::{ClientId, Slot};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
 
 /// The recorded outcome of one applied command: the encoded reply, or the
 /// message of an application error (a panic in the server).
@@ -29,16 +29,40 @@ pub enum SessionCheck {
 struct Session {
     /// Replies below this sequence number were acknowledged and forgotten.
     floor: u64,
-    /// Replies at or above `floor`, by sequence number.
-    replies: BTreeMap<u64, StoredReply>,
+    /// Replies at or above `floor`, sorted by sequence number (usually one:
+    /// clients rarely have many commands in flight).
+    replies: VecDeque<(u64, StoredReply)>,
     /// The slot of the last command applied for this client (for trimming).
     last_slot: Slot,
 }
 
 /// Per-group table of client sessions. Part of every snapshot.
+///
+/// A hash map: lookups are on every command's path. Nothing depends on its
+/// iteration order (trimming sorts), so replicas stay deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionTable {
-    sessions: BTreeMap<ClientId, Session>,
+    sessions: HashMap<ClientId, Session>,
+}
+
+impl Session {
+    fn reply(&self, seq: u64) -> Option<&StoredReply> {
+        self.replies.iter().find(|(s, _)| *s == seq).map(|(_, r)| r)
+    }
+
+    fn insert(&mut self, seq: u64, reply: StoredReply) {
+        match self.replies.back() {
+            Some((last, _)) if *last >= seq => {
+                let at = self.replies.partition_point(|(s, _)| *s < seq);
+                if self.replies.get(at).is_some_and(|(s, _)| *s == seq) {
+                    self.replies[at].1 = reply;
+                } else {
+                    self.replies.insert(at, (seq, reply));
+                }
+            }
+            _ => self.replies.push_back((seq, reply)),
+        }
+    }
 }
 
 impl SessionTable {
@@ -62,7 +86,7 @@ impl SessionTable {
         match self.sessions.get(&client) {
             None => SessionCheck::New,
             Some(s) if seq < s.floor => SessionCheck::Stale,
-            Some(s) => match s.replies.get(&seq) {
+            Some(s) => match s.reply(seq) {
                 Some(r) => SessionCheck::Duplicate(r.clone()),
                 None => SessionCheck::New,
             },
@@ -83,7 +107,7 @@ impl SessionTable {
     ) {
         let s = self.sessions.entry(client).or_default();
         s.last_slot = slot;
-        s.replies.insert(seq, reply);
+        s.insert(seq, reply);
         Self::raise_floor(s, ack_floor);
         if self.sessions.len() > max_sessions.max(1) {
             self.trim(max_sessions.max(1));
@@ -100,7 +124,9 @@ impl SessionTable {
     fn raise_floor(s: &mut Session, ack_floor: u64) {
         if ack_floor > s.floor {
             s.floor = ack_floor;
-            s.replies = s.replies.split_off(&ack_floor);
+            while s.replies.front().is_some_and(|(seq, _)| *seq < ack_floor) {
+                s.replies.pop_front();
+            }
         }
     }
 
