@@ -1,1 +1,6 @@
-//! Example servers.
+//! Example paxos servers for dike-rs and the pieces of the `dike` program.
+
+pub mod arithmetic;
+pub mod demo;
+
+pub use arithmetic::{Arithmetic, ArithmeticError, ArithmeticReply, ArithmeticRequest};

@@ -13,6 +13,7 @@
 mod checker;
 mod client;
 pub mod cluster;
+mod faults;
 mod network;
 pub mod register;
 
@@ -522,79 +523,11 @@ impl Simulation {
     fn repartition(&mut self) {
         let n = self.nodes.len();
         self.net.blocked.clear();
-        let kind = self.rng.below(6);
         let leader = self
             .nodes
             .iter()
             .position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
-        let cut = |net: &mut Network, a: usize, b: usize| {
-            net.blocked.insert((a, b));
-            net.blocked.insert((b, a));
-        };
-        let desc;
-        match kind {
-            0 => desc = "healed".to_string(),
-            1 | 2 => {
-                // Majority/minority split, the leader on either side.
-                let mut order: Vec<usize> = (0..n).collect();
-                for k in (1..n).rev() {
-                    let j = self.rng.below(k as u64 + 1) as usize;
-                    order.swap(k, j);
-                }
-                let minority = &order[..n / 2];
-                for &a in minority {
-                    for b in 0..n {
-                        if !minority.contains(&b) {
-                            cut(&mut self.net, a, b);
-                        }
-                    }
-                }
-                desc = format!(
-                    "split: minority {:?}",
-                    minority.iter().map(|&i| member(i)).collect::<Vec<_>>()
-                );
-            }
-            3 => {
-                let l = leader.unwrap_or(0);
-                for b in 0..n {
-                    if b != l {
-                        cut(&mut self.net, l, b);
-                    }
-                }
-                desc = format!("leader {} isolated", member(l));
-            }
-            4 => {
-                // One-way: the leader can send but hears nothing (or the reverse).
-                let l = leader.unwrap_or(0);
-                let inbound = self.rng.chance(50);
-                for b in 0..n {
-                    if b != l {
-                        if inbound {
-                            self.net.blocked.insert((b, l));
-                        } else {
-                            self.net.blocked.insert((l, b));
-                        }
-                    }
-                }
-                desc = format!(
-                    "one-way cut at {} ({})",
-                    member(l),
-                    if inbound { "deaf" } else { "mute" }
-                );
-            }
-            _ => {
-                // A bridge: two sides that only one node sees both of.
-                let bridge = self.rng.below(n as u64) as usize;
-                let others: Vec<usize> = (0..n).filter(|&i| i != bridge).collect();
-                let (left, right) = others.split_at(others.len() / 2);
-                for &a in left {
-                    for &b in right {
-                        cut(&mut self.net, a, b);
-                    }
-                }
-                desc = format!("bridge through {}", member(bridge));
-            }
-        }
+        let desc = faults::partition(&mut self.rng, &mut self.net.blocked, n, leader);
         self.report.partitions += 1;
         self.log(|| format!("PARTITION {desc}"));
     }

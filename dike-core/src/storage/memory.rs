@@ -33,7 +33,7 @@ mod tests {
     #[test]
     fn memory_storage_passes_the_contract() {
         super::super::contract::run_all(
-            || MemoryStorage::new(),
+            MemoryStorage::new,
             None::<fn(MemoryStorage) -> MemoryStorage>,
         );
     }

@@ -1,0 +1,73 @@
+//! Partition shapes: which directed links a fault cuts.
+
+use super::member;
+use crate::rng::Rng;
+use std::collections::BTreeSet;
+
+/// Cuts links in `blocked` (pairs of node indices, directed) in one of the
+/// shapes below, chosen at random, and describes what it did. `leader` is
+/// the index of the current leader, if any.
+pub(crate) fn partition(
+    rng: &mut Rng,
+    blocked: &mut BTreeSet<(usize, usize)>,
+    n: usize,
+    leader: Option<usize>,
+) -> String {
+    let mut cut = |a: usize, b: usize| {
+        blocked.insert((a, b));
+        blocked.insert((b, a));
+    };
+    match rng.below(6) {
+        0 => "healed".to_string(),
+        1 | 2 => {
+            // Majority/minority split, the leader on either side.
+            let mut order: Vec<usize> = (0..n).collect();
+            for k in (1..n).rev() {
+                let j = rng.below(k as u64 + 1) as usize;
+                order.swap(k, j);
+            }
+            let minority = &order[..n / 2];
+            for &a in minority {
+                for b in (0..n).filter(|b| !minority.contains(b)) {
+                    cut(a, b);
+                }
+            }
+            format!(
+                "split: minority {:?}",
+                minority.iter().map(|&i| member(i)).collect::<Vec<_>>()
+            )
+        }
+        3 => {
+            let l = leader.unwrap_or(0);
+            for b in (0..n).filter(|&b| b != l) {
+                cut(l, b);
+            }
+            format!("leader {} isolated", member(l))
+        }
+        4 => {
+            // One-way: the leader can send but hears nothing (or the reverse).
+            let l = leader.unwrap_or(0);
+            let inbound = rng.chance(50);
+            for b in (0..n).filter(|&b| b != l) {
+                blocked.insert(if inbound { (b, l) } else { (l, b) });
+            }
+            format!(
+                "one-way cut at {} ({})",
+                member(l),
+                if inbound { "deaf" } else { "mute" }
+            )
+        }
+        _ => {
+            // A bridge: two sides that only one node sees both of.
+            let bridge = rng.below(n as u64) as usize;
+            let others: Vec<usize> = (0..n).filter(|&i| i != bridge).collect();
+            let (left, right) = others.split_at(others.len() / 2);
+            for &a in left {
+                for &b in right {
+                    cut(a, b);
+                }
+            }
+            format!("bridge through {}", member(bridge))
+        }
+    }
+}
