@@ -1,0 +1,349 @@
+//! Node configuration and the identities derived from it.
+//!
+//! Invariants: a node's [`NodeId`] is a pure function of its name
+//! ([`node_id_of`]), so every node computes the same id for the same name
+//! without asking anyone; the master group's members are the configured
+//! master names, in the configured order, with incarnation 0 (see
+//! docs/ARCHITECTURE.md, "Runtime").
+
+use crate::error::StartError;
+use crate::provider::{MemoryProvider, StorageProvider};
+use crate::restart::RestartPolicy;
+use dike_core::{Config, MemberId, NodeId, ReplicaOptions};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name of the master group in the routing and in process groups.
+pub const MASTER_GROUP: &str = "dike.master";
+
+/// The node id of the node named `name`: FNV-1a of the name, never 0
+/// (node 0 is the owner of `Ballot::ZERO`).
+pub fn node_id_of(name: &str) -> NodeId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    NodeId(h.max(1))
+}
+
+/// A master node as configured: `NAME@HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterSpec {
+    /// The node's name.
+    pub name: String,
+    /// Its cluster listener, `HOST:PORT`.
+    pub address: String,
+}
+
+impl MasterSpec {
+    /// The member of the master group on this node.
+    pub fn member(&self) -> MemberId {
+        MemberId {
+            node: node_id_of(&self.name),
+            incarnation: dike_core::Incarnation(0),
+        }
+    }
+}
+
+impl FromStr for MasterSpec {
+    type Err = StartError;
+
+    fn from_str(s: &str) -> Result<Self, StartError> {
+        let bad = || StartError::Config(format!("master {s:?} is not NAME@HOST:PORT"));
+        let (name, address) = s.split_once('@').ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        if name.is_empty() || host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(MasterSpec {
+            name: name.to_owned(),
+            address: address.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for MasterSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.address)
+    }
+}
+
+/// Everything a node needs to start. Build one with [`NodeConfig::builder`].
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster.
+    pub name: String,
+    /// Where the cluster listener binds.
+    pub listen: SocketAddr,
+    /// The shared secret every node of the cluster must present.
+    pub cookie: String,
+    /// The master nodes (1, 3 or 5). A node whose masters are only itself
+    /// runs in single-node mode.
+    pub masters: Vec<MasterSpec>,
+    /// Where replicas keep their durable state.
+    pub storage: Arc<dyn StorageProvider>,
+    /// Replicas per new group.
+    pub group_size: usize,
+    /// Whether the node registers itself with the master (and so may host
+    /// replicas). A node that does not join is a pure client.
+    pub join: bool,
+    /// One logical tick of every replica on the node.
+    pub tick: Duration,
+    /// How often the dispatcher refreshes its routing table.
+    pub refresh: Duration,
+    /// How long a request may take, retries included.
+    pub request_timeout: Duration,
+    /// Replica tuning (in ticks).
+    pub replica: ReplicaOptions,
+    /// Restart bound for crashed replicas, the dispatcher and the group
+    /// supervisor.
+    pub restarts: RestartPolicy,
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .field("masters", &self.masters)
+            .field("group_size", &self.group_size)
+            .field("join", &self.join)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeConfig {
+    /// A builder for the node `name` listening on `listen`.
+    pub fn builder(name: impl Into<String>, listen: SocketAddr) -> NodeConfigBuilder {
+        NodeConfigBuilder {
+            name: name.into(),
+            listen,
+            cookie: None,
+            masters: Vec::new(),
+            storage: None,
+            group_size: None,
+            join: true,
+            tick: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(5),
+            replica: ReplicaOptions::default(),
+            restarts: RestartPolicy::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        node_id_of(&self.name)
+    }
+
+    /// Whether this node hosts a master replica.
+    pub fn is_master(&self) -> bool {
+        self.masters.iter().any(|m| m.name == self.name)
+    }
+
+    /// Whether the node runs alone (its masters are only itself).
+    pub fn single_node(&self) -> bool {
+        self.masters.len() == 1 && self.is_master()
+    }
+
+    /// The master group's configuration.
+    pub fn master_config(&self) -> Config {
+        Config::initial(self.masters.iter().map(MasterSpec::member).collect())
+    }
+
+    /// The address other nodes reach this one at.
+    pub fn address(&self) -> String {
+        self.listen.to_string()
+    }
+}
+
+/// Builds a [`NodeConfig`].
+pub struct NodeConfigBuilder {
+    name: String,
+    listen: SocketAddr,
+    cookie: Option<String>,
+    masters: Vec<String>,
+    storage: Option<Arc<dyn StorageProvider>>,
+    group_size: Option<usize>,
+    join: bool,
+    tick: Duration,
+    request_timeout: Duration,
+    replica: ReplicaOptions,
+    restarts: RestartPolicy,
+}
+
+impl NodeConfigBuilder {
+    /// The cluster cookie (required).
+    pub fn cookie(mut self, cookie: impl Into<String>) -> Self {
+        self.cookie = Some(cookie.into());
+        self
+    }
+
+    /// Adds a master, `NAME@HOST:PORT`. Without masters the node is its own
+    /// single master (single-node mode).
+    pub fn master(mut self, spec: impl Into<String>) -> Self {
+        self.masters.push(spec.into());
+        self
+    }
+
+    /// Keeps replica state in memory (the default; lost when the process
+    /// exits).
+    pub fn in_memory(mut self) -> Self {
+        self.storage = Some(Arc::new(MemoryProvider::default()));
+        self
+    }
+
+    /// Keeps replica state in `provider` (for example a durable engine).
+    pub fn storage(mut self, provider: Arc<dyn StorageProvider>) -> Self {
+        self.storage = Some(provider);
+        self
+    }
+
+    /// Replicas per new group (default 5, or 1 in single-node mode).
+    pub fn group_size(mut self, size: usize) -> Self {
+        self.group_size = Some(size);
+        self
+    }
+
+    /// Whether the node joins the cluster (default `true`); a node that does
+    /// not join only sends requests.
+    pub fn join(mut self, join: bool) -> Self {
+        self.join = join;
+        self
+    }
+
+    /// The logical tick (default 50 ms).
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick;
+        self
+    }
+
+    /// The deadline of one request, retries included (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Replica tuning.
+    pub fn replica_options(mut self, opts: ReplicaOptions) -> Self {
+        self.replica = opts;
+        self
+    }
+
+    /// The restart bound of the node's supervisors.
+    pub fn restarts(mut self, policy: RestartPolicy) -> Self {
+        self.restarts = policy;
+        self
+    }
+
+    /// Checks and builds the configuration.
+    pub fn build(self) -> Result<NodeConfig, StartError> {
+        if self.name.is_empty() || self.name.contains(['@', '/']) {
+            return Err(StartError::Config(format!(
+                "node name {:?} must be non-empty and contain neither '@' nor '/'",
+                self.name
+            )));
+        }
+        let cookie = self
+            .cookie
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| StartError::Config("a non-empty cookie is required".into()))?;
+        let mut masters = self
+            .masters
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<Vec<MasterSpec>, _>>()?;
+        if masters.is_empty() {
+            masters.push(MasterSpec {
+                name: self.name.clone(),
+                address: self.listen.to_string(),
+            });
+        }
+        if ![1, 3, 5].contains(&masters.len()) {
+            return Err(StartError::Config(format!(
+                "{} masters configured; use 1, 3 or 5",
+                masters.len()
+            )));
+        }
+        let single = masters.len() == 1 && masters[0].name == self.name;
+        let group_size = self.group_size.unwrap_or(if single { 1 } else { 5 });
+        dike_core::routing::validate_group_size(group_size)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        if self.tick.is_zero() {
+            return Err(StartError::Config("the tick must be positive".into()));
+        }
+        Ok(NodeConfig {
+            name: self.name,
+            listen: self.listen,
+            cookie,
+            masters,
+            storage: self
+                .storage
+                .unwrap_or_else(|| Arc::new(MemoryProvider::default())),
+            group_size,
+            join: self.join,
+            tick: self.tick,
+            refresh: self.tick * 20,
+            request_timeout: self.request_timeout,
+            replica: self.replica,
+            restarts: self.restarts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4000))
+    }
+
+    #[test]
+    fn masters_parse_as_name_at_host_port_and_garbage_is_refused() {
+        let m: MasterSpec = "m1@127.0.0.1:4001".parse().expect("valid");
+        assert_eq!(
+            (m.name.as_str(), m.address.as_str()),
+            ("m1", "127.0.0.1:4001")
+        );
+        for bad in ["m1", "@h:1", "m1@h", "m1@:1", "m1@h:port"] {
+            assert!(bad.parse::<MasterSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn without_masters_a_node_is_single_with_groups_of_one() {
+        let c = NodeConfig::builder("solo", addr())
+            .cookie("c")
+            .build()
+            .expect("valid");
+        assert!(c.single_node() && c.is_master());
+        assert_eq!(c.group_size, 1);
+        assert_eq!(
+            c.master_config().voters,
+            [MasterSpec::member(&c.masters[0])]
+        );
+    }
+
+    #[test]
+    fn a_cookie_and_a_sane_master_count_are_required() {
+        let no_cookie = NodeConfig::builder("a", addr()).build();
+        assert!(matches!(no_cookie, Err(StartError::Config(_))));
+        let two = NodeConfig::builder("a", addr())
+            .cookie("c")
+            .master("a@h:1")
+            .master("b@h:2")
+            .build();
+        assert!(matches!(two, Err(StartError::Config(_))));
+    }
+
+    #[test]
+    fn node_ids_are_stable_and_distinct() {
+        assert_eq!(node_id_of("m1"), node_id_of("m1"));
+        assert_ne!(node_id_of("m1"), node_id_of("m2"));
+        assert_ne!(node_id_of(""), NodeId(0));
+    }
+}

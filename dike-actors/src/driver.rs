@@ -1,0 +1,281 @@
+//! One hosted replica with its storage, driven the way every runtime must
+//! drive a `dike_core::Replica`: take what is ready, persist the writes, then
+//! release the messages (those that wait for the write only now), answer the
+//! clients and run the effects. No actor and no IO here except the storage
+//! calls, so the ordering rules are tested without a runtime.
+//!
+//! Invariant: no message of a `Ready` leaves [`GroupDriver::drive`] before
+//! that `Ready`'s writes returned `Ok` from storage; a storage error stops
+//! the driver (fail-stop) and nothing of that `Ready` is released.
+
+use dike_core::codec::CodecError;
+use dike_core::server::StateMachine;
+use dike_core::{
+    Applied, Command, Config, Envelope, MemberId, RecoverError, Replica, ReplicaOptions, Response,
+    Storage, StorageError, StoredReply,
+};
+use std::collections::BTreeMap;
+
+/// A boxed state machine, so one replica type serves every server kind.
+pub struct DynMachine(pub Box<dyn StateMachine>);
+
+impl StateMachine for DynMachine {
+    fn apply(&mut self, command: &[u8]) -> Applied {
+        self.0.apply(command)
+    }
+    fn query(&self, request: &[u8]) -> Option<StoredReply> {
+        self.0.query(request)
+    }
+    fn export(&self) -> Result<Vec<u8>, CodecError> {
+        self.0.export()
+    }
+    fn import(&mut self, state: &[u8]) -> Result<(), CodecError> {
+        self.0.import(state)
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+}
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Its storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// What storage kept could not be loaded.
+    #[error(transparent)]
+    Recover(#[from] RecoverError),
+}
+
+/// What one [`GroupDriver::drive`] released.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Messages to other members, batched per member, in order.
+    pub to_peers: BTreeMap<MemberId, Vec<Envelope>>,
+    /// Answers to local clients.
+    pub responses: Vec<Response>,
+}
+
+/// A replica and its storage. See the module documentation.
+pub struct GroupDriver {
+    replica: Replica<DynMachine>,
+    storage: Box<dyn Storage>,
+    next_query: u64,
+}
+
+impl GroupDriver {
+    /// Starts `member` from whatever `storage` holds (nothing for a new
+    /// replica). `boot` must differ on every start of the member.
+    pub fn start(
+        member: MemberId,
+        config: Config,
+        machine: DynMachine,
+        opts: ReplicaOptions,
+        storage: Box<dyn Storage>,
+        boot: u64,
+    ) -> Result<Self, DriverError> {
+        let recovered = storage.load()?;
+        let seed = boot.rotate_left(7) ^ member.node.0;
+        let mut replica = Replica::recover(member, config, machine, opts, seed, boot, recovered)?;
+        if replica.config().voters == [member] {
+            // Alone in its group: nobody to wait for.
+            replica.campaign();
+        }
+        Ok(GroupDriver {
+            replica,
+            storage,
+            next_query: 0,
+        })
+    }
+
+    /// The replica (read-only).
+    pub fn replica(&self) -> &Replica<DynMachine> {
+        &self.replica
+    }
+
+    /// Handles protocol messages addressed to this member; others are
+    /// dropped with a warning.
+    pub fn step(&mut self, envelopes: Vec<Envelope>) {
+        let me = self.replica.id();
+        for env in envelopes {
+            if env.to == me {
+                self.replica.step(env.from, env.msg);
+            } else {
+                tracing::warn!(to = %env.to, %me, "dropping a message for another member");
+            }
+        }
+    }
+
+    /// One logical tick.
+    pub fn tick(&mut self) {
+        self.replica.tick();
+    }
+
+    /// Starts an election now.
+    pub fn campaign(&mut self) {
+        self.replica.campaign();
+    }
+
+    /// Submits a command; its answer comes as a `Response` for
+    /// `RequestId::Command(cmd.client, cmd.seq)`.
+    pub fn propose(&mut self, cmd: Command) {
+        self.replica.propose(cmd);
+    }
+
+    /// Submits a read-index query; returns the id of its future `Response`.
+    pub fn query(&mut self, payload: Vec<u8>) -> u64 {
+        self.next_query += 1;
+        self.replica.query(self.next_query, payload);
+        self.next_query
+    }
+
+    /// Runs the replica until it has nothing more to do: persist, release,
+    /// answer, run effects. Messages to itself (its own `Promise` and
+    /// `Accepted`, released after their write) are fed back here.
+    pub fn drive(&mut self) -> Result<Output, StorageError> {
+        let me = self.replica.id();
+        let mut out = Output::default();
+        while self.replica.has_ready() {
+            let ready = self.replica.take_ready();
+            if !ready.writes.is_empty() {
+                self.storage.write(&ready.writes)?;
+            }
+            let mut to_self = Vec::new();
+            for env in ready.messages.into_iter().chain(ready.after_write) {
+                if env.to == me {
+                    to_self.push(env);
+                } else {
+                    out.to_peers.entry(env.to).or_default().push(env);
+                }
+            }
+            out.responses.extend(ready.responses);
+            for effect in ready.effects {
+                effect.run();
+            }
+            for env in to_self {
+                self.replica.step(env.from, env.msg);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counter::{Counter, CounterRequest};
+    use dike_core::{codec, ClientId, GroupContext, MemoryStorage, RequestId, ServerMachine};
+
+    fn machine(member: MemberId) -> DynMachine {
+        DynMachine(Box::new(ServerMachine::<Counter>::new(GroupContext {
+            group: "g".into(),
+            kind: "counter".into(),
+            member,
+        })))
+    }
+
+    fn group(n: u64) -> Vec<GroupDriver> {
+        let members: Vec<MemberId> = (1..=n).map(|i| MemberId::new(i, 1)).collect();
+        let config = Config::initial(members.clone());
+        members
+            .iter()
+            .map(|&m| {
+                let storage = Box::new(MemoryStorage::new());
+                GroupDriver::start(
+                    m,
+                    config.clone(),
+                    machine(m),
+                    Default::default(),
+                    storage,
+                    1,
+                )
+                .expect("fresh start")
+            })
+            .collect()
+    }
+
+    /// Drives every driver and delivers messages until nothing moves.
+    fn settle(ds: &mut [GroupDriver]) -> Vec<Response> {
+        let mut responses = Vec::new();
+        loop {
+            let mut moved = false;
+            for i in 0..ds.len() {
+                let out = ds[i].drive().expect("memory storage");
+                responses.extend(out.responses);
+                for (to, envs) in out.to_peers {
+                    moved = true;
+                    let j = (to.node.0 - 1) as usize;
+                    ds[j].step(envs);
+                }
+            }
+            if !moved {
+                return responses;
+            }
+        }
+    }
+
+    fn add(n: i64, seq: u64) -> Command {
+        Command {
+            client: ClientId(9),
+            seq,
+            ack_floor: seq,
+            payload: codec::encode("req", &CounterRequest::Add(n)).expect("encodes"),
+        }
+    }
+
+    #[test]
+    fn a_command_proposed_at_the_leader_is_answered_once_chosen() {
+        let mut ds = group(3);
+        ds[0].campaign();
+        settle(&mut ds);
+        assert!(ds[0].replica().is_leader());
+        ds[0].propose(add(5, 1));
+        let responses = settle(&mut ds);
+        assert_eq!(responses.len(), 1);
+        assert_eq!(responses[0].to, RequestId::Command(ClientId(9), 1));
+        let reply: i64 =
+            codec::decode("reply", responses[0].result.as_ref().expect("ok")).expect("decodes");
+        assert_eq!(reply, 5);
+    }
+
+    #[test]
+    fn a_group_of_one_leads_at_once_and_answers_queries() {
+        let mut ds = group(1);
+        settle(&mut ds);
+        assert!(ds[0].replica().is_leader());
+        ds[0].propose(add(2, 1));
+        settle(&mut ds);
+        let payload = codec::encode("req", &CounterRequest::Get).expect("encodes");
+        let id = ds[0].query(payload);
+        let responses = settle(&mut ds);
+        assert_eq!(responses.len(), 1);
+        assert_eq!(responses[0].to, RequestId::Query(id));
+    }
+
+    #[test]
+    fn a_failed_write_releases_nothing() {
+        struct Broken;
+        impl Storage for Broken {
+            fn write(&mut self, _: &[dike_core::Write]) -> Result<(), StorageError> {
+                Err(StorageError::Failed("disk gone".into()))
+            }
+            fn load(&self) -> Result<dike_core::Recovered, StorageError> {
+                Ok(Default::default())
+            }
+        }
+        let m = MemberId::new(1, 1);
+        let config = Config::initial(vec![m, MemberId::new(2, 1), MemberId::new(3, 1)]);
+        let mut d = GroupDriver::start(
+            m,
+            config,
+            machine(m),
+            Default::default(),
+            Box::new(Broken),
+            1,
+        )
+        .expect("loads nothing");
+        d.campaign();
+        assert!(d.drive().is_err(), "the promise write fails");
+    }
+}

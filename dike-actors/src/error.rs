@@ -1,0 +1,69 @@
+//! The errors a user of the runtime sees: one enum for the request boundary
+//! ([`DikeError`]) and one for starting a node ([`StartError`]).
+
+use std::time::Duration;
+
+/// Why a request to a group (or to the master) was not answered with a reply.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DikeError {
+    /// The routing table has no group of this name.
+    #[error("no group named {0:?}; create it with add_group first")]
+    UnknownGroup(String),
+    /// No server kind of this name is registered on this node.
+    #[error("server kind {0:?} is not registered on this node; call register::<S>() first")]
+    UnknownKind(String),
+    /// No replica of the group answered as leader (no quorum reachable, or
+    /// the group is electing a leader) before the deadline.
+    #[error("group {group:?} is unavailable: {reason}")]
+    Unavailable {
+        /// The group.
+        group: String,
+        /// What the last attempt saw.
+        reason: String,
+    },
+    /// The deadline passed while the request was in flight; it may or may not
+    /// have been applied (a retry with the same session is applied once).
+    #[error("request to group {group:?} timed out after {after:?}")]
+    Timeout {
+        /// The group.
+        group: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// The server failed on this request (it panicked, or could not decode
+    /// it); the group's state is unchanged.
+    #[error("application error: {0}")]
+    Application(String),
+    /// A request or reply could not be encoded or decoded.
+    #[error("cannot encode or decode: {0}")]
+    Decode(String),
+    /// The master refused a change (for example too few live nodes).
+    #[error("the master refused: {0}")]
+    Rejected(String),
+    /// The node is shutting down or its dispatcher is not running.
+    #[error("the node is not running: {0}")]
+    NodeStopped(String),
+}
+
+impl From<dike_core::codec::CodecError> for DikeError {
+    fn from(e: dike_core::codec::CodecError) -> Self {
+        DikeError::Decode(e.to_string())
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is not usable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An actor could not be spawned (for example a name clash with another
+    /// node in this process).
+    #[error("cannot spawn {what}: {reason}")]
+    Spawn {
+        /// Which actor.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}

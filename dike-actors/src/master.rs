@@ -1,0 +1,257 @@
+//! The master: a Dike group of a built-in kind whose state is the cluster's
+//! [`RoutingTable`]. It runs on the configured master nodes; every node's
+//! dispatcher reads the table from it and sends it joins and group changes.
+//!
+//! Invariants: the table changes only through commands applied in the
+//! master group's log, so every master replica holds the same table;
+//! `Join` of a known node and `AddGroup` of an existing name change nothing
+//! and answer with the existing entry, so clients may retry them.
+//!
+//! Left out of v1: rebalancing moves after a join
+//! (`placement::rebalance_moves`) and replacing the replicas of a dead node
+//! (`placement::replacements`) need membership changes through each group's
+//! log; they will be proposed from [`MasterServer::handle_call`]'s
+//! `Join`/`NodeDown` arms once dike-core offers them.
+
+use crate::config::node_id_of;
+use dike_core::routing::{GroupInfo, NodeInfo, RoutingError, RoutingTable};
+use dike_core::{GroupContext, Incarnation, NodeId, Outcome, PaxosServer};
+use serde::{Deserialize, Serialize};
+
+/// The server kind of the master group.
+pub const MASTER_KIND: &str = "dike.master";
+
+/// A request to the master.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MasterRequest {
+    /// A node registers itself (its id is derived from its name).
+    Join {
+        /// The node's name.
+        name: String,
+        /// Where its cluster listener is reachable.
+        address: String,
+        /// The life of its data directory.
+        incarnation: u64,
+    },
+    /// Creates a group on the least-loaded live nodes.
+    AddGroup {
+        /// The group's name.
+        name: String,
+        /// The server kind.
+        kind: String,
+        /// Number of replicas.
+        size: usize,
+    },
+    /// Deletes a group.
+    RemoveGroup {
+        /// The group's name.
+        name: String,
+    },
+    /// A node was seen down (`since` is the observer's clock, in seconds).
+    NodeDown {
+        /// The node.
+        node: NodeId,
+        /// When it was first seen down.
+        since: u64,
+    },
+    /// A node is up again.
+    NodeUp {
+        /// The node.
+        node: NodeId,
+    },
+    /// The whole table (answered as a read-index query).
+    GetTable,
+}
+
+/// The master's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MasterReply {
+    /// The node was added.
+    Joined(NodeInfo),
+    /// The node was known already (and is marked up).
+    AlreadyKnown(NodeInfo),
+    /// The group (new, or existing under that name).
+    Group(GroupInfo),
+    /// The removed group's last entry.
+    Removed(GroupInfo),
+    /// The routing table.
+    Table(RoutingTable),
+    /// The change was recorded (or there was nothing to change).
+    Done,
+    /// The change was refused, with the reason.
+    Refused(String),
+}
+
+/// The master paxos server. See the module documentation.
+#[derive(Clone, Debug, Default)]
+pub struct MasterServer {
+    table: RoutingTable,
+}
+
+impl MasterServer {
+    /// The table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    fn join(&mut self, name: String, address: String, incarnation: u64) -> MasterReply {
+        let id = node_id_of(&name);
+        if let Some(known) = self.table.node(id) {
+            if known.name == name {
+                // A restarted node is marked up, never added twice.
+                if let Err(e) = self.table.mark_up(id) {
+                    return MasterReply::Refused(e.to_string());
+                }
+                return MasterReply::AlreadyKnown(self.table.nodes[&id].clone());
+            }
+        }
+        match self
+            .table
+            .add_node(id, name, address, Incarnation(incarnation))
+        {
+            Ok(info) => MasterReply::Joined(info.clone()),
+            Err(e) => MasterReply::Refused(e.to_string()),
+        }
+    }
+
+    fn refused(e: RoutingError) -> MasterReply {
+        MasterReply::Refused(e.to_string())
+    }
+}
+
+impl PaxosServer for MasterServer {
+    const KIND: &'static str = MASTER_KIND;
+    type Request = MasterRequest;
+    type Reply = MasterReply;
+    type State = RoutingTable;
+
+    fn init(_ctx: &GroupContext) -> Self {
+        MasterServer::default()
+    }
+
+    fn restore(table: RoutingTable, _ctx: &GroupContext) -> Self {
+        MasterServer { table }
+    }
+
+    fn export_state(&self) -> RoutingTable {
+        self.table.clone()
+    }
+
+    fn handle_call(&mut self, req: MasterRequest) -> Outcome<MasterReply> {
+        let reply = match req {
+            MasterRequest::Join {
+                name,
+                address,
+                incarnation,
+            } => self.join(name, address, incarnation),
+            MasterRequest::AddGroup { name, kind, size } => {
+                match self.table.add_group(name, kind, size) {
+                    Ok(g) => MasterReply::Group(g.clone()),
+                    Err(e) => Self::refused(e),
+                }
+            }
+            MasterRequest::RemoveGroup { name } => match self.table.remove_group(&name) {
+                Ok(g) => MasterReply::Removed(g),
+                Err(e) => Self::refused(e),
+            },
+            MasterRequest::NodeDown { node, since } => match self.table.mark_down(node, since) {
+                Ok(()) => MasterReply::Done,
+                Err(e) => Self::refused(e),
+            },
+            MasterRequest::NodeUp { node } => match self.table.mark_up(node) {
+                Ok(()) => MasterReply::Done,
+                Err(e) => Self::refused(e),
+            },
+            MasterRequest::GetTable => MasterReply::Table(self.table.clone()),
+        };
+        Outcome::reply(reply)
+    }
+
+    fn handle_query(&self, req: &MasterRequest) -> Option<MasterReply> {
+        matches!(req, MasterRequest::GetTable).then(|| MasterReply::Table(self.table.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dike_core::MemberId;
+
+    fn master() -> MasterServer {
+        MasterServer::init(&GroupContext {
+            group: crate::config::MASTER_GROUP.into(),
+            kind: MASTER_KIND.into(),
+            member: MemberId::new(1, 0),
+        })
+    }
+
+    fn call(m: &mut MasterServer, req: MasterRequest) -> MasterReply {
+        m.handle_call(req).reply
+    }
+
+    fn join(name: &str) -> MasterRequest {
+        MasterRequest::Join {
+            name: name.into(),
+            address: format!("{name}:1"),
+            incarnation: 7,
+        }
+    }
+
+    #[test]
+    fn joining_twice_answers_already_known_and_marks_the_node_up() {
+        let mut m = master();
+        assert!(matches!(call(&mut m, join("a")), MasterReply::Joined(_)));
+        let id = node_id_of("a");
+        call(&mut m, MasterRequest::NodeDown { node: id, since: 3 });
+        assert!(!m.table().is_up(id));
+        let again = call(&mut m, join("a"));
+        assert!(matches!(again, MasterReply::AlreadyKnown(ref n) if n.is_up()));
+        assert_eq!(m.table().nodes.len(), 1);
+    }
+
+    #[test]
+    fn groups_go_to_distinct_live_nodes_and_an_existing_name_is_returned() {
+        let mut m = master();
+        for n in ["a", "b", "c"] {
+            call(&mut m, join(n));
+        }
+        let add = |size| MasterRequest::AddGroup {
+            name: "g".into(),
+            kind: "counter".into(),
+            size,
+        };
+        let MasterReply::Group(g) = call(&mut m, add(3)) else {
+            panic!("placed")
+        };
+        let mut nodes: Vec<_> = g.config.voters.iter().map(|v| v.node).collect();
+        nodes.dedup();
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(call(&mut m, add(1)), MasterReply::Group(g));
+    }
+
+    #[test]
+    fn too_few_live_nodes_is_refused_not_clamped() {
+        let mut m = master();
+        call(&mut m, join("a"));
+        let reply = call(
+            &mut m,
+            MasterRequest::AddGroup {
+                name: "g".into(),
+                kind: "counter".into(),
+                size: 3,
+            },
+        );
+        assert!(matches!(reply, MasterReply::Refused(ref r) if r.contains("only 1 are up")));
+    }
+
+    #[test]
+    fn the_table_is_answered_as_a_query() {
+        let mut m = master();
+        call(&mut m, join("a"));
+        let Some(MasterReply::Table(t)) = m.handle_query(&MasterRequest::GetTable) else {
+            panic!("a query")
+        };
+        assert_eq!(t.nodes.len(), 1);
+        assert_eq!(m.handle_query(&join("b")), None);
+    }
+}

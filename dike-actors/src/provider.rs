@@ -1,0 +1,87 @@
+//! Where replicas keep their durable state: a [`StorageProvider`] opens one
+//! [`Storage`] per hosted replica. The node holds one provider for its whole
+//! life, so a replica actor restarted after a crash reopens the same storage
+//! and recovers what it wrote.
+//!
+//! The in-memory provider is the v1 engine; the durable node log (one log
+//! per node shared by all groups, with group commit) plugs in behind the same
+//! trait.
+
+use dike_core::{MemberId, MemoryStorage, Recovered, Storage, StorageError, Write};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Opens the storage of one replica.
+pub trait StorageProvider: Send + Sync + 'static {
+    /// The storage of `member` of `group`, created empty if new.
+    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn Storage>, StorageError>;
+    /// Forgets the storage of a replica that left this node.
+    fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError>;
+}
+
+/// Keeps every replica's state in memory, for the life of the process.
+#[derive(Debug, Default)]
+pub struct MemoryProvider {
+    stores: Mutex<HashMap<(String, MemberId), Arc<Mutex<MemoryStorage>>>>,
+}
+
+/// One replica's in-memory storage, shared with the provider so that it
+/// outlives the replica actor.
+#[derive(Debug, Clone)]
+struct SharedMemory(Arc<Mutex<MemoryStorage>>);
+
+fn poisoned(op: &'static str) -> StorageError {
+    StorageError::Failed(format!("memory storage lock poisoned during {op}"))
+}
+
+impl Storage for SharedMemory {
+    fn write(&mut self, writes: &[Write]) -> Result<(), StorageError> {
+        self.0.lock().map_err(|_| poisoned("write"))?.write(writes)
+    }
+
+    fn load(&self) -> Result<Recovered, StorageError> {
+        self.0.lock().map_err(|_| poisoned("load"))?.load()
+    }
+}
+
+impl StorageProvider for MemoryProvider {
+    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn Storage>, StorageError> {
+        let mut stores = self.stores.lock().map_err(|_| poisoned("open"))?;
+        let store = stores
+            .entry((group.to_owned(), member))
+            .or_insert_with(|| Arc::new(Mutex::new(MemoryStorage::new())));
+        Ok(Box::new(SharedMemory(store.clone())))
+    }
+
+    fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError> {
+        let mut stores = self.stores.lock().map_err(|_| poisoned("remove"))?;
+        stores.remove(&(group.to_owned(), member));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dike_core::Ballot;
+
+    #[test]
+    fn a_reopened_store_holds_what_the_previous_one_wrote() {
+        let p = MemoryProvider::default();
+        let m = MemberId::new(1, 1);
+        let promise = Ballot {
+            round: 3,
+            leader: m,
+        };
+        p.open("g", m)
+            .and_then(|mut s| s.write(&[Write::Promise(promise)]))
+            .expect("memory write");
+        let again = p.open("g", m).and_then(|s| s.load()).expect("memory load");
+        assert_eq!(again.promised, promise);
+        let other = p.open("h", m).and_then(|s| s.load()).expect("memory load");
+        assert_eq!(other.promised, Ballot::ZERO, "groups do not share storage");
+        p.remove("g", m).expect("remove");
+        let fresh = p.open("g", m).and_then(|s| s.load()).expect("memory load");
+        assert_eq!(fresh.promised, Ballot::ZERO);
+    }
+}

@@ -1,0 +1,117 @@
+//! The wire protocol between nodes: the replica actor's message enum and the
+//! rmp-serde payloads it carries.
+//!
+//! Invariants: every field that crosses the network is a `Vec<u8>` produced
+//! by [`dike_core::codec::encode`]; a payload that fails to decode is logged
+//! and dropped (or answered with [`ReplyError::Malformed`]), never a panic.
+//! Variant names are the wire tags: never rename one.
+
+use dike_core::{codec, Command, Envelope, MemberId, RequestError};
+use ractor::RpcReplyPort;
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+
+/// The process group of the replicas of `group`.
+pub fn group_pg(group: &str) -> String {
+    format!("dike/group/{group}")
+}
+
+/// The actor name of `member`'s replica of `group`. Names travel with remote
+/// actor references (the registry does not), so a peer finds a member's
+/// replica among the process group's members by name.
+pub fn replica_name(group: &str, member: MemberId) -> String {
+    format!(
+        "dike-replica/{}.{}/{group}",
+        member.node.0, member.incarnation.0
+    )
+}
+
+/// The member a replica actor name stands for, if it is one.
+pub fn member_of_name(name: &str) -> Option<MemberId> {
+    let rest = name.strip_prefix("dike-replica/")?;
+    let (member, _group) = rest.split_once('/')?;
+    let (node, inc) = member.split_once('.')?;
+    Some(MemberId::new(node.parse().ok()?, inc.parse().ok()?))
+}
+
+/// Messages to a replica actor, local or remote.
+#[derive(RactorClusterMessage)]
+pub enum ReplicaMsg {
+    /// Protocol messages from peers: an encoded `Vec<Envelope>`.
+    Protocol(Vec<u8>),
+    /// A client request: an encoded [`ClientRequest`]; the reply is an
+    /// encoded [`ClientReply`].
+    #[rpc]
+    Request(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// One logical tick (from the node's ticker).
+    Tick,
+    /// Drives the replica: sent by the replica to itself so that inputs that
+    /// arrived together are handled as one batch.
+    Flush,
+    /// The replica's view, an encoded [`ReplicaStatus`].
+    #[rpc]
+    Status(RpcReplyPort<Vec<u8>>),
+}
+
+/// A client request as it travels to a replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// A command, through the log, exactly once per `(client, seq)`.
+    Command(Command),
+    /// A read-index query, without a log write.
+    Query(#[serde(with = "dike_core::codec::bytes")] Vec<u8>),
+}
+
+/// Why a replica did not answer a request with a reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplyError {
+    /// The replica's answer (not leader, application error, busy…).
+    Request(RequestError),
+    /// The request could not be decoded.
+    Malformed(String),
+}
+
+/// A replica's answer to a [`ClientRequest`]: the encoded reply or why not.
+pub type ClientReply = Result<Vec<u8>, ReplyError>;
+
+/// What a replica says about itself (for tests and operators).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// The replica's member id.
+    pub member: MemberId,
+    /// The leader it believes in.
+    pub leader: Option<MemberId>,
+    /// Every slot up to this one is applied.
+    pub applied: u64,
+    /// How many times this member was started on this node.
+    pub starts: u64,
+}
+
+/// Encodes a batch of envelopes for [`ReplicaMsg::Protocol`].
+pub fn encode_envelopes(envs: &[Envelope]) -> Result<Vec<u8>, codec::CodecError> {
+    codec::encode("envelopes", envs)
+}
+
+/// Decodes a [`ReplicaMsg::Protocol`] payload.
+pub fn decode_envelopes(bytes: &[u8]) -> Result<Vec<Envelope>, codec::CodecError> {
+    codec::decode("envelopes", bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_name_names_its_member() {
+        let m = MemberId::new(17, 3);
+        assert_eq!(member_of_name(&replica_name("a/b", m)), Some(m));
+        assert_eq!(member_of_name("dike-replica/x.1/g"), None);
+        assert_eq!(member_of_name("something-else"), None);
+    }
+
+    #[test]
+    fn garbage_payloads_are_errors_not_panics() {
+        assert!(decode_envelopes(&[0xc1, 0x00]).is_err());
+        assert!(codec::decode::<ClientRequest>("request", b"\xff\xfe").is_err());
+    }
+}
