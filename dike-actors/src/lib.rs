@@ -17,3 +17,12 @@ pub mod wire;
 
 pub use config::{MasterSpec, NodeConfig, NodeConfigBuilder};
 pub use error::{DikeError, StartError};
+pub mod context;
+pub mod dispatcher;
+pub mod group_supervisor;
+pub mod node;
+pub mod reconcile;
+pub mod replica_actor;
+pub mod router;
+
+pub use node::{DikeNode, GroupHandle, JoinOutcome, NodeHandle};

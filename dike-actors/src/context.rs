@@ -1,0 +1,99 @@
+//! What every actor of one node shares: the configuration, the registry of
+//! server kinds, the node's incarnation and the current references of the
+//! node's restartable actors.
+//!
+//! Invariant: `boot` numbers handed out by [`NodeContext::next_boot`] never
+//! repeat within the node's process and start above any earlier process's
+//! (they are seeded from the wall clock), so a restarted replica never runs
+//! the effects of an earlier life.
+
+use crate::config::NodeConfig;
+use crate::dispatcher::DispatcherMsg;
+use crate::group_supervisor::GroupSupMsg;
+use crate::master::MasterServer;
+use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
+use ractor::ActorRef;
+use ractor_cluster::NodeServerMessage;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Builds the state machine of a fresh replica of one kind.
+pub type MachineFactory = Arc<dyn Fn(GroupContext) -> Box<dyn StateMachine> + Send + Sync>;
+
+/// The node-wide shared state. See the module documentation.
+pub struct NodeContext {
+    /// The node's configuration.
+    pub config: NodeConfig,
+    /// The life of this node's data (fresh per process with memory storage).
+    pub incarnation: Incarnation,
+    kinds: RwLock<HashMap<String, MachineFactory>>,
+    boots: AtomicU64,
+    pub(crate) dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
+    pub(crate) groups: RwLock<Option<ActorRef<GroupSupMsg>>>,
+    pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
+}
+
+/// Nanoseconds since the epoch (0 if the clock is before it).
+pub(crate) fn wall_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl NodeContext {
+    /// A context for `config`, with the master kind registered.
+    pub fn new(config: NodeConfig) -> Arc<Self> {
+        let now = wall_nanos();
+        let ctx = NodeContext {
+            config,
+            incarnation: Incarnation(now.max(1)),
+            kinds: RwLock::new(HashMap::new()),
+            boots: AtomicU64::new(now),
+            dispatcher: RwLock::new(None),
+            groups: RwLock::new(None),
+            node_server: RwLock::new(None),
+        };
+        ctx.register::<MasterServer>();
+        Arc::new(ctx)
+    }
+
+    /// Registers server kind `S` (again: replaces the constructor).
+    pub fn register<S: PaxosServer>(&self) {
+        let make: MachineFactory = Arc::new(|ctx| Box::new(ServerMachine::<S>::new(ctx)));
+        if let Ok(mut kinds) = self.kinds.write() {
+            kinds.insert(S::KIND.to_owned(), make);
+        }
+    }
+
+    /// The constructor of `kind`, if registered.
+    pub fn kind(&self, kind: &str) -> Option<MachineFactory> {
+        self.kinds.read().ok()?.get(kind).cloned()
+    }
+
+    /// A boot number never used before (see the module documentation).
+    pub fn next_boot(&self) -> u64 {
+        self.boots.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The dispatcher now running, if any.
+    pub fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
+        self.dispatcher.read().ok()?.clone()
+    }
+
+    pub(crate) fn group_supervisor(&self) -> Option<ActorRef<GroupSupMsg>> {
+        self.groups.read().ok()?.clone()
+    }
+
+    pub(crate) fn node_server(&self) -> Option<ActorRef<NodeServerMessage>> {
+        self.node_server.read().ok()?.clone()
+    }
+
+    pub(crate) fn set<T>(slot: &RwLock<Option<T>>, value: Option<T>) {
+        if let Ok(mut s) = slot.write() {
+            *s = value;
+        }
+    }
+}

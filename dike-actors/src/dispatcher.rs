@@ -1,0 +1,267 @@
+//! The dispatcher: every node's entry point for requests, and the keeper of
+//! its routing-table cache.
+//!
+//! It refreshes the table periodically (and when a request names a group it
+//! does not know), keeps the node connected to the masters and to every node
+//! in the table, registers the node with the master (`join`), tells the
+//! group supervisor which replicas the table assigns to this node, and
+//! reports peers whose session dropped to the master (on master nodes).
+//!
+//! Invariant: the actor never waits on the network itself — every request,
+//! refresh and join runs in a task and reports back by message — so a slow
+//! or dead peer never blocks routing of other requests.
+
+use crate::context::NodeContext;
+use crate::error::DikeError;
+use crate::group_supervisor::GroupSupMsg;
+use crate::master::{MasterReply, MasterRequest};
+use crate::reconcile;
+use crate::router::Router;
+use dike_core::routing::RoutingTable;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::NodeServerMessage;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Messages to the dispatcher. Usable with `call!`/`cast!`:
+///
+/// ```no_run
+/// # async fn f(node: dike_actors::NodeHandle) -> Result<(), Box<dyn std::error::Error>> {
+/// use dike_actors::dispatcher::DispatcherMsg;
+/// let dispatcher = node.dispatcher().ok_or("node stopped")?;
+/// let table = ractor::call!(dispatcher, DispatcherMsg::RoutingTable)?;
+/// println!("table version {}", table.version);
+/// # Ok(()) }
+/// ```
+pub enum DispatcherMsg {
+    /// An encoded request to `group` (a read-index query if `query`); the
+    /// answer is the encoded reply.
+    Request {
+        /// The group.
+        group: String,
+        /// The encoded `S::Request`.
+        payload: Vec<u8>,
+        /// Answer with `handle_query` (no log write) instead of a command.
+        query: bool,
+        /// Where the answer goes.
+        reply: RpcReplyPort<Result<Vec<u8>, DikeError>>,
+    },
+    /// A request to the master group.
+    Master(MasterRequest, RpcReplyPort<Result<MasterReply, DikeError>>),
+    /// The cached routing table.
+    RoutingTable(RpcReplyPort<Arc<RoutingTable>>),
+    /// Refreshes the table now (also sent by the dispatcher's timer).
+    Refresh,
+    /// A refresh finished (internal).
+    Refreshed(Result<Arc<RoutingTable>, DikeError>),
+    /// The cluster session to node `name` dropped.
+    PeerDown(String),
+}
+
+impl ractor::Message for DispatcherMsg {}
+
+/// The dispatcher actor.
+pub struct Dispatcher;
+
+/// The dispatcher's state.
+pub struct DispatcherState {
+    ctx: Arc<NodeContext>,
+    router: Arc<Router>,
+    refreshing: bool,
+    timer: ractor::concurrency::JoinHandle<()>,
+}
+
+impl Actor for Dispatcher {
+    type Msg = DispatcherMsg;
+    type State = DispatcherState;
+    type Arguments = Arc<NodeContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DispatcherMsg>,
+        ctx: Arc<NodeContext>,
+    ) -> Result<DispatcherState, ActorProcessingErr> {
+        let timer = myself.send_interval(ctx.config.refresh, || DispatcherMsg::Refresh);
+        let _ = myself.cast(DispatcherMsg::Refresh);
+        Ok(DispatcherState {
+            router: Arc::new(Router::new(ctx.clone())),
+            ctx,
+            refreshing: false,
+            timer,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DispatcherMsg>,
+        state: &mut DispatcherState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.timer.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DispatcherMsg>,
+        msg: DispatcherMsg,
+        state: &mut DispatcherState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DispatcherMsg::Request {
+                group,
+                payload,
+                query,
+                reply,
+            } => {
+                let router = state.router.clone();
+                let span = tracing::info_span!("request", %group, query);
+                tokio::spawn(
+                    async move {
+                        let r = router.request(&group, payload, query).await;
+                        if let Err(e) = &r {
+                            tracing::debug!("request failed: {e}");
+                        }
+                        let _ = reply.send(r);
+                    }
+                    .instrument(span),
+                );
+            }
+            DispatcherMsg::Master(req, reply) => {
+                let router = state.router.clone();
+                let refresh = !matches!(req, MasterRequest::GetTable);
+                let span = tracing::info_span!("master_request", ?req);
+                let me = myself.clone();
+                tokio::spawn(
+                    async move {
+                        let r = router.master(req).await;
+                        if refresh && r.is_ok() {
+                            let _ = me.cast(DispatcherMsg::Refresh);
+                        }
+                        let _ = reply.send(r);
+                    }
+                    .instrument(span),
+                );
+            }
+            DispatcherMsg::RoutingTable(reply) => {
+                let _ = reply.send(state.router.table());
+            }
+            DispatcherMsg::Refresh => {
+                if !state.refreshing {
+                    state.refreshing = true;
+                    let (ctx, router, me) = (state.ctx.clone(), state.router.clone(), myself);
+                    tokio::spawn(async move {
+                        let r = refresh(&ctx, &router).await;
+                        let _ = me.cast(DispatcherMsg::Refreshed(r));
+                    });
+                }
+            }
+            DispatcherMsg::Refreshed(r) => {
+                state.refreshing = false;
+                match r {
+                    Ok(table) => state.reconcile(&table),
+                    Err(e) => tracing::debug!("routing table refresh failed: {e}"),
+                }
+            }
+            DispatcherMsg::PeerDown(name) => state.peer_down(name),
+        }
+        Ok(())
+    }
+}
+
+impl DispatcherState {
+    fn reconcile(&self, table: &RoutingTable) {
+        if !self.ctx.config.join {
+            return;
+        }
+        let mine = reconcile::assignments(table, self.ctx.config.node_id());
+        if let Some(groups) = self.ctx.group_supervisor() {
+            let _ = groups.cast(GroupSupMsg::Reconcile(mine));
+        }
+    }
+
+    /// On a master node, reports a peer whose session dropped as down.
+    fn peer_down(&self, name: String) {
+        if !self.ctx.config.is_master() {
+            return;
+        }
+        let node = crate::config::node_id_of(&name);
+        if !self.router.table().is_up(node) {
+            return;
+        }
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let since = crate::context::wall_nanos() / 1_000_000_000;
+            match router.master(MasterRequest::NodeDown { node, since }).await {
+                Ok(r) => tracing::info!(%name, ?r, "reported node down"),
+                Err(e) => tracing::warn!(%name, "cannot report node down: {e}"),
+            }
+        });
+    }
+}
+
+/// One refresh: connect to every known node not connected, fetch the table,
+/// and join (or re-join after a restart) if this node should be in it.
+async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>, DikeError> {
+    connect_missing(ctx, &router.table()).await;
+    let table = router.refresh().await?;
+    let me = ctx.config.node_id();
+    let must_join = ctx.config.join && !table.is_up(me);
+    if !must_join {
+        return Ok(table);
+    }
+    let join = MasterRequest::Join {
+        name: ctx.config.name.clone(),
+        address: ctx.config.address(),
+        incarnation: ctx.incarnation.0,
+    };
+    match router.master(join).await? {
+        MasterReply::Joined(_) | MasterReply::AlreadyKnown(_) => router.refresh().await,
+        MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
+        other => Err(DikeError::Decode(format!(
+            "unexpected join reply {other:?}"
+        ))),
+    }
+}
+
+/// Opens a cluster session to every master and table node that has none.
+/// ractor_cluster does not reconnect by itself.
+async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
+    let Some(server) = ctx.node_server() else {
+        return;
+    };
+    let sessions = match ractor::call_t!(server, NodeServerMessage::GetSessions, 1000) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("cannot list cluster sessions: {e}");
+            return;
+        }
+    };
+    let mut connected = BTreeSet::new();
+    for s in sessions.values() {
+        connected.insert(s.peer_addr.clone());
+        if let Some(p) = &s.peer_name {
+            let name = p.name.split('@').next().unwrap_or_default();
+            connected.insert(name.to_owned());
+        }
+    }
+    let me = &ctx.config.name;
+    let masters = ctx.config.masters.iter().map(|m| (&m.name, &m.address));
+    let nodes = table.nodes.values().map(|n| (&n.name, &n.address));
+    let mut tried = BTreeSet::new();
+    for (name, address) in masters.chain(nodes) {
+        if name == me || connected.contains(name) || connected.contains(address) {
+            continue;
+        }
+        if !tried.insert(address.clone()) {
+            continue;
+        }
+        let attempt = ractor_cluster::client_connect(&server, address.as_str());
+        match tokio::time::timeout(Duration::from_secs(1), attempt).await {
+            Ok(Ok(())) => tracing::debug!(%name, %address, "connecting"),
+            Ok(Err(e)) => tracing::debug!(%name, %address, "cannot connect: {e}"),
+            Err(_) => tracing::debug!(%name, %address, "connect timed out"),
+        }
+    }
+}

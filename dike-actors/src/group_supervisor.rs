@@ -1,0 +1,213 @@
+//! The group supervisor: one replica actor per group hosted on the node,
+//! started and stopped by reconciliation with the routing table, restarted
+//! after a crash within a [`RestartBudget`].
+//!
+//! Invariants: at most one replica actor per group runs on the node; a
+//! replica stopped on purpose (reconciliation, shutdown) is never restarted;
+//! a crashed one is restarted from its storage unless the budget is
+//! exhausted, in which case the supervisor itself fails and its own
+//! supervisor (the node) decides.
+
+use crate::config::MASTER_GROUP;
+use crate::context::NodeContext;
+use crate::master::MASTER_KIND;
+use crate::reconcile;
+use crate::replica_actor::{Assignment, ReplicaActor, ReplicaArgs};
+use crate::restart::RestartBudget;
+use crate::wire::{self, ReplicaMsg};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Messages to the group supervisor (local only).
+pub enum GroupSupMsg {
+    /// The replicas the routing table assigns to this node.
+    Reconcile(BTreeMap<String, Assignment>),
+    /// One node tick, passed on to every replica.
+    Tick,
+    /// The replica actor of a group, if running here.
+    Replica(String, RpcReplyPort<Option<ActorRef<ReplicaMsg>>>),
+}
+
+impl ractor::Message for GroupSupMsg {}
+
+/// The group supervisor actor.
+pub struct GroupSupervisor;
+
+struct Child {
+    actor: ActorRef<ReplicaMsg>,
+    assignment: Assignment,
+}
+
+/// The supervisor's state.
+pub struct GroupSupState {
+    ctx: Arc<NodeContext>,
+    children: BTreeMap<String, Child>,
+    by_id: HashMap<ActorId, String>,
+    stopping: BTreeSet<ActorId>,
+    pinned: BTreeMap<String, Assignment>,
+    budget: RestartBudget,
+    warned_kinds: BTreeSet<String>,
+}
+
+impl Actor for GroupSupervisor {
+    type Msg = GroupSupMsg;
+    type State = GroupSupState;
+    type Arguments = Arc<NodeContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<GroupSupMsg>,
+        ctx: Arc<NodeContext>,
+    ) -> Result<GroupSupState, ActorProcessingErr> {
+        let mut pinned = BTreeMap::new();
+        if let Some(me) = ctx
+            .config
+            .masters
+            .iter()
+            .find(|m| m.name == ctx.config.name)
+        {
+            let a = Assignment {
+                group: MASTER_GROUP.to_owned(),
+                kind: MASTER_KIND.to_owned(),
+                member: me.member(),
+                config: ctx.config.master_config(),
+            };
+            pinned.insert(MASTER_GROUP.to_owned(), a);
+        }
+        let mut state = GroupSupState {
+            budget: RestartBudget::new(ctx.config.restarts),
+            ctx,
+            children: BTreeMap::new(),
+            by_id: HashMap::new(),
+            stopping: BTreeSet::new(),
+            pinned,
+            warned_kinds: BTreeSet::new(),
+        };
+        state.ensure_pinned(&myself).await;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<GroupSupMsg>,
+        msg: GroupSupMsg,
+        state: &mut GroupSupState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GroupSupMsg::Tick => {
+                for c in state.children.values() {
+                    let _ = c.actor.cast(ReplicaMsg::Tick);
+                }
+            }
+            GroupSupMsg::Reconcile(desired) => {
+                state.ensure_pinned(&myself).await;
+                let running: BTreeMap<String, Assignment> = state
+                    .children
+                    .iter()
+                    .map(|(k, c)| (k.clone(), c.assignment.clone()))
+                    .collect();
+                let pinned: BTreeSet<String> = state.pinned.keys().cloned().collect();
+                let plan = reconcile::plan(&running, &desired, &pinned);
+                for group in plan.stop {
+                    state.stop(&group);
+                }
+                for a in plan.start {
+                    state.start(&myself, a).await;
+                }
+            }
+            GroupSupMsg::Replica(group, port) => {
+                let _ = port.send(state.children.get(&group).map(|c| c.actor.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<GroupSupMsg>,
+        evt: SupervisionEvent,
+        state: &mut GroupSupState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "terminated".into()))
+            }
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        let Some(group) = state.by_id.remove(&id) else {
+            return Ok(());
+        };
+        if state.stopping.remove(&id) {
+            return Ok(());
+        }
+        let Some(child) = state.children.remove(&group) else {
+            return Ok(());
+        };
+        tracing::warn!(%group, %why, "replica crashed");
+        if !state.budget.allow(Instant::now()) {
+            return Err(
+                format!("replicas crash too often (last: {group}: {why}); giving up").into(),
+            );
+        }
+        state.start(&myself, child.assignment).await;
+        Ok(())
+    }
+}
+
+impl GroupSupState {
+    async fn ensure_pinned(&mut self, myself: &ActorRef<GroupSupMsg>) {
+        let missing: Vec<Assignment> = self
+            .pinned
+            .values()
+            .filter(|a| !self.children.contains_key(&a.group))
+            .cloned()
+            .collect();
+        for a in missing {
+            self.start(myself, a).await;
+        }
+    }
+
+    async fn start(&mut self, myself: &ActorRef<GroupSupMsg>, a: Assignment) {
+        if self.ctx.kind(&a.kind).is_none() {
+            if self.warned_kinds.insert(a.kind.clone()) {
+                tracing::error!(group = %a.group, kind = %a.kind,
+                    "cannot host a replica: server kind not registered on this node");
+            }
+            return;
+        }
+        let name = wire::replica_name(&a.group, a.member);
+        let args = ReplicaArgs {
+            ctx: self.ctx.clone(),
+            assignment: a.clone(),
+        };
+        match Actor::spawn_linked(Some(name), ReplicaActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.by_id.insert(actor.get_id(), a.group.clone());
+                self.children.insert(
+                    a.group.clone(),
+                    Child {
+                        actor,
+                        assignment: a,
+                    },
+                );
+            }
+            // Retried at the next reconciliation.
+            Err(e) => tracing::error!(group = %a.group, "cannot start replica: {e}"),
+        }
+    }
+
+    fn stop(&mut self, group: &str) {
+        if let Some(c) = self.children.remove(group) {
+            tracing::info!(%group, "stopping replica: no longer assigned to this node");
+            self.stopping.insert(c.actor.get_id());
+            c.actor.stop(Some("unassigned".into()));
+            if let Err(e) = self.ctx.config.storage.remove(group, c.assignment.member) {
+                tracing::warn!(%group, "cannot remove the replica's storage: {e}");
+            }
+        }
+    }
+}

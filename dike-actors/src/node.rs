@@ -1,0 +1,461 @@
+//! The node: the root `DikeNode` actor and the handles users hold.
+//!
+//! `DikeNode` owns the ractor_cluster `NodeServer` (cookie authentication,
+//! transitive connections), the node ticker (one timer per node, fanned out
+//! to every replica by the group supervisor), the [`Dispatcher`] and the
+//! [`GroupSupervisor`] (which also hosts the master replica on master nodes).
+//!
+//! Invariants: the dispatcher and the group supervisor are restarted after a
+//! crash within the node's [`RestartBudget`]; past it, or if the
+//! `NodeServer` dies, the node stops its children and fails, so the user's
+//! supervisor (if any) sees the failure. The context always names the
+//! currently running dispatcher and group supervisor.
+
+use crate::config::NodeConfig;
+use crate::context::NodeContext;
+use crate::dispatcher::{Dispatcher, DispatcherMsg};
+use crate::error::{DikeError, StartError};
+use crate::group_supervisor::{GroupSupMsg, GroupSupervisor};
+use crate::master::{MasterReply, MasterRequest};
+use crate::restart::RestartBudget;
+use crate::wire::ReplicaMsg;
+use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
+use dike_core::{codec, NodeId, PaxosServer};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages to the node actor (local only).
+pub enum DikeNodeMsg {
+    /// One node tick.
+    Tick,
+    /// The cluster session to the named node dropped.
+    PeerDown(String),
+    /// A cluster session to the named node is ready.
+    PeerUp(String),
+}
+
+impl ractor::Message for DikeNodeMsg {}
+
+/// The root actor of a node. Start it with [`DikeNode::start`] or, under
+/// your own supervisor, with [`DikeNode::start_linked`].
+pub struct DikeNode;
+
+/// The node actor's state.
+pub struct DikeNodeState {
+    ctx: Arc<NodeContext>,
+    budget: RestartBudget,
+    node_server: ActorRef<NodeServerMessage>,
+    ticker: ractor::concurrency::JoinHandle<()>,
+}
+
+struct Events(ActorRef<DikeNodeMsg>);
+
+fn peer_name(ses: &NodeServerSessionInformation) -> Option<String> {
+    let name = &ses.peer_name.as_ref()?.name;
+    Some(name.split('@').next().unwrap_or(name).to_owned())
+}
+
+impl NodeEventSubscription for Events {
+    fn node_session_opened(&self, _ses: NodeServerSessionInformation) {}
+    fn node_session_authenticated(&self, _ses: NodeServerSessionInformation) {}
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        if let Some(name) = peer_name(&ses) {
+            let _ = self.0.cast(DikeNodeMsg::PeerDown(name));
+        }
+    }
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        if let Some(name) = peer_name(&ses) {
+            let _ = self.0.cast(DikeNodeMsg::PeerUp(name));
+        }
+    }
+}
+
+async fn spawn_dispatcher(
+    ctx: &Arc<NodeContext>,
+    sup: ActorCell,
+) -> Result<ActorRef<DispatcherMsg>, ActorProcessingErr> {
+    let (d, _) = Actor::spawn_linked(None, Dispatcher, ctx.clone(), sup).await?;
+    NodeContext::set(&ctx.dispatcher, Some(d.clone()));
+    Ok(d)
+}
+
+async fn spawn_groups(
+    ctx: &Arc<NodeContext>,
+    sup: ActorCell,
+) -> Result<ActorRef<GroupSupMsg>, ActorProcessingErr> {
+    let (g, _) = Actor::spawn_linked(None, GroupSupervisor, ctx.clone(), sup).await?;
+    NodeContext::set(&ctx.groups, Some(g.clone()));
+    Ok(g)
+}
+
+impl Actor for DikeNode {
+    type Msg = DikeNodeMsg;
+    type State = DikeNodeState;
+    type Arguments = Arc<NodeContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DikeNodeMsg>,
+        ctx: Arc<NodeContext>,
+    ) -> Result<DikeNodeState, ActorProcessingErr> {
+        let c = &ctx.config;
+        let server = NodeServer::new(
+            c.listen.port(),
+            c.cookie.clone(),
+            c.name.clone(),
+            c.listen.ip().to_string(),
+            None,
+            Some(NodeConnectionMode::Transitive),
+        )
+        .with_listen_addr(c.listen.ip());
+        let (node_server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
+        node_server.cast(NodeServerMessage::SubscribeToEvents {
+            id: format!("dike/{}", c.name),
+            subscription: Box::new(Events(myself.clone())),
+        })?;
+        NodeContext::set(&ctx.node_server, Some(node_server.clone()));
+        spawn_groups(&ctx, myself.get_cell()).await?;
+        spawn_dispatcher(&ctx, myself.get_cell()).await?;
+        let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
+        tracing::info!(name = %c.name, listen = %c.listen, master = c.is_master(), "node started");
+        Ok(DikeNodeState {
+            budget: RestartBudget::new(c.restarts),
+            ctx,
+            node_server,
+            ticker,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<DikeNodeMsg>,
+        state: &mut DikeNodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shutdown(&myself).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<DikeNodeMsg>,
+        msg: DikeNodeMsg,
+        state: &mut DikeNodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DikeNodeMsg::Tick => {
+                if let Some(g) = state.ctx.group_supervisor() {
+                    let _ = g.cast(GroupSupMsg::Tick);
+                }
+            }
+            DikeNodeMsg::PeerDown(name) => {
+                tracing::info!(peer = %name, "cluster session dropped");
+                if let Some(d) = state.ctx.dispatcher() {
+                    let _ = d.cast(DispatcherMsg::PeerDown(name));
+                }
+            }
+            DikeNodeMsg::PeerUp(name) => {
+                tracing::debug!(peer = %name, "cluster session ready");
+                if let Some(d) = state.ctx.dispatcher() {
+                    let _ = d.cast(DispatcherMsg::Refresh);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<DikeNodeMsg>,
+        evt: SupervisionEvent,
+        state: &mut DikeNodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorTerminated(cell, _, r) => (cell, r.unwrap_or_default()),
+            SupervisionEvent::ActorFailed(cell, e) => (cell, e.to_string()),
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        let ctx = state.ctx.clone();
+        let is = |r: Option<ActorCell>| r.is_some_and(|c| c.get_id() == id);
+        let which = if is(ctx.dispatcher().map(|d| d.get_cell())) {
+            "dispatcher"
+        } else if is(ctx.group_supervisor().map(|g| g.get_cell())) {
+            "group supervisor"
+        } else if id == state.node_server.get_id() {
+            "node server"
+        } else {
+            return Ok(());
+        };
+        tracing::warn!(%which, %why, "node child stopped");
+        if which == "node server" || !state.budget.allow(Instant::now()) {
+            state.shutdown(&myself).await;
+            return Err(format!("{which} stopped ({why}); the node gives up").into());
+        }
+        if which == "dispatcher" {
+            spawn_dispatcher(&ctx, myself.get_cell()).await?;
+        } else {
+            spawn_groups(&ctx, myself.get_cell()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl DikeNodeState {
+    async fn shutdown(&mut self, myself: &ActorRef<DikeNodeMsg>) {
+        self.ticker.abort();
+        NodeContext::set(&self.ctx.dispatcher, None);
+        NodeContext::set(&self.ctx.groups, None);
+        myself
+            .stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(5)))
+            .await;
+    }
+}
+
+impl DikeNode {
+    /// Starts a node on its own (not under a supervisor).
+    ///
+    /// ```no_run
+    /// use dike_actors::{counter::{Counter, CounterRequest}, DikeNode, NodeConfig};
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = NodeConfig::builder("solo", "127.0.0.1:4100".parse()?)
+    ///     .cookie("secret")
+    ///     .build()?;
+    /// let node = DikeNode::start(config).await?;
+    /// node.register::<Counter>();
+    /// node.add_group("c1", "counter").await?;
+    /// let v = node.group::<Counter>("c1").call(CounterRequest::Add(5)).await?;
+    /// assert_eq!(v, 5);
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        Self::spawn_with(config, None).await
+    }
+
+    /// Starts a node linked to `supervisor`, which sees the node fail if it
+    /// gives up.
+    pub async fn start_linked(
+        config: NodeConfig,
+        supervisor: ActorCell,
+    ) -> Result<NodeHandle, StartError> {
+        Self::spawn_with(config, Some(supervisor)).await
+    }
+
+    async fn spawn_with(
+        config: NodeConfig,
+        supervisor: Option<ActorCell>,
+    ) -> Result<NodeHandle, StartError> {
+        let ctx = NodeContext::new(config);
+        let spawned = match supervisor {
+            Some(s) => Actor::spawn_linked(None, DikeNode, ctx.clone(), s).await,
+            None => Actor::spawn(None, DikeNode, ctx.clone()).await,
+        };
+        let (actor, _) = spawned.map_err(|e| StartError::Spawn {
+            what: "DikeNode",
+            reason: e.to_string(),
+        })?;
+        Ok(NodeHandle { ctx, actor })
+    }
+}
+
+/// What joining answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The node was added to the routing table.
+    Joined(NodeInfo),
+    /// The node was known already (it is marked up).
+    AlreadyKnown(NodeInfo),
+}
+
+/// A handle on a running node. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    ctx: Arc<NodeContext>,
+    actor: ActorRef<DikeNodeMsg>,
+}
+
+impl NodeHandle {
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.ctx.config.name
+    }
+
+    /// The node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.ctx.config.node_id()
+    }
+
+    /// The node's root actor.
+    pub fn actor(&self) -> &ActorRef<DikeNodeMsg> {
+        &self.actor
+    }
+
+    /// The dispatcher now running (it changes if it is restarted).
+    pub fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
+        self.ctx.dispatcher()
+    }
+
+    /// Registers server kind `S`, so this node can host groups of it.
+    pub fn register<S: PaxosServer>(&self) {
+        self.ctx.register::<S>();
+    }
+
+    /// Whether `kind` is registered on this node.
+    pub fn has_kind(&self, kind: &str) -> bool {
+        self.ctx.kind(kind).is_some()
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<Result<T, DikeError>>) -> DispatcherMsg,
+    ) -> Result<T, DikeError> {
+        let d = self
+            .dispatcher()
+            .ok_or_else(|| DikeError::NodeStopped("no dispatcher".into()))?;
+        let wait = self.ctx.config.request_timeout + Duration::from_secs(1);
+        match d.call(msg, Some(wait)).await {
+            Ok(CallResult::Success(r)) => r,
+            Ok(CallResult::Timeout) => Err(DikeError::NodeStopped("dispatcher timed out".into())),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(DikeError::NodeStopped("dispatcher stopped".into()))
+            }
+        }
+    }
+
+    async fn master(&self, req: MasterRequest) -> Result<MasterReply, DikeError> {
+        match self.ask(|port| DispatcherMsg::Master(req, port)).await? {
+            MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
+            other => Ok(other),
+        }
+    }
+
+    /// Registers this node with the master. The dispatcher also does this by
+    /// itself when the configuration says `join`.
+    pub async fn join(&self) -> Result<JoinOutcome, DikeError> {
+        let req = MasterRequest::Join {
+            name: self.ctx.config.name.clone(),
+            address: self.ctx.config.address(),
+            incarnation: self.ctx.incarnation.0,
+        };
+        match self.master(req).await? {
+            MasterReply::Joined(n) => Ok(JoinOutcome::Joined(n)),
+            MasterReply::AlreadyKnown(n) => Ok(JoinOutcome::AlreadyKnown(n)),
+            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Creates group `name` of `kind` with the configured group size. An
+    /// existing group of that name is returned unchanged.
+    pub async fn add_group(&self, name: &str, kind: &str) -> Result<GroupInfo, DikeError> {
+        self.add_group_sized(name, kind, self.ctx.config.group_size)
+            .await
+    }
+
+    /// Creates group `name` of `kind` with `size` replicas.
+    pub async fn add_group_sized(
+        &self,
+        name: &str,
+        kind: &str,
+        size: usize,
+    ) -> Result<GroupInfo, DikeError> {
+        if !self.has_kind(kind) {
+            return Err(DikeError::UnknownKind(kind.to_owned()));
+        }
+        let req = MasterRequest::AddGroup {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            size,
+        };
+        match self.master(req).await? {
+            MasterReply::Group(g) => Ok(g),
+            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Deletes group `name`; its replicas stop at their nodes' next refresh.
+    pub async fn remove_group(&self, name: &str) -> Result<GroupInfo, DikeError> {
+        match self
+            .master(MasterRequest::RemoveGroup { name: name.into() })
+            .await?
+        {
+            MasterReply::Removed(g) => Ok(g),
+            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The routing table, read from the master (linearizable).
+    pub async fn routing_table(&self) -> Result<RoutingTable, DikeError> {
+        match self.master(MasterRequest::GetTable).await? {
+            MasterReply::Table(t) => Ok(t),
+            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// A typed handle on group `name` of server kind `S`.
+    pub fn group<S: PaxosServer>(&self, name: &str) -> GroupHandle<S> {
+        GroupHandle {
+            node: self.clone(),
+            group: name.to_owned(),
+            _kind: PhantomData,
+        }
+    }
+
+    /// The replica actor of `group` on this node, if one runs here.
+    pub async fn local_replica(&self, group: &str) -> Option<ActorRef<ReplicaMsg>> {
+        let g = self.ctx.group_supervisor()?;
+        ractor::call_t!(g, GroupSupMsg::Replica, 1000, group.to_owned())
+            .ok()
+            .flatten()
+    }
+
+    /// Stops the node and waits until its actors are gone.
+    pub async fn stop(&self) {
+        let _ = self
+            .actor
+            .stop_and_wait(
+                Some("stopped by its handle".into()),
+                Some(Duration::from_secs(10)),
+            )
+            .await;
+    }
+}
+
+/// A typed handle on one group: requests and replies of server kind `S`.
+pub struct GroupHandle<S: PaxosServer> {
+    node: NodeHandle,
+    group: String,
+    _kind: PhantomData<fn() -> S>,
+}
+
+impl<S: PaxosServer> GroupHandle<S> {
+    /// Sends `req` through the group's log (applied exactly once) and
+    /// returns the reply.
+    pub async fn call(&self, req: S::Request) -> Result<S::Reply, DikeError> {
+        self.send(req, false).await
+    }
+
+    /// Answers `req` with `handle_query` at the leader after a read-index
+    /// round: linearizable, without a log write.
+    pub async fn query(&self, req: S::Request) -> Result<S::Reply, DikeError> {
+        self.send(req, true).await
+    }
+
+    async fn send(&self, req: S::Request, query: bool) -> Result<S::Reply, DikeError> {
+        let payload = codec::encode("request", &req)?;
+        let group = self.group.clone();
+        let bytes = self
+            .node
+            .ask(|reply| DispatcherMsg::Request {
+                group,
+                payload,
+                query,
+                reply,
+            })
+            .await?;
+        Ok(codec::decode("reply", &bytes)?)
+    }
+}

@@ -1,0 +1,227 @@
+//! The replica actor: one [`GroupDriver`] of one group on this node, fed by
+//! peers, ticks and clients.
+//!
+//! Invariants: the actor joins the process group of its Dike group, and
+//! peers find it there by its name ([`wire::replica_name`]); after every
+//! batch of inputs it drives the replica (persist, then send, then answer),
+//! so nothing leaves before its write; an input that fails to decode is
+//! logged and dropped, never a panic; a storage failure stops the actor
+//! (its supervisor restarts it from storage, within its restart budget).
+
+use crate::context::NodeContext;
+use crate::driver::{DriverError, DynMachine, GroupDriver};
+use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
+use dike_core::{codec, Config, GroupContext, MemberId, RequestId, Response};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The replica actor. See the module documentation.
+pub struct ReplicaActor;
+
+/// What a replica actor is started with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// The group.
+    pub group: String,
+    /// Its server kind.
+    pub kind: String,
+    /// This node's member of the group.
+    pub member: MemberId,
+    /// The group's configuration as the routing table knows it.
+    pub config: Config,
+}
+
+/// Arguments of [`ReplicaActor`].
+pub struct ReplicaArgs {
+    /// The node.
+    pub ctx: Arc<NodeContext>,
+    /// What to host.
+    pub assignment: Assignment,
+}
+
+/// The actor's state.
+pub struct ReplicaState {
+    driver: GroupDriver,
+    group: String,
+    pg: String,
+    peers: HashMap<MemberId, ActorRef<ReplicaMsg>>,
+    waiting: HashMap<RequestId, RpcReplyPort<Vec<u8>>>,
+    flush_scheduled: bool,
+    boot: u64,
+}
+
+impl Actor for ReplicaActor {
+    type Msg = ReplicaMsg;
+    type State = ReplicaState;
+    type Arguments = ReplicaArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ReplicaMsg>,
+        args: ReplicaArgs,
+    ) -> Result<ReplicaState, ActorProcessingErr> {
+        let a = args.assignment;
+        let make = args
+            .ctx
+            .kind(&a.kind)
+            .ok_or_else(|| format!("server kind {:?} is not registered", a.kind))?;
+        let machine = DynMachine(make(GroupContext {
+            group: a.group.clone(),
+            kind: a.kind.clone(),
+            member: a.member,
+        }));
+        let storage = args
+            .ctx
+            .config
+            .storage
+            .open(&a.group, a.member)
+            .map_err(DriverError::from)?;
+        let boot = args.ctx.next_boot();
+        let opts = args.ctx.config.replica.clone();
+        let driver = GroupDriver::start(a.member, a.config, machine, opts, storage, boot)?;
+        let pg = wire::group_pg(&a.group);
+        ractor::pg::join(pg.clone(), vec![myself.get_cell()]);
+        tracing::info!(group = %a.group, member = %a.member, "replica started");
+        let mut state = ReplicaState {
+            driver,
+            group: a.group,
+            pg,
+            peers: HashMap::new(),
+            waiting: HashMap::new(),
+            flush_scheduled: false,
+            boot,
+        };
+        state.drive()?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ReplicaMsg>,
+        msg: ReplicaMsg,
+        state: &mut ReplicaState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ReplicaMsg::Protocol(bytes) => match wire::decode_envelopes(&bytes) {
+                Ok(envs) => {
+                    state.driver.step(envs);
+                    state.schedule_flush(&myself);
+                }
+                Err(e) => tracing::warn!(group = %state.group, "dropping peer message: {e}"),
+            },
+            ReplicaMsg::Request(bytes, port) => {
+                state.on_request(&bytes, port);
+                state.schedule_flush(&myself);
+            }
+            ReplicaMsg::Tick => {
+                state.driver.tick();
+                state.drive()?;
+            }
+            ReplicaMsg::Flush => {
+                state.flush_scheduled = false;
+                state.drive()?;
+            }
+            ReplicaMsg::Status(port) => {
+                let r = state.driver.replica();
+                let status = ReplicaStatus {
+                    member: r.id(),
+                    leader: r.leader(),
+                    applied: r.applied(),
+                    starts: state.boot,
+                };
+                match codec::encode("status", &status) {
+                    Ok(bytes) => {
+                        let _ = port.send(bytes);
+                    }
+                    Err(e) => tracing::warn!("cannot encode a status: {e}"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReplicaState {
+    /// Drives at the end of the current mailbox batch: everything already
+    /// queued is handled first, so commands that arrive together share a slot.
+    fn schedule_flush(&mut self, myself: &ActorRef<ReplicaMsg>) {
+        if !self.flush_scheduled && myself.cast(ReplicaMsg::Flush).is_ok() {
+            self.flush_scheduled = true;
+        }
+    }
+
+    fn on_request(&mut self, bytes: &[u8], port: RpcReplyPort<Vec<u8>>) {
+        let _span = tracing::debug_span!("replica_request", group = %self.group).entered();
+        match codec::decode::<ClientRequest>("client request", bytes) {
+            Ok(ClientRequest::Command(cmd)) => {
+                self.waiting
+                    .insert(RequestId::Command(cmd.client, cmd.seq), port);
+                self.driver.propose(cmd);
+            }
+            Ok(ClientRequest::Query(payload)) => {
+                let id = self.driver.query(payload);
+                self.waiting.insert(RequestId::Query(id), port);
+            }
+            Err(e) => {
+                tracing::warn!("malformed client request: {e}");
+                reply(port, Err(ReplyError::Malformed(e.to_string())));
+            }
+        }
+    }
+
+    /// Persists, sends, answers. A storage error fails the actor.
+    fn drive(&mut self) -> Result<(), ActorProcessingErr> {
+        let out = self.driver.drive()?;
+        for (to, envs) in out.to_peers {
+            self.send(to, &envs);
+        }
+        for Response { to, result } in out.responses {
+            if let Some(port) = self.waiting.remove(&to) {
+                reply(port, result.map_err(ReplyError::Request));
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: MemberId, envs: &[dike_core::Envelope]) {
+        let bytes = match wire::encode_envelopes(envs) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(group = %self.group, "cannot encode protocol messages: {e}");
+                return;
+            }
+        };
+        let Some(peer) = self.peer(to) else {
+            tracing::trace!(group = %self.group, %to, "peer not reachable");
+            return;
+        };
+        if peer.cast(ReplicaMsg::Protocol(bytes)).is_err() {
+            // The peer (or its node session) stopped: look it up again next time.
+            self.peers.remove(&to);
+        }
+    }
+
+    /// The actor of `member`, from the cache or the process group.
+    fn peer(&mut self, member: MemberId) -> Option<ActorRef<ReplicaMsg>> {
+        if let Some(p) = self.peers.get(&member) {
+            return Some(p.clone());
+        }
+        let cell = ractor::pg::get_members(&self.pg)
+            .into_iter()
+            .find(|c| c.get_name().and_then(|n| wire::member_of_name(&n)) == Some(member))?;
+        let actor: ActorRef<ReplicaMsg> = cell.into();
+        self.peers.insert(member, actor.clone());
+        Some(actor)
+    }
+}
+
+fn reply(port: RpcReplyPort<Vec<u8>>, answer: ClientReply) {
+    match codec::encode("client reply", &answer) {
+        Ok(bytes) => {
+            // The caller may have given up; that is not an error here.
+            let _ = port.send(bytes);
+        }
+        Err(e) => tracing::error!("cannot encode a client reply: {e}"),
+    }
+}

@@ -1,0 +1,381 @@
+//! Request routing, shared by the dispatcher and its request tasks: the
+//! cached routing table, the believed leader of every group, the client
+//! session, and the retry loop of one request.
+//!
+//! Invariants: every command of one router carries the router's client id
+//! and a fresh sequence number, and a retry reuses both, so a command is
+//! applied at most once however often it is retried; `ack_floor` is the
+//! lowest sequence number still in flight, so replicas forget only replies
+//! the router no longer waits for.
+
+use crate::config::MASTER_GROUP;
+use crate::context::{wall_nanos, NodeContext};
+use crate::error::DikeError;
+use crate::master::{MasterReply, MasterRequest};
+use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
+use dike_core::routing::RoutingTable;
+use dike_core::{codec, ClientId, Command, MemberId, RequestError};
+use ractor::rpc::CallResult;
+use ractor::ActorRef;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One attempt may wait at most this long for a replica.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_millis(400);
+
+/// The client session of one router.
+#[derive(Debug)]
+pub struct ClientSession {
+    id: ClientId,
+    next: u64,
+    in_flight: BTreeSet<u64>,
+}
+
+impl ClientSession {
+    /// A session with a fresh id.
+    pub fn new(id: ClientId) -> Self {
+        ClientSession {
+            id,
+            next: 1,
+            in_flight: BTreeSet::new(),
+        }
+    }
+
+    /// A command for `payload`: the next sequence number, with the lowest
+    /// one in flight as the acknowledgement floor.
+    pub fn begin(&mut self, payload: Vec<u8>) -> Command {
+        let seq = self.next;
+        self.next += 1;
+        self.in_flight.insert(seq);
+        let ack_floor = self.in_flight.first().copied().unwrap_or(seq);
+        Command {
+            client: self.id,
+            seq,
+            ack_floor,
+            payload,
+        }
+    }
+
+    /// The command `seq` is answered (or given up on).
+    pub fn end(&mut self, seq: u64) {
+        self.in_flight.remove(&seq);
+    }
+}
+
+/// What to do after one attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Done: the reply.
+    Reply(Vec<u8>),
+    /// Done: a final error.
+    Fail(DikeError),
+    /// Try `MemberId` at once (a leader hint).
+    Redirect(MemberId),
+    /// Try the next member after a backoff.
+    Retry(String),
+}
+
+/// Classifies a replica's answer (or `None`: no answer).
+pub fn classify(target: MemberId, answer: Option<ClientReply>) -> Next {
+    match answer {
+        None => Next::Retry(format!("no answer from {target}")),
+        Some(Ok(bytes)) => Next::Reply(bytes),
+        Some(Err(ReplyError::Malformed(m))) => Next::Fail(DikeError::Decode(m)),
+        Some(Err(ReplyError::Request(e))) => match e {
+            RequestError::NotLeader {
+                leader: Some(l), ..
+            } if l != target => Next::Redirect(l),
+            RequestError::NotLeader { .. } => Next::Retry(format!("{target} knows no leader")),
+            RequestError::Busy => Next::Retry(format!("{target} is busy")),
+            RequestError::Application(m) => Next::Fail(DikeError::Application(m)),
+            RequestError::QueryUnsupported => Next::Fail(DikeError::Application(
+                "the server does not answer this request as a query".into(),
+            )),
+            RequestError::Stale => Next::Fail(DikeError::Application(
+                "stale request: already answered".into(),
+            )),
+        },
+    }
+}
+
+/// Doubling backoff, capped.
+pub fn backoff(attempt: u32) -> Duration {
+    BACKOFF_MIN
+        .saturating_mul(1u32 << attempt.min(8))
+        .min(BACKOFF_MAX)
+}
+
+/// The routing state of one node. See the module documentation.
+pub struct Router {
+    ctx: Arc<NodeContext>,
+    table: RwLock<Arc<RoutingTable>>,
+    leaders: Mutex<HashMap<String, MemberId>>,
+    session: Mutex<ClientSession>,
+}
+
+impl Router {
+    /// A router with an empty table and a fresh session.
+    pub fn new(ctx: Arc<NodeContext>) -> Self {
+        let client = ClientId(wall_nanos() ^ ctx.config.node_id().0.rotate_left(32));
+        Router {
+            ctx,
+            table: RwLock::new(Arc::new(RoutingTable::new())),
+            leaders: Mutex::new(HashMap::new()),
+            session: Mutex::new(ClientSession::new(client)),
+        }
+    }
+
+    /// The cached table.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.table
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|_| Arc::new(RoutingTable::new()))
+    }
+
+    /// Replaces the cached table if `t` is newer; returns whether it was.
+    pub fn install(&self, t: RoutingTable) -> bool {
+        let Ok(mut cur) = self.table.write() else {
+            return false;
+        };
+        if t.version > cur.version || (t.version == cur.version && **cur != t) {
+            *cur = Arc::new(t);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn voters(&self, group: &str) -> Option<Vec<MemberId>> {
+        if group == MASTER_GROUP {
+            return Some(self.ctx.config.master_config().voters);
+        }
+        self.table().voters(group).ok().map(<[MemberId]>::to_vec)
+    }
+
+    /// Fetches the table from the master and installs it.
+    pub async fn refresh(&self) -> Result<Arc<RoutingTable>, DikeError> {
+        match self.master(MasterRequest::GetTable).await? {
+            MasterReply::Table(t) => {
+                self.install(t);
+                Ok(self.table())
+            }
+            other => Err(DikeError::Decode(format!(
+                "unexpected master reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends `req` to the master group.
+    pub async fn master(&self, req: MasterRequest) -> Result<MasterReply, DikeError> {
+        let query = matches!(req, MasterRequest::GetTable);
+        let payload = codec::encode("master request", &req)?;
+        let voters = self.ctx.config.master_config().voters;
+        let bytes = self.send(MASTER_GROUP, &voters, payload, query).await?;
+        Ok(codec::decode("master reply", &bytes)?)
+    }
+
+    /// Sends an encoded request to `group`'s leader, following hints and
+    /// retrying with backoff until the node's request timeout.
+    pub async fn request(
+        &self,
+        group: &str,
+        payload: Vec<u8>,
+        query: bool,
+    ) -> Result<Vec<u8>, DikeError> {
+        let voters = match self.voters(group) {
+            Some(v) => v,
+            None => {
+                // Maybe the table is old: ask the master once.
+                if let Err(e) = self.refresh().await {
+                    tracing::debug!(%group, "refresh for an unknown group failed: {e}");
+                }
+                self.voters(group)
+                    .ok_or_else(|| DikeError::UnknownGroup(group.to_owned()))?
+            }
+        };
+        self.send(group, &voters, payload, query).await
+    }
+
+    /// Sends to `voters` of `group`: the retry loop with the session.
+    async fn send(
+        &self,
+        group: &str,
+        voters: &[MemberId],
+        payload: Vec<u8>,
+        query: bool,
+    ) -> Result<Vec<u8>, DikeError> {
+        let timeout = self.ctx.config.request_timeout;
+        let deadline = Instant::now() + timeout;
+        if voters.is_empty() {
+            return Err(DikeError::UnknownGroup(group.to_owned()));
+        }
+        let (request, seq) = if query {
+            (ClientRequest::Query(payload), None)
+        } else {
+            let cmd = match self.session.lock() {
+                Ok(mut s) => s.begin(payload),
+                Err(_) => return Err(DikeError::NodeStopped("session lock poisoned".into())),
+            };
+            let seq = cmd.seq;
+            (ClientRequest::Command(cmd), Some(seq))
+        };
+        let bytes = codec::encode("client request", &request)?;
+        let result = self.attempts(group, voters, &bytes, deadline).await;
+        if let (Some(seq), Ok(mut s)) = (seq, self.session.lock()) {
+            s.end(seq);
+        }
+        result.map_err(|last| {
+            if last.starts_with("no answer") {
+                DikeError::Timeout {
+                    group: group.to_owned(),
+                    after: timeout,
+                }
+            } else {
+                DikeError::Unavailable {
+                    group: group.to_owned(),
+                    reason: last,
+                }
+            }
+        })?
+    }
+
+    /// The retry loop; `Err` carries the last reason for retrying.
+    async fn attempts(
+        &self,
+        group: &str,
+        voters: &[MemberId],
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> Result<Result<Vec<u8>, DikeError>, String> {
+        let mut hint = self.leaders.lock().ok().and_then(|l| l.get(group).copied());
+        let mut rotation = 0usize;
+        let mut retries = 0u32;
+        let mut hops = 0usize;
+        let mut last = format!("no replica of {group} reached");
+        while Instant::now() < deadline {
+            let target = match hint.take().filter(|h| voters.contains(h)) {
+                Some(h) => h,
+                None => {
+                    rotation += 1;
+                    voters[rotation % voters.len()]
+                }
+            };
+            let next = match find_replica(group, target) {
+                Some(actor) => classify(target, call(&actor, bytes, deadline).await),
+                None => Next::Retry(format!("{target} is not reachable")),
+            };
+            match next {
+                Next::Reply(r) => {
+                    if let Ok(mut l) = self.leaders.lock() {
+                        l.insert(group.to_owned(), target);
+                    }
+                    return Ok(Ok(r));
+                }
+                Next::Fail(e) => return Ok(Err(e)),
+                Next::Redirect(l) if hops < voters.len() => {
+                    hops += 1;
+                    hint = Some(l);
+                }
+                Next::Redirect(l) => {
+                    hint = Some(l);
+                    last = format!("leader hints go round in circles at {l}");
+                    sleep_until_min(deadline, backoff(retries)).await;
+                    retries += 1;
+                    hops = 0;
+                }
+                Next::Retry(why) => {
+                    tracing::debug!(%group, %why, "retrying");
+                    last = why;
+                    sleep_until_min(deadline, backoff(retries)).await;
+                    retries += 1;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+async fn sleep_until_min(deadline: Instant, d: Duration) {
+    tokio::time::sleep_until((Instant::now() + d).min(deadline)).await;
+}
+
+/// The replica actor of `member` of `group`, found in the group's process
+/// group (local or remote).
+pub fn find_replica(group: &str, member: MemberId) -> Option<ActorRef<ReplicaMsg>> {
+    ractor::pg::get_members(&wire::group_pg(group))
+        .into_iter()
+        .find(|c| c.get_name().and_then(|n| wire::member_of_name(&n)) == Some(member))
+        .map(Into::into)
+}
+
+/// One remote call with the attempt timeout; `None` when no answer came.
+async fn call(
+    actor: &ActorRef<ReplicaMsg>,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Option<ClientReply> {
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .min(ATTEMPT_TIMEOUT);
+    let payload = bytes.to_vec();
+    match actor
+        .call(|port| ReplicaMsg::Request(payload, port), Some(wait))
+        .await
+    {
+        Ok(CallResult::Success(reply)) => {
+            match codec::decode::<ClientReply>("client reply", &reply) {
+                Ok(r) => Some(r),
+                Err(e) => Some(Err(ReplyError::Malformed(e.to_string()))),
+            }
+        }
+        Ok(_) | Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_grow_and_the_floor_is_the_oldest_in_flight() {
+        let mut s = ClientSession::new(ClientId(1));
+        let a = s.begin(vec![]);
+        let b = s.begin(vec![]);
+        assert_eq!((a.seq, a.ack_floor, b.seq, b.ack_floor), (1, 1, 2, 1));
+        s.end(1);
+        let c = s.begin(vec![]);
+        assert_eq!((c.seq, c.ack_floor), (3, 2));
+    }
+
+    #[test]
+    fn hints_redirect_errors_end_and_no_answer_retries() {
+        let me = MemberId::new(1, 1);
+        let other = MemberId::new(2, 1);
+        let not_leader =
+            |leader| Some(Err(ReplyError::Request(RequestError::NotLeader { leader })));
+        assert_eq!(classify(me, not_leader(Some(other))), Next::Redirect(other));
+        assert!(matches!(classify(me, not_leader(Some(me))), Next::Retry(_)));
+        assert!(matches!(classify(me, not_leader(None)), Next::Retry(_)));
+        assert!(matches!(classify(me, None), Next::Retry(_)));
+        let app = Some(Err(ReplyError::Request(RequestError::Application(
+            "boom".into(),
+        ))));
+        assert_eq!(
+            classify(me, app),
+            Next::Fail(DikeError::Application("boom".into()))
+        );
+        assert_eq!(classify(me, Some(Ok(vec![1]))), Next::Reply(vec![1]));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), BACKOFF_MIN);
+        assert_eq!(backoff(1), BACKOFF_MIN * 2);
+        assert_eq!(backoff(30), BACKOFF_MAX);
+    }
+}

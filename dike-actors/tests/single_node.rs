@@ -1,0 +1,135 @@
+//! A node that is its own single master, in this process: the whole API
+//! behind one node, groups of one replica.
+
+use dike_actors::counter::{Counter, CounterRequest};
+use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+use tokio::time::Instant;
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Retries `f` until it succeeds or `within` passes; returns the last result.
+async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Result<T, DikeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DikeError>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let r = f().await;
+        if r.is_ok() || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn single_node(name: &str) -> NodeHandle {
+    init_tracing();
+    let config = NodeConfig::builder(name, free_addr())
+        .cookie("test-cookie")
+        .request_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid config");
+    let node = DikeNode::start(config).await.expect("node starts");
+    node.register::<Counter>();
+    node
+}
+
+async fn with_group(name: &str, group: &str) -> NodeHandle {
+    let node = single_node(name).await;
+    let added = eventually(Duration::from_secs(15), || node.add_group(group, "counter")).await;
+    let g = added.expect("group added once the node joined its own master");
+    assert_eq!(
+        g.config.voters.len(),
+        1,
+        "single-node groups have one replica"
+    );
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_queries_are_answered_in_single_node_mode() {
+    let node = with_group("solo-calls", "c").await;
+    let c = node.group::<Counter>("c");
+    let first = eventually(Duration::from_secs(10), || c.call(CounterRequest::Add(5))).await;
+    assert_eq!(first, Ok(5));
+    assert_eq!(c.call(CounterRequest::Add(2)).await, Ok(7));
+    assert_eq!(c.query(CounterRequest::Get).await, Ok(7));
+    let table = node.routing_table().await.expect("table");
+    assert!(table.group("c").is_some());
+    assert!(table.is_up(node.node_id()));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_typed() {
+    let node = with_group("solo-errors", "e").await;
+    let e = node.group::<Counter>("e");
+    let failed = eventually(Duration::from_secs(10), || async {
+        match e.call(CounterRequest::Fail).await {
+            Err(DikeError::Application(m)) => Ok(m),
+            other => Err(DikeError::Decode(format!("{other:?}"))),
+        }
+    })
+    .await;
+    assert!(failed.is_ok(), "{failed:?}");
+    assert_eq!(
+        e.call(CounterRequest::Add(1)).await,
+        Ok(1),
+        "state unchanged"
+    );
+    let unknown = node
+        .group::<Counter>("nope")
+        .call(CounterRequest::Get)
+        .await;
+    assert_eq!(unknown, Err(DikeError::UnknownGroup("nope".into())));
+    let kind = node.add_group("x", "no-such-kind").await;
+    assert_eq!(kind, Err(DikeError::UnknownKind("no-such-kind".into())));
+    let again = node
+        .add_group("e", "counter")
+        .await
+        .expect("existing group");
+    assert_eq!(again.name, "e");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replica_is_restarted_and_recovers_its_state() {
+    let node = with_group("solo-crash", "r").await;
+    let r = node.group::<Counter>("r");
+    let first = eventually(Duration::from_secs(10), || r.call(CounterRequest::Add(40))).await;
+    assert_eq!(first, Ok(40));
+    let old = node.local_replica("r").await.expect("replica runs here");
+    old.kill();
+    let restarted = eventually(Duration::from_secs(10), || async {
+        match node.local_replica("r").await {
+            Some(new) if new.get_id() != old.get_id() => Ok(new),
+            _ => Err(DikeError::NodeStopped("not restarted yet".into())),
+        }
+    })
+    .await;
+    assert!(
+        restarted.is_ok(),
+        "the group supervisor restarts the replica"
+    );
+    let after = eventually(Duration::from_secs(10), || r.call(CounterRequest::Add(2))).await;
+    assert_eq!(
+        after,
+        Ok(42),
+        "the restarted replica recovered from storage"
+    );
+    node.stop().await;
+}
