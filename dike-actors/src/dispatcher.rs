@@ -190,8 +190,13 @@ impl DispatcherState {
         if !self.router.table().is_up(node) {
             return;
         }
-        let router = self.router.clone();
+        let (router, ctx) = (self.router.clone(), self.ctx.clone());
         tokio::spawn(async move {
+            // A duplicate session closed by ractor_cluster's de-duplication
+            // is no failure: report only if no session to the peer is left.
+            if connected_names(&ctx).await.contains(&name) {
+                return;
+            }
             let since = crate::context::wall_nanos() / 1_000_000_000;
             match router.master(MasterRequest::NodeDown { node, since }).await {
                 Ok(r) => tracing::info!(%name, ?r, "reported node down"),
@@ -199,6 +204,27 @@ impl DispatcherState {
             }
         });
     }
+}
+
+/// The names and peer addresses of the nodes this node has a session with.
+async fn connected_names(ctx: &NodeContext) -> BTreeSet<String> {
+    let mut connected = BTreeSet::new();
+    let Some(server) = ctx.node_server() else {
+        return connected;
+    };
+    match ractor::call_t!(server, NodeServerMessage::GetSessions, 1000) {
+        Ok(sessions) => {
+            for s in sessions.values() {
+                connected.insert(s.peer_addr.clone());
+                if let Some(p) = &s.peer_name {
+                    let name = p.name.split('@').next().unwrap_or_default();
+                    connected.insert(name.to_owned());
+                }
+            }
+        }
+        Err(e) => tracing::debug!("cannot list cluster sessions: {e}"),
+    }
+    connected
 }
 
 /// One refresh: connect to every known node not connected, fetch the table,
@@ -231,21 +257,7 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
     let Some(server) = ctx.node_server() else {
         return;
     };
-    let sessions = match ractor::call_t!(server, NodeServerMessage::GetSessions, 1000) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!("cannot list cluster sessions: {e}");
-            return;
-        }
-    };
-    let mut connected = BTreeSet::new();
-    for s in sessions.values() {
-        connected.insert(s.peer_addr.clone());
-        if let Some(p) = &s.peer_name {
-            let name = p.name.split('@').next().unwrap_or_default();
-            connected.insert(name.to_owned());
-        }
-    }
+    let connected = connected_names(ctx).await;
     let me = &ctx.config.name;
     let masters = ctx.config.masters.iter().map(|m| (&m.name, &m.address));
     let nodes = table.nodes.values().map(|n| (&n.name, &n.address));

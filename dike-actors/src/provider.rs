@@ -19,10 +19,13 @@ pub trait StorageProvider: Send + Sync + 'static {
     fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError>;
 }
 
+/// The stores of one [`MemoryProvider`], by group and member.
+type Stores = HashMap<(String, MemberId), Arc<Mutex<MemoryStorage>>>;
+
 /// Keeps every replica's state in memory, for the life of the process.
 #[derive(Debug, Default)]
 pub struct MemoryProvider {
-    stores: Mutex<HashMap<(String, MemberId), Arc<Mutex<MemoryStorage>>>>,
+    stores: Mutex<Stores>,
 }
 
 /// One replica's in-memory storage, shared with the provider so that it

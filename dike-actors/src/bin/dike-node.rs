@@ -1,0 +1,98 @@
+//! `dike-node`: runs one dike-rs node with the built-in `counter` kind until
+//! it is killed. Used by the multi-process tests.
+//!
+//! ```text
+//! dike-node --name m1 --listen 127.0.0.1:4001 --cookie secret \
+//!           --masters m1@127.0.0.1:4001,m2@127.0.0.1:4002,m3@127.0.0.1:4003 \
+//!           [--in-memory] [--group-size 3]
+//! ```
+
+use dike_actors::counter::Counter;
+use dike_actors::{DikeNode, NodeConfig};
+use std::process::ExitCode;
+
+struct Args {
+    name: String,
+    listen: String,
+    cookie: String,
+    masters: Vec<String>,
+    group_size: Option<usize>,
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let (mut name, mut listen, mut cookie) = (None, None, None);
+    let mut masters = Vec::new();
+    let mut group_size = None;
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--name" => name = Some(value()?),
+            "--listen" => listen = Some(value()?),
+            "--cookie" => cookie = Some(value()?),
+            "--masters" => masters = value()?.split(',').map(str::to_owned).collect(),
+            "--group-size" => {
+                let v = value()?;
+                group_size = Some(v.parse().map_err(|_| format!("bad group size {v:?}"))?);
+            }
+            // Memory is the only engine of this version.
+            "--in-memory" => {}
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args {
+        name: name.ok_or("--name is required")?,
+        listen: listen.ok_or("--listen is required")?,
+        cookie: cookie.ok_or("--cookie is required")?,
+        masters,
+        group_size,
+    })
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let listen = args
+        .listen
+        .parse()
+        .map_err(|e| format!("bad --listen {:?}: {e}", args.listen))?;
+    let mut b = NodeConfig::builder(args.name, listen)
+        .cookie(args.cookie)
+        .in_memory();
+    for m in args.masters {
+        b = b.master(m);
+    }
+    if let Some(size) = args.group_size {
+        b = b.group_size(size);
+    }
+    let config = b.build().map_err(|e| e.to_string())?;
+    let node = DikeNode::start(config).await.map_err(|e| e.to_string())?;
+    node.register::<Counter>();
+    println!("ready {}", node.name());
+    let cell = node.actor().get_cell();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => node.stop().await,
+        _ = cell.wait(None) => return Err("the node stopped".into()),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dike-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dike-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
