@@ -18,7 +18,7 @@ use crate::error::{DikeError, StartError};
 use crate::group_supervisor::{GroupSupMsg, GroupSupervisor};
 use crate::master::{MasterReply, MasterRequest};
 use crate::restart::RestartBudget;
-use crate::wire::ReplicaMsg;
+use crate::wire::{ReplicaMsg, ReplicaStatus};
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
 use dike_core::{codec, NodeId, PaxosServer};
 use ractor::rpc::CallResult;
@@ -410,6 +410,27 @@ impl NodeHandle {
         ractor::call_t!(g, GroupSupMsg::Replica, 1000, group.to_owned())
             .ok()
             .flatten()
+    }
+
+    /// What the replica of `member` in `group` (on any connected node) says
+    /// about itself.
+    pub async fn replica_status(
+        &self,
+        group: &str,
+        member: dike_core::MemberId,
+    ) -> Result<ReplicaStatus, DikeError> {
+        let replica =
+            crate::router::find_replica(group, member).ok_or_else(|| DikeError::Unavailable {
+                group: group.to_owned(),
+                reason: format!("{member} is not reachable"),
+            })?;
+        let bytes = ractor::call_t!(replica, ReplicaMsg::Status, 1000).map_err(|e| {
+            DikeError::Unavailable {
+                group: group.to_owned(),
+                reason: format!("{member} did not answer: {e}"),
+            }
+        })?;
+        Ok(codec::decode("replica status", &bytes)?)
     }
 
     /// Stops the node and waits until its actors are gone.

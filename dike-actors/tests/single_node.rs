@@ -133,3 +133,24 @@ async fn a_crashed_replica_is_restarted_and_recovers_its_state() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_input_is_dropped_or_refused_and_the_replica_lives_on() {
+    use dike_actors::wire::{ClientReply, ReplicaMsg, ReplyError};
+    let node = with_group("solo-garbage", "b").await;
+    let b = node.group::<Counter>("b");
+    let first = eventually(Duration::from_secs(10), || b.call(CounterRequest::Add(3))).await;
+    assert_eq!(first, Ok(3));
+    let replica = node.local_replica("b").await.expect("replica runs here");
+    replica
+        .cast(ReplicaMsg::Protocol(vec![0xc1, 0xff, 0x00]))
+        .expect("cast");
+    let answer = ractor::call_t!(replica, ReplicaMsg::Request, 2000, vec![0xff, 0xfe])
+        .expect("a malformed request is answered");
+    let reply: ClientReply = dike_core::codec::decode("reply", &answer).expect("decodes");
+    assert!(matches!(reply, Err(ReplyError::Malformed(_))), "{reply:?}");
+    assert_eq!(b.call(CounterRequest::Add(1)).await, Ok(4));
+    let same = node.local_replica("b").await.expect("still running");
+    assert_eq!(same.get_id(), replica.get_id(), "no crash, no restart");
+    node.stop().await;
+}
