@@ -18,7 +18,10 @@ use crate::wire::{self, ReplicaMsg};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long stopping the replicas may take.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Messages to the group supervisor (local only).
 pub enum GroupSupMsg {
@@ -89,6 +92,17 @@ impl Actor for GroupSupervisor {
         Ok(state)
     }
 
+    async fn post_stop(
+        &self,
+        myself: ActorRef<GroupSupMsg>,
+        _state: &mut GroupSupState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(Some("group supervisor stopping".into()), Some(STOP_WAIT))
+            .await;
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<GroupSupMsg>,
@@ -149,6 +163,11 @@ impl Actor for GroupSupervisor {
         };
         tracing::warn!(%group, %why, "replica crashed");
         if !state.budget.allow(Instant::now()) {
+            // A failing actor skips post_stop: stop the replicas now, so the
+            // next group supervisor does not find them still running.
+            myself
+                .stop_children_and_wait(Some("group supervisor gives up".into()), Some(STOP_WAIT))
+                .await;
             return Err(
                 format!("replicas crash too often (last: {group}: {why}); giving up").into(),
             );

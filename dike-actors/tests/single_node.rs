@@ -154,3 +154,48 @@ async fn undecodable_input_is_dropped_or_refused_and_the_replica_lives_on() {
     assert_eq!(same.get_id(), replica.get_id(), "no crash, no restart");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node() {
+    init_tracing();
+    let config = NodeConfig::builder("solo-budget", free_addr())
+        .cookie("test-cookie")
+        .restarts(dike_actors::restart::RestartPolicy {
+            intensity: 1,
+            period: Duration::from_secs(60),
+        })
+        .build()
+        .expect("valid config");
+    let node = DikeNode::start(config).await.expect("node starts");
+    node.register::<Counter>();
+    let added = eventually(Duration::from_secs(15), || node.add_group("k", "counter")).await;
+    assert!(added.is_ok(), "{added:?}");
+    let k = node.group::<Counter>("k");
+    let first = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(10))).await;
+    assert_eq!(first, Ok(10));
+    let master = dike_actors::config::MASTER_GROUP;
+    let old_master = node.local_replica(master).await.expect("master replica");
+    // First crash: restarted by the group supervisor. Second: over budget,
+    // the group supervisor gives up and the node starts a new one.
+    for _ in 0..2 {
+        let old = node.local_replica("k").await.expect("replica runs here");
+        old.kill();
+        let back = eventually(Duration::from_secs(10), || async {
+            match node.local_replica("k").await {
+                Some(new) if new.get_id() != old.get_id() => Ok(new),
+                _ => Err(DikeError::NodeStopped("not back yet".into())),
+            }
+        })
+        .await;
+        assert!(back.is_ok(), "the replica comes back");
+    }
+    let after = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(1))).await;
+    assert_eq!(after, Ok(11), "state recovered from the node's storage");
+    let new_master = node.local_replica(master).await.expect("master replica");
+    assert_ne!(
+        new_master.get_id(),
+        old_master.get_id(),
+        "the new group supervisor started every replica afresh"
+    );
+    node.stop().await;
+}
