@@ -1,0 +1,226 @@
+//! Helpers of the multi-process tests: master nodes as separate OS
+//! processes (`dike-node`) on loopback, killed when the test ends however it
+//! ends, and a client node in the test process that does not join.
+//!
+//! ractor's registry and process groups are per process, so only separate
+//! processes test the real wire path; each test file is its own process.
+
+use dike_actors::counter::{Counter, CounterRequest};
+use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+const COOKIE: &str = "cluster-test-cookie";
+
+/// Kills every child process when dropped, also when the test panics.
+pub struct Processes {
+    children: Vec<(String, Child)>,
+    logs: PathBuf,
+}
+
+impl Processes {
+    pub fn kill(&mut self, name: &str) {
+        if let Some((_, c)) = self.children.iter_mut().find(|(n, _)| n == name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The tail of every node's log, for a failing test's message.
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for (name, _) in &self.children {
+            let log =
+                std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            out += &format!("--- {name} ---\n");
+            for l in tail.into_iter().rev() {
+                out += l;
+                out += "\n";
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+pub async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Result<T, DikeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DikeError>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let r = f().await;
+        if r.is_ok() || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn start_masters(test: &str, n: usize) -> (Processes, Vec<String>) {
+    let logs = std::env::temp_dir().join(format!("dike-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let masters: Vec<(String, SocketAddr)> = (1..=n)
+        .map(|i| (format!("{test}-m{i}"), free_addr()))
+        .collect();
+    let list: Vec<String> = masters.iter().map(|(n, a)| format!("{n}@{a}")).collect();
+    let mut procs = Processes {
+        children: Vec::new(),
+        logs: logs.clone(),
+    };
+    for (name, addr) in &masters {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_dike-node"))
+            .args(["--name", name, "--listen", &addr.to_string()])
+            .args(["--cookie", COOKIE, "--masters", &list.join(",")])
+            .args(["--in-memory", "--group-size", &n.to_string()])
+            .env("RUST_LOG", "info,ractor_cluster=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dike-node");
+        procs.children.push((name.clone(), child));
+    }
+    (procs, list)
+}
+
+pub async fn client(masters: &[String]) -> NodeHandle {
+    let mut b = NodeConfig::builder(format!("client{}", masters.len()), free_addr())
+        .cookie(COOKIE)
+        .join(false)
+        .group_size(masters.len())
+        .request_timeout(Duration::from_secs(5));
+    for m in masters {
+        b = b.master(m.clone());
+    }
+    let node = DikeNode::start(b.build().expect("valid config"))
+        .await
+        .expect("client node starts");
+    node.register::<Counter>();
+    node
+}
+
+/// The scenario of the cluster tests: `n` masters form a cluster, a group of
+/// `n` replicas answers, then the processes of its leader and of `kills - 1`
+/// other replicas are killed and the group keeps answering, every
+/// acknowledged call applied exactly once, and the master marks the killed
+/// nodes down.
+pub async fn group_survives_killed_replicas(test: &str, n: usize, kills: usize) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let (mut procs, masters) = start_masters(test, n);
+    let node = client(&masters).await;
+
+    let formed = eventually(Duration::from_secs(30), || async {
+        let t = node.routing_table().await?;
+        let up = t.live_nodes().count();
+        if up == n {
+            Ok(t)
+        } else {
+            Err(DikeError::NodeStopped(format!("{up} nodes up")))
+        }
+    })
+    .await;
+    assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
+
+    let group = eventually(Duration::from_secs(10), || node.add_group("g", "counter")).await;
+    let group = match group {
+        Ok(g) => g,
+        Err(e) => panic!("add_group: {e}\n{}", procs.log_tails()),
+    };
+    assert_eq!(group.config.voters.len(), n);
+
+    let g = node.group::<Counter>("g");
+    let first = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
+    assert!(first.is_ok(), "{first:?}\n{}", procs.log_tails());
+    let mut acked = 1;
+    for _ in 0..20 {
+        g.call(CounterRequest::Add(1))
+            .await
+            .expect("healthy group answers");
+        acked += 1;
+    }
+
+    // Kill the leader's process first: the others must elect a new one.
+    let voters = group.config.voters.clone();
+    let leader = eventually(Duration::from_secs(5), || async {
+        let status = node.replica_status("g", voters[0]).await?;
+        status
+            .leader
+            .ok_or_else(|| DikeError::NodeStopped("no leader known".into()))
+    })
+    .await
+    .expect("the group has a leader");
+    let mut doomed = vec![leader];
+    doomed.extend(voters.iter().filter(|v| **v != leader).take(kills - 1));
+    let table = node.routing_table().await.expect("table");
+    let victims: Vec<String> = doomed
+        .iter()
+        .map(|m| {
+            table
+                .node(m.node)
+                .map(|n| n.name.clone())
+                .expect("in table")
+        })
+        .collect();
+    for v in &victims {
+        procs.kill(v);
+    }
+
+    // A call that fails at this level may still have been applied; one that
+    // succeeds was applied exactly once.
+    let (mut after, mut unsure) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while after < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "after killing {victims:?}: {after} calls answered\n{}",
+            procs.log_tails()
+        );
+        match g.call(CounterRequest::Add(1)).await {
+            Ok(_) => after += 1,
+            Err(_) => unsure += 1,
+        }
+    }
+    let value = g.query(CounterRequest::Get).await.expect("query");
+    let acked = acked + after;
+    eprintln!("killed {victims:?}; value {value}, acknowledged {acked}, unsure {unsure}");
+    assert!(
+        (acked..=acked + unsure).contains(&value),
+        "every acknowledged add applied once: value {value}, acknowledged {acked}, unsure {unsure}"
+    );
+
+    let marked = eventually(Duration::from_secs(15), || async {
+        let t = node.routing_table().await?;
+        let down = doomed.iter().filter(|m| !t.is_up(m.node)).count();
+        if down == doomed.len() {
+            Ok(())
+        } else {
+            Err(DikeError::NodeStopped(format!("{down} marked down")))
+        }
+    })
+    .await;
+    assert!(marked.is_ok(), "{marked:?}\n{}", procs.log_tails());
+    node.stop().await;
+}
