@@ -175,7 +175,11 @@ impl DispatcherState {
         if !self.ctx.config.join {
             return;
         }
-        let mine = reconcile::assignments(table, self.ctx.config.node_id());
+        let me = dike_core::MemberId {
+            node: self.ctx.config.node_id(),
+            incarnation: self.ctx.incarnation,
+        };
+        let mine = reconcile::assignments(table, me);
         if let Some(groups) = self.ctx.group_supervisor() {
             let _ = groups.cast(GroupSupMsg::Reconcile(mine));
         }
@@ -233,7 +237,8 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
     connect_missing(ctx, &router.table()).await;
     let table = router.refresh().await?;
     let me = ctx.config.node_id();
-    let must_join = ctx.config.join && !table.is_up(me);
+    let known = table.node(me).map(|n| (n.is_up(), n.incarnation));
+    let must_join = ctx.config.join && known != Some((true, ctx.incarnation));
     if !must_join {
         return Ok(table);
     }

@@ -98,7 +98,18 @@ impl MasterServer {
         let id = node_id_of(&name);
         if let Some(known) = self.table.node(id) {
             if known.name == name {
-                // A restarted node is marked up, never added twice.
+                // A restarted node is marked up, never added twice. If its
+                // data is new (a new incarnation), new replicas placed on it
+                // use the new incarnation; its members of the old life stay
+                // in their groups' configurations, never hosted again, until
+                // membership changes replace them.
+                if let Some(n) = self.table.nodes.get_mut(&id) {
+                    if n.incarnation.0 != incarnation || n.address != address {
+                        n.incarnation = Incarnation(incarnation);
+                        n.address = address;
+                        self.table.version += 1;
+                    }
+                }
                 if let Err(e) = self.table.mark_up(id) {
                     return MasterReply::Refused(e.to_string());
                 }
@@ -207,6 +218,35 @@ mod tests {
         let again = call(&mut m, join("a"));
         assert!(matches!(again, MasterReply::AlreadyKnown(ref n) if n.is_up()));
         assert_eq!(m.table().nodes.len(), 1);
+    }
+
+    #[test]
+    fn a_node_back_with_new_data_keeps_its_old_members_but_gets_new_ones() {
+        let mut m = master();
+        for n in ["a", "b", "c"] {
+            call(&mut m, join(n));
+        }
+        let add = |name: &str| MasterRequest::AddGroup {
+            name: name.into(),
+            kind: "counter".into(),
+            size: 3,
+        };
+        call(&mut m, add("old"));
+        let reborn = MasterRequest::Join {
+            name: "a".into(),
+            address: "a:2".into(),
+            incarnation: 8,
+        };
+        let MasterReply::AlreadyKnown(info) = call(&mut m, reborn) else {
+            panic!("known")
+        };
+        assert_eq!((info.incarnation.0, info.address.as_str()), (8, "a:2"));
+        let a = node_id_of("a");
+        let old = &m.table().groups["old"];
+        assert_eq!(old.member_on(a).map(|m| m.incarnation.0), Some(7));
+        call(&mut m, add("new"));
+        let new = &m.table().groups["new"];
+        assert_eq!(new.member_on(a).map(|m| m.incarnation.0), Some(8));
     }
 
     #[test]

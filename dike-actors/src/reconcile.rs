@@ -1,21 +1,23 @@
 //! Which replicas a node must host, as pure functions of the routing table.
 //!
-//! Invariant: after a node carries out [`plan`], it runs exactly one replica
+//! Invariants: after a node carries out [`plan`], it runs exactly one replica
 //! per group assigned to it (with the member, kind and configuration the
 //! table gives) and none of any other group, pinned groups (the master)
-//! aside.
+//! aside; a member of an earlier incarnation of the node is never hosted,
+//! because its promises were lost with that incarnation's data.
 
 use crate::replica_actor::Assignment;
 use dike_core::routing::RoutingTable;
-use dike_core::NodeId;
+use dike_core::MemberId;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The replicas the table assigns to `node`, by group.
-pub fn assignments(table: &RoutingTable, node: NodeId) -> BTreeMap<String, Assignment> {
+/// The replicas the table assigns to node `me` in its current incarnation,
+/// by group.
+pub fn assignments(table: &RoutingTable, me: MemberId) -> BTreeMap<String, Assignment> {
     table
-        .groups_on(node)
+        .groups_on(me.node)
         .filter_map(|g| {
-            g.member_on(node).map(|member| {
+            g.member_on(me.node).filter(|m| *m == me).map(|member| {
                 let a = Assignment {
                     group: g.name.clone(),
                     kind: g.kind.clone(),
@@ -73,7 +75,11 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dike_core::Incarnation;
+    use dike_core::{Incarnation, NodeId};
+
+    fn me(n: u64) -> MemberId {
+        MemberId::new(n, 1)
+    }
 
     fn table() -> RoutingTable {
         let mut t = RoutingTable::new();
@@ -89,16 +95,22 @@ mod tests {
     #[test]
     fn a_node_hosts_exactly_the_groups_with_a_member_on_it() {
         let t = table();
-        let on1: Vec<String> = assignments(&t, NodeId(1)).into_keys().collect();
-        let on2: Vec<String> = assignments(&t, NodeId(2)).into_keys().collect();
+        let on1: Vec<String> = assignments(&t, me(1)).into_keys().collect();
+        let on2: Vec<String> = assignments(&t, me(2)).into_keys().collect();
         assert_eq!(on1, ["all", "one"]);
         assert_eq!(on2, ["all"]);
     }
 
     #[test]
+    fn members_of_an_earlier_incarnation_are_not_hosted() {
+        let t = table();
+        assert!(assignments(&t, MemberId::new(1, 2)).is_empty());
+    }
+
+    #[test]
     fn the_plan_starts_the_missing_stops_the_extra_and_keeps_the_rest() {
         let t = table();
-        let desired = assignments(&t, NodeId(1));
+        let desired = assignments(&t, me(1));
         let mut running = BTreeMap::new();
         running.insert("all".to_string(), desired["all"].clone());
         let mut gone = desired["all"].clone();
@@ -116,7 +128,7 @@ mod tests {
     #[test]
     fn a_new_member_on_the_same_node_restarts_the_replica() {
         let t = table();
-        let desired = assignments(&t, NodeId(1));
+        let desired = assignments(&t, me(1));
         let mut running = desired.clone();
         if let Some(a) = running.get_mut("one") {
             a.member.incarnation = Incarnation(0);
