@@ -68,6 +68,11 @@ async fn calls_and_queries_are_answered_in_single_node_mode() {
     assert_eq!(first, Ok(5));
     assert_eq!(c.call(CounterRequest::Add(2)).await, Ok(7));
     assert_eq!(c.query(CounterRequest::Get).await, Ok(7));
+    let again = node.join().await;
+    assert!(
+        matches!(again, Ok(dike_actors::JoinOutcome::AlreadyKnown(_))),
+        "{again:?}"
+    );
     let table = node.routing_table().await.expect("table");
     assert!(table.group("c").is_some());
     assert!(table.is_up(node.node_id()));

@@ -222,5 +222,30 @@ pub async fn group_survives_killed_replicas(test: &str, n: usize, kills: usize) 
     })
     .await;
     assert!(marked.is_ok(), "{marked:?}\n{}", procs.log_tails());
+
+    // One more and no quorum is left: calls fail with a typed error within
+    // the deadline instead of hanging.
+    if let Some(last) = voters.iter().find(|v| !doomed.contains(v)) {
+        if (doomed.len() + 1) * 2 > n {
+            let name = table
+                .node(last.node)
+                .map(|n| n.name.clone())
+                .expect("in table");
+            procs.kill(&name);
+            let started = Instant::now();
+            let r = g.call(CounterRequest::Add(1)).await;
+            assert!(
+                matches!(
+                    r,
+                    Err(DikeError::Timeout { .. } | DikeError::Unavailable { .. })
+                ),
+                "{r:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "bounded by the deadline"
+            );
+        }
+    }
     node.stop().await;
 }
