@@ -30,6 +30,17 @@ pub fn node_id_of(name: &str) -> NodeId {
     NodeId(h.max(1))
 }
 
+/// The replica tuning the runtime starts from: the core's defaults with
+/// smaller catch-up messages. A follower whose mailbox lags sees commit
+/// indexes ahead of the accepts still queued for it and asks to catch up;
+/// with large batches, 256-slot answers (megabytes) swamp it further.
+pub fn runtime_replica_options() -> ReplicaOptions {
+    ReplicaOptions {
+        catchup_batch: 16,
+        ..ReplicaOptions::default()
+    }
+}
+
 /// A master node as configured: `NAME@HOST:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterSpec {
@@ -129,7 +140,7 @@ impl NodeConfig {
             join: true,
             tick: Duration::from_millis(50),
             request_timeout: Duration::from_secs(5),
-            replica: ReplicaOptions::default(),
+            replica: runtime_replica_options(),
             restarts: RestartPolicy::default(),
         }
     }

@@ -22,6 +22,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// At most this many requests of one dispatcher are on the wire at once;
+/// more wait for a turn (within their deadline). ractor_cluster has no
+/// backpressure, and a leader flooded past what its followers absorb falls
+/// into retries and catch-ups that feed on themselves.
+const MAX_IN_FLIGHT: usize = 128;
 /// One attempt may wait at most this long for a replica.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -115,6 +120,7 @@ pub struct Router {
     table: RwLock<Arc<RoutingTable>>,
     leaders: Mutex<HashMap<String, MemberId>>,
     session: Mutex<ClientSession>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Router {
@@ -126,6 +132,7 @@ impl Router {
             table: RwLock::new(Arc::new(RoutingTable::new())),
             leaders: Mutex::new(HashMap::new()),
             session: Mutex::new(ClientSession::new(client)),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
     }
 
@@ -214,6 +221,15 @@ impl Router {
         if voters.is_empty() {
             return Err(DikeError::UnknownGroup(group.to_owned()));
         }
+        let timed_out = || DikeError::Timeout {
+            group: group.to_owned(),
+            after: timeout,
+        };
+        let _permit = match tokio::time::timeout_at(deadline, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(DikeError::NodeStopped("router closed".into())),
+            Err(_) => return Err(timed_out()),
+        };
         let (request, seq) = if query {
             (ClientRequest::Query(payload), None)
         } else {
@@ -231,10 +247,7 @@ impl Router {
         }
         result.map_err(|last| {
             if last.starts_with("no answer") {
-                DikeError::Timeout {
-                    group: group.to_owned(),
-                    after: timeout,
-                }
+                timed_out()
             } else {
                 DikeError::Unavailable {
                     group: group.to_owned(),
