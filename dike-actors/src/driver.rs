@@ -138,6 +138,12 @@ impl GroupDriver {
         let mut out = Output::default();
         while self.replica.has_ready() {
             let ready = self.replica.take_ready();
+            if ready.is_empty() {
+                // `has_ready` also counts commands queued at a leader whose
+                // window is full: they wait for `Accepted` messages, which
+                // only come if we return to the mailbox.
+                break;
+            }
             if !ready.writes.is_empty() {
                 self.storage.write(&ready.writes)?;
             }
@@ -251,6 +257,42 @@ mod tests {
         let responses = settle(&mut ds);
         assert_eq!(responses.len(), 1);
         assert_eq!(responses[0].to, RequestId::Query(id));
+    }
+
+    #[test]
+    fn a_leader_with_a_full_window_returns_instead_of_spinning() {
+        let members: Vec<MemberId> = (1..=3).map(|i| MemberId::new(i, 1)).collect();
+        let config = Config::initial(members.clone());
+        let opts = ReplicaOptions {
+            window: 2,
+            max_batch: 1,
+            ..Default::default()
+        };
+        let mut ds: Vec<GroupDriver> = members
+            .iter()
+            .map(|&m| {
+                let storage = Box::new(MemoryStorage::new());
+                GroupDriver::start(m, config.clone(), machine(m), opts.clone(), storage, 1)
+                    .expect("fresh start")
+            })
+            .collect();
+        ds[0].campaign();
+        settle(&mut ds);
+        assert!(ds[0].replica().is_leader());
+        for seq in 1..=5 {
+            ds[0].propose(add(1, seq));
+        }
+        let mut leader = ds.remove(0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let out = leader.drive().map(|o| o.to_peers.len());
+            let _ = tx.send(out);
+        });
+        let out = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert!(
+            matches!(out, Ok(Ok(2))),
+            "drive returns with accepts for both peers: {out:?}"
+        );
     }
 
     #[test]
