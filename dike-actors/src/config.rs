@@ -31,9 +31,9 @@ pub fn node_id_of(name: &str) -> NodeId {
 }
 
 /// The replica tuning the runtime starts from: the core's defaults with
-/// smaller catch-up messages. A follower whose mailbox lags sees commit
-/// indexes ahead of the accepts still queued for it and asks to catch up;
-/// with large batches, 256-slot answers (megabytes) swamp it further.
+/// smaller catch-up messages (16 slots of up to `max_batch` commands each,
+/// rather than 256), so one cluster frame stays far below ractor_cluster's
+/// 16 MiB limit and a lagging follower is not sent megabytes at once.
 pub fn runtime_replica_options() -> ReplicaOptions {
     ReplicaOptions {
         catchup_batch: 16,
