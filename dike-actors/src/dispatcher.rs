@@ -185,20 +185,23 @@ impl DispatcherState {
         }
     }
 
-    /// On a master node, reports a peer whose session dropped as down.
+    /// A peer's session dropped. If no session to it is left, local
+    /// replicas whose leader was there may campaign at once (the node-level
+    /// failure detector of DESIGN 4.3), and a master node reports the peer
+    /// down to the master.
     fn peer_down(&self, name: String) {
-        if !self.ctx.config.is_master() {
-            return;
-        }
         let node = crate::config::node_id_of(&name);
-        if !self.router.table().is_up(node) {
-            return;
-        }
         let (router, ctx) = (self.router.clone(), self.ctx.clone());
         tokio::spawn(async move {
             // A duplicate session closed by ractor_cluster's de-duplication
-            // is no failure: report only if no session to the peer is left.
+            // is no failure: act only if no session to the peer is left.
             if connected_names(&ctx).await.contains(&name) {
+                return;
+            }
+            if let Some(groups) = ctx.group_supervisor() {
+                let _ = groups.cast(GroupSupMsg::NodeDown(node));
+            }
+            if !ctx.config.is_master() || !router.table().is_up(node) {
                 return;
             }
             let since = crate::context::wall_nanos() / 1_000_000_000;

@@ -117,6 +117,24 @@ impl GroupDriver {
         self.replica.campaign();
     }
 
+    /// The node-level failure detector saw `node` go down. If this
+    /// replica's leader was there and this replica is the first voter not on
+    /// that node (a deterministic tie-break, so survivors do not duel), it
+    /// campaigns now instead of waiting for its election timeout. Returns
+    /// whether it did.
+    pub fn on_node_down(&mut self, node: dike_core::NodeId) -> bool {
+        let r = &self.replica;
+        let me = r.id();
+        let leader_gone = r.leader().is_some_and(|l| l.node == node && l != me);
+        let successor = r.config().voters.iter().find(|v| v.node != node).copied();
+        if leader_gone && successor == Some(me) {
+            self.replica.campaign();
+            true
+        } else {
+            false
+        }
+    }
+
     /// Submits a command; its answer comes as a `Response` for
     /// `RequestId::Command(cmd.client, cmd.seq)`.
     pub fn propose(&mut self, cmd: Command) {
@@ -257,6 +275,33 @@ mod tests {
         let responses = settle(&mut ds);
         assert_eq!(responses.len(), 1);
         assert_eq!(responses[0].to, RequestId::Query(id));
+    }
+
+    #[test]
+    fn when_the_leaders_node_goes_down_exactly_the_first_survivor_campaigns() {
+        let mut ds = group(3);
+        ds[0].campaign();
+        settle(&mut ds);
+        let dead = ds[0].replica().id().node;
+        let mut survivors = ds.split_off(1);
+        assert!(!survivors[1].on_node_down(dead), "not the first survivor");
+        assert!(
+            !survivors[0].on_node_down(dike_core::NodeId(99)),
+            "leader alive"
+        );
+        assert!(survivors[0].on_node_down(dead));
+        // Deliver among the survivors only (indices shifted by one).
+        for _ in 0..10 {
+            for i in 0..2 {
+                let out = survivors[i].drive().expect("memory storage");
+                for (to, envs) in out.to_peers {
+                    if to.node.0 >= 2 {
+                        survivors[(to.node.0 - 2) as usize].step(envs);
+                    }
+                }
+            }
+        }
+        assert!(survivors[0].replica().is_leader());
     }
 
     #[test]

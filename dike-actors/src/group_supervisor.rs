@@ -29,6 +29,8 @@ pub enum GroupSupMsg {
     Reconcile(BTreeMap<String, Assignment>),
     /// One node tick, passed on to every replica.
     Tick,
+    /// Node `NodeId` is down: tell every replica.
+    NodeDown(dike_core::NodeId),
     /// The replica actor of a group, if running here.
     Replica(String, RpcReplyPort<Option<ActorRef<ReplicaMsg>>>),
 }
@@ -129,6 +131,11 @@ impl Actor for GroupSupervisor {
                 }
                 for a in plan.start {
                     state.start(&myself, a).await;
+                }
+            }
+            GroupSupMsg::NodeDown(node) => {
+                for c in state.children.values() {
+                    let _ = c.actor.cast(ReplicaMsg::NodeDown(node.0));
                 }
             }
             GroupSupMsg::Replica(group, port) => {

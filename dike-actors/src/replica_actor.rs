@@ -122,6 +122,12 @@ impl Actor for ReplicaActor {
                 state.flush_scheduled = false;
                 state.drive()?;
             }
+            ReplicaMsg::NodeDown(node) => {
+                if state.driver.on_node_down(dike_core::NodeId(node)) {
+                    tracing::info!(group = %state.group, node, "leader's node down: campaigning");
+                    state.drive()?;
+                }
+            }
             ReplicaMsg::Status(port) => {
                 let r = state.driver.replica();
                 let status = ReplicaStatus {

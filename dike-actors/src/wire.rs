@@ -51,6 +51,8 @@ pub enum ReplicaMsg {
     /// The replica's view, an encoded [`ReplicaStatus`].
     #[rpc]
     Status(RpcReplyPort<Vec<u8>>),
+    /// The node with this id is down (from the node's failure detector).
+    NodeDown(u64),
 }
 
 /// A client request as it travels to a replica.
