@@ -31,6 +31,14 @@ impl Processes {
     }
 
     /// The tail of every node's log, for a failing test's message.
+    /// Whether every child is still running.
+    #[allow(dead_code)] // not every test file uses it
+    pub fn all_running(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|(_, c)| matches!(c.try_wait(), Ok(None)))
+    }
+
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
         for (name, _) in &self.children {
@@ -104,8 +112,13 @@ pub fn start_masters(test: &str, n: usize) -> (Processes, Vec<String>) {
 }
 
 pub async fn client(masters: &[String]) -> NodeHandle {
+    client_with_cookie(masters, COOKIE).await
+}
+
+/// A client node that does not join, presenting `cookie`.
+pub async fn client_with_cookie(masters: &[String], cookie: &str) -> NodeHandle {
     let mut b = NodeConfig::builder(format!("client{}", masters.len()), free_addr())
-        .cookie(COOKIE)
+        .cookie(cookie)
         .join(false)
         .group_size(masters.len())
         .request_timeout(Duration::from_secs(5));
