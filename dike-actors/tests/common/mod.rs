@@ -5,6 +5,9 @@
 //! ractor's registry and process groups are per process, so only separate
 //! processes test the real wire path; each test file is its own process.
 
+// Each test file compiles this module and uses a part of it.
+#![allow(dead_code)]
+
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
 use std::future::Future;
@@ -32,7 +35,6 @@ impl Processes {
 
     /// The tail of every node's log, for a failing test's message.
     /// Whether every child is still running.
-    #[allow(dead_code)] // not every test file uses it
     pub fn all_running(&mut self) -> bool {
         self.children
             .iter_mut()
