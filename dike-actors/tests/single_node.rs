@@ -204,3 +204,96 @@ async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node()
     );
     node.stop().await;
 }
+
+/// A user's supervisor: records the ids of children that stopped.
+struct UserSupervisor;
+
+impl ractor::Actor for UserSupervisor {
+    type Msg = UserMsg;
+    type State = Vec<ractor::ActorId>;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _me: ractor::ActorRef<UserMsg>,
+        _: (),
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(Vec::new())
+    }
+
+    async fn handle(
+        &self,
+        _me: ractor::ActorRef<UserMsg>,
+        msg: UserMsg,
+        stopped: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        let UserMsg::Stopped(port) = msg;
+        let _ = port.send(stopped.clone());
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _me: ractor::ActorRef<UserMsg>,
+        evt: ractor::SupervisionEvent,
+        stopped: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorTerminated(cell, ..)
+        | ractor::SupervisionEvent::ActorFailed(cell, _) = evt
+        {
+            stopped.push(cell.get_id());
+        }
+        Ok(())
+    }
+}
+
+enum UserMsg {
+    Stopped(ractor::RpcReplyPort<Vec<ractor::ActorId>>),
+}
+
+impl ractor::Message for UserMsg {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_runs_under_a_users_supervisor_and_its_dispatcher_answers_call() {
+    use dike_actors::dispatcher::DispatcherMsg;
+    init_tracing();
+    let (sup, _) = ractor::Actor::spawn(None, UserSupervisor, ())
+        .await
+        .expect("supervisor");
+    let config = NodeConfig::builder("solo-linked", free_addr())
+        .cookie("test-cookie")
+        .build()
+        .expect("valid config");
+    let node = DikeNode::start_linked(config, sup.get_cell())
+        .await
+        .expect("node starts");
+    node.register::<Counter>();
+    let added = eventually(Duration::from_secs(15), || node.add_group("u", "counter")).await;
+    assert!(added.is_ok(), "{added:?}");
+
+    // The dispatcher's messages work with ractor's call! macros.
+    let payload = dike_core::codec::encode("req", &CounterRequest::Add(9)).expect("encodes");
+    let dispatcher = node.dispatcher().expect("dispatcher runs");
+    let reply = ractor::call_t!(
+        dispatcher,
+        |reply| DispatcherMsg::Request {
+            group: "u".into(),
+            payload: payload.clone(),
+            query: false,
+            reply,
+        },
+        10_000
+    )
+    .expect("the dispatcher answers");
+    let value: i64 = dike_core::codec::decode("reply", &reply.expect("applied")).expect("decodes");
+    assert_eq!(value, 9);
+
+    let id = node.actor().get_id();
+    node.stop().await;
+    let stopped = ractor::call_t!(sup, UserMsg::Stopped, 1000).expect("supervisor answers");
+    assert!(
+        stopped.contains(&id),
+        "the user's supervisor saw the node stop"
+    );
+    sup.stop(None);
+}
