@@ -297,3 +297,30 @@ async fn a_node_runs_under_a_users_supervisor_and_its_dispatcher_answers_call() 
     );
     sup.stop(None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_group_stops_its_replica_and_becomes_unknown() {
+    let node = with_group("solo-remove", "gone").await;
+    let g = node.group::<Counter>("gone");
+    let first = eventually(Duration::from_secs(10), || g.call(CounterRequest::Add(1))).await;
+    assert_eq!(first, Ok(1));
+    let removed = node.remove_group("gone").await.expect("removed");
+    assert_eq!(removed.name, "gone");
+    let stopped = eventually(Duration::from_secs(10), || async {
+        match node.local_replica("gone").await {
+            None => Ok(()),
+            Some(_) => Err(DikeError::NodeStopped("still running".into())),
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "reconciliation stops the replica");
+    let unknown = eventually(Duration::from_secs(10), || async {
+        match g.call(CounterRequest::Get).await {
+            Err(DikeError::UnknownGroup(_)) => Ok(()),
+            other => Err(DikeError::Decode(format!("{other:?}"))),
+        }
+    })
+    .await;
+    assert!(unknown.is_ok(), "{unknown:?}");
+    node.stop().await;
+}
