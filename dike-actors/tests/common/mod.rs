@@ -86,23 +86,35 @@ where
     }
 }
 
+/// `n` master nodes as processes.
 pub fn start_masters(test: &str, n: usize) -> (Processes, Vec<String>) {
+    start_cluster(test, n, 0)
+}
+
+/// `masters` master nodes and `workers` nodes that only join, as processes;
+/// returns the masters list. Group size is every node.
+pub fn start_cluster(test: &str, masters: usize, workers: usize) -> (Processes, Vec<String>) {
     let logs = std::env::temp_dir().join(format!("dike-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("log dir");
-    let masters: Vec<(String, SocketAddr)> = (1..=n)
-        .map(|i| (format!("{test}-m{i}"), free_addr()))
+    let nodes: Vec<(String, SocketAddr)> = (1..=masters)
+        .map(|i| format!("{test}-m{i}"))
+        .chain((1..=workers).map(|i| format!("{test}-w{i}")))
+        .map(|name| (name, free_addr()))
         .collect();
-    let list: Vec<String> = masters.iter().map(|(n, a)| format!("{n}@{a}")).collect();
+    let list: Vec<String> = nodes[..masters]
+        .iter()
+        .map(|(n, a)| format!("{n}@{a}"))
+        .collect();
     let mut procs = Processes {
         children: Vec::new(),
         logs: logs.clone(),
     };
-    for (name, addr) in &masters {
+    for (name, addr) in &nodes {
         let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_dike-node"))
             .args(["--name", name, "--listen", &addr.to_string()])
             .args(["--cookie", COOKIE, "--masters", &list.join(",")])
-            .args(["--in-memory", "--group-size", &n.to_string()])
+            .args(["--in-memory", "--group-size", &nodes.len().to_string()])
             .env("RUST_LOG", "info,ractor_cluster=warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -117,12 +129,21 @@ pub async fn client(masters: &[String]) -> NodeHandle {
     client_with_cookie(masters, COOKIE).await
 }
 
+/// A client node (not joining) whose new groups have `size` replicas.
+pub async fn sized_client(masters: &[String], size: usize) -> NodeHandle {
+    build_client(masters, COOKIE, size).await
+}
+
 /// A client node that does not join, presenting `cookie`.
 pub async fn client_with_cookie(masters: &[String], cookie: &str) -> NodeHandle {
+    build_client(masters, cookie, masters.len()).await
+}
+
+async fn build_client(masters: &[String], cookie: &str, size: usize) -> NodeHandle {
     let mut b = NodeConfig::builder(format!("client{}", masters.len()), free_addr())
         .cookie(cookie)
         .join(false)
-        .group_size(masters.len())
+        .group_size(size)
         .request_timeout(Duration::from_secs(5));
     for m in masters {
         b = b.master(m.clone());
@@ -140,12 +161,24 @@ pub async fn client_with_cookie(masters: &[String], cookie: &str) -> NodeHandle 
 /// acknowledged call applied exactly once, and the master marks the killed
 /// nodes down.
 pub async fn group_survives_killed_replicas(test: &str, n: usize, kills: usize) {
+    group_survives_killed_replicas_on(test, n, 0, kills).await
+}
+
+/// [`group_survives_killed_replicas`] with `workers` more nodes that join
+/// without being masters; the group spans every node.
+pub async fn group_survives_killed_replicas_on(
+    test: &str,
+    masters_n: usize,
+    workers: usize,
+    kills: usize,
+) {
+    let n = masters_n + workers;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let (mut procs, masters) = start_masters(test, n);
-    let node = client(&masters).await;
+    let (mut procs, masters) = start_cluster(test, masters_n, workers);
+    let node = sized_client(&masters, n).await;
 
     let formed = eventually(Duration::from_secs(30), || async {
         let t = node.routing_table().await?;
@@ -226,7 +259,16 @@ pub async fn group_survives_killed_replicas(test: &str, n: usize, kills: usize) 
         "every acknowledged add applied once: value {value}, acknowledged {acked}, unsure {unsure}"
     );
 
+    // The master can only record what it sees while it has a quorum.
+    let masters_dead = victims
+        .iter()
+        .filter(|v| masters.iter().any(|m| m.starts_with(&format!("{v}@"))))
+        .count();
+    let master_alive = masters_dead * 2 < masters_n;
     let marked = eventually(Duration::from_secs(15), || async {
+        if !master_alive {
+            return Ok(());
+        }
         let t = node.routing_table().await?;
         let down = doomed.iter().filter(|m| !t.is_up(m.node)).count();
         if down == doomed.len() {
