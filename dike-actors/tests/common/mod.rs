@@ -42,7 +42,7 @@ impl Processes {
     }
 
     pub fn log_tails(&self) -> String {
-        let mut out = String::new();
+        let mut out = format!("node logs in {}\n", self.logs.display());
         for (name, _) in &self.children {
             let log =
                 std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
@@ -62,6 +62,10 @@ impl Drop for Processes {
         for (_, c) in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // Logs are kept only when the test fails.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.logs);
         }
     }
 }
