@@ -79,14 +79,18 @@ pub enum Next {
     Fail(DikeError),
     /// Try `MemberId` at once (a leader hint).
     Redirect(MemberId),
-    /// Try the next member after a backoff.
+    /// Try the next member after a backoff: the target answered without
+    /// serving the request (why).
     Retry(String),
+    /// Try the next member after a backoff: the target did not answer in
+    /// time (if that is the last thing seen, the request timed out).
+    NoAnswer,
 }
 
 /// Classifies a replica's answer (or `None`: no answer).
 pub fn classify(target: MemberId, answer: Option<ClientReply>) -> Next {
     match answer {
-        None => Next::Retry(format!("no answer from {target}")),
+        None => Next::NoAnswer,
         Some(Ok(bytes)) => Next::Reply(bytes),
         Some(Err(ReplyError::Malformed(m))) => Next::Fail(DikeError::Decode(m)),
         Some(Err(ReplyError::Request(e))) => match e {
@@ -244,31 +248,29 @@ impl Router {
         if let (Some(seq), Ok(mut s)) = (seq, self.session.lock()) {
             s.end(seq);
         }
-        result.map_err(|last| {
-            if last.starts_with("no answer") {
-                timed_out()
-            } else {
-                DikeError::Unavailable {
-                    group: group.to_owned(),
-                    reason: last,
-                }
-            }
+        result.map_err(|last| match last {
+            None => timed_out(),
+            Some(reason) => DikeError::Unavailable {
+                group: group.to_owned(),
+                reason,
+            },
         })?
     }
 
-    /// The retry loop; `Err` carries the last reason for retrying.
+    /// The retry loop; `Err` carries the last reason for retrying (`None`:
+    /// the last attempt got no answer in time).
     async fn attempts(
         &self,
         group: &str,
         voters: &[MemberId],
         bytes: &[u8],
         deadline: Instant,
-    ) -> Result<Result<Vec<u8>, DikeError>, String> {
+    ) -> Result<Result<Vec<u8>, DikeError>, Option<String>> {
         let mut hint = self.leaders.lock().ok().and_then(|l| l.get(group).copied());
         let mut rotation = 0usize;
         let mut retries = 0u32;
         let mut hops = 0usize;
-        let mut last = format!("no replica of {group} reached");
+        let mut last = Some(format!("no replica of {group} reached"));
         while Instant::now() < deadline {
             let target = match hint.take().filter(|h| voters.contains(h)) {
                 Some(h) => h,
@@ -295,14 +297,20 @@ impl Router {
                 }
                 Next::Redirect(l) => {
                     hint = Some(l);
-                    last = format!("leader hints go round in circles at {l}");
+                    last = Some(format!("leader hints go round in circles at {l}"));
                     sleep_until_min(deadline, backoff(retries)).await;
                     retries += 1;
                     hops = 0;
                 }
                 Next::Retry(why) => {
                     tracing::debug!(%group, %why, "retrying");
-                    last = why;
+                    last = Some(why);
+                    sleep_until_min(deadline, backoff(retries)).await;
+                    retries += 1;
+                }
+                Next::NoAnswer => {
+                    tracing::debug!(%group, %target, "no answer; retrying");
+                    last = None;
                     sleep_until_min(deadline, backoff(retries)).await;
                     retries += 1;
                 }
@@ -373,7 +381,7 @@ mod tests {
         assert_eq!(classify(me, not_leader(Some(other))), Next::Redirect(other));
         assert!(matches!(classify(me, not_leader(Some(me))), Next::Retry(_)));
         assert!(matches!(classify(me, not_leader(None)), Next::Retry(_)));
-        assert!(matches!(classify(me, None), Next::Retry(_)));
+        assert_eq!(classify(me, None), Next::NoAnswer);
         let app = Some(Err(ReplyError::Request(RequestError::Application(
             "boom".into(),
         ))));
