@@ -69,6 +69,9 @@ pub struct ReplicaOptions {
     /// At most this many commands wait at a leader for a slot; more are
     /// refused with `Busy`.
     pub max_queued: usize,
+    /// A learner may be promoted to voter only if it is at most this many
+    /// slots behind the leader's commit index.
+    pub max_learner_lag: u64,
 }
 
 impl Default for ReplicaOptions {
@@ -83,6 +86,7 @@ impl Default for ReplicaOptions {
             catchup_batch: 256,
             max_sessions: 100_000,
             max_queued: 1 << 16,
+            max_learner_lag: 64,
         }
     }
 }

@@ -69,8 +69,10 @@ pub enum Message {
     HeartbeatAck {
         /// The leader's ballot.
         ballot: Ballot,
-        /// The read round acknowledged.
+        /// The read round acknowledged (0: none).
         read_round: u64,
+        /// The sender's commit index (how far a learner has caught up).
+        commit: Slot,
     },
     /// "Send me chosen entries from `from` on."
     CatchUp {

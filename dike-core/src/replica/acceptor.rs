@@ -20,19 +20,53 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
+    /// The ballot to reject `ballot` with, if it must be rejected: it is
+    /// below the promise, or belongs to a configuration this replica already
+    /// left behind.
+    fn fence(&self, ballot: Ballot) -> Option<Ballot> {
+        if ballot.epoch < self.config.epoch {
+            let floor = Ballot {
+                epoch: self.config.epoch,
+                round: 0,
+                leader: MemberId::new(0, 0),
+            };
+            return Some(self.promised.max(floor));
+        }
+        (ballot < self.promised).then_some(self.promised)
+    }
+
+    /// Whether `ballot` belongs to a configuration this replica has not
+    /// applied yet. Such a ballot gets no promise and no acceptance until we
+    /// caught up to the stop-sign that started it (requested here): every
+    /// acceptor taking part in an epoch then durably knows that its
+    /// stop-sign was chosen, so none can be fenced off by a ballot whose
+    /// reason it forgot.
+    fn ahead_of_us(&mut self, from: MemberId, ballot: Ballot) -> bool {
+        if ballot.epoch > self.config.epoch {
+            if from != self.id {
+                self.request_catch_up(from, false);
+            }
+            return true;
+        }
+        false
+    }
+
     pub(super) fn snapshot_slot(&self) -> Slot {
         self.snapshot.as_ref().map_or(0, |s| s.slot)
     }
 
     pub(super) fn on_prepare(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
         self.observe_ballot(ballot);
-        if ballot < self.promised {
-            self.send(
-                from,
-                Message::Nack {
-                    promised: self.promised,
-                },
-            );
+        if let Some(promised) = self.fence(ballot) {
+            self.send(from, Message::Nack { promised });
+            return;
+        }
+        if self.ahead_of_us(from, ballot) {
+            return;
+        }
+        // Only voters vote.
+        let votes = self.config.is_voter(self.id) && !self.removed;
+        if !votes && !self.bugs.count_non_voters {
             return;
         }
         if ballot > self.promised && from != self.id {
@@ -65,13 +99,14 @@ impl<M: StateMachine> Replica<M> {
         commit: Slot,
     ) {
         self.observe_ballot(ballot);
-        if ballot < self.promised && !self.bugs.accept_lower_ballot {
-            self.send(
-                from,
-                Message::Nack {
-                    promised: self.promised,
-                },
-            );
+        if let Some(promised) = self
+            .fence(ballot)
+            .filter(|_| !self.bugs.accept_lower_ballot)
+        {
+            self.send(from, Message::Nack { promised });
+            return;
+        }
+        if self.ahead_of_us(from, ballot) {
             return;
         }
         self.follow(ballot);
@@ -133,20 +168,27 @@ impl<M: StateMachine> Replica<M> {
         read_round: u64,
     ) {
         self.observe_ballot(ballot);
-        if ballot < self.promised {
-            self.send(
-                from,
-                Message::Nack {
-                    promised: self.promised,
-                },
-            );
+        if let Some(promised) = self.fence(ballot) {
+            self.send(from, Message::Nack { promised });
+            return;
+        }
+        if self.ahead_of_us(from, ballot) {
             return;
         }
         self.follow(ballot);
-        if read_round > 0 {
-            self.send(from, Message::HeartbeatAck { ballot, read_round });
-        }
         self.learn_commit(from, ballot, commit);
+        // Voters answer only read rounds; learners always report progress.
+        if read_round > 0 || !self.config.is_voter(self.id) {
+            let commit = self.commit;
+            self.send(
+                from,
+                Message::HeartbeatAck {
+                    ballot,
+                    read_round,
+                    commit,
+                },
+            );
+        }
     }
 
     /// Treats `ballot`'s owner as the leader and restarts the election timer.

@@ -5,7 +5,7 @@
 //! slots are applied one by one in order, each exactly once per life of the
 //! state machine (a rebuild after a panic replays without effects).
 
-use super::Replica;
+use super::{Replica, Role};
 use crate::entry::Entry;
 use crate::ids::{Ballot, MemberId, Slot};
 use crate::message::Message;
@@ -39,6 +39,9 @@ impl<M: StateMachine> Replica<M> {
     /// Asks `from` for chosen entries after our commit index, at most once
     /// per heartbeat interval unless `now` is set.
     pub(super) fn request_catch_up(&mut self, from: MemberId, now: bool) {
+        if from == self.id {
+            return;
+        }
         let due = self
             .last_catchup_at
             .is_none_or(|t| self.now >= t + self.opts.heartbeat_ticks);
@@ -62,11 +65,18 @@ impl<M: StateMachine> Replica<M> {
     }
 
     pub(super) fn on_catch_up(&mut self, from: MemberId, slot: Slot) {
+        if let Role::Leader(l) = &mut self.role {
+            let seen = l.progress.entry(from).or_insert(0);
+            *seen = (*seen).max(slot.saturating_sub(1));
+        }
         if slot <= self.snapshot_slot() {
             if let Some(snapshot) = self.snapshot.clone() {
                 self.send(from, Message::InstallSnapshot { snapshot });
                 return;
             }
+        }
+        if slot > self.commit {
+            return; // nothing chosen there yet (any input is accepted, none panics)
         }
         let end = self.commit.min(
             slot.saturating_add(self.opts.catchup_batch as u64)
@@ -117,7 +127,15 @@ impl<M: StateMachine> Replica<M> {
         }
         tracing::debug!(member = %self.id, slot = snap.slot, "installed snapshot");
         self.sessions = snap.sessions.clone();
-        self.config = snap.config.clone();
+        if snap.config.epoch > self.config.epoch {
+            // The snapshot is past a stop-sign we never applied: any role we
+            // held belonged to the old configuration.
+            if !matches!(self.role, Role::Follower) {
+                self.step_down(None);
+            }
+            self.config = snap.config.clone();
+            self.removed = !self.config.all_members().any(|m| m == self.id);
+        }
         self.applied = snap.slot;
         self.commit = self.commit.max(snap.slot);
         self.log = self.log.split_off(&(snap.slot + 1));
@@ -144,7 +162,7 @@ impl<M: StateMachine> Replica<M> {
                     SessionCheck::Stale => Some((*id, Err(RequestError::Stale))),
                     SessionCheck::New => None,
                 },
-                RequestId::Query(_) => None,
+                RequestId::Query(_) | RequestId::Reconfig(_) => None,
             })
             .collect();
         for (id, result) in done {
@@ -166,6 +184,9 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn apply_slot(&mut self, slot: Slot, entry: &Entry) {
+        if let Entry::StopSign(next) = entry {
+            self.apply_stop_sign(slot, next);
+        }
         let Entry::Batch(batch) = entry else {
             if self.trace {
                 self.ready.applied.push(AppliedSlot {

@@ -22,6 +22,7 @@ mod acceptor;
 mod learner;
 mod proposer;
 mod read;
+mod reconfig;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::{Command, Entry};
@@ -36,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub(crate) use proposer::{CandidateState, LeaderState};
+pub use reconfig::{ConfigChange, ReconfigError};
 
 /// A log slot as this replica holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +66,10 @@ pub struct Bugs {
     pub accept_lower_ballot: bool,
     /// A new leader ignores the values acceptors report in phase 1.
     pub ignore_promised_values: bool,
+    /// A leader accepts a second membership change while one is in flight.
+    pub concurrent_changes: bool,
+    /// Promises and acceptances from non-voters count toward quorums.
+    pub count_non_voters: bool,
 }
 
 /// Why a replica could not be recovered from storage.
@@ -104,6 +110,10 @@ pub struct Replica<M: StateMachine> {
     pub(crate) failed: BTreeMap<(Slot, usize), String>,
     pub(crate) next_snapshot_at: Slot,
     pub(crate) last_catchup_at: Option<u64>,
+    /// This replica applied a configuration it is not part of.
+    pub(crate) removed: bool,
+    /// Re-applying the log at start-up: no role changes, no messages.
+    pub(crate) recovering: bool,
 
     // Role and time.
     pub(crate) role: Role,
@@ -154,6 +164,8 @@ impl<M: StateMachine> Replica<M> {
             failed: BTreeMap::new(),
             next_snapshot_at,
             last_catchup_at: None,
+            removed: false,
+            recovering: false,
             role: Role::Follower,
             leader: None,
             now: 0,
@@ -163,6 +175,7 @@ impl<M: StateMachine> Replica<M> {
             ready: Ready::default(),
             inbox: Vec::new(),
         };
+        r.removed = !r.config.all_members().any(|m| m == r.id);
         r.reset_election_timer();
         r
     }
@@ -223,7 +236,10 @@ impl<M: StateMachine> Replica<M> {
             }
         }
         r.commit_written = r.commit;
+        r.recovering = true;
         r.apply_chosen();
+        r.recovering = false;
+        r.removed = !r.config.all_members().any(|m| m == r.id);
         // Nothing recovered is news for the runtime.
         r.ready = Ready::default();
         Ok(r)
@@ -418,15 +434,17 @@ impl<M: StateMachine> Replica<M> {
                 commit,
             } => self.on_accept(from, ballot, slot, entry, commit),
             Message::Accepted { ballot, slot } => self.on_accepted(from, ballot, slot),
-            Message::Nack { promised } => self.on_nack(promised),
+            Message::Nack { promised } => self.on_nack(from, promised),
             Message::Heartbeat {
                 ballot,
                 commit,
                 read_round,
             } => self.on_heartbeat(from, ballot, commit, read_round),
-            Message::HeartbeatAck { ballot, read_round } => {
-                self.on_heartbeat_ack(from, ballot, read_round)
-            }
+            Message::HeartbeatAck {
+                ballot,
+                read_round,
+                commit,
+            } => self.on_heartbeat_ack(from, ballot, read_round, commit),
             Message::CatchUp { from: slot } => self.on_catch_up(from, slot),
             Message::Chosen { entries, commit } => self.on_chosen(from, entries, commit),
             Message::InstallSnapshot { snapshot } => self.on_install_snapshot(snapshot),
@@ -517,5 +535,7 @@ impl<M: StateMachine> Replica<M> {
     }
 }
 
+#[cfg(test)]
+mod reconfig_tests;
 #[cfg(test)]
 mod tests;

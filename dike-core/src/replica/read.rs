@@ -88,13 +88,21 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
-    pub(super) fn on_heartbeat_ack(&mut self, from: MemberId, ballot: Ballot, round: u64) {
+    pub(super) fn on_heartbeat_ack(
+        &mut self,
+        from: MemberId,
+        ballot: Ballot,
+        round: u64,
+        commit: Slot,
+    ) {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
         if l.ballot != ballot {
             return;
         }
+        let seen = l.progress.entry(from).or_insert(0);
+        *seen = (*seen).max(commit);
         let a = l.reads.acks.entry(from).or_insert(0);
         *a = (*a).max(round);
         self.serve_reads();

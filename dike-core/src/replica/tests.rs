@@ -92,6 +92,7 @@ fn batch(cmds: &[(u64, u64)]) -> Entry {
 fn a_promise_leaves_only_after_its_write() {
     let mut r = single(2, 3);
     let b = Ballot {
+        epoch: 0,
         round: 3,
         leader: m(1),
     };
@@ -108,6 +109,7 @@ fn a_promise_leaves_only_after_its_write() {
 fn an_accepted_leaves_only_after_the_accept_is_written() {
     let mut r = single(2, 3);
     let b = Ballot {
+        epoch: 0,
         round: 1,
         leader: m(1),
     };
@@ -138,6 +140,7 @@ fn an_accepted_leaves_only_after_the_accept_is_written() {
 fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
     let mut r = single(2, 3);
     let high = Ballot {
+        epoch: 0,
         round: 5,
         leader: m(3),
     };
@@ -150,6 +153,7 @@ fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
     );
     let _ = r.take_ready();
     let low = Ballot {
+        epoch: 0,
         round: 4,
         leader: m(1),
     };
@@ -188,10 +192,12 @@ fn a_new_leader_reproposes_the_highest_ballot_values_and_fills_holes_with_noops(
     };
     r.step(own.from, own.msg);
     let old = Ballot {
+        epoch: 0,
         round: 0,
         leader: m(2),
     };
     let older = Ballot {
+        epoch: 0,
         round: 0,
         leader: m(1),
     };

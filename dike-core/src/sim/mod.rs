@@ -14,6 +14,7 @@ mod checker;
 mod client;
 pub mod cluster;
 mod faults;
+mod membership;
 mod network;
 pub mod register;
 
@@ -72,6 +73,14 @@ pub struct SimConfig {
     pub explode_pct: u64,
     /// Record a trace of events (for replaying a failing seed).
     pub trace: bool,
+    /// Extra nodes outside the initial configuration, for membership changes.
+    pub spares: usize,
+    /// Chance per step (in 1/10000) that the operator asks the leader for a
+    /// membership change (add a learner, promote, replace, remove).
+    pub membership_per_10k: u64,
+    /// Percent of restarts that come back with an empty disk (a new
+    /// incarnation, hence a new member the group must not count).
+    pub wipe_pct: u64,
 }
 
 impl SimConfig {
@@ -102,11 +111,26 @@ impl SimConfig {
                 catchup_batch: 4,
                 max_sessions: 1_000,
                 max_queued: 1_000,
+                max_learner_lag: 4,
             },
             bugs: Bugs::default(),
             query_pct: 20,
             explode_pct: 3,
             trace: false,
+            spares: 0,
+            membership_per_10k: 0,
+            wipe_pct: 0,
+        }
+    }
+
+    /// A faulty run with membership changes: two spare nodes, an operator
+    /// that keeps changing the group, and restarts that lose their disk.
+    pub fn membership(seed: u64, replicas: usize) -> Self {
+        SimConfig {
+            spares: 2,
+            membership_per_10k: 80,
+            wipe_pct: 15,
+            ..SimConfig::faulty(seed, replicas)
         }
     }
 
@@ -142,6 +166,10 @@ pub struct SimReport {
     pub elections: u64,
     /// Messages sent / dropped.
     pub messages: (u64, u64),
+    /// Membership changes the leader accepted.
+    pub changes: u64,
+    /// Configuration epoch at the end.
+    pub epoch: u64,
     /// Steps until every operation completed.
     pub steps: u64,
     /// The final register value.
@@ -191,6 +219,22 @@ struct Node {
     jobs: VecDeque<Job>,
     boot: u64,
     restart_at: Option<u64>,
+    /// Kept down after the heal: not a member of the final configuration.
+    excluded: bool,
+}
+
+impl Node {
+    fn fresh(member: MemberId) -> Self {
+        Node {
+            member,
+            replica: None,
+            durable: Recovered::default(),
+            jobs: VecDeque::new(),
+            boot: 0,
+            restart_at: None,
+            excluded: false,
+        }
+    }
 }
 
 /// The simulation.
@@ -206,6 +250,7 @@ pub struct Simulation {
     report: SimReport,
     trace: Vec<String>,
     last_leader: Option<MemberId>,
+    next_change: u64,
 }
 
 fn member(i: usize) -> MemberId {
@@ -228,20 +273,13 @@ impl Simulation {
             report: SimReport::default(),
             trace: Vec::new(),
             last_leader: None,
+            next_change: 0,
             now: 0,
             rng: Rng::new(rng.next_u64()),
             cfg,
         };
-        for i in 0..sim.cfg.replicas {
-            let m = member(i);
-            let mut node = Node {
-                member: m,
-                replica: None,
-                durable: Recovered::default(),
-                jobs: VecDeque::new(),
-                boot: 0,
-                restart_at: None,
-            };
+        for i in 0..sim.cfg.replicas + sim.cfg.spares {
+            let mut node = Node::fresh(member(i));
             sim.start(&mut node);
             sim.nodes.push(node);
         }
@@ -336,6 +374,8 @@ impl Simulation {
         self.now += 1;
         if self.now == self.cfg.fault_steps + 1 {
             self.heal();
+        } else if self.now > self.cfg.fault_steps && self.now % TICK == 0 {
+            self.readmit();
         }
         while let Some(p) = self.net.pop_due(self.now) {
             self.deliver(p);
@@ -370,6 +410,9 @@ impl Simulation {
                 let Some(r) = self.nodes[to].replica.as_mut() else {
                     return;
                 };
+                if r.id() != env.to {
+                    return; // for an earlier incarnation of this node
+                }
                 r.step(env.from, env.msg);
                 let _ = from;
                 self.log(|| desc);
@@ -441,7 +484,8 @@ impl Simulation {
                 .is_some_and(|j| j.due <= self.now)
             {
                 if self.now <= self.cfg.fault_steps && self.rng.chance(self.cfg.fsync_fail_pct) {
-                    self.log(|| format!("fsync fails on {}: fail-stop", member(i)));
+                    let m = self.nodes[i].member;
+                    self.log(|| format!("fsync fails on {m}: fail-stop"));
                     self.crash(i);
                     break;
                 }
@@ -472,18 +516,15 @@ impl Simulation {
     fn restart_due(&mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].restart_at.is_some_and(|t| t <= self.now) {
-                let mut node = std::mem::replace(
-                    &mut self.nodes[i],
-                    Node {
-                        member: member(i),
-                        replica: None,
-                        durable: Recovered::default(),
-                        jobs: VecDeque::new(),
-                        boot: 0,
-                        restart_at: None,
-                    },
-                );
+                let mut node = std::mem::replace(&mut self.nodes[i], Node::fresh(member(i)));
                 node.restart_at = None;
+                if self.now <= self.cfg.fault_steps && self.may_wipe(&node) {
+                    let old = node.member;
+                    node.member.incarnation.0 += 1;
+                    node.durable = Recovered::default();
+                    let m = node.member;
+                    self.log(|| format!("WIPE {old}: comes back empty as {m}"));
+                }
                 self.start(&mut node);
                 let m = node.member;
                 let applied = node.replica.as_ref().map_or(0, |r| r.applied());
@@ -494,17 +535,17 @@ impl Simulation {
     }
 
     fn inject_faults(&mut self) {
-        let n = self.nodes.len();
-        let max_down = (n - 1) / 2;
         if self.rng.below(10_000) < self.cfg.crash_per_10k {
-            let down = self.nodes.iter().filter(|x| x.replica.is_none()).count();
-            if down < max_down {
-                let victim = self.pick_victim();
+            let victim = self.pick_victim();
+            if self.may_lose(victim) {
                 self.crash(victim);
             }
         }
         if self.rng.below(10_000) < self.cfg.partition_per_10k {
             self.repartition();
+        }
+        if self.rng.below(10_000) < self.cfg.membership_per_10k {
+            self.change_membership();
         }
     }
 
@@ -535,8 +576,16 @@ impl Simulation {
     fn heal(&mut self) {
         self.net.blocked.clear();
         self.net.faults_on = false;
+        // Nodes outside the latest configuration stay down from now on: the
+        // group must make progress without them.
+        let config = self.latest_config();
         for n in &mut self.nodes {
-            if n.replica.is_none() {
+            n.excluded = !config.all_members().any(|m| m == n.member);
+            if n.excluded {
+                n.replica = None;
+                n.jobs.clear();
+                n.restart_at = None;
+            } else if n.replica.is_none() {
                 n.restart_at = Some(self.now);
             }
         }
@@ -577,33 +626,32 @@ impl Simulation {
         }
     }
 
-    /// After the clients finish, lets every replica catch up (bounded).
+    /// After the clients finish, lets every live member of the final
+    /// configuration catch up (bounded).
     fn converge(&mut self) -> Result<(), String> {
         let deadline = self.now + 20_000;
         loop {
-            let applied: Vec<u64> = self
-                .nodes
+            let members = self.live_members();
+            let replicas: Vec<&Replica<ServerMachine<Register>>> = members
                 .iter()
-                .filter_map(|n| n.replica.as_ref())
-                .map(|r| r.applied())
+                .filter_map(|&i| self.nodes[i].replica.as_ref())
                 .collect();
-            let max_commit = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.replica.as_ref())
-                .map(|r| r.commit_index())
-                .max()
-                .unwrap_or(0);
-            if applied.len() == self.nodes.len()
+            let applied: Vec<u64> = replicas.iter().map(|r| r.applied()).collect();
+            let max_commit = replicas.iter().map(|r| r.commit_index()).max().unwrap_or(0);
+            let config = self.latest_config();
+            let settled = replicas.iter().all(|r| r.config().epoch == config.epoch);
+            if !replicas.is_empty()
+                && settled
                 && applied.iter().all(|a| *a == max_commit)
                 && self.net.is_empty()
             {
                 self.report.slots = max_commit;
+                self.report.epoch = config.epoch;
                 return Ok(());
             }
             if self.now >= deadline {
                 return Err(format!(
-                    "replicas did not converge: applied {applied:?}, highest commit {max_commit}"
+                    "members did not converge: applied {applied:?}, highest commit {max_commit}, config {config:?}"
                 ));
             }
             self.step();
@@ -612,12 +660,14 @@ impl Simulation {
     }
 
     fn final_checks(&mut self) -> Result<(), String> {
-        let replicas: Vec<&Replica<ServerMachine<Register>>> = self
-            .nodes
+        let members = self.live_members();
+        let replicas: Vec<&Replica<ServerMachine<Register>>> = members
             .iter()
-            .filter_map(|n| n.replica.as_ref())
+            .filter_map(|&i| self.nodes[i].replica.as_ref())
             .collect();
-        let first = replicas[0];
+        let Some(first) = replicas.first().copied() else {
+            return Err("no live member of the final configuration".into());
+        };
         for r in &replicas[1..] {
             if r.machine().server() != first.machine().server() {
                 return Err(format!(
@@ -673,6 +723,8 @@ pub fn run_many(
         total.messages.0 += r.messages.0;
         total.messages.1 += r.messages.1;
         total.steps += r.steps;
+        total.changes += r.changes;
+        total.epoch = total.epoch.max(r.epoch);
     }
     Ok((count, total))
 }
