@@ -64,6 +64,9 @@ pub enum Message {
         commit: Slot,
         /// The read round to acknowledge (0: none).
         read_round: u64,
+        /// The group is idle: followers stop their election timers until
+        /// they hear from the leader again or its node is reported down.
+        hibernate: bool,
     },
     /// "No ballot above yours is promised here" for a read round.
     HeartbeatAck {

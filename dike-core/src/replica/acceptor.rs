@@ -166,6 +166,7 @@ impl<M: StateMachine> Replica<M> {
         ballot: Ballot,
         commit: Slot,
         read_round: u64,
+        hibernate: bool,
     ) {
         self.observe_ballot(ballot);
         if let Some(promised) = self.fence(ballot) {
@@ -177,8 +178,10 @@ impl<M: StateMachine> Replica<M> {
         }
         self.follow(ballot);
         self.learn_commit(from, ballot, commit);
-        // Voters answer only read rounds; learners always report progress.
-        if read_round > 0 || !self.config.is_voter(self.id) {
+        self.hibernating = hibernate && self.leader == Some(ballot.leader);
+        // Voters answer read rounds and hibernation requests (with their
+        // commit index); learners always report progress.
+        if read_round > 0 || hibernate || !self.config.is_voter(self.id) {
             let commit = self.commit;
             self.send(
                 from,
@@ -202,6 +205,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.leader = Some(ballot.leader);
+        self.hibernating = false;
         self.reset_election_timer();
     }
 }

@@ -112,6 +112,9 @@ pub struct Replica<M: StateMachine> {
     pub(crate) last_catchup_at: Option<u64>,
     /// This replica applied a configuration it is not part of.
     pub(crate) removed: bool,
+    /// The leader said the group is idle: no election timeout until it
+    /// speaks again or its node is reported down.
+    pub(crate) hibernating: bool,
     /// Re-applying the log at start-up: no role changes, no messages.
     pub(crate) recovering: bool,
 
@@ -165,6 +168,7 @@ impl<M: StateMachine> Replica<M> {
             next_snapshot_at,
             last_catchup_at: None,
             removed: false,
+            hibernating: false,
             recovering: false,
             role: Role::Follower,
             leader: None,
@@ -276,12 +280,39 @@ impl<M: StateMachine> Replica<M> {
                 }
             }
             Role::Follower => {
-                if self.now >= self.election_deadline && self.config.is_voter(self.id) {
+                if !self.hibernating
+                    && self.now >= self.election_deadline
+                    && self.config.is_voter(self.id)
+                {
                     self.start_election();
                 }
             }
         }
         self.drain_inbox();
+    }
+
+    /// The runtime's node-level failure detector reports `node` down (or
+    /// unreachable). If our leader lives there, an election starts after a
+    /// short random delay — also in a hibernating group, which sends no
+    /// heartbeats that could time out.
+    pub fn node_down(&mut self, node: crate::ids::NodeId) {
+        if !matches!(self.role, Role::Follower) || self.leader.is_some_and(|l| l.node != node) {
+            return;
+        }
+        self.hibernating = false;
+        let e = self.opts.election_ticks.max(1);
+        self.election_deadline = self.election_deadline.min(self.now + self.rng.range(0, e));
+    }
+
+    /// Whether this replica needs `tick` calls: not while its group
+    /// hibernates (a hibernating follower, or a leader with nothing to do),
+    /// so a runtime can skip idle groups.
+    pub fn wants_ticks(&self) -> bool {
+        match &self.role {
+            Role::Follower => !self.hibernating,
+            Role::Candidate(_) => true,
+            Role::Leader(l) => !l.asleep,
+        }
     }
 
     /// Starts an election now (the runtime's failure detector calls this
@@ -320,6 +351,7 @@ impl<M: StateMachine> Replica<M> {
                     return;
                 }
                 l.queue.push_back(cmd);
+                l.wake(self.now);
                 self.waiting.insert(id);
             }
             _ => self.respond(id, Err(RequestError::NotLeader { leader })),
@@ -439,7 +471,8 @@ impl<M: StateMachine> Replica<M> {
                 ballot,
                 commit,
                 read_round,
-            } => self.on_heartbeat(from, ballot, commit, read_round),
+                hibernate,
+            } => self.on_heartbeat(from, ballot, commit, read_round, hibernate),
             Message::HeartbeatAck {
                 ballot,
                 read_round,

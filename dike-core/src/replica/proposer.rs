@@ -54,6 +54,18 @@ pub(crate) struct LeaderState {
     pub stop: Option<Slot>,
     /// Highest slot each member acknowledged (for learner catch-up).
     pub progress: BTreeMap<MemberId, Slot>,
+    /// Nothing has happened since this tick.
+    pub idle_since: u64,
+    /// Hibernating: no heartbeats until something happens.
+    pub asleep: bool,
+}
+
+impl LeaderState {
+    /// Something happened: heartbeats resume.
+    pub(crate) fn wake(&mut self, now: u64) {
+        self.idle_since = now;
+        self.asleep = false;
+    }
 }
 
 impl LeaderState {
@@ -207,6 +219,8 @@ impl<M: StateMachine> Replica<M> {
             reads: ReadIndex::default(),
             stop,
             progress: BTreeMap::new(),
+            idle_since: self.now,
+            asleep: false,
         });
         for slot in self.commit + 1..=last {
             let entry = values.remove(&slot).map_or(Entry::Noop, |v| v.entry);
@@ -385,6 +399,18 @@ impl<M: StateMachine> Replica<M> {
         if self.now < l.last_heartbeat + self.opts.heartbeat_ticks {
             return;
         }
+        let idle =
+            l.in_flight.is_empty() && l.queue.is_empty() && l.reads.is_empty() && l.stop.is_none();
+        if !idle {
+            l.idle_since = self.now;
+            l.asleep = false;
+        }
+        if l.asleep {
+            return; // hibernating: nothing to say until something happens
+        }
+        let hibernate = idle
+            && self.opts.hibernate_after_ticks > 0
+            && self.now >= l.idle_since + self.opts.hibernate_after_ticks;
         // Retransmit proposals that have waited too long (lost messages).
         let ballot = l.ballot;
         let resend_after = 2 * self.opts.heartbeat_ticks;
@@ -409,15 +435,34 @@ impl<M: StateMachine> Replica<M> {
                 );
             }
         }
-        self.heartbeat();
+        if hibernate {
+            // Sleep only once every member acknowledged the commit index:
+            // a member left behind would have nothing to catch up from.
+            let commit = self.commit;
+            let me = self.id;
+            let members: Vec<MemberId> = self.config.all_members().filter(|m| *m != me).collect();
+            if let Role::Leader(l) = &mut self.role {
+                l.asleep = members
+                    .iter()
+                    .all(|m| l.progress.get(m).is_some_and(|p| *p >= commit));
+            }
+        }
+        self.send_heartbeat(hibernate);
     }
 
     /// Sends the commit index (and the current read round) to every member.
     pub(super) fn heartbeat(&mut self) {
+        self.send_heartbeat(false);
+    }
+
+    fn send_heartbeat(&mut self, hibernate: bool) {
         let commit = self.commit;
         let Role::Leader(l) = &mut self.role else {
             return;
         };
+        if !hibernate {
+            l.asleep = false;
+        }
         l.last_heartbeat = self.now;
         let ballot = l.ballot;
         let read_round = l.reads.start_round();
@@ -433,6 +478,7 @@ impl<M: StateMachine> Replica<M> {
                     ballot,
                     commit,
                     read_round,
+                    hibernate,
                 },
             );
         }

@@ -28,6 +28,10 @@ pub(crate) struct ReadIndex {
 }
 
 impl ReadIndex {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     pub(crate) fn has_unsent(&self) -> bool {
         self.pending.iter().any(|r| r.round.is_none())
     }
@@ -72,6 +76,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         let read_index = self.commit.max(l.phase1_end);
+        l.wake(self.now);
         l.reads.pending.push(PendingRead {
             id,
             payload,

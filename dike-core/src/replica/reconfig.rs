@@ -165,6 +165,7 @@ impl<M: StateMachine> Replica<M> {
             }
         }
         tracing::info!(member = %self.id, ?change, epoch = next.epoch, "proposing membership change");
+        l.wake(self.now);
         self.flush_proposals();
         self.propose_stop_sign(next);
         self.waiting.insert(RequestId::Reconfig(id));
@@ -221,6 +222,7 @@ impl<M: StateMachine> Replica<M> {
                         ballot,
                         commit,
                         read_round: 0,
+                        hibernate: false,
                     },
                 );
             }

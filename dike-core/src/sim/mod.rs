@@ -112,6 +112,9 @@ impl SimConfig {
                 max_sessions: 1_000,
                 max_queued: 1_000,
                 max_learner_lag: 4,
+                // Half the seeds hibernate idle periods (elections then rely
+                // on the simulated failure detector).
+                hibernate_after_ticks: if seed % 2 == 0 { 6 } else { 0 },
             },
             bugs: Bugs::default(),
             query_pct: 20,
@@ -251,6 +254,9 @@ pub struct Simulation {
     trace: Vec<String>,
     last_leader: Option<MemberId>,
     next_change: u64,
+    /// Failure detector: for each observer, ticks each node has been
+    /// unreachable (0: reachable).
+    suspicion: Vec<Vec<u32>>,
 }
 
 fn member(i: usize) -> MemberId {
@@ -274,6 +280,7 @@ impl Simulation {
             trace: Vec::new(),
             last_leader: None,
             next_change: 0,
+            suspicion: Vec::new(),
             now: 0,
             rng: Rng::new(rng.next_u64()),
             cfg,
@@ -283,6 +290,8 @@ impl Simulation {
             sim.start(&mut node);
             sim.nodes.push(node);
         }
+        let n = sim.nodes.len();
+        sim.suspicion = vec![vec![0; n]; n];
         register::reset_effects();
         register::quiet_deliberate_panics();
         sim
@@ -387,6 +396,7 @@ impl Simulation {
                     r.tick();
                 }
             }
+            self.detect_failures();
         }
         self.drive_clients();
         if self.now <= self.cfg.fault_steps {
