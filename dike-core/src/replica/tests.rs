@@ -481,7 +481,10 @@ fn a_stale_retry_after_the_client_moved_on_is_refused() {
 
 #[test]
 fn an_idle_group_hibernates_and_wakes_on_a_command() {
-    let o = ReplicaOptions { hibernate_after_ticks: 4, ..opts() };
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
     let mut c = cluster(3, o);
     c.propose(0, 1, 1, req(1, Action::Add(1)));
     c.run_until_quiet();
@@ -506,7 +509,10 @@ fn an_idle_group_hibernates_and_wakes_on_a_command() {
 
 #[test]
 fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_down() {
-    let o = ReplicaOptions { hibernate_after_ticks: 4, ..opts() };
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
     let mut c = cluster(3, o);
     for _ in 0..20 {
         c.tick();
@@ -517,7 +523,11 @@ fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_dow
         c.tick();
         c.run_until_quiet();
     }
-    assert_eq!(c.leader(), None, "without a failure report, hibernating followers wait");
+    assert_eq!(
+        c.leader(),
+        None,
+        "without a failure report, hibernating followers wait"
+    );
     for i in 1..3 {
         c.replica(i).node_down(m(1).node);
     }
@@ -525,5 +535,8 @@ fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_dow
         c.tick();
         c.run_until_quiet();
     }
-    assert!(c.leader().is_some_and(|l| l != 0), "a new leader after the report");
+    assert!(
+        c.leader().is_some_and(|l| l != 0),
+        "a new leader after the report"
+    );
 }

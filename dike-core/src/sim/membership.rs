@@ -2,7 +2,7 @@
 //! restart (new incarnations), and the bookkeeping that keeps a quorum of
 //! every configuration recoverable (at most `f` voters down or lost).
 
-use super::{Node, Simulation};
+use super::Simulation;
 use crate::config::Config;
 use crate::ids::MemberId;
 use crate::replica::ConfigChange;
@@ -34,29 +34,53 @@ impl Simulation {
             .count()
     }
 
-    /// Whether node `i` may go down now without taking a quorum of the
-    /// latest configuration (or of the one before, while a change settles)
-    /// below a majority.
-    pub(super) fn may_lose(&self, i: usize) -> bool {
-        let config = self.latest_config();
-        let voter = config.is_voter(self.nodes[i].member);
+    /// The configurations whose quorums must stay recoverable: the latest
+    /// one, and the one a change in flight would start.
+    pub(super) fn guarded_configs(&self) -> Vec<Config> {
+        let latest = self.latest_config();
+        let mut v = vec![latest.clone()];
+        if let Some(p) = self
+            .pending_config
+            .as_ref()
+            .filter(|p| p.epoch > latest.epoch)
+        {
+            v.push(p.clone());
+        }
+        v
+    }
+
+    /// Whether `config` keeps a live majority with one more voter down,
+    /// counting `extra` as unavailable too.
+    fn can_lose_one(&self, config: &Config, extra: MemberId) -> bool {
         let f = (config.voters.len() - 1) / 2;
+        let unavailable = self.unavailable_voters(config) + usize::from(config.is_voter(extra));
+        unavailable <= f
+    }
+
+    /// Whether node `i` may go down now without taking a quorum of a
+    /// guarded configuration below a majority.
+    pub(super) fn may_lose(&self, i: usize) -> bool {
+        let m = self.nodes[i].member;
         let down_nodes = self.nodes.iter().filter(|n| n.replica.is_none()).count();
-        !voter && down_nodes < self.nodes.len() / 2
-            || voter && self.unavailable_voters(&config) < f && down_nodes < 2
+        down_nodes < 2
+            && self
+                .guarded_configs()
+                .iter()
+                .all(|c| self.can_lose_one(c, m))
     }
 
     /// Whether a restarting node may come back with an empty disk: only
     /// while membership changes run (so the lost member can be replaced) and
     /// while losing it keeps a majority recoverable.
-    pub(super) fn may_wipe(&mut self, node: &Node) -> bool {
+    pub(super) fn may_wipe(&mut self) -> bool {
         if self.cfg.membership_per_10k == 0 || !self.rng.chance(self.cfg.wipe_pct) {
             return false;
         }
-        let config = self.latest_config();
-        let f = (config.voters.len() - 1) / 2;
         // The node is down now, so it already counts as unavailable.
-        !config.is_voter(node.member) || self.unavailable_voters(&config) <= f.saturating_sub(1)
+        self.guarded_configs().iter().all(|c| {
+            let f = (c.voters.len() - 1) / 2;
+            self.unavailable_voters(c) <= f
+        })
     }
 
     /// Asks the leader for one membership change, chosen at random among
@@ -102,6 +126,15 @@ impl Simulation {
             _ if !strangers.is_empty() => ConfigChange::AddLearner(pick(self, &strangers)),
             _ => return,
         };
+        // Like a careful operator (or the master's placement), never make a
+        // change that leaves the new configuration without a live majority.
+        let Ok(next) = change.apply_to(&config) else {
+            return;
+        };
+        let f = (next.voters.len() - 1) / 2;
+        if self.unavailable_voters(&next) > f {
+            return;
+        }
         self.next_change += 1;
         let id = self.next_change;
         let Some(r) = self.nodes[li].replica.as_mut() else {
@@ -111,6 +144,7 @@ impl Simulation {
         self.log(|| format!("CHANGE {change:?}: {result:?}"));
         if result.is_ok() {
             self.report.changes += 1;
+            self.pending_config = Some(next);
         }
     }
 

@@ -251,12 +251,16 @@ pub struct Simulation {
     checker: Checker,
     config: Config,
     report: SimReport,
-    trace: Vec<String>,
+    /// Trace lines; `true` marks message deliveries (only the last few are
+    /// kept in a failure report, every other event is).
+    trace: Vec<(bool, String)>,
     last_leader: Option<MemberId>,
     next_change: u64,
     /// Failure detector: for each observer, ticks each node has been
     /// unreachable (0: reachable).
     suspicion: Vec<Vec<u32>>,
+    /// The configuration the last accepted change would start.
+    pending_config: Option<Config>,
 }
 
 fn member(i: usize) -> MemberId {
@@ -281,6 +285,7 @@ impl Simulation {
             last_leader: None,
             next_change: 0,
             suspicion: Vec::new(),
+            pending_config: None,
             now: 0,
             rng: Rng::new(rng.next_u64()),
             cfg,
@@ -328,10 +333,36 @@ impl Simulation {
         }
     }
 
+    /// Each node: its member, whether it is up, kept out, its epoch.
+    fn describe_nodes(&self) -> String {
+        let d: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| match &n.replica {
+                Some(r) => format!(
+                    "{} up e{} commit {}",
+                    n.member,
+                    r.config().epoch,
+                    r.commit_index()
+                ),
+                None if n.excluded => format!("{} kept out", n.member),
+                None => format!("{} down", n.member),
+            })
+            .collect();
+        d.join(", ")
+    }
+
     fn log(&mut self, f: impl FnOnce() -> String) {
         if self.cfg.trace {
             let line = format!("[{:>6}] {}", self.now, f());
-            self.trace.push(line);
+            self.trace.push((false, line));
+        }
+    }
+
+    fn log_delivery(&mut self, line: String) {
+        if self.cfg.trace {
+            let line = format!("[{:>6}] {line}", self.now);
+            self.trace.push((true, line));
         }
     }
 
@@ -341,12 +372,18 @@ impl Simulation {
         match result {
             Ok(()) => Ok(self.report),
             Err(reason) => {
-                let keep = self.trace.len().saturating_sub(400);
+                let tail = self.trace.len().saturating_sub(300);
+                let trace = std::mem::take(&mut self.trace)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, (delivery, _))| !delivery || *i >= tail)
+                    .map(|(_, (_, line))| line)
+                    .collect();
                 Err(SimFailure {
                     seed: self.cfg.seed,
                     replicas: self.cfg.replicas,
                     reason,
-                    trace: self.trace.split_off(keep),
+                    trace,
                 })
             }
         }
@@ -368,9 +405,11 @@ impl Simulation {
                 .map(|c| c.describe())
                 .collect();
             return Err(format!(
-                "liveness: operations still pending at step {}: {}",
+                "liveness: operations still pending at step {}: {}; latest {:?}; nodes {}",
                 self.now,
-                pending.join("; ")
+                pending.join("; "),
+                self.latest_config(),
+                self.describe_nodes()
             ));
         }
         self.report.steps = self.now;
@@ -425,7 +464,7 @@ impl Simulation {
                 }
                 r.step(env.from, env.msg);
                 let _ = from;
-                self.log(|| desc);
+                self.log_delivery(desc);
             }
             Packet::Request { client, to, req } => {
                 let Some(r) = self.nodes[to].replica.as_mut() else {
@@ -493,7 +532,10 @@ impl Simulation {
                 .front()
                 .is_some_and(|j| j.due <= self.now)
             {
-                if self.now <= self.cfg.fault_steps && self.rng.chance(self.cfg.fsync_fail_pct) {
+                if self.now <= self.cfg.fault_steps
+                    && self.rng.chance(self.cfg.fsync_fail_pct)
+                    && self.may_lose(i)
+                {
                     let m = self.nodes[i].member;
                     self.log(|| format!("fsync fails on {m}: fail-stop"));
                     self.crash(i);
@@ -528,12 +570,15 @@ impl Simulation {
             if self.nodes[i].restart_at.is_some_and(|t| t <= self.now) {
                 let mut node = std::mem::replace(&mut self.nodes[i], Node::fresh(member(i)));
                 node.restart_at = None;
-                if self.now <= self.cfg.fault_steps && self.may_wipe(&node) {
+                if self.now <= self.cfg.fault_steps && self.may_wipe() {
                     let old = node.member;
                     node.member.incarnation.0 += 1;
                     node.durable = Recovered::default();
                     let m = node.member;
-                    self.log(|| format!("WIPE {old}: comes back empty as {m}"));
+                    let guarded = self.guarded_configs();
+                    self.log(|| {
+                        format!("WIPE {old}: comes back empty as {m} (guarded {guarded:?})")
+                    });
                 }
                 self.start(&mut node);
                 let m = node.member;
