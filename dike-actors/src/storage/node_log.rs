@@ -13,7 +13,7 @@ use dike_core::{Incarnation, Recovered, Storage, StorageError, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 /// How a [`NodeLog`] writes.
@@ -192,11 +192,11 @@ impl NodeLog {
         let Some(sender) = &self.inner.sender else {
             return done(Err(StorageError::Failed("node log is closed".into())));
         };
-        if let Err(mpsc::SendError(s)) = sender.send(Submission {
-            group,
-            writes,
-            done,
-        }) {
+        let submission = match Submission::new(group, writes, done) {
+            Ok(s) => s,
+            Err((e, done)) => return done(Err(e)),
+        };
+        if let Err(mpsc::SendError(s)) = sender.send(submission) {
             (s.done)(Err(StorageError::Failed(
                 "node log writer has stopped".into(),
             )));
@@ -205,12 +205,20 @@ impl NodeLog {
 
     /// Applies `writes` of `group` and returns once they are durable.
     pub fn write(&self, group: GroupId, writes: &[Write]) -> Result<(), StorageError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(group, writes.to_vec(), move |r| {
-            let _ = tx.send(r);
+        // Parking rather than a channel: no allocation of a channel per
+        // write and no spinning, which matters with hundreds of writers.
+        let waiter = Arc::new(Waiter {
+            outcome: OnceLock::new(),
+            thread: std::thread::current(),
         });
-        rx.recv()
-            .map_err(|_| StorageError::Failed("node log writer has stopped".into()))?
+        let ack = Ack(waiter.clone());
+        self.submit(group, writes.to_vec(), move |r| ack.complete(r));
+        loop {
+            if let Some(outcome) = waiter.outcome.get() {
+                return outcome.clone();
+            }
+            std::thread::park();
+        }
     }
 
     /// Everything durably written for `group`.
@@ -246,6 +254,33 @@ impl NodeLog {
     #[cfg(test)]
     pub(crate) fn fail_next_syncs(&self, n: u32) {
         self.inner.shared.fail_syncs.store(n, Ordering::SeqCst);
+    }
+}
+
+/// Where a blocked [`NodeLog::write`] finds its outcome.
+struct Waiter {
+    outcome: OnceLock<Result<(), StorageError>>,
+    thread: std::thread::Thread,
+}
+
+/// Completes a [`Waiter`] once: with the outcome given, or with `Failed` if
+/// the completion is dropped uncalled (the writer stopped), so a writer
+/// never waits forever.
+struct Ack(Arc<Waiter>);
+
+impl Ack {
+    fn complete(self, outcome: Result<(), StorageError>) {
+        let _ = self.0.outcome.set(outcome);
+        // `Drop` wakes the waiting thread.
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        let _ = self.0.outcome.set(Err(StorageError::Failed(
+            "node log writer stopped before the write was durable".into(),
+        )));
+        self.0.thread.unpark();
     }
 }
 

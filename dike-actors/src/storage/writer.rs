@@ -28,12 +28,45 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 /// Called once with the outcome of a submission.
 pub type Completion = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
-/// One group's writes waiting for the writer.
+/// One group's writes waiting for the writer, with their log record
+/// already framed by the submitting thread (so encoding runs in parallel).
 pub(crate) struct Submission {
     pub group: GroupId,
     pub writes: Vec<Write>,
+    /// The framed record of the non-snapshot writes; empty if none.
+    pub record: Vec<u8>,
     pub done: Completion,
 }
+
+impl Submission {
+    /// Frames the log record of `writes`; fails only if they cannot be
+    /// encoded.
+    pub fn new(
+        group: GroupId,
+        writes: Vec<Write>,
+        done: Completion,
+    ) -> Result<Self, (StorageError, Completion)> {
+        let items: Vec<&Write> = writes
+            .iter()
+            .filter(|w| !matches!(w, Write::Snapshot(_)))
+            .collect();
+        let mut record = Vec::new();
+        if !items.is_empty() {
+            if let Err(e) = frame_record(group, &items, &mut record) {
+                return Err((e, done));
+            }
+        }
+        Ok(Submission {
+            group,
+            writes,
+            record,
+            done,
+        })
+    }
+}
+
+/// Completions of one batch and the outcome to give them.
+type Notice = (Vec<Completion>, Result<(), StorageError>);
 
 /// Counters of the work done by a node log's writer.
 #[derive(Debug, Default)]
@@ -104,14 +137,36 @@ fn encode_error(e: impl std::fmt::Display) -> StorageError {
 }
 
 /// Appends the framed record of `group`'s log items to `buf`.
-fn frame_record(group: GroupId, items: &[Write], buf: &mut Vec<u8>) -> Result<(), StorageError> {
+fn frame_record<W: serde::Serialize>(
+    group: GroupId,
+    items: &[W],
+    buf: &mut Vec<u8>,
+) -> Result<(), StorageError> {
     let payload = encode("log record", &(group, items)).map_err(encode_error)?;
     record::frame(&payload, buf).map_err(encode_error)
 }
 
 impl Writer {
-    /// Runs until every sender is gone.
+    /// Runs until every sender is gone. Completions are called on a
+    /// separate notifier thread, so waking the writers of one batch
+    /// overlaps the fsync of the next.
     pub fn run(mut self, rx: Receiver<Submission>) {
+        let (notify, notices) = std::sync::mpsc::channel::<Notice>();
+        let notifier = std::thread::Builder::new()
+            .name("dike-log-notifier".into())
+            .spawn(move || {
+                for (dones, outcome) in notices {
+                    for done in dones {
+                        done(outcome.clone());
+                    }
+                }
+            });
+        let notify = move |notice: Notice| {
+            // Without a notifier thread, completions run here.
+            if let Err(std::sync::mpsc::SendError((dones, outcome))) = notify.send(notice) {
+                dones.into_iter().for_each(|d| d(outcome.clone()));
+            }
+        };
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             while batch.len() < self.config.max_batch {
@@ -120,55 +175,33 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            notify(self.commit(batch));
+        }
+        drop(notify);
+        if let Ok(n) = notifier {
+            let _ = n.join();
         }
     }
 
-    /// Makes `batch` durable and completes every submission in it.
-    fn commit(&mut self, batch: Vec<Submission>) {
-        if let Err(e) = self.shared.check() {
-            return batch.into_iter().for_each(|s| (s.done)(Err(e.clone())));
-        }
-        // A submission that cannot even be encoded fails alone.
-        let mut buf = Vec::new();
-        let mut accepted = Vec::with_capacity(batch.len());
-        for s in batch {
-            let items: Vec<Write> = s
-                .writes
-                .iter()
-                .filter(|w| !matches!(w, Write::Snapshot(_)))
-                .cloned()
-                .collect();
-            let mark = buf.len();
-            let framed = if items.is_empty() {
-                Ok(())
-            } else {
-                frame_record(s.group, &items, &mut buf)
-            };
-            match framed {
-                Ok(()) => accepted.push(s),
-                Err(e) => {
-                    buf.truncate(mark);
-                    (s.done)(Err(e));
-                }
+    /// Makes `batch` durable; returns its completions and their outcome.
+    fn commit(&mut self, batch: Vec<Submission>) -> Notice {
+        let result = self.shared.check().and_then(|()| {
+            let mut buf = Vec::with_capacity(batch.iter().map(|s| s.record.len()).sum());
+            for s in &batch {
+                buf.extend_from_slice(&s.record);
             }
-        }
-        match self.persist(&accepted, &buf) {
+            self.persist(&batch, &buf)
+        });
+        let result = match result {
             Ok(()) => {
                 let c = &self.shared.counters;
-                c.appends
-                    .fetch_add(accepted.len() as u64, Ordering::Relaxed);
-                for s in accepted {
-                    (s.done)(Ok(()));
-                }
+                c.appends.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(())
             }
-            Err(e) => {
-                let e = self.shared.fail(&e);
-                for s in accepted {
-                    (s.done)(Err(e.clone()));
-                }
-            }
-        }
+            Err(e @ StorageError::Failed(_)) => Err(e),
+            Err(e) => Err(self.shared.fail(&e)),
+        };
+        (batch.into_iter().map(|s| s.done).collect(), result)
     }
 
     /// Writes the batch's snapshots and log records durably, then updates
