@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const GROUPS: u64 = 8;
 const SEGMENT_BYTES: &str = "32768";
-const KILLS: usize = 10;
+const KILLS: usize = 20;
 
 /// xorshift64*: enough randomness for kill timing, replayable from a seed.
 struct Rng(u64);
@@ -124,7 +124,7 @@ fn every_acknowledged_write_survives_repeated_sigkill() {
     let mut acked: HashMap<u64, u64> = HashMap::new();
     let started = Instant::now();
     for kill in 0..KILLS {
-        let min_acks = 20 + rng.below(800) as usize;
+        let min_acks = 20 + rng.below(1_000) as usize;
         let delay = Duration::from_micros(rng.below(30_000));
         let acks = run_and_kill(dir.path(), min_acks, delay);
         for (group, slot) in &acks {
