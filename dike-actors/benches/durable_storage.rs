@@ -11,7 +11,9 @@
 //!   actor runtime will use it: no thread per group; each group keeps one
 //!   append in flight and its completion issues the next.
 //! - `redb` / `fjall` (feature `compare-engines`): one durable transaction
-//!   (redb) or insert + journal `fdatasync` (fjall) per append.
+//!   (redb) or insert + journal `fdatasync` (fjall) per append; and the
+//!   same two behind a group-commit thread like `NodeLog`'s (`+ group
+//!   commit`: one transaction / one journal fdatasync per batch).
 //!
 //! `cargo bench -p dike-actors --bench durable_storage --features compare-engines`
 //! Environment: `DIKE_BENCH_SECS` (default 3) per cell, `DIKE_BENCH_DIR`
@@ -49,6 +51,7 @@ mod others {
     use dike_core::codec::encode;
     use dike_core::Write;
     use std::path::Path;
+    use std::sync::mpsc::{self, Sender, SyncSender};
 
     const LOG: redb::TableDefinition<(u64, u64), &[u8]> = redb::TableDefinition::new("log");
 
@@ -78,6 +81,103 @@ mod others {
         }
     }
 
+    /// One durable commit of many appends.
+    pub trait BatchStore: Send + 'static {
+        fn commit(&mut self, batch: &[(u64, u64, Vec<u8>)]) -> Result<(), String>;
+    }
+
+    impl BatchStore for Redb {
+        fn commit(&mut self, batch: &[(u64, u64, Vec<u8>)]) -> Result<(), String> {
+            let tx = self.0.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
+                for (group, slot, bytes) in batch {
+                    t.insert((*group, *slot), bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            tx.commit().map_err(|e| e.to_string())
+        }
+    }
+
+    impl BatchStore for Fjall {
+        fn commit(&mut self, batch: &[(u64, u64, Vec<u8>)]) -> Result<(), String> {
+            for (group, slot, bytes) in batch {
+                self.log
+                    .insert(key(*group, *slot), bytes.as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+            self.db
+                .persist(fjall::PersistMode::SyncData)
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    type Request = (u64, u64, Vec<u8>, SyncSender<Result<(), String>>);
+
+    /// Group commit bolted onto another engine: one thread takes every
+    /// queued append and makes them durable with one commit, as `NodeLog`
+    /// does — so the comparison is of engines, not of batching.
+    pub struct Coalesced {
+        queue: Option<Sender<Request>>,
+        writer: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Coalesced {
+        pub fn new(mut store: impl BatchStore) -> Self {
+            let (queue, rx) = mpsc::channel::<Request>();
+            let writer = std::thread::spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter().take(4095));
+                    let items: Vec<(u64, u64, Vec<u8>)> = batch
+                        .iter_mut()
+                        .map(|(g, s, b, _)| (*g, *s, std::mem::take(b)))
+                        .collect();
+                    let outcome = store.commit(&items);
+                    for (_, _, _, reply) in batch {
+                        let _ = reply.send(outcome.clone());
+                    }
+                }
+            });
+            Coalesced {
+                queue: Some(queue),
+                writer: Some(writer),
+            }
+        }
+    }
+
+    impl Drop for Coalesced {
+        fn drop(&mut self) {
+            self.queue.take();
+            if let Some(w) = self.writer.take() {
+                let _ = w.join();
+            }
+        }
+    }
+
+    impl Engine for Coalesced {
+        fn append(&self, group: u64, slot: u64, write: &Write) -> Result<(), String> {
+            let bytes = encode("write", write).map_err(|e| e.to_string())?;
+            let (reply, outcome) = mpsc::sync_channel(1);
+            self.queue
+                .as_ref()
+                .ok_or("closed")?
+                .send((group, slot, bytes, reply))
+                .map_err(|e| e.to_string())?;
+            outcome.recv().map_err(|e| e.to_string())?
+        }
+        fn fsyncs(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    fn key(group: u64, slot: u64) -> Vec<u8> {
+        let mut key = group.to_be_bytes().to_vec();
+        key.extend_from_slice(&slot.to_be_bytes());
+        key
+    }
+
     pub struct Fjall {
         db: fjall::Database,
         log: fjall::Keyspace,
@@ -98,9 +198,9 @@ mod others {
     impl Engine for Fjall {
         fn append(&self, group: u64, slot: u64, write: &Write) -> Result<(), String> {
             let bytes = encode("write", write).map_err(|e| e.to_string())?;
-            let mut key = group.to_be_bytes().to_vec();
-            key.extend_from_slice(&slot.to_be_bytes());
-            self.log.insert(key, bytes).map_err(|e| e.to_string())?;
+            self.log
+                .insert(key(group, slot), bytes)
+                .map_err(|e| e.to_string())?;
             self.db
                 .persist(fjall::PersistMode::SyncData)
                 .map_err(|e| e.to_string())
@@ -288,6 +388,12 @@ fn engines() -> Vec<(&'static str, Opener)> {
         }));
         list.push(("fjall", |d| {
             others::Fjall::open(d).map(|e| Box::new(e) as Box<dyn Engine>)
+        }));
+        list.push(("redb + group commit", |d| {
+            others::Redb::open(d).map(|e| Box::new(others::Coalesced::new(e)) as Box<dyn Engine>)
+        }));
+        list.push(("fjall + group commit", |d| {
+            others::Fjall::open(d).map(|e| Box::new(others::Coalesced::new(e)) as Box<dyn Engine>)
         }));
     }
     list
