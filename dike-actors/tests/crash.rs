@@ -144,4 +144,19 @@ fn every_acknowledged_write_survives_repeated_sigkill() {
         );
     }
     assert_eq!(acked.len() as u64, GROUPS, "every group made progress");
+    let oldest_segment = std::fs::read_dir(dir.path())
+        .expect("list data dir")
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse::<u64>()
+                .ok()
+        })
+        .min();
+    assert!(
+        oldest_segment.is_some_and(|seq| seq > 1),
+        "compaction ran between the crashes (oldest segment {oldest_segment:?})"
+    );
 }
