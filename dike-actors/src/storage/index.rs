@@ -94,8 +94,8 @@ impl Index {
             let before = (g.recovered.promised, g.recovered.commit);
             g.recovered.apply(std::slice::from_ref(w));
             let snap_slot = g.recovered.snapshot.as_ref().map_or(0, |s| s.slot);
-            // `moved` = (old location of the item this write replaces,
-            // whether this write is now the live copy).
+            // `old`: where the item this write supersedes lived; `live`:
+            // whether this write is now the item's live copy.
             let (old, live) = match w {
                 Write::Promise(b) => {
                     if *b >= before.0 {
