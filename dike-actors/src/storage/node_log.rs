@@ -2,8 +2,8 @@
 //! per-group handle that implements [`dike_core::Storage`] on it.
 //!
 //! Invariant: what `load` returns for a group is exactly what replaying its
-//! acknowledged writes gives; the in-memory view is updated only after the
-//! fsync that made those writes durable.
+//! durable writes gives; the in-memory view is updated only after the fsync
+//! that made those writes durable, and before their completions run.
 
 use super::files::{self, Layout};
 use super::recovery::recover;
