@@ -1,1 +1,3 @@
 //! The dike-rs runtime.
+
+pub mod storage;

@@ -54,6 +54,9 @@ pub(crate) struct LeaderState {
     pub stop: Option<Slot>,
     /// Highest slot each member acknowledged (for learner catch-up).
     pub progress: BTreeMap<MemberId, Slot>,
+    /// The commit index each member reported (heartbeat acks): the group
+    /// hibernates only once every member knows the latest one.
+    pub commit_acks: BTreeMap<MemberId, Slot>,
     /// Nothing has happened since this tick.
     pub idle_since: u64,
     /// Hibernating: no heartbeats until something happens.
@@ -219,6 +222,7 @@ impl<M: StateMachine> Replica<M> {
             reads: ReadIndex::default(),
             stop,
             progress: BTreeMap::new(),
+            commit_acks: BTreeMap::new(),
             idle_since: self.now,
             asleep: false,
         });
@@ -444,7 +448,7 @@ impl<M: StateMachine> Replica<M> {
             if let Role::Leader(l) = &mut self.role {
                 l.asleep = members
                     .iter()
-                    .all(|m| l.progress.get(m).is_some_and(|p| *p >= commit));
+                    .all(|m| l.commit_acks.get(m).is_some_and(|c| *c >= commit));
             }
         }
         self.send_heartbeat(hibernate);

@@ -108,6 +108,8 @@ impl<M: StateMachine> Replica<M> {
         }
         let seen = l.progress.entry(from).or_insert(0);
         *seen = (*seen).max(commit);
+        let acked = l.commit_acks.entry(from).or_insert(0);
+        *acked = (*acked).max(commit);
         let a = l.reads.acks.entry(from).or_insert(0);
         *a = (*a).max(round);
         self.serve_reads();

@@ -17,24 +17,24 @@ mod faults;
 mod membership;
 mod network;
 pub mod register;
+pub mod storage;
 
 pub use cluster::LocalCluster;
 pub use network::NetFaults;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::ids::MemberId;
-use crate::message::Envelope;
 use crate::ready::Ready;
 use crate::replica::{Bugs, Replica};
 use crate::rng::Rng;
 use crate::server::{GroupContext, ServerMachine};
-use crate::storage::{Recovered, Write};
+use crate::storage::Storage;
 use checker::Checker;
 use client::Client;
 use network::{ClientRequest, Network, Packet};
 use register::Register;
-use std::collections::VecDeque;
 use std::fmt;
+use storage::FaultyStorage;
 
 /// Steps per replica tick.
 const TICK: u64 = 10;
@@ -207,19 +207,11 @@ impl fmt::Display for SimFailure {
     }
 }
 
-/// A pending storage job: writes and the messages waiting on them.
-struct Job {
-    due: u64,
-    writes: Vec<Write>,
-    after: Vec<Envelope>,
-}
-
 /// One simulated node hosting one replica.
 struct Node {
     member: MemberId,
     replica: Option<Replica<ServerMachine<Register>>>,
-    durable: Recovered,
-    jobs: VecDeque<Job>,
+    storage: FaultyStorage,
     boot: u64,
     restart_at: Option<u64>,
     /// Kept down after the heal: not a member of the final configuration.
@@ -231,8 +223,7 @@ impl Node {
         Node {
             member,
             replica: None,
-            durable: Recovered::default(),
-            jobs: VecDeque::new(),
+            storage: FaultyStorage::new(),
             boot: 0,
             restart_at: None,
             excluded: false,
@@ -311,6 +302,14 @@ impl Simulation {
         };
         let machine = ServerMachine::<Register>::new(ctx);
         let seed = self.rng.next_u64();
+        let recovered = match node.storage.load() {
+            Ok(r) => r,
+            Err(e) => {
+                self.checker
+                    .fail(format!("{} cannot load its storage: {e}", node.member));
+                return;
+            }
+        };
         let r = Replica::recover(
             node.member,
             self.config.clone(),
@@ -318,7 +317,7 @@ impl Simulation {
             self.cfg.options.clone(),
             seed,
             node.boot,
-            node.durable.clone(),
+            recovered,
         );
         match r {
             Ok(mut r) => {
@@ -514,38 +513,29 @@ impl Simulation {
             }
         }
         if !ready.writes.is_empty() || !ready.after_write.is_empty() {
-            let last = self.nodes[i].jobs.back().map_or(self.now, |j| j.due);
-            let due = last.max(self.now) + self.rng.range(1, 6);
-            self.nodes[i].jobs.push_back(Job {
-                due,
-                writes: ready.writes,
-                after: ready.after_write,
-            });
+            let (now, delay) = (self.now, self.rng.range(1, 6));
+            self.nodes[i]
+                .storage
+                .submit(now, delay, ready.writes, ready.after_write);
         }
     }
 
     /// Makes due writes durable and releases the messages waiting on them.
     fn complete_jobs(&mut self) {
         for i in 0..self.nodes.len() {
-            while self.nodes[i]
-                .jobs
-                .front()
-                .is_some_and(|j| j.due <= self.now)
-            {
-                if self.now <= self.cfg.fault_steps
+            while self.nodes[i].storage.sync_due(self.now) {
+                let fail = self.now <= self.cfg.fault_steps
                     && self.rng.chance(self.cfg.fsync_fail_pct)
-                    && self.may_lose(i)
-                {
+                    && self.may_lose(i);
+                let Ok(after) = self.nodes[i].storage.sync(fail) else {
+                    // Fail-stop: the replica must not go on as if the data
+                    // were safe.
                     let m = self.nodes[i].member;
                     self.log(|| format!("fsync fails on {m}: fail-stop"));
                     self.crash(i);
                     break;
-                }
-                let Some(job) = self.nodes[i].jobs.pop_front() else {
-                    break;
                 };
-                self.nodes[i].durable.apply(&job.writes);
-                for env in job.after {
+                for env in after {
                     let to = (env.to.node.0 - 1) as usize;
                     self.net.send_peer(&mut self.rng, self.now, i, to, env);
                 }
@@ -556,7 +546,7 @@ impl Simulation {
     fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         if node.replica.take().is_some() {
-            node.jobs.clear();
+            node.storage.crash();
             let down = self.rng.range(50, 600);
             node.restart_at = Some(self.now + down);
             self.report.crashes += 1;
@@ -573,7 +563,7 @@ impl Simulation {
                 if self.now <= self.cfg.fault_steps && self.may_wipe() {
                     let old = node.member;
                     node.member.incarnation.0 += 1;
-                    node.durable = Recovered::default();
+                    node.storage.wipe();
                     let m = node.member;
                     let guarded = self.guarded_configs();
                     self.log(|| {
@@ -638,7 +628,7 @@ impl Simulation {
             n.excluded = !config.all_members().any(|m| m == n.member);
             if n.excluded {
                 n.replica = None;
-                n.jobs.clear();
+                n.storage.crash();
                 n.restart_at = None;
             } else if n.replica.is_none() {
                 n.restart_at = Some(self.now);
