@@ -107,6 +107,11 @@ impl<M: StateMachine> Replica<M> {
     ) {
         for (slot, value) in entries {
             if slot > self.commit {
+                // A value chosen in a higher ballot means our own leadership
+                // (if any) is over: a leader's commit index must only cover
+                // slots its own ballot's proposals won, because followers
+                // infer "chosen" from entries accepted in that ballot.
+                self.observe_ballot(value.ballot);
                 self.mark_chosen(slot, value);
             }
         }
@@ -126,6 +131,12 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         tracing::debug!(member = %self.id, slot = snap.slot, "installed snapshot");
+        if matches!(self.role, Role::Leader(_)) {
+            // Someone chose slots past our commit index: we are stale (and
+            // our commit index must not come to cover proposals of ours
+            // that lost).
+            self.step_down(None);
+        }
         self.sessions = snap.sessions.clone();
         if snap.config.epoch > self.config.epoch {
             // The snapshot is past a stop-sign we never applied: any role we

@@ -108,6 +108,12 @@ impl<M: StateMachine> Replica<M> {
         for m in self.config.voters.clone() {
             self.send(m, Message::Prepare { ballot, from });
         }
+        // Learners may know more than every live voter (for instance that a
+        // stop-sign was chosen, which moves the group to a configuration
+        // whose voters are alive): ask them too.
+        for m in self.config.learners.clone() {
+            self.send(m, Message::CatchUp { from });
+        }
     }
 
     pub(super) fn candidate_tick(&mut self) {
@@ -164,12 +170,12 @@ impl<M: StateMachine> Replica<M> {
                 }
             }
         }
-        let mut catch_up = false;
         if snapshot_slot >= c.from {
             c.must_reach = c.must_reach.max(snapshot_slot);
-            catch_up = true;
         }
-        if catch_up && self.commit < snapshot_slot {
+        // The acceptor knows of chosen slots we do not: fetch them (they
+        // may hold a stop-sign that ends this configuration).
+        if self.commit < commit.max(snapshot_slot) {
             let from_slot = self.commit + 1;
             self.send(from, Message::CatchUp { from: from_slot });
         }
@@ -357,8 +363,18 @@ impl<M: StateMachine> Replica<M> {
                 );
             }
         }
-        if let Role::Leader(l) = &mut self.role {
-            l.in_flight.remove(&slot);
+        let lost_slot = match &mut self.role {
+            Role::Leader(l) => l.in_flight.remove(&slot).is_some_and(|p| {
+                self.log
+                    .get(&slot)
+                    .is_some_and(|e| e.value.entry != p.entry)
+            }),
+            _ => false,
+        };
+        if lost_slot {
+            // Another ballot chose a different value where we proposed: we
+            // are not the leader any more (see `on_chosen`).
+            self.step_down(None);
         }
     }
 
