@@ -35,17 +35,17 @@ impl Simulation {
     }
 
     /// The configurations whose quorums must stay recoverable: the latest
-    /// one, and the one a change in flight would start.
+    /// one, and every one a change still in flight could start (a stop-sign
+    /// proposed by an earlier leader may be chosen after later proposals).
     pub(super) fn guarded_configs(&self) -> Vec<Config> {
         let latest = self.latest_config();
         let mut v = vec![latest.clone()];
-        if let Some(p) = self
-            .pending_config
-            .as_ref()
-            .filter(|p| p.epoch > latest.epoch)
-        {
-            v.push(p.clone());
-        }
+        v.extend(
+            self.pending_configs
+                .iter()
+                .filter(|p| p.epoch > latest.epoch)
+                .cloned(),
+        );
         v
     }
 
@@ -144,7 +144,9 @@ impl Simulation {
         self.log(|| format!("CHANGE {change:?}: {result:?}"));
         if result.is_ok() {
             self.report.changes += 1;
-            self.pending_config = Some(next);
+            let epoch = self.latest_config().epoch;
+            self.pending_configs.retain(|p| p.epoch > epoch);
+            self.pending_configs.push(next);
         }
     }
 

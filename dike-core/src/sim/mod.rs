@@ -250,8 +250,8 @@ pub struct Simulation {
     /// Failure detector: for each observer, ticks each node has been
     /// unreachable (0: reachable).
     suspicion: Vec<Vec<u32>>,
-    /// The configuration the last accepted change would start.
-    pending_config: Option<Config>,
+    /// The configurations that changes accepted by leaders would start.
+    pending_configs: Vec<Config>,
 }
 
 fn member(i: usize) -> MemberId {
@@ -276,7 +276,7 @@ impl Simulation {
             last_leader: None,
             next_change: 0,
             suspicion: Vec::new(),
-            pending_config: None,
+            pending_configs: Vec::new(),
             now: 0,
             rng: Rng::new(rng.next_u64()),
             cfg,
