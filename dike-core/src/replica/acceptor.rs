@@ -51,17 +51,34 @@ impl<M: StateMachine> Replica<M> {
         false
     }
 
+    /// Whether a message in `ballot` may be acted on: notes the ballot,
+    /// answers a fenced one with a `Nack` (unless `ignore_fence`, a
+    /// deliberate bug), and holds back one from a configuration not applied
+    /// yet.
+    fn admit(&mut self, from: MemberId, ballot: Ballot, ignore_fence: bool) -> bool {
+        self.observe_ballot(ballot);
+        if let Some(promised) = self.fence(ballot).filter(|_| !ignore_fence) {
+            self.send(from, Message::Nack { promised });
+            return false;
+        }
+        !self.ahead_of_us(from, ballot)
+    }
+
+    /// Stores `value` at `slot`, in memory and (through `Ready`) on disk.
+    pub(super) fn store(&mut self, slot: Slot, value: Accepted, chosen: bool) {
+        self.ready.writes.push(Write::Accept {
+            slot,
+            value: value.clone(),
+        });
+        self.log.insert(slot, LogEntry { value, chosen });
+    }
+
     pub(super) fn snapshot_slot(&self) -> Slot {
         self.snapshot.as_ref().map_or(0, |s| s.slot)
     }
 
     pub(super) fn on_prepare(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
-        self.observe_ballot(ballot);
-        if let Some(promised) = self.fence(ballot) {
-            self.send(from, Message::Nack { promised });
-            return;
-        }
-        if self.ahead_of_us(from, ballot) {
+        if !self.admit(from, ballot, false) {
             return;
         }
         // Only voters vote.
@@ -98,15 +115,7 @@ impl<M: StateMachine> Replica<M> {
         entry: Entry,
         commit: Slot,
     ) {
-        self.observe_ballot(ballot);
-        if let Some(promised) = self
-            .fence(ballot)
-            .filter(|_| !self.bugs.accept_lower_ballot)
-        {
-            self.send(from, Message::Nack { promised });
-            return;
-        }
-        if self.ahead_of_us(from, ballot) {
+        if !self.admit(from, ballot, self.bugs.accept_lower_ballot) {
             return;
         }
         self.follow(ballot);
@@ -139,18 +148,7 @@ impl<M: StateMachine> Replica<M> {
                     self.send_after_write(from, Message::Accepted { ballot, slot });
                 }
                 _ => {
-                    let value = Accepted { ballot, entry };
-                    self.ready.writes.push(Write::Accept {
-                        slot,
-                        value: value.clone(),
-                    });
-                    self.log.insert(
-                        slot,
-                        LogEntry {
-                            value,
-                            chosen: false,
-                        },
-                    );
+                    self.store(slot, Accepted { ballot, entry }, false);
                     self.send_after_write(from, Message::Accepted { ballot, slot });
                 }
             }
@@ -168,12 +166,7 @@ impl<M: StateMachine> Replica<M> {
         read_round: u64,
         hibernate: bool,
     ) {
-        self.observe_ballot(ballot);
-        if let Some(promised) = self.fence(ballot) {
-            self.send(from, Message::Nack { promised });
-            return;
-        }
-        if self.ahead_of_us(from, ballot) {
+        if !self.admit(from, ballot, false) {
             return;
         }
         self.follow(ballot);

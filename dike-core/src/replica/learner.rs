@@ -228,14 +228,7 @@ impl<M: StateMachine> Replica<M> {
                         }
                     };
                     let ok = reply.is_ok();
-                    self.sessions.record(
-                        cmd.client,
-                        cmd.seq,
-                        cmd.ack_floor,
-                        reply.clone(),
-                        slot,
-                        self.opts.max_sessions,
-                    );
+                    self.record_reply(cmd, reply.clone(), slot);
                     if let (true, Some(effect)) = (mine, effect) {
                         self.ready.effects.push(effect);
                     }
@@ -293,14 +286,7 @@ impl<M: StateMachine> Replica<M> {
                 if let Some(msg) = self.failed.get(&(s, i)) {
                     if self.sessions.check(cmd.client, cmd.seq) == SessionCheck::New {
                         let reply = Err(msg.clone());
-                        self.sessions.record(
-                            cmd.client,
-                            cmd.seq,
-                            cmd.ack_floor,
-                            reply,
-                            s,
-                            self.opts.max_sessions,
-                        );
+                        self.record_reply(cmd, reply, s);
                     }
                     continue;
                 }
@@ -310,14 +296,7 @@ impl<M: StateMachine> Replica<M> {
                             Applied::Done { reply, .. } => reply,
                             Applied::Panicked(m) => Err(m),
                         };
-                        self.sessions.record(
-                            cmd.client,
-                            cmd.seq,
-                            cmd.ack_floor,
-                            reply,
-                            s,
-                            self.opts.max_sessions,
-                        );
+                        self.record_reply(cmd, reply, s);
                     }
                     SessionCheck::Duplicate(_) => {
                         self.sessions.acknowledge(cmd.client, cmd.ack_floor)
@@ -326,6 +305,18 @@ impl<M: StateMachine> Replica<M> {
                 }
             }
         }
+    }
+
+    /// Records `cmd`'s reply in the session table.
+    fn record_reply(
+        &mut self,
+        cmd: &crate::entry::Command,
+        reply: crate::session::StoredReply,
+        slot: Slot,
+    ) {
+        let max = self.opts.max_sessions;
+        self.sessions
+            .record(cmd.client, cmd.seq, cmd.ack_floor, reply, slot, max);
     }
 
     /// Takes a snapshot when enough slots were applied since the last one,

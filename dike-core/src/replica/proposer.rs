@@ -7,7 +7,7 @@
 //! highest ballot among a quorum of promises.
 
 use super::read::ReadIndex;
-use super::{LogEntry, Replica, Role};
+use super::{Replica, Role};
 use crate::entry::{Batch, Command, Entry};
 use crate::ids::{Ballot, MemberId, Slot};
 use crate::message::Message;
@@ -350,17 +350,7 @@ impl<M: StateMachine> Replica<M> {
                 e.chosen = true;
             }
             None => {
-                self.ready.writes.push(crate::storage::Write::Accept {
-                    slot,
-                    value: value.clone(),
-                });
-                self.log.insert(
-                    slot,
-                    LogEntry {
-                        value,
-                        chosen: true,
-                    },
-                );
+                self.store(slot, value, true);
             }
         }
         let lost_slot = match &mut self.role {
