@@ -117,22 +117,29 @@ impl GroupDriver {
         self.replica.campaign();
     }
 
-    /// The node-level failure detector saw `node` go down. If this
-    /// replica's leader was there and this replica is the first voter not on
-    /// that node (a deterministic tie-break, so survivors do not duel), it
-    /// campaigns now instead of waiting for its election timeout. Returns
-    /// whether it did.
+    /// The node-level failure detector saw `node` go down. The replica is
+    /// told (`Replica::node_down`: if its leader was there it wakes from
+    /// hibernation and elects after a short random delay); and if this
+    /// replica is the first voter not on that node (a deterministic
+    /// tie-break, so survivors do not duel) it campaigns now. Returns
+    /// whether it campaigned.
     pub fn on_node_down(&mut self, node: dike_core::NodeId) -> bool {
         let r = &self.replica;
         let me = r.id();
         let leader_gone = r.leader().is_some_and(|l| l.node == node && l != me);
         let successor = r.config().voters.iter().find(|v| v.node != node).copied();
+        self.replica.node_down(node);
         if leader_gone && successor == Some(me) {
             self.replica.campaign();
             true
         } else {
             false
         }
+    }
+
+    /// Whether the replica needs ticks (not while its group hibernates).
+    pub fn wants_ticks(&self) -> bool {
+        self.replica.wants_ticks()
     }
 
     /// Submits a command; its answer comes as a `Response` for

@@ -75,6 +75,7 @@ mod tests {
         let promise = Ballot {
             round: 3,
             leader: m,
+            ..Ballot::ZERO
         };
         p.open("g", m)
             .and_then(|mut s| s.write(&[Write::Promise(promise)]))

@@ -115,8 +115,11 @@ impl Actor for ReplicaActor {
                 state.schedule_flush(&myself);
             }
             ReplicaMsg::Tick => {
-                state.driver.tick();
-                state.drive()?;
+                // A hibernating group costs one skipped message per tick.
+                if state.driver.wants_ticks() {
+                    state.driver.tick();
+                    state.drive()?;
+                }
             }
             ReplicaMsg::Flush => {
                 state.flush_scheduled = false;

@@ -69,6 +69,14 @@ pub struct ReplicaOptions {
     /// At most this many commands wait at a leader for a slot; more are
     /// refused with `Busy`.
     pub max_queued: usize,
+    /// A learner may be promoted to voter only if it is at most this many
+    /// slots behind the leader's commit index.
+    pub max_learner_lag: u64,
+    /// A leader with nothing to do for this many ticks tells followers the
+    /// group hibernates and stops heartbeating; elections then start only
+    /// when the runtime reports the leader's node down (`node_down`).
+    /// 0 disables hibernation.
+    pub hibernate_after_ticks: u64,
 }
 
 impl Default for ReplicaOptions {
@@ -83,6 +91,8 @@ impl Default for ReplicaOptions {
             catchup_batch: 256,
             max_sessions: 100_000,
             max_queued: 1 << 16,
+            max_learner_lag: 64,
+            hibernate_after_ticks: 20,
         }
     }
 }

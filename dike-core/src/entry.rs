@@ -1,6 +1,7 @@
 //! What the log holds: batches of client commands, no-ops and (later)
 //! configuration changes.
 
+use crate::config::Config;
 use crate::ids::{ClientId, MemberId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -40,13 +41,17 @@ pub enum Entry {
     Noop,
     /// Client commands.
     Batch(Batch),
+    /// Closes the current configuration at this slot: every later slot
+    /// belongs to this next configuration (a new epoch), which starts with a
+    /// fresh phase 1 among its voters.
+    StopSign(Config),
 }
 
 impl Entry {
     /// Number of client commands carried.
     pub fn len(&self) -> usize {
         match self {
-            Entry::Noop => 0,
+            Entry::Noop | Entry::StopSign(_) => 0,
             Entry::Batch(b) => b.commands.len(),
         }
     }

@@ -51,9 +51,15 @@ impl fmt::Display for MemberId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ClientId(pub u64);
 
-/// A Paxos ballot: `(round, leader)`, totally ordered.
+/// A Paxos ballot: `(epoch, round, leader)`, totally ordered.
+///
+/// The configuration epoch comes first: every ballot of a later
+/// configuration is above every ballot of an earlier one, so acceptors that
+/// joined the new configuration fence off leaders of the old one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
+    /// The configuration epoch the ballot belongs to.
+    pub epoch: u64,
     /// Monotonic round number; a candidate picks one above every round it saw.
     pub round: u64,
     /// The member that owns this ballot (deterministic tie-break).
@@ -63,9 +69,19 @@ pub struct Ballot {
 impl Ballot {
     /// The ballot below every real ballot: nothing promised yet.
     pub const ZERO: Ballot = Ballot {
+        epoch: 0,
         round: 0,
         leader: MemberId::new(0, 0),
     };
+
+    /// A ballot of epoch 0.
+    pub const fn new(round: u64, leader: MemberId) -> Self {
+        Ballot {
+            epoch: 0,
+            round,
+            leader,
+        }
+    }
 
     /// Whether this is [`Ballot::ZERO`].
     pub fn is_zero(&self) -> bool {
@@ -81,7 +97,7 @@ impl Default for Ballot {
 
 impl fmt::Display for Ballot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.round, self.leader)
+        write!(f, "{}.{}@{}", self.epoch, self.round, self.leader)
     }
 }
 
@@ -92,14 +108,17 @@ mod tests {
     #[test]
     fn ballots_order_by_round_then_leader() {
         let a = Ballot {
+            epoch: 0,
             round: 1,
             leader: MemberId::new(9, 1),
         };
         let b = Ballot {
+            epoch: 0,
             round: 2,
             leader: MemberId::new(1, 1),
         };
         let c = Ballot {
+            epoch: 0,
             round: 2,
             leader: MemberId::new(2, 1),
         };

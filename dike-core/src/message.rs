@@ -64,13 +64,18 @@ pub enum Message {
         commit: Slot,
         /// The read round to acknowledge (0: none).
         read_round: u64,
+        /// The group is idle: followers stop their election timers until
+        /// they hear from the leader again or its node is reported down.
+        hibernate: bool,
     },
     /// "No ballot above yours is promised here" for a read round.
     HeartbeatAck {
         /// The leader's ballot.
         ballot: Ballot,
-        /// The read round acknowledged.
+        /// The read round acknowledged (0: none).
         read_round: u64,
+        /// The sender's commit index (how far a learner has caught up).
+        commit: Slot,
     },
     /// "Send me chosen entries from `from` on."
     CatchUp {

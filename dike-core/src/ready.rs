@@ -18,6 +18,8 @@ pub enum RequestId {
     Command(ClientId, u64),
     /// A query, by the id the runtime gave it.
     Query(u64),
+    /// A membership change, by the id given to `Replica::propose_change`.
+    Reconfig(u64),
 }
 
 /// Why a request was not answered with a reply.

@@ -17,8 +17,16 @@ fn scale() -> u64 {
 fn check(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) {
     match run_many(first, count * scale(), make) {
         Ok((n, total)) => eprintln!(
-            "{n} schedules passed: {} ops, {} slots, {} crashes, {} partitions, {} leader changes, {}/{} messages dropped",
-            total.ops, total.slots, total.crashes, total.partitions, total.elections, total.messages.1, total.messages.0
+            "{n} schedules passed: {} ops, {} slots, {} crashes, {} partitions, {} leader changes, \
+             {} membership changes, {}/{} messages dropped",
+            total.ops,
+            total.slots,
+            total.crashes,
+            total.partitions,
+            total.elections,
+            total.changes,
+            total.messages.1,
+            total.messages.0
         ),
         Err(f) => panic!("{f}"),
     }
@@ -53,6 +61,16 @@ fn five_replicas_survive_faults_seeds_1500_to_2000() {
 #[test]
 fn three_replicas_survive_faults() {
     check(10_000, 500, |s| SimConfig::faulty(s, 3));
+}
+
+#[test]
+fn membership_changes_under_faults_five_replicas() {
+    check(20_000, 600, |s| SimConfig::membership(s, 5));
+}
+
+#[test]
+fn membership_changes_under_faults_three_replicas() {
+    check(30_000, 600, |s| SimConfig::membership(s, 3));
 }
 
 /// Finds a seed in `0..limit` for which the run fails; panics if none does.
@@ -108,6 +126,31 @@ fn the_checks_catch_a_leader_that_ignores_promised_values() {
     eprintln!("caught: {reason}");
 }
 
+#[test]
+fn the_checks_catch_votes_counted_from_non_members() {
+    let reason = some_seed_fails(400, |s| SimConfig {
+        bugs: Bugs {
+            count_non_voters: true,
+            ..Bugs::default()
+        },
+        ..SimConfig::membership(s, 3)
+    });
+    eprintln!("caught: {reason}");
+}
+
+#[test]
+fn the_checks_catch_two_membership_changes_in_flight() {
+    let reason = some_seed_fails(400, |s| SimConfig {
+        bugs: Bugs {
+            concurrent_changes: true,
+            ..Bugs::default()
+        },
+        membership_per_10k: 400,
+        ..SimConfig::membership(s, 3)
+    });
+    eprintln!("caught: {reason}");
+}
+
 /// Replays one seed: `DIKE_SIM_SEED=… DIKE_SIM_REPLICAS=… cargo test -p
 /// dike-core --test simulation replay_seed -- --nocapture` (seed 0 by
 /// default).
@@ -122,6 +165,24 @@ fn replay_seed() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     match run_traced(SimConfig::faulty(seed, replicas)) {
+        Ok(r) => eprintln!("seed {seed} passed: {r:?}"),
+        Err(f) => panic!("{f}"),
+    }
+}
+
+/// Replays one membership seed: `DIKE_SIM_SEED=… DIKE_SIM_REPLICAS=… cargo
+/// test -p dike-core --test simulation replay_membership_seed -- --nocapture`.
+#[test]
+fn replay_membership_seed() {
+    let seed = std::env::var("DIKE_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    let replicas = std::env::var("DIKE_SIM_REPLICAS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    match run_traced(SimConfig::membership(seed, replicas)) {
         Ok(r) => eprintln!("seed {seed} passed: {r:?}"),
         Err(f) => panic!("{f}"),
     }

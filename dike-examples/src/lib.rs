@@ -2,5 +2,7 @@
 
 pub mod arithmetic;
 pub mod demo;
+pub mod kv;
+pub mod lock;
 
 pub use arithmetic::{Arithmetic, ArithmeticError, ArithmeticReply, ArithmeticRequest};

@@ -20,19 +20,70 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
+    /// The ballot to reject `ballot` with, if it must be rejected: it is
+    /// below the promise, or belongs to a configuration this replica already
+    /// left behind.
+    fn fence(&self, ballot: Ballot) -> Option<Ballot> {
+        if ballot.epoch < self.config.epoch {
+            let floor = Ballot {
+                epoch: self.config.epoch,
+                round: 0,
+                leader: MemberId::new(0, 0),
+            };
+            return Some(self.promised.max(floor));
+        }
+        (ballot < self.promised).then_some(self.promised)
+    }
+
+    /// Whether `ballot` belongs to a configuration this replica has not
+    /// applied yet. Such a ballot gets no promise and no acceptance until we
+    /// caught up to the stop-sign that started it (requested here): every
+    /// acceptor taking part in an epoch then durably knows that its
+    /// stop-sign was chosen, so none can be fenced off by a ballot whose
+    /// reason it forgot.
+    fn ahead_of_us(&mut self, from: MemberId, ballot: Ballot) -> bool {
+        if ballot.epoch > self.config.epoch {
+            if from != self.id {
+                self.request_catch_up(from, false);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Whether a message in `ballot` may be acted on: notes the ballot,
+    /// answers a fenced one with a `Nack` (unless `ignore_fence`, a
+    /// deliberate bug), and holds back one from a configuration not applied
+    /// yet.
+    fn admit(&mut self, from: MemberId, ballot: Ballot, ignore_fence: bool) -> bool {
+        self.observe_ballot(ballot);
+        if let Some(promised) = self.fence(ballot).filter(|_| !ignore_fence) {
+            self.send(from, Message::Nack { promised });
+            return false;
+        }
+        !self.ahead_of_us(from, ballot)
+    }
+
+    /// Stores `value` at `slot`, in memory and (through `Ready`) on disk.
+    pub(super) fn store(&mut self, slot: Slot, value: Accepted, chosen: bool) {
+        self.ready.writes.push(Write::Accept {
+            slot,
+            value: value.clone(),
+        });
+        self.log.insert(slot, LogEntry { value, chosen });
+    }
+
     pub(super) fn snapshot_slot(&self) -> Slot {
         self.snapshot.as_ref().map_or(0, |s| s.slot)
     }
 
     pub(super) fn on_prepare(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            self.send(
-                from,
-                Message::Nack {
-                    promised: self.promised,
-                },
-            );
+        if !self.admit(from, ballot, false) {
+            return;
+        }
+        // Only voters vote.
+        let votes = self.config.is_voter(self.id) && !self.removed;
+        if !votes && !self.bugs.count_non_voters {
             return;
         }
         if ballot > self.promised && from != self.id {
@@ -64,14 +115,7 @@ impl<M: StateMachine> Replica<M> {
         entry: Entry,
         commit: Slot,
     ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised && !self.bugs.accept_lower_ballot {
-            self.send(
-                from,
-                Message::Nack {
-                    promised: self.promised,
-                },
-            );
+        if !self.admit(from, ballot, self.bugs.accept_lower_ballot) {
             return;
         }
         self.follow(ballot);
@@ -104,18 +148,7 @@ impl<M: StateMachine> Replica<M> {
                     self.send_after_write(from, Message::Accepted { ballot, slot });
                 }
                 _ => {
-                    let value = Accepted { ballot, entry };
-                    self.ready.writes.push(Write::Accept {
-                        slot,
-                        value: value.clone(),
-                    });
-                    self.log.insert(
-                        slot,
-                        LogEntry {
-                            value,
-                            chosen: false,
-                        },
-                    );
+                    self.store(slot, Accepted { ballot, entry }, false);
                     self.send_after_write(from, Message::Accepted { ballot, slot });
                 }
             }
@@ -131,22 +164,27 @@ impl<M: StateMachine> Replica<M> {
         ballot: Ballot,
         commit: Slot,
         read_round: u64,
+        hibernate: bool,
     ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            self.send(
-                from,
-                Message::Nack {
-                    promised: self.promised,
-                },
-            );
+        if !self.admit(from, ballot, false) {
             return;
         }
         self.follow(ballot);
-        if read_round > 0 {
-            self.send(from, Message::HeartbeatAck { ballot, read_round });
-        }
         self.learn_commit(from, ballot, commit);
+        self.hibernating = hibernate && self.leader == Some(ballot.leader);
+        // Voters answer read rounds and hibernation requests (with their
+        // commit index); learners always report progress.
+        if read_round > 0 || hibernate || !self.config.is_voter(self.id) {
+            let commit = self.commit;
+            self.send(
+                from,
+                Message::HeartbeatAck {
+                    ballot,
+                    read_round,
+                    commit,
+                },
+            );
+        }
     }
 
     /// Treats `ballot`'s owner as the leader and restarts the election timer.
@@ -160,6 +198,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.leader = Some(ballot.leader);
+        self.hibernating = false;
         self.reset_election_timer();
     }
 }

@@ -5,7 +5,7 @@
 //! slots are applied one by one in order, each exactly once per life of the
 //! state machine (a rebuild after a panic replays without effects).
 
-use super::Replica;
+use super::{Replica, Role};
 use crate::entry::Entry;
 use crate::ids::{Ballot, MemberId, Slot};
 use crate::message::Message;
@@ -39,6 +39,9 @@ impl<M: StateMachine> Replica<M> {
     /// Asks `from` for chosen entries after our commit index, at most once
     /// per heartbeat interval unless `now` is set.
     pub(super) fn request_catch_up(&mut self, from: MemberId, now: bool) {
+        if from == self.id {
+            return;
+        }
         let due = self
             .last_catchup_at
             .is_none_or(|t| self.now >= t + self.opts.heartbeat_ticks);
@@ -62,11 +65,18 @@ impl<M: StateMachine> Replica<M> {
     }
 
     pub(super) fn on_catch_up(&mut self, from: MemberId, slot: Slot) {
+        if let Role::Leader(l) = &mut self.role {
+            let seen = l.progress.entry(from).or_insert(0);
+            *seen = (*seen).max(slot.saturating_sub(1));
+        }
         if slot <= self.snapshot_slot() {
             if let Some(snapshot) = self.snapshot.clone() {
                 self.send(from, Message::InstallSnapshot { snapshot });
                 return;
             }
+        }
+        if slot > self.commit {
+            return; // nothing chosen there yet (any input is accepted, none panics)
         }
         let end = self.commit.min(
             slot.saturating_add(self.opts.catchup_batch as u64)
@@ -97,6 +107,11 @@ impl<M: StateMachine> Replica<M> {
     ) {
         for (slot, value) in entries {
             if slot > self.commit {
+                // A value chosen in a higher ballot means our own leadership
+                // (if any) is over: a leader's commit index must only cover
+                // slots its own ballot's proposals won, because followers
+                // infer "chosen" from entries accepted in that ballot.
+                self.observe_ballot(value.ballot);
                 self.mark_chosen(slot, value);
             }
         }
@@ -116,8 +131,22 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         tracing::debug!(member = %self.id, slot = snap.slot, "installed snapshot");
+        if matches!(self.role, Role::Leader(_)) {
+            // Someone chose slots past our commit index: we are stale (and
+            // our commit index must not come to cover proposals of ours
+            // that lost).
+            self.step_down(None);
+        }
         self.sessions = snap.sessions.clone();
-        self.config = snap.config.clone();
+        if snap.config.epoch > self.config.epoch {
+            // The snapshot is past a stop-sign we never applied: any role we
+            // held belonged to the old configuration.
+            if !matches!(self.role, Role::Follower) {
+                self.step_down(None);
+            }
+            self.config = snap.config.clone();
+            self.removed = !self.config.all_members().any(|m| m == self.id);
+        }
         self.applied = snap.slot;
         self.commit = self.commit.max(snap.slot);
         self.log = self.log.split_off(&(snap.slot + 1));
@@ -144,7 +173,7 @@ impl<M: StateMachine> Replica<M> {
                     SessionCheck::Stale => Some((*id, Err(RequestError::Stale))),
                     SessionCheck::New => None,
                 },
-                RequestId::Query(_) => None,
+                RequestId::Query(_) | RequestId::Reconfig(_) => None,
             })
             .collect();
         for (id, result) in done {
@@ -166,6 +195,9 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn apply_slot(&mut self, slot: Slot, entry: &Entry) {
+        if let Entry::StopSign(next) = entry {
+            self.apply_stop_sign(slot, next);
+        }
         let Entry::Batch(batch) = entry else {
             if self.trace {
                 self.ready.applied.push(AppliedSlot {
@@ -196,14 +228,7 @@ impl<M: StateMachine> Replica<M> {
                         }
                     };
                     let ok = reply.is_ok();
-                    self.sessions.record(
-                        cmd.client,
-                        cmd.seq,
-                        cmd.ack_floor,
-                        reply.clone(),
-                        slot,
-                        self.opts.max_sessions,
-                    );
+                    self.record_reply(cmd, reply.clone(), slot);
                     if let (true, Some(effect)) = (mine, effect) {
                         self.ready.effects.push(effect);
                     }
@@ -261,14 +286,7 @@ impl<M: StateMachine> Replica<M> {
                 if let Some(msg) = self.failed.get(&(s, i)) {
                     if self.sessions.check(cmd.client, cmd.seq) == SessionCheck::New {
                         let reply = Err(msg.clone());
-                        self.sessions.record(
-                            cmd.client,
-                            cmd.seq,
-                            cmd.ack_floor,
-                            reply,
-                            s,
-                            self.opts.max_sessions,
-                        );
+                        self.record_reply(cmd, reply, s);
                     }
                     continue;
                 }
@@ -278,14 +296,7 @@ impl<M: StateMachine> Replica<M> {
                             Applied::Done { reply, .. } => reply,
                             Applied::Panicked(m) => Err(m),
                         };
-                        self.sessions.record(
-                            cmd.client,
-                            cmd.seq,
-                            cmd.ack_floor,
-                            reply,
-                            s,
-                            self.opts.max_sessions,
-                        );
+                        self.record_reply(cmd, reply, s);
                     }
                     SessionCheck::Duplicate(_) => {
                         self.sessions.acknowledge(cmd.client, cmd.ack_floor)
@@ -294,6 +305,18 @@ impl<M: StateMachine> Replica<M> {
                 }
             }
         }
+    }
+
+    /// Records `cmd`'s reply in the session table.
+    fn record_reply(
+        &mut self,
+        cmd: &crate::entry::Command,
+        reply: crate::session::StoredReply,
+        slot: Slot,
+    ) {
+        let max = self.opts.max_sessions;
+        self.sessions
+            .record(cmd.client, cmd.seq, cmd.ack_floor, reply, slot, max);
     }
 
     /// Takes a snapshot when enough slots were applied since the last one,

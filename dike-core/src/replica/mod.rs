@@ -22,6 +22,7 @@ mod acceptor;
 mod learner;
 mod proposer;
 mod read;
+mod reconfig;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::{Command, Entry};
@@ -36,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub(crate) use proposer::{CandidateState, LeaderState};
+pub use reconfig::{ConfigChange, ReconfigError};
 
 /// A log slot as this replica holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +66,10 @@ pub struct Bugs {
     pub accept_lower_ballot: bool,
     /// A new leader ignores the values acceptors report in phase 1.
     pub ignore_promised_values: bool,
+    /// A leader accepts a second membership change while one is in flight.
+    pub concurrent_changes: bool,
+    /// Promises and acceptances from non-voters count toward quorums.
+    pub count_non_voters: bool,
 }
 
 /// Why a replica could not be recovered from storage.
@@ -104,6 +110,13 @@ pub struct Replica<M: StateMachine> {
     pub(crate) failed: BTreeMap<(Slot, usize), String>,
     pub(crate) next_snapshot_at: Slot,
     pub(crate) last_catchup_at: Option<u64>,
+    /// This replica applied a configuration it is not part of.
+    pub(crate) removed: bool,
+    /// The leader said the group is idle: no election timeout until it
+    /// speaks again or its node is reported down.
+    pub(crate) hibernating: bool,
+    /// Re-applying the log at start-up: no role changes, no messages.
+    pub(crate) recovering: bool,
 
     // Role and time.
     pub(crate) role: Role,
@@ -154,6 +167,9 @@ impl<M: StateMachine> Replica<M> {
             failed: BTreeMap::new(),
             next_snapshot_at,
             last_catchup_at: None,
+            removed: false,
+            hibernating: false,
+            recovering: false,
             role: Role::Follower,
             leader: None,
             now: 0,
@@ -163,6 +179,7 @@ impl<M: StateMachine> Replica<M> {
             ready: Ready::default(),
             inbox: Vec::new(),
         };
+        r.removed = !r.config.all_members().any(|m| m == r.id);
         r.reset_election_timer();
         r
     }
@@ -223,7 +240,10 @@ impl<M: StateMachine> Replica<M> {
             }
         }
         r.commit_written = r.commit;
+        r.recovering = true;
         r.apply_chosen();
+        r.recovering = false;
+        r.removed = !r.config.all_members().any(|m| m == r.id);
         // Nothing recovered is news for the runtime.
         r.ready = Ready::default();
         Ok(r)
@@ -260,12 +280,39 @@ impl<M: StateMachine> Replica<M> {
                 }
             }
             Role::Follower => {
-                if self.now >= self.election_deadline && self.config.is_voter(self.id) {
+                if !self.hibernating
+                    && self.now >= self.election_deadline
+                    && self.config.is_voter(self.id)
+                {
                     self.start_election();
                 }
             }
         }
         self.drain_inbox();
+    }
+
+    /// The runtime's node-level failure detector reports `node` down (or
+    /// unreachable). If our leader lives there, an election starts after a
+    /// short random delay — also in a hibernating group, which sends no
+    /// heartbeats that could time out.
+    pub fn node_down(&mut self, node: crate::ids::NodeId) {
+        if !matches!(self.role, Role::Follower) || self.leader.is_some_and(|l| l.node != node) {
+            return;
+        }
+        self.hibernating = false;
+        let e = self.opts.election_ticks.max(1);
+        self.election_deadline = self.election_deadline.min(self.now + self.rng.range(0, e));
+    }
+
+    /// Whether this replica needs `tick` calls: not while its group
+    /// hibernates (a hibernating follower, or a leader with nothing to do),
+    /// so a runtime can skip idle groups.
+    pub fn wants_ticks(&self) -> bool {
+        match &self.role {
+            Role::Follower => !self.hibernating,
+            Role::Candidate(_) => true,
+            Role::Leader(l) => !l.asleep,
+        }
     }
 
     /// Starts an election now (the runtime's failure detector calls this
@@ -304,6 +351,7 @@ impl<M: StateMachine> Replica<M> {
                     return;
                 }
                 l.queue.push_back(cmd);
+                l.wake(self.now);
                 self.waiting.insert(id);
             }
             _ => self.respond(id, Err(RequestError::NotLeader { leader })),
@@ -418,15 +466,18 @@ impl<M: StateMachine> Replica<M> {
                 commit,
             } => self.on_accept(from, ballot, slot, entry, commit),
             Message::Accepted { ballot, slot } => self.on_accepted(from, ballot, slot),
-            Message::Nack { promised } => self.on_nack(promised),
+            Message::Nack { promised } => self.on_nack(from, promised),
             Message::Heartbeat {
                 ballot,
                 commit,
                 read_round,
-            } => self.on_heartbeat(from, ballot, commit, read_round),
-            Message::HeartbeatAck { ballot, read_round } => {
-                self.on_heartbeat_ack(from, ballot, read_round)
-            }
+                hibernate,
+            } => self.on_heartbeat(from, ballot, commit, read_round, hibernate),
+            Message::HeartbeatAck {
+                ballot,
+                read_round,
+                commit,
+            } => self.on_heartbeat_ack(from, ballot, read_round, commit),
             Message::CatchUp { from: slot } => self.on_catch_up(from, slot),
             Message::Chosen { entries, commit } => self.on_chosen(from, entries, commit),
             Message::InstallSnapshot { snapshot } => self.on_install_snapshot(snapshot),
@@ -517,5 +568,7 @@ impl<M: StateMachine> Replica<M> {
     }
 }
 
+#[cfg(test)]
+mod reconfig_tests;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@
 //! highest ballot among a quorum of promises.
 
 use super::read::ReadIndex;
-use super::{LogEntry, Replica, Role};
+use super::{Replica, Role};
 use crate::entry::{Batch, Command, Entry};
 use crate::ids::{Ballot, MemberId, Slot};
 use crate::message::Message;
@@ -42,7 +42,7 @@ struct Proposal {
 #[derive(Debug)]
 pub(crate) struct LeaderState {
     pub ballot: Ballot,
-    next_slot: Slot,
+    pub next_slot: Slot,
     in_flight: BTreeMap<Slot, Proposal>,
     /// Commands waiting for a slot.
     pub queue: VecDeque<Command>,
@@ -50,6 +50,25 @@ pub(crate) struct LeaderState {
     pub phase1_end: Slot,
     last_heartbeat: u64,
     pub reads: ReadIndex,
+    /// The slot of the stop-sign this leader proposed: nothing goes after it.
+    pub stop: Option<Slot>,
+    /// Highest slot each member acknowledged (for learner catch-up).
+    pub progress: BTreeMap<MemberId, Slot>,
+    /// The commit index each member reported (heartbeat acks): the group
+    /// hibernates only once every member knows the latest one.
+    pub commit_acks: BTreeMap<MemberId, Slot>,
+    /// Nothing has happened since this tick.
+    pub idle_since: u64,
+    /// Hibernating: no heartbeats until something happens.
+    pub asleep: bool,
+}
+
+impl LeaderState {
+    /// Something happened: heartbeats resume.
+    pub(crate) fn wake(&mut self, now: u64) {
+        self.idle_since = now;
+        self.asleep = false;
+    }
 }
 
 impl LeaderState {
@@ -60,8 +79,13 @@ impl LeaderState {
 
 impl<M: StateMachine> Replica<M> {
     pub(super) fn start_election(&mut self) {
+        if !self.config.is_voter(self.id) || self.removed {
+            self.role = Role::Follower;
+            return;
+        }
         let round = self.max_round_seen.max(self.promised.round) + 1;
         let ballot = Ballot {
+            epoch: self.config.epoch,
             round,
             leader: self.id,
         };
@@ -83,6 +107,12 @@ impl<M: StateMachine> Replica<M> {
         });
         for m in self.config.voters.clone() {
             self.send(m, Message::Prepare { ballot, from });
+        }
+        // Learners may know more than every live voter (for instance that a
+        // stop-sign was chosen, which moves the group to a configuration
+        // whose voters are alive): ask them too.
+        for m in self.config.learners.clone() {
+            self.send(m, Message::CatchUp { from });
         }
     }
 
@@ -123,7 +153,7 @@ impl<M: StateMachine> Replica<M> {
         if c.ballot != ballot
             || c.from != slot
             || c.promised_by.contains(&from)
-            || !self.config.is_voter(from)
+            || (!self.config.is_voter(from) && !self.bugs.count_non_voters)
         {
             return;
         }
@@ -140,12 +170,12 @@ impl<M: StateMachine> Replica<M> {
                 }
             }
         }
-        let mut catch_up = false;
         if snapshot_slot >= c.from {
             c.must_reach = c.must_reach.max(snapshot_slot);
-            catch_up = true;
         }
-        if catch_up && self.commit < snapshot_slot {
+        // The acceptor knows of chosen slots we do not: fetch them (they
+        // may hold a stop-sign that ends this configuration).
+        if self.commit < commit.max(snapshot_slot) {
             let from_slot = self.commit + 1;
             self.send(from, Message::CatchUp { from: from_slot });
         }
@@ -165,8 +195,22 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         let ballot = c.ballot;
-        let last = c
+        let mut values: BTreeMap<Slot, Accepted> = c
             .best
+            .into_iter()
+            .filter(|(s, _)| *s > self.commit)
+            .map(|(s, (v, _))| (s, v))
+            .collect();
+        // A stop-sign for any epoch but the next one is left over from an
+        // older configuration (never chosen here): it changes nothing.
+        let next_epoch = self.config.epoch + 1;
+        for v in values.values_mut() {
+            if matches!(&v.entry, Entry::StopSign(c) if c.epoch != next_epoch) {
+                v.entry = Entry::Noop;
+            }
+        }
+        let stop = settle_stop_signs(&mut values);
+        let last = values
             .keys()
             .next_back()
             .copied()
@@ -182,25 +226,22 @@ impl<M: StateMachine> Replica<M> {
             phase1_end: last,
             last_heartbeat: self.now,
             reads: ReadIndex::default(),
+            stop,
+            progress: BTreeMap::new(),
+            commit_acks: BTreeMap::new(),
+            idle_since: self.now,
+            asleep: false,
         });
-        let mut best = c.best;
         for slot in self.commit + 1..=last {
-            let entry = match best.remove(&slot) {
-                Some((v, _)) => v.entry,
-                None => self
-                    .log
-                    .get(&slot)
-                    .filter(|e| e.chosen)
-                    .map_or(Entry::Noop, |e| e.value.entry.clone()),
-            };
-            self.propose_at(slot, entry);
+            let entry = values.remove(&slot).map_or(Entry::Noop, |v| v.entry);
+            self.propose_entry(slot, entry);
         }
         // Let followers know at once (and learn the commit index).
         self.heartbeat();
     }
 
     /// Proposes `entry` at `slot` in the leader's ballot.
-    fn propose_at(&mut self, slot: Slot, entry: Entry) {
+    pub(super) fn propose_entry(&mut self, slot: Slot, entry: Entry) {
         let commit = self.commit;
         let Role::Leader(l) = &mut self.role else {
             return;
@@ -234,7 +275,10 @@ impl<M: StateMachine> Replica<M> {
             let Role::Leader(l) = &mut self.role else {
                 return;
             };
-            if l.queue.is_empty() || l.in_flight.len() as u64 >= self.opts.window {
+            if l.stop.is_some()
+                || l.queue.is_empty()
+                || l.in_flight.len() as u64 >= self.opts.window
+            {
                 return;
             }
             let n = l.queue.len().min(self.opts.max_batch.max(1));
@@ -246,19 +290,22 @@ impl<M: StateMachine> Replica<M> {
                 boot: self.boot,
                 commands,
             });
-            self.propose_at(slot, entry);
+            self.propose_entry(slot, entry);
         }
     }
 
     pub(super) fn on_accepted(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
         let quorum = self.config.quorum();
-        if !self.config.is_voter(from) {
-            return;
-        }
+        let counts = self.config.is_voter(from) || self.bugs.count_non_voters;
         let Role::Leader(l) = &mut self.role else {
             return;
         };
         if l.ballot != ballot {
+            return;
+        }
+        let seen = l.progress.entry(from).or_insert(0);
+        *seen = (*seen).max(slot);
+        if !counts {
             return;
         }
         let Some(p) = l.in_flight.get_mut(&slot) else {
@@ -303,21 +350,21 @@ impl<M: StateMachine> Replica<M> {
                 e.chosen = true;
             }
             None => {
-                self.ready.writes.push(crate::storage::Write::Accept {
-                    slot,
-                    value: value.clone(),
-                });
-                self.log.insert(
-                    slot,
-                    LogEntry {
-                        value,
-                        chosen: true,
-                    },
-                );
+                self.store(slot, value, true);
             }
         }
-        if let Role::Leader(l) = &mut self.role {
-            l.in_flight.remove(&slot);
+        let lost_slot = match &mut self.role {
+            Role::Leader(l) => l.in_flight.remove(&slot).is_some_and(|p| {
+                self.log
+                    .get(&slot)
+                    .is_some_and(|e| e.value.entry != p.entry)
+            }),
+            _ => false,
+        };
+        if lost_slot {
+            // Another ballot chose a different value where we proposed: we
+            // are not the leader any more (see `on_chosen`).
+            self.step_down(None);
         }
     }
 
@@ -362,6 +409,18 @@ impl<M: StateMachine> Replica<M> {
         if self.now < l.last_heartbeat + self.opts.heartbeat_ticks {
             return;
         }
+        let idle =
+            l.in_flight.is_empty() && l.queue.is_empty() && l.reads.is_empty() && l.stop.is_none();
+        if !idle {
+            l.idle_since = self.now;
+            l.asleep = false;
+        }
+        if l.asleep {
+            return; // hibernating: nothing to say until something happens
+        }
+        let hibernate = idle
+            && self.opts.hibernate_after_ticks > 0
+            && self.now >= l.idle_since + self.opts.hibernate_after_ticks;
         // Retransmit proposals that have waited too long (lost messages).
         let ballot = l.ballot;
         let resend_after = 2 * self.opts.heartbeat_ticks;
@@ -386,15 +445,34 @@ impl<M: StateMachine> Replica<M> {
                 );
             }
         }
-        self.heartbeat();
+        if hibernate {
+            // Sleep only once every member acknowledged the commit index:
+            // a member left behind would have nothing to catch up from.
+            let commit = self.commit;
+            let me = self.id;
+            let members: Vec<MemberId> = self.config.all_members().filter(|m| *m != me).collect();
+            if let Role::Leader(l) = &mut self.role {
+                l.asleep = members
+                    .iter()
+                    .all(|m| l.commit_acks.get(m).is_some_and(|c| *c >= commit));
+            }
+        }
+        self.send_heartbeat(hibernate);
     }
 
     /// Sends the commit index (and the current read round) to every member.
     pub(super) fn heartbeat(&mut self) {
+        self.send_heartbeat(false);
+    }
+
+    fn send_heartbeat(&mut self, hibernate: bool) {
         let commit = self.commit;
         let Role::Leader(l) = &mut self.role else {
             return;
         };
+        if !hibernate {
+            l.asleep = false;
+        }
         l.last_heartbeat = self.now;
         let ballot = l.ballot;
         let read_round = l.reads.start_round();
@@ -410,16 +488,30 @@ impl<M: StateMachine> Replica<M> {
                     ballot,
                     commit,
                     read_round,
+                    hibernate,
                 },
             );
         }
         if read_round > 0 {
-            self.send(self.id, Message::HeartbeatAck { ballot, read_round });
+            let commit = self.commit;
+            self.send(
+                self.id,
+                Message::HeartbeatAck {
+                    ballot,
+                    read_round,
+                    commit,
+                },
+            );
         }
     }
 
-    pub(super) fn on_nack(&mut self, promised: Ballot) {
+    pub(super) fn on_nack(&mut self, from: MemberId, promised: Ballot) {
         self.observe_ballot(promised);
+        if promised.epoch > self.config.epoch {
+            // The group moved to a later configuration without us noticing:
+            // fetch the log up to its stop-sign.
+            self.request_catch_up(from, false);
+        }
     }
 
     pub(super) fn on_compacted(&mut self, from: MemberId, upto: Slot) {
@@ -428,4 +520,29 @@ impl<M: StateMachine> Replica<M> {
             self.send(from, Message::CatchUp { from: from_slot });
         }
     }
+}
+
+/// Applies the stop-sign rule to the values a new leader will re-propose:
+/// a stop-sign at slot `i` stands only if no later slot holds a value from a
+/// higher ballot (then nothing after `i` can have been chosen, and those
+/// later values are dropped); otherwise it cannot have been chosen and
+/// becomes a no-op. Returns the slot of the stop-sign that stands, if any.
+pub(super) fn settle_stop_signs(values: &mut BTreeMap<Slot, Accepted>) -> Option<Slot> {
+    let stops: Vec<(Slot, Ballot)> = values
+        .iter()
+        .filter(|(_, v)| matches!(v.entry, Entry::StopSign(_)))
+        .map(|(s, v)| (*s, v.ballot))
+        .collect();
+    for (slot, ballot) in stops {
+        let overtaken = values.range(slot + 1..).any(|(_, v)| v.ballot > ballot);
+        if overtaken {
+            if let Some(v) = values.get_mut(&slot) {
+                v.entry = Entry::Noop;
+            }
+        } else {
+            values.split_off(&(slot + 1));
+            return Some(slot);
+        }
+    }
+    None
 }

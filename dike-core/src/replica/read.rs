@@ -28,6 +28,10 @@ pub(crate) struct ReadIndex {
 }
 
 impl ReadIndex {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     pub(crate) fn has_unsent(&self) -> bool {
         self.pending.iter().any(|r| r.round.is_none())
     }
@@ -72,6 +76,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         let read_index = self.commit.max(l.phase1_end);
+        l.wake(self.now);
         l.reads.pending.push(PendingRead {
             id,
             payload,
@@ -88,13 +93,23 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
-    pub(super) fn on_heartbeat_ack(&mut self, from: MemberId, ballot: Ballot, round: u64) {
+    pub(super) fn on_heartbeat_ack(
+        &mut self,
+        from: MemberId,
+        ballot: Ballot,
+        round: u64,
+        commit: Slot,
+    ) {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
         if l.ballot != ballot {
             return;
         }
+        let seen = l.progress.entry(from).or_insert(0);
+        *seen = (*seen).max(commit);
+        let acked = l.commit_acks.entry(from).or_insert(0);
+        *acked = (*acked).max(commit);
         let a = l.reads.acks.entry(from).or_insert(0);
         *a = (*a).max(round);
         self.serve_reads();

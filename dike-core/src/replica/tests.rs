@@ -92,6 +92,7 @@ fn batch(cmds: &[(u64, u64)]) -> Entry {
 fn a_promise_leaves_only_after_its_write() {
     let mut r = single(2, 3);
     let b = Ballot {
+        epoch: 0,
         round: 3,
         leader: m(1),
     };
@@ -108,6 +109,7 @@ fn a_promise_leaves_only_after_its_write() {
 fn an_accepted_leaves_only_after_the_accept_is_written() {
     let mut r = single(2, 3);
     let b = Ballot {
+        epoch: 0,
         round: 1,
         leader: m(1),
     };
@@ -138,6 +140,7 @@ fn an_accepted_leaves_only_after_the_accept_is_written() {
 fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
     let mut r = single(2, 3);
     let high = Ballot {
+        epoch: 0,
         round: 5,
         leader: m(3),
     };
@@ -150,6 +153,7 @@ fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
     );
     let _ = r.take_ready();
     let low = Ballot {
+        epoch: 0,
         round: 4,
         leader: m(1),
     };
@@ -188,10 +192,12 @@ fn a_new_leader_reproposes_the_highest_ballot_values_and_fills_holes_with_noops(
     };
     r.step(own.from, own.msg);
     let old = Ballot {
+        epoch: 0,
         round: 0,
         leader: m(2),
     };
     let older = Ballot {
+        epoch: 0,
         round: 0,
         leader: m(1),
     };
@@ -468,5 +474,69 @@ fn a_stale_retry_after_the_client_moved_on_is_refused() {
     assert_eq!(
         reply_of(&mut c, RequestId::Command(ClientId(1), 1)),
         Err(RequestError::Stale)
+    );
+}
+
+// ----- hibernation -----
+
+#[test]
+fn an_idle_group_hibernates_and_wakes_on_a_command() {
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
+    let mut c = cluster(3, o);
+    c.propose(0, 1, 1, req(1, Action::Add(1)));
+    c.run_until_quiet();
+    for _ in 0..20 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    for i in 0..3 {
+        assert!(!c.replica(i).wants_ticks(), "replica {i} should hibernate");
+    }
+    let before = c.delivered;
+    for _ in 0..50 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    assert_eq!(c.delivered, before, "a hibernating group sends nothing");
+    c.propose(0, 2, 1, req(2, Action::Add(1)));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Command(ClientId(2), 1)), Ok(2));
+    assert!(c.replica(0).wants_ticks());
+}
+
+#[test]
+fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_down() {
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
+    let mut c = cluster(3, o);
+    for _ in 0..20 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    c.crash(0);
+    for _ in 0..100 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    assert_eq!(
+        c.leader(),
+        None,
+        "without a failure report, hibernating followers wait"
+    );
+    for i in 1..3 {
+        c.replica(i).node_down(m(1).node);
+    }
+    for _ in 0..40 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    assert!(
+        c.leader().is_some_and(|l| l != 0),
+        "a new leader after the report"
     );
 }

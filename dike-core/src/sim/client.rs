@@ -73,6 +73,7 @@ impl Client {
         match id {
             RequestId::Command(c, _) => *c == self.id,
             RequestId::Query(q) => q >> 40 == self.idx as u64,
+            RequestId::Reconfig(_) => false,
         }
     }
 
@@ -200,6 +201,7 @@ impl Client {
         let mine = match resp.to {
             RequestId::Command(c, s) => !p.query && c == self.id && s == p.seq,
             RequestId::Query(q) => p.query && q == p.qid,
+            RequestId::Reconfig(_) => false,
         };
         if !mine {
             return Ok(());

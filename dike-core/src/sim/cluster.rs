@@ -15,6 +15,8 @@ use std::collections::{BTreeSet, VecDeque};
 
 /// One member slot of the cluster.
 pub struct Member<M: StateMachine> {
+    /// The member's identity (its incarnation changes when wiped).
+    pub id: MemberId,
     /// The replica, `None` while crashed.
     pub replica: Option<Replica<M>>,
     /// Its durable storage (survives crashes).
@@ -43,6 +45,17 @@ pub struct LocalCluster<M: StateMachine> {
 impl<M: StateMachine> LocalCluster<M> {
     /// `n` fresh replicas built with `make`.
     pub fn new(n: usize, opts: ReplicaOptions, make: impl Fn(MemberId) -> M + 'static) -> Self {
+        Self::with_spares(n, 0, opts, make)
+    }
+
+    /// `n` replicas forming the group plus `spares` replicas outside it
+    /// (candidates for membership changes).
+    pub fn with_spares(
+        n: usize,
+        spares: usize,
+        opts: ReplicaOptions,
+        make: impl Fn(MemberId) -> M + 'static,
+    ) -> Self {
         let config = Config::initial((0..n).map(Self::member).collect());
         let mut c = LocalCluster {
             members: Vec::new(),
@@ -55,7 +68,7 @@ impl<M: StateMachine> LocalCluster<M> {
             effects_run: 0,
             delivered: 0,
         };
-        for i in 0..n {
+        for i in 0..n + spares {
             let id = Self::member(i);
             let r = Replica::new(
                 id,
@@ -66,6 +79,7 @@ impl<M: StateMachine> LocalCluster<M> {
                 1,
             );
             c.members.push(Member {
+                id,
                 replica: Some(r),
                 storage: MemoryStorage::new(),
                 boot: 1,
@@ -74,9 +88,27 @@ impl<M: StateMachine> LocalCluster<M> {
         c
     }
 
-    /// The id of member `i`.
+    /// The first id of member `i` (incarnation 1).
     pub fn member(i: usize) -> MemberId {
         MemberId::new(i as u64 + 1, 1)
+    }
+
+    /// Restarts member `i` with an empty disk: a new incarnation, hence a
+    /// new member the group does not know.
+    pub fn wipe(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        m.id.incarnation.0 += 1;
+        m.boot += 1;
+        m.storage = MemoryStorage::new();
+        let r = Replica::new(
+            m.id,
+            self.config.clone(),
+            (self.make)(m.id),
+            self.opts.clone(),
+            i as u64,
+            m.boot,
+        );
+        m.replica = Some(r);
     }
 
     /// Replica `i` (panics if crashed: a test bug).
@@ -119,8 +151,8 @@ impl<M: StateMachine> LocalCluster<M> {
 
     /// Restarts replica `i` from its storage.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
-        let id = Self::member(i);
         let m = &mut self.members[i];
+        let id = m.id;
         m.boot += 1;
         let recovered = m.storage.load().map_err(|e| e.to_string())?;
         let r = Replica::recover(
@@ -159,7 +191,7 @@ impl<M: StateMachine> LocalCluster<M> {
         }
         self.queue.extend(ready.messages);
         self.queue.extend(ready.after_write);
-        let id = Self::member(i);
+        let id = self.members[i].id;
         self.responses
             .extend(ready.responses.into_iter().map(|r| (id, r)));
         for e in ready.effects {
@@ -183,7 +215,11 @@ impl<M: StateMachine> LocalCluster<M> {
                 if self.cut.contains(&(from, to)) {
                     continue;
                 }
-                if let Some(r) = self.members[to].replica.as_mut() {
+                if let Some(r) = self.members[to]
+                    .replica
+                    .as_mut()
+                    .filter(|r| r.id() == env.to)
+                {
                     self.delivered += 1;
                     r.step(env.from, env.msg);
                 }

@@ -1,6 +1,7 @@
 //! Partition shapes: which directed links a fault cuts.
 
-use super::member;
+use super::{member, Simulation};
+use crate::ids::NodeId;
 use crate::rng::Rng;
 use std::collections::BTreeSet;
 
@@ -68,6 +69,36 @@ pub(crate) fn partition(
                 }
             }
             format!("bridge through {}", member(bridge))
+        }
+    }
+}
+
+/// Ticks a node must stay unreachable before an observer reports it down.
+const SUSPECT_AFTER: u32 = 3;
+
+impl Simulation {
+    /// The node-level failure detector of the runtime, simulated: an
+    /// observer that cannot hear from a node (crashed, or the link towards
+    /// the observer cut) for `SUSPECT_AFTER` ticks reports it down to its
+    /// replica, once per outage.
+    pub(super) fn detect_failures(&mut self) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in (0..n).filter(|&b| b != a) {
+                let unreachable =
+                    self.nodes[b].replica.is_none() || self.net.blocked.contains(&(b, a));
+                let count = &mut self.suspicion[a][b];
+                *count = if unreachable {
+                    count.saturating_add(1)
+                } else {
+                    0
+                };
+                if *count == SUSPECT_AFTER {
+                    if let Some(r) = self.nodes[a].replica.as_mut() {
+                        r.node_down(NodeId(b as u64 + 1));
+                    }
+                }
+            }
         }
     }
 }

@@ -14,26 +14,27 @@ mod checker;
 mod client;
 pub mod cluster;
 mod faults;
+mod membership;
 mod network;
 pub mod register;
+pub mod storage;
 
 pub use cluster::LocalCluster;
 pub use network::NetFaults;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::ids::MemberId;
-use crate::message::Envelope;
 use crate::ready::Ready;
 use crate::replica::{Bugs, Replica};
 use crate::rng::Rng;
 use crate::server::{GroupContext, ServerMachine};
-use crate::storage::{Recovered, Write};
+use crate::storage::Storage;
 use checker::Checker;
 use client::Client;
 use network::{ClientRequest, Network, Packet};
 use register::Register;
-use std::collections::VecDeque;
 use std::fmt;
+use storage::FaultyStorage;
 
 /// Steps per replica tick.
 const TICK: u64 = 10;
@@ -72,6 +73,14 @@ pub struct SimConfig {
     pub explode_pct: u64,
     /// Record a trace of events (for replaying a failing seed).
     pub trace: bool,
+    /// Extra nodes outside the initial configuration, for membership changes.
+    pub spares: usize,
+    /// Chance per step (in 1/10000) that the operator asks the leader for a
+    /// membership change (add a learner, promote, replace, remove).
+    pub membership_per_10k: u64,
+    /// Percent of restarts that come back with an empty disk (a new
+    /// incarnation, hence a new member the group must not count).
+    pub wipe_pct: u64,
 }
 
 impl SimConfig {
@@ -102,11 +111,29 @@ impl SimConfig {
                 catchup_batch: 4,
                 max_sessions: 1_000,
                 max_queued: 1_000,
+                max_learner_lag: 4,
+                // Half the seeds hibernate idle periods (elections then rely
+                // on the simulated failure detector).
+                hibernate_after_ticks: if seed % 2 == 0 { 6 } else { 0 },
             },
             bugs: Bugs::default(),
             query_pct: 20,
             explode_pct: 3,
             trace: false,
+            spares: 0,
+            membership_per_10k: 0,
+            wipe_pct: 0,
+        }
+    }
+
+    /// A faulty run with membership changes: two spare nodes, an operator
+    /// that keeps changing the group, and restarts that lose their disk.
+    pub fn membership(seed: u64, replicas: usize) -> Self {
+        SimConfig {
+            spares: 2,
+            membership_per_10k: 80,
+            wipe_pct: 15,
+            ..SimConfig::faulty(seed, replicas)
         }
     }
 
@@ -142,6 +169,10 @@ pub struct SimReport {
     pub elections: u64,
     /// Messages sent / dropped.
     pub messages: (u64, u64),
+    /// Membership changes the leader accepted.
+    pub changes: u64,
+    /// Configuration epoch at the end.
+    pub epoch: u64,
     /// Steps until every operation completed.
     pub steps: u64,
     /// The final register value.
@@ -176,21 +207,28 @@ impl fmt::Display for SimFailure {
     }
 }
 
-/// A pending storage job: writes and the messages waiting on them.
-struct Job {
-    due: u64,
-    writes: Vec<Write>,
-    after: Vec<Envelope>,
-}
-
 /// One simulated node hosting one replica.
 struct Node {
     member: MemberId,
     replica: Option<Replica<ServerMachine<Register>>>,
-    durable: Recovered,
-    jobs: VecDeque<Job>,
+    storage: FaultyStorage,
     boot: u64,
     restart_at: Option<u64>,
+    /// Kept down after the heal: not a member of the final configuration.
+    excluded: bool,
+}
+
+impl Node {
+    fn fresh(member: MemberId) -> Self {
+        Node {
+            member,
+            replica: None,
+            storage: FaultyStorage::new(),
+            boot: 0,
+            restart_at: None,
+            excluded: false,
+        }
+    }
 }
 
 /// The simulation.
@@ -204,8 +242,16 @@ pub struct Simulation {
     checker: Checker,
     config: Config,
     report: SimReport,
-    trace: Vec<String>,
+    /// Trace lines; `true` marks message deliveries (only the last few are
+    /// kept in a failure report, every other event is).
+    trace: Vec<(bool, String)>,
     last_leader: Option<MemberId>,
+    next_change: u64,
+    /// Failure detector: for each observer, ticks each node has been
+    /// unreachable (0: reachable).
+    suspicion: Vec<Vec<u32>>,
+    /// The configurations that changes accepted by leaders would start.
+    pending_configs: Vec<Config>,
 }
 
 fn member(i: usize) -> MemberId {
@@ -228,23 +274,20 @@ impl Simulation {
             report: SimReport::default(),
             trace: Vec::new(),
             last_leader: None,
+            next_change: 0,
+            suspicion: Vec::new(),
+            pending_configs: Vec::new(),
             now: 0,
             rng: Rng::new(rng.next_u64()),
             cfg,
         };
-        for i in 0..sim.cfg.replicas {
-            let m = member(i);
-            let mut node = Node {
-                member: m,
-                replica: None,
-                durable: Recovered::default(),
-                jobs: VecDeque::new(),
-                boot: 0,
-                restart_at: None,
-            };
+        for i in 0..sim.cfg.replicas + sim.cfg.spares {
+            let mut node = Node::fresh(member(i));
             sim.start(&mut node);
             sim.nodes.push(node);
         }
+        let n = sim.nodes.len();
+        sim.suspicion = vec![vec![0; n]; n];
         register::reset_effects();
         register::quiet_deliberate_panics();
         sim
@@ -259,6 +302,14 @@ impl Simulation {
         };
         let machine = ServerMachine::<Register>::new(ctx);
         let seed = self.rng.next_u64();
+        let recovered = match node.storage.load() {
+            Ok(r) => r,
+            Err(e) => {
+                self.checker
+                    .fail(format!("{} cannot load its storage: {e}", node.member));
+                return;
+            }
+        };
         let r = Replica::recover(
             node.member,
             self.config.clone(),
@@ -266,7 +317,7 @@ impl Simulation {
             self.cfg.options.clone(),
             seed,
             node.boot,
-            node.durable.clone(),
+            recovered,
         );
         match r {
             Ok(mut r) => {
@@ -281,10 +332,36 @@ impl Simulation {
         }
     }
 
+    /// Each node: its member, whether it is up, kept out, its epoch.
+    fn describe_nodes(&self) -> String {
+        let d: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| match &n.replica {
+                Some(r) => format!(
+                    "{} up e{} commit {}",
+                    n.member,
+                    r.config().epoch,
+                    r.commit_index()
+                ),
+                None if n.excluded => format!("{} kept out", n.member),
+                None => format!("{} down", n.member),
+            })
+            .collect();
+        d.join(", ")
+    }
+
     fn log(&mut self, f: impl FnOnce() -> String) {
         if self.cfg.trace {
             let line = format!("[{:>6}] {}", self.now, f());
-            self.trace.push(line);
+            self.trace.push((false, line));
+        }
+    }
+
+    fn log_delivery(&mut self, line: String) {
+        if self.cfg.trace {
+            let line = format!("[{:>6}] {line}", self.now);
+            self.trace.push((true, line));
         }
     }
 
@@ -294,12 +371,18 @@ impl Simulation {
         match result {
             Ok(()) => Ok(self.report),
             Err(reason) => {
-                let keep = self.trace.len().saturating_sub(400);
+                let tail = self.trace.len().saturating_sub(300);
+                let trace = std::mem::take(&mut self.trace)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, (delivery, _))| !delivery || *i >= tail)
+                    .map(|(_, (_, line))| line)
+                    .collect();
                 Err(SimFailure {
                     seed: self.cfg.seed,
                     replicas: self.cfg.replicas,
                     reason,
-                    trace: self.trace.split_off(keep),
+                    trace,
                 })
             }
         }
@@ -321,9 +404,11 @@ impl Simulation {
                 .map(|c| c.describe())
                 .collect();
             return Err(format!(
-                "liveness: operations still pending at step {}: {}",
+                "liveness: operations still pending at step {}: {}; latest {:?}; nodes {}",
                 self.now,
-                pending.join("; ")
+                pending.join("; "),
+                self.latest_config(),
+                self.describe_nodes()
             ));
         }
         self.report.steps = self.now;
@@ -336,6 +421,8 @@ impl Simulation {
         self.now += 1;
         if self.now == self.cfg.fault_steps + 1 {
             self.heal();
+        } else if self.now > self.cfg.fault_steps && self.now % TICK == 0 {
+            self.readmit();
         }
         while let Some(p) = self.net.pop_due(self.now) {
             self.deliver(p);
@@ -347,6 +434,7 @@ impl Simulation {
                     r.tick();
                 }
             }
+            self.detect_failures();
         }
         self.drive_clients();
         if self.now <= self.cfg.fault_steps {
@@ -370,9 +458,12 @@ impl Simulation {
                 let Some(r) = self.nodes[to].replica.as_mut() else {
                     return;
                 };
+                if r.id() != env.to {
+                    return; // for an earlier incarnation of this node
+                }
                 r.step(env.from, env.msg);
                 let _ = from;
-                self.log(|| desc);
+                self.log_delivery(desc);
             }
             Packet::Request { client, to, req } => {
                 let Some(r) = self.nodes[to].replica.as_mut() else {
@@ -422,34 +513,29 @@ impl Simulation {
             }
         }
         if !ready.writes.is_empty() || !ready.after_write.is_empty() {
-            let last = self.nodes[i].jobs.back().map_or(self.now, |j| j.due);
-            let due = last.max(self.now) + self.rng.range(1, 6);
-            self.nodes[i].jobs.push_back(Job {
-                due,
-                writes: ready.writes,
-                after: ready.after_write,
-            });
+            let (now, delay) = (self.now, self.rng.range(1, 6));
+            self.nodes[i]
+                .storage
+                .submit(now, delay, ready.writes, ready.after_write);
         }
     }
 
     /// Makes due writes durable and releases the messages waiting on them.
     fn complete_jobs(&mut self) {
         for i in 0..self.nodes.len() {
-            while self.nodes[i]
-                .jobs
-                .front()
-                .is_some_and(|j| j.due <= self.now)
-            {
-                if self.now <= self.cfg.fault_steps && self.rng.chance(self.cfg.fsync_fail_pct) {
-                    self.log(|| format!("fsync fails on {}: fail-stop", member(i)));
+            while self.nodes[i].storage.sync_due(self.now) {
+                let fail = self.now <= self.cfg.fault_steps
+                    && self.rng.chance(self.cfg.fsync_fail_pct)
+                    && self.may_lose(i);
+                let Ok(after) = self.nodes[i].storage.sync(fail) else {
+                    // Fail-stop: the replica must not go on as if the data
+                    // were safe.
+                    let m = self.nodes[i].member;
+                    self.log(|| format!("fsync fails on {m}: fail-stop"));
                     self.crash(i);
                     break;
-                }
-                let Some(job) = self.nodes[i].jobs.pop_front() else {
-                    break;
                 };
-                self.nodes[i].durable.apply(&job.writes);
-                for env in job.after {
+                for env in after {
                     let to = (env.to.node.0 - 1) as usize;
                     self.net.send_peer(&mut self.rng, self.now, i, to, env);
                 }
@@ -460,7 +546,7 @@ impl Simulation {
     fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         if node.replica.take().is_some() {
-            node.jobs.clear();
+            node.storage.crash();
             let down = self.rng.range(50, 600);
             node.restart_at = Some(self.now + down);
             self.report.crashes += 1;
@@ -472,18 +558,18 @@ impl Simulation {
     fn restart_due(&mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].restart_at.is_some_and(|t| t <= self.now) {
-                let mut node = std::mem::replace(
-                    &mut self.nodes[i],
-                    Node {
-                        member: member(i),
-                        replica: None,
-                        durable: Recovered::default(),
-                        jobs: VecDeque::new(),
-                        boot: 0,
-                        restart_at: None,
-                    },
-                );
+                let mut node = std::mem::replace(&mut self.nodes[i], Node::fresh(member(i)));
                 node.restart_at = None;
+                if self.now <= self.cfg.fault_steps && self.may_wipe() {
+                    let old = node.member;
+                    node.member.incarnation.0 += 1;
+                    node.storage.wipe();
+                    let m = node.member;
+                    let guarded = self.guarded_configs();
+                    self.log(|| {
+                        format!("WIPE {old}: comes back empty as {m} (guarded {guarded:?})")
+                    });
+                }
                 self.start(&mut node);
                 let m = node.member;
                 let applied = node.replica.as_ref().map_or(0, |r| r.applied());
@@ -494,17 +580,17 @@ impl Simulation {
     }
 
     fn inject_faults(&mut self) {
-        let n = self.nodes.len();
-        let max_down = (n - 1) / 2;
         if self.rng.below(10_000) < self.cfg.crash_per_10k {
-            let down = self.nodes.iter().filter(|x| x.replica.is_none()).count();
-            if down < max_down {
-                let victim = self.pick_victim();
+            let victim = self.pick_victim();
+            if self.may_lose(victim) {
                 self.crash(victim);
             }
         }
         if self.rng.below(10_000) < self.cfg.partition_per_10k {
             self.repartition();
+        }
+        if self.rng.below(10_000) < self.cfg.membership_per_10k {
+            self.change_membership();
         }
     }
 
@@ -535,8 +621,16 @@ impl Simulation {
     fn heal(&mut self) {
         self.net.blocked.clear();
         self.net.faults_on = false;
+        // Nodes outside the latest configuration stay down from now on: the
+        // group must make progress without them.
+        let config = self.latest_config();
         for n in &mut self.nodes {
-            if n.replica.is_none() {
+            n.excluded = !config.all_members().any(|m| m == n.member);
+            if n.excluded {
+                n.replica = None;
+                n.storage.crash();
+                n.restart_at = None;
+            } else if n.replica.is_none() {
                 n.restart_at = Some(self.now);
             }
         }
@@ -577,33 +671,32 @@ impl Simulation {
         }
     }
 
-    /// After the clients finish, lets every replica catch up (bounded).
+    /// After the clients finish, lets every live member of the final
+    /// configuration catch up (bounded).
     fn converge(&mut self) -> Result<(), String> {
         let deadline = self.now + 20_000;
         loop {
-            let applied: Vec<u64> = self
-                .nodes
+            let members = self.live_members();
+            let replicas: Vec<&Replica<ServerMachine<Register>>> = members
                 .iter()
-                .filter_map(|n| n.replica.as_ref())
-                .map(|r| r.applied())
+                .filter_map(|&i| self.nodes[i].replica.as_ref())
                 .collect();
-            let max_commit = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.replica.as_ref())
-                .map(|r| r.commit_index())
-                .max()
-                .unwrap_or(0);
-            if applied.len() == self.nodes.len()
+            let applied: Vec<u64> = replicas.iter().map(|r| r.applied()).collect();
+            let max_commit = replicas.iter().map(|r| r.commit_index()).max().unwrap_or(0);
+            let config = self.latest_config();
+            let settled = replicas.iter().all(|r| r.config().epoch == config.epoch);
+            if !replicas.is_empty()
+                && settled
                 && applied.iter().all(|a| *a == max_commit)
                 && self.net.is_empty()
             {
                 self.report.slots = max_commit;
+                self.report.epoch = config.epoch;
                 return Ok(());
             }
             if self.now >= deadline {
                 return Err(format!(
-                    "replicas did not converge: applied {applied:?}, highest commit {max_commit}"
+                    "members did not converge: applied {applied:?}, highest commit {max_commit}, config {config:?}"
                 ));
             }
             self.step();
@@ -612,12 +705,14 @@ impl Simulation {
     }
 
     fn final_checks(&mut self) -> Result<(), String> {
-        let replicas: Vec<&Replica<ServerMachine<Register>>> = self
-            .nodes
+        let members = self.live_members();
+        let replicas: Vec<&Replica<ServerMachine<Register>>> = members
             .iter()
-            .filter_map(|n| n.replica.as_ref())
+            .filter_map(|&i| self.nodes[i].replica.as_ref())
             .collect();
-        let first = replicas[0];
+        let Some(first) = replicas.first().copied() else {
+            return Err("no live member of the final configuration".into());
+        };
         for r in &replicas[1..] {
             if r.machine().server() != first.machine().server() {
                 return Err(format!(
@@ -673,6 +768,8 @@ pub fn run_many(
         total.messages.0 += r.messages.0;
         total.messages.1 += r.messages.1;
         total.steps += r.steps;
+        total.changes += r.changes;
+        total.epoch = total.epoch.max(r.epoch);
     }
     Ok((count, total))
 }

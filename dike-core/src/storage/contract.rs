@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 fn ballot(round: u64) -> Ballot {
     Ballot {
+        epoch: 0,
         round,
         leader: MemberId::new(round % 5 + 1, 1),
     }

@@ -1,0 +1,198 @@
+//! Framing of every record the engine puts on disk: `crc32 | len | payload`.
+//!
+//! Invariant: a payload is handed to the caller only if its length fits in
+//! the buffer and its checksum (over the length field and the payload)
+//! matches, so a torn or flipped record is never decoded, let alone applied.
+//! A bad record followed by a valid one is reported as corruption in the
+//! middle, never silently treated as a torn tail.
+
+/// Bytes before the payload: checksum (u32 LE) then payload length (u32 LE).
+pub(crate) const HEADER_LEN: usize = 8;
+
+/// Largest payload a record may carry. Anything larger is refused when
+/// writing, and a header claiming more is treated as damage when reading.
+pub(crate) const MAX_PAYLOAD: usize = 1 << 30;
+
+/// Why a payload cannot be framed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    /// The payload is larger than [`MAX_PAYLOAD`].
+    #[error("record of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
+    TooLarge(usize),
+}
+
+fn checksum(len: [u8; 4], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(payload);
+    h.finalize()
+}
+
+/// Appends the framed `payload` to `out`.
+pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    if payload.is_empty() || payload.len() > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(payload.len()));
+    }
+    let len = (payload.len() as u32).to_le_bytes();
+    out.extend_from_slice(&checksum(len, payload).to_le_bytes());
+    out.extend_from_slice(&len);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// The payload of the record starting at `pos`, if a valid one starts there.
+fn record_at(buf: &[u8], pos: usize) -> Option<&[u8]> {
+    let header = buf.get(pos..pos.checked_add(HEADER_LEN)?)?;
+    let crc = u32::from_le_bytes(header[0..4].try_into().ok()?);
+    let len_bytes: [u8; 4] = header[4..8].try_into().ok()?;
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len == 0 || len > MAX_PAYLOAD {
+        return None;
+    }
+    let start = pos + HEADER_LEN;
+    let payload = buf.get(start..start.checked_add(len)?)?;
+    (checksum(len_bytes, payload) == crc).then_some(payload)
+}
+
+/// How a scanned buffer ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Every byte belongs to a valid record.
+    Clean,
+    /// The bytes from `at` on hold no valid record: a write torn by a crash
+    /// (or damage confined to the tail). Safe to cut off.
+    TornTail {
+        /// Offset of the first byte that is not part of a valid record.
+        at: usize,
+    },
+    /// A bad record at `at` is followed by a valid one at `next_valid`:
+    /// durable data was damaged and cutting it off would lose it.
+    CorruptMiddle {
+        /// Offset of the bad record.
+        at: usize,
+        /// Offset of the first valid record after it.
+        next_valid: usize,
+    },
+}
+
+/// The valid records of a buffer, in order, and how it ends.
+#[derive(Debug)]
+pub(crate) struct Scan<'a> {
+    /// `(offset, payload)` of each valid record before the end.
+    pub records: Vec<(usize, &'a [u8])>,
+    /// Whether the buffer ends cleanly, torn, or damaged in the middle.
+    pub end: End,
+}
+
+/// Reads the records of `buf` from the start until the first bad one.
+pub(crate) fn scan(buf: &[u8]) -> Scan<'_> {
+    let mut records = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        match record_at(buf, pos) {
+            Some(payload) => {
+                records.push((pos, payload));
+                pos += HEADER_LEN + payload.len();
+            }
+            None => {
+                // Only a search for a later valid record can tell a torn
+                // tail from damage in the middle; it runs on this error
+                // path alone.
+                let end = match (pos + 1..buf.len()).find(|&p| record_at(buf, p).is_some()) {
+                    Some(next_valid) => End::CorruptMiddle {
+                        at: pos,
+                        next_valid,
+                    },
+                    None => End::TornTail { at: pos },
+                };
+                return Scan { records, end };
+            }
+        }
+    }
+    Scan {
+        records,
+        end: End::Clean,
+    }
+}
+
+/// The payload of a buffer that must hold exactly one valid record (a
+/// snapshot or the incarnation file).
+pub(crate) fn single(buf: &[u8]) -> Option<&[u8]> {
+    let payload = record_at(buf, 0)?;
+    (HEADER_LEN + payload.len() == buf.len()).then_some(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            frame(p, &mut out).expect("frame");
+        }
+        out
+    }
+
+    #[test]
+    fn framed_records_scan_back_in_order() {
+        let buf = framed(&[b"one", b"two", b"three"]);
+        let s = scan(&buf);
+        assert_eq!(s.end, End::Clean);
+        let payloads: Vec<&[u8]> = s.records.iter().map(|r| r.1).collect();
+        assert_eq!(payloads, vec![&b"one"[..], b"two", b"three"]);
+    }
+
+    #[test]
+    fn a_cut_last_record_is_a_torn_tail() {
+        let buf = framed(&[b"one", b"two", b"three"]);
+        for cut in 1..HEADER_LEN + 5 {
+            let s = scan(&buf[..buf.len() - cut]);
+            assert_eq!(s.records.len(), 2, "cut {cut}");
+            assert_eq!(s.end, End::TornTail { at: 22 });
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_last_record_is_a_torn_tail() {
+        let mut buf = framed(&[b"one", b"two", b"three"]);
+        let last = buf.len() - 1;
+        buf[last] ^= 0x40;
+        let s = scan(&buf);
+        assert_eq!(s.records.len(), 2);
+        assert_eq!(s.end, End::TornTail { at: 22 });
+    }
+
+    #[test]
+    fn a_flipped_byte_before_a_valid_record_is_corruption_in_the_middle() {
+        for victim in 0..11 {
+            let mut buf = framed(&[b"one", b"two", b"three"]);
+            buf[victim] ^= 0x01;
+            let s = scan(&buf);
+            assert_eq!(
+                s.end,
+                End::CorruptMiddle {
+                    at: 0,
+                    next_valid: 11
+                },
+                "flipped byte {victim}"
+            );
+        }
+    }
+
+    #[test]
+    fn zeroes_after_the_last_record_are_a_torn_tail() {
+        let mut buf = framed(&[b"one"]);
+        buf.extend_from_slice(&[0; 64]);
+        assert_eq!(scan(&buf).end, End::TornTail { at: 11 });
+    }
+
+    #[test]
+    fn single_requires_exactly_one_record() {
+        let one = framed(&[b"x"]);
+        assert_eq!(single(&one), Some(&b"x"[..]));
+        assert_eq!(single(&framed(&[b"x", b"y"])), None);
+        assert_eq!(single(&one[..one.len() - 1]), None);
+        assert!(frame(b"", &mut Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,357 @@
+//! The single writer of a node log: group commit, segment rolling,
+//! compaction and fail-stop.
+//!
+//! Invariant: a submission's completion is called with `Ok` only after the
+//! `fdatasync` that covers its record has returned successfully; after any
+//! IO error the writer makes nothing durable any more and completes every
+//! submission with [`StorageError::Failed`] — it never retries an fsync,
+//! because a failed fsync may have dropped dirty pages the kernel will not
+//! write again.
+//!
+//! Group commit: the writer blocks for one submission, then takes every
+//! submission already queued (up to `max_batch`) and makes them all durable
+//! with one append and one `fdatasync`. Submissions that arrive while it is
+//! syncing form the next batch, so the batch grows with the load.
+
+use super::files::{io, Layout};
+use super::index::{Index, SegmentId};
+use super::{record, GroupId};
+use dike_core::codec::encode;
+use dike_core::{StorageError, Write};
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+/// Called once with the outcome of a submission.
+pub type Completion = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+/// One group's writes waiting for the writer, with their log record
+/// already framed by the submitting thread (so encoding runs in parallel).
+pub(crate) struct Submission {
+    pub group: GroupId,
+    pub writes: Vec<Write>,
+    /// The framed record of the non-snapshot writes; empty if none.
+    pub record: Vec<u8>,
+    pub done: Completion,
+}
+
+impl Submission {
+    /// Frames the log record of `writes`; fails only if they cannot be
+    /// encoded.
+    pub fn new(
+        group: GroupId,
+        writes: Vec<Write>,
+        done: Completion,
+    ) -> Result<Self, (StorageError, Completion)> {
+        let items: Vec<&Write> = writes
+            .iter()
+            .filter(|w| !matches!(w, Write::Snapshot(_)))
+            .collect();
+        let mut record = Vec::new();
+        if !items.is_empty() {
+            if let Err(e) = frame_record(group, &items, &mut record) {
+                return Err((e, done));
+            }
+        }
+        Ok(Submission {
+            group,
+            writes,
+            record,
+            done,
+        })
+    }
+}
+
+/// Completions of one batch and the outcome to give them.
+type Notice = (Vec<Completion>, Result<(), StorageError>);
+
+/// Counters of the work done by a node log's writer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub appends: AtomicU64,
+    pub batches: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub log_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+}
+
+/// State shared by the writer and every handle of the node log.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub index: Mutex<Index>,
+    pub failure: OnceLock<String>,
+    pub counters: Counters,
+    /// Test hook: the next `n` log fsyncs report failure.
+    #[cfg(test)]
+    pub fail_syncs: std::sync::atomic::AtomicU32,
+}
+
+impl Shared {
+    /// The index, or `Failed` if a thread panicked while holding it.
+    pub fn index(&self) -> Result<MutexGuard<'_, Index>, StorageError> {
+        self.index
+            .lock()
+            .map_err(|_| StorageError::Failed("storage index lock poisoned".into()))
+    }
+
+    /// `Err(Failed)` once the log has failed.
+    pub fn check(&self) -> Result<(), StorageError> {
+        match self.failure.get() {
+            Some(reason) => Err(StorageError::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, e: &StorageError) -> StorageError {
+        let _ = self.failure.set(e.to_string());
+        tracing::error!(error = %e, "node log failed; refusing further writes");
+        e.clone()
+    }
+}
+
+/// Tuning of the writer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterConfig {
+    pub segment_bytes: u64,
+    pub max_batch: usize,
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub layout: Layout,
+    pub shared: Arc<Shared>,
+    pub config: WriterConfig,
+    pub active: File,
+    pub active_seq: SegmentId,
+    pub active_len: u64,
+}
+
+fn encode_error(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io {
+        op: "encode log record",
+        reason: e.to_string(),
+    }
+}
+
+/// Appends the framed record of `group`'s log items to `buf`.
+fn frame_record<W: serde::Serialize>(
+    group: GroupId,
+    items: &[W],
+    buf: &mut Vec<u8>,
+) -> Result<(), StorageError> {
+    let payload = encode("log record", &(group, items)).map_err(encode_error)?;
+    record::frame(&payload, buf).map_err(encode_error)
+}
+
+impl Writer {
+    /// Runs until every sender is gone. Completions are called on a
+    /// separate notifier thread, so waking the writers of one batch
+    /// overlaps the fsync of the next.
+    pub fn run(mut self, rx: Receiver<Submission>) {
+        let (notify, notices) = std::sync::mpsc::channel::<Notice>();
+        let notifier = std::thread::Builder::new()
+            .name("dike-log-notifier".into())
+            .spawn(move || {
+                for (dones, outcome) in notices {
+                    for done in dones {
+                        done(outcome.clone());
+                    }
+                }
+            });
+        let notify = move |notice: Notice| {
+            // Without a notifier thread, completions run here.
+            if let Err(std::sync::mpsc::SendError((dones, outcome))) = notify.send(notice) {
+                dones.into_iter().for_each(|d| d(outcome.clone()));
+            }
+        };
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
+            notify(self.commit(batch));
+        }
+        drop(notify);
+        if let Ok(n) = notifier {
+            let _ = n.join();
+        }
+    }
+
+    /// Makes `batch` durable; returns its completions and their outcome.
+    fn commit(&mut self, batch: Vec<Submission>) -> Notice {
+        let result = self.shared.check().and_then(|()| {
+            let mut buf = Vec::with_capacity(batch.iter().map(|s| s.record.len()).sum());
+            for s in &batch {
+                buf.extend_from_slice(&s.record);
+            }
+            self.persist(&batch, &buf)
+        });
+        let result = match result {
+            Ok(()) => {
+                let c = &self.shared.counters;
+                c.appends.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e @ StorageError::Failed(_)) => Err(e),
+            Err(e) => Err(self.shared.fail(&e)),
+        };
+        (batch.into_iter().map(|s| s.done).collect(), result)
+    }
+
+    /// Writes the batch's snapshots and log records durably, then updates
+    /// the index and compacts if a segment was filled.
+    fn persist(&mut self, batch: &[Submission], buf: &[u8]) -> Result<(), StorageError> {
+        self.write_snapshots(batch)?;
+        let rolled = if self.active_len > 0
+            && self.active_len + buf.len() as u64 > self.config.segment_bytes
+        {
+            self.roll()?;
+            true
+        } else {
+            false
+        };
+        self.append(buf)?;
+        {
+            let mut index = self.shared.index()?;
+            for s in batch {
+                index.apply(s.group, &s.writes, Some(self.active_seq));
+            }
+        }
+        if rolled {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Writes each snapshot that is newer than the group's current one to
+    /// its file, before the batch's log records become durable. A crash in
+    /// between leaves a snapshot without some un-acknowledged writes before
+    /// it; a snapshot only holds chosen state, so that contradicts nothing
+    /// a replica has promised.
+    fn write_snapshots(&mut self, batch: &[Submission]) -> Result<(), StorageError> {
+        let mut newest: HashMap<GroupId, u64> = HashMap::new();
+        for s in batch {
+            for w in &s.writes {
+                let Write::Snapshot(snap) = w else { continue };
+                let current = match newest.get(&s.group) {
+                    Some(slot) => Some(*slot),
+                    None => self.shared.index()?.snapshot_slot(s.group),
+                };
+                if current.is_none_or(|slot| snap.slot >= slot) {
+                    self.layout.write_snapshot(s.group, snap)?;
+                    self.count_fsyncs(2);
+                    newest.insert(s.group, snap.slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `buf` to the active segment and makes it durable.
+    fn append(&mut self, buf: &[u8]) -> Result<(), StorageError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let path = self.layout.segment(self.active_seq);
+        self.active
+            .write_all(buf)
+            .map_err(io("append to log segment", &path))?;
+        self.active_len += buf.len() as u64;
+        #[cfg(test)]
+        if self
+            .shared
+            .fail_syncs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(io("fsync log segment", &path)(std::io::Error::other(
+                "injected fsync failure",
+            )));
+        }
+        self.active
+            .sync_data()
+            .map_err(io("fsync log segment", &path))?;
+        self.count_fsyncs(1);
+        let c = &self.shared.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.log_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn count_fsyncs(&self, n: u64) {
+        self.shared.counters.fsyncs.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Starts a new, empty segment and makes its creation durable.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let seq = self.active_seq + 1;
+        self.active = open_segment(&self.layout, seq)?;
+        self.layout.sync_dir()?;
+        self.count_fsyncs(1);
+        self.active_seq = seq;
+        self.active_len = 0;
+        self.shared.index()?.add_segment(seq);
+        Ok(())
+    }
+
+    /// Reclaims old segments that are at most half live: their live items
+    /// are appended to the active segment, then the segments are deleted.
+    /// Mostly-live segments are left alone, so each byte of live data is
+    /// copied at most once per time its segment halves.
+    fn compact(&mut self) -> Result<(), StorageError> {
+        let (victims, forward) = {
+            let index = self.shared.index()?;
+            let victims: BTreeSet<SegmentId> = index
+                .segments()
+                .iter()
+                .filter(|(&seg, s)| seg != self.active_seq && s.live * 2 <= s.total)
+                .map(|(&seg, _)| seg)
+                .collect();
+            let forward = index.live_items(&victims);
+            (victims, forward)
+        };
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for (group, items) in &forward {
+            frame_record(*group, items, &mut buf)?;
+        }
+        self.append(&buf)?;
+        {
+            let mut index = self.shared.index()?;
+            for (group, items) in &forward {
+                index.apply(*group, items, Some(self.active_seq));
+            }
+        }
+        for &seg in &victims {
+            let path = self.layout.segment(seg);
+            std::fs::remove_file(&path).map_err(io("delete log segment", &path))?;
+            self.shared.index()?.remove_segment(seg);
+        }
+        self.layout.sync_dir()?;
+        self.count_fsyncs(1);
+        self.shared
+            .counters
+            .compactions
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(segments = ?victims, forwarded = forward.len(), "compacted log");
+        Ok(())
+    }
+}
+
+/// Opens segment `seq` for appending, creating it if missing.
+pub(crate) fn open_segment(layout: &Layout, seq: SegmentId) -> Result<File, StorageError> {
+    let path = layout.segment(seq);
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io("open log segment", &path))
+}

@@ -1,0 +1,207 @@
+//! A key-value store spread over a hash ring of groups, as in the original
+//! Dike's hash ring: keys hash onto `N` groups named `vnode-1..N`, each a
+//! replicated [`KvServer`].
+//!
+//! Requests: `Get(key)` → the value or `None`; `Put(key, value)` → the
+//! previous value; `Delete(key)` → the removed value; `Cas { key, expect,
+//! new }` → `Ok(previous)` when the current value equals `expect` (`None`
+//! meaning absent) and `new` was stored (`None` deletes), else
+//! `Err(current)`. `Get` is also answered as a read-index query.
+
+use dike_core::{GroupContext, Outcome, PaxosServer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A request to one vnode of the ring.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvRequest {
+    /// Reads a key.
+    Get(String),
+    /// Writes a key.
+    Put(String, String),
+    /// Removes a key.
+    Delete(String),
+    /// Compare-and-set.
+    Cas {
+        /// The key.
+        key: String,
+        /// The value it must hold now (`None`: absent).
+        expect: Option<String>,
+        /// The value to store (`None`: delete).
+        new: Option<String>,
+    },
+}
+
+impl KvRequest {
+    /// The key the request is about (decides its vnode).
+    pub fn key(&self) -> &str {
+        match self {
+            KvRequest::Get(k) | KvRequest::Put(k, _) | KvRequest::Delete(k) => k,
+            KvRequest::Cas { key, .. } => key,
+        }
+    }
+}
+
+/// A reply from a vnode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvReply {
+    /// The value read, or the previous value of a write or delete.
+    Value(Option<String>),
+    /// A compare-and-set: `Ok(previous)` if it applied, `Err(current)` if not.
+    Cas(Result<Option<String>, Option<String>>),
+}
+
+/// One vnode of the ring.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvServer {
+    data: BTreeMap<String, String>,
+}
+
+impl KvServer {
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+impl PaxosServer for KvServer {
+    const KIND: &'static str = "kv";
+    type Request = KvRequest;
+    type Reply = KvReply;
+    type State = BTreeMap<String, String>;
+
+    fn init(_ctx: &GroupContext) -> Self {
+        KvServer::default()
+    }
+
+    fn restore(state: Self::State, _ctx: &GroupContext) -> Self {
+        KvServer { data: state }
+    }
+
+    fn export_state(&self) -> Self::State {
+        self.data.clone()
+    }
+
+    fn handle_call(&mut self, req: KvRequest) -> Outcome<KvReply> {
+        let reply = match req {
+            KvRequest::Get(k) => KvReply::Value(self.data.get(&k).cloned()),
+            KvRequest::Put(k, v) => KvReply::Value(self.data.insert(k, v)),
+            KvRequest::Delete(k) => KvReply::Value(self.data.remove(&k)),
+            KvRequest::Cas { key, expect, new } => {
+                let current = self.data.get(&key).cloned();
+                if current == expect {
+                    match new {
+                        Some(v) => self.data.insert(key, v),
+                        None => self.data.remove(&key),
+                    };
+                    KvReply::Cas(Ok(current))
+                } else {
+                    KvReply::Cas(Err(current))
+                }
+            }
+        };
+        Outcome::reply(reply)
+    }
+
+    fn handle_query(&self, req: &KvRequest) -> Option<KvReply> {
+        match req {
+            KvRequest::Get(k) => Some(KvReply::Value(self.data.get(k).cloned())),
+            _ => None,
+        }
+    }
+}
+
+/// The name of the vnode (group) that owns `key` on a ring of `vnodes`
+/// groups: `vnode-1` … `vnode-N`, by a stable hash (FNV-1a, so every node
+/// and every version agrees).
+pub fn vnode_for(key: &str, vnodes: u32) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("vnode-{}", h % u64::from(vnodes.max(1)) + 1)
+}
+
+/// The names of all vnodes of a ring.
+pub fn vnodes(n: u32) -> impl Iterator<Item = String> {
+    (1..=n.max(1)).map(|i| format!("vnode-{i}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> KvServer {
+        KvServer::init(&GroupContext {
+            group: "vnode-1".into(),
+            kind: "kv".into(),
+            member: dike_core::MemberId::new(1, 1),
+        })
+    }
+
+    #[test]
+    fn put_get_delete_round_trip() {
+        let mut s = server();
+        assert_eq!(
+            s.handle_call(KvRequest::Put("a".into(), "1".into())).reply,
+            KvReply::Value(None)
+        );
+        assert_eq!(
+            s.handle_call(KvRequest::Put("a".into(), "2".into())).reply,
+            KvReply::Value(Some("1".into()))
+        );
+        assert_eq!(
+            s.handle_query(&KvRequest::Get("a".into())),
+            Some(KvReply::Value(Some("2".into())))
+        );
+        assert_eq!(
+            s.handle_call(KvRequest::Delete("a".into())).reply,
+            KvReply::Value(Some("2".into()))
+        );
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn compare_and_set_applies_only_on_the_expected_value() {
+        let mut s = server();
+        let cas = |expect: Option<&str>, new: Option<&str>| KvRequest::Cas {
+            key: "k".into(),
+            expect: expect.map(Into::into),
+            new: new.map(Into::into),
+        };
+        assert_eq!(
+            s.handle_call(cas(None, Some("x"))).reply,
+            KvReply::Cas(Ok(None))
+        );
+        assert_eq!(
+            s.handle_call(cas(None, Some("y"))).reply,
+            KvReply::Cas(Err(Some("x".into())))
+        );
+        assert_eq!(
+            s.handle_call(cas(Some("x"), None)).reply,
+            KvReply::Cas(Ok(Some("x".into())))
+        );
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn keys_spread_over_every_vnode_and_always_land_on_the_same_one() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..1000 {
+            let key = format!("key-{i}");
+            assert_eq!(vnode_for(&key, 16), vnode_for(&key, 16));
+            seen.insert(vnode_for(&key, 16));
+        }
+        assert_eq!(seen.len(), 16);
+        assert_eq!(
+            vnodes(3).collect::<Vec<_>>(),
+            vec!["vnode-1", "vnode-2", "vnode-3"]
+        );
+    }
+}
