@@ -207,6 +207,20 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Keeps replica state durably in the node log in `dir` (created if
+    /// needed); the directory also keeps the node's incarnation, so a node
+    /// restarted on it hosts its replicas again.
+    pub fn data_dir(mut self, dir: impl AsRef<std::path::Path>) -> Result<Self, StartError> {
+        let provider = crate::provider::NodeLogProvider::open(dir.as_ref()).map_err(|e| {
+            StartError::Config(format!(
+                "cannot open data dir {}: {e}",
+                dir.as_ref().display()
+            ))
+        })?;
+        self.storage = Some(Arc::new(provider));
+        Ok(self)
+    }
+
     /// Keeps replica state in `provider` (for example a durable engine).
     pub fn storage(mut self, provider: Arc<dyn StorageProvider>) -> Self {
         self.storage = Some(provider);

@@ -47,9 +47,13 @@ impl NodeContext {
     /// A context for `config`, with the master kind registered.
     pub fn new(config: NodeConfig) -> Arc<Self> {
         let now = wall_nanos();
+        let incarnation = config
+            .storage
+            .incarnation()
+            .unwrap_or(Incarnation(now.max(1)));
         let ctx = NodeContext {
             config,
-            incarnation: Incarnation(now.max(1)),
+            incarnation,
             kinds: RwLock::new(HashMap::new()),
             boots: AtomicU64::new(now),
             dispatcher: RwLock::new(None),

@@ -3,12 +3,15 @@
 //! life, so a replica actor restarted after a crash reopens the same storage
 //! and recovers what it wrote.
 //!
-//! The in-memory provider is the v1 engine; the durable node log (one log
-//! per node shared by all groups, with group commit) plugs in behind the same
-//! trait.
+//! Two providers: [`MemoryProvider`] (state lives as long as the process)
+//! and [`NodeLogProvider`] (the durable node log: one log per node shared
+//! by all groups, with group commit; its data directory also fixes the
+//! node's incarnation).
 
-use dike_core::{MemberId, MemoryStorage, Recovered, Storage, StorageError, Write};
+use crate::storage::{GroupId, NodeLog};
+use dike_core::{Incarnation, MemberId, MemoryStorage, Recovered, Storage, StorageError, Write};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Opens the storage of one replica.
@@ -17,6 +20,50 @@ pub trait StorageProvider: Send + Sync + 'static {
     fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn Storage>, StorageError>;
     /// Forgets the storage of a replica that left this node.
     fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError>;
+    /// The incarnation of durable data, if the provider keeps any across
+    /// processes (`None`: every process is a new incarnation).
+    fn incarnation(&self) -> Option<Incarnation> {
+        None
+    }
+}
+
+/// Keeps every replica's state in the node's durable log.
+#[derive(Debug, Clone)]
+pub struct NodeLogProvider {
+    log: NodeLog,
+}
+
+impl NodeLogProvider {
+    /// Opens (creating if needed) the node log in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Ok(NodeLogProvider {
+            log: NodeLog::open(dir)?,
+        })
+    }
+
+    /// The log's id of `member`'s replica of `group`: FNV-1a of both, so it
+    /// is the same after every restart.
+    pub fn group_id(group: &str, member: MemberId) -> GroupId {
+        let key = format!("{group}/{}.{}", member.node.0, member.incarnation.0);
+        crate::config::node_id_of(&key).0
+    }
+}
+
+impl StorageProvider for NodeLogProvider {
+    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn Storage>, StorageError> {
+        Ok(Box::new(self.log.group(Self::group_id(group, member))))
+    }
+
+    fn remove(&self, group: &str, _member: MemberId) -> Result<(), StorageError> {
+        // The node log has no delete yet: the group's records stay until
+        // a later version reclaims them.
+        tracing::debug!(%group, "replica storage left in the node log");
+        Ok(())
+    }
+
+    fn incarnation(&self) -> Option<Incarnation> {
+        Some(self.log.incarnation())
+    }
 }
 
 /// The stores of one [`MemoryProvider`], by group and member.

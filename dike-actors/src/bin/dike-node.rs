@@ -4,7 +4,7 @@
 //! ```text
 //! dike-node --name m1 --listen 127.0.0.1:4001 --cookie secret \
 //!           --masters m1@127.0.0.1:4001,m2@127.0.0.1:4002,m3@127.0.0.1:4003 \
-//!           [--in-memory] [--group-size 3]
+//!           [--in-memory | --data-dir DIR] [--group-size 3]
 //! ```
 
 use dike_actors::counter::Counter;
@@ -17,12 +17,14 @@ struct Args {
     cookie: String,
     masters: Vec<String>,
     group_size: Option<usize>,
+    data_dir: Option<String>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut name, mut listen, mut cookie) = (None, None, None);
     let mut masters = Vec::new();
     let mut group_size = None;
+    let mut data_dir = None;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -34,8 +36,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 let v = value()?;
                 group_size = Some(v.parse().map_err(|_| format!("bad group size {v:?}"))?);
             }
-            // Memory is the only engine of this version.
-            "--in-memory" => {}
+            "--in-memory" => data_dir = None,
+            "--data-dir" => data_dir = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -45,6 +47,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         cookie: cookie.ok_or("--cookie is required")?,
         masters,
         group_size,
+        data_dir,
     })
 }
 
@@ -53,9 +56,11 @@ async fn run(args: Args) -> Result<(), String> {
         .listen
         .parse()
         .map_err(|e| format!("bad --listen {:?}: {e}", args.listen))?;
-    let mut b = NodeConfig::builder(args.name, listen)
-        .cookie(args.cookie)
-        .in_memory();
+    let mut b = NodeConfig::builder(args.name, listen).cookie(args.cookie);
+    b = match &args.data_dir {
+        Some(dir) => b.data_dir(dir).map_err(|e| e.to_string())?,
+        None => b.in_memory(),
+    };
     for m in args.masters {
         b = b.master(m);
     }

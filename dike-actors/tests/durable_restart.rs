@@ -1,0 +1,66 @@
+//! A single node on a data directory (the durable node log) stops and starts
+//! again on the same directory: it keeps its incarnation, the master still
+//! knows its groups, and the groups' state is back.
+
+use dike_actors::counter::{Counter, CounterRequest};
+use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Result<T, DikeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DikeError>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let r = f().await;
+        if r.is_ok() || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn node_on(dir: &Path) -> NodeHandle {
+    let config = NodeConfig::builder("durable", free_addr())
+        .cookie("test-cookie")
+        .data_dir(dir)
+        .expect("data dir opens")
+        .build()
+        .expect("valid config");
+    let node = DikeNode::start(config).await.expect("node starts");
+    node.register::<Counter>();
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_its_data_dir_serves_its_groups_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = node_on(dir.path()).await;
+    let added = eventually(Duration::from_secs(15), || node.add_group("d", "counter")).await;
+    assert!(added.is_ok(), "{added:?}");
+    let d = node.group::<Counter>("d");
+    let first = eventually(Duration::from_secs(10), || d.call(CounterRequest::Add(5))).await;
+    assert_eq!(first, Ok(5));
+    assert_eq!(d.call(CounterRequest::Add(2)).await, Ok(7));
+    node.stop().await;
+    drop(d);
+    drop(node);
+
+    let node = node_on(dir.path()).await;
+    let d = node.group::<Counter>("d");
+    let after = eventually(Duration::from_secs(15), || d.call(CounterRequest::Add(1))).await;
+    assert_eq!(after, Ok(8), "the group's state survived the restart");
+    let table = node.routing_table().await.expect("table");
+    assert_eq!(table.groups.len(), 1, "the master's table survived too");
+    node.stop().await;
+}
