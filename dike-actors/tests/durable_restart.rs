@@ -2,33 +2,13 @@
 //! again on the same directory: it keeps its incarnation, the master still
 //! knows its groups, and the groups' state is back.
 
+mod common;
+
+use common::{eventually, free_addr};
 use dike_actors::counter::{Counter, CounterRequest};
-use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
-use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use dike_actors::{DikeNode, NodeConfig, NodeHandle};
 use std::path::Path;
 use std::time::Duration;
-use tokio::time::Instant;
-
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
-}
-
-async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Result<T, DikeError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DikeError>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        let r = f().await;
-        if r.is_ok() || Instant::now() >= deadline {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn node_on(dir: &Path) -> NodeHandle {
     let config = NodeConfig::builder("durable", free_addr())

@@ -1,39 +1,18 @@
 //! A node that is its own single master, in this process: the whole API
 //! behind one node, groups of one replica.
 
+mod common;
+
+use common::{eventually, free_addr};
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
-use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
-use tokio::time::Instant;
-
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
-}
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-}
-
-/// Retries `f` until it succeeds or `within` passes; returns the last result.
-async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Result<T, DikeError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DikeError>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        let r = f().await;
-        if r.is_ok() || Instant::now() >= deadline {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn single_node(name: &str) -> NodeHandle {
