@@ -22,7 +22,7 @@
 //! name contains it).
 
 use dike_actors::storage::{LogOptions, NodeLog};
-use dike_core::{Accepted, Ballot, Batch, ClientId, Command, Entry, MemberId, Write};
+use dike_core::{Ballot, ClientId, Command, MemberId, Write};
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -212,26 +212,9 @@ mod others {
 }
 
 fn accept(group: u64, slot: u64) -> Write {
-    Write::Accept {
-        slot,
-        value: Accepted {
-            ballot: Ballot {
-                epoch: 0,
-                round: 1,
-                leader: MemberId::new(1, 1),
-            },
-            entry: Entry::Batch(Batch {
-                proposer: MemberId::new(1, 1),
-                boot: 1,
-                commands: Arc::from(vec![Command {
-                    client: ClientId(group),
-                    seq: slot,
-                    ack_floor: slot,
-                    payload: vec![0x5a; 128],
-                }]),
-            }),
-        },
-    }
+    let leader = MemberId::new(1, 1);
+    let cmd = Command::new(ClientId(group), slot, vec![0x5a; 128]);
+    Write::accept_one(slot, Ballot::new(1, leader), leader, cmd)
 }
 
 /// One cell of the results table.

@@ -21,6 +21,19 @@ pub struct Command {
     pub payload: Vec<u8>,
 }
 
+impl Command {
+    /// A command whose client has every earlier reply (`ack_floor == seq`):
+    /// the usual case of a client with one command in flight.
+    pub fn new(client: ClientId, seq: u64, payload: Vec<u8>) -> Self {
+        Command {
+            client,
+            seq,
+            ack_floor: seq,
+            payload,
+        }
+    }
+}
+
 /// A batch of commands proposed together in one slot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {

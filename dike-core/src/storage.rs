@@ -11,8 +11,8 @@ mod memory;
 pub use memory::MemoryStorage;
 
 use crate::config::Config;
-use crate::entry::Entry;
-use crate::ids::{Ballot, Slot};
+use crate::entry::{Batch, Command, Entry};
+use crate::ids::{Ballot, MemberId, Slot};
 use crate::session::SessionTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -60,6 +60,25 @@ pub enum Write {
     /// Replace the snapshot; entries at or below `snapshot.slot` may be
     /// dropped, entries above it are kept.
     Snapshot(Arc<Snapshot>),
+}
+
+impl Write {
+    /// Accepting a batch of one command proposed by `proposer` (boot 1) in
+    /// `ballot` at `slot`: handy for storage tools, tests and benchmarks.
+    pub fn accept_one(slot: Slot, ballot: Ballot, proposer: MemberId, command: Command) -> Write {
+        let batch = Batch {
+            proposer,
+            boot: 1,
+            commands: Arc::from(vec![command]),
+        };
+        Write::Accept {
+            slot,
+            value: Accepted {
+                ballot,
+                entry: Entry::Batch(batch),
+            },
+        }
+    }
 }
 
 /// Everything a replica finds on restart.

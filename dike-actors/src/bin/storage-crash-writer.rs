@@ -10,8 +10,7 @@
 
 use dike_actors::storage::{LogOptions, NodeLog};
 use dike_core::{
-    Accepted, Ballot, Batch, ClientId, Command, Config, Entry, MemberId, SessionTable, Snapshot,
-    Storage, Write,
+    Ballot, ClientId, Command, Config, MemberId, SessionTable, Snapshot, Storage, Write,
 };
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -23,26 +22,13 @@ fn usage() -> ExitCode {
 }
 
 fn accept(group: u64, slot: u64) -> Write {
-    Write::Accept {
+    let leader = MemberId::new(1, 1);
+    let cmd = Command::new(
+        ClientId(group),
         slot,
-        value: Accepted {
-            ballot: Ballot {
-                epoch: 0,
-                round: 1,
-                leader: MemberId::new(1, 1),
-            },
-            entry: Entry::Batch(Batch {
-                proposer: MemberId::new(1, 1),
-                boot: 1,
-                commands: Arc::from(vec![Command {
-                    client: ClientId(group),
-                    seq: slot,
-                    ack_floor: slot,
-                    payload: format!("g{group}s{slot}").into_bytes(),
-                }]),
-            }),
-        },
-    }
+        format!("g{group}s{slot}").into_bytes(),
+    );
+    Write::accept_one(slot, Ballot::new(1, leader), leader, cmd)
 }
 
 fn snapshot(slot: u64) -> Write {

@@ -4,34 +4,17 @@
 use super::{GroupStorage, LogOptions, NodeLog};
 use dike_core::storage::contract;
 use dike_core::{
-    Accepted, Ballot, Batch, ClientId, Command, Config, Entry, MemberId, Recovered, SessionTable,
-    Slot, Snapshot, Storage, StorageError, Write,
+    Ballot, ClientId, Command, Config, MemberId, Recovered, SessionTable, Slot, Snapshot, Storage,
+    StorageError, Write,
 };
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 
 fn accept(slot: Slot, payload_len: usize) -> Write {
-    Write::Accept {
-        slot,
-        value: Accepted {
-            ballot: Ballot {
-                epoch: 0,
-                round: 1,
-                leader: MemberId::new(1, 1),
-            },
-            entry: Entry::Batch(Batch {
-                proposer: MemberId::new(1, 1),
-                boot: 1,
-                commands: Arc::from(vec![Command {
-                    client: ClientId(slot),
-                    seq: 1,
-                    ack_floor: 1,
-                    payload: vec![slot as u8; payload_len],
-                }]),
-            }),
-        },
-    }
+    let leader = MemberId::new(1, 1);
+    let cmd = Command::new(ClientId(slot), 1, vec![slot as u8; payload_len]);
+    Write::accept_one(slot, Ballot::new(1, leader), leader, cmd)
 }
 
 fn snapshot(slot: Slot) -> Write {
