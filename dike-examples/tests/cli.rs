@@ -106,7 +106,10 @@ fn a_single_node_serves_groups_requests_and_a_kv_ring_from_the_command_line() {
     node.wait_until_serving(Duration::from_secs(30));
 
     let added = node.ok(&["add-group", "calc", "arithmetic"]);
-    assert!(added.contains("group calc (arithmetic) on 1 replicas"), "{added}");
+    assert!(
+        added.contains("group calc (arithmetic) on 1 replicas"),
+        "{added}"
+    );
 
     let reply = node.ok(&["request", "calc", r#"{"Add":5}"#]);
     assert_eq!(reply.trim(), r#"{"Ok":5}"#);
@@ -114,7 +117,10 @@ fn a_single_node_serves_groups_requests_and_a_kv_ring_from_the_command_line() {
     assert_eq!(read.trim(), r#"{"Ok":5}"#);
 
     let table = node.ok(&["routing-table"]);
-    assert!(table.contains("calc") && table.contains("arithmetic"), "{table}");
+    assert!(
+        table.contains("calc") && table.contains("arithmetic"),
+        "{table}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&node.ok(&["routing-table", "--json"])).expect("JSON table");
     assert_eq!(json["groups"][0]["name"], "calc");

@@ -63,17 +63,8 @@ pub enum Command {
     /// printed as JSON.
     Query(RequestArgs),
     /// Use a key-value ring of `kv` groups named vnode-1 … vnode-N.
-    Kv {
-        /// How to reach the cluster.
-        #[command(flatten)]
-        via: Via,
-        /// Vnodes of the ring (the groups vnode-1 … vnode-N must exist).
-        #[arg(long, default_value_t = 1)]
-        vnodes: u32,
-        /// The operation.
-        #[command(subcommand)]
-        op: KvOp,
-    },
+    #[command(subcommand)]
+    Kv(KvOp),
 }
 
 /// One key-value operation.
@@ -81,11 +72,17 @@ pub enum Command {
 pub enum KvOp {
     /// Read a key (a read-index query).
     Get {
+        /// The cluster and the ring.
+        #[command(flatten)]
+        ring: Ring,
         /// The key.
         key: String,
     },
     /// Write a key; prints the previous value.
     Put {
+        /// The cluster and the ring.
+        #[command(flatten)]
+        ring: Ring,
         /// The key.
         key: String,
         /// The value.
@@ -93,9 +90,32 @@ pub enum KvOp {
     },
     /// Remove a key; prints the previous value.
     Del {
+        /// The cluster and the ring.
+        #[command(flatten)]
+        ring: Ring,
         /// The key.
         key: String,
     },
+}
+
+impl KvOp {
+    /// The cluster and ring the operation goes to.
+    pub fn ring(&self) -> &Ring {
+        match self {
+            KvOp::Get { ring, .. } | KvOp::Put { ring, .. } | KvOp::Del { ring, .. } => ring,
+        }
+    }
+}
+
+/// Where a key-value ring is.
+#[derive(Args, Debug, Clone)]
+pub struct Ring {
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub via: Via,
+    /// Vnodes of the ring (the groups vnode-1 … vnode-N must exist).
+    #[arg(long, default_value_t = 1)]
+    pub vnodes: u32,
 }
 
 /// Arguments of `dike node`.

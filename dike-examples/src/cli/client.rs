@@ -36,7 +36,10 @@ impl Client {
         kinds::register_all(&node);
         let client = Client { node, timeout };
         // The first request needs cluster sessions; retry until the deadline.
-        if let Err(e) = client.retry(|n| async move { n.routing_table().await }).await {
+        if let Err(e) = client
+            .retry(|n| async move { n.routing_table().await })
+            .await
+        {
             client.stop().await;
             return Err(e);
         }

@@ -30,7 +30,10 @@ pub enum Mode {
 
 /// Parses `json` as a request of server kind `S`; the error shows an example
 /// request of that kind.
-pub fn parse_request<S: PaxosServer>(json: &str, example: S::Request) -> Result<S::Request, CliError> {
+pub fn parse_request<S: PaxosServer>(
+    json: &str,
+    example: S::Request,
+) -> Result<S::Request, CliError> {
     serde_json::from_str(json).map_err(|e| CliError::BadRequest {
         kind: S::KIND.to_owned(),
         reason: e.to_string(),
@@ -120,7 +123,9 @@ mod tests {
 
     #[test]
     fn a_malformed_request_names_the_kind_and_shows_an_example() {
-        let e = check_request("arithmetic", "g", "{Add:5").unwrap_err().to_string();
+        let e = check_request("arithmetic", "g", "{Add:5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a valid arithmetic request"), "{e}");
         assert!(e.contains(r#"{"Add":5}"#), "{e}");
     }

@@ -9,13 +9,14 @@ use super::kinds::Mode;
 use crate::kv::{vnode_for, KvReply, KvRequest, KvServer};
 use dike_actors::DikeError;
 
-/// Runs `op` on a ring of `vnodes`; returns the value (read, or previous)
+/// Runs `op` on its ring; returns the value (read, or previous)
 /// as a JSON line: a string, or `null` if the key was absent.
-pub async fn run(client: &Client, vnodes: u32, op: KvOp) -> Result<String, CliError> {
+pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
+    let vnodes = op.ring().vnodes;
     let (key, req, mode) = match op {
-        KvOp::Get { key } => (key.clone(), KvRequest::Get(key), Mode::Query),
-        KvOp::Put { key, value } => (key.clone(), KvRequest::Put(key, value), Mode::Call),
-        KvOp::Del { key } => (key.clone(), KvRequest::Delete(key), Mode::Call),
+        KvOp::Get { key, .. } => (key.clone(), KvRequest::Get(key), Mode::Query),
+        KvOp::Put { key, value, .. } => (key.clone(), KvRequest::Put(key, value), Mode::Call),
+        KvOp::Del { key, .. } => (key.clone(), KvRequest::Delete(key), Mode::Call),
     };
     let group = vnode_for(&key, vnodes);
     let node = client.node();

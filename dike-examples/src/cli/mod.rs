@@ -41,7 +41,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::RoutingTable { via, json } => (via, Action::Table { json }),
         Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
         Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
-        Command::Kv { via, vnodes, op } => (via, Action::Kv { vnodes, op }),
+        Command::Kv(op) => (op.ring().via.clone(), Action::Kv(op)),
     };
     let client = Client::connect(&via).await?;
     let out = action.run(&client).await;
@@ -67,10 +67,7 @@ enum Action {
         json: bool,
     },
     Request(args::RequestArgs, Mode),
-    Kv {
-        vnodes: u32,
-        op: args::KvOp,
-    },
+    Kv(args::KvOp),
 }
 
 impl Action {
@@ -82,7 +79,7 @@ impl Action {
             Action::RemoveGroup { group } => admin::remove_group(client, &group).await,
             Action::Table { json } => admin::routing_table(client, json).await,
             Action::Request(args, mode) => request::run(client, &args, mode).await,
-            Action::Kv { vnodes, op } => kv::run(client, vnodes, op).await,
+            Action::Kv(op) => kv::run(client, op).await,
         }
     }
 }

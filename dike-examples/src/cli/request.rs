@@ -14,7 +14,9 @@ pub async fn run(client: &Client, args: &RequestArgs, mode: Mode) -> Result<Stri
     kinds::check_request(&kind, &args.group, &args.request)?;
     let reply = match mode {
         // A command is sent once: after a timeout it may have been applied.
-        Mode::Call => kinds::send_json(client.node(), &kind, &args.group, &args.request, mode).await?,
+        Mode::Call => {
+            kinds::send_json(client.node(), &kind, &args.group, &args.request, mode).await?
+        }
         Mode::Query => {
             let (kind, group, req) = (&kind, &args.group, &args.request);
             client
