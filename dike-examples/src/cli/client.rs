@@ -29,7 +29,8 @@ impl Client {
             .in_memory()
             .request_timeout(timeout);
         for m in &via.via {
-            m.parse::<dike_actors::MasterSpec>()?;
+            m.parse::<dike_actors::MasterSpec>()
+                .map_err(|_| CliError::Usage(format!("--via {m:?} is not NAME@HOST:PORT")))?;
             b = b.master(m.clone());
         }
         let node = DikeNode::start(b.build()?).await?;
@@ -41,7 +42,10 @@ impl Client {
             .await
         {
             client.stop().await;
-            return Err(e);
+            return Err(CliError::Unreachable {
+                via: via.via.join(","),
+                reason: e.to_string(),
+            });
         }
         Ok(client)
     }

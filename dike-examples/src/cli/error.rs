@@ -12,6 +12,14 @@ pub enum CliError {
     /// The node (or the command's client node) could not start.
     #[error("cannot start the node: {0}")]
     Start(#[from] StartError),
+    /// The masters did not answer before the deadline.
+    #[error("cannot reach the cluster through {via} (is it running, with this cookie?): {reason}")]
+    Unreachable {
+        /// The masters tried.
+        via: String,
+        /// The last error.
+        reason: String,
+    },
     /// The cluster did not answer as asked.
     #[error("{0}")]
     Cluster(#[from] DikeError),
