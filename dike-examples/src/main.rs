@@ -1,26 +1,8 @@
-//! The `dike` command-line program.
+//! The `dike` command-line program: see [`dike_examples::cli`].
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use dike_examples::cli::{self, Cli, Command};
 use std::process::ExitCode;
-
-/// dike-rs: consistent, replicated application logic on Multi-Paxos.
-#[derive(Parser)]
-#[command(name = "dike", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Show a replicated arithmetic group surviving crashes, then run the
-    /// fault simulator.
-    Demo {
-        /// Fault schedules the simulator runs at the end.
-        #[arg(long, default_value_t = 200)]
-        schedules: u64,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,5 +16,37 @@ fn main() -> ExitCode {
                 }
             }
         }
+        command => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| default_filter(&command)),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("dike: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(cli::run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dike: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Without RUST_LOG a node logs its progress; a client command only warns.
+fn default_filter(command: &Command) -> tracing_subscriber::EnvFilter {
+    match command {
+        Command::Node(_) => tracing_subscriber::EnvFilter::new("info,ractor_cluster=warn"),
+        _ => tracing_subscriber::EnvFilter::new("error"),
     }
 }

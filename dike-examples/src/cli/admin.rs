@@ -1,0 +1,81 @@
+//! The admin commands: create and delete groups, show the routing table.
+//! Each returns the text to print.
+
+use super::client::Client;
+use super::error::CliError;
+use super::kinds::KNOWN_KINDS;
+use super::table::TableView;
+use dike_core::routing::GROUP_SIZES;
+
+/// `dike add-group`: creates `group` of `kind`; prints the new group's row.
+pub async fn add_group(
+    client: &Client,
+    group: &str,
+    kind: &str,
+    size: Option<usize>,
+) -> Result<String, CliError> {
+    if !KNOWN_KINDS.contains(&kind) {
+        return Err(CliError::Usage(format!(
+            "unknown kind {kind:?}; known kinds: {}",
+            KNOWN_KINDS.join(", ")
+        )));
+    }
+    let size = match size {
+        Some(s) => s,
+        None => default_size(client.table().await?.live_nodes().count()),
+    };
+    // Adding a group that exists returns it unchanged, so a retry is safe.
+    let g = client
+        .retry(|n| async move { n.add_group_sized(group, kind, size).await })
+        .await?;
+    Ok(format!(
+        "group {} ({}) on {} replicas, epoch {}\n",
+        g.name,
+        g.kind,
+        g.config.voters.len(),
+        g.config.epoch
+    ))
+}
+
+/// The largest allowed group size up to `live` nodes and at most 5.
+pub fn default_size(live: usize) -> usize {
+    GROUP_SIZES
+        .iter()
+        .copied()
+        .filter(|s| *s <= live.min(5))
+        .max()
+        .unwrap_or(1)
+}
+
+/// `dike remove-group`.
+pub async fn remove_group(client: &Client, group: &str) -> Result<String, CliError> {
+    let g = client.node().remove_group(group).await?;
+    Ok(format!("removed group {} ({})\n", g.name, g.kind))
+}
+
+/// `dike routing-table`: text, or JSON with `json`.
+pub async fn routing_table(client: &Client, json: bool) -> Result<String, CliError> {
+    let view = TableView::of(&client.table().await?);
+    if json {
+        serde_json::to_string_pretty(&view)
+            .map(|s| s + "\n")
+            .map_err(|e| CliError::Output(e.to_string()))
+    } else {
+        Ok(view.to_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_size;
+
+    #[test]
+    fn the_default_group_size_is_odd_and_fits_the_live_nodes() {
+        assert_eq!(default_size(0), 1);
+        assert_eq!(default_size(1), 1);
+        assert_eq!(default_size(2), 1);
+        assert_eq!(default_size(3), 3);
+        assert_eq!(default_size(4), 3);
+        assert_eq!(default_size(9), 5);
+    }
+}

@@ -1,0 +1,50 @@
+//! `dike kv`: get, put and delete on a key-value ring of `kv` groups
+//! `vnode-1` … `vnode-N`, each key sent to the vnode
+//! [`vnode_for`](crate::kv::vnode_for) names.
+
+use super::args::KvOp;
+use super::client::Client;
+use super::error::CliError;
+use super::kinds::Mode;
+use crate::kv::{vnode_for, KvReply, KvRequest, KvServer};
+use dike_actors::DikeError;
+
+/// Runs `op` on its ring; returns the value (read, or previous)
+/// as a JSON line: a string, or `null` if the key was absent.
+pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
+    let vnodes = op.ring().vnodes;
+    let (key, req, mode) = match op {
+        KvOp::Get { key, .. } => (key.clone(), KvRequest::Get(key), Mode::Query),
+        KvOp::Put { key, value, .. } => (key.clone(), KvRequest::Put(key, value), Mode::Call),
+        KvOp::Del { key, .. } => (key.clone(), KvRequest::Delete(key), Mode::Call),
+    };
+    let group = vnode_for(&key, vnodes);
+    let node = client.node();
+    let reply = match mode {
+        Mode::Call => node
+            .group::<KvServer>(&group)
+            .call(req)
+            .await
+            .map_err(CliError::from),
+        Mode::Query => {
+            let (group, req) = (&group, &req);
+            client
+                .retry(|n| async move { n.group::<KvServer>(group).query(req.clone()).await })
+                .await
+        }
+    };
+    let value = match reply {
+        Ok(KvReply::Value(v)) => v,
+        Ok(other) => return Err(CliError::Output(format!("unexpected reply {other:?}"))),
+        Err(CliError::Cluster(DikeError::UnknownGroup(g))) => {
+            return Err(CliError::Usage(format!(
+                "the ring has no group {g:?}; create vnode-1 … vnode-{vnodes} with \
+                 `dike add-group vnode-I kv`, or pass the ring's --vnodes"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    serde_json::to_string(&value)
+        .map(|s| s + "\n")
+        .map_err(|e| CliError::Output(e.to_string()))
+}

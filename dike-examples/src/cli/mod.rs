@@ -1,0 +1,85 @@
+//! The `dike` program's commands, one concern per module: the command line
+//! ([`args`]), running a node ([`node`]), the short-lived client node of the
+//! other commands ([`client`]), admin commands ([`admin`]), JSON requests
+//! ([`request`]), the key-value ring ([`kv`]), the example kinds' JSON forms
+//! ([`kinds`]) and how the routing table is shown ([`table`]).
+//!
+//! Every command either prints its result on stdout and succeeds, or
+//! returns a [`CliError`] whose message says what to fix.
+
+pub mod admin;
+pub mod args;
+pub mod client;
+pub mod error;
+pub mod kinds;
+pub mod kv;
+pub mod node;
+pub mod request;
+pub mod table;
+
+pub use args::{Cli, Command};
+pub use error::CliError;
+
+use client::Client;
+use kinds::Mode;
+use std::io::Write;
+
+/// Runs a command other than `demo` (which needs no runtime) to the end.
+pub async fn run(command: Command) -> Result<(), CliError> {
+    let (via, action) = match command {
+        Command::Demo { .. } => {
+            return Err(CliError::Usage("demo runs without a runtime".into()));
+        }
+        Command::Node(args) => return node::run(args).await,
+        Command::AddGroup {
+            via,
+            group,
+            kind,
+            size,
+        } => (via, Action::AddGroup { group, kind, size }),
+        Command::RemoveGroup { via, group } => (via, Action::RemoveGroup { group }),
+        Command::RoutingTable { via, json } => (via, Action::Table { json }),
+        Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
+        Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
+        Command::Kv(op) => (op.ring().via.clone(), Action::Kv(op)),
+    };
+    let client = Client::connect(&via).await?;
+    let out = action.run(&client).await;
+    client.stop().await;
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(out?.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| CliError::Output(e.to_string()))
+}
+
+/// A client command, once its cluster address is taken out.
+enum Action {
+    AddGroup {
+        group: String,
+        kind: String,
+        size: Option<usize>,
+    },
+    RemoveGroup {
+        group: String,
+    },
+    Table {
+        json: bool,
+    },
+    Request(args::RequestArgs, Mode),
+    Kv(args::KvOp),
+}
+
+impl Action {
+    async fn run(self, client: &Client) -> Result<String, CliError> {
+        match self {
+            Action::AddGroup { group, kind, size } => {
+                admin::add_group(client, &group, &kind, size).await
+            }
+            Action::RemoveGroup { group } => admin::remove_group(client, &group).await,
+            Action::Table { json } => admin::routing_table(client, json).await,
+            Action::Request(args, mode) => request::run(client, &args, mode).await,
+            Action::Kv(op) => kv::run(client, op).await,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The routing table as the program shows it: one view, printed as a
+//! readable table or as JSON, with member ids resolved to node names.
+
+use dike_core::routing::{NodeStatus, RoutingTable};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// The routing table in the program's output form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableView {
+    /// The table's version.
+    pub version: u64,
+    /// Every node the master knows.
+    pub nodes: Vec<NodeView>,
+    /// Every group.
+    pub groups: Vec<GroupView>,
+}
+
+/// One node of the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    /// Its name.
+    pub name: String,
+    /// Its cluster address.
+    pub address: String,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Whether it is up.
+    pub up: bool,
+}
+
+/// One group of the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupView {
+    /// Its name.
+    pub name: String,
+    /// Its server kind.
+    pub kind: String,
+    /// The nodes of its voting members (their ids if a node is unknown).
+    pub members: Vec<String>,
+    /// Its learners, likewise.
+    pub learners: Vec<String>,
+    /// Its configuration epoch.
+    pub epoch: u64,
+}
+
+impl TableView {
+    /// The view of `table`.
+    pub fn of(table: &RoutingTable) -> TableView {
+        let name = |m: &dike_core::MemberId| {
+            table
+                .node(m.node)
+                .map_or_else(|| m.to_string(), |n| n.name.clone())
+        };
+        TableView {
+            version: table.version,
+            nodes: table
+                .nodes
+                .values()
+                .map(|n| NodeView {
+                    name: n.name.clone(),
+                    address: n.address.clone(),
+                    incarnation: n.incarnation.0,
+                    up: n.status == NodeStatus::Up,
+                })
+                .collect(),
+            groups: table
+                .groups
+                .values()
+                .map(|g| GroupView {
+                    name: g.name.clone(),
+                    kind: g.kind.clone(),
+                    members: g.config.voters.iter().map(name).collect(),
+                    learners: g.config.learners.iter().map(name).collect(),
+                    epoch: g.config.epoch,
+                })
+                .collect(),
+        }
+    }
+
+    /// The view as aligned text columns.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("routing table version {}\n\n", self.version);
+        let nodes: Vec<[String; 3]> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let status = if n.up { "up" } else { "down" };
+                [n.name.clone(), n.address.clone(), status.to_owned()]
+            })
+            .collect();
+        out += &columns(["NODE", "ADDRESS", "STATUS"], &nodes);
+        out += "\n";
+        let groups: Vec<[String; 4]> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let mut members = g.members.join(",");
+                if !g.learners.is_empty() {
+                    let _ = write!(members, " (learning: {})", g.learners.join(","));
+                }
+                [g.name.clone(), g.kind.clone(), members, g.epoch.to_string()]
+            })
+            .collect();
+        if groups.is_empty() {
+            out += "no groups\n";
+        } else {
+            out += &columns(["GROUP", "KIND", "MEMBERS", "EPOCH"], &groups);
+        }
+        out
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(str::to_owned);
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
+        out += "\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dike_core::Incarnation;
+
+    fn table() -> RoutingTable {
+        let mut t = RoutingTable::new();
+        let id = dike_actors::config::node_id_of("n1");
+        t.add_node(id, "n1", "127.0.0.1:7001", Incarnation(3))
+            .expect("add node");
+        t.add_group("calc", "arithmetic", 1).expect("add group");
+        t
+    }
+
+    #[test]
+    fn members_are_shown_by_node_name_with_kind_and_epoch() {
+        let text = TableView::of(&table()).to_text();
+        assert!(text.contains("GROUP  KIND        MEMBERS  EPOCH"), "{text}");
+        assert!(text.contains("calc   arithmetic  n1       0"), "{text}");
+        assert!(text.contains("n1    127.0.0.1:7001  up"), "{text}");
+    }
+
+    #[test]
+    fn the_json_form_lists_groups_with_members() {
+        let json = serde_json::to_value(TableView::of(&table())).expect("json");
+        assert_eq!(json["groups"][0]["members"][0], "n1");
+        assert_eq!(json["groups"][0]["kind"], "arithmetic");
+    }
+}

@@ -1,0 +1,162 @@
+//! The `dike` program against a real node: `dike node` runs as a child
+//! process in single-node mode, and every other command is a separate `dike`
+//! process talking to it as a client.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "cli-test-cookie";
+
+/// The `dike node` child, killed when the test ends however it ends.
+struct NodeProcess {
+    child: Child,
+    log: PathBuf,
+    via: String,
+}
+
+impl NodeProcess {
+    fn start(name: &str) -> NodeProcess {
+        let addr = free_addr();
+        let via = format!("{name}@{addr}");
+        let log = std::env::temp_dir().join(format!("dike-cli-{name}-{}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_dike"))
+            .args(["node", "--name", name, "--listen", &addr.to_string()])
+            .args(["--masters", &via, "--in-memory"])
+            .env("DIKE_COOKIE", COOKIE)
+            .env("RUST_LOG", "info,ractor_cluster=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn dike node");
+        NodeProcess { child, log, via }
+    }
+
+    /// Runs `dike ARGS --via <this node>` and returns what it did.
+    fn dike(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_dike"))
+            .args(args)
+            .args(["--via", &self.via])
+            .env("DIKE_COOKIE", COOKIE)
+            .output()
+            .expect("run dike")
+    }
+
+    /// Runs `dike ARGS` and returns its stdout, failing the test with both
+    /// outputs and the node's log if it fails.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.dike(args);
+        assert!(
+            out.status.success(),
+            "dike {args:?} failed: {}\nstdout: {}\nstderr: {}\nnode log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `dike routing-table` until it succeeds or `within` passes.
+    fn wait_until_serving(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("dike node exited with {status}\n{}", self.log_text());
+            }
+            let out = self.dike(&["routing-table"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not serve the routing table within {within:?}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+#[test]
+fn a_single_node_serves_groups_requests_and_a_kv_ring_from_the_command_line() {
+    let mut node = NodeProcess::start("solo");
+    node.wait_until_serving(Duration::from_secs(30));
+
+    let added = node.ok(&["add-group", "calc", "arithmetic"]);
+    assert!(
+        added.contains("group calc (arithmetic) on 1 replicas"),
+        "{added}"
+    );
+
+    let reply = node.ok(&["request", "calc", r#"{"Add":5}"#]);
+    assert_eq!(reply.trim(), r#"{"Ok":5}"#);
+    let read = node.ok(&["query", "calc", r#""Read""#]);
+    assert_eq!(read.trim(), r#"{"Ok":5}"#);
+
+    let table = node.ok(&["routing-table"]);
+    assert!(
+        table.contains("calc") && table.contains("arithmetic"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&node.ok(&["routing-table", "--json"])).expect("JSON table");
+    assert_eq!(json["groups"][0]["name"], "calc");
+    assert_eq!(json["groups"][0]["members"][0], "solo");
+
+    node.ok(&["add-group", "vnode-1", "kv"]);
+    let previous = node.ok(&["kv", "put", "colour", "green"]);
+    assert_eq!(previous.trim(), "null");
+    let value = node.ok(&["kv", "get", "colour"]);
+    assert_eq!(value.trim(), r#""green""#);
+    node.ok(&["kv", "del", "colour"]);
+    assert_eq!(node.ok(&["kv", "get", "colour"]).trim(), "null");
+
+    let removed = node.ok(&["remove-group", "calc"]);
+    assert!(removed.contains("removed group calc"), "{removed}");
+}
+
+#[test]
+fn a_malformed_request_fails_with_a_clear_error_and_a_nonzero_exit() {
+    let mut node = NodeProcess::start("strict");
+    node.wait_until_serving(Duration::from_secs(30));
+    node.ok(&["add-group", "calc", "arithmetic"]);
+
+    let out = node.dike(&["request", "calc", "{Add:5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a malformed request must fail");
+    assert!(
+        stderr.contains("not a valid arithmetic request") && stderr.contains(r#"{"Add":5}"#),
+        "{stderr}"
+    );
+
+    let out = node.dike(&["request", "nowhere", r#"{"Add":5}"#]);
+    assert!(!out.status.success(), "an unknown group must fail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no group named \"nowhere\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
