@@ -256,16 +256,26 @@ impl<M: StateMachine> Replica<M> {
             },
         );
         let members: Vec<MemberId> = self.config.all_members().collect();
-        for m in members {
-            self.send(
-                m,
-                Message::Accept {
-                    ballot,
-                    slot,
-                    entry: entry.clone(),
-                    commit,
-                },
-            );
+        self.send_accept(&members, ballot, slot, entry, commit);
+    }
+
+    /// Sends `Accept(ballot, slot, entry, commit)` to each of `to`.
+    fn send_accept(
+        &mut self,
+        to: &[MemberId],
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry,
+        commit: Slot,
+    ) {
+        for m in to {
+            let msg = Message::Accept {
+                ballot,
+                slot,
+                entry: entry.clone(),
+                commit,
+            };
+            self.send(*m, msg);
         }
     }
 
@@ -433,17 +443,12 @@ impl<M: StateMachine> Replica<M> {
         }
         let members: Vec<MemberId> = self.config.all_members().collect();
         for (slot, entry, acks) in resend {
-            for m in members.iter().filter(|m| !acks.contains(m)) {
-                self.send(
-                    *m,
-                    Message::Accept {
-                        ballot,
-                        slot,
-                        entry: entry.clone(),
-                        commit,
-                    },
-                );
-            }
+            let missing: Vec<MemberId> = members
+                .iter()
+                .copied()
+                .filter(|m| !acks.contains(m))
+                .collect();
+            self.send_accept(&missing, ballot, slot, entry, commit);
         }
         if hibernate {
             // Sleep only once every member acknowledged the commit index:
