@@ -1,1 +1,19 @@
-//! Multi-process tests and benchmark harness (grows with the runtime issues).
+//! Multi-process tests and the benchmark harness of dike-rs.
+//!
+//! [`Cluster`] runs `dike node` processes on loopback (one address per node,
+//! durable or in-memory storage, logs per node) and stops, kills, pauses,
+//! resumes, restarts and adds them; [`Client`] is a client node in the test
+//! process with the example kinds registered and the waits the tests share;
+//! [`wait`] polls named conditions with deadlines. The scenarios of the
+//! original Dike test suite live in `tests/original_suite.rs`; see
+//! docs/TESTING.md.
+
+pub mod binary;
+pub mod client;
+pub mod cluster;
+pub mod wait;
+
+pub use binary::dike_binary;
+pub use client::Client;
+pub use cluster::{one_at_a_time, Cluster, ClusterBuilder, Storage};
+pub use wait::{wait_until, Check, NotYet};
