@@ -122,7 +122,10 @@ async fn run_etcd(args: &Args, clients: usize) -> Run {
             let conn = conns[c].clone();
             async move {
                 let key = format!("k{c}-{}", i % 1024);
-                conn.lock().await.put(key.as_bytes(), value(size, i).as_bytes()).await
+                conn.lock()
+                    .await
+                    .put(key.as_bytes(), value(size, i).as_bytes())
+                    .await
             }
         }))
     })
@@ -152,7 +155,9 @@ async fn run_dike(args: &Args, clients: usize) -> Run {
         let handle = client.group::<KvServer>(&g);
         client
             .wait_until(Duration::from_secs(30), "the group answers", || async {
-                Ok(handle.call(KvRequest::Put("warm".into(), "1".into())).await?)
+                Ok(handle
+                    .call(KvRequest::Put("warm".into(), "1".into()))
+                    .await?)
             })
             .await;
     }
