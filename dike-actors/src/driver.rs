@@ -12,8 +12,10 @@
 //! waits for a disk.
 //!
 //! Invariants: the messages of a `Ready` that must wait for its writes
-//! (`after_write`, and messages to itself), its responses and its effects
-//! are released only after those writes are durable; `take_ready` is never
+//! (`after_write`, and messages to itself) are released only after those
+//! writes are durable; responses and effects go at once, because they
+//! follow from entries already chosen, which a quorum holds durably
+//! whatever this replica's disk does; `take_ready` is never
 //! called while a write is in flight, so the replica sees the same sequence
 //! as with a blocking disk; a storage error stops the driver (fail-stop)
 //! and nothing held is released.
@@ -118,8 +120,6 @@ impl ReplicaStorage for crate::storage::GroupStorage {
 struct Held {
     to_peers: Vec<Envelope>,
     to_self: Vec<Envelope>,
-    responses: Vec<Response>,
-    effects: Vec<dike_core::Effect>,
 }
 
 /// A replica and its storage. See the module documentation.
@@ -258,11 +258,12 @@ impl GroupDriver {
                 // only come if we return to the mailbox.
                 break;
             }
-            let mut held = Held {
-                responses: ready.responses,
-                effects: ready.effects,
-                ..Held::default()
-            };
+            // Answers and effects of chosen entries need not wait.
+            out.responses.extend(ready.responses);
+            for effect in ready.effects {
+                effect.run();
+            }
+            let mut held = Held::default();
             // Messages that need not wait for the write go now.
             for env in ready.messages {
                 if env.to == me {
@@ -316,10 +317,6 @@ impl GroupDriver {
     fn release(&mut self, held: Held, out: &mut Output) {
         for env in held.to_peers {
             out.to_peers.entry(env.to).or_default().push(env);
-        }
-        out.responses.extend(held.responses);
-        for effect in held.effects {
-            effect.run();
         }
         for env in held.to_self {
             self.replica.step(env.from, env.msg);
