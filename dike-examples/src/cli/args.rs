@@ -57,8 +57,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running node that has not joined to join the cluster (it then
+    /// hosts replicas); prints "joined" or "already known".
+    Join {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The node, NAME@HOST:PORT (its --name and --listen).
+        node: String,
+    },
     /// Send a request through a group's log; the reply is printed as JSON.
     Request(RequestArgs),
+    /// Send a command through a group's log without showing its reply
+    /// (fire-and-forget); prints "sent" once it was handed on.
+    Cast(RequestArgs),
     /// Ask a group with a read-index query (no log write); the reply is
     /// printed as JSON.
     Query(RequestArgs),
@@ -96,13 +108,31 @@ pub enum KvOp {
         /// The key.
         key: String,
     },
+    /// Compare-and-set: store NEW only if the key holds EXPECTED now; prints
+    /// the previous value, or fails (exit 1) showing the current one. An
+    /// empty string stands for "absent": EXPECTED "" requires the key to be
+    /// absent, NEW "" deletes it.
+    Cas {
+        /// The cluster and the ring.
+        #[command(flatten)]
+        ring: Ring,
+        /// The key.
+        key: String,
+        /// The value the key must hold ("" = absent).
+        expected: String,
+        /// The value to store ("" = delete).
+        new: String,
+    },
 }
 
 impl KvOp {
     /// The cluster and ring the operation goes to.
     pub fn ring(&self) -> &Ring {
         match self {
-            KvOp::Get { ring, .. } | KvOp::Put { ring, .. } | KvOp::Del { ring, .. } => ring,
+            KvOp::Get { ring, .. }
+            | KvOp::Put { ring, .. }
+            | KvOp::Del { ring, .. }
+            | KvOp::Cas { ring, .. } => ring,
         }
     }
 }

@@ -92,6 +92,19 @@ impl Client {
             .ok_or_else(|| CliError::NoSuchGroup(group.to_owned()))
     }
 
+    /// Waits (up to the client's timeout) until the dispatcher is done with
+    /// every cast; returns whether it is.
+    pub async fn drain_casts(&self) -> bool {
+        let deadline = Instant::now() + self.timeout;
+        while self.node.casts_in_flight() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Stops the client node.
     pub async fn stop(self) {
         self.node.stop().await;

@@ -39,7 +39,9 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         } => (via, Action::AddGroup { group, kind, size }),
         Command::RemoveGroup { via, group } => (via, Action::RemoveGroup { group }),
         Command::RoutingTable { via, json } => (via, Action::Table { json }),
+        Command::Join { via, node } => (via, Action::Join { node }),
         Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
+        Command::Cast(args) => (args.via.clone(), Action::Cast(args)),
         Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
         Command::Kv(op) => (op.ring().via.clone(), Action::Kv(op)),
     };
@@ -66,7 +68,11 @@ enum Action {
     Table {
         json: bool,
     },
+    Join {
+        node: String,
+    },
     Request(args::RequestArgs, Mode),
+    Cast(args::RequestArgs),
     Kv(args::KvOp),
 }
 
@@ -78,7 +84,9 @@ impl Action {
             }
             Action::RemoveGroup { group } => admin::remove_group(client, &group).await,
             Action::Table { json } => admin::routing_table(client, json).await,
+            Action::Join { node } => admin::join(client, &node).await,
             Action::Request(args, mode) => request::run(client, &args, mode).await,
+            Action::Cast(args) => request::cast(client, &args).await,
             Action::Kv(op) => kv::run(client, op).await,
         }
     }
