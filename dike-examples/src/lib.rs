@@ -1,6 +1,7 @@
 //! Example paxos servers for dike-rs and the pieces of the `dike` program.
 
 pub mod arithmetic;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod kv;

@@ -233,3 +233,37 @@ fn join_cast_and_compare_and_set_from_the_command_line() {
     assert_eq!(chief.ok(&["kv", "cas", "k", "v1", "v2"]).trim(), r#""v1""#);
     assert_eq!(chief.ok(&["kv", "get", "k"]).trim(), r#""v2""#);
 }
+
+#[test]
+fn a_two_second_bench_against_one_node_reports_its_load() {
+    let mut node = NodeProcess::start("bencher");
+    node.wait_until_serving(Duration::from_secs(30));
+    let out = node.ok(&[
+        "bench",
+        "--kind",
+        "kv",
+        "--groups",
+        "2",
+        "--concurrency",
+        "4",
+        "--duration",
+        "2",
+        "--value-size",
+        "32",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(report["kind"], "kv");
+    assert!(report["ops"].as_u64().is_some_and(|n| n > 0), "{out}");
+    assert!(report["p99_us"].as_u64().is_some(), "{out}");
+    let text = node.ok(&["bench", "--groups", "1", "--duration", "1"]);
+    assert!(
+        text.contains("arithmetic on 1 groups") && text.contains("p99"),
+        "{text}"
+    );
+    let table = node.ok(&["routing-table"]);
+    assert!(
+        table.contains("vnode-2") && table.contains("bench-1"),
+        "{table}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The command line of the `dike` program (clap derive): what each command
 //! takes, with its `--help` text.
 
+use crate::bench::{BenchConfig, BenchKind};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +78,11 @@ pub enum Command {
     /// Use a key-value ring of `kv` groups named vnode-1 … vnode-N.
     #[command(subcommand)]
     Kv(KvOp),
+    /// Closed-loop load: C tasks each send a write and wait for its reply,
+    /// for S seconds; prints ops, errors, throughput and latency
+    /// percentiles. Creates the groups if missing (arithmetic: bench-1 …
+    /// bench-G; kv: the ring vnode-1 … vnode-G).
+    Bench(BenchArgs),
 }
 
 /// One key-value operation.
@@ -207,4 +213,43 @@ pub struct RequestArgs {
     /// The request as JSON in its kind's serde form, e.g. '{"Add":5}',
     /// '"Read"', '{"Put":["k","v"]}'.
     pub request: String,
+}
+
+/// Arguments of `dike bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub via: Via,
+    /// What to load: arithmetic adds, or kv puts of random keys.
+    #[arg(long, value_enum, default_value_t = BenchKind::Arithmetic)]
+    pub kind: BenchKind,
+    /// Number of groups (G).
+    #[arg(long, default_value_t = 4)]
+    pub groups: u32,
+    /// Concurrent closed-loop tasks (C).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// How long to send, in seconds (S).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Bytes per value (kv only).
+    #[arg(long, default_value_t = 64)]
+    pub value_size: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The bench's configuration.
+    pub fn config(&self) -> BenchConfig {
+        BenchConfig {
+            kind: self.kind,
+            groups: self.groups,
+            concurrency: self.concurrency,
+            duration: std::time::Duration::from_secs(self.duration),
+            value_size: self.value_size,
+        }
+    }
 }

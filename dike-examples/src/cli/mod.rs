@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod bench;
 pub mod client;
 pub mod error;
 pub mod kinds;
@@ -44,6 +45,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Cast(args) => (args.via.clone(), Action::Cast(args)),
         Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
         Command::Kv(op) => (op.ring().via.clone(), Action::Kv(op)),
+        Command::Bench(args) => (args.via.clone(), Action::Bench(args)),
     };
     let client = Client::connect(&via).await?;
     let out = action.run(&client).await;
@@ -74,6 +76,7 @@ enum Action {
     Request(args::RequestArgs, Mode),
     Cast(args::RequestArgs),
     Kv(args::KvOp),
+    Bench(args::BenchArgs),
 }
 
 impl Action {
@@ -88,6 +91,7 @@ impl Action {
             Action::Request(args, mode) => request::run(client, &args, mode).await,
             Action::Cast(args) => request::cast(client, &args).await,
             Action::Kv(op) => kv::run(client, op).await,
+            Action::Bench(args) => bench::run(client, &args.config(), args.json).await,
         }
     }
 }
