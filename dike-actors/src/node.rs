@@ -389,9 +389,29 @@ impl NodeHandle {
     }
 
     /// Casts the dispatcher is still sending. A process that exits right
-    /// after casting cuts those off: wait for 0 first if they matter.
+    /// after casting cuts those off: see [`NodeHandle::wait_for_casts`].
     pub fn casts_in_flight(&self) -> usize {
         self.ctx.casts_in_flight()
+    }
+
+    /// Waits until the dispatcher is done with every cast handed to it so
+    /// far (answered or given up on), or until `within` passes; returns
+    /// whether it is done.
+    pub async fn wait_for_casts(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        // The dispatcher takes its messages in order: once it answered this
+        // call, every earlier cast is counted.
+        if let Some(d) = self.dispatcher() {
+            let wait = within.as_millis().try_into().unwrap_or(u64::MAX);
+            let _ = ractor::call_t!(d, DispatcherMsg::RoutingTable, wait);
+        }
+        while self.ctx.casts_in_flight() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Creates group `name` of `kind` with the configured group size. An

@@ -320,14 +320,11 @@ async fn a_cast_command_is_applied_without_the_caller_waiting_for_it() {
     })
     .await;
     assert_eq!(seen, Ok(()), "the cast's effect shows in a read");
-    let drained = eventually(Duration::from_secs(5), || async {
-        match node.casts_in_flight() {
-            0 => Ok(()),
-            n => Err(DikeError::Decode(format!("{n} casts in flight"))),
-        }
-    })
-    .await;
-    assert_eq!(drained, Ok(()), "a finished cast is no longer counted");
+    assert!(
+        node.wait_for_casts(Duration::from_secs(5)).await,
+        "a finished cast is no longer counted"
+    );
+    assert_eq!(node.casts_in_flight(), 0);
     node.stop().await;
     assert!(
         matches!(

@@ -216,8 +216,15 @@ fn join_cast_and_compare_and_set_from_the_command_line() {
     chief.ok(&["add-group", "calc", "arithmetic", "--size", "1"]);
     assert_eq!(chief.ok(&["cast", "calc", r#"{"Add":7}"#]).trim(), "sent");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while chief.ok(&["query", "calc", r#""Read""#]).trim() != r#"{"Ok":7}"# {
-        assert!(Instant::now() < deadline, "the cast was never applied");
+    loop {
+        let read = chief.ok(&["query", "calc", r#""Read""#]);
+        if read.trim() == r#"{"Ok":7}"# {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cast was never applied: calc reads {read}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 

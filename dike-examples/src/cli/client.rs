@@ -95,14 +95,7 @@ impl Client {
     /// Waits (up to the client's timeout) until the dispatcher is done with
     /// every cast; returns whether it is.
     pub async fn drain_casts(&self) -> bool {
-        let deadline = Instant::now() + self.timeout;
-        while self.node.casts_in_flight() > 0 {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        true
+        self.node.wait_for_casts(self.timeout).await
     }
 
     /// Stops the client node.
