@@ -6,5 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod kv;
 pub mod lock;
+pub mod processes;
+pub mod simulate;
 
 pub use arithmetic::{Arithmetic, ArithmeticError, ArithmeticReply, ArithmeticRequest};

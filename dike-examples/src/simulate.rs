@@ -1,6 +1,7 @@
-//! `dike demo`: a replicated arithmetic group, shown step by step.
+//! `dike simulate`: a replicated arithmetic group inside one process, shown
+//! step by step, then the fault simulator.
 //!
-//! This version runs the group inside one process on dike-core's in-memory
+//! It runs the group inside one process on dike-core's in-memory
 //! cluster (the same replica code the runtime drives; messages and disk
 //! writes are in memory), then runs the randomised fault simulator. It shows
 //! requests being answered, two of five replicas crashing (one the leader),

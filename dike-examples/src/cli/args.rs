@@ -18,9 +18,13 @@ pub struct Cli {
 /// The `dike` commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Show a replicated arithmetic group surviving crashes, then run the
-    /// fault simulator.
-    Demo {
+    /// Start a local 5-node cluster as child processes, add groups, send
+    /// requests, kill two nodes with SIGKILL, show the groups still answer,
+    /// restart the two and show they catch up; then stop everything.
+    Demo,
+    /// The same story inside one process on dike-core's in-memory cluster,
+    /// then the randomised fault simulator.
+    Simulate {
         /// Fault schedules the simulator runs at the end.
         #[arg(long, default_value_t = 200)]
         schedules: u64,

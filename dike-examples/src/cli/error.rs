@@ -59,6 +59,9 @@ pub enum CliError {
         /// Its value now (`None`: absent).
         current: Option<String>,
     },
+    /// The demo could not go on.
+    #[error("the demo stopped: {0}")]
+    Demo(String),
     /// The running node stopped by itself.
     #[error("the node stopped unexpectedly")]
     NodeStopped,

@@ -25,12 +25,13 @@ use client::Client;
 use kinds::Mode;
 use std::io::Write;
 
-/// Runs a command other than `demo` (which needs no runtime) to the end.
+/// Runs a command other than `simulate` (which needs no runtime) to the end.
 pub async fn run(command: Command) -> Result<(), CliError> {
     let (via, action) = match command {
-        Command::Demo { .. } => {
-            return Err(CliError::Usage("demo runs without a runtime".into()));
+        Command::Simulate { .. } => {
+            return Err(CliError::Usage("simulate runs without a runtime".into()));
         }
+        Command::Demo => return demo().await,
         Command::Node(args) => return node::run(args).await,
         Command::AddGroup {
             via,
@@ -55,6 +56,18 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         .write_all(out?.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(|e| CliError::Output(e.to_string()))
+}
+
+/// `dike demo`, stopped early (its nodes killed, their data removed) on
+/// Ctrl-C.
+async fn demo() -> Result<(), CliError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Usage(format!("cannot find this program's path: {e}")))?;
+    let mut stdout = std::io::stdout();
+    tokio::select! {
+        r = crate::demo::run(&mut stdout, &exe) => r.map_err(|e| CliError::Demo(e.to_string())),
+        _ = tokio::signal::ctrl_c() => Err(CliError::Demo("interrupted; the nodes were stopped".into())),
+    }
 }
 
 /// A client command, once its cluster address is taken out.
