@@ -164,9 +164,9 @@ impl<W: Write> Demo<'_, W> {
         let started = Instant::now();
         let reply = self.calc(ArithmeticRequest::Add(10)).await?;
         self.say(format!(
-            "   {CALC} Add(10) -> {} (after {:.1} s: a new leader was elected)",
+            "   {CALC} Add(10) -> {} (in {} ms: another replica took over as leader)",
             show_calc(reply),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_millis()
         ))?;
         let prev = self
             .kv(KvRequest::Put("colour".into(), "blue".into()))

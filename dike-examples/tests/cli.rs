@@ -213,6 +213,15 @@ fn join_cast_and_compare_and_set_from_the_command_line() {
     assert!(!out.status.success(), "joining a dead address must fail");
     assert!(stderr.contains("not reachable"), "{stderr}");
 
+    let misnamed = format!("stranger@{helper_addr}");
+    let out = chief.dike(&["join", &misnamed, "--timeout", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "joining a node by the wrong name must fail"
+    );
+    assert!(stderr.contains(r#"no node named "stranger""#), "{stderr}");
+
     chief.ok(&["add-group", "calc", "arithmetic", "--size", "1"]);
     assert_eq!(chief.ok(&["cast", "calc", r#"{"Add":7}"#]).trim(), "sent");
     let deadline = Instant::now() + Duration::from_secs(10);
