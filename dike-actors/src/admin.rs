@@ -38,6 +38,9 @@ pub enum AdminMsg {
     /// encoded [`AdminReply`].
     #[rpc]
     Join(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// The liveness ping of DESIGN 4.3: answered at once with nothing.
+    #[rpc]
+    Ping(RpcReplyPort<Vec<u8>>),
 }
 
 /// What a caller asks with [`AdminMsg::Join`].
@@ -146,6 +149,9 @@ impl Actor for Admin {
                     let _ = reply.send(encoded);
                 });
             }
+            AdminMsg::Ping(reply) => {
+                let _ = reply.send(Vec::new());
+            }
         }
         Ok(())
     }
@@ -190,6 +196,34 @@ pub fn find_admin(name: &str) -> Option<ActorRef<AdminMsg>> {
         .into_iter()
         .find(|c| c.get_name().as_deref() == Some(wanted.as_str()))
         .map(ActorRef::from)
+}
+
+/// Pings the admin actor of every other node this node sees; answers, by
+/// node name, whether each answered within `timeout`.
+pub async fn ping_peers(me: &str, timeout: Duration) -> Vec<(String, bool)> {
+    let mut pings = tokio::task::JoinSet::new();
+    for cell in ractor::pg::get_members(&ADMIN_PG.to_owned()) {
+        let Some(name) = cell.get_name() else {
+            continue;
+        };
+        let Some(node) = name.strip_prefix("dike-admin/").map(str::to_owned) else {
+            continue;
+        };
+        if node == me {
+            continue;
+        }
+        let admin: ActorRef<AdminMsg> = cell.into();
+        pings.spawn(async move {
+            let answered = admin.call(AdminMsg::Ping, Some(timeout)).await;
+            let ok = matches!(answered, Ok(ractor::rpc::CallResult::Success(_)));
+            (node, ok)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(Ok(r)) = pings.join_next().await {
+        out.push(r);
+    }
+    out
 }
 
 /// Asks node `name`, listening at `address`, to join the cluster, from the

@@ -14,6 +14,7 @@
 use crate::context::NodeContext;
 use crate::error::DikeError;
 use crate::group_supervisor::GroupSupMsg;
+use crate::liveness::{Liveness, Verdict};
 use crate::master::{MasterReply, MasterRequest};
 use crate::reconcile;
 use crate::router::Router;
@@ -68,9 +69,14 @@ pub enum DispatcherMsg {
     Refreshed(Result<Arc<RoutingTable>, DikeError>),
     /// The cluster session to node `name` dropped.
     PeerDown(String),
+    /// A liveness round ended: which peers answered their ping (internal).
+    Pinged(Vec<(String, bool)>),
 }
 
 impl ractor::Message for DispatcherMsg {}
+
+/// How long a peer may take to answer a liveness ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The dispatcher actor.
 pub struct Dispatcher;
@@ -80,6 +86,8 @@ pub struct DispatcherState {
     ctx: Arc<NodeContext>,
     router: Arc<Router>,
     refreshing: bool,
+    pinging: bool,
+    liveness: Liveness,
     timer: ractor::concurrency::JoinHandle<()>,
 }
 
@@ -99,6 +107,8 @@ impl Actor for Dispatcher {
             router: Arc::new(Router::new(ctx.clone())),
             ctx,
             refreshing: false,
+            pinging: false,
+            liveness: Liveness::default(),
             timer,
         })
     }
@@ -172,6 +182,14 @@ impl Actor for Dispatcher {
                 let _ = reply.send(state.router.table());
             }
             DispatcherMsg::Refresh => {
+                if !state.pinging {
+                    state.pinging = true;
+                    let (me, name) = (myself.clone(), state.ctx.config.name.clone());
+                    tokio::spawn(async move {
+                        let answers = crate::admin::ping_peers(&name, PING_TIMEOUT).await;
+                        let _ = me.cast(DispatcherMsg::Pinged(answers));
+                    });
+                }
                 if !state.refreshing {
                     state.refreshing = true;
                     let (ctx, router, me) = (state.ctx.clone(), state.router.clone(), myself);
@@ -188,7 +206,25 @@ impl Actor for Dispatcher {
                     Err(e) => tracing::debug!("routing table refresh failed: {e}"),
                 }
             }
-            DispatcherMsg::PeerDown(name) => state.peer_down(name),
+            DispatcherMsg::PeerDown(name) => {
+                state.liveness.forget(&name);
+                state.peer_down(name, true);
+            }
+            DispatcherMsg::Pinged(answers) => {
+                state.pinging = false;
+                for (name, answered) in answers {
+                    match state.liveness.record(&name, answered) {
+                        Some(Verdict::Unresponsive) => {
+                            tracing::warn!(peer = %name, "peer does not answer pings: treating it as down");
+                            state.peer_down(name, false);
+                        }
+                        Some(Verdict::Back) => {
+                            tracing::info!(peer = %name, "peer answers pings again");
+                        }
+                        None => {}
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -209,17 +245,18 @@ impl DispatcherState {
         }
     }
 
-    /// A peer's session dropped. If no session to it is left, local
-    /// replicas whose leader was there may campaign at once (the node-level
-    /// failure detector of DESIGN 4.3), and a master node reports the peer
-    /// down to the master.
-    fn peer_down(&self, name: String) {
+    /// A peer's session dropped (`session_dropped`; then only if no
+    /// session to it is left) or it stopped answering pings: local replicas
+    /// whose leader was there may campaign at once (the node-level failure
+    /// detector of DESIGN 4.3), and a master node reports the peer down to
+    /// the master.
+    fn peer_down(&self, name: String, session_dropped: bool) {
         let node = crate::config::node_id_of(&name);
         let (router, ctx) = (self.router.clone(), self.ctx.clone());
         tokio::spawn(async move {
             // A duplicate session closed by ractor_cluster's de-duplication
             // is no failure: act only if no session to the peer is left.
-            if connected_names(&ctx).await.contains(&name) {
+            if session_dropped && connected_names(&ctx).await.contains(&name) {
                 return;
             }
             if let Some(groups) = ctx.group_supervisor() {

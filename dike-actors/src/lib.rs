@@ -15,6 +15,7 @@ pub mod dispatcher;
 pub mod driver;
 pub mod error;
 pub mod group_supervisor;
+pub mod liveness;
 pub mod master;
 pub mod node;
 pub mod provider;

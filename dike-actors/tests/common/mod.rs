@@ -59,6 +59,18 @@ impl Processes {
     }
 
     /// The tail of every node's log, for a failing test's message.
+    /// Sends signal `sig` (`STOP`, `CONT`, …) to node `name` with kill(1).
+    pub fn signal(&mut self, name: &str, sig: &str) {
+        if let Some((_, c)) = self.children.iter_mut().find(|(n, _)| n == name) {
+            let status = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{sig} {name}");
+        }
+    }
+
     /// Whether every child is still running.
     pub fn all_running(&mut self) -> bool {
         self.children
