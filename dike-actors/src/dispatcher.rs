@@ -241,7 +241,8 @@ impl DispatcherState {
         };
         let mine = reconcile::assignments(table, me);
         if let Some(groups) = self.ctx.group_supervisor() {
-            let _ = groups.cast(GroupSupMsg::Reconcile(mine));
+            let existing = table.groups.keys().cloned().collect();
+            let _ = groups.cast(GroupSupMsg::Reconcile(mine, existing));
         }
     }
 

@@ -20,13 +20,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long a replica that left a group still runs before it stops.
+const LINGER: Duration = Duration::from_secs(20);
+
 /// How long stopping the replicas may take.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Messages to the group supervisor (local only).
 pub enum GroupSupMsg {
-    /// The replicas the routing table assigns to this node.
-    Reconcile(BTreeMap<String, Assignment>),
+    /// The replicas the routing table assigns to this node, and the names
+    /// of every group in the table.
+    Reconcile(BTreeMap<String, Assignment>, BTreeSet<String>),
     /// One node tick, passed on to every replica.
     Tick,
     /// Node `NodeId` is down: tell every replica.
@@ -117,7 +121,7 @@ impl Actor for GroupSupervisor {
                     let _ = c.actor.cast(ReplicaMsg::Tick);
                 }
             }
-            GroupSupMsg::Reconcile(desired) => {
+            GroupSupMsg::Reconcile(desired, existing) => {
                 state.ensure_pinned(&myself).await;
                 let running: BTreeMap<String, Assignment> = state
                     .children
@@ -127,7 +131,12 @@ impl Actor for GroupSupervisor {
                 let pinned: BTreeSet<String> = state.pinned.keys().cloned().collect();
                 let plan = reconcile::plan(&running, &desired, &pinned);
                 for group in plan.stop {
-                    state.stop(&group);
+                    // A member that left a group that goes on lingers: the
+                    // remaining members may still need it to learn that the
+                    // change that removed it was chosen (a leader that
+                    // replaced itself, say).
+                    let linger = existing.contains(&group).then_some(LINGER);
+                    state.stop(&group, linger);
                 }
                 for a in plan.start {
                     state.start(&myself, a).await;
@@ -226,11 +235,22 @@ impl GroupSupState {
         }
     }
 
-    fn stop(&mut self, group: &str) {
+    /// Stops the replica of `group`, after `linger` if given (it is no
+    /// longer counted as running here meanwhile).
+    fn stop(&mut self, group: &str, linger: Option<Duration>) {
         if let Some(c) = self.children.remove(group) {
-            tracing::info!(%group, "stopping replica: no longer assigned to this node");
+            tracing::info!(%group, ?linger, "stopping replica: no longer assigned to this node");
             self.stopping.insert(c.actor.get_id());
-            c.actor.stop(Some("unassigned".into()));
+            match linger {
+                None => c.actor.stop(Some("unassigned".into())),
+                Some(after) => {
+                    let actor = c.actor.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        actor.stop(Some("unassigned; lingered".into()));
+                    });
+                }
+            }
             if let Err(e) = self.ctx.config.storage.remove(group, c.assignment.member) {
                 tracing::warn!(%group, "cannot remove the replica's storage: {e}");
             }
