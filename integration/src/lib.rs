@@ -11,6 +11,9 @@
 pub mod binary;
 pub mod client;
 pub mod cluster;
+pub mod etcd;
+pub mod loadgen;
+pub mod proc_stat;
 pub mod wait;
 
 pub use binary::dike_binary;
