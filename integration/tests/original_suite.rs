@@ -15,7 +15,9 @@
 //!   joins mid-load and groups must move to it; one node is restarted
 //!   (SIGTERM, or SIGKILL) under load; more operations; every group's
 //!   replicas agree; more writes to random groups; they agree again and
-//!   every key reads as the model says.
+//!   every key reads as the model says; then every node goes down the same
+//!   way at once and restarts from its data, and every key still reads as
+//!   the model says.
 //! - [`a_single_node_ring_keeps_every_acknowledged_write_across_a_kill_9`]:
 //!   the same on one node that is its own master (groups of one replica),
 //!   killed and restarted from its data directory.
@@ -53,6 +55,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long groups may take to move to a node that joined.
 const MOVE_WITHIN: Duration = Duration::from_secs(30);
 const VNODES: u32 = 16;
+/// How long one phase of the ring's clients may take (times the scale).
+const PHASE_WITHIN: Duration = Duration::from_secs(150);
+/// Failed requests a phase tolerates before it stops as unavailable.
+const MAX_FAILED: usize = 20;
 const CLIENTS: usize = 50;
 const KEYS_PER_CLIENT: usize = 8;
 
@@ -419,14 +425,15 @@ async fn kv_client(
     mut model: Model,
     ops: usize,
     seed: u64,
-    done: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
     phase: &'static str,
-) -> Model {
+) -> (usize, Model) {
     let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     for n in 0..ops {
         let serial = rng.random();
         let req = random_kv_op(&mut rng, id, &model, serial);
         let group = vnode_for(req.key(), VNODES);
+        progress.now(id, format!("op {n}: {req:?} on {group}"));
         let handle = client.group::<KvServer>(&group);
         // Half the reads are read-index queries, half go through the log.
         let reply = if matches!(req, KvRequest::Get(_)) && rng.random_bool(0.5) {
@@ -434,7 +441,7 @@ async fn kv_client(
         } else {
             handle.call(req.clone()).await
         };
-        done.fetch_add(1, Ordering::Relaxed);
+        progress.done.fetch_add(1, Ordering::Relaxed);
         let key = req.key().to_owned();
         match reply {
             Ok(reply) => {
@@ -447,17 +454,58 @@ async fn kv_client(
                 );
             }
             Err(e) => {
+                let failed = progress.failed.fetch_add(1, Ordering::Relaxed) + 1;
                 eprintln!("{phase}: client {id}, op {n}: {req:?} on {group} failed: {e}");
+                assert!(
+                    failed <= MAX_FAILED,
+                    "{phase}: {failed} requests failed; the last: client {id}, op {n}: \
+                     {req:?} on {group}: {e}"
+                );
                 model.unsure.insert(key);
             }
         }
     }
-    model
+    progress.now(id, "finished".into());
+    (id, model)
+}
+
+/// What the clients of a phase are doing, for the message of a phase that
+/// does not finish in time.
+struct Progress {
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    current: std::sync::Mutex<Vec<String>>,
+}
+
+impl Progress {
+    fn new(clients: usize) -> Progress {
+        Progress {
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            current: std::sync::Mutex::new(vec![String::new(); clients]),
+        }
+    }
+
+    fn now(&self, client: usize, what: String) {
+        if let Ok(mut c) = self.current.lock() {
+            c[client] = what;
+        }
+    }
+
+    fn unfinished(&self) -> String {
+        let c = self.current.lock().map(|c| c.clone()).unwrap_or_default();
+        c.iter()
+            .enumerate()
+            .filter(|(_, w)| w.as_str() != "finished")
+            .map(|(i, w)| format!("client {i}: {w}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// Runs `ops` operations on each of the clients' models in parallel (one
 /// task per client); `during` runs in this task meanwhile, with the
-/// operation counter. Returns the models, in client order.
+/// clients' progress. Returns the models, in client order.
 async fn kv_phase<F, Fut>(
     client: &Arc<Client>,
     models: Vec<Model>,
@@ -467,35 +515,36 @@ async fn kv_phase<F, Fut>(
     during: F,
 ) -> Vec<Model>
 where
-    F: FnOnce(Arc<AtomicUsize>) -> Fut,
+    F: FnOnce(Arc<Progress>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let started = Instant::now();
-    let done = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = models
-        .into_iter()
-        .enumerate()
-        .map(|(id, model)| {
-            tokio::spawn(kv_client(
-                client.clone(),
-                id,
-                model,
-                ops,
-                seed,
-                done.clone(),
-                phase,
-            ))
-        })
-        .collect();
-    during(done.clone()).await;
+    let progress = Arc::new(Progress::new(models.len()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (id, model) in models.into_iter().enumerate() {
+        let (client, progress) = (client.clone(), progress.clone());
+        tasks.spawn(kv_client(client, id, model, ops, seed, progress, phase));
+    }
+    during(progress.clone()).await;
+    let deadline = tokio::time::Instant::now() + PHASE_WITHIN.mul_f64(scale().max(1.0));
     let mut out = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(m) => out.push(m),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("{phase}: a client task ended: {e}"),
+    loop {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(m))) => out.push(m),
+            Ok(Some(Err(e))) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Ok(Some(Err(e))) => panic!("{phase}: a client task ended: {e}"),
+            Err(_) => panic!(
+                "{phase}: not finished within {PHASE_WITHIN:?}; {} operations done, {} failed; \
+                 unfinished clients:\n{}",
+                progress.done.load(Ordering::Relaxed),
+                progress.failed.load(Ordering::Relaxed),
+                progress.unfinished()
+            ),
         }
     }
+    out.sort_by_key(|(id, _)| *id);
+    let out: Vec<Model> = out.into_iter().map(|(_, m)| m).collect();
     let total = out.len() * ops;
     let unsure: usize = out.iter().map(|m| m.unsure.len()).sum();
     eprintln!(
@@ -505,8 +554,9 @@ where
     out
 }
 
-/// Waits until `done` reached `n`.
-async fn wait_for_ops(client: &Client, done: &AtomicUsize, n: usize) {
+/// Waits until the phase's clients did `n` operations.
+async fn wait_for_ops(client: &Client, progress: &Progress, n: usize) {
+    let done = &progress.done;
     let what = format!("{n} operations are done");
     client
         .wait_until(WITHIN, &what, || async {
@@ -715,6 +765,27 @@ async fn ring_scenario(ring: Ring) {
         "{:?}",
         cluster.unexpected_exits()
     );
+
+    // The whole cluster goes down the same way and comes back from its
+    // data directories: every acknowledged write is still there.
+    for i in 0..cluster.len() {
+        match ring.crash {
+            Crash::Stop => {
+                let status = cluster.stop(i);
+                assert!(
+                    status.success(),
+                    "{} exits cleanly: {status}",
+                    cluster.name(i)
+                );
+            }
+            Crash::Kill => cluster.kill(i),
+        }
+    }
+    for i in 0..cluster.len() {
+        cluster.start(i);
+    }
+    client.wait_for_live_nodes(&cluster.names(), WITHIN).await;
+    assert_ring_agrees(&client, &all, "after the whole cluster restarted").await;
     let acknowledged: usize = all.iter().map(|m| m.acknowledged).sum();
     eprintln!(
         "{}: {acknowledged} acknowledged operations checked in {:?}",
