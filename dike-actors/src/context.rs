@@ -7,6 +7,7 @@
 //! (they are seeded from the wall clock), so a restarted replica never runs
 //! the effects of an earlier life.
 
+use crate::admin::AdminMsg;
 use crate::config::NodeConfig;
 use crate::dispatcher::DispatcherMsg;
 use crate::group_supervisor::GroupSupMsg;
@@ -15,7 +16,7 @@ use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMach
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,9 +31,15 @@ pub struct NodeContext {
     pub incarnation: Incarnation,
     kinds: RwLock<HashMap<String, MachineFactory>>,
     boots: AtomicU64,
+    /// Whether the node belongs in the routing table: `config.join`, or
+    /// asked to join later ([`NodeContext::set_joining`]).
+    joining: AtomicBool,
+    /// Casts still being sent by the dispatcher.
+    casts: AtomicUsize,
     pub(crate) dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
     pub(crate) groups: RwLock<Option<ActorRef<GroupSupMsg>>>,
     pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
+    pub(crate) admin: RwLock<Option<ActorRef<AdminMsg>>>,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).
@@ -52,13 +59,16 @@ impl NodeContext {
             .incarnation()
             .unwrap_or(Incarnation(now.max(1)));
         let ctx = NodeContext {
+            joining: AtomicBool::new(config.join),
             config,
             incarnation,
             kinds: RwLock::new(HashMap::new()),
             boots: AtomicU64::new(now),
+            casts: AtomicUsize::new(0),
             dispatcher: RwLock::new(None),
             groups: RwLock::new(None),
             node_server: RwLock::new(None),
+            admin: RwLock::new(None),
         };
         ctx.register::<MasterServer>();
         Arc::new(ctx)
@@ -87,6 +97,32 @@ impl NodeContext {
         self.dispatcher.read().ok()?.clone()
     }
 
+    /// Whether the node should be in the routing table and host replicas.
+    pub fn joining(&self) -> bool {
+        self.joining.load(Ordering::Relaxed)
+    }
+
+    /// From now on the node belongs in the routing table: the dispatcher
+    /// re-joins it after a restart and starts the replicas assigned to it.
+    pub(crate) fn set_joining(&self) {
+        self.joining.store(true, Ordering::Relaxed);
+    }
+
+    /// Casts the dispatcher is still sending (see `DispatcherMsg::Cast`).
+    pub fn casts_in_flight(&self) -> usize {
+        self.casts.load(Ordering::Relaxed)
+    }
+
+    /// Counts one cast in flight until the guard is dropped.
+    pub(crate) fn cast_started(self: &Arc<Self>) -> CastGuard {
+        self.casts.fetch_add(1, Ordering::Relaxed);
+        CastGuard(self.clone())
+    }
+
+    pub(crate) fn admin(&self) -> Option<ActorRef<AdminMsg>> {
+        self.admin.read().ok()?.clone()
+    }
+
     pub(crate) fn group_supervisor(&self) -> Option<ActorRef<GroupSupMsg>> {
         self.groups.read().ok()?.clone()
     }
@@ -99,5 +135,14 @@ impl NodeContext {
         if let Ok(mut s) = slot.write() {
             *s = value;
         }
+    }
+}
+
+/// One cast in flight; dropping it ends the count.
+pub(crate) struct CastGuard(Arc<NodeContext>);
+
+impl Drop for CastGuard {
+    fn drop(&mut self) {
+        self.0.casts.fetch_sub(1, Ordering::Relaxed);
     }
 }

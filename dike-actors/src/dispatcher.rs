@@ -48,6 +48,16 @@ pub enum DispatcherMsg {
         /// Where the answer goes.
         reply: RpcReplyPort<Result<Vec<u8>, DikeError>>,
     },
+    /// An encoded command to `group`, fire-and-forget: sent through the
+    /// log with the usual retries from a background task; the reply (or
+    /// the failure) is dropped. Usable with `cast!`:
+    /// `ractor::cast!(dispatcher, DispatcherMsg::Cast { group, payload })`.
+    Cast {
+        /// The group.
+        group: String,
+        /// The encoded `S::Request`.
+        payload: Vec<u8>,
+    },
     /// A request to the master group.
     Master(MasterRequest, RpcReplyPort<Result<MasterReply, DikeError>>),
     /// The cached routing table.
@@ -128,6 +138,20 @@ impl Actor for Dispatcher {
                     .instrument(span),
                 );
             }
+            DispatcherMsg::Cast { group, payload } => {
+                let router = state.router.clone();
+                let in_flight = state.ctx.cast_started();
+                let span = tracing::info_span!("cast", %group);
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = router.request(&group, payload, false).await {
+                            tracing::warn!("cast to {group} failed: {e}");
+                        }
+                        drop(in_flight);
+                    }
+                    .instrument(span),
+                );
+            }
             DispatcherMsg::Master(req, reply) => {
                 let router = state.router.clone();
                 let refresh = !matches!(req, MasterRequest::GetTable);
@@ -179,7 +203,7 @@ impl Actor for Dispatcher {
 
 impl DispatcherState {
     fn reconcile(&self, table: &RoutingTable) {
-        if !self.ctx.config.join {
+        if !self.ctx.joining() {
             return;
         }
         let me = dike_core::MemberId {
@@ -248,7 +272,7 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
     let table = router.refresh().await?;
     let me = ctx.config.node_id();
     let known = table.node(me).map(|n| (n.is_up(), n.incarnation));
-    let must_join = ctx.config.join && known != Some((true, ctx.incarnation));
+    let must_join = ctx.joining() && known != Some((true, ctx.incarnation));
     if !must_join {
         return Ok(table);
     }

@@ -7,6 +7,7 @@
 //! See docs/ARCHITECTURE.md ("Runtime") for the actor tree, the messages and
 //! how failures are handled.
 
+pub mod admin;
 pub mod config;
 pub mod context;
 pub mod counter;

@@ -12,6 +12,7 @@
 //! supervisor (if any) sees the failure. The context always names the
 //! currently running dispatcher and group supervisor.
 
+use crate::admin::{spawn_admin, JoinNodeError};
 use crate::config::NodeConfig;
 use crate::context::NodeContext;
 use crate::dispatcher::{Dispatcher, DispatcherMsg};
@@ -137,6 +138,7 @@ impl Actor for DikeNode {
         spawn_groups(&ctx, myself.get_cell()).await?;
         spawn_dispatcher(&ctx, myself.get_cell()).await?;
         let rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
+        spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
         tracing::info!(name = %c.name, listen = %c.listen, master = c.is_master(), "node started");
         Ok(DikeNodeState {
@@ -203,6 +205,8 @@ impl Actor for DikeNode {
             "dispatcher"
         } else if is(ctx.group_supervisor().map(|g| g.get_cell())) {
             "group supervisor"
+        } else if is(ctx.admin().map(|a| a.get_cell())) {
+            "admin"
         } else if id == state.node_server.get_id() {
             "node server"
         } else if is(state.rebalancer.as_ref().map(|r| r.get_cell())) {
@@ -215,12 +219,19 @@ impl Actor for DikeNode {
             state.shutdown(&myself).await;
             return Err(format!("{which} stopped ({why}); the node gives up").into());
         }
-        if which == "dispatcher" {
-            spawn_dispatcher(&ctx, myself.get_cell()).await?;
-        } else if which == "rebalancer" {
-            state.rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
-        } else {
-            spawn_groups(&ctx, myself.get_cell()).await?;
+        match which {
+            "dispatcher" => {
+                spawn_dispatcher(&ctx, myself.get_cell()).await?;
+            }
+            "admin" => {
+                spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
+            }
+            "rebalancer" => {
+                state.rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
+            }
+            _ => {
+                spawn_groups(&ctx, myself.get_cell()).await?;
+            }
         }
         Ok(())
     }
@@ -300,6 +311,13 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    fn of(ctx: &Arc<NodeContext>, actor: &ActorRef<DikeNodeMsg>) -> NodeHandle {
+        NodeHandle {
+            ctx: ctx.clone(),
+            actor: actor.clone(),
+        }
+    }
+
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.ctx.config.name
@@ -357,6 +375,8 @@ impl NodeHandle {
     /// Registers this node with the master. The dispatcher also does this by
     /// itself when the configuration says `join`.
     pub async fn join(&self) -> Result<JoinOutcome, DikeError> {
+        // From now on the dispatcher keeps the node joined and hosting.
+        self.ctx.set_joining();
         let req = MasterRequest::Join {
             name: self.ctx.config.name.clone(),
             address: self.ctx.config.address(),
@@ -367,6 +387,53 @@ impl NodeHandle {
             MasterReply::AlreadyKnown(n) => Ok(JoinOutcome::AlreadyKnown(n)),
             other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
         }
+    }
+
+    /// Asks node `name`, running at `address` (`HOST:PORT`) and not joined
+    /// yet, to join the cluster: only a node knows its own incarnation, so
+    /// this asks the node's admin actor (see [`crate::admin`]) to call its
+    /// own [`NodeHandle::join`]. Waits up to the request timeout for the
+    /// node to show up.
+    pub async fn join_node(&self, name: &str, address: &str) -> Result<JoinOutcome, JoinNodeError> {
+        let within = self.ctx.config.request_timeout;
+        crate::admin::join_remote(&self.ctx, name, address, within).await
+    }
+
+    /// Sends an encoded command to `group` without waiting for its reply:
+    /// the untyped form of [`GroupHandle::cast`].
+    pub fn cast_encoded(&self, group: &str, payload: Vec<u8>) -> Result<(), DikeError> {
+        let d = self
+            .dispatcher()
+            .ok_or_else(|| DikeError::NodeStopped("no dispatcher".into()))?;
+        let group = group.to_owned();
+        ractor::cast!(d, DispatcherMsg::Cast { group, payload })
+            .map_err(|_| DikeError::NodeStopped("dispatcher stopped".into()))
+    }
+
+    /// Casts the dispatcher is still sending. A process that exits right
+    /// after casting cuts those off: see [`NodeHandle::wait_for_casts`].
+    pub fn casts_in_flight(&self) -> usize {
+        self.ctx.casts_in_flight()
+    }
+
+    /// Waits until the dispatcher is done with every cast handed to it so
+    /// far (answered or given up on), or until `within` passes; returns
+    /// whether it is done.
+    pub async fn wait_for_casts(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        // The dispatcher takes its messages in order: once it answered this
+        // call, every earlier cast is counted.
+        if let Some(d) = self.dispatcher() {
+            let wait = within.as_millis().try_into().unwrap_or(u64::MAX);
+            let _ = ractor::call_t!(d, DispatcherMsg::RoutingTable, wait);
+        }
+        while self.ctx.casts_in_flight() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Creates group `name` of `kind` with the configured group size. An
@@ -484,6 +551,16 @@ impl<S: PaxosServer> GroupHandle<S> {
     /// round: linearizable, without a log write.
     pub async fn query(&self, req: S::Request) -> Result<S::Reply, DikeError> {
         self.send(req, true).await
+    }
+
+    /// Sends `req` through the group's log without waiting: the dispatcher
+    /// sends it with the usual retries in the background and drops the
+    /// reply. Fails only if `req` cannot be encoded or the node's
+    /// dispatcher is gone; whether the command was applied is not reported
+    /// (read the group to find out).
+    pub fn cast(&self, req: S::Request) -> Result<(), DikeError> {
+        let payload = codec::encode("request", &req)?;
+        self.node.cast_encoded(&self.group, payload)
     }
 
     async fn send(&self, req: S::Request, query: bool) -> Result<S::Reply, DikeError> {

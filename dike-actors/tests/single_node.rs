@@ -303,3 +303,84 @@ async fn a_removed_group_stops_its_replica_and_becomes_unknown() {
     assert!(unknown.is_ok(), "{unknown:?}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cast_command_is_applied_without_the_caller_waiting_for_it() {
+    let node = with_group("solo-cast", "k").await;
+    let k = node.group::<Counter>("k");
+    let first = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(1))).await;
+    assert_eq!(first, Ok(1));
+    k.cast(CounterRequest::Add(41))
+        .expect("the dispatcher takes the cast");
+    let seen = eventually(Duration::from_secs(10), || async {
+        match k.query(CounterRequest::Get).await {
+            Ok(42) => Ok(()),
+            other => Err(DikeError::Decode(format!("not applied yet: {other:?}"))),
+        }
+    })
+    .await;
+    assert_eq!(seen, Ok(()), "the cast's effect shows in a read");
+    assert!(
+        node.wait_for_casts(Duration::from_secs(5)).await,
+        "a finished cast is no longer counted"
+    );
+    assert_eq!(node.casts_in_flight(), 0);
+    node.stop().await;
+    assert!(
+        matches!(
+            k.cast(CounterRequest::Add(1)),
+            Err(DikeError::NodeStopped(_))
+        ),
+        "a cast to a stopped node fails at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_actor_refuses_malformed_or_misaddressed_joins_and_is_restarted() {
+    use dike_actors::admin::{find_admin, AdminMsg, AdminReply, JoinRequest};
+    use dike_core::codec;
+    let node = single_node("solo-admin").await;
+    let admin = find_admin("solo-admin").expect("the admin actor is in its process group");
+
+    let bytes = ractor::call_t!(admin, AdminMsg::Join, 2000, vec![0xc1, 0x00]).expect("answered");
+    let reply: AdminReply = codec::decode("admin reply", &bytes).expect("an admin reply");
+    assert!(
+        reply.as_ref().is_err_and(|e| e.contains("malformed")),
+        "{reply:?}"
+    );
+
+    let other = JoinRequest {
+        node: "someone-else".into(),
+    };
+    let payload = codec::encode("join request", &other).expect("encode");
+    let bytes = ractor::call_t!(admin, AdminMsg::Join, 2000, payload).expect("answered");
+    let reply: AdminReply = codec::decode("admin reply", &bytes).expect("an admin reply");
+    assert!(
+        reply
+            .as_ref()
+            .is_err_and(|e| e.contains("not \"someone-else\"")),
+        "{reply:?}"
+    );
+
+    let joined = eventually(Duration::from_secs(15), || async {
+        node.join_node("solo-admin", "127.0.0.1:1")
+            .await
+            .map_err(|e| DikeError::Rejected(e.to_string()))
+    })
+    .await;
+    assert!(
+        matches!(joined, Ok(dike_actors::JoinOutcome::AlreadyKnown(_))),
+        "a master is in the table already: {joined:?}"
+    );
+
+    admin.kill();
+    let restarted = eventually(Duration::from_secs(10), || async {
+        match find_admin("solo-admin") {
+            Some(a) if a.get_id() != admin.get_id() => Ok(()),
+            _ => Err(DikeError::NodeStopped("not restarted yet".into())),
+        }
+    })
+    .await;
+    assert_eq!(restarted, Ok(()), "the node restarts its admin actor");
+    node.stop().await;
+}

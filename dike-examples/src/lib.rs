@@ -1,9 +1,12 @@
 //! Example paxos servers for dike-rs and the pieces of the `dike` program.
 
 pub mod arithmetic;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod kv;
 pub mod lock;
+pub mod processes;
+pub mod simulate;
 
 pub use arithmetic::{Arithmetic, ArithmeticError, ArithmeticReply, ArithmeticRequest};

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { schedules } => {
-            match dike_examples::demo::run(&mut std::io::stdout(), schedules) {
+        Command::Simulate { schedules } => {
+            match dike_examples::simulate::run(&mut std::io::stdout(), schedules) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("dike demo: {e}");
+                    eprintln!("dike simulate: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -47,6 +47,8 @@ fn main() -> ExitCode {
 fn default_filter(command: &Command) -> tracing_subscriber::EnvFilter {
     match command {
         Command::Node(_) => tracing_subscriber::EnvFilter::new("info,ractor_cluster=warn"),
+        // The demo's own client node would only repeat what the demo says.
+        Command::Demo => tracing_subscriber::EnvFilter::new("off"),
         _ => tracing_subscriber::EnvFilter::new("error"),
     }
 }

@@ -17,14 +17,21 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
+    /// A node that is its own single master.
     fn start(name: &str) -> NodeProcess {
         let addr = free_addr();
-        let via = format!("{name}@{addr}");
+        Self::start_with(name, addr, &format!("{name}@{addr}"))
+    }
+
+    /// A node of the cluster of `masters` that does not join by itself;
+    /// its `via` is the masters.
+    fn start_with(name: &str, addr: SocketAddr, masters: &str) -> NodeProcess {
+        let via = masters.to_owned();
         let log = std::env::temp_dir().join(format!("dike-cli-{name}-{}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_dike"))
             .args(["node", "--name", name, "--listen", &addr.to_string()])
-            .args(["--masters", &via, "--in-memory"])
+            .args(["--masters", masters, "--in-memory"])
             .env("DIKE_COOKIE", COOKIE)
             .env("RUST_LOG", "info,ractor_cluster=warn")
             .stdout(Stdio::null())
@@ -158,5 +165,121 @@ fn a_malformed_request_fails_with_a_clear_error_and_a_nonzero_exit() {
         String::from_utf8_lossy(&out.stderr).contains("no group named \"nowhere\""),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `dike ARGS` until it succeeds or `within` passes; returns stdout.
+fn ok_within(node: &NodeProcess, args: &[&str], within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = node.dike(args);
+        if out.status.success() {
+            return String::from_utf8(out.stdout).expect("utf-8 output");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dike {args:?} did not succeed within {within:?}: {}\nnode log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn join_cast_and_compare_and_set_from_the_command_line() {
+    let mut chief = NodeProcess::start("chief");
+    chief.wait_until_serving(Duration::from_secs(30));
+    let helper_addr = free_addr();
+    let helper = NodeProcess::start_with("helper", helper_addr, &chief.via);
+    let spec = format!("helper@{helper_addr}");
+
+    let joined = ok_within(&chief, &["join", &spec], Duration::from_secs(30));
+    assert_eq!(joined.trim(), format!("joined: helper ({helper_addr})"));
+    let again = chief.ok(&["join", &spec]);
+    assert!(again.starts_with("already known: helper"), "{again}");
+    let table = chief.ok(&["routing-table"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("helper") && l.ends_with("up")),
+        "{table}\nhelper log:\n{}",
+        helper.log_text()
+    );
+
+    let nobody = format!("ghost@{}", free_addr());
+    let out = chief.dike(&["join", &nobody, "--timeout", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "joining a dead address must fail");
+    assert!(stderr.contains("not reachable"), "{stderr}");
+
+    let misnamed = format!("stranger@{helper_addr}");
+    let out = chief.dike(&["join", &misnamed, "--timeout", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "joining a node by the wrong name must fail"
+    );
+    assert!(stderr.contains(r#"no node named "stranger""#), "{stderr}");
+
+    chief.ok(&["add-group", "calc", "arithmetic", "--size", "1"]);
+    assert_eq!(chief.ok(&["cast", "calc", r#"{"Add":7}"#]).trim(), "sent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = chief.ok(&["query", "calc", r#""Read""#]);
+        if read.trim() == r#"{"Ok":7}"# {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cast was never applied: calc reads {read}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    chief.ok(&["add-group", "vnode-1", "kv", "--size", "1"]);
+    assert_eq!(chief.ok(&["kv", "cas", "k", "", "v1"]).trim(), "null");
+    let out = chief.dike(&["kv", "cas", "k", "wrong", "v2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a failed compare-and-set exits non-zero"
+    );
+    assert!(stderr.contains(r#""k" holds "v1""#), "{stderr}");
+    assert_eq!(chief.ok(&["kv", "cas", "k", "v1", "v2"]).trim(), r#""v1""#);
+    assert_eq!(chief.ok(&["kv", "get", "k"]).trim(), r#""v2""#);
+}
+
+#[test]
+fn a_two_second_bench_against_one_node_reports_its_load() {
+    let mut node = NodeProcess::start("bencher");
+    node.wait_until_serving(Duration::from_secs(30));
+    let out = node.ok(&[
+        "bench",
+        "--kind",
+        "kv",
+        "--groups",
+        "2",
+        "--concurrency",
+        "4",
+        "--duration",
+        "2",
+        "--value-size",
+        "32",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(report["kind"], "kv");
+    assert!(report["ops"].as_u64().is_some_and(|n| n > 0), "{out}");
+    assert!(report["p99_us"].as_u64().is_some(), "{out}");
+    let text = node.ok(&["bench", "--groups", "1", "--duration", "1"]);
+    assert!(
+        text.contains("arithmetic on 1 groups") && text.contains("p99"),
+        "{text}"
+    );
+    let table = node.ok(&["routing-table"]);
+    assert!(
+        table.contains("vnode-2") && table.contains("bench-1"),
+        "{table}"
     );
 }

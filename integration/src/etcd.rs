@@ -48,7 +48,12 @@ impl EtcdCluster {
             return Err(EtcdError::Missing(e.to_string()));
         }
         let ports: Vec<(SocketAddr, SocketAddr)> = (0..n)
-            .map(|_| (crate::cluster::free_port(std::net::Ipv4Addr::LOCALHOST), crate::cluster::free_port(std::net::Ipv4Addr::LOCALHOST)))
+            .map(|_| {
+                (
+                    crate::cluster::free_port(std::net::Ipv4Addr::LOCALHOST),
+                    crate::cluster::free_port(std::net::Ipv4Addr::LOCALHOST),
+                )
+            })
             .collect();
         let initial: Vec<String> = ports
             .iter()
@@ -140,11 +145,7 @@ impl EtcdClient {
     /// Writes `key = value` (a linearizable write through the Raft log)
     /// and waits for etcd's answer.
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
-        let body = format!(
-            r#"{{"key":"{}","value":"{}"}}"#,
-            base64(key),
-            base64(value)
-        );
+        let body = format!(r#"{{"key":"{}","value":"{}"}}"#, base64(key), base64(value));
         let request = format!(
             "POST /v3/kv/put HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",

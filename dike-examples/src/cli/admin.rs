@@ -5,6 +5,7 @@ use super::client::Client;
 use super::error::CliError;
 use super::kinds::KNOWN_KINDS;
 use super::table::TableView;
+use dike_actors::JoinOutcome;
 use dike_core::routing::GROUP_SIZES;
 
 /// `dike add-group`: creates `group` of `kind`; prints the new group's row.
@@ -45,6 +46,19 @@ pub fn default_size(live: usize) -> usize {
         .filter(|s| *s <= live.min(5))
         .max()
         .unwrap_or(1)
+}
+
+/// `dike join`: asks node `spec` (NAME@HOST:PORT), running and not joined,
+/// to join the cluster.
+pub async fn join(client: &Client, spec: &str) -> Result<String, CliError> {
+    let node: dike_actors::MasterSpec = spec
+        .parse()
+        .map_err(|_| CliError::Usage(format!("{spec:?} is not NAME@HOST:PORT")))?;
+    let outcome = client.node().join_node(&node.name, &node.address).await?;
+    Ok(match outcome {
+        JoinOutcome::Joined(n) => format!("joined: {} ({})\n", n.name, n.address),
+        JoinOutcome::AlreadyKnown(n) => format!("already known: {} ({})\n", n.name, n.address),
+    })
 }
 
 /// `dike remove-group`.

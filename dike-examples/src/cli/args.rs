@@ -1,6 +1,7 @@
 //! The command line of the `dike` program (clap derive): what each command
 //! takes, with its `--help` text.
 
+use crate::bench::{BenchConfig, BenchKind};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +18,13 @@ pub struct Cli {
 /// The `dike` commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Show a replicated arithmetic group surviving crashes, then run the
-    /// fault simulator.
-    Demo {
+    /// Start a local 5-node cluster as child processes, add groups, send
+    /// requests, kill two nodes with SIGKILL, show the groups still answer,
+    /// restart the two and show they catch up; then stop everything.
+    Demo,
+    /// The same story inside one process on dike-core's in-memory cluster,
+    /// then the randomised fault simulator.
+    Simulate {
         /// Fault schedules the simulator runs at the end.
         #[arg(long, default_value_t = 200)]
         schedules: u64,
@@ -57,14 +62,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running node that has not joined to join the cluster (it then
+    /// hosts replicas); prints "joined" or "already known".
+    Join {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The node, NAME@HOST:PORT (its --name and --listen).
+        node: String,
+    },
     /// Send a request through a group's log; the reply is printed as JSON.
     Request(RequestArgs),
+    /// Send a command through a group's log without showing its reply
+    /// (fire-and-forget); prints "sent" once it was handed on.
+    Cast(RequestArgs),
     /// Ask a group with a read-index query (no log write); the reply is
     /// printed as JSON.
     Query(RequestArgs),
     /// Use a key-value ring of `kv` groups named vnode-1 … vnode-N.
     #[command(subcommand)]
     Kv(KvOp),
+    /// Closed-loop load: C tasks each send a write and wait for its reply,
+    /// for S seconds; prints ops, errors, throughput and latency
+    /// percentiles. Creates the groups if missing (arithmetic: bench-1 …
+    /// bench-G; kv: the ring vnode-1 … vnode-G).
+    Bench(BenchArgs),
 }
 
 /// One key-value operation.
@@ -96,13 +118,31 @@ pub enum KvOp {
         /// The key.
         key: String,
     },
+    /// Compare-and-set: store NEW only if the key holds EXPECTED now; prints
+    /// the previous value, or fails (exit 1) showing the current one. An
+    /// empty string stands for "absent": EXPECTED "" requires the key to be
+    /// absent, NEW "" deletes it.
+    Cas {
+        /// The cluster and the ring.
+        #[command(flatten)]
+        ring: Ring,
+        /// The key.
+        key: String,
+        /// The value the key must hold ("" = absent).
+        expected: String,
+        /// The value to store ("" = delete).
+        new: String,
+    },
 }
 
 impl KvOp {
     /// The cluster and ring the operation goes to.
     pub fn ring(&self) -> &Ring {
         match self {
-            KvOp::Get { ring, .. } | KvOp::Put { ring, .. } | KvOp::Del { ring, .. } => ring,
+            KvOp::Get { ring, .. }
+            | KvOp::Put { ring, .. }
+            | KvOp::Del { ring, .. }
+            | KvOp::Cas { ring, .. } => ring,
         }
     }
 }
@@ -148,6 +188,10 @@ pub struct NodeArgs {
     /// Replicas per new group created from this node.
     #[arg(long)]
     pub group_size: Option<usize>,
+    /// Seconds a node may stay down before the masters replace its
+    /// replicas on live nodes (decided on master nodes).
+    #[arg(long, default_value_t = 60)]
+    pub replace_after: u64,
 }
 
 /// How a client command reaches the cluster: it starts a short-lived node
@@ -177,4 +221,43 @@ pub struct RequestArgs {
     /// The request as JSON in its kind's serde form, e.g. '{"Add":5}',
     /// '"Read"', '{"Put":["k","v"]}'.
     pub request: String,
+}
+
+/// Arguments of `dike bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub via: Via,
+    /// What to load: arithmetic adds, or kv puts of random keys.
+    #[arg(long, value_enum, default_value_t = BenchKind::Arithmetic)]
+    pub kind: BenchKind,
+    /// Number of groups (G).
+    #[arg(long, default_value_t = 4)]
+    pub groups: u32,
+    /// Concurrent closed-loop tasks (C).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// How long to send, in seconds (S).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Bytes per value (kv only).
+    #[arg(long, default_value_t = 64)]
+    pub value_size: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The bench's configuration.
+    pub fn config(&self) -> BenchConfig {
+        BenchConfig {
+            kind: self.kind,
+            groups: self.groups,
+            concurrency: self.concurrency,
+            duration: std::time::Duration::from_secs(self.duration),
+            value_size: self.value_size,
+        }
+    }
 }

@@ -92,6 +92,12 @@ impl Client {
             .ok_or_else(|| CliError::NoSuchGroup(group.to_owned()))
     }
 
+    /// Waits (up to the client's timeout) until the dispatcher is done with
+    /// every cast; returns whether it is.
+    pub async fn drain_casts(&self) -> bool {
+        self.node.wait_for_casts(self.timeout).await
+    }
+
     /// Stops the client node.
     pub async fn stop(self) {
         self.node.stop().await;

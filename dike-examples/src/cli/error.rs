@@ -1,6 +1,7 @@
 //! The errors of the `dike` program: one enum for everything a command can
 //! fail on, each message saying what to fix.
 
+use dike_actors::admin::JoinNodeError;
 use dike_actors::{DikeError, StartError};
 
 /// Why a `dike` command failed.
@@ -47,6 +48,20 @@ pub enum CliError {
     /// Output could not be written or encoded.
     #[error("cannot write the output: {0}")]
     Output(String),
+    /// Another node could not be made to join.
+    #[error("{0}")]
+    Join(#[from] JoinNodeError),
+    /// A compare-and-set found another value than expected.
+    #[error("compare-and-set not applied: {key:?} holds {}", current.as_deref().map_or_else(|| "no value".to_owned(), |v| format!("{v:?}")))]
+    CasMismatch {
+        /// The key.
+        key: String,
+        /// Its value now (`None`: absent).
+        current: Option<String>,
+    },
+    /// The demo could not go on.
+    #[error("the demo stopped: {0}")]
+    Demo(String),
     /// The running node stopped by itself.
     #[error("the node stopped unexpectedly")]
     NodeStopped,

@@ -7,7 +7,7 @@ use crate::arithmetic::{Arithmetic, ArithmeticRequest};
 use crate::kv::{KvRequest, KvServer};
 use crate::lock::{LockRequest, LockServer};
 use dike_actors::NodeHandle;
-use dike_core::PaxosServer;
+use dike_core::{codec, PaxosServer};
 
 /// The kinds this program registers and can speak JSON to.
 pub const KNOWN_KINDS: [&str; 3] = [Arithmetic::KIND, KvServer::KIND, LockServer::KIND];
@@ -49,6 +49,24 @@ pub fn check_request(kind: &str, group: &str, json: &str) -> Result<(), CliError
         LockServer::KIND => parse_request::<LockServer>(json, lock_example()).map(drop),
         other => Err(unknown(group, other)),
     }
+}
+
+/// Parses `json` as a request of `kind` and encodes it as the group's
+/// servers decode it.
+pub fn encode_request(kind: &str, group: &str, json: &str) -> Result<Vec<u8>, CliError> {
+    let encoded = match kind {
+        Arithmetic::KIND => codec::encode(
+            "request",
+            &parse_request::<Arithmetic>(json, ArithmeticRequest::Add(5))?,
+        ),
+        KvServer::KIND => codec::encode("request", &parse_request::<KvServer>(json, kv_example())?),
+        LockServer::KIND => codec::encode(
+            "request",
+            &parse_request::<LockServer>(json, lock_example())?,
+        ),
+        other => return Err(unknown(group, other)),
+    };
+    encoded.map_err(|e| CliError::Cluster(e.into()))
 }
 
 /// Sends `json` to `group` of `kind` and returns the reply as JSON.

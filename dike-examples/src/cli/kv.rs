@@ -1,4 +1,4 @@
-//! `dike kv`: get, put and delete on a key-value ring of `kv` groups
+//! `dike kv`: get, put, delete and compare-and-set on a key-value ring of `kv` groups
 //! `vnode-1` … `vnode-N`, each key sent to the vnode
 //! [`vnode_for`](crate::kv::vnode_for) names.
 
@@ -17,6 +17,16 @@ pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
         KvOp::Get { key, .. } => (key.clone(), KvRequest::Get(key), Mode::Query),
         KvOp::Put { key, value, .. } => (key.clone(), KvRequest::Put(key, value), Mode::Call),
         KvOp::Del { key, .. } => (key.clone(), KvRequest::Delete(key), Mode::Call),
+        KvOp::Cas {
+            key, expected, new, ..
+        } => {
+            let req = KvRequest::Cas {
+                key: key.clone(),
+                expect: absent_if_empty(expected),
+                new: absent_if_empty(new),
+            };
+            (key, req, Mode::Call)
+        }
     };
     let group = vnode_for(&key, vnodes);
     let node = client.node();
@@ -35,7 +45,8 @@ pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
     };
     let value = match reply {
         Ok(KvReply::Value(v)) => v,
-        Ok(other) => return Err(CliError::Output(format!("unexpected reply {other:?}"))),
+        Ok(KvReply::Cas(Ok(previous))) => previous,
+        Ok(KvReply::Cas(Err(current))) => return Err(CliError::CasMismatch { key, current }),
         Err(CliError::Cluster(DikeError::UnknownGroup(g))) => {
             return Err(CliError::Usage(format!(
                 "the ring has no group {g:?}; create vnode-1 … vnode-{vnodes} with \
@@ -47,4 +58,9 @@ pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
     serde_json::to_string(&value)
         .map(|s| s + "\n")
         .map_err(|e| CliError::Output(e.to_string()))
+}
+
+/// The command line's spelling of "no value": the empty string.
+fn absent_if_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
 }

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod bench;
 pub mod client;
 pub mod error;
 pub mod kinds;
@@ -24,12 +25,13 @@ use client::Client;
 use kinds::Mode;
 use std::io::Write;
 
-/// Runs a command other than `demo` (which needs no runtime) to the end.
+/// Runs a command other than `simulate` (which needs no runtime) to the end.
 pub async fn run(command: Command) -> Result<(), CliError> {
     let (via, action) = match command {
-        Command::Demo { .. } => {
-            return Err(CliError::Usage("demo runs without a runtime".into()));
+        Command::Simulate { .. } => {
+            return Err(CliError::Usage("simulate runs without a runtime".into()));
         }
+        Command::Demo => return demo().await,
         Command::Node(args) => return node::run(args).await,
         Command::AddGroup {
             via,
@@ -39,9 +41,12 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         } => (via, Action::AddGroup { group, kind, size }),
         Command::RemoveGroup { via, group } => (via, Action::RemoveGroup { group }),
         Command::RoutingTable { via, json } => (via, Action::Table { json }),
+        Command::Join { via, node } => (via, Action::Join { node }),
         Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
+        Command::Cast(args) => (args.via.clone(), Action::Cast(args)),
         Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
         Command::Kv(op) => (op.ring().via.clone(), Action::Kv(op)),
+        Command::Bench(args) => (args.via.clone(), Action::Bench(args)),
     };
     let client = Client::connect(&via).await?;
     let out = action.run(&client).await;
@@ -51,6 +56,18 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         .write_all(out?.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(|e| CliError::Output(e.to_string()))
+}
+
+/// `dike demo`, stopped early (its nodes killed, their data removed) on
+/// Ctrl-C.
+async fn demo() -> Result<(), CliError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Usage(format!("cannot find this program's path: {e}")))?;
+    let mut stdout = std::io::stdout();
+    tokio::select! {
+        r = crate::demo::run(&mut stdout, &exe) => r.map_err(|e| CliError::Demo(e.to_string())),
+        _ = tokio::signal::ctrl_c() => Err(CliError::Demo("interrupted; the nodes were stopped".into())),
+    }
 }
 
 /// A client command, once its cluster address is taken out.
@@ -66,8 +83,13 @@ enum Action {
     Table {
         json: bool,
     },
+    Join {
+        node: String,
+    },
     Request(args::RequestArgs, Mode),
+    Cast(args::RequestArgs),
     Kv(args::KvOp),
+    Bench(args::BenchArgs),
 }
 
 impl Action {
@@ -78,8 +100,11 @@ impl Action {
             }
             Action::RemoveGroup { group } => admin::remove_group(client, &group).await,
             Action::Table { json } => admin::routing_table(client, json).await,
+            Action::Join { node } => admin::join(client, &node).await,
             Action::Request(args, mode) => request::run(client, &args, mode).await,
+            Action::Cast(args) => request::cast(client, &args).await,
             Action::Kv(op) => kv::run(client, op).await,
+            Action::Bench(args) => bench::run(client, &args.config(), args.json).await,
         }
     }
 }

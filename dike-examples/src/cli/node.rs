@@ -24,6 +24,7 @@ pub fn config(args: &NodeArgs) -> Result<NodeConfig, CliError> {
     if let Some(size) = args.group_size {
         b = b.group_size(size);
     }
+    b = b.replace_after(std::time::Duration::from_secs(args.replace_after));
     Ok(b.build()?)
 }
 

@@ -1,4 +1,4 @@
-//! `dike request` and `dike query`: a JSON request to any group, decoded as
+//! `dike request`, `dike query` and `dike cast`: a JSON request to any group, decoded as
 //! the request type of the group's kind (read from the routing table), the
 //! reply printed as JSON.
 
@@ -25,4 +25,18 @@ pub async fn run(client: &Client, args: &RequestArgs, mode: Mode) -> Result<Stri
         }
     };
     Ok(reply + "\n")
+}
+
+/// `dike cast`: hands the command of `args` to the client's dispatcher,
+/// which sends it without anyone waiting for the reply; returns "sent" once
+/// the dispatcher is done with it (so the program's exit does not cut off
+/// its retries). The reply is not shown: read the group to see the effect.
+pub async fn cast(client: &Client, args: &RequestArgs) -> Result<String, CliError> {
+    let kind = client.kind_of(&args.group).await?;
+    let payload = kinds::encode_request(&kind, &args.group, &args.request)?;
+    client.node().cast_encoded(&args.group, payload)?;
+    if !client.drain_casts().await {
+        tracing::warn!("the program exits while the cast is still being retried");
+    }
+    Ok("sent\n".to_owned())
 }

@@ -49,6 +49,9 @@ struct Args {
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
+    /// Run only this system (`dike` or `etcd`), e.g. to profile it.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// One measured run.
@@ -122,7 +125,10 @@ async fn run_etcd(args: &Args, clients: usize) -> Run {
             let conn = conns[c].clone();
             async move {
                 let key = format!("k{c}-{}", i % 1024);
-                conn.lock().await.put(key.as_bytes(), value(size, i).as_bytes()).await
+                conn.lock()
+                    .await
+                    .put(key.as_bytes(), value(size, i).as_bytes())
+                    .await
             }
         }))
     })
@@ -152,7 +158,9 @@ async fn run_dike(args: &Args, clients: usize) -> Run {
         let handle = client.group::<KvServer>(&g);
         client
             .wait_until(Duration::from_secs(30), "the group answers", || async {
-                Ok(handle.call(KvRequest::Put("warm".into(), "1".into())).await?)
+                Ok(handle
+                    .call(KvRequest::Put("warm".into(), "1".into()))
+                    .await?)
             })
             .await;
     }
@@ -199,6 +207,14 @@ async fn main() {
                 [false, true]
             };
             for etcd in pair {
+                let skip = match args.only.as_deref() {
+                    Some("etcd") => !etcd,
+                    Some("dike") => etcd,
+                    _ => false,
+                };
+                if skip {
+                    continue;
+                }
                 let run = if etcd {
                     run_etcd(&args, c).await
                 } else {

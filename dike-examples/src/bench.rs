@@ -1,0 +1,343 @@
+//! A closed-loop load generator against running groups: `C` tasks each send
+//! a write command, wait for its reply and send the next, for a fixed time;
+//! every answered command's latency goes into an HDR histogram, every
+//! failure is counted by kind.
+//!
+//! Used by `dike bench` and meant for the `integration` harness too: it
+//! needs only a [`NodeHandle`] of a node that can reach the groups.
+//!
+//! Invariant: a task never has more than one command in flight, so the
+//! offered load is exactly `concurrency` outstanding commands.
+
+use crate::arithmetic::{Arithmetic, ArithmeticRequest};
+use crate::kv::{vnode_for, KvRequest, KvServer};
+use dike_actors::{DikeError, NodeHandle};
+use dike_core::rng::Rng;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Which example kind to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchKind {
+    /// `Add(1)` on arithmetic groups `bench-1` … `bench-G`.
+    Arithmetic,
+    /// `Put` of random keys on the kv ring `vnode-1` … `vnode-G`.
+    Kv,
+}
+
+impl BenchKind {
+    /// The server kind's name.
+    pub fn kind(self) -> &'static str {
+        match self {
+            BenchKind::Arithmetic => <Arithmetic as dike_core::PaxosServer>::KIND,
+            BenchKind::Kv => <KvServer as dike_core::PaxosServer>::KIND,
+        }
+    }
+
+    /// The groups a run over `groups` groups uses.
+    pub fn groups(self, groups: u32) -> Vec<String> {
+        let prefix = match self {
+            BenchKind::Arithmetic => "bench",
+            BenchKind::Kv => "vnode",
+        };
+        (1..=groups.max(1))
+            .map(|i| format!("{prefix}-{i}"))
+            .collect()
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchConfig {
+    /// The kind (and so the groups and the command).
+    pub kind: BenchKind,
+    /// Number of groups.
+    pub groups: u32,
+    /// Concurrent closed-loop tasks.
+    pub concurrency: usize,
+    /// How long to send.
+    pub duration: Duration,
+    /// Bytes per value (kv only).
+    pub value_size: usize,
+}
+
+/// What a run measured. Latencies are in microseconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The kind loaded.
+    pub kind: BenchKind,
+    /// Number of groups.
+    pub groups: u32,
+    /// Concurrent tasks.
+    pub concurrency: usize,
+    /// How long the run took, in seconds.
+    pub duration_s: f64,
+    /// Commands answered with a reply.
+    pub ops: u64,
+    /// Failed commands, by kind of error (`timeout`, `unavailable`, …).
+    pub errors: BTreeMap<String, u64>,
+    /// Answered commands per second.
+    pub throughput: f64,
+    /// Median latency.
+    pub p50_us: u64,
+    /// 90th percentile latency.
+    pub p90_us: u64,
+    /// 99th percentile latency.
+    pub p99_us: u64,
+    /// Highest latency.
+    pub max_us: u64,
+}
+
+/// Why a run could not produce a report.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The configuration cannot run.
+    #[error("invalid bench configuration: {0}")]
+    Config(String),
+    /// A load task failed (a bug: please report it).
+    #[error("a load task failed: {0}")]
+    Task(String),
+}
+
+/// The latency histogram: 1 µs to 1 hour, 3 significant digits.
+fn histogram() -> Result<Histogram<u64>, BenchError> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| BenchError::Config(e.to_string()))
+}
+
+/// The short name of an error, for counting.
+pub fn error_kind(e: &DikeError) -> &'static str {
+    match e {
+        DikeError::UnknownGroup(_) => "unknown_group",
+        DikeError::UnknownKind(_) => "unknown_kind",
+        DikeError::Unavailable { .. } => "unavailable",
+        DikeError::Timeout { .. } => "timeout",
+        DikeError::Application(_) => "application",
+        DikeError::Decode(_) => "decode",
+        DikeError::Rejected(_) => "rejected",
+        DikeError::NodeStopped(_) => "node_stopped",
+    }
+}
+
+/// One task's counts.
+struct Tally {
+    latencies: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Runs the load of `config` through `node` (the groups must exist).
+pub async fn run(node: &NodeHandle, config: &BenchConfig) -> Result<BenchReport, BenchError> {
+    if config.concurrency == 0 || config.groups == 0 {
+        return Err(BenchError::Config(
+            "concurrency and groups must be at least 1".into(),
+        ));
+    }
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let mut tasks = Vec::with_capacity(config.concurrency);
+    for task in 0..config.concurrency {
+        let (node, config) = (node.clone(), config.clone());
+        let latencies = histogram()?;
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally {
+                latencies,
+                errors: BTreeMap::new(),
+            };
+            let mut rng = Rng::new(0x5eed ^ task as u64);
+            let value = "x".repeat(config.value_size);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match one_command(&node, &config, &mut rng, &value).await {
+                    Ok(()) => {
+                        let us = sent.elapsed().as_micros();
+                        tally
+                            .latencies
+                            .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+                    }
+                    Err(e) => *tally.errors.entry(error_kind(&e).to_owned()).or_default() += 1,
+                }
+            }
+            tally
+        }));
+    }
+    let mut latencies = histogram()?;
+    let mut errors = BTreeMap::new();
+    for t in tasks {
+        let tally = t.await.map_err(|e| BenchError::Task(e.to_string()))?;
+        latencies
+            .add(&tally.latencies)
+            .map_err(|e| BenchError::Task(e.to_string()))?;
+        for (kind, n) in tally.errors {
+            *errors.entry(kind).or_default() += n;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(BenchReport::new(config, elapsed, &latencies, errors))
+}
+
+/// Sends one write command of the configured kind and waits for its reply.
+async fn one_command(
+    node: &NodeHandle,
+    config: &BenchConfig,
+    rng: &mut Rng,
+    value: &str,
+) -> Result<(), DikeError> {
+    match config.kind {
+        BenchKind::Arithmetic => {
+            let group = format!("bench-{}", rng.below(u64::from(config.groups)) + 1);
+            let reply = node
+                .group::<Arithmetic>(&group)
+                .call(ArithmeticRequest::Add(1))
+                .await?;
+            reply
+                .map(drop)
+                .map_err(|e| DikeError::Application(e.to_string()))
+        }
+        BenchKind::Kv => {
+            let key = format!("key-{}", rng.below(1_000_000));
+            let group = vnode_for(&key, config.groups);
+            let req = KvRequest::Put(key, value.to_owned());
+            node.group::<KvServer>(&group).call(req).await.map(drop)
+        }
+    }
+}
+
+impl BenchReport {
+    /// The report of a run of `config` that took `elapsed` seconds.
+    pub fn new(
+        config: &BenchConfig,
+        elapsed: f64,
+        latencies: &Histogram<u64>,
+        errors: BTreeMap<String, u64>,
+    ) -> BenchReport {
+        let ops = latencies.len();
+        BenchReport {
+            kind: config.kind,
+            groups: config.groups,
+            concurrency: config.concurrency,
+            duration_s: elapsed,
+            ops,
+            errors,
+            throughput: if elapsed > 0.0 {
+                ops as f64 / elapsed
+            } else {
+                0.0
+            },
+            p50_us: latencies.value_at_quantile(0.50),
+            p90_us: latencies.value_at_quantile(0.90),
+            p99_us: latencies.value_at_quantile(0.99),
+            max_us: latencies.max(),
+        }
+    }
+
+    /// Failed commands of every kind.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// The report as lines of text.
+    pub fn to_text(&self) -> String {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let mut out = format!(
+            "bench: {} on {} groups, concurrency {}, {:.1} s\n",
+            self.kind.kind(),
+            self.groups,
+            self.concurrency,
+            self.duration_s
+        );
+        let _ = writeln!(out, "ops         {}", self.ops);
+        let _ = write!(out, "errors      {}", self.error_count());
+        if !self.errors.is_empty() {
+            let by_kind: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            let _ = write!(out, " ({})", by_kind.join(", "));
+        }
+        out += "\n";
+        let _ = writeln!(out, "throughput  {:.1} ops/s", self.throughput);
+        let _ = writeln!(
+            out,
+            "latency     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            ms(self.p50_us),
+            ms(self.p90_us),
+            ms(self.p99_us),
+            ms(self.max_us)
+        );
+        out
+    }
+
+    /// The report as one JSON object on one line.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self).map(|s| s + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> BenchReport {
+        let config = BenchConfig {
+            kind: BenchKind::Kv,
+            groups: 4,
+            concurrency: 8,
+            duration: Duration::from_secs(2),
+            value_size: 16,
+        };
+        let mut h = histogram().expect("histogram");
+        for us in [100, 200, 300, 400, 5000] {
+            h.record(us).expect("record");
+        }
+        let errors = BTreeMap::from([("timeout".to_owned(), 2), ("unavailable".to_owned(), 1)]);
+        BenchReport::new(&config, 2.0, &h, errors)
+    }
+
+    #[test]
+    fn the_report_counts_ops_errors_and_percentiles() {
+        let r = report();
+        assert_eq!(r.ops, 5);
+        assert_eq!(r.error_count(), 3);
+        assert!((r.throughput - 2.5).abs() < 1e-9);
+        assert!((295..=305).contains(&r.p50_us), "{}", r.p50_us);
+        assert!((4990..=5010).contains(&r.max_us), "{}", r.max_us);
+        let text = r.to_text();
+        assert!(text.contains("kv on 4 groups, concurrency 8"), "{text}");
+        assert!(
+            text.contains("errors      3 (timeout: 2, unavailable: 1)"),
+            "{text}"
+        );
+        assert!(text.contains("throughput  2.5 ops/s"), "{text}");
+        assert!(text.contains("p50 0.30 ms"), "{text}");
+    }
+
+    #[test]
+    fn the_json_report_is_one_object_with_every_field() {
+        let json = report().to_json().expect("json");
+        assert_eq!(json.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(v["kind"], "kv");
+        assert_eq!(v["ops"], 5);
+        assert_eq!(v["errors"]["timeout"], 2);
+        for field in [
+            "throughput",
+            "p50_us",
+            "p90_us",
+            "p99_us",
+            "max_us",
+            "duration_s",
+        ] {
+            assert!(v.get(field).is_some(), "{field} missing: {json}");
+        }
+    }
+
+    #[test]
+    fn groups_are_named_by_kind() {
+        assert_eq!(BenchKind::Arithmetic.groups(2), ["bench-1", "bench-2"]);
+        assert_eq!(BenchKind::Kv.groups(1), ["vnode-1"]);
+    }
+}
