@@ -1,1 +1,7 @@
 //! Multi-process tests and benchmark harness (grows with the runtime issues).
+//!
+//! The fault suite's pieces: [`history`] records what clients saw,
+//! [`linearizability`] checks it key by key.
+
+pub mod history;
+pub mod linearizability;
