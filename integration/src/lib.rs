@@ -1,7 +1,9 @@
 //! Multi-process tests and benchmark harness (grows with the runtime issues).
 //!
 //! The fault suite's pieces: [`history`] records what clients saw,
-//! [`linearizability`] checks it key by key.
+//! [`linearizability`] checks it key by key, [`nft`] cuts links between
+//! node processes.
 
 pub mod history;
 pub mod linearizability;
+pub mod nft;
