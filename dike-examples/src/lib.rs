@@ -5,5 +5,6 @@ pub mod cli;
 pub mod demo;
 pub mod kv;
 pub mod lock;
+pub mod set;
 
 pub use arithmetic::{Arithmetic, ArithmeticError, ArithmeticReply, ArithmeticRequest};

@@ -24,7 +24,7 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         schedules: u64,
     },
-    /// Run one node hosting the example kinds (arithmetic, kv, lock) until
+    /// Run one node hosting the example kinds (arithmetic, kv, lock, set) until
     /// Ctrl-C or SIGTERM.
     Node(NodeArgs),
     /// Create a group of a kind (an existing group of that name is kept).
@@ -34,7 +34,7 @@ pub enum Command {
         via: Via,
         /// The group's name.
         group: String,
-        /// Its server kind: arithmetic, kv or lock.
+        /// Its server kind: arithmetic, kv, lock or set.
         kind: String,
         /// Replicas (1, 3, 5 or 7); default: the live nodes, at most 5, made odd.
         #[arg(long)]
