@@ -259,7 +259,8 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
     }
 }
 
-/// Opens a cluster session to every master and table node that has none.
+/// Opens a cluster session to every master and table node that has none,
+/// all at once (an unreachable node costs one timeout, not one each).
 /// ractor_cluster does not reconnect by itself.
 async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
     let Some(server) = ctx.node_server() else {
@@ -270,6 +271,7 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
     let masters = ctx.config.masters.iter().map(|m| (&m.name, &m.address));
     let nodes = table.nodes.values().map(|n| (&n.name, &n.address));
     let mut tried = BTreeSet::new();
+    let mut attempts = tokio::task::JoinSet::new();
     for (name, address) in masters.chain(nodes) {
         if name == me || connected.contains(name) || connected.contains(address) {
             continue;
@@ -277,11 +279,56 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
         if !tried.insert(address.clone()) {
             continue;
         }
-        let attempt = ractor_cluster::client_connect(&server, address.as_str());
-        match tokio::time::timeout(Duration::from_secs(1), attempt).await {
-            Ok(Ok(())) => tracing::debug!(%name, %address, "connecting"),
-            Ok(Err(e)) => tracing::debug!(%name, %address, "cannot connect: {e}"),
-            Err(_) => tracing::debug!(%name, %address, "connect timed out"),
-        }
+        let (server, name, address) = (server.clone(), name.clone(), address.clone());
+        let local = ctx.config.listen.ip();
+        attempts.spawn(async move {
+            let attempt = connect_from(&server, local, &address);
+            match tokio::time::timeout(Duration::from_secs(1), attempt).await {
+                Ok(Ok(())) => tracing::debug!(%name, %address, "connecting"),
+                Ok(Err(e)) => tracing::debug!(%name, %address, "cannot connect: {e}"),
+                Err(_) => tracing::debug!(%name, %address, "connect timed out"),
+            }
+        });
     }
+    while attempts.join_next().await.is_some() {}
+}
+
+/// Opens a TCP connection to `address` from this node's own listen address
+/// (unless it listens on every address) and hands it to the node server.
+///
+/// Binding the source matters: every session between two nodes then runs
+/// between their two listen addresses, so a firewall rule on an address
+/// pair (the fault suite's network partitions) cuts exactly that link.
+/// Nodes connect only to the nodes they know (isolated mode), never
+/// through ractor_cluster's transitive connects, which would not bind.
+async fn connect_from(
+    server: &ActorRef<NodeServerMessage>,
+    local: std::net::IpAddr,
+    address: &str,
+) -> std::io::Result<()> {
+    let peer = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{address} resolves to nothing")))?;
+    let socket = if peer.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if !local.is_unspecified() && local.is_ipv4() == peer.is_ipv4() {
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+    }
+    let stream = socket.connect(peer).await?;
+    stream.set_nodelay(true)?;
+    let (peer_addr, local_addr) = (stream.peer_addr()?, stream.local_addr()?);
+    server
+        .cast(NodeServerMessage::ConnectionOpened {
+            stream: Box::new(ractor_cluster::NetworkStream::Raw {
+                peer_addr,
+                local_addr,
+                stream,
+            }),
+            is_server: false,
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }

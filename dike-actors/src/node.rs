@@ -1,8 +1,9 @@
 //! The node: the root `DikeNode` actor and the handles users hold.
 //!
 //! `DikeNode` owns the ractor_cluster `NodeServer` (cookie authentication,
-//! transitive connections), the node ticker (one timer per node, fanned out
-//! to every replica by the group supervisor), the [`Dispatcher`] and the
+//! isolated mode: the dispatcher connects to every node it knows), the node
+//! ticker (one timer per node, fanned out to every replica by the group
+//! supervisor), the [`Dispatcher`] and the
 //! [`GroupSupervisor`] (which also hosts the master replica on master nodes).
 //!
 //! Invariants: the dispatcher and the group supervisor are restarted after a
@@ -110,7 +111,7 @@ impl Actor for DikeNode {
             c.name.clone(),
             c.listen.ip().to_string(),
             None,
-            Some(NodeConnectionMode::Transitive),
+            Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(c.listen.ip());
         let (node_server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;

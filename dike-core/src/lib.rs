@@ -16,6 +16,7 @@ pub mod ids;
 pub mod message;
 pub mod placement;
 pub mod ready;
+pub mod rebalance;
 pub mod replica;
 pub mod rng;
 pub mod routing;

@@ -353,6 +353,43 @@ impl RoutingTable {
         Ok(removed)
     }
 
+    /// Records the configuration group `name` has chosen in its own log, if
+    /// it is newer (a higher epoch) than the one the table holds. Returns
+    /// whether the table changed. Every member must be on a known node.
+    ///
+    /// This is how the table follows membership changes: the master reads a
+    /// group's configuration from the group's leader and records it, so an
+    /// answer lost on the way is recovered by reading again.
+    pub fn record_config(&mut self, name: &str, config: Config) -> Result<bool, RoutingError> {
+        if let Some(m) = config
+            .all_members()
+            .find(|m| !self.nodes.contains_key(&m.node))
+        {
+            return Err(RoutingError::UnknownNode { node: m.node });
+        }
+        let group = self
+            .groups
+            .get_mut(name)
+            .ok_or_else(|| RoutingError::UnknownGroup {
+                group: name.to_owned(),
+            })?;
+        if config.epoch <= group.config.epoch {
+            return Ok(false);
+        }
+        tracing::debug!(group = %name, epoch = config.epoch, voters = ?config.voters, learners = ?config.learners, "configuration recorded");
+        group.config = config;
+        self.version += 1;
+        Ok(true)
+    }
+
+    /// Since when (the observer's clock) `node` has been down, if it is.
+    pub fn down_since(&self, node: NodeId) -> Option<u64> {
+        match self.nodes.get(&node)?.status {
+            NodeStatus::Down { since_tick } => Some(since_tick),
+            NodeStatus::Up => None,
+        }
+    }
+
     /// Records a membership change the group has chosen: `mv.to` takes the
     /// place of `mv.from` and the configuration epoch goes up by one.
     ///
@@ -613,5 +650,34 @@ mod tests {
         let bytes = rmp_serde::to_vec(&t).expect("encodes");
         let back: RoutingTable = rmp_serde::from_slice(&bytes).expect("decodes");
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn a_recorded_configuration_replaces_only_an_older_one() {
+        let mut t = RoutingTable::new();
+        for id in 1..=4 {
+            t.add_node(NodeId(id), format!("n{id}"), "h:1", Incarnation(1))
+                .expect("fresh");
+        }
+        t.add_group("g", "k", 3).expect("placed");
+        let mut next = t.groups["g"].config.clone();
+        next.epoch += 1;
+        next.learners.push(MemberId::new(4, 1));
+        let v = t.version;
+        assert_eq!(t.record_config("g", next.clone()), Ok(true));
+        assert_eq!(t.version, v + 1);
+        assert!(t.groups["g"].hosts(NodeId(4)));
+        assert_eq!(t.record_config("g", next.clone()), Ok(false), "same epoch");
+        let mut stranger = next.clone();
+        stranger.epoch += 1;
+        stranger.learners.push(MemberId::new(9, 1));
+        assert!(matches!(
+            t.record_config("g", stranger),
+            Err(RoutingError::UnknownNode { .. })
+        ));
+        assert!(matches!(
+            t.record_config("nope", next),
+            Err(RoutingError::UnknownGroup { .. })
+        ));
     }
 }

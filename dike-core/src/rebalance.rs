@@ -1,0 +1,258 @@
+//! Carrying out placement one membership change at a time: which change a
+//! group needs next so that replicas move to a new node or away from a dead
+//! one. Pure functions of the routing table and a group's configuration; the
+//! master's rebalancer proposes the changes in each group's own log.
+//!
+//! A move of one replica is two changes: `AddLearner(to)` (the new member
+//! receives the log, snapshot first), then, once it has caught up,
+//! `Replace { old, new: to }`. Between the two the group has a learner, and
+//! its next step is decided from its configuration alone, so a master that
+//! takes over halfway (or a lost answer) just carries on.
+//!
+//! Invariants: no change adds or removes voters on its own (a `Replace`
+//! swaps one voter for a caught-up learner, a `Remove` only drops a
+//! learner), so no step leaves a configuration with fewer live voters than
+//! the one before it; a learner is only ever placed on a live node that does
+//! not host the group; a group changes at most once at a time.
+
+use crate::config::Config;
+use crate::ids::{MemberId, NodeId};
+use crate::placement;
+use crate::replica::ConfigChange;
+use crate::routing::{GroupInfo, RoutingTable};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The nodes of `table` that have been down since at least `grace` seconds
+/// before `now` (the observer's clock, seconds): their replicas are replaced.
+pub fn dead_nodes(table: &RoutingTable, now: u64, grace: u64) -> BTreeSet<NodeId> {
+    table
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&n| {
+            table
+                .down_since(n)
+                .is_some_and(|since| now.saturating_sub(since) >= grace)
+        })
+        .collect()
+}
+
+/// The change that finishes a move in flight in a group whose configuration
+/// (as the group's leader knows it) is `config` and whose intended size is
+/// `size`, or `None` when no learner is waiting.
+///
+/// Learners on nodes that are down are dropped (they cannot catch up), as
+/// are all but the first learner. The first learner then takes the place of
+/// the voter that should leave: one on a dead node, else one on a node that
+/// is down, else the one on the most-loaded node (ties: higher node id). A
+/// group with fewer voters than its size promotes the learner instead.
+pub fn finish_move(
+    table: &RoutingTable,
+    config: &Config,
+    size: usize,
+    dead: &BTreeSet<NodeId>,
+) -> Option<ConfigChange> {
+    if let Some(&stranded) = config.learners.iter().find(|l| !table.is_up(l.node)) {
+        return Some(ConfigChange::Remove(stranded));
+    }
+    if let [_, .., last] = config.learners.as_slice() {
+        return Some(ConfigChange::Remove(*last));
+    }
+    let &new = config.learners.first()?;
+    if config.voters.len() < size {
+        return Some(ConfigChange::Promote(new));
+    }
+    let load = table.load();
+    let old = config.voters.iter().copied().max_by_key(|v| {
+        (
+            dead.contains(&v.node),
+            !table.is_up(v.node),
+            load.get(&v.node).copied().unwrap_or(0),
+            v.node,
+        )
+    })?;
+    Some(ConfigChange::Replace { old, new })
+}
+
+/// New moves to start: for every group without a move in flight, the
+/// learner to add. Replicas on dead nodes come first (to the least-loaded
+/// live node not hosting the group), then the rebalancing plan
+/// ([`placement::rebalance_moves`]) for the rest. At most one move per group.
+pub fn start_moves(table: &RoutingTable, dead: &BTreeSet<NodeId>) -> Vec<(String, MemberId)> {
+    let idle = |g: &GroupInfo| g.config.learners.is_empty();
+    let mut moves: BTreeMap<String, MemberId> = BTreeMap::new();
+    for &node in dead {
+        for mv in placement::replacements(table, node) {
+            let is_idle = table.group(&mv.group).is_some_and(idle);
+            if is_idle && !moves.contains_key(&mv.group) {
+                moves.insert(mv.group, mv.to);
+            }
+        }
+    }
+    for mv in placement::rebalance_moves(table) {
+        let is_idle = table.group(&mv.group).is_some_and(idle);
+        if is_idle && !moves.contains_key(&mv.group) {
+            moves.insert(mv.group, mv.to);
+        }
+    }
+    moves.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Incarnation;
+
+    fn table(nodes: u64) -> RoutingTable {
+        let mut t = RoutingTable::new();
+        for id in 1..=nodes {
+            t.add_node(NodeId(id), format!("n{id}"), "h:1", Incarnation(1))
+                .expect("fresh");
+        }
+        t
+    }
+
+    fn m(node: u64) -> MemberId {
+        MemberId::new(node, 1)
+    }
+
+    /// Applies `change` to the table's copy of `group` (what the master
+    /// records once the group has chosen it).
+    fn apply(t: &mut RoutingTable, group: &str, change: ConfigChange) {
+        let next = change
+            .apply_to(&t.groups[group].config)
+            .expect("the change fits the configuration");
+        assert!(t.record_config(group, next).expect("known nodes"));
+    }
+
+    /// Runs the rebalancer's loop on the table alone until nothing is left
+    /// to do; returns how many changes it made.
+    fn settle(t: &mut RoutingTable, dead: &BTreeSet<NodeId>) -> usize {
+        let mut changes = 0;
+        for _ in 0..1000 {
+            let mut moved = false;
+            let names: Vec<String> = t.groups.keys().cloned().collect();
+            for g in &names {
+                let info = t.groups[g].clone();
+                if let Some(c) = finish_move(t, &info.config, info.size, dead) {
+                    apply(t, g, c);
+                    changes += 1;
+                    moved = true;
+                }
+            }
+            for (g, to) in start_moves(t, dead) {
+                apply(t, &g, ConfigChange::AddLearner(to));
+                changes += 1;
+                moved = true;
+            }
+            if !moved {
+                return changes;
+            }
+        }
+        panic!("the rebalancer did not settle in 1000 rounds");
+    }
+
+    fn loads(t: &RoutingTable) -> Vec<usize> {
+        t.load().into_values().collect()
+    }
+
+    #[test]
+    fn a_joining_node_receives_replicas_until_loads_are_within_one() {
+        let mut t = table(5);
+        for i in 0..16 {
+            t.add_group(format!("g{i}"), "k", 3).expect("placed");
+        }
+        t.add_node(NodeId(6), "n6", "h:1", Incarnation(1))
+            .expect("fresh");
+        let changes = settle(&mut t, &BTreeSet::new());
+        let l = loads(&t);
+        assert!(changes > 0);
+        assert!(l.iter().max().expect("nodes") - l.iter().min().expect("nodes") <= 1);
+        assert!(t.groups.values().all(|g| g.config.learners.is_empty()));
+        assert!(t.groups.values().all(|g| g.config.voters.len() == 3));
+    }
+
+    #[test]
+    fn replicas_on_a_dead_node_move_to_live_nodes() {
+        let mut t = table(6);
+        for i in 0..6 {
+            t.add_group(format!("g{i}"), "k", 5).expect("placed");
+        }
+        t.mark_down(NodeId(2), 100).expect("known");
+        let dead = dead_nodes(&t, 130, 30);
+        assert_eq!(dead, BTreeSet::from([NodeId(2)]));
+        assert!(dead_nodes(&t, 129, 30).is_empty(), "still in its grace");
+        settle(&mut t, &dead);
+        assert_eq!(t.groups_on(NodeId(2)).count(), 0);
+        assert!(t.groups.values().all(|g| g.config.voters.len() == 5));
+    }
+
+    #[test]
+    fn a_move_in_flight_is_finished_from_the_configuration_alone() {
+        let mut t = table(4);
+        t.add_group("g", "k", 3).expect("placed");
+        let config = t.groups["g"].config.clone();
+        assert_eq!(finish_move(&t, &config, 3, &BTreeSet::new()), None);
+        apply(&mut t, "g", ConfigChange::AddLearner(m(4)));
+        let config = t.groups["g"].config.clone();
+        let change = finish_move(&t, &config, 3, &BTreeSet::new());
+        assert!(matches!(change, Some(ConfigChange::Replace { new, .. }) if new == m(4)));
+    }
+
+    #[test]
+    fn the_voter_on_a_down_node_is_the_one_replaced() {
+        let mut t = table(4);
+        t.add_group("g", "k", 3).expect("placed");
+        apply(&mut t, "g", ConfigChange::AddLearner(m(4)));
+        t.mark_down(NodeId(1), 5).expect("known");
+        let config = t.groups["g"].config.clone();
+        let change = finish_move(&t, &config, 3, &BTreeSet::new());
+        assert_eq!(
+            change,
+            Some(ConfigChange::Replace {
+                old: m(1),
+                new: m(4)
+            })
+        );
+    }
+
+    #[test]
+    fn a_learner_on_a_down_node_and_extra_learners_are_removed() {
+        let mut t = table(5);
+        t.add_group("g", "k", 3).expect("placed");
+        apply(&mut t, "g", ConfigChange::AddLearner(m(4)));
+        apply(&mut t, "g", ConfigChange::AddLearner(m(5)));
+        let config = t.groups["g"].config.clone();
+        let change = finish_move(&t, &config, 3, &BTreeSet::new());
+        assert_eq!(change, Some(ConfigChange::Remove(m(5))));
+        t.mark_down(NodeId(4), 1).expect("known");
+        let change = finish_move(&t, &config, 3, &BTreeSet::new());
+        assert_eq!(change, Some(ConfigChange::Remove(m(4))));
+    }
+
+    #[test]
+    fn a_group_short_of_voters_promotes_its_learner() {
+        let mut t = table(4);
+        t.add_group("g", "k", 3).expect("placed");
+        apply(&mut t, "g", ConfigChange::Remove(m(1)));
+        apply(&mut t, "g", ConfigChange::AddLearner(m(4)));
+        let config = t.groups["g"].config.clone();
+        let change = finish_move(&t, &config, 3, &BTreeSet::new());
+        assert_eq!(change, Some(ConfigChange::Promote(m(4))));
+    }
+
+    #[test]
+    fn no_move_starts_in_a_group_that_has_one_in_flight() {
+        let mut t = table(3);
+        t.add_group("a", "k", 3).expect("placed");
+        t.add_group("b", "k", 3).expect("placed");
+        for id in 4..=6 {
+            t.add_node(NodeId(id), format!("n{id}"), "h:1", Incarnation(1))
+                .expect("fresh");
+        }
+        apply(&mut t, "a", ConfigChange::AddLearner(m(4)));
+        let moves = start_moves(&t, &BTreeSet::new());
+        assert!(moves.iter().any(|(g, _)| g == "b"), "{moves:?}");
+        assert!(moves.iter().all(|(g, _)| g != "a"), "{moves:?}");
+    }
+}
