@@ -11,7 +11,7 @@
 use crate::context::NodeContext;
 use crate::driver::{DriverError, DynMachine, GroupDriver};
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
-use dike_core::{codec, Config, GroupContext, MemberId, RequestId, Response};
+use dike_core::{codec, Config, GroupContext, MemberId, RequestId, Response, StateMachine};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,6 +138,7 @@ impl Actor for ReplicaActor {
                     leader: r.leader(),
                     applied: r.applied(),
                     starts: state.boot,
+                    state_digest: r.machine().export().ok().map(|b| wire::digest(&b)),
                 };
                 match codec::encode("status", &status) {
                     Ok(bytes) => {

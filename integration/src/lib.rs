@@ -2,8 +2,11 @@
 //!
 //! The fault suite's pieces: [`history`] records what clients saw,
 //! [`linearizability`] checks it key by key, [`nft`] cuts links between
-//! node processes.
+//! node processes, [`faults`] plans faults, [`workload`] drives the
+//! clients.
 
+pub mod faults;
 pub mod history;
 pub mod linearizability;
 pub mod nft;
+pub mod workload;

@@ -84,6 +84,8 @@ pub enum Topology {
         /// The receiver.
         to: Ipv4Addr,
     },
+    /// Each `(from, to)` link is cut in that direction only.
+    Directed(Vec<(Ipv4Addr, Ipv4Addr)>),
     /// Neither of `a`, `b` reaches the other.
     Link {
         /// One end.
@@ -147,6 +149,13 @@ impl Topology {
         };
         match self {
             Topology::OneWay { from, to } => return vec![Cut::drop_all(*from, *to)],
+            Topology::Directed(links) => {
+                for (a, b) in links {
+                    if a != b {
+                        out.insert(Cut::drop_all(*a, *b));
+                    }
+                }
+            }
             Topology::Link { a, b } => both(*a, *b, 100),
             Topology::Split { left, right } | Topology::Bridge { left, right, .. } => {
                 for a in left {
@@ -166,24 +175,21 @@ impl Topology {
         out.into_iter().collect()
     }
 
-    /// The addresses that are cut off from a majority of `all` (a node
-    /// counts against the "at most 2 of 5 down" bound while it is): the
-    /// smaller side of a split, an isolated node.
+    /// The addresses that cannot send to, or cannot hear from, a majority
+    /// of `all` (a node counts against the "at most 2 of 5 down" bound
+    /// while it is): the smaller side of a split, an isolated node, a node
+    /// whose outgoing or incoming links are all cut.
     pub fn cut_off(&self, all: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
-        let reach = |a: Ipv4Addr| -> usize {
-            let cuts = self.cuts();
-            all.iter()
-                .filter(|b| {
-                    **b == a
-                        || !cuts
-                            .iter()
-                            .any(|c| c.loss_percent == 100 && c.from == a && c.to == **b)
-                })
-                .count()
+        let cuts = self.cuts();
+        let cut = |a: Ipv4Addr, b: Ipv4Addr| {
+            cuts.iter()
+                .any(|c| c.loss_percent == 100 && c.from == a && c.to == b)
         };
+        let sends = |a: Ipv4Addr| all.iter().filter(|b| **b == a || !cut(a, **b)).count();
+        let hears = |a: Ipv4Addr| all.iter().filter(|b| **b == a || !cut(**b, a)).count();
         all.iter()
             .copied()
-            .filter(|a| reach(*a) * 2 <= all.len())
+            .filter(|a| sends(*a).min(hears(*a)) * 2 <= all.len())
             .collect()
     }
 }
@@ -198,6 +204,10 @@ impl fmt::Display for Topology {
         };
         match self {
             Topology::OneWay { from, to } => write!(f, "one-way {from} -/-> {to}"),
+            Topology::Directed(links) => {
+                let l: Vec<String> = links.iter().map(|(a, b)| format!("{a} -/-> {b}")).collect();
+                write!(f, "one-way {}", l.join(", "))
+            }
             Topology::Link { a, b } => write!(f, "link {a} <-/-> {b}"),
             Topology::Split { left, right } => {
                 write!(f, "split {{{}}} | {{{}}}", list(left), list(right))
@@ -432,6 +442,9 @@ mod tests {
             vec![Cut::drop_all(ip(1), ip(2))]
         );
         assert_eq!(Topology::Link { a: ip(1), b: ip(2) }.cuts().len(), 2);
+        let deaf = Topology::Directed((2..=5).map(|i| (ip(i), ip(1))).collect());
+        assert_eq!(deaf.cuts().len(), 4);
+        assert_eq!(deaf.cut_off(&all), vec![ip(1)]);
         let split = Topology::Split {
             left: vec![ip(1), ip(2)],
             right: vec![ip(3), ip(4), ip(5)],
