@@ -1,12 +1,30 @@
-//! Multi-process tests and benchmark harness (grows with the runtime issues).
+//! Multi-process tests and the benchmark harness of dike-rs.
 //!
-//! The fault suite's pieces: [`history`] records what clients saw,
-//! [`linearizability`] checks it key by key, [`nft`] cuts links between
-//! node processes, [`faults`] plans faults, [`workload`] drives the
-//! clients.
+//! [`Cluster`] runs `dike node` processes on loopback (one address per node,
+//! durable or in-memory storage, logs per node) and stops, kills, pauses,
+//! resumes, restarts and adds them; [`Client`] is a client node in the test
+//! process with the example kinds registered and the waits the tests share;
+//! [`wait`] polls named conditions with deadlines. The scenarios of the
+//! original Dike test suite live in `tests/original_suite.rs`; see
+//! docs/TESTING.md.
+//!
+//! The fault suite (`tests/faults.rs`, `src/bin/soak.rs`): [`history`]
+//! records what clients saw, [`linearizability`] checks it key by key,
+//! [`nft`] cuts links between node processes, [`faults`] plans faults,
+//! [`workload`] drives the clients and [`runner`] puts them together.
 
+pub mod binary;
+pub mod client;
+pub mod cluster;
 pub mod faults;
 pub mod history;
 pub mod linearizability;
 pub mod nft;
+pub mod runner;
+pub mod wait;
 pub mod workload;
+
+pub use binary::dike_binary;
+pub use client::Client;
+pub use cluster::{one_at_a_time, Cluster, ClusterBuilder, Storage};
+pub use wait::{wait_until, Check, NotYet};

@@ -10,8 +10,8 @@
 
 use crate::history::{Op, Outcome, Recorder, Ret};
 use dike_actors::{DikeError, NodeHandle};
-use dike_core::PaxosServer;
 use dike_core::rng::Rng;
+use dike_core::PaxosServer;
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
 use dike_examples::kv::{vnode_for, KvReply, KvRequest, KvServer};
 use dike_examples::set::{SetReply, SetRequest, SetServer};

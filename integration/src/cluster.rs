@@ -1,0 +1,590 @@
+//! A cluster of `dike node` processes on loopback, for tests that need real
+//! processes and real crashes.
+//!
+//! Every node is a child process of the test running `dike node` (see
+//! [`crate::binary`]) on its own loopback address `127.0.X.Y`: `X` is one
+//! octet per cluster (from the test process's pid and a counter, so clusters
+//! of parallel tests do not share addresses), `Y` is the node's index + 1.
+//! Ports are probed free on that address. Node names carry the cluster's
+//! octet (`c37-n0`), so two clusters driven from one test process never
+//! mix their process groups. Each node keeps its data in its own directory
+//! under the cluster's temporary directory (unless the cluster runs in
+//! memory) and writes its log to `<log_dir>/<name>.log`, one file across
+//! all its lives.
+//!
+//! Invariants: every child is killed when the [`Cluster`] is dropped,
+//! also when the test panics; a node keeps its name, address and data
+//! directory across [`Cluster::restart`]; on a panic (or with
+//! `DIKE_KEEP_LOGS=1`) the temporary directory is kept and its path and
+//! the tail of every log are printed.
+
+use crate::binary::dike_binary;
+use dike_actors::config::node_id_of;
+use dike_core::NodeId;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// How long a graceful stop may take before the test fails.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The last octet of the first client address; nodes use the octets below.
+const FIRST_CLIENT_OCTET: u8 = 200;
+
+/// Where a cluster's nodes keep replica state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// A data directory per node (`--data-dir`): a restarted node is the
+    /// same member of its groups again.
+    Durable,
+    /// Memory only (`--in-memory`): a restarted node comes back empty, as a
+    /// new incarnation.
+    InMemory,
+}
+
+/// What a cluster is made of; build one with [`Cluster::builder`].
+#[derive(Clone, Debug)]
+pub struct ClusterBuilder {
+    test: String,
+    masters: usize,
+    nodes: usize,
+    storage: Storage,
+    group_size: Option<usize>,
+    log_filter: String,
+}
+
+impl ClusterBuilder {
+    /// Master nodes: the first `m` nodes (1, 3 or 5; default 3).
+    pub fn masters(mut self, m: usize) -> Self {
+        self.masters = m;
+        self
+    }
+
+    /// Nodes in all, masters included (default: as many as masters). The
+    /// nodes after the masters start with `--join`.
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.nodes = n;
+        self
+    }
+
+    /// Where nodes keep their state (default [`Storage::Durable`]).
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// `--group-size` of every node (default: the program's default).
+    pub fn group_size(mut self, size: usize) -> Self {
+        self.group_size = Some(size);
+        self
+    }
+
+    /// The nodes' `RUST_LOG` (default `info`, or `DIKE_NODE_LOG` if set).
+    pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
+        self.log_filter = filter.into();
+        self
+    }
+
+    /// Starts every node's process and returns at once; wait for the
+    /// cluster with [`crate::Client::wait_for_live_nodes`].
+    ///
+    /// Panics if the description is not a cluster (masters not 1, 3 or 5,
+    /// fewer nodes than masters, too many nodes for one address octet).
+    pub fn start(self) -> Cluster {
+        assert!(
+            matches!(self.masters, 1 | 3 | 5),
+            "a cluster has 1, 3 or 5 masters, not {}",
+            self.masters
+        );
+        let nodes = self.nodes.max(self.masters);
+        let octet = next_cluster_octet();
+        let root = tempfile::Builder::new()
+            .prefix(&format!("dike-{}-", self.test))
+            .tempdir()
+            .expect("create the cluster's temporary directory");
+        let log_dir = root.path().join("logs");
+        std::fs::create_dir_all(&log_dir).expect("create the log directory");
+        let mut cluster = Cluster {
+            test: self.test,
+            octet,
+            cookie: format!("dike-test-{}-{octet}-{}", std::process::id(), nanos()),
+            root: Some(root),
+            log_dir,
+            storage: self.storage,
+            group_size: self.group_size,
+            log_filter: self.log_filter,
+            masters: Vec::new(),
+            nodes: Vec::new(),
+            clients: AtomicU32::new(0),
+        };
+        for i in 0..nodes {
+            cluster.define_node(i < self.masters);
+        }
+        cluster.masters = cluster.nodes[..self.masters]
+            .iter()
+            .map(|n| format!("{}@{}", n.name, n.addr))
+            .collect();
+        for i in 0..nodes {
+            cluster.start(i);
+        }
+        cluster
+    }
+}
+
+/// One node of the cluster.
+struct Node {
+    name: String,
+    addr: SocketAddr,
+    master: bool,
+    data_dir: Option<PathBuf>,
+    log: PathBuf,
+    child: Option<Child>,
+    lives: u32,
+}
+
+/// A cluster of `dike node` processes. See the module documentation.
+pub struct Cluster {
+    test: String,
+    octet: u8,
+    cookie: String,
+    root: Option<tempfile::TempDir>,
+    log_dir: PathBuf,
+    storage: Storage,
+    group_size: Option<usize>,
+    log_filter: String,
+    masters: Vec<String>,
+    nodes: Vec<Node>,
+    clients: AtomicU32,
+}
+
+impl Cluster {
+    /// A cluster for the test named `test` (used in directory and log
+    /// names): 3 masters, durable storage.
+    pub fn builder(test: &str) -> ClusterBuilder {
+        ClusterBuilder {
+            test: test.to_owned(),
+            masters: 3,
+            nodes: 0,
+            storage: Storage::Durable,
+            group_size: None,
+            log_filter: std::env::var("DIKE_NODE_LOG").unwrap_or_else(|_| "info".into()),
+        }
+    }
+
+    /// Number of nodes (running or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no node (never: a cluster has masters).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The test's name.
+    pub fn test(&self) -> &str {
+        &self.test
+    }
+
+    /// The cluster's loopback octet `X` (addresses are `127.0.X.Y`).
+    pub fn octet(&self) -> u8 {
+        self.octet
+    }
+
+    /// The cookie every node presents.
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+
+    /// The masters, `NAME@HOST:PORT`, as every node is started with.
+    pub fn masters(&self) -> &[String] {
+        &self.masters
+    }
+
+    /// Where nodes keep state.
+    pub fn storage(&self) -> Storage {
+        self.storage
+    }
+
+    /// The `--group-size` nodes were started with, if any.
+    pub fn group_size(&self) -> Option<usize> {
+        self.group_size
+    }
+
+    /// Node `i`'s name.
+    pub fn name(&self, i: usize) -> &str {
+        &self.node(i).name
+    }
+
+    /// Every node's name, in index order.
+    pub fn names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Node `i`'s cluster address.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.node(i).addr
+    }
+
+    /// Node `i`'s id (derived from its name).
+    pub fn node_id(&self, i: usize) -> NodeId {
+        node_id_of(&self.node(i).name)
+    }
+
+    /// The index of the node with id `id`.
+    pub fn index_of(&self, id: NodeId) -> Option<usize> {
+        self.nodes.iter().position(|n| node_id_of(&n.name) == id)
+    }
+
+    /// Whether node `i` is a master.
+    pub fn is_master(&self, i: usize) -> bool {
+        self.node(i).master
+    }
+
+    /// Node `i`'s process id while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.node(i).child.as_ref().map(Child::id)
+    }
+
+    /// Node `i`'s data directory (`None` in memory).
+    pub fn data_dir(&self, i: usize) -> Option<&Path> {
+        self.node(i).data_dir.as_deref()
+    }
+
+    /// The directory of every node's log.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Node `i`'s log file.
+    pub fn log_path(&self, i: usize) -> &Path {
+        &self.node(i).log
+    }
+
+    /// How many times node `i` was started.
+    pub fn lives(&self, i: usize) -> u32 {
+        self.node(i).lives
+    }
+
+    /// A fresh address for a client node of this cluster (`127.0.X.200+`).
+    pub fn client_addr(&self) -> SocketAddr {
+        let k = self.clients.fetch_add(1, Ordering::Relaxed);
+        let last = u8::try_from(u32::from(FIRST_CLIENT_OCTET) + k % 55).unwrap_or(254);
+        free_port(Ipv4Addr::new(127, 0, self.octet, last))
+    }
+
+    /// Whether node `i`'s process is running (paused counts as running).
+    pub fn is_running(&mut self, i: usize) -> bool {
+        let node = self.node_mut(i);
+        match node.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(_)) | Err(_)) | None => false,
+        }
+    }
+
+    /// The nodes whose process ended although the harness did not stop it,
+    /// with how it ended.
+    pub fn unexpected_exits(&mut self) -> Vec<(String, ExitStatus)> {
+        let mut out = Vec::new();
+        for n in &mut self.nodes {
+            if let Some(Ok(Some(status))) = n.child.as_mut().map(Child::try_wait) {
+                out.push((n.name.clone(), status));
+            }
+        }
+        out
+    }
+
+    /// Starts node `i`'s process (with its name, address and data
+    /// directory). Panics if it is running.
+    pub fn start(&mut self, i: usize) {
+        assert!(!self.is_running(i), "{} is already running", self.name(i));
+        let masters = self.masters.join(",");
+        let (storage, group_size, filter, cookie) = (
+            self.storage,
+            self.group_size,
+            self.log_filter.clone(),
+            self.cookie.clone(),
+        );
+        let node = self.node_mut(i);
+        node.lives += 1;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("open the node's log");
+        let _ = writeln!(
+            log,
+            "===== harness: life {} of {} on {} (pid of the test {}) =====",
+            node.lives,
+            node.name,
+            node.addr,
+            std::process::id()
+        );
+        let mut cmd = Command::new(dike_binary());
+        cmd.arg("node")
+            .args(["--name", &node.name, "--listen", &node.addr.to_string()])
+            .args(["--masters", &masters])
+            .env("DIKE_COOKIE", cookie)
+            .env("RUST_LOG", filter)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log);
+        if !node.master {
+            cmd.arg("--join");
+        }
+        match (&node.data_dir, storage) {
+            (Some(dir), Storage::Durable) => cmd.arg("--data-dir").arg(dir),
+            _ => cmd.arg("--in-memory"),
+        };
+        if let Some(size) = group_size {
+            cmd.args(["--group-size", &size.to_string()]);
+        }
+        node.child = Some(cmd.spawn().expect("spawn `dike node`"));
+    }
+
+    /// Stops node `i` gracefully: SIGTERM, then waits for the process to
+    /// exit (panics after [`STOP_GRACE`], killing it). A paused node is
+    /// resumed so it can handle the signal.
+    pub fn stop(&mut self, i: usize) -> ExitStatus {
+        let pid = self.running_pid(i);
+        signal(pid, libc::SIGTERM);
+        signal(pid, libc::SIGCONT);
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            let node = self.node_mut(i);
+            let child = node.child.as_mut().expect("running");
+            if let Ok(Some(status)) = child.try_wait() {
+                node.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                node.child = None;
+                panic!(
+                    "{} did not stop within {STOP_GRACE:?} of SIGTERM; log: {}",
+                    node.name,
+                    node.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills node `i` with SIGKILL (a crash: nothing is flushed or closed)
+    /// and reaps it; a node that already exited is only reaped.
+    pub fn kill(&mut self, i: usize) {
+        let node = self.node_mut(i);
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes node `i` (SIGSTOP): its sockets stay open but it answers
+    /// nothing, as a hung machine would.
+    pub fn pause(&mut self, i: usize) {
+        signal(self.running_pid(i), libc::SIGSTOP);
+    }
+
+    /// Lets a paused node `i` go on (SIGCONT).
+    pub fn resume(&mut self, i: usize) {
+        signal(self.running_pid(i), libc::SIGCONT);
+    }
+
+    /// Stops node `i` gracefully if it runs, then starts it again with the
+    /// same name, address and data directory.
+    pub fn restart(&mut self, i: usize) {
+        if self.is_running(i) {
+            self.stop(i);
+        }
+        self.start(i);
+    }
+
+    /// Starts one more node, which joins the cluster; returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.define_node(false);
+        self.start(i);
+        i
+    }
+
+    /// The last `lines` lines of every node's log, for a failure message.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = format!("node logs in {}\n", self.log_dir.display());
+        for n in &self.nodes {
+            out += &format!("--- {} ({}) ---\n", n.name, n.log.display());
+            out += &tail(&n.log, lines);
+        }
+        out
+    }
+
+    fn define_node(&mut self, master: bool) -> usize {
+        let i = self.nodes.len();
+        let last = u8::try_from(i + 1)
+            .ok()
+            .filter(|y| *y < FIRST_CLIENT_OCTET)
+            .expect("fewer than 200 nodes per cluster");
+        let name = format!("c{}-n{i}", self.octet);
+        let root = self.root.as_ref().expect("temp dir").path();
+        let data_dir = match self.storage {
+            Storage::Durable => {
+                let d = root.join(&name).join("data");
+                std::fs::create_dir_all(&d).expect("create a data directory");
+                Some(d)
+            }
+            Storage::InMemory => None,
+        };
+        self.nodes.push(Node {
+            addr: free_port(Ipv4Addr::new(127, 0, self.octet, last)),
+            log: self.log_dir.join(format!("{name}.log")),
+            name,
+            master,
+            data_dir,
+            child: None,
+            lives: 0,
+        });
+        i
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        let n = self.nodes.len();
+        self.nodes
+            .get(i)
+            .unwrap_or_else(|| panic!("no node {i}: the cluster has {n}"))
+    }
+
+    fn node_mut(&mut self, i: usize) -> &mut Node {
+        let n = self.nodes.len();
+        self.nodes
+            .get_mut(i)
+            .unwrap_or_else(|| panic!("no node {i}: the cluster has {n}"))
+    }
+
+    fn running_pid(&mut self, i: usize) -> i32 {
+        assert!(self.is_running(i), "{} is not running", self.name(i));
+        let pid = self.pid(i).expect("running");
+        i32::try_from(pid).expect("a pid fits in pid_t")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut child) = n.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let keep = std::thread::panicking() || std::env::var_os("DIKE_KEEP_LOGS").is_some();
+        if keep {
+            eprintln!("{}", self.log_tails(20));
+            if let Some(root) = self.root.take() {
+                let path = root.keep();
+                eprintln!("kept the cluster's logs and data in {}", path.display());
+            }
+        }
+    }
+}
+
+/// Holds one cluster test at a time in this process (a 2-core machine runs
+/// one cluster well, several badly); take it first thing in a test and keep
+/// the guard to its end. A test that panicked releases it.
+pub async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// The `X` of a new cluster's `127.0.X.Y` addresses: different for every
+/// cluster of this process (for the first 254) and, through the pid, likely
+/// different from other test processes' (ports are probed free anyway).
+fn next_cluster_octet() -> u8 {
+    static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+    cluster_octet(std::process::id(), CLUSTERS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `X` from a pid and a per-process counter: in `1..=254`, never the `0`
+/// of `127.0.0.1`, whose ports everything else on the machine uses.
+pub fn cluster_octet(pid: u32, counter: u32) -> u8 {
+    let x = (pid.wrapping_mul(37).wrapping_add(counter)) % 254 + 1;
+    u8::try_from(x).unwrap_or(1)
+}
+
+/// An address on `ip` whose port is free right now.
+pub fn free_port(ip: Ipv4Addr) -> SocketAddr {
+    let l = TcpListener::bind((IpAddr::V4(ip), 0))
+        .unwrap_or_else(|e| panic!("cannot bind {ip}:0 (is 127.0.0.0/8 on lo?): {e}"));
+    l.local_addr().expect("a bound listener has an address")
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory effects; `pid` is our own child, not
+    // yet reaped, so it cannot name another process.
+    let r = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        r,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The last `lines` lines of the file at `path` (empty if unreadable).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    for l in &all[all.len().saturating_sub(lines)..] {
+        out += l;
+        out += "\n";
+    }
+    out
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_octets_avoid_zero_and_differ_between_clusters_of_a_process() {
+        let pid = 4242;
+        let xs: std::collections::BTreeSet<u8> = (0..254).map(|c| cluster_octet(pid, c)).collect();
+        assert_eq!(xs.len(), 254);
+        assert!(!xs.contains(&0) && !xs.contains(&255));
+        assert_ne!(cluster_octet(1000, 0), cluster_octet(1001, 0));
+    }
+
+    #[test]
+    fn every_loopback_address_gets_a_free_port() {
+        let a = free_port(Ipv4Addr::new(127, 0, 9, 3));
+        assert_eq!(a.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 9, 3)));
+        assert_ne!(a.port(), 0);
+    }
+
+    #[test]
+    fn a_tail_is_the_last_lines() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let f = dir.path().join("x.log");
+        std::fs::write(&f, "a\nb\nc\n").expect("write");
+        assert_eq!(tail(&f, 2), "b\nc\n");
+        assert_eq!(tail(&f, 10), "a\nb\nc\n");
+        assert_eq!(tail(&dir.path().join("missing"), 3), "");
+    }
+
+    #[test]
+    #[should_panic(expected = "1, 3 or 5 masters")]
+    fn two_masters_are_refused() {
+        Cluster::builder("bad").masters(2).start();
+    }
+}
