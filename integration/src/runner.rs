@@ -86,6 +86,10 @@ pub struct FaultRecord {
     pub fault: Fault,
     /// When it was injected (since the workload started).
     pub at: Duration,
+    /// From the injection until every group answered while the fault held
+    /// (`None`: not before the heal — expected when a fault leaves a group
+    /// without a quorum it can reach).
+    pub available_after: Option<Duration>,
     /// From the heal until every group answered again (`None`: not within
     /// the deadline).
     pub recovered_after: Option<Duration>,
@@ -142,9 +146,13 @@ impl fmt::Display for Report {
             kinds.join(", ")
         )?;
         for r in &self.faults {
+            let during = match r.available_after {
+                Some(d) => format!("all groups answered {:.2}s into it", d.as_secs_f64()),
+                None => "some group did not answer while it held".to_owned(),
+            };
             let rec = match r.recovered_after {
-                Some(d) => format!("recovered {:.2}s after the heal", d.as_secs_f64()),
-                None => "DID NOT RECOVER".to_owned(),
+                Some(d) => format!("{during}; recovered {:.2}s after the heal", d.as_secs_f64()),
+                None => format!("{during}; DID NOT RECOVER"),
             };
             writeln!(f, "  at {:>6.1}s {} — {rec}", r.at.as_secs_f64(), r.fault)?;
         }
@@ -440,7 +448,15 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
             failures.push(format!("cannot inject {fault}: {e}"));
             break;
         }
-        tokio::time::sleep(fault.hold).await;
+        let injected = Instant::now();
+        let available_after = tokio::time::timeout(
+            fault.hold,
+            wait_all_answer(client.node(), &groups, fault.hold),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
+        tokio::time::sleep_until(injected + fault.hold).await;
         if let Err(e) = heal(&mut cluster, &mut partition, &fault) {
             failures.push(format!("cannot heal {fault}: {e}"));
             break;
@@ -466,6 +482,7 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
         faults.push(FaultRecord {
             fault,
             at,
+            available_after,
             recovered_after,
         });
         if recovered_after.is_none() {
