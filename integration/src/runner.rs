@@ -52,6 +52,10 @@ pub struct RunConfig {
     pub hold: (Duration, Duration),
     /// How long after a heal every group must answer again.
     pub recover_within: Duration,
+    /// Length of one round: the history is checked at the end of every
+    /// round (the workload pauses for it), which keeps each check small in
+    /// a long soak. A CI run is one round.
+    pub round: Duration,
     /// Time budget of the linearizability search per key.
     pub check_budget: Duration,
     /// Where a failing run writes its evidence (default: the temp dir).
@@ -73,6 +77,7 @@ impl RunConfig {
             },
             hold: (Duration::from_secs(2), Duration::from_secs(4)),
             recover_within: Duration::from_secs(30),
+            round: Duration::from_secs(180),
             check_budget: Duration::from_secs(20),
             out: None,
         }
@@ -429,57 +434,144 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
             cluster.log_dir().display()
         );
     }
-    let group_names: Vec<String> = groups.iter().map(|(g, _)| g.clone()).collect();
-
-    let recorder = Recorder::new();
-    let load_started = Instant::now();
-    let workload = Workload::start(client.node(), &config.workload, &recorder);
     let mut scheduler = Scheduler::new(config.seed, &config.kinds);
     scheduler.hold = config.hold;
-    let mut faults = Vec::new();
-    let mut failures = Vec::new();
+    let mut run = RunState {
+        faults: Vec::new(),
+        failures: Vec::new(),
+        recorders: Vec::new(),
+        verdict: Verdict::default(),
+        counters: config
+            .workload
+            .counter_keys()
+            .into_iter()
+            .map(|k| (k, 0))
+            .collect(),
+    };
+    let load_started = Instant::now();
     let end = load_started + config.duration;
-    while Instant::now() + config.hold.0 < end {
-        let v = view(&client, &cluster, &group_names).await;
+    let mut round = 0;
+    while run.failures.is_empty() && (round == 0 || Instant::now() + config.hold.0 < end) {
+        let round_end = (Instant::now() + config.round).min(end);
+        let mut workload_config = config.workload.clone();
+        workload_config.round = round;
+        run_round(
+            &config,
+            &workload_config,
+            round_end,
+            load_started,
+            &mut scheduler,
+            &mut run,
+            &mut cluster,
+            &mut partition,
+            &client,
+            &groups,
+        )
+        .await;
+        round += 1;
+    }
+    let mut counts = OutcomeCounts::default();
+    for r in &run.recorders {
+        let c = r.counts();
+        counts.ok += c.ok;
+        counts.fail += c.fail;
+        counts.unknown += c.unknown;
+        counts.in_flight += c.in_flight;
+    }
+    let mut report = Report {
+        name: config.name.clone(),
+        seed: config.seed,
+        counts,
+        faults: run.faults,
+        verdict: run.verdict,
+        failures: run.failures,
+        evidence: None,
+        took: started.elapsed(),
+    };
+    if !report.passed() {
+        report.evidence = Some(write_evidence(&config, &run.recorders, &cluster));
+    }
+    drop(partition);
+    client.stop().await;
+    report
+}
+
+/// What the rounds of a run accumulate.
+struct RunState {
+    faults: Vec<FaultRecord>,
+    failures: Vec<String>,
+    recorders: Vec<Recorder>,
+    verdict: Verdict,
+    /// Each counter's value at the end of the last round.
+    counters: BTreeMap<String, i64>,
+}
+
+/// One round: load with faults until `round_end`, then heal and check. A
+/// round's history starts from known objects: fresh register and set keys,
+/// and counters whose value the last round's final read established (an
+/// acknowledged `Add` of that value opens the round's history).
+#[allow(clippy::too_many_arguments)]
+async fn run_round(
+    config: &RunConfig,
+    workload_config: &WorkloadConfig,
+    round_end: Instant,
+    load_started: Instant,
+    scheduler: &mut Scheduler,
+    run: &mut RunState,
+    cluster: &mut Cluster,
+    partition: &mut Option<Partition>,
+    client: &Client,
+    groups: &[(String, &'static str)],
+) {
+    let group_names: Vec<String> = groups.iter().map(|(g, _)| g.clone()).collect();
+    let recorder = Recorder::new();
+    for (key, value) in &run.counters {
+        let p = recorder.new_process();
+        let opening = recorder.invoke(p, usize::MAX - 1, key, Op::Add(*value));
+        recorder.complete(opening, Outcome::Ok(Ret::Count(*value)));
+    }
+    let workload = Workload::start(client.node(), workload_config, &recorder);
+    while Instant::now() + config.hold.0 < round_end {
+        let v = view(client, cluster, &group_names).await;
         let fault = scheduler.next(&v);
         let at = load_started.elapsed();
         eprintln!("[{:>6.1}s] inject {fault}", at.as_secs_f64());
-        if let Err(e) = inject(&mut cluster, &mut partition, &fault).await {
-            failures.push(format!("cannot inject {fault}: {e}"));
+        if let Err(e) = inject(cluster, partition, &fault).await {
+            run.failures.push(format!("cannot inject {fault}: {e}"));
             break;
         }
         let injected = Instant::now();
         let available_after = tokio::time::timeout(
             fault.hold,
-            wait_all_answer(client.node(), &groups, fault.hold),
+            wait_all_answer(client.node(), groups, fault.hold),
         )
         .await
         .ok()
         .and_then(Result::ok);
         tokio::time::sleep_until(injected + fault.hold).await;
-        if let Err(e) = heal(&mut cluster, &mut partition, &fault) {
-            failures.push(format!("cannot heal {fault}: {e}"));
+        if let Err(e) = heal(cluster, partition, &fault) {
+            run.failures.push(format!("cannot heal {fault}: {e}"));
             break;
         }
-        let recovered = wait_all_answer(client.node(), &groups, config.recover_within).await;
-        let recovered_after = match recovered {
-            Ok(d) => {
-                eprintln!(
-                    "[{:>6.1}s] healed; every group answers after {:.2}s",
-                    load_started.elapsed().as_secs_f64(),
-                    d.as_secs_f64()
-                );
-                Some(d)
-            }
-            Err(e) => {
-                failures.push(format!(
-                    "after {fault}: not every group answered within {:?} of the heal: {e}",
-                    config.recover_within
-                ));
-                None
-            }
-        };
-        faults.push(FaultRecord {
+        let recovered_after =
+            match wait_all_answer(client.node(), groups, config.recover_within).await {
+                Ok(d) => {
+                    eprintln!(
+                        "[{:>6.1}s] healed; every group answers after {:.2}s",
+                        load_started.elapsed().as_secs_f64(),
+                        d.as_secs_f64()
+                    );
+                    Some(d)
+                }
+                Err(e) => {
+                    run.failures.push(format!(
+                        "after {fault}: not every group answered within {:?} of the heal: {e}",
+                        config.recover_within
+                    ));
+                    None
+                }
+            };
+        run.faults.push(FaultRecord {
             fault,
             at,
             available_after,
@@ -490,8 +582,30 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
         }
     }
     workload.stop().await;
+    check_after_heal(
+        config,
+        workload_config,
+        run,
+        cluster,
+        client,
+        groups,
+        &recorder,
+    )
+    .await;
+    run.recorders.push(recorder);
+}
 
-    // Checks after healing.
+/// The checks after a round: see the module documentation.
+async fn check_after_heal(
+    config: &RunConfig,
+    workload_config: &WorkloadConfig,
+    run: &mut RunState,
+    cluster: &mut Cluster,
+    client: &Client,
+    groups: &[(String, &'static str)],
+    recorder: &Recorder,
+) {
+    let failures = &mut run.failures;
     if let Err(e) = poll_until(Duration::from_secs(60), || async {
         let t = client.routing_table().await?;
         let down: Vec<String> = cluster
@@ -512,15 +626,16 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
             e.0
         ));
     }
-    if let Err(e) = wait_all_answer(client.node(), &groups, Duration::from_secs(30)).await {
+    if let Err(e) = wait_all_answer(client.node(), groups, Duration::from_secs(30)).await {
         failures.push(format!("not every group answers after the heal: {e}"));
     }
-    for (key, why) in workload::final_reads(client.node(), &config.workload, &recorder).await {
+    for (key, why) in workload::final_reads(client.node(), workload_config, recorder).await {
         failures.push(format!("final read of {key} failed: {why}"));
     }
-    for g in group_names.iter().map(String::as_str).chain([MASTER_GROUP]) {
+    let names = groups.iter().map(|(g, _)| g.as_str());
+    for g in names.chain([MASTER_GROUP]) {
         if let Err(e) = poll_until(Duration::from_secs(30), || {
-            replicas_agree(&client, &cluster, g)
+            replicas_agree(client, cluster, g)
         })
         .await
         {
@@ -533,31 +648,23 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
     }
     let records = recorder.records();
     failures.extend(lost_writes(&records));
+    for r in &records {
+        if let (Op::ReadCounter, Some(Outcome::Ok(Ret::Count(v))), usize::MAX) =
+            (&r.op, &r.outcome, r.worker)
+        {
+            run.counters.insert(r.key.clone(), *v);
+        }
+    }
     let budget = config.check_budget;
     let verdict = tokio::task::spawn_blocking(move || linearizability::check(&records, budget))
         .await
         .unwrap_or_default();
-    let mut report = Report {
-        name: config.name.clone(),
-        seed: config.seed,
-        counts: recorder.counts(),
-        faults,
-        verdict,
-        failures,
-        evidence: None,
-        took: started.elapsed(),
-    };
-    if !report.passed() {
-        report.evidence = Some(write_evidence(&config, &recorder, &cluster));
-    }
-    drop(partition);
-    client.stop().await;
-    report
+    run.verdict.keys.extend(verdict.keys);
 }
 
 /// Writes `history.json` and a copy of every node log into a fresh
 /// directory; returns it.
-fn write_evidence(config: &RunConfig, recorder: &Recorder, cluster: &Cluster) -> PathBuf {
+fn write_evidence(config: &RunConfig, recorders: &[Recorder], cluster: &Cluster) -> PathBuf {
     let base = config.out.clone().unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!(
         "dike-faults-{}-seed{}-{}",
@@ -569,8 +676,16 @@ fn write_evidence(config: &RunConfig, recorder: &Recorder, cluster: &Cluster) ->
         eprintln!("cannot create {}: {e}", dir.display());
         return dir;
     }
-    if let Err(e) = recorder.dump(&dir.join("history.json")) {
-        eprintln!("{e}");
+    for (i, r) in recorders.iter().enumerate() {
+        // The last round is the one that failed.
+        let name = if i + 1 == recorders.len() {
+            "history.json".to_owned()
+        } else {
+            format!("history-round-{i}.json")
+        };
+        if let Err(e) = r.dump(&dir.join(name)) {
+            eprintln!("{e}");
+        }
     }
     if let Ok(entries) = std::fs::read_dir(cluster.log_dir()) {
         for e in entries.flatten() {

@@ -39,6 +39,10 @@ pub struct WorkloadConfig {
     pub think: Duration,
     /// Seed of the workers' choices.
     pub seed: u64,
+    /// The round of a run that checks its history in rounds: register and
+    /// set keys are fresh every round (so each round's history starts from
+    /// empty objects); counters carry over.
+    pub round: u32,
 }
 
 impl Default for WorkloadConfig {
@@ -51,6 +55,7 @@ impl Default for WorkloadConfig {
             workers: 6,
             think: Duration::from_millis(10),
             seed: 1,
+            round: 0,
         }
     }
 }
@@ -73,10 +78,19 @@ impl WorkloadConfig {
 
     /// Every history key the workload uses.
     pub fn keys(&self) -> Vec<String> {
-        let mut k: Vec<String> = (0..self.registers).map(register_key).collect();
-        k.extend((1..=self.counters).map(|i| counter_key(&counter_group(i))));
-        k.extend((0..self.sets).map(set_key));
+        let mut k: Vec<String> = (0..self.registers)
+            .map(|i| register_key(i, self.round))
+            .collect();
+        k.extend(self.counter_keys());
+        k.extend((0..self.sets).map(|i| set_key(i, self.round)));
         k
+    }
+
+    /// The history keys of the counters.
+    pub fn counter_keys(&self) -> Vec<String> {
+        (1..=self.counters)
+            .map(|i| counter_key(&counter_group(i)))
+            .collect()
     }
 }
 
@@ -84,16 +98,16 @@ fn counter_group(i: usize) -> String {
     format!("counter-{i}")
 }
 
-fn register_key(i: usize) -> String {
-    format!("kv:r{i}")
+fn register_key(i: usize, round: u32) -> String {
+    format!("kv:r{i}.{round}")
 }
 
 fn counter_key(group: &str) -> String {
     format!("counter:{group}")
 }
 
-fn set_key(i: usize) -> String {
-    format!("set:s{i}")
+fn set_key(i: usize, round: u32) -> String {
+    format!("set:s{i}.{round}")
 }
 
 /// How an error of the runtime counts in the history: certainly without

@@ -41,6 +41,10 @@ struct Args {
     /// Concurrent clients.
     #[arg(long, default_value_t = 6)]
     workers: usize,
+    /// Length of a round, in seconds: the workload pauses at the end of
+    /// each round for the checks, so each checked history stays small.
+    #[arg(long, default_value_t = 180)]
+    round_seconds: u64,
     /// Longest hold of one fault, in seconds (the shortest is half of it).
     #[arg(long, default_value_t = 6)]
     hold: u64,
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
     let hold = Duration::from_secs(args.hold.max(1));
     config.hold = (hold / 2, hold);
     config.out = Some(args.out);
+    config.round = Duration::from_secs(args.round_seconds.max(10));
     let names: Vec<&str> = kinds.iter().map(|k: &FaultKind| k.name()).collect();
     eprintln!(
         "soak: {} minutes, {} nodes, faults {names:?}, seed {seed}",
