@@ -113,6 +113,11 @@ pub struct NodeConfig {
     /// Restart bound for crashed replicas, the dispatcher and the group
     /// supervisor.
     pub restarts: RestartPolicy,
+    /// How long a node may stay down before the master replaces its
+    /// replicas on live nodes.
+    pub replace_after: Duration,
+    /// How often the master's rebalancer takes a step.
+    pub rebalance_every: Duration,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -142,6 +147,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(5),
             replica: runtime_replica_options(),
             restarts: RestartPolicy::default(),
+            replace_after: Duration::from_secs(60),
         }
     }
 
@@ -184,6 +190,7 @@ pub struct NodeConfigBuilder {
     request_timeout: Duration,
     replica: ReplicaOptions,
     restarts: RestartPolicy,
+    replace_after: Duration,
 }
 
 impl NodeConfigBuilder {
@@ -264,6 +271,13 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// How long a node may stay down before its replicas are replaced on
+    /// live nodes (default 60 s; matters on master nodes, which decide).
+    pub fn replace_after(mut self, grace: Duration) -> Self {
+        self.replace_after = grace;
+        self
+    }
+
     /// Checks and builds the configuration.
     pub fn build(self) -> Result<NodeConfig, StartError> {
         if self.name.is_empty() || self.name.contains(['@', '/']) {
@@ -315,6 +329,8 @@ impl NodeConfigBuilder {
             request_timeout: self.request_timeout,
             replica: self.replica,
             restarts: self.restarts,
+            replace_after: self.replace_after,
+            rebalance_every: self.tick * 10,
         })
     }
 }

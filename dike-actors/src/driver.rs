@@ -9,6 +9,7 @@
 //! the driver (fail-stop) and nothing of that `Ready` is released.
 
 use dike_core::codec::CodecError;
+use dike_core::replica::{ConfigChange, ReconfigError};
 use dike_core::server::StateMachine;
 use dike_core::{
     Applied, Command, Config, Envelope, MemberId, RecoverError, Replica, ReplicaOptions, Response,
@@ -62,6 +63,7 @@ pub struct GroupDriver {
     replica: Replica<DynMachine>,
     storage: Box<dyn Storage>,
     next_query: u64,
+    next_change: u64,
 }
 
 impl GroupDriver {
@@ -86,6 +88,7 @@ impl GroupDriver {
             replica,
             storage,
             next_query: 0,
+            next_change: 0,
         })
     }
 
@@ -153,6 +156,14 @@ impl GroupDriver {
         self.next_query += 1;
         self.replica.query(self.next_query, payload);
         self.next_query
+    }
+
+    /// Proposes a membership change (leader only); its answer comes as a
+    /// `Response` for `RequestId::Reconfig(id)` with the returned id.
+    pub fn propose_change(&mut self, change: ConfigChange) -> Result<u64, ReconfigError> {
+        self.next_change += 1;
+        self.replica.propose_change(self.next_change, change)?;
+        Ok(self.next_change)
     }
 
     /// Runs the replica until it has nothing more to do: persist, release,

@@ -17,6 +17,7 @@ pub mod group_supervisor;
 pub mod master;
 pub mod node;
 pub mod provider;
+pub mod rebalancer;
 pub mod reconcile;
 pub mod replica_actor;
 pub mod restart;

@@ -7,15 +7,14 @@
 //! `Join` of a known node and `AddGroup` of an existing name change nothing
 //! and answer with the existing entry, so clients may retry them.
 //!
-//! Left out of v1: rebalancing moves after a join
-//! (`placement::rebalance_moves`) and replacing the replicas of a dead node
-//! (`placement::replacements`) need membership changes through each group's
-//! log; they will be proposed from [`MasterServer::handle_call`]'s
-//! `Join`/`NodeDown` arms once dike-core offers them.
+//! The table follows each group's membership through `SetConfig`: the
+//! master's rebalancer ([`crate::rebalancer`]) proposes a change in the
+//! group's own log and records the configuration the group chose; a
+//! configuration older than the recorded one changes nothing.
 
 use crate::config::node_id_of;
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingError, RoutingTable};
-use dike_core::{GroupContext, Incarnation, NodeId, Outcome, PaxosServer};
+use dike_core::{Config, GroupContext, Incarnation, NodeId, Outcome, PaxosServer};
 use serde::{Deserialize, Serialize};
 
 /// The server kind of the master group.
@@ -58,6 +57,13 @@ pub enum MasterRequest {
     NodeUp {
         /// The node.
         node: NodeId,
+    },
+    /// A group chose a new configuration (recorded if newer).
+    SetConfig {
+        /// The group.
+        group: String,
+        /// The configuration its leader reported.
+        config: Config,
     },
     /// The whole table (answered as a read-index query).
     GetTable,
@@ -173,6 +179,12 @@ impl PaxosServer for MasterServer {
                 Ok(()) => MasterReply::Done,
                 Err(e) => Self::refused(e),
             },
+            MasterRequest::SetConfig { group, config } => {
+                match self.table.record_config(&group, config) {
+                    Ok(_) => MasterReply::Done,
+                    Err(e) => Self::refused(e),
+                }
+            }
             MasterRequest::GetTable => MasterReply::Table(self.table.clone()),
         };
         Outcome::reply(reply)

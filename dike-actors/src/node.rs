@@ -18,6 +18,7 @@ use crate::dispatcher::{Dispatcher, DispatcherMsg};
 use crate::error::{DikeError, StartError};
 use crate::group_supervisor::{GroupSupMsg, GroupSupervisor};
 use crate::master::{MasterReply, MasterRequest};
+use crate::rebalancer::{Rebalancer, RebalancerMsg};
 use crate::restart::RestartBudget;
 use crate::wire::{ReplicaMsg, ReplicaStatus};
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
@@ -52,6 +53,7 @@ pub struct DikeNodeState {
     budget: RestartBudget,
     node_server: ActorRef<NodeServerMessage>,
     ticker: ractor::concurrency::JoinHandle<()>,
+    rebalancer: Option<ActorRef<RebalancerMsg>>,
 }
 
 struct Events(ActorRef<DikeNodeMsg>);
@@ -83,6 +85,18 @@ async fn spawn_dispatcher(
     let (d, _) = Actor::spawn_linked(None, Dispatcher, ctx.clone(), sup).await?;
     NodeContext::set(&ctx.dispatcher, Some(d.clone()));
     Ok(d)
+}
+
+/// The rebalancer runs on master nodes only.
+async fn spawn_rebalancer(
+    ctx: &Arc<NodeContext>,
+    sup: ActorCell,
+) -> Result<Option<ActorRef<RebalancerMsg>>, ActorProcessingErr> {
+    if !ctx.config.is_master() {
+        return Ok(None);
+    }
+    let (r, _) = Actor::spawn_linked(None, Rebalancer, ctx.clone(), sup).await?;
+    Ok(Some(r))
 }
 
 async fn spawn_groups(
@@ -122,6 +136,7 @@ impl Actor for DikeNode {
         NodeContext::set(&ctx.node_server, Some(node_server.clone()));
         spawn_groups(&ctx, myself.get_cell()).await?;
         spawn_dispatcher(&ctx, myself.get_cell()).await?;
+        let rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
         tracing::info!(name = %c.name, listen = %c.listen, master = c.is_master(), "node started");
         Ok(DikeNodeState {
@@ -129,6 +144,7 @@ impl Actor for DikeNode {
             ctx,
             node_server,
             ticker,
+            rebalancer,
         })
     }
 
@@ -189,6 +205,8 @@ impl Actor for DikeNode {
             "group supervisor"
         } else if id == state.node_server.get_id() {
             "node server"
+        } else if is(state.rebalancer.as_ref().map(|r| r.get_cell())) {
+            "rebalancer"
         } else {
             return Ok(());
         };
@@ -199,6 +217,8 @@ impl Actor for DikeNode {
         }
         if which == "dispatcher" {
             spawn_dispatcher(&ctx, myself.get_cell()).await?;
+        } else if which == "rebalancer" {
+            state.rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
         } else {
             spawn_groups(&ctx, myself.get_cell()).await?;
         }

@@ -11,7 +11,10 @@
 use crate::context::NodeContext;
 use crate::driver::{DriverError, DynMachine, GroupDriver};
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
-use dike_core::{codec, Config, GroupContext, MemberId, RequestId, Response, StateMachine};
+use dike_core::replica::ReconfigError;
+use dike_core::{
+    codec, Config, GroupContext, MemberId, RequestError, RequestId, Response, StateMachine,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -172,6 +175,30 @@ impl ReplicaState {
             Ok(ClientRequest::Query(payload)) => {
                 let id = self.driver.query(payload);
                 self.waiting.insert(RequestId::Query(id), port);
+            }
+            Ok(ClientRequest::Change(change)) => match self.driver.propose_change(change) {
+                Ok(id) => {
+                    self.waiting.insert(RequestId::Reconfig(id), port);
+                }
+                Err(ReconfigError::NotLeader { leader }) => {
+                    reply(
+                        port,
+                        Err(ReplyError::Request(RequestError::NotLeader { leader })),
+                    );
+                }
+                Err(e) => reply(port, Err(ReplyError::Reconfig(e.to_string()))),
+            },
+            Ok(ClientRequest::Membership) => {
+                let r = self.driver.replica();
+                let answer = if r.is_leader() {
+                    codec::encode("config", r.config())
+                        .map_err(|e| ReplyError::Request(RequestError::Application(e.to_string())))
+                } else {
+                    Err(ReplyError::Request(RequestError::NotLeader {
+                        leader: r.leader(),
+                    }))
+                };
+                reply(port, answer);
             }
             Err(e) => {
                 tracing::warn!("malformed client request: {e}");

@@ -14,7 +14,7 @@ use crate::error::DikeError;
 use crate::master::{MasterReply, MasterRequest};
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
 use dike_core::routing::RoutingTable;
-use dike_core::{codec, ClientId, Command, MemberId, RequestError};
+use dike_core::{codec, ClientId, Command, Config, MemberId, RequestError};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use std::collections::{BTreeSet, HashMap};
@@ -93,6 +93,7 @@ pub fn classify(target: MemberId, answer: Option<ClientReply>) -> Next {
         None => Next::NoAnswer,
         Some(Ok(bytes)) => Next::Reply(bytes),
         Some(Err(ReplyError::Malformed(m))) => Next::Fail(DikeError::Decode(m)),
+        Some(Err(ReplyError::Reconfig(e))) => Next::Fail(DikeError::Rejected(e)),
         Some(Err(ReplyError::Request(e))) => match e {
             RequestError::NotLeader {
                 leader: Some(l), ..
@@ -106,6 +107,21 @@ pub fn classify(target: MemberId, answer: Option<ClientReply>) -> Next {
             RequestError::Stale => Next::Fail(DikeError::Application(
                 "stale request: already answered".into(),
             )),
+        },
+    }
+}
+
+/// The error of a request whose retries ran out: the last reason for
+/// retrying, or a timeout if the last attempt got no answer.
+fn gave_up(group: &str, timeout: Duration, last: Option<String>) -> DikeError {
+    match last {
+        None => DikeError::Timeout {
+            group: group.to_owned(),
+            after: timeout,
+        },
+        Some(reason) => DikeError::Unavailable {
+            group: group.to_owned(),
+            reason,
         },
     }
 }
@@ -211,6 +227,27 @@ impl Router {
         self.send(group, &voters, payload, query).await
     }
 
+    /// Sends a membership request (a change, or reading the
+    /// configuration) to `group`'s leader, following hints, within the
+    /// request timeout. Returns the leader's configuration after it.
+    pub async fn membership(
+        &self,
+        group: &str,
+        request: ClientRequest,
+    ) -> Result<Config, DikeError> {
+        let voters = self
+            .voters(group)
+            .ok_or_else(|| DikeError::UnknownGroup(group.to_owned()))?;
+        let timeout = self.ctx.config.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let bytes = codec::encode("membership request", &request)?;
+        let reply = self
+            .attempts(group, &voters, &bytes, deadline)
+            .await
+            .map_err(|last| gave_up(group, timeout, last))??;
+        Ok(codec::decode("configuration", &reply)?)
+    }
+
     /// Sends to `voters` of `group`: the retry loop with the session.
     async fn send(
         &self,
@@ -248,13 +285,7 @@ impl Router {
         if let (Some(seq), Ok(mut s)) = (seq, self.session.lock()) {
             s.end(seq);
         }
-        result.map_err(|last| match last {
-            None => timed_out(),
-            Some(reason) => DikeError::Unavailable {
-                group: group.to_owned(),
-                reason,
-            },
-        })?
+        result.map_err(|last| gave_up(group, timeout, last))?
     }
 
     /// The retry loop; `Err` carries the last reason for retrying (`None`:

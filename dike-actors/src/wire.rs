@@ -6,6 +6,7 @@
 //! and dropped (or answered with [`ReplyError::Malformed`]), never a panic.
 //! Variant names are the wire tags: never rename one.
 
+use dike_core::replica::ConfigChange;
 use dike_core::{codec, Command, Envelope, MemberId, RequestError};
 use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
@@ -62,6 +63,12 @@ pub enum ClientRequest {
     Command(Command),
     /// A read-index query, without a log write.
     Query(#[serde(with = "dike_core::codec::bytes")] Vec<u8>),
+    /// A membership change of the group (leader only); the reply is the
+    /// encoded new [`dike_core::Config`] once the change is chosen and applied.
+    Change(ConfigChange),
+    /// The group's configuration as its leader knows it (leader only); the
+    /// reply is the encoded [`dike_core::Config`].
+    Membership,
 }
 
 /// Why a replica did not answer a request with a reply.
@@ -71,6 +78,8 @@ pub enum ReplyError {
     Request(RequestError),
     /// The request could not be decoded.
     Malformed(String),
+    /// The leader refused a membership change (why).
+    Reconfig(String),
 }
 
 /// A replica's answer to a [`ClientRequest`]: the encoded reply or why not.

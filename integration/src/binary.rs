@@ -39,7 +39,7 @@ fn locate() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("no current executable: {e}"))?;
     let profile_dir = profile_dir_of(&exe).ok_or_else(|| {
         format!(
-            "{} is not under target/<profile>/deps; set DIKE_BIN",
+            "{} is not in target/<profile> or its deps; set DIKE_BIN",
             exe.display()
         )
     })?;
@@ -52,13 +52,15 @@ fn locate() -> Result<PathBuf, String> {
     }
 }
 
-/// `target/<profile>` for an executable in `target/<profile>/deps`.
+/// `target/<profile>` for an executable in `target/<profile>/deps` (a
+/// test) or in `target/<profile>` itself (a binary of this package, such as
+/// the benchmark; recognised by the `deps` directory beside it).
 pub fn profile_dir_of(exe: &Path) -> Option<PathBuf> {
-    let deps = exe.parent()?;
-    if deps.file_name()? != "deps" {
-        return None;
+    let dir = exe.parent()?;
+    if dir.file_name()? == "deps" {
+        return Some(dir.parent()?.to_path_buf());
     }
-    Some(deps.parent()?.to_path_buf())
+    dir.join("deps").is_dir().then(|| dir.to_path_buf())
 }
 
 /// The cargo arguments that build into the profile directory named `dir`:

@@ -16,10 +16,13 @@
 pub mod binary;
 pub mod client;
 pub mod cluster;
+pub mod etcd;
 pub mod faults;
 pub mod history;
 pub mod linearizability;
+pub mod loadgen;
 pub mod nft;
+pub mod proc_stat;
 pub mod runner;
 pub mod wait;
 pub mod workload;

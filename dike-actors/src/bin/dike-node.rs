@@ -4,7 +4,7 @@
 //! ```text
 //! dike-node --name m1 --listen 127.0.0.1:4001 --cookie secret \
 //!           --masters m1@127.0.0.1:4001,m2@127.0.0.1:4002,m3@127.0.0.1:4003 \
-//!           [--in-memory | --data-dir DIR] [--group-size 3]
+//!           [--in-memory | --data-dir DIR] [--group-size 3] [--replace-after SECS]
 //! ```
 
 use dike_actors::counter::Counter;
@@ -18,6 +18,7 @@ struct Args {
     masters: Vec<String>,
     group_size: Option<usize>,
     data_dir: Option<String>,
+    replace_after: Option<u64>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -25,6 +26,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut masters = Vec::new();
     let mut group_size = None;
     let mut data_dir = None;
+    let mut replace_after = None;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -38,6 +40,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--in-memory" => data_dir = None,
             "--data-dir" => data_dir = Some(value()?),
+            "--replace-after" => {
+                let v = value()?;
+                replace_after = Some(v.parse().map_err(|_| format!("bad seconds {v:?}"))?);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -48,6 +54,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         masters,
         group_size,
         data_dir,
+        replace_after,
     })
 }
 
@@ -66,6 +73,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if let Some(size) = args.group_size {
         b = b.group_size(size);
+    }
+    if let Some(secs) = args.replace_after {
+        b = b.replace_after(std::time::Duration::from_secs(secs));
     }
     let config = b.build().map_err(|e| e.to_string())?;
     let node = DikeNode::start(config).await.map_err(|e| e.to_string())?;

@@ -10,6 +10,8 @@
 
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
+use dike_core::routing::RoutingTable;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -23,9 +25,32 @@ const COOKIE: &str = "cluster-test-cookie";
 pub struct Processes {
     children: Vec<(String, Child)>,
     logs: PathBuf,
+    masters: Vec<String>,
+    extra: Vec<String>,
 }
 
 impl Processes {
+    /// Starts node `name` on `addr` (in memory) with `args` besides the
+    /// cluster's.
+    pub fn spawn(&mut self, name: &str, addr: SocketAddr, args: &[&str]) {
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_dike-node"))
+            .args(["--name", name, "--listen", &addr.to_string()])
+            .args(["--cookie", COOKIE, "--masters", &self.masters.join(",")])
+            .arg("--in-memory")
+            .args(args)
+            .args(&self.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("DIKE_NODE_LOG").unwrap_or("info,ractor_cluster=warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dike-node");
+        self.children.push((name.to_owned(), child));
+    }
+
     pub fn kill(&mut self, name: &str) {
         if let Some((_, c)) = self.children.iter_mut().find(|(n, _)| n == name) {
             let _ = c.kill();
@@ -98,6 +123,16 @@ pub fn start_masters(test: &str, n: usize) -> (Processes, Vec<String>) {
 /// `masters` master nodes and `workers` nodes that only join, as processes;
 /// returns the masters list. Group size is every node.
 pub fn start_cluster(test: &str, masters: usize, workers: usize) -> (Processes, Vec<String>) {
+    start_cluster_with(test, masters, workers, &[])
+}
+
+/// [`start_cluster`] with `args` given to every node, then and later.
+pub fn start_cluster_with(
+    test: &str,
+    masters: usize,
+    workers: usize,
+    args: &[&str],
+) -> (Processes, Vec<String>) {
     let logs = std::env::temp_dir().join(format!("dike-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("log dir");
     let nodes: Vec<(String, SocketAddr)> = (1..=masters)
@@ -111,20 +146,13 @@ pub fn start_cluster(test: &str, masters: usize, workers: usize) -> (Processes, 
         .collect();
     let mut procs = Processes {
         children: Vec::new(),
-        logs: logs.clone(),
+        logs,
+        masters: list.clone(),
+        extra: args.iter().map(|a| a.to_string()).collect(),
     };
+    let size = nodes.len().to_string();
     for (name, addr) in &nodes {
-        let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_dike-node"))
-            .args(["--name", name, "--listen", &addr.to_string()])
-            .args(["--cookie", COOKIE, "--masters", &list.join(",")])
-            .args(["--in-memory", "--group-size", &nodes.len().to_string()])
-            .env("RUST_LOG", "info,ractor_cluster=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dike-node");
-        procs.children.push((name.clone(), child));
+        procs.spawn(name, *addr, &["--group-size", &size]);
     }
     (procs, list)
 }
@@ -144,11 +172,23 @@ pub async fn client_with_cookie(masters: &[String], cookie: &str) -> NodeHandle 
 }
 
 async fn build_client(masters: &[String], cookie: &str, size: usize) -> NodeHandle {
-    let mut b = NodeConfig::builder(format!("client{}", masters.len()), free_addr())
-        .cookie(cookie)
-        .join(false)
-        .group_size(size)
-        .request_timeout(Duration::from_secs(5));
+    let mut b = NodeConfig::builder(
+        format!(
+            "client-{}",
+            masters
+                .first()
+                .map(String::as_str)
+                .unwrap_or("none")
+                .split('@')
+                .next()
+                .unwrap_or("none")
+        ),
+        free_addr(),
+    )
+    .cookie(cookie)
+    .join(false)
+    .group_size(size)
+    .request_timeout(Duration::from_secs(5));
     for m in masters {
         b = b.master(m.clone());
     }
@@ -309,4 +349,60 @@ pub async fn group_survives_killed_replicas_on(
         }
     }
     node.stop().await;
+}
+
+// Helpers of the rebalancing tests.
+
+pub const GROUPS: usize = 4;
+
+pub fn not_yet(why: String) -> DikeError {
+    DikeError::NodeStopped(why)
+}
+
+/// Forms the five-node cluster, creates the groups (3 replicas each) and gives each a
+/// distinct value; returns the values by group.
+pub async fn groups_with_values(procs: &Processes, node: &NodeHandle) -> BTreeMap<String, i64> {
+    let formed = eventually(Duration::from_secs(30), || async {
+        let up = node.routing_table().await?.live_nodes().count();
+        (up == 5).then_some(()).ok_or(not_yet(format!("{up} up")))
+    })
+    .await;
+    assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
+    let mut values = BTreeMap::new();
+    for i in 1..=GROUPS {
+        let name = format!("g{i}");
+        let added = eventually(Duration::from_secs(10), || {
+            node.add_group_sized(&name, "counter", 3)
+        })
+        .await;
+        assert!(added.is_ok(), "{added:?}\n{}", procs.log_tails());
+        let g = node.group::<Counter>(&name);
+        let first = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(0))).await;
+        assert!(first.is_ok(), "{first:?}\n{}", procs.log_tails());
+        for _ in 0..i {
+            g.call(CounterRequest::Add(10)).await.expect("healthy");
+        }
+        values.insert(name, 10 * i as i64);
+    }
+    values
+}
+
+/// Every group answers one more add with exactly the value it should have.
+pub async fn values_kept(procs: &Processes, node: &NodeHandle, values: &BTreeMap<String, i64>) {
+    for (name, v) in values {
+        let g = node.group::<Counter>(name);
+        let r = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&(v + 1)),
+            "{name}: {r:?}\n{}",
+            procs.log_tails()
+        );
+    }
+}
+
+pub fn settled(t: &RoutingTable) -> bool {
+    t.groups
+        .values()
+        .all(|g| g.config.learners.is_empty() && g.config.voters.len() == 3)
 }

@@ -1,0 +1,223 @@
+//! `vs-etcd`: dike-rs and etcd side by side on this machine, under the same
+//! closed-loop write load from the same load generator.
+//!
+//! Each system runs as 5 server processes on loopback with durable storage
+//! (dike-rs: 5 `dike node` processes, all masters, 16 `kv` groups of 5
+//! replicas; etcd 3.4: 5 members). The load: C concurrent clients, each
+//! writing a 16-byte value to a random key and waiting for the answer. Runs
+//! are interleaved (etcd, dike, dike, etcd, …) and every run starts fresh
+//! clusters. Reported per run: throughput, p50/p99 latency, CPU seconds
+//! used by the servers and by the load generator, per write.
+//!
+//! ```text
+//! integration/scripts/install-etcd.sh
+//! cargo run --release -p integration --bin vs-etcd -- --concurrency 64,256 --seconds 20
+//! ```
+
+use clap::Parser;
+use dike_examples::kv::{vnode_for, vnodes, KvRequest, KvServer};
+use integration::etcd::{EtcdClient, EtcdCluster};
+use integration::loadgen::{closed_loop, LoadReport};
+use integration::proc_stat::{cpu_seconds, own_cpu_seconds};
+use integration::{Client, Cluster, Storage};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Command line of `vs-etcd`.
+#[derive(Parser, Debug)]
+#[command(about = "dike-rs vs etcd: closed-loop durable writes on 5 processes each")]
+struct Args {
+    /// Concurrent clients, one run each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    concurrency: Vec<usize>,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Unmeasured warm-up seconds per run.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Rounds of (etcd, dike) per concurrency; the order alternates.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// dike-rs groups (the kv ring's vnodes).
+    #[arg(long, default_value_t = 16)]
+    groups: u32,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 16)]
+    value_size: usize,
+    /// Print one JSON object per run instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One measured run.
+#[derive(serde::Serialize)]
+struct Run {
+    system: &'static str,
+    load: LoadReport,
+    /// CPU seconds of the server processes during the measured window.
+    server_cpu: f64,
+    /// CPU seconds of this process (the load generator) in that window.
+    loadgen_cpu: f64,
+}
+
+impl Run {
+    fn row(&self) -> String {
+        let per = |cpu: f64| cpu / self.load.ok.max(1) as f64 * 1e6;
+        let errors: u64 = self.load.errors.values().sum();
+        format!(
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2} | {} |",
+            self.system,
+            self.load.clients,
+            self.load.throughput,
+            self.load.p50_us as f64 / 1000.0,
+            self.load.p99_us as f64 / 1000.0,
+            per(self.server_cpu),
+            per(self.loadgen_cpu),
+            self.server_cpu / self.load.seconds,
+            errors
+        )
+    }
+}
+
+fn value(size: usize, i: u64) -> String {
+    let digits = format!("{i:016}");
+    digits.chars().cycle().take(size).collect()
+}
+
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|&p| cpu_seconds(p)).sum()
+}
+
+/// Runs `load` twice: once unmeasured (warm-up), then measured with the CPU
+/// of `pids` and of this process taken around it.
+async fn measured<F>(args: &Args, pids: &[u32], load: F) -> (LoadReport, f64, f64)
+where
+    F: Fn(Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = LoadReport> + Send>>,
+{
+    load(Duration::from_secs(args.warmup)).await;
+    let (s0, l0) = (cpu_of(pids), own_cpu_seconds().unwrap_or(0.0));
+    let report = load(Duration::from_secs(args.seconds)).await;
+    let (s1, l1) = (cpu_of(pids), own_cpu_seconds().unwrap_or(0.0));
+    (report, s1 - s0, l1 - l0)
+}
+
+async fn run_etcd(args: &Args, clients: usize) -> Run {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cluster = EtcdCluster::start(5, dir.path())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conns = Vec::new();
+    for c in 0..clients {
+        let addr = cluster.clients[c % cluster.clients.len()];
+        let conn = EtcdClient::connect(addr).await.expect("connect to etcd");
+        conns.push(Arc::new(Mutex::new(conn)));
+    }
+    let conns = Arc::new(conns);
+    let size = args.value_size;
+    let (load, server_cpu, loadgen_cpu) = measured(args, &cluster.pids(), |d| {
+        let conns = conns.clone();
+        Box::pin(closed_loop(clients, Duration::ZERO, d, move |c, i| {
+            let conn = conns[c].clone();
+            async move {
+                let key = format!("k{c}-{}", i % 1024);
+                conn.lock()
+                    .await
+                    .put(key.as_bytes(), value(size, i).as_bytes())
+                    .await
+            }
+        }))
+    })
+    .await;
+    Run {
+        system: "etcd 3.4",
+        load,
+        server_cpu,
+        loadgen_cpu,
+    }
+}
+
+async fn run_dike(args: &Args, clients: usize) -> Run {
+    let cluster = Cluster::builder("vs-etcd")
+        .masters(5)
+        .nodes(5)
+        .storage(Storage::Durable)
+        .group_size(5)
+        .log_filter("warn")
+        .start();
+    let client = Client::connect_with(&cluster, Duration::from_secs(10)).await;
+    client
+        .wait_for_live_nodes(&cluster.names(), Duration::from_secs(60))
+        .await;
+    for g in vnodes(args.groups) {
+        client.add_group(&g, "kv").await.expect("add a kv group");
+        let handle = client.group::<KvServer>(&g);
+        client
+            .wait_until(Duration::from_secs(30), "the group answers", || async {
+                Ok(handle
+                    .call(KvRequest::Put("warm".into(), "1".into()))
+                    .await?)
+            })
+            .await;
+    }
+    let pids: Vec<u32> = (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect();
+    let node = client.node().clone();
+    let (groups, size) = (args.groups, args.value_size);
+    let (load, server_cpu, loadgen_cpu) = measured(args, &pids, |d| {
+        let node = node.clone();
+        Box::pin(closed_loop(clients, Duration::ZERO, d, move |c, i| {
+            let node = node.clone();
+            async move {
+                let key = format!("k{c}-{}", i % 1024);
+                let group = vnode_for(&key, groups);
+                node.group::<KvServer>(&group)
+                    .call(KvRequest::Put(key, value(size, i)))
+                    .await
+                    .map(|_| ())
+            }
+        }))
+    })
+    .await;
+    client.stop().await;
+    drop(cluster);
+    Run {
+        system: "dike-rs",
+        load,
+        server_cpu,
+        loadgen_cpu,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if !args.json {
+        println!("| system | clients | writes/s | p50 ms | p99 ms | server CPU µs/write | loadgen CPU µs/write | server cores busy | errors |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+    }
+    for round in 0..args.rounds {
+        for &c in &args.concurrency {
+            let pair = if round % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for etcd in pair {
+                let run = if etcd {
+                    run_etcd(&args, c).await
+                } else {
+                    run_dike(&args, c).await
+                };
+                if args.json {
+                    println!("{}", serde_json::to_string(&run).expect("a run serializes"));
+                } else {
+                    println!("{}", run.row());
+                }
+                if !run.load.errors.is_empty() {
+                    eprintln!("{} errors: {:?}", run.system, run.load.errors);
+                }
+            }
+        }
+    }
+}
