@@ -35,6 +35,10 @@ pub enum FaultKind {
     OneWay,
     /// Random packet loss between every pair of nodes.
     Loss,
+    /// Membership churn: a node joins and groups move onto it; later that
+    /// node is removed (killed for good) and its replicas are replaced.
+    /// Not part of [`FaultKind::ALL`]: it changes the cluster's shape.
+    Churn,
 }
 
 impl FaultKind {
@@ -51,7 +55,7 @@ impl FaultKind {
 
     /// Whether injecting it needs nftables.
     pub fn needs_nft(self) -> bool {
-        !matches!(self, FaultKind::Kill | FaultKind::Pause)
+        !matches!(self, FaultKind::Kill | FaultKind::Pause | FaultKind::Churn)
     }
 
     /// The name used on command lines and in reports.
@@ -64,6 +68,7 @@ impl FaultKind {
             FaultKind::Bridge => "bridge",
             FaultKind::OneWay => "one-way",
             FaultKind::Loss => "loss",
+            FaultKind::Churn => "churn",
         }
     }
 }
@@ -76,7 +81,7 @@ impl fmt::Display for FaultKind {
 
 /// A fault kind name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, all")]
+#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, churn, all (all but churn)")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultKind {
@@ -85,6 +90,7 @@ impl FromStr for FaultKind {
     fn from_str(s: &str) -> Result<Self, UnknownFault> {
         FaultKind::ALL
             .into_iter()
+            .chain([FaultKind::Churn])
             .find(|k| k.name() == s)
             .ok_or_else(|| UnknownFault(s.to_owned()))
     }
@@ -111,6 +117,8 @@ pub struct View {
     pub data_leaders: Vec<usize>,
     /// The node index of the master group's leader, if known.
     pub master_leader: Option<usize>,
+    /// Nodes that joined during the run and may be removed again.
+    pub joined: Vec<usize>,
 }
 
 /// What a fault does.
@@ -122,6 +130,10 @@ pub enum Action {
     Pause(Vec<usize>),
     /// Apply these cuts; flush them at the heal.
     Partition(Topology),
+    /// Start one more node, which joins; groups move onto it.
+    Join,
+    /// Kill this node for good; the master replaces its replicas.
+    Remove(usize),
 }
 
 /// One planned fault.
@@ -143,6 +155,8 @@ impl fmt::Display for Fault {
             Action::Kill(n) => format!("kill -9 nodes {n:?}"),
             Action::Pause(n) => format!("SIGSTOP nodes {n:?}"),
             Action::Partition(t) => t.to_string(),
+            Action::Join => "a new node joins".to_owned(),
+            Action::Remove(i) => format!("node {i} is removed for good"),
         };
         write!(
             f,
@@ -232,6 +246,10 @@ impl Scheduler {
         let hold = self.hold();
         let (first, why) = self.target(view);
         let (action, note) = match kind {
+            FaultKind::Churn => match view.joined.first() {
+                Some(i) => (Action::Remove(*i), "the node that joined".to_owned()),
+                None => (Action::Join, "groups move onto it".to_owned()),
+            },
             FaultKind::Kill | FaultKind::Pause => {
                 let mut nodes = vec![first];
                 let mut note = why;
@@ -329,6 +347,8 @@ pub fn nodes_down(fault: &Fault, addrs: &[Ipv4Addr]) -> usize {
     match &fault.action {
         Action::Kill(n) | Action::Pause(n) => n.len(),
         Action::Partition(t) => t.cut_off(addrs).len(),
+        Action::Join => 0,
+        Action::Remove(_) => 1,
     }
 }
 
@@ -341,6 +361,7 @@ mod tests {
             addrs: (1..=5).map(|i| Ipv4Addr::new(127, 0, 3, i)).collect(),
             data_leaders: vec![2, 2, 4],
             master_leader: Some(0),
+            joined: Vec::new(),
         }
     }
 
@@ -352,7 +373,8 @@ mod tests {
         );
         assert_eq!(parse_kinds("all").expect("valid").len(), 7);
         assert!(parse_kinds("kill,flood").is_err());
-        for k in FaultKind::ALL {
+        assert_eq!(parse_kinds("churn").expect("valid"), vec![FaultKind::Churn]);
+        for k in FaultKind::ALL.into_iter().chain([FaultKind::Churn]) {
             assert_eq!(k.name().parse::<FaultKind>(), Ok(k));
         }
     }
@@ -425,6 +447,15 @@ mod tests {
             panic!("{iso}")
         };
         assert_eq!(t.cut_off(&v.addrs).len(), 1, "{iso}");
+    }
+
+    #[test]
+    fn churn_joins_a_node_then_removes_the_node_that_joined() {
+        let mut v = view();
+        let mut s = Scheduler::new(1, &[FaultKind::Churn]);
+        assert_eq!(s.next(&v).action, Action::Join);
+        v.joined = vec![5];
+        assert_eq!(s.next(&v).action, Action::Remove(5));
     }
 
     #[test]

@@ -283,8 +283,15 @@ async fn inject(
     cluster: &mut Cluster,
     partition: &mut Option<Partition>,
     fault: &Fault,
+    run: &mut RunState,
 ) -> Result<(), String> {
     match &fault.action {
+        Action::Join => run.joined.push(cluster.add_node()),
+        Action::Remove(i) => {
+            cluster.kill(*i);
+            run.joined.retain(|j| j != i);
+            run.removed.insert(*i);
+        }
         Action::Kill(nodes) => nodes.iter().for_each(|i| cluster.kill(*i)),
         Action::Pause(nodes) => nodes.iter().for_each(|i| cluster.pause(*i)),
         Action::Partition(t) => match partition {
@@ -301,6 +308,7 @@ fn heal(
     fault: &Fault,
 ) -> Result<(), String> {
     match &fault.action {
+        Action::Join | Action::Remove(_) => {}
         Action::Kill(nodes) => nodes.iter().for_each(|i| cluster.start(*i)),
         Action::Pause(nodes) => nodes.iter().for_each(|i| cluster.resume(*i)),
         Action::Partition(_) => {
@@ -410,6 +418,11 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
         .nodes(config.nodes)
         .storage(Storage::Durable)
         .group_size(config.nodes.min(5))
+        .node_args(if config.kinds.contains(&FaultKind::Churn) {
+            &["--replace-after", "5"]
+        } else {
+            &[]
+        })
         .log_filter(
             std::env::var("DIKE_NODE_LOG").unwrap_or_else(|_| "info,ractor_cluster=warn".into()),
         )
@@ -437,6 +450,8 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
     let mut scheduler = Scheduler::new(config.seed, &config.kinds);
     scheduler.hold = config.hold;
     let mut run = RunState {
+        joined: Vec::new(),
+        removed: BTreeSet::new(),
         faults: Vec::new(),
         failures: Vec::new(),
         recorders: Vec::new(),
@@ -496,8 +511,39 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
     report
 }
 
+/// Whether the membership change after a churn fault is done: no group
+/// has a learner (no move in flight), and the node `node` is a voter of some
+/// group (`joined`) or of none (removed).
+async fn churn_done(client: &Client, node: dike_core::NodeId, joined: bool) -> Result<(), NotYet> {
+    let t = client.routing_table().await?;
+    let moving: Vec<&str> = t
+        .groups
+        .values()
+        .filter(|g| !g.config.learners.is_empty())
+        .map(|g| g.name.as_str())
+        .collect();
+    if !moving.is_empty() {
+        return Err(NotYet(format!("moves in flight in {moving:?}")));
+    }
+    let hosting: Vec<&str> = t
+        .groups
+        .values()
+        .filter(|g| g.member_on(node).is_some())
+        .map(|g| g.name.as_str())
+        .collect();
+    match (joined, hosting.is_empty()) {
+        (true, false) | (false, true) => Ok(()),
+        (true, true) => Err(NotYet("no group moved onto the new node yet".into())),
+        (false, false) => Err(NotYet(format!("the removed node still holds {hosting:?}"))),
+    }
+}
+
 /// What the rounds of a run accumulate.
 struct RunState {
+    /// Nodes that joined during the run (and were not removed).
+    joined: Vec<usize>,
+    /// Nodes removed for good.
+    removed: BTreeSet<usize>,
     faults: Vec<FaultRecord>,
     failures: Vec<String>,
     recorders: Vec<Recorder>,
@@ -532,11 +578,12 @@ async fn run_round(
     }
     let workload = Workload::start(client.node(), workload_config, &recorder);
     while Instant::now() + config.hold.0 < round_end {
-        let v = view(client, cluster, &group_names).await;
+        let mut v = view(client, cluster, &group_names).await;
+        v.joined = run.joined.clone();
         let fault = scheduler.next(&v);
         let at = load_started.elapsed();
         eprintln!("[{:>6.1}s] inject {fault}", at.as_secs_f64());
-        if let Err(e) = inject(cluster, partition, &fault).await {
+        if let Err(e) = inject(cluster, partition, &fault, run).await {
             run.failures.push(format!("cannot inject {fault}: {e}"));
             break;
         }
@@ -553,24 +600,41 @@ async fn run_round(
             run.failures.push(format!("cannot heal {fault}: {e}"));
             break;
         }
-        let recovered_after =
-            match wait_all_answer(client.node(), groups, config.recover_within).await {
-                Ok(d) => {
-                    eprintln!(
-                        "[{:>6.1}s] healed; every group answers after {:.2}s",
-                        load_started.elapsed().as_secs_f64(),
-                        d.as_secs_f64()
-                    );
-                    Some(d)
+        let recovered = match &fault.action {
+            Action::Join | Action::Remove(_) => {
+                let moved = Instant::now();
+                let within = config.recover_within;
+                let node = cluster.node_id(match &fault.action {
+                    Action::Remove(i) => *i,
+                    _ => cluster.len() - 1,
+                });
+                let joined = matches!(fault.action, Action::Join);
+                match poll_until(within, || churn_done(client, node, joined)).await {
+                    Ok(()) => wait_all_answer(client.node(), groups, within)
+                        .await
+                        .map(|_| moved.elapsed()),
+                    Err(e) => Err(format!("groups did not move: {}", e.0)),
                 }
-                Err(e) => {
-                    run.failures.push(format!(
-                        "after {fault}: not every group answered within {:?} of the heal: {e}",
-                        config.recover_within
-                    ));
-                    None
-                }
-            };
+            }
+            _ => wait_all_answer(client.node(), groups, config.recover_within).await,
+        };
+        let recovered_after = match recovered {
+            Ok(d) => {
+                eprintln!(
+                    "[{:>6.1}s] healed; every group answers after {:.2}s",
+                    load_started.elapsed().as_secs_f64(),
+                    d.as_secs_f64()
+                );
+                Some(d)
+            }
+            Err(e) => {
+                run.failures.push(format!(
+                    "after {fault}: not every group answered within {:?} of the heal: {e}",
+                    config.recover_within
+                ));
+                None
+            }
+        };
         run.faults.push(FaultRecord {
             fault,
             at,
@@ -611,7 +675,11 @@ async fn check_after_heal(
         let down: Vec<String> = cluster
             .names()
             .into_iter()
-            .filter(|n| !t.is_up(dike_actors::config::node_id_of(n)))
+            .enumerate()
+            .filter(|(i, n)| {
+                !run.removed.contains(i) && !t.is_up(dike_actors::config::node_id_of(n))
+            })
+            .map(|(_, n)| n)
             .collect();
         if down.is_empty() {
             Ok(())

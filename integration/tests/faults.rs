@@ -35,6 +35,16 @@ fn partition_for(test: &str, kinds: &[FaultKind]) -> Result<Option<Partition>, S
 }
 
 async fn fault_run(test: &str, kinds: &[FaultKind], default_seed: u64, load: Duration) {
+    fault_run_with(test, kinds, default_seed, load, |_| {}).await
+}
+
+async fn fault_run_with(
+    test: &str,
+    kinds: &[FaultKind],
+    default_seed: u64,
+    load: Duration,
+    tune: impl FnOnce(&mut RunConfig),
+) {
     let _one = one_at_a_time().await;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -49,6 +59,7 @@ async fn fault_run(test: &str, kinds: &[FaultKind], default_seed: u64, load: Dur
     };
     let mut config = RunConfig::new(test, kinds, seed(default_seed));
     config.duration = load;
+    tune(&mut config);
     let report = runner::run(config, partition).await;
     eprintln!("{report}");
     assert!(report.passed(), "{report}");
@@ -93,6 +104,20 @@ async fn one_way_cuts_at_a_leader_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_packet_loss_loses_nothing() {
     fault_run("loss", &[FaultKind::Loss], 17, Duration::from_secs(15)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_and_a_node_removed_under_load_lose_nothing() {
+    // Join: groups move onto the new node; then the new node is killed for
+    // good and, 5 s later, its replicas are replaced on the others.
+    fault_run_with(
+        "churn",
+        &[FaultKind::Churn],
+        19,
+        Duration::from_secs(10),
+        |c| c.recover_within = Duration::from_secs(90),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,10 @@ pub struct NodeArgs {
     /// Replicas per new group created from this node.
     #[arg(long)]
     pub group_size: Option<usize>,
+    /// Seconds a node may be down before the master moves its replicas to
+    /// live nodes (default 60).
+    #[arg(long)]
+    pub replace_after: Option<u64>,
 }
 
 /// How a client command reaches the cluster: it starts a short-lived node
