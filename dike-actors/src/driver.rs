@@ -4,16 +4,28 @@
 //! clients and run the effects. No actor and no IO here except the storage
 //! calls, so the ordering rules are tested without a runtime.
 //!
-//! Invariant: no message of a `Ready` leaves [`GroupDriver::drive`] before
-//! that `Ready`'s writes returned `Ok` from storage; a storage error stops
-//! the driver (fail-stop) and nothing of that `Ready` is released.
+//! Writes may complete later ([`Persist::Pending`], the durable node log's
+//! group commit): the driver then holds what waits for them and takes no
+//! further `Ready` until [`GroupDriver::persisted`] says they are durable,
+//! while inputs keep being stepped into the replica, so the next `Ready`
+//! batches everything that arrived meanwhile. The actor's thread never
+//! waits for a disk.
+//!
+//! Invariants: the messages of a `Ready` that must wait for its writes
+//! (`after_write`, and messages to itself) are released only after those
+//! writes are durable; responses and effects go at once, because they
+//! follow from entries already chosen, which a quorum holds durably
+//! whatever this replica's disk does; `take_ready` is never
+//! called while a write is in flight, so the replica sees the same sequence
+//! as with a blocking disk; a storage error stops the driver (fail-stop)
+//! and nothing held is released.
 
 use dike_core::codec::CodecError;
 use dike_core::replica::{ConfigChange, ReconfigError};
 use dike_core::server::StateMachine;
 use dike_core::{
     Applied, Command, Config, Envelope, MemberId, RecoverError, Replica, ReplicaOptions, Response,
-    Storage, StorageError, StoredReply,
+    Storage, StorageError, StoredReply, Write,
 };
 use std::collections::BTreeMap;
 
@@ -58,10 +70,63 @@ pub struct Output {
     pub responses: Vec<Response>,
 }
 
+/// What [`ReplicaStorage::persist`] did with a batch of writes.
+#[derive(Debug)]
+pub enum Persist {
+    /// Done already: durable (or failed); the completion is not called.
+    Done(Result<(), StorageError>),
+    /// Queued: the completion is called, from another thread, once the
+    /// writes are durable or have failed.
+    Pending,
+}
+
+/// Called once a pending batch of writes is durable (or failed).
+pub type Completion = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+/// The storage of one hosted replica, as the driver uses it.
+pub trait ReplicaStorage: Send + 'static {
+    /// Everything durably written so far.
+    fn load(&self) -> Result<dike_core::Recovered, StorageError>;
+    /// Persists `writes` in order after every earlier batch; see
+    /// [`Persist`].
+    fn persist(&mut self, writes: Vec<Write>, done: Completion) -> Persist;
+}
+
+/// A blocking [`Storage`] as a [`ReplicaStorage`] that is always done at
+/// once (memory storage, tests).
+pub struct Blocking(pub Box<dyn Storage>);
+
+impl ReplicaStorage for Blocking {
+    fn load(&self) -> Result<dike_core::Recovered, StorageError> {
+        self.0.load()
+    }
+    fn persist(&mut self, writes: Vec<Write>, _done: Completion) -> Persist {
+        Persist::Done(self.0.write(&writes))
+    }
+}
+
+impl ReplicaStorage for crate::storage::GroupStorage {
+    fn load(&self) -> Result<dike_core::Recovered, StorageError> {
+        Storage::load(self)
+    }
+    fn persist(&mut self, writes: Vec<Write>, done: Completion) -> Persist {
+        self.submit(writes, done);
+        Persist::Pending
+    }
+}
+
+/// What a `Ready` releases once its writes are durable.
+#[derive(Default)]
+struct Held {
+    to_peers: Vec<Envelope>,
+    to_self: Vec<Envelope>,
+}
+
 /// A replica and its storage. See the module documentation.
 pub struct GroupDriver {
     replica: Replica<DynMachine>,
-    storage: Box<dyn Storage>,
+    storage: Box<dyn ReplicaStorage>,
+    held: Option<Held>,
     next_query: u64,
     next_change: u64,
 }
@@ -74,7 +139,7 @@ impl GroupDriver {
         config: Config,
         machine: DynMachine,
         opts: ReplicaOptions,
-        storage: Box<dyn Storage>,
+        storage: Box<dyn ReplicaStorage>,
         boot: u64,
     ) -> Result<Self, DriverError> {
         let recovered = storage.load()?;
@@ -87,6 +152,7 @@ impl GroupDriver {
         Ok(GroupDriver {
             replica,
             storage,
+            held: None,
             next_query: 0,
             next_change: 0,
         })
@@ -166,13 +232,25 @@ impl GroupDriver {
         Ok(self.next_change)
     }
 
-    /// Runs the replica until it has nothing more to do: persist, release,
-    /// answer, run effects. Messages to itself (its own `Promise` and
+    /// Whether a batch of writes is in flight (no `Ready` is taken until
+    /// [`GroupDriver::persisted`]).
+    pub fn is_persisting(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Runs the replica until it has nothing more to do or waits for a
+    /// write: take what is ready, persist it, release what waited for it,
+    /// run the effects. `completion` makes the callback a pending write
+    /// calls; the caller then feeds its result to
+    /// [`GroupDriver::persisted`]. Messages to itself (its own `Promise` and
     /// `Accepted`, released after their write) are fed back here.
-    pub fn drive(&mut self) -> Result<Output, StorageError> {
+    pub fn drive(
+        &mut self,
+        completion: &mut dyn FnMut() -> Completion,
+    ) -> Result<Output, StorageError> {
         let me = self.replica.id();
         let mut out = Output::default();
-        while self.replica.has_ready() {
+        while self.held.is_none() && self.replica.has_ready() {
             let ready = self.replica.take_ready();
             if ready.is_empty() {
                 // `has_ready` also counts commands queued at a leader whose
@@ -180,26 +258,69 @@ impl GroupDriver {
                 // only come if we return to the mailbox.
                 break;
             }
-            if !ready.writes.is_empty() {
-                self.storage.write(&ready.writes)?;
-            }
-            let mut to_self = Vec::new();
-            for env in ready.messages.into_iter().chain(ready.after_write) {
-                if env.to == me {
-                    to_self.push(env);
-                } else {
-                    out.to_peers.entry(env.to).or_default().push(env);
-                }
-            }
+            // Answers and effects of chosen entries need not wait.
             out.responses.extend(ready.responses);
             for effect in ready.effects {
                 effect.run();
             }
-            for env in to_self {
-                self.replica.step(env.from, env.msg);
+            let mut held = Held::default();
+            // Messages that need not wait for the write go now.
+            for env in ready.messages {
+                if env.to == me {
+                    held.to_self.push(env);
+                } else {
+                    out.to_peers.entry(env.to).or_default().push(env);
+                }
+            }
+            for env in ready.after_write {
+                if env.to == me {
+                    held.to_self.push(env);
+                } else {
+                    held.to_peers.push(env);
+                }
+            }
+            if ready.writes.is_empty() {
+                self.release(held, &mut out);
+                continue;
+            }
+            match self.storage.persist(ready.writes, completion()) {
+                Persist::Done(r) => {
+                    r?;
+                    self.release(held, &mut out);
+                }
+                Persist::Pending => self.held = Some(held),
             }
         }
         Ok(out)
+    }
+
+    /// The write in flight finished with `result`: on success, releases
+    /// what waited for it and drives on; on failure the driver stops.
+    pub fn persisted(
+        &mut self,
+        result: Result<(), StorageError>,
+        completion: &mut dyn FnMut() -> Completion,
+    ) -> Result<Output, StorageError> {
+        result?;
+        let mut out = Output::default();
+        if let Some(held) = self.held.take() {
+            self.release(held, &mut out);
+        }
+        let more = self.drive(completion)?;
+        for (to, envs) in more.to_peers {
+            out.to_peers.entry(to).or_default().extend(envs);
+        }
+        out.responses.extend(more.responses);
+        Ok(out)
+    }
+
+    fn release(&mut self, held: Held, out: &mut Output) {
+        for env in held.to_peers {
+            out.to_peers.entry(env.to).or_default().push(env);
+        }
+        for env in held.to_self {
+            self.replica.step(env.from, env.msg);
+        }
     }
 }
 
@@ -217,13 +338,18 @@ mod tests {
         })))
     }
 
+    /// For storages that are always done at once.
+    fn no_completion() -> Completion {
+        Box::new(|_| panic!("a blocking storage never completes later"))
+    }
+
     fn group(n: u64) -> Vec<GroupDriver> {
         let members: Vec<MemberId> = (1..=n).map(|i| MemberId::new(i, 1)).collect();
         let config = Config::initial(members.clone());
         members
             .iter()
             .map(|&m| {
-                let storage = Box::new(MemoryStorage::new());
+                let storage = Box::new(Blocking(Box::new(MemoryStorage::new())));
                 GroupDriver::start(
                     m,
                     config.clone(),
@@ -243,7 +369,7 @@ mod tests {
         loop {
             let mut moved = false;
             for i in 0..ds.len() {
-                let out = ds[i].drive().expect("memory storage");
+                let out = ds[i].drive(&mut no_completion).expect("memory storage");
                 responses.extend(out.responses);
                 for (to, envs) in out.to_peers {
                     moved = true;
@@ -311,7 +437,9 @@ mod tests {
         // Deliver among the survivors only (indices shifted by one).
         for _ in 0..10 {
             for i in 0..2 {
-                let out = survivors[i].drive().expect("memory storage");
+                let out = survivors[i]
+                    .drive(&mut no_completion)
+                    .expect("memory storage");
                 for (to, envs) in out.to_peers {
                     if to.node.0 >= 2 {
                         survivors[(to.node.0 - 2) as usize].step(envs);
@@ -334,7 +462,7 @@ mod tests {
         let mut ds: Vec<GroupDriver> = members
             .iter()
             .map(|&m| {
-                let storage = Box::new(MemoryStorage::new());
+                let storage = Box::new(Blocking(Box::new(MemoryStorage::new())));
                 GroupDriver::start(m, config.clone(), machine(m), opts.clone(), storage, 1)
                     .expect("fresh start")
             })
@@ -348,7 +476,7 @@ mod tests {
         let mut leader = ds.remove(0);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let out = leader.drive().map(|o| o.to_peers.len());
+            let out = leader.drive(&mut no_completion).map(|o| o.to_peers.len());
             let _ = tx.send(out);
         });
         let out = rx.recv_timeout(std::time::Duration::from_secs(5));
@@ -376,11 +504,82 @@ mod tests {
             config,
             machine(m),
             Default::default(),
-            Box::new(Broken),
+            Box::new(Blocking(Box::new(Broken))),
             1,
         )
         .expect("loads nothing");
         d.campaign();
-        assert!(d.drive().is_err(), "the promise write fails");
+        assert!(
+            d.drive(&mut no_completion).is_err(),
+            "the promise write fails"
+        );
+    }
+
+    /// A storage whose writes complete when the test says so.
+    struct Deferred {
+        inner: MemoryStorage,
+        pending: std::sync::Arc<std::sync::Mutex<Vec<Completion>>>,
+    }
+
+    impl ReplicaStorage for Deferred {
+        fn load(&self) -> Result<dike_core::Recovered, StorageError> {
+            self.inner.load()
+        }
+        fn persist(&mut self, writes: Vec<Write>, done: Completion) -> Persist {
+            if let Err(e) = self.inner.write(&writes) {
+                return Persist::Done(Err(e));
+            }
+            self.pending.lock().expect("not poisoned").push(done);
+            Persist::Pending
+        }
+    }
+
+    #[test]
+    fn nothing_that_waits_for_a_pending_write_leaves_before_it_is_durable() {
+        let members: Vec<MemberId> = (1..=3).map(|i| MemberId::new(i, 1)).collect();
+        let config = Config::initial(members.clone());
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let storage = Box::new(Deferred {
+            inner: MemoryStorage::new(),
+            pending: pending.clone(),
+        });
+        let me = members[1];
+        let mut d = GroupDriver::start(me, config, machine(me), Default::default(), storage, 1)
+            .expect("fresh start");
+        // A Prepare from member 1: the answer (a Promise) waits for the
+        // promise's write.
+        let ballot = dike_core::Ballot {
+            round: 1,
+            leader: members[0],
+            ..dike_core::Ballot::ZERO
+        };
+        d.step(vec![Envelope {
+            from: members[0],
+            to: me,
+            msg: dike_core::Message::Prepare { ballot, from: 1 },
+        }]);
+        let mut calls = 0;
+        let mut completion = || -> Completion {
+            calls += 1;
+            Box::new(|_| {})
+        };
+        let out = d.drive(&mut completion).expect("queued");
+        assert!(
+            out.to_peers.is_empty(),
+            "the promise waits: {:?}",
+            out.to_peers
+        );
+        assert!(d.is_persisting());
+        assert_eq!(pending.lock().expect("not poisoned").len(), 1);
+        let out = d.persisted(Ok(()), &mut completion).expect("durable");
+        assert!(!d.is_persisting());
+        let promised = out.to_peers.get(&members[0]).expect("the promise goes out");
+        assert!(matches!(
+            promised[0].msg,
+            dike_core::Message::Promise { .. }
+        ));
+        assert!(d
+            .persisted(Err(StorageError::Failed("disk".into())), &mut completion)
+            .is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! by all groups, with group commit; its data directory also fixes the
 //! node's incarnation).
 
+use crate::driver::{Blocking, ReplicaStorage};
 use crate::storage::{GroupId, NodeLog};
 use dike_core::{Incarnation, MemberId, MemoryStorage, Recovered, Storage, StorageError, Write};
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 /// Opens the storage of one replica.
 pub trait StorageProvider: Send + Sync + 'static {
     /// The storage of `member` of `group`, created empty if new.
-    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn Storage>, StorageError>;
+    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn ReplicaStorage>, StorageError>;
     /// Forgets the storage of a replica that left this node.
     fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError>;
     /// The incarnation of durable data, if the provider keeps any across
@@ -50,7 +51,7 @@ impl NodeLogProvider {
 }
 
 impl StorageProvider for NodeLogProvider {
-    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn Storage>, StorageError> {
+    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn ReplicaStorage>, StorageError> {
         Ok(Box::new(self.log.group(Self::group_id(group, member))))
     }
 
@@ -95,12 +96,12 @@ impl Storage for SharedMemory {
 }
 
 impl StorageProvider for MemoryProvider {
-    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn Storage>, StorageError> {
+    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn ReplicaStorage>, StorageError> {
         let mut stores = self.stores.lock().map_err(|_| poisoned("open"))?;
         let store = stores
             .entry((group.to_owned(), member))
             .or_insert_with(|| Arc::new(Mutex::new(MemoryStorage::new())));
-        Ok(Box::new(SharedMemory(store.clone())))
+        Ok(Box::new(Blocking(Box::new(SharedMemory(store.clone())))))
     }
 
     fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError> {
@@ -113,6 +114,7 @@ impl StorageProvider for MemoryProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::Persist;
     use dike_core::Ballot;
 
     #[test]
@@ -124,9 +126,10 @@ mod tests {
             leader: m,
             ..Ballot::ZERO
         };
-        p.open("g", m)
-            .and_then(|mut s| s.write(&[Write::Promise(promise)]))
-            .expect("memory write");
+        let written = p
+            .open("g", m)
+            .map(|mut s| s.persist(vec![Write::Promise(promise)], Box::new(|_| {})));
+        assert!(matches!(written, Ok(Persist::Done(Ok(())))));
         let again = p.open("g", m).and_then(|s| s.load()).expect("memory load");
         assert_eq!(again.promised, promise);
         let other = p.open("h", m).and_then(|s| s.load()).expect("memory load");

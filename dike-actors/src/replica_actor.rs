@@ -9,7 +9,7 @@
 //! (its supervisor restarts it from storage, within its restart budget).
 
 use crate::context::NodeContext;
-use crate::driver::{DriverError, DynMachine, GroupDriver};
+use crate::driver::{Completion, DriverError, DynMachine, GroupDriver};
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
 use dike_core::replica::ReconfigError;
 use dike_core::{
@@ -52,6 +52,9 @@ pub struct ReplicaState {
     waiting: HashMap<RequestId, RpcReplyPort<Vec<u8>>>,
     flush_scheduled: bool,
     boot: u64,
+    myself: ActorRef<ReplicaMsg>,
+    /// The token of the last write handed to storage.
+    write_token: u64,
 }
 
 impl Actor for ReplicaActor {
@@ -94,6 +97,8 @@ impl Actor for ReplicaActor {
             waiting: HashMap::new(),
             flush_scheduled: false,
             boot,
+            myself: myself.clone(),
+            write_token: 0,
         };
         state.drive()?;
         Ok(state)
@@ -127,6 +132,10 @@ impl Actor for ReplicaActor {
             ReplicaMsg::Flush => {
                 state.flush_scheduled = false;
                 state.drive()?;
+            }
+            ReplicaMsg::Persisted(token) => state.on_persisted(token, Ok(()))?,
+            ReplicaMsg::PersistFailed(token, why) => {
+                state.on_persisted(token, Err(dike_core::StorageError::Failed(why)))?
             }
             ReplicaMsg::NodeDown(node) => {
                 if state.driver.on_node_down(dike_core::NodeId(node)) {
@@ -209,7 +218,34 @@ impl ReplicaState {
 
     /// Persists, sends, answers. A storage error fails the actor.
     fn drive(&mut self) -> Result<(), ActorProcessingErr> {
-        let out = self.driver.drive()?;
+        let out = {
+            let mut completion = completions(&self.myself, &mut self.write_token);
+            self.driver.drive(&mut completion)?
+        };
+        self.release(out);
+        Ok(())
+    }
+
+    /// The storage writer finished the write with `token`. Completions of
+    /// anything but the write in flight are ignored.
+    fn on_persisted(
+        &mut self,
+        token: u64,
+        result: Result<(), dike_core::StorageError>,
+    ) -> Result<(), ActorProcessingErr> {
+        if token != self.write_token || !self.driver.is_persisting() {
+            tracing::warn!(group = %self.group, token, "ignoring an unexpected write completion");
+            return Ok(());
+        }
+        let out = {
+            let mut completion = completions(&self.myself, &mut self.write_token);
+            self.driver.persisted(result, &mut completion)?
+        };
+        self.release(out);
+        Ok(())
+    }
+
+    fn release(&mut self, out: crate::driver::Output) {
         for (to, envs) in out.to_peers {
             self.send(to, &envs);
         }
@@ -218,7 +254,6 @@ impl ReplicaState {
                 reply(port, result.map_err(ReplyError::Request));
             }
         }
-        Ok(())
     }
 
     fn send(&mut self, to: MemberId, envs: &[dike_core::Envelope]) {
@@ -250,6 +285,26 @@ impl ReplicaState {
         let actor: ActorRef<ReplicaMsg> = cell.into();
         self.peers.insert(member, actor.clone());
         Some(actor)
+    }
+}
+
+/// Makes the callbacks of pending writes: each tells the replica, by a
+/// message carrying a fresh token, that its write is durable or failed.
+fn completions<'a>(
+    myself: &'a ActorRef<ReplicaMsg>,
+    token: &'a mut u64,
+) -> impl FnMut() -> Completion + 'a {
+    move || {
+        *token += 1;
+        let (me, t) = (myself.clone(), *token);
+        Box::new(move |result| {
+            let msg = match result {
+                Ok(()) => ReplicaMsg::Persisted(t),
+                Err(e) => ReplicaMsg::PersistFailed(t, e.to_string()),
+            };
+            // The replica may have stopped meanwhile: nothing waits then.
+            let _ = me.cast(msg);
+        })
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 /// At most this many requests of one dispatcher are on the wire at once;
 /// more wait for a turn (within their deadline). ractor_cluster has no
 /// backpressure, so this bounds what one node can queue at leaders.
-const MAX_IN_FLIGHT: usize = 128;
+const MAX_IN_FLIGHT: usize = 1024;
 /// One attempt may wait at most this long for a replica.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);

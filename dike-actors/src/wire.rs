@@ -54,6 +54,12 @@ pub enum ReplicaMsg {
     Status(RpcReplyPort<Vec<u8>>),
     /// The node with this id is down (from the node's failure detector).
     NodeDown(u64),
+    /// The write in flight with this token is durable (sent by the storage
+    /// writer's completion to the replica itself; any other token is
+    /// ignored).
+    Persisted(u64),
+    /// The write in flight with this token failed, with the reason.
+    PersistFailed(u64, String),
 }
 
 /// A client request as it travels to a replica.

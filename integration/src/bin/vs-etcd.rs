@@ -49,6 +49,9 @@ struct Args {
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
+    /// Run only this system (`dike` or `etcd`), e.g. to profile it.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// One measured run.
@@ -204,6 +207,14 @@ async fn main() {
                 [false, true]
             };
             for etcd in pair {
+                let skip = match args.only.as_deref() {
+                    Some("etcd") => !etcd,
+                    Some("dike") => etcd,
+                    _ => false,
+                };
+                if skip {
+                    continue;
+                }
                 let run = if etcd {
                     run_etcd(&args, c).await
                 } else {
