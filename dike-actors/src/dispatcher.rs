@@ -155,6 +155,13 @@ impl Actor for Dispatcher {
                         let r = refresh(&ctx, &router).await;
                         let _ = me.cast(DispatcherMsg::Refreshed(r));
                     });
+                } else {
+                    // A refresh in flight may wait a whole request timeout
+                    // for a master it has no session to; reconnecting must
+                    // not wait for it, or a peer that was down (or not yet
+                    // listening) stays unreachable that long.
+                    let (ctx, router) = (state.ctx.clone(), state.router.clone());
+                    tokio::spawn(async move { connect_missing(&ctx, &router.table()).await });
                 }
             }
             DispatcherMsg::Refreshed(r) => {

@@ -302,7 +302,17 @@ impl Router {
         let mut retries = 0u32;
         let mut hops = 0usize;
         let mut last = Some(format!("no replica of {group} reached"));
+        let mut voters = voters.to_vec();
         while Instant::now() < deadline {
+            // The group's members may change while the request waits (a
+            // replica moved): re-read them from the table, which the
+            // dispatcher keeps fresh, or hints to a new member are refused
+            // until the deadline.
+            if group != MASTER_GROUP {
+                if let Some(now) = self.voters(group).filter(|v| !v.is_empty()) {
+                    voters = now;
+                }
+            }
             let target = match hint.take().filter(|h| voters.contains(h)) {
                 Some(h) => h,
                 None => {
