@@ -114,7 +114,7 @@ async fn a_node_joining_and_a_node_removed_under_load_lose_nothing() {
         "churn",
         &[FaultKind::Churn],
         19,
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         |c| c.recover_within = Duration::from_secs(90),
     )
     .await;
