@@ -26,8 +26,40 @@ use crate::history::{Model, Op, Outcome, Record, Ret};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+
+/// A return value as the search handles it: [`Ret`] with a set's elements
+/// shared, since the tester clones its partial order at every step and a
+/// set read of a long run holds hundreds of elements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// See [`Ret::Value`].
+    Value(Option<u64>),
+    /// See [`Ret::Cas`].
+    Cas(Result<Option<u64>, Option<u64>>),
+    /// See [`Ret::Count`].
+    Count(i64),
+    /// See [`Ret::Inserted`].
+    Inserted(bool),
+    /// See [`Ret::Elements`].
+    Elements(Arc<BTreeSet<u64>>),
+    /// See [`Ret::Mismatch`].
+    Mismatch,
+}
+
+impl From<&Ret> for Out {
+    fn from(r: &Ret) -> Self {
+        match r {
+            Ret::Value(v) => Out::Value(*v),
+            Ret::Cas(c) => Out::Cas(*c),
+            Ret::Count(c) => Out::Count(*c),
+            Ret::Inserted(b) => Out::Inserted(*b),
+            Ret::Elements(e) => Out::Elements(Arc::new(e.clone())),
+            Ret::Mismatch => Out::Mismatch,
+        }
+    }
+}
 
 /// A register with read, write (returns the previous value) and
 /// compare-and-set — the kv server's semantics.
@@ -36,21 +68,21 @@ pub struct RegisterSpec(pub Option<u64>);
 
 impl SequentialSpec for RegisterSpec {
     type Op = Op;
-    type Ret = Ret;
+    type Ret = Out;
 
-    fn invoke(&mut self, op: &Op) -> Ret {
+    fn invoke(&mut self, op: &Op) -> Out {
         match *op {
-            Op::Read => Ret::Value(self.0),
-            Op::Write(v) => Ret::Value(self.0.replace(v)),
+            Op::Read => Out::Value(self.0),
+            Op::Write(v) => Out::Value(self.0.replace(v)),
             Op::Cas { expect, new } => {
                 if self.0 == expect {
                     self.0 = Some(new);
-                    Ret::Cas(Ok(expect))
+                    Out::Cas(Ok(expect))
                 } else {
-                    Ret::Cas(Err(self.0))
+                    Out::Cas(Err(self.0))
                 }
             }
-            _ => Ret::Mismatch,
+            _ => Out::Mismatch,
         }
     }
 }
@@ -61,16 +93,16 @@ pub struct CounterSpec(pub i64);
 
 impl SequentialSpec for CounterSpec {
     type Op = Op;
-    type Ret = Ret;
+    type Ret = Out;
 
-    fn invoke(&mut self, op: &Op) -> Ret {
+    fn invoke(&mut self, op: &Op) -> Out {
         match *op {
             Op::Add(n) => {
                 self.0 = self.0.wrapping_add(n);
-                Ret::Count(self.0)
+                Out::Count(self.0)
             }
-            Op::ReadCounter => Ret::Count(self.0),
-            _ => Ret::Mismatch,
+            Op::ReadCounter => Out::Count(self.0),
+            _ => Out::Mismatch,
         }
     }
 }
@@ -82,20 +114,20 @@ pub struct SetSpec(pub BTreeSet<u64>);
 
 impl SequentialSpec for SetSpec {
     type Op = Op;
-    type Ret = Ret;
+    type Ret = Out;
 
-    fn invoke(&mut self, op: &Op) -> Ret {
+    fn invoke(&mut self, op: &Op) -> Out {
         match op {
-            Op::Insert(x) => Ret::Inserted(self.0.insert(*x)),
-            Op::ReadSet => Ret::Elements(self.0.clone()),
-            _ => Ret::Mismatch,
+            Op::Insert(x) => Out::Inserted(self.0.insert(*x)),
+            Op::ReadSet => Out::Elements(Arc::new(self.0.clone())),
+            _ => Out::Mismatch,
         }
     }
 
-    fn is_valid_step(&mut self, op: &Op, ret: &Ret) -> bool {
+    fn is_valid_step(&mut self, op: &Op, ret: &Out) -> bool {
         // Compare without cloning the set on every read.
         match (op, ret) {
-            (Op::ReadSet, Ret::Elements(e)) => *e == self.0,
+            (Op::ReadSet, Out::Elements(e)) => **e == self.0,
             _ => self.invoke(op) == *ret,
         }
     }
@@ -188,7 +220,7 @@ impl fmt::Display for Verdict {
 #[derive(Clone, Debug)]
 enum Event {
     Invoke(u64, Op),
-    Return(u64, Ret),
+    Return(u64, Out),
 }
 
 /// The events of one key's records, sorted by time. At equal times an
@@ -204,7 +236,7 @@ fn events(records: &[&Record]) -> (Vec<Event>, usize, usize) {
                 ops += 1;
                 let at = r.return_us.unwrap_or(r.invoke_us);
                 timed.push((r.invoke_us, 0, Event::Invoke(r.process, r.op.clone())));
-                timed.push((at, 1, Event::Return(r.process, ret.clone())));
+                timed.push((at, 1, Event::Return(r.process, Out::from(ret))));
             }
             Some(Outcome::Fail(_)) => {}
             Some(Outcome::Unknown(_)) | None => {
@@ -241,7 +273,7 @@ fn observed_values(records: &[&Record]) -> BTreeSet<u64> {
 
 fn run_tester<S>(spec: S, events: Vec<Event>) -> KeyResult
 where
-    S: SequentialSpec<Op = Op, Ret = Ret> + Clone,
+    S: SequentialSpec<Op = Op, Ret = Out> + Clone,
 {
     let mut tester = LinearizabilityTester::<u64, S>::new(spec);
     for e in events {

@@ -12,6 +12,7 @@
 
 use clap::Parser;
 use integration::faults::{parse_kinds, FaultKind};
+use integration::linearizability;
 use integration::nft::{self, Partition};
 use integration::runner::{self, RunConfig};
 use std::path::PathBuf;
@@ -45,13 +46,42 @@ struct Args {
     /// each round for the checks, so each checked history stays small.
     #[arg(long, default_value_t = 180)]
     round_seconds: u64,
+    /// Instead of a run: check a `history.json` a failing run wrote, and
+    /// print the checker's verdict.
+    #[arg(long, value_name = "HISTORY_JSON")]
+    check_history: Option<PathBuf>,
     /// Longest hold of one fault, in seconds (the shortest is half of it).
     #[arg(long, default_value_t = 6)]
     hold: u64,
 }
 
+/// Checks a dumped history again (e.g. with a longer budget).
+fn check_history(path: &std::path::Path) -> ExitCode {
+    let file: Result<integration::history::HistoryFile, String> = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+    match file {
+        Ok(h) => {
+            let verdict = linearizability::check(&h.records, Duration::from_secs(120));
+            println!("{}: {}", integration::history::count(&h.records), verdict);
+            if verdict.is_linearizable() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("soak: cannot read {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(path) = &args.check_history {
+        return check_history(path);
+    }
     let mut kinds = match parse_kinds(&args.faults) {
         Ok(k) => k,
         Err(e) => {
