@@ -12,7 +12,9 @@ use crate::context::NodeContext;
 use crate::driver::{Completion, DriverError, DynMachine, GroupDriver};
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
 use dike_core::replica::ReconfigError;
-use dike_core::{codec, Config, GroupContext, MemberId, RequestError, RequestId, Response};
+use dike_core::{
+    codec, Config, GroupContext, MemberId, RequestError, RequestId, Response, StateMachine,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -148,6 +150,7 @@ impl Actor for ReplicaActor {
                     leader: r.leader(),
                     applied: r.applied(),
                     starts: state.boot,
+                    state_digest: r.machine().export().ok().map(|b| wire::digest(&b)),
                 };
                 match codec::encode("status", &status) {
                     Ok(bytes) => {

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod kv;
 pub mod lock;
 pub mod processes;
+pub mod set;
 pub mod simulate;
 
 pub use arithmetic::{Arithmetic, ArithmeticError, ArithmeticReply, ArithmeticRequest};

@@ -56,9 +56,17 @@ pub struct ClusterBuilder {
     storage: Storage,
     group_size: Option<usize>,
     log_filter: String,
+    node_args: Vec<String>,
 }
 
 impl ClusterBuilder {
+    /// More arguments for every node's `dike node` (e.g.
+    /// `["--replace-after", "5"]`).
+    pub fn node_args(mut self, args: &[&str]) -> Self {
+        self.node_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
     /// Master nodes: the first `m` nodes (1, 3 or 5; default 3).
     pub fn masters(mut self, m: usize) -> Self {
         self.masters = m;
@@ -118,6 +126,7 @@ impl ClusterBuilder {
             storage: self.storage,
             group_size: self.group_size,
             log_filter: self.log_filter,
+            node_args: self.node_args,
             masters: Vec::new(),
             nodes: Vec::new(),
             clients: AtomicU32::new(0),
@@ -157,6 +166,7 @@ pub struct Cluster {
     storage: Storage,
     group_size: Option<usize>,
     log_filter: String,
+    node_args: Vec<String>,
     masters: Vec<String>,
     nodes: Vec<Node>,
     clients: AtomicU32,
@@ -173,6 +183,7 @@ impl Cluster {
             storage: Storage::Durable,
             group_size: None,
             log_filter: std::env::var("DIKE_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            node_args: Vec::new(),
         }
     }
 
@@ -304,11 +315,12 @@ impl Cluster {
     pub fn start(&mut self, i: usize) {
         assert!(!self.is_running(i), "{} is already running", self.name(i));
         let masters = self.masters.join(",");
-        let (storage, group_size, filter, cookie) = (
+        let (storage, group_size, filter, cookie, extra) = (
             self.storage,
             self.group_size,
             self.log_filter.clone(),
             self.cookie.clone(),
+            self.node_args.clone(),
         );
         let node = self.node_mut(i);
         node.lives += 1;
@@ -344,6 +356,7 @@ impl Cluster {
         if let Some(size) = group_size {
             cmd.args(["--group-size", &size.to_string()]);
         }
+        cmd.args(&extra);
         node.child = Some(cmd.spawn().expect("spawn `dike node`"));
     }
 

@@ -7,14 +7,25 @@
 //! [`wait`] polls named conditions with deadlines. The scenarios of the
 //! original Dike test suite live in `tests/original_suite.rs`; see
 //! docs/TESTING.md.
+//!
+//! The fault suite (`tests/faults.rs`, `src/bin/soak.rs`): [`history`]
+//! records what clients saw, [`linearizability`] checks it key by key,
+//! [`nft`] cuts links between node processes, [`faults`] plans faults,
+//! [`workload`] drives the clients and [`runner`] puts them together.
 
 pub mod binary;
 pub mod client;
 pub mod cluster;
 pub mod etcd;
+pub mod faults;
+pub mod history;
+pub mod linearizability;
 pub mod loadgen;
+pub mod nft;
 pub mod proc_stat;
+pub mod runner;
 pub mod wait;
+pub mod workload;
 
 pub use binary::dike_binary;
 pub use client::Client;

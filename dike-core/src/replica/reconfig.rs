@@ -208,14 +208,24 @@ impl<M: StateMachine> Replica<M> {
         let old_leader = self.leader();
         if let Role::Leader(l) = &self.role {
             // Members that leave hear no more from the new epoch: tell them
-            // now that the stop-sign is chosen, so they learn they left.
+            // now that the stop-sign is chosen, so they learn they left. A
+            // leader that leaves itself tells every member, old and new:
+            // it will send nothing more (the runtime stops a replaced
+            // replica at once), and without this the members that stay
+            // would learn the stop-sign only from an election timeout in
+            // the old epoch — never, in a hibernating group.
             let (ballot, commit) = (l.ballot, self.commit);
-            let leaving: Vec<MemberId> = self
+            let leader_leaves = !next.is_voter(self.id);
+            let told: Vec<MemberId> = self
                 .config
                 .all_members()
-                .filter(|m| !next.all_members().any(|n| n == *m) && *m != self.id)
+                .chain(next.all_members())
+                .filter(|m| *m != self.id)
+                .filter(|m| leader_leaves || !next.all_members().any(|n| n == *m))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
                 .collect();
-            for m in leaving {
+            for m in told {
                 self.send(
                     m,
                     crate::message::Message::Heartbeat {

@@ -173,6 +173,44 @@ fn the_leader_can_remove_itself_and_a_remaining_member_takes_over() {
     );
 }
 
+/// Found by the fault suite's churn test (integration/tests/faults.rs): the
+/// runtime stops a replaced replica as soon as the table shows the change,
+/// so a leader that replaces itself must tell the members that stay that
+/// the stop-sign is chosen; otherwise they wait for an election timeout in
+/// the old epoch (forever, in a hibernating group).
+#[test]
+fn a_leader_that_replaces_itself_tells_the_staying_members_at_once() {
+    let mut c = cluster(5, 1);
+    add(&mut c, 1, 7);
+    change(&mut c, 1, ConfigChange::AddLearner(m(5)));
+    let leader = settle(&mut c);
+    let epoch = c.replica(leader).config().epoch;
+    c.replica(leader)
+        .propose_change(
+            2,
+            ConfigChange::Replace {
+                old: m(leader),
+                new: m(5),
+            },
+        )
+        .expect("change accepted");
+    c.run_until_quiet();
+    c.crash(leader);
+    // No tick: nothing may wait for an election timeout.
+    c.run_until_quiet();
+    for i in (0..6).filter(|i| *i != leader) {
+        assert_eq!(
+            c.replica(i).config().epoch,
+            epoch + 1,
+            "member {i} learned the stop-sign is chosen"
+        );
+    }
+    let next = c.leader().expect("a new leader without waiting");
+    assert_ne!(next, leader);
+    add(&mut c, 3, 1);
+    assert_eq!(value(&mut c, next), 8);
+}
+
 #[test]
 fn grow_from_three_to_five_and_shrink_back() {
     let mut c = cluster(3, 2);

@@ -29,7 +29,7 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         schedules: u64,
     },
-    /// Run one node hosting the example kinds (arithmetic, kv, lock) until
+    /// Run one node hosting the example kinds (arithmetic, kv, lock, set) until
     /// Ctrl-C or SIGTERM.
     Node(NodeArgs),
     /// Create a group of a kind (an existing group of that name is kept).
@@ -39,7 +39,7 @@ pub enum Command {
         via: Via,
         /// The group's name.
         group: String,
-        /// Its server kind: arithmetic, kv or lock.
+        /// Its server kind: arithmetic, kv, lock or set.
         kind: String,
         /// Replicas (1, 3, 5 or 7); default: the live nodes, at most 5, made odd.
         #[arg(long)]
@@ -188,10 +188,10 @@ pub struct NodeArgs {
     /// Replicas per new group created from this node.
     #[arg(long)]
     pub group_size: Option<usize>,
-    /// Seconds a node may stay down before the masters replace its
-    /// replicas on live nodes (decided on master nodes).
-    #[arg(long, default_value_t = 60)]
-    pub replace_after: u64,
+    /// Seconds a node may be down before the master moves its replicas to
+    /// live nodes (default 60).
+    #[arg(long)]
+    pub replace_after: Option<u64>,
 }
 
 /// How a client command reaches the cluster: it starts a short-lived node

@@ -35,7 +35,7 @@ pub enum CliError {
         example: String,
     },
     /// The group's kind has no JSON form in this program.
-    #[error("group {group:?} is of kind {kind:?}, which this program does not know (known: arithmetic, kv, lock)")]
+    #[error("group {group:?} is of kind {kind:?}, which this program does not know (known: arithmetic, kv, lock, set)")]
     UnknownKind {
         /// The group.
         group: String,

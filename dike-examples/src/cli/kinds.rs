@@ -6,17 +6,24 @@ use super::error::CliError;
 use crate::arithmetic::{Arithmetic, ArithmeticRequest};
 use crate::kv::{KvRequest, KvServer};
 use crate::lock::{LockRequest, LockServer};
+use crate::set::{SetRequest, SetServer};
 use dike_actors::NodeHandle;
 use dike_core::{codec, PaxosServer};
 
 /// The kinds this program registers and can speak JSON to.
-pub const KNOWN_KINDS: [&str; 3] = [Arithmetic::KIND, KvServer::KIND, LockServer::KIND];
+pub const KNOWN_KINDS: [&str; 4] = [
+    Arithmetic::KIND,
+    KvServer::KIND,
+    LockServer::KIND,
+    SetServer::KIND,
+];
 
 /// Registers every example kind on `node`.
 pub fn register_all(node: &NodeHandle) {
     node.register::<Arithmetic>();
     node.register::<KvServer>();
     node.register::<LockServer>();
+    node.register::<SetServer>();
 }
 
 /// Whether a request goes through the log or is a read-index query.
@@ -47,6 +54,7 @@ pub fn check_request(kind: &str, group: &str, json: &str) -> Result<(), CliError
         Arithmetic::KIND => parse_request::<Arithmetic>(json, ArithmeticRequest::Add(5)).map(drop),
         KvServer::KIND => parse_request::<KvServer>(json, kv_example()).map(drop),
         LockServer::KIND => parse_request::<LockServer>(json, lock_example()).map(drop),
+        SetServer::KIND => parse_request::<SetServer>(json, set_example()).map(drop),
         other => Err(unknown(group, other)),
     }
 }
@@ -90,6 +98,10 @@ pub async fn send_json(
             let req = parse_request::<LockServer>(json, lock_example())?;
             send::<LockServer>(node, group, req, mode).await
         }
+        SetServer::KIND => {
+            let req = parse_request::<SetServer>(json, set_example())?;
+            send::<SetServer>(node, group, req, mode).await
+        }
         other => Err(unknown(group, other)),
     }
 }
@@ -120,6 +132,13 @@ fn lock_example() -> LockRequest {
     }
 }
 
+fn set_example() -> SetRequest {
+    SetRequest::Add {
+        set: "s".into(),
+        element: 1,
+    }
+}
+
 fn unknown(group: &str, kind: &str) -> CliError {
     CliError::UnknownKind {
         group: group.to_owned(),
@@ -137,6 +156,8 @@ mod tests {
         assert!(check_request("arithmetic", "g", r#""Read""#).is_ok());
         assert!(check_request("kv", "g", r#"{"Put":["k","v"]}"#).is_ok());
         assert!(check_request("lock", "g", r#"{"Acquire":{"lock":"l","owner":"a"}}"#).is_ok());
+        assert!(check_request("set", "g", r#"{"Add":{"set":"s","element":1}}"#).is_ok());
+        assert!(check_request("set", "g", r#"{"Read":"s"}"#).is_ok());
     }
 
     #[test]

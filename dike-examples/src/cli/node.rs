@@ -24,7 +24,9 @@ pub fn config(args: &NodeArgs) -> Result<NodeConfig, CliError> {
     if let Some(size) = args.group_size {
         b = b.group_size(size);
     }
-    b = b.replace_after(std::time::Duration::from_secs(args.replace_after));
+    if let Some(secs) = args.replace_after {
+        b = b.replace_after(std::time::Duration::from_secs(secs));
+    }
     Ok(b.build()?)
 }
 
