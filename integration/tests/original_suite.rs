@@ -348,6 +348,23 @@ enum Crash {
     Kill,
 }
 
+impl Crash {
+    /// Takes node `i` down this way (a graceful stop must exit cleanly).
+    fn bring_down(self, cluster: &mut Cluster, i: usize) {
+        match self {
+            Crash::Stop => {
+                let status = cluster.stop(i);
+                assert!(
+                    status.success(),
+                    "{} exits cleanly: {status}",
+                    cluster.name(i)
+                );
+            }
+            Crash::Kill => cluster.kill(i),
+        }
+    }
+}
+
 /// What one client knows about its own keys (it is their only writer).
 #[derive(Debug, Default)]
 struct Model {
@@ -723,17 +740,7 @@ async fn ring_scenario(ring: Ring) {
         "phase B",
         move |done| async move {
             wait_for_ops(client_ref, &done, CLIENTS * ops_b / 10).await;
-            match crash {
-                Crash::Stop => {
-                    let status = cluster_ref.stop(victim);
-                    assert!(
-                        status.success(),
-                        "{} exits cleanly: {status}",
-                        cluster_ref.name(victim)
-                    );
-                }
-                Crash::Kill => cluster_ref.kill(victim),
-            }
+            crash.bring_down(cluster_ref, victim);
             eprintln!("{crash:?} {}", cluster_ref.name(victim));
             cluster_ref.start(victim);
         },
@@ -776,17 +783,7 @@ async fn ring_scenario(ring: Ring) {
     // The whole cluster goes down the same way and comes back from its
     // data directories: every acknowledged write is still there.
     for i in 0..cluster.len() {
-        match ring.crash {
-            Crash::Stop => {
-                let status = cluster.stop(i);
-                assert!(
-                    status.success(),
-                    "{} exits cleanly: {status}",
-                    cluster.name(i)
-                );
-            }
-            Crash::Kill => cluster.kill(i),
-        }
+        ring.crash.bring_down(&mut cluster, i);
     }
     for i in 0..cluster.len() {
         cluster.start(i);
