@@ -132,6 +132,10 @@ fn a_single_node_serves_groups_requests_and_a_kv_ring_from_the_command_line() {
         serde_json::from_str(&node.ok(&["routing-table", "--json"])).expect("JSON table");
     assert_eq!(json["groups"][0]["name"], "calc");
     assert_eq!(json["groups"][0]["members"][0], "solo");
+    assert_eq!(
+        json["groups"][0]["leader"], "solo",
+        "the leader as its replica reports it"
+    );
 
     node.ok(&["add-group", "vnode-1", "kv"]);
     let previous = node.ok(&["kv", "put", "colour", "green"]);

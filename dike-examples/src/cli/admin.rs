@@ -69,7 +69,13 @@ pub async fn remove_group(client: &Client, group: &str) -> Result<String, CliErr
 
 /// `dike routing-table`: text, or JSON with `json`.
 pub async fn routing_table(client: &Client, json: bool) -> Result<String, CliError> {
-    let view = TableView::of(&client.table().await?);
+    let table = client.table().await?;
+    let mut view = TableView::of(&table);
+    for (g, info) in view.groups.iter_mut().zip(table.groups.values()) {
+        g.leader = leader_of(client, info)
+            .await
+            .and_then(|m| table.node(m.node).map(|n| n.name.clone()));
+    }
     if json {
         serde_json::to_string_pretty(&view)
             .map(|s| s + "\n")
@@ -77,6 +83,22 @@ pub async fn routing_table(client: &Client, json: bool) -> Result<String, CliErr
     } else {
         Ok(view.to_text())
     }
+}
+
+/// The leader of `group` as the first of its voters that answers and knows
+/// one says (a best effort for display; `None` if none does).
+async fn leader_of(
+    client: &Client,
+    group: &dike_core::routing::GroupInfo,
+) -> Option<dike_core::MemberId> {
+    for &voter in &group.config.voters {
+        if let Ok(status) = client.node().replica_status(&group.name, voter).await {
+            if status.leader.is_some() {
+                return status.leader;
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

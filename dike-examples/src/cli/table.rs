@@ -42,6 +42,9 @@ pub struct GroupView {
     pub learners: Vec<String>,
     /// Its configuration epoch.
     pub epoch: u64,
+    /// The node of its leader, as its members report it (`None`: not
+    /// asked, or no member knew one).
+    pub leader: Option<String>,
 }
 
 impl TableView {
@@ -73,6 +76,7 @@ impl TableView {
                     members: g.config.voters.iter().map(name).collect(),
                     learners: g.config.learners.iter().map(name).collect(),
                     epoch: g.config.epoch,
+                    leader: None,
                 })
                 .collect(),
         }
@@ -91,7 +95,7 @@ impl TableView {
             .collect();
         out += &columns(["NODE", "ADDRESS", "STATUS"], &nodes);
         out += "\n";
-        let groups: Vec<[String; 4]> = self
+        let groups: Vec<[String; 5]> = self
             .groups
             .iter()
             .map(|g| {
@@ -99,13 +103,20 @@ impl TableView {
                 if !g.learners.is_empty() {
                     let _ = write!(members, " (learning: {})", g.learners.join(","));
                 }
-                [g.name.clone(), g.kind.clone(), members, g.epoch.to_string()]
+                let leader = g.leader.clone().unwrap_or_else(|| "-".into());
+                [
+                    g.name.clone(),
+                    g.kind.clone(),
+                    members,
+                    leader,
+                    g.epoch.to_string(),
+                ]
             })
             .collect();
         if groups.is_empty() {
             out += "no groups\n";
         } else {
-            out += &columns(["GROUP", "KIND", "MEMBERS", "EPOCH"], &groups);
+            out += &columns(["GROUP", "KIND", "MEMBERS", "LEADER", "EPOCH"], &groups);
         }
         out
     }
@@ -150,8 +161,21 @@ mod tests {
     #[test]
     fn members_are_shown_by_node_name_with_kind_and_epoch() {
         let text = TableView::of(&table()).to_text();
-        assert!(text.contains("GROUP  KIND        MEMBERS  EPOCH"), "{text}");
-        assert!(text.contains("calc   arithmetic  n1       0"), "{text}");
+        assert!(
+            text.contains("GROUP  KIND        MEMBERS  LEADER  EPOCH"),
+            "{text}"
+        );
+        assert!(
+            text.contains("calc   arithmetic  n1       -       0"),
+            "{text}"
+        );
+        let mut view = TableView::of(&table());
+        view.groups[0].leader = Some("n1".into());
+        assert!(
+            view.to_text().contains("n1       n1      0"),
+            "{}",
+            view.to_text()
+        );
         assert!(text.contains("n1    127.0.0.1:7001  up"), "{text}");
     }
 
