@@ -8,7 +8,7 @@
 //! where the node logs are.
 
 use crate::cluster::Cluster;
-use crate::wait::{poll_until, Check, NotYet};
+use crate::wait::{Check, NotYet};
 use dike_actors::dispatcher::DispatcherMsg;
 use dike_actors::master::{MasterReply, MasterRequest};
 use dike_actors::wire::ReplicaStatus;
@@ -104,14 +104,8 @@ impl Client {
         F: FnMut() -> Fut,
         Fut: Future<Output = Check<T>>,
     {
-        match poll_until(within, condition).await {
-            Ok(v) => v,
-            Err(last) => panic!(
-                "timed out after {within:?} waiting until {what}; last: {}; node logs in {}",
-                last.0,
-                self.log_dir.display()
-            ),
-        }
+        let what = format!("{what} (node logs in {})", self.log_dir.display());
+        crate::wait::wait_until(within, &what, condition).await
     }
 
     /// Waits until the table shows every node named in `names` up and

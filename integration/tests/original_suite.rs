@@ -62,6 +62,18 @@ const MAX_FAILED: usize = 20;
 const CLIENTS: usize = 50;
 const KEYS_PER_CLIENT: usize = 8;
 
+/// The value of the `calc` group, read once it answers.
+async fn read_calc(client: &Client) -> i64 {
+    client
+        .wait_until(WITHIN, "calc answers a read", || async {
+            Ok(client
+                .group::<Arithmetic>("calc")
+                .query(ArithmeticRequest::Read)
+                .await??)
+        })
+        .await
+}
+
 fn scale() -> f64 {
     std::env::var("DIKE_SCENARIO_SCALE")
         .ok()
@@ -185,14 +197,7 @@ async fn arithmetic_rounds(
                 Err(e) => panic!("{phase}, round {round}: {op:?} failed: {e}"),
             }
         }
-        let read = client
-            .wait_until(WITHIN, "calc answers a read", || async {
-                Ok(client
-                    .group::<Arithmetic>("calc")
-                    .query(ArithmeticRequest::Read)
-                    .await??)
-            })
-            .await;
+        let read = read_calc(client).await;
         assert!(
             explaining_order(value, &answered, read).is_some(),
             "{phase}, round {round}: no order of {answered:?} from {value} reads {read}: \
@@ -263,14 +268,7 @@ async fn eleven_nodes_agree_on_parallel_arithmetic_and_survive_two_stopped_repli
         .await;
     let hosts: BTreeSet<_> = group.config.voters.iter().map(|m| m.node).collect();
     assert_eq!(hosts.len(), 5, "5 replicas on 5 distinct nodes: {group:?}");
-    client
-        .wait_until(WITHIN, "calc answers", || async {
-            Ok(client
-                .group::<Arithmetic>("calc")
-                .query(ArithmeticRequest::Read)
-                .await??)
-        })
-        .await;
+    read_calc(&client).await;
     eprintln!("cluster formed in {:?}", started.elapsed());
 
     let rounds = scaled(100);
