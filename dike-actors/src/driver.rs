@@ -5,20 +5,21 @@
 //! calls, so the ordering rules are tested without a runtime.
 //!
 //! Writes may complete later ([`Persist::Pending`], the durable node log's
-//! group commit): the driver then holds what waits for them and takes no
-//! further `Ready` until [`GroupDriver::persisted`] says they are durable,
-//! while inputs keep being stepped into the replica, so the next `Ready`
-//! batches everything that arrived meanwhile. The actor's thread never
-//! waits for a disk.
+//! group commit): the driver then holds what waits for them until
+//! [`GroupDriver::persisted`] says they are durable, and meanwhile goes on
+//! taking `Ready`s, up to [`MAX_WRITES_IN_FLIGHT`] batches: a leader sends
+//! the next batch's `Accept`s while its own disk still writes the last one,
+//! which is what the core's simulator does on every run (its storage keeps
+//! a queue of unsynced batches). The actor's thread never waits for a disk.
 //!
 //! Invariants: the messages of a `Ready` that must wait for its writes
 //! (`after_write`, and messages to itself) are released only after those
-//! writes are durable; responses and effects go at once, because they
-//! follow from entries already chosen, which a quorum holds durably
-//! whatever this replica's disk does; `take_ready` is never
-//! called while a write is in flight, so the replica sees the same sequence
-//! as with a blocking disk; a storage error stops the driver (fail-stop)
-//! and nothing held is released.
+//! writes, and every batch before them, are durable; storage makes batches
+//! durable in the order they were handed to it, and the driver releases
+//! held messages in that order too; responses and effects go at once,
+//! because they follow from entries already chosen, which a quorum holds
+//! durably whatever this replica's disk does; a storage error stops the
+//! driver (fail-stop) and nothing held is released.
 
 use dike_core::codec::CodecError;
 use dike_core::replica::{ConfigChange, ReconfigError};
@@ -27,7 +28,11 @@ use dike_core::{
     Applied, Command, Config, Envelope, MemberId, RecoverError, Replica, ReplicaOptions, Response,
     Storage, StorageError, StoredReply, Write,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many batches of writes may be in flight at once; past that the
+/// driver takes no further `Ready` until the oldest is durable.
+pub const MAX_WRITES_IN_FLIGHT: usize = 8;
 
 /// A boxed state machine, so one replica type serves every server kind.
 pub struct DynMachine(pub Box<dyn StateMachine>);
@@ -120,13 +125,18 @@ impl ReplicaStorage for crate::storage::GroupStorage {
 struct Held {
     to_peers: Vec<Envelope>,
     to_self: Vec<Envelope>,
+    /// Its writes are durable already (a storage that finished at once
+    /// while earlier batches were still pending).
+    durable: bool,
 }
 
 /// A replica and its storage. See the module documentation.
 pub struct GroupDriver {
     replica: Replica<DynMachine>,
     storage: Box<dyn ReplicaStorage>,
-    held: Option<Held>,
+    /// One entry per batch handed to storage and not yet released, oldest
+    /// first.
+    held: VecDeque<Held>,
     next_query: u64,
     next_change: u64,
 }
@@ -152,7 +162,7 @@ impl GroupDriver {
         Ok(GroupDriver {
             replica,
             storage,
-            held: None,
+            held: VecDeque::new(),
             next_query: 0,
             next_change: 0,
         })
@@ -232,25 +242,30 @@ impl GroupDriver {
         Ok(self.next_change)
     }
 
-    /// Whether a batch of writes is in flight (no `Ready` is taken until
-    /// [`GroupDriver::persisted`]).
+    /// Whether a batch of writes is in flight.
     pub fn is_persisting(&self) -> bool {
-        self.held.is_some()
+        !self.held.is_empty()
     }
 
-    /// Runs the replica until it has nothing more to do or waits for a
-    /// write: take what is ready, persist it, release what waited for it,
-    /// run the effects. `completion` makes the callback a pending write
-    /// calls; the caller then feeds its result to
-    /// [`GroupDriver::persisted`]. Messages to itself (its own `Promise` and
-    /// `Accepted`, released after their write) are fed back here.
+    /// How many batches of writes are in flight.
+    pub fn writes_in_flight(&self) -> usize {
+        self.held.iter().filter(|h| !h.durable).count()
+    }
+
+    /// Runs the replica until it has nothing more to do or has
+    /// [`MAX_WRITES_IN_FLIGHT`] writes in flight: take what is ready,
+    /// persist it, release what waited for it, run the effects.
+    /// `completion` makes the callback a pending write calls; the caller
+    /// then feeds the results, in the order the writes were handed over, to
+    /// [`GroupDriver::persisted`]. Messages to itself (its own `Promise`
+    /// and `Accepted`, released after their write) are fed back here.
     pub fn drive(
         &mut self,
         completion: &mut dyn FnMut() -> Completion,
     ) -> Result<Output, StorageError> {
         let me = self.replica.id();
         let mut out = Output::default();
-        while self.held.is_none() && self.replica.has_ready() {
+        while self.held.len() < MAX_WRITES_IN_FLIGHT && self.replica.has_ready() {
             let ready = self.replica.take_ready();
             if ready.is_empty() {
                 // `has_ready` also counts commands queued at a leader whose
@@ -279,23 +294,27 @@ impl GroupDriver {
                     held.to_peers.push(env);
                 }
             }
-            if ready.writes.is_empty() {
-                self.release(held, &mut out);
-                continue;
-            }
-            match self.storage.persist(ready.writes, completion()) {
-                Persist::Done(r) => {
-                    r?;
-                    self.release(held, &mut out);
+            if !ready.writes.is_empty() {
+                match self.storage.persist(ready.writes, completion()) {
+                    Persist::Done(r) => {
+                        r?;
+                        held.durable = true;
+                    }
+                    Persist::Pending => {}
                 }
-                Persist::Pending => self.held = Some(held),
+            } else {
+                held.durable = true;
             }
+            // Nothing overtakes a batch still in flight.
+            self.held.push_back(held);
+            self.release_durable(&mut out);
         }
         Ok(out)
     }
 
-    /// The write in flight finished with `result`: on success, releases
-    /// what waited for it and drives on; on failure the driver stops.
+    /// The oldest write in flight finished with `result`: on success,
+    /// releases what waited for it and drives on; on failure the driver
+    /// stops.
     pub fn persisted(
         &mut self,
         result: Result<(), StorageError>,
@@ -303,15 +322,26 @@ impl GroupDriver {
     ) -> Result<Output, StorageError> {
         result?;
         let mut out = Output::default();
-        if let Some(held) = self.held.take() {
-            self.release(held, &mut out);
+        if let Some(oldest) = self.held.iter_mut().find(|h| !h.durable) {
+            oldest.durable = true;
         }
+        self.release_durable(&mut out);
         let more = self.drive(completion)?;
         for (to, envs) in more.to_peers {
             out.to_peers.entry(to).or_default().extend(envs);
         }
         out.responses.extend(more.responses);
         Ok(out)
+    }
+
+    /// Releases, oldest first, every batch whose writes (and all earlier
+    /// ones) are durable.
+    fn release_durable(&mut self, out: &mut Output) {
+        while self.held.front().is_some_and(|h| h.durable) {
+            if let Some(held) = self.held.pop_front() {
+                self.release(held, out);
+            }
+        }
     }
 
     fn release(&mut self, held: Held, out: &mut Output) {
@@ -581,5 +611,98 @@ mod tests {
         assert!(d
             .persisted(Err(StorageError::Failed("disk".into())), &mut completion)
             .is_err());
+    }
+
+    #[test]
+    fn writes_pipeline_and_their_answers_leave_in_order_once_durable() {
+        let members: Vec<MemberId> = (1..=3).map(|i| MemberId::new(i, 1)).collect();
+        let config = Config::initial(members.clone());
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let storage = Box::new(Deferred {
+            inner: MemoryStorage::new(),
+            pending: pending.clone(),
+        });
+        let me = members[1];
+        let mut d = GroupDriver::start(me, config, machine(me), Default::default(), storage, 1)
+            .expect("fresh start");
+        let ballot = dike_core::Ballot {
+            round: 1,
+            leader: members[0],
+            ..dike_core::Ballot::ZERO
+        };
+        let accept = |slot| Envelope {
+            from: members[0],
+            to: me,
+            msg: dike_core::Message::Accept {
+                ballot,
+                slot,
+                entry: dike_core::Entry::Noop,
+                commit: 0,
+            },
+        };
+        let mut completion = || -> Completion { Box::new(|_| {}) };
+        d.step(vec![accept(1)]);
+        assert!(d
+            .drive(&mut completion)
+            .expect("queued")
+            .to_peers
+            .is_empty());
+        // The second accept is written while the first write is in flight.
+        d.step(vec![accept(2)]);
+        assert!(d
+            .drive(&mut completion)
+            .expect("queued")
+            .to_peers
+            .is_empty());
+        assert_eq!(d.writes_in_flight(), 2);
+        assert_eq!(pending.lock().expect("not poisoned").len(), 2);
+        let accepted = |out: &Output| -> Vec<u64> {
+            out.to_peers
+                .values()
+                .flatten()
+                .filter_map(|e| match e.msg {
+                    dike_core::Message::Accepted { slot, .. } => Some(slot),
+                    _ => None,
+                })
+                .collect()
+        };
+        let out = d.persisted(Ok(()), &mut completion).expect("durable");
+        assert_eq!(accepted(&out), vec![1], "only the first write is durable");
+        let out = d.persisted(Ok(()), &mut completion).expect("durable");
+        assert_eq!(accepted(&out), vec![2]);
+        assert!(!d.is_persisting());
+    }
+
+    #[test]
+    fn a_full_pipeline_takes_no_further_ready() {
+        let members: Vec<MemberId> = (1..=3).map(|i| MemberId::new(i, 1)).collect();
+        let config = Config::initial(members.clone());
+        let pending = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let storage = Box::new(Deferred {
+            inner: MemoryStorage::new(),
+            pending: pending.clone(),
+        });
+        let me = members[1];
+        let mut d = GroupDriver::start(me, config, machine(me), Default::default(), storage, 1)
+            .expect("fresh start");
+        let mut completion = || -> Completion { Box::new(|_| {}) };
+        for slot in 1..=MAX_WRITES_IN_FLIGHT as u64 + 3 {
+            let ballot = dike_core::Ballot {
+                round: slot,
+                leader: members[0],
+                ..dike_core::Ballot::ZERO
+            };
+            d.step(vec![Envelope {
+                from: members[0],
+                to: me,
+                msg: dike_core::Message::Prepare { ballot, from: 1 },
+            }]);
+            d.drive(&mut completion).expect("queued");
+        }
+        assert_eq!(d.writes_in_flight(), MAX_WRITES_IN_FLIGHT);
+        assert!(d.replica().has_ready(), "the rest waits in the replica");
+        let out = d.persisted(Ok(()), &mut completion).expect("durable");
+        assert_eq!(out.to_peers.values().flatten().count(), 1, "one promise");
+        assert_eq!(d.writes_in_flight(), MAX_WRITES_IN_FLIGHT, "refilled");
     }
 }

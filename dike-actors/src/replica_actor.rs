@@ -55,6 +55,9 @@ pub struct ReplicaState {
     myself: ActorRef<ReplicaMsg>,
     /// The token of the last write handed to storage.
     write_token: u64,
+    /// The token of the last write storage reported on (they come in
+    /// order).
+    done_token: u64,
 }
 
 impl Actor for ReplicaActor {
@@ -99,6 +102,7 @@ impl Actor for ReplicaActor {
             boot,
             myself: myself.clone(),
             write_token: 0,
+            done_token: 0,
         };
         state.drive()?;
         Ok(state)
@@ -226,17 +230,22 @@ impl ReplicaState {
         Ok(())
     }
 
-    /// The storage writer finished the write with `token`. Completions of
-    /// anything but the write in flight are ignored.
+    /// The storage writer finished the write with `token`. Completions
+    /// come in the order the writes were handed over; one out of order, or
+    /// with nothing in flight, is ignored.
     fn on_persisted(
         &mut self,
         token: u64,
         result: Result<(), dike_core::StorageError>,
     ) -> Result<(), ActorProcessingErr> {
-        if token != self.write_token || !self.driver.is_persisting() {
+        if token <= self.done_token
+            || token > self.write_token
+            || self.driver.writes_in_flight() == 0
+        {
             tracing::warn!(group = %self.group, token, "ignoring an unexpected write completion");
             return Ok(());
         }
+        self.done_token = token;
         let out = {
             let mut completion = completions(&self.myself, &mut self.write_token);
             self.driver.persisted(result, &mut completion)?

@@ -10,7 +10,7 @@
 
 use dike_core::{GroupContext, Outcome, PaxosServer};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A request to one vnode of the ring.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +52,14 @@ pub enum KvReply {
 }
 
 /// One vnode of the ring.
+///
+/// The keys live in a hash map: a write is one hash and a probe or two,
+/// where an ordered map follows a pointer per comparison down the tree.
+/// Its state travels sorted ([`PaxosServer::State`] is a `BTreeMap`), so
+/// every replica exports the same bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvServer {
-    data: BTreeMap<String, String>,
+    data: HashMap<String, String>,
 }
 
 impl KvServer {
@@ -80,11 +85,16 @@ impl PaxosServer for KvServer {
     }
 
     fn restore(state: Self::State, _ctx: &GroupContext) -> Self {
-        KvServer { data: state }
+        KvServer {
+            data: state.into_iter().collect(),
+        }
     }
 
     fn export_state(&self) -> Self::State {
-        self.data.clone()
+        self.data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn handle_call(&mut self, req: KvRequest) -> Outcome<KvReply> {
