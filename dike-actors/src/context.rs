@@ -12,6 +12,7 @@ use crate::config::NodeConfig;
 use crate::dispatcher::DispatcherMsg;
 use crate::group_supervisor::GroupSupMsg;
 use crate::master::MasterServer;
+use crate::transport::TransportMsg;
 use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
@@ -40,6 +41,7 @@ pub struct NodeContext {
     pub(crate) groups: RwLock<Option<ActorRef<GroupSupMsg>>>,
     pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
     pub(crate) admin: RwLock<Option<ActorRef<AdminMsg>>>,
+    pub(crate) transport: RwLock<Option<ActorRef<TransportMsg>>>,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).
@@ -69,6 +71,7 @@ impl NodeContext {
             groups: RwLock::new(None),
             node_server: RwLock::new(None),
             admin: RwLock::new(None),
+            transport: RwLock::new(None),
         };
         ctx.register::<MasterServer>();
         Arc::new(ctx)
@@ -121,6 +124,11 @@ impl NodeContext {
 
     pub(crate) fn admin(&self) -> Option<ActorRef<AdminMsg>> {
         self.admin.read().ok()?.clone()
+    }
+
+    /// The node's transport now running, if any.
+    pub(crate) fn transport(&self) -> Option<ActorRef<TransportMsg>> {
+        self.transport.read().ok()?.clone()
     }
 
     pub(crate) fn group_supervisor(&self) -> Option<ActorRef<GroupSupMsg>> {

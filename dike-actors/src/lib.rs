@@ -25,6 +25,7 @@ pub mod replica_actor;
 pub mod restart;
 pub mod router;
 pub mod storage;
+pub mod transport;
 pub mod wire;
 
 pub use config::{MasterSpec, NodeConfig, NodeConfigBuilder};

@@ -21,6 +21,7 @@ use crate::group_supervisor::{GroupSupMsg, GroupSupervisor};
 use crate::master::{MasterReply, MasterRequest};
 use crate::rebalancer::{Rebalancer, RebalancerMsg};
 use crate::restart::RestartBudget;
+use crate::transport::spawn_transport;
 use crate::wire::{ReplicaMsg, ReplicaStatus};
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
 use dike_core::{codec, NodeId, PaxosServer};
@@ -135,6 +136,7 @@ impl Actor for DikeNode {
             subscription: Box::new(Events(myself.clone())),
         })?;
         NodeContext::set(&ctx.node_server, Some(node_server.clone()));
+        spawn_transport(&ctx, myself.get_cell()).await?;
         spawn_groups(&ctx, myself.get_cell()).await?;
         spawn_dispatcher(&ctx, myself.get_cell()).await?;
         let rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
@@ -207,6 +209,8 @@ impl Actor for DikeNode {
             "group supervisor"
         } else if is(ctx.admin().map(|a| a.get_cell())) {
             "admin"
+        } else if is(ctx.transport().map(|t| t.get_cell())) {
+            "transport"
         } else if id == state.node_server.get_id() {
             "node server"
         } else if is(state.rebalancer.as_ref().map(|r| r.get_cell())) {
@@ -222,6 +226,9 @@ impl Actor for DikeNode {
         match which {
             "dispatcher" => {
                 spawn_dispatcher(&ctx, myself.get_cell()).await?;
+            }
+            "transport" => {
+                spawn_transport(&ctx, myself.get_cell()).await?;
             }
             "admin" => {
                 spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
@@ -242,6 +249,7 @@ impl DikeNodeState {
         self.ticker.abort();
         NodeContext::set(&self.ctx.dispatcher, None);
         NodeContext::set(&self.ctx.groups, None);
+        NodeContext::set(&self.ctx.transport, None);
         myself
             .stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(5)))
             .await;

@@ -1,8 +1,10 @@
 //! The replica actor: one [`GroupDriver`] of one group on this node, fed by
 //! peers, ticks and clients.
 //!
-//! Invariants: the actor joins the process group of its Dike group, and
-//! peers find it there by its name ([`wire::replica_name`]); after every
+//! Invariants: the actor joins the process group of its Dike group, where
+//! routers find it, and is named [`wire::replica_name`], by which the
+//! node's transport delivers peers' messages to it; messages to peers go
+//! through the node's transport ([`crate::transport`]); after every
 //! batch of inputs it drives the replica (persist, then send, then answer),
 //! so nothing leaves before its write; an input that fails to decode is
 //! logged and dropped, never a panic; a storage failure stops the actor
@@ -10,6 +12,7 @@
 
 use crate::context::NodeContext;
 use crate::driver::{Completion, DriverError, DynMachine, GroupDriver};
+use crate::transport::TransportMsg;
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
 use dike_core::replica::ReconfigError;
 use dike_core::{
@@ -47,9 +50,8 @@ pub struct ReplicaArgs {
 pub struct ReplicaState {
     driver: GroupDriver,
     group: String,
-    pg: String,
-    peers: HashMap<MemberId, ActorRef<ReplicaMsg>>,
-    waiting: HashMap<RequestId, RpcReplyPort<Vec<u8>>>,
+    ctx: Arc<NodeContext>,
+    waiting: HashMap<RequestId, ReplyTo>,
     flush_scheduled: bool,
     boot: u64,
     myself: ActorRef<ReplicaMsg>,
@@ -89,14 +91,12 @@ impl Actor for ReplicaActor {
         let boot = args.ctx.next_boot();
         let opts = args.ctx.config.replica.clone();
         let driver = GroupDriver::start(a.member, a.config, machine, opts, storage, boot)?;
-        let pg = wire::group_pg(&a.group);
-        ractor::pg::join(pg.clone(), vec![myself.get_cell()]);
+        ractor::pg::join(wire::group_pg(&a.group), vec![myself.get_cell()]);
         tracing::info!(group = %a.group, member = %a.member, "replica started");
         let mut state = ReplicaState {
             driver,
             group: a.group,
-            pg,
-            peers: HashMap::new(),
+            ctx: args.ctx,
             waiting: HashMap::new(),
             flush_scheduled: false,
             boot,
@@ -123,7 +123,11 @@ impl Actor for ReplicaActor {
                 Err(e) => tracing::warn!(group = %state.group, "dropping peer message: {e}"),
             },
             ReplicaMsg::Request(bytes, port) => {
-                state.on_request(&bytes, port);
+                state.on_request(&bytes, ReplyTo::Port(port));
+                state.schedule_flush(&myself);
+            }
+            ReplicaMsg::Forwarded(node, id, bytes) => {
+                state.on_request(&bytes, ReplyTo::Remote { node, id });
                 state.schedule_flush(&myself);
             }
             ReplicaMsg::Tick => {
@@ -177,7 +181,7 @@ impl ReplicaState {
         }
     }
 
-    fn on_request(&mut self, bytes: &[u8], port: RpcReplyPort<Vec<u8>>) {
+    fn on_request(&mut self, bytes: &[u8], port: ReplyTo) {
         let _span = tracing::debug_span!("replica_request", group = %self.group).entered();
         match codec::decode::<ClientRequest>("client request", bytes) {
             Ok(ClientRequest::Command(cmd)) => {
@@ -194,12 +198,12 @@ impl ReplicaState {
                     self.waiting.insert(RequestId::Reconfig(id), port);
                 }
                 Err(ReconfigError::NotLeader { leader }) => {
-                    reply(
+                    self.reply(
                         port,
                         Err(ReplyError::Request(RequestError::NotLeader { leader })),
                     );
                 }
-                Err(e) => reply(port, Err(ReplyError::Reconfig(e.to_string()))),
+                Err(e) => self.reply(port, Err(ReplyError::Reconfig(e.to_string()))),
             },
             Ok(ClientRequest::Membership) => {
                 let r = self.driver.replica();
@@ -211,11 +215,11 @@ impl ReplicaState {
                         leader: r.leader(),
                     }))
                 };
-                reply(port, answer);
+                self.reply(port, answer);
             }
             Err(e) => {
                 tracing::warn!("malformed client request: {e}");
-                reply(port, Err(ReplyError::Malformed(e.to_string())));
+                self.reply(port, Err(ReplyError::Malformed(e.to_string())));
             }
         }
     }
@@ -260,11 +264,35 @@ impl ReplicaState {
         }
         for Response { to, result } in out.responses {
             if let Some(port) = self.waiting.remove(&to) {
-                reply(port, result.map_err(ReplyError::Request));
+                self.reply(port, result.map_err(ReplyError::Request));
             }
         }
     }
 
+    /// Answers a client, wherever it waits.
+    fn reply(&self, to: ReplyTo, answer: ClientReply) {
+        let bytes = match codec::encode("client reply", &answer) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("cannot encode a client reply: {e}");
+                return;
+            }
+        };
+        match to {
+            // The caller may have given up; that is not an error here.
+            ReplyTo::Port(port) => {
+                let _ = port.send(bytes);
+            }
+            ReplyTo::Remote { node, id } => {
+                if let Some(t) = self.ctx.transport() {
+                    let _ = t.cast(TransportMsg::Reply(node, id, bytes));
+                }
+            }
+        }
+    }
+
+    /// Hands `envs` for `to` to the node's transport (which drops them if
+    /// `to` is unreachable, as the network may).
     fn send(&mut self, to: MemberId, envs: &[dike_core::Envelope]) {
         let bytes = match wire::encode_envelopes(envs) {
             Ok(b) => b,
@@ -273,27 +301,14 @@ impl ReplicaState {
                 return;
             }
         };
-        let Some(peer) = self.peer(to) else {
-            tracing::trace!(group = %self.group, %to, "peer not reachable");
+        let Some(transport) = self.ctx.transport() else {
+            tracing::trace!(group = %self.group, %to, "no transport (node stopping)");
             return;
         };
-        if peer.cast(ReplicaMsg::Protocol(bytes)).is_err() {
-            // The peer (or its node session) stopped: look it up again next time.
-            self.peers.remove(&to);
+        let msg = TransportMsg::Send(self.group.clone(), to.node.0, to.incarnation.0, bytes);
+        if transport.cast(msg).is_err() {
+            tracing::trace!(group = %self.group, %to, "transport stopped");
         }
-    }
-
-    /// The actor of `member`, from the cache or the process group.
-    fn peer(&mut self, member: MemberId) -> Option<ActorRef<ReplicaMsg>> {
-        if let Some(p) = self.peers.get(&member) {
-            return Some(p.clone());
-        }
-        let cell = ractor::pg::get_members(&self.pg)
-            .into_iter()
-            .find(|c| c.get_name().and_then(|n| wire::member_of_name(&n)) == Some(member))?;
-        let actor: ActorRef<ReplicaMsg> = cell.into();
-        self.peers.insert(member, actor.clone());
-        Some(actor)
     }
 }
 
@@ -317,12 +332,10 @@ fn completions<'a>(
     }
 }
 
-fn reply(port: RpcReplyPort<Vec<u8>>, answer: ClientReply) {
-    match codec::encode("client reply", &answer) {
-        Ok(bytes) => {
-            // The caller may have given up; that is not an error here.
-            let _ = port.send(bytes);
-        }
-        Err(e) => tracing::error!("cannot encode a client reply: {e}"),
-    }
+/// Where the answer to a client request goes.
+enum ReplyTo {
+    /// A caller on this node, or one that called the replica directly.
+    Port(RpcReplyPort<Vec<u8>>),
+    /// A request node `node`'s transport forwarded under `id`.
+    Remote { node: u64, id: u64 },
 }

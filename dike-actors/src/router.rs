@@ -12,6 +12,7 @@ use crate::config::MASTER_GROUP;
 use crate::context::{wall_nanos, NodeContext};
 use crate::error::DikeError;
 use crate::master::{MasterReply, MasterRequest};
+use crate::transport::{local_replica, TransportMsg};
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
 use dike_core::routing::RoutingTable;
 use dike_core::{codec, ClientId, Command, Config, MemberId, RequestError};
@@ -320,9 +321,9 @@ impl Router {
                     voters[rotation % voters.len()]
                 }
             };
-            let next = match find_replica(group, target) {
-                Some(actor) => classify(target, call(&actor, bytes, deadline).await),
-                None => Next::Retry(format!("{target} is not reachable")),
+            let next = match self.call_member(group, target, bytes, deadline).await {
+                Ok(answer) => classify(target, answer),
+                Err(()) => Next::Retry(format!("{target} is not reachable")),
             };
             match next {
                 Next::Reply(r) => {
@@ -359,6 +360,36 @@ impl Router {
         }
         Err(last)
     }
+
+    /// One attempt at `member`'s replica of `group`: directly if it runs
+    /// on this node, else through the node's transport, which coalesces
+    /// the requests (and brings back the replies) of many callers.
+    /// `Err(())`: it is not reachable; `Ok(None)`: no answer in time.
+    async fn call_member(
+        &self,
+        group: &str,
+        member: MemberId,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> Result<Option<ClientReply>, ()> {
+        let transport = self.ctx.transport();
+        let Some(transport) = transport.filter(|_| member.node != self.ctx.config.node_id()) else {
+            let actor = local_replica(group, member)
+                .or_else(|| find_replica(group, member))
+                .ok_or(())?;
+            return call(&actor, bytes, deadline).await;
+        };
+        let wait = attempt_wait(deadline);
+        let (group, payload) = (group.to_owned(), bytes.to_vec());
+        let (node, incarnation) = (member.node.0, member.incarnation.0);
+        let result = transport
+            .call(
+                |port| TransportMsg::Request(group, node, incarnation, payload, port),
+                Some(wait),
+            )
+            .await;
+        answer_of(result)
+    }
 }
 
 async fn sleep_until_min(deadline: Instant, d: Duration) {
@@ -374,27 +405,40 @@ pub fn find_replica(group: &str, member: MemberId) -> Option<ActorRef<ReplicaMsg
         .map(Into::into)
 }
 
-/// One remote call with the attempt timeout; `None` when no answer came.
+/// How long one attempt may wait.
+fn attempt_wait(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .min(ATTEMPT_TIMEOUT)
+}
+
+/// One call straight to a replica actor with the attempt timeout.
 async fn call(
     actor: &ActorRef<ReplicaMsg>,
     bytes: &[u8],
     deadline: Instant,
-) -> Option<ClientReply> {
-    let wait = deadline
-        .saturating_duration_since(Instant::now())
-        .min(ATTEMPT_TIMEOUT);
+) -> Result<Option<ClientReply>, ()> {
+    let wait = attempt_wait(deadline);
     let payload = bytes.to_vec();
-    match actor
+    let result = actor
         .call(|port| ReplicaMsg::Request(payload, port), Some(wait))
-        .await
-    {
-        Ok(CallResult::Success(reply)) => {
+        .await;
+    answer_of(result)
+}
+
+/// A call's outcome as an attempt's: the decoded reply, `None` when none
+/// came in time, `Err(())` when the reply port was dropped unanswered (the
+/// replica or its node is not reachable).
+fn answer_of<E>(result: Result<CallResult<Vec<u8>>, E>) -> Result<Option<ClientReply>, ()> {
+    match result {
+        Ok(CallResult::Success(reply)) => Ok(Some(
             match codec::decode::<ClientReply>("client reply", &reply) {
-                Ok(r) => Some(r),
-                Err(e) => Some(Err(ReplyError::Malformed(e.to_string()))),
-            }
-        }
-        Ok(_) | Err(_) => None,
+                Ok(r) => r,
+                Err(e) => Err(ReplyError::Malformed(e.to_string())),
+            },
+        )),
+        Ok(CallResult::SenderError) => Err(()),
+        Ok(CallResult::Timeout) | Err(_) => Ok(None),
     }
 }
 

@@ -60,6 +60,11 @@ pub enum ReplicaMsg {
     Persisted(u64),
     /// The write in flight with this token failed, with the reason.
     PersistFailed(u64, String),
+    /// A client request forwarded by node `.0`'s transport under id `.1`:
+    /// an encoded [`ClientRequest`] (`.2`); the encoded [`ClientReply`]
+    /// goes back through this node's transport
+    /// ([`crate::transport::TransportMsg::Reply`]).
+    Forwarded(u64, u64, Vec<u8>),
 }
 
 /// A client request as it travels to a replica.

@@ -1,0 +1,430 @@
+//! The node's transport: what travels between nodes for groups (replicas'
+//! protocol messages, clients' requests to replicas and their replies),
+//! coalesced per peer node.
+//!
+//! Sent one cluster message each, every request, reply and batch of
+//! envelopes pays its own trip through ractor_cluster's session actor,
+//! write task, socket write, read task, session actor and decode, on both
+//! ends; with hundreds of clients that trip, not Paxos, is most of a
+//! write's CPU. Instead:
+//! - a replica hands its batches of envelopes to its node's transport
+//!   ([`TransportMsg::Send`], a local message);
+//! - a router hands it a request for a remote replica
+//!   ([`TransportMsg::Request`], a local call whose reply port the transport
+//!   keeps under a fresh id);
+//! - a replica answers a forwarded request with [`TransportMsg::Reply`].
+//!
+//! The transport queues all of it per destination node and sends each
+//! queue as one [`TransportMsg::Deliver`] once it has caught up with its
+//! mailbox ([`TransportMsg::Flush`], which it casts to itself on the first
+//! queued item; while other items are handled before that `Flush` comes up,
+//! the mailbox is busy, and it goes to the back once more, up to
+//! [`MAX_FLUSH_DEFERRALS`] times, so that a burst in progress leaves whole):
+//! whatever arrives together leaves together, e.g. a leader's answers to
+//! one batch of commands travel as one message. The receiving
+//! transport hands envelopes and requests to the local replica they name,
+//! found by its actor name ([`wire::replica_name`]), and replies to the
+//! reply ports it kept.
+//!
+//! Every node runs one transport, a child of its `DikeNode`, named
+//! [`transport_name`]`(node id)` and a member of the process group
+//! [`TRANSPORT_PG`], where peers find it.
+//!
+//! Invariants: items from one sender to one node leave in the order they
+//! were handed over (one actor, one queue per node, one cluster session);
+//! nothing waits here for a write (replicas hand over only what the driver
+//! released); a payload that fails to decode is logged and dropped, never a
+//! panic; envelopes for an unreachable node or replica are dropped, as the
+//! network may (the protocol retransmits); a request that cannot be
+//! delivered is answered at once (its reply port is dropped, or the replica
+//! is reported as knowing no leader), so its router retries elsewhere
+//! instead of waiting out its timeout; a reply port whose caller gave up is
+//! forgotten within [`SWEEP_EVERY`]. Variant names are wire tags: never
+//! rename one.
+
+use crate::context::NodeContext;
+use crate::wire::{self, ClientReply, ReplicaMsg, ReplyError};
+use dike_core::{codec, MemberId, NodeId, RequestError};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The process group every node's transport joins.
+pub const TRANSPORT_PG: &str = "dike/transport";
+
+/// How often a `Flush` may go back to the end of a busy mailbox (see the
+/// module documentation).
+pub const MAX_FLUSH_DEFERRALS: u32 = 2;
+
+/// How often the transport forgets reply ports whose callers gave up.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The actor name of the transport of the node with id `node`.
+pub fn transport_name(node: NodeId) -> String {
+    format!("dike-transport/{}", node.0)
+}
+
+/// Messages to a node's transport, local or remote.
+#[derive(RactorClusterMessage)]
+pub enum TransportMsg {
+    /// From a local replica of group `.0`: encoded envelopes
+    /// ([`wire::encode_envelopes`], the `.3`) for the member on node `.1`
+    /// with incarnation `.2`.
+    Send(String, u64, u64, Vec<u8>),
+    /// From a local router: an encoded [`wire::ClientRequest`] (`.3`) for
+    /// the replica of group `.0` of the member on node `.1` with incarnation
+    /// `.2`; the reply is an encoded [`ClientReply`].
+    #[rpc]
+    Request(String, u64, u64, Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// From a local replica: the encoded [`ClientReply`] (`.2`) to the
+    /// request with id `.1` that node `.0` forwarded.
+    Reply(u64, u64, Vec<u8>),
+    /// From a peer node's transport: an encoded [`Batch`].
+    Deliver(Vec<u8>),
+    /// Sends everything queued (cast by the transport to itself).
+    Flush,
+    /// Forgets reply ports whose callers gave up (on a timer).
+    Sweep,
+}
+
+/// One replica's batch of envelopes for one member, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    /// The group.
+    pub group: String,
+    /// The member it is for.
+    pub to: MemberId,
+    /// The encoded `Vec<Envelope>`.
+    #[serde(with = "dike_core::codec::bytes")]
+    pub envelopes: Vec<u8>,
+}
+
+/// A client request for a replica, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The sending transport's id for it (its reply carries it back).
+    pub id: u64,
+    /// The group.
+    pub group: String,
+    /// The member it is for.
+    pub to: MemberId,
+    /// The encoded [`wire::ClientRequest`].
+    #[serde(with = "dike_core::codec::bytes")]
+    pub request: Vec<u8>,
+}
+
+/// A replica's reply to a [`Forwarded`] request, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The id of the request.
+    pub id: u64,
+    /// The encoded [`ClientReply`].
+    #[serde(with = "dike_core::codec::bytes")]
+    pub reply: Vec<u8>,
+}
+
+/// Everything one node's transport sends another at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The sending node's id.
+    pub from: u64,
+    /// Replicas' protocol messages.
+    pub parcels: Vec<Parcel>,
+    /// Clients' requests.
+    pub requests: Vec<Forwarded>,
+    /// Replies to requests the receiver forwarded.
+    pub answers: Vec<Answer>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.parcels.is_empty() && self.requests.is_empty() && self.answers.is_empty()
+    }
+}
+
+/// Encodes a [`TransportMsg::Deliver`] payload.
+pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, codec::CodecError> {
+    codec::encode("transport batch", batch)
+}
+
+/// Decodes a [`TransportMsg::Deliver`] payload.
+pub fn decode_batch(bytes: &[u8]) -> Result<Batch, codec::CodecError> {
+    codec::decode("transport batch", bytes)
+}
+
+/// The transport actor. See the module documentation.
+pub struct Transport;
+
+/// The transport's state.
+pub struct TransportState {
+    me: NodeId,
+    /// What waits to go, per destination node.
+    queued: HashMap<u64, Batch>,
+    flush_scheduled: bool,
+    /// Items queued since the scheduled `Flush` was cast.
+    behind_flush: usize,
+    /// How often the scheduled `Flush` was put back already.
+    flush_deferred: u32,
+    /// Peer transports found so far (dropped when a cast to one fails).
+    peers: HashMap<u64, ActorRef<TransportMsg>>,
+    /// Reply ports of requests forwarded to other nodes, by id.
+    waiting: HashMap<u64, RpcReplyPort<Vec<u8>>>,
+    next_id: u64,
+}
+
+impl Actor for Transport {
+    type Msg = TransportMsg;
+    type State = TransportState;
+    type Arguments = Arc<NodeContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TransportMsg>,
+        ctx: Arc<NodeContext>,
+    ) -> Result<TransportState, ActorProcessingErr> {
+        ractor::pg::join(TRANSPORT_PG.to_owned(), vec![myself.get_cell()]);
+        // The timer stops by itself once the actor is gone.
+        myself.send_interval(SWEEP_EVERY, || TransportMsg::Sweep);
+        Ok(TransportState {
+            me: ctx.config.node_id(),
+            queued: HashMap::new(),
+            flush_scheduled: false,
+            behind_flush: 0,
+            flush_deferred: 0,
+            peers: HashMap::new(),
+            waiting: HashMap::new(),
+            next_id: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TransportMsg>,
+        msg: TransportMsg,
+        state: &mut TransportState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TransportMsg::Send(group, node, incarnation, envelopes) => {
+                let parcel = Parcel {
+                    group,
+                    to: MemberId::new(node, incarnation),
+                    envelopes,
+                };
+                if node == state.me.0 {
+                    deliver_parcel(parcel);
+                } else {
+                    state.batch(&myself, node).parcels.push(parcel);
+                }
+            }
+            TransportMsg::Request(group, node, incarnation, request, port) => {
+                let to = MemberId::new(node, incarnation);
+                if node == state.me.0 {
+                    // Dropping the port answers a caller whose replica is
+                    // not here at once.
+                    if let Some(replica) = local_replica(&group, to) {
+                        let _ = replica.cast(ReplicaMsg::Request(request, port));
+                    }
+                } else {
+                    state.next_id += 1;
+                    let id = state.next_id;
+                    state.waiting.insert(id, port);
+                    state.batch(&myself, node).requests.push(Forwarded {
+                        id,
+                        group,
+                        to,
+                        request,
+                    });
+                }
+            }
+            TransportMsg::Reply(node, id, reply) => {
+                state
+                    .batch(&myself, node)
+                    .answers
+                    .push(Answer { id, reply });
+            }
+            TransportMsg::Flush => {
+                if state.behind_flush > 0
+                    && state.flush_deferred < MAX_FLUSH_DEFERRALS
+                    && myself.cast(TransportMsg::Flush).is_ok()
+                {
+                    state.flush_deferred += 1;
+                    state.behind_flush = 0;
+                    return Ok(());
+                }
+                state.flush_scheduled = false;
+                state.flush_deferred = 0;
+                state.behind_flush = 0;
+                state.flush();
+            }
+            TransportMsg::Deliver(bytes) => match decode_batch(&bytes) {
+                Ok(batch) => state.deliver(&myself, batch),
+                Err(e) => tracing::warn!("dropping a peer transport's batch: {e}"),
+            },
+            TransportMsg::Sweep => state.waiting.retain(|_, port| !port.is_closed()),
+        }
+        Ok(())
+    }
+}
+
+impl TransportState {
+    /// The queue for `node`, with a flush scheduled.
+    fn batch(&mut self, myself: &ActorRef<TransportMsg>, node: u64) -> &mut Batch {
+        if self.flush_scheduled {
+            self.behind_flush += 1;
+        } else if myself.cast(TransportMsg::Flush).is_ok() {
+            self.flush_scheduled = true;
+        }
+        self.queued.entry(node).or_default()
+    }
+
+    /// Sends each node's queue as one message.
+    fn flush(&mut self) {
+        let me = self.me.0;
+        for (node, queued) in self.queued.iter_mut() {
+            if queued.is_empty() {
+                continue;
+            }
+            let mut batch = std::mem::take(queued);
+            batch.from = me;
+            let sent = match encode_batch(&batch) {
+                Ok(bytes) => match peer(&mut self.peers, *node) {
+                    Some(peer) => {
+                        let ok = peer.cast(TransportMsg::Deliver(bytes)).is_ok();
+                        if !ok {
+                            // Its session stopped: look it up again next time.
+                            self.peers.remove(node);
+                        }
+                        ok
+                    }
+                    None => false,
+                },
+                Err(e) => {
+                    tracing::error!(node, "cannot encode a transport batch: {e}");
+                    false
+                }
+            };
+            if !sent {
+                tracing::trace!(node, "peer transport not reachable");
+                // Their callers learn at once (the ports drop).
+                for r in &batch.requests {
+                    self.waiting.remove(&r.id);
+                }
+            }
+        }
+    }
+
+    /// Hands what a peer sent to the local replicas and callers.
+    fn deliver(&mut self, myself: &ActorRef<TransportMsg>, batch: Batch) {
+        let from = batch.from;
+        batch.parcels.into_iter().for_each(deliver_parcel);
+        for r in batch.requests {
+            match local_replica(&r.group, r.to) {
+                Some(replica) => {
+                    let _ = replica.cast(ReplicaMsg::Forwarded(from, r.id, r.request));
+                }
+                None => {
+                    let answer: ClientReply = Err(ReplyError::Request(RequestError::NotLeader {
+                        leader: None,
+                    }));
+                    if let Ok(reply) = codec::encode("client reply", &answer) {
+                        self.batch(myself, from)
+                            .answers
+                            .push(Answer { id: r.id, reply });
+                    }
+                }
+            }
+        }
+        for a in batch.answers {
+            if let Some(port) = self.waiting.remove(&a.id) {
+                // The caller may have given up meanwhile.
+                let _ = port.send(a.reply);
+            }
+        }
+    }
+}
+
+/// The transport of node `node`, from the cache or the process group.
+fn peer(
+    peers: &mut HashMap<u64, ActorRef<TransportMsg>>,
+    node: u64,
+) -> Option<ActorRef<TransportMsg>> {
+    if let Some(p) = peers.get(&node) {
+        return Some(p.clone());
+    }
+    let wanted = transport_name(NodeId(node));
+    let cell = ractor::pg::get_members(&TRANSPORT_PG.to_owned())
+        .into_iter()
+        .find(|c| c.get_name().as_deref() == Some(wanted.as_str()))?;
+    let actor: ActorRef<TransportMsg> = cell.into();
+    peers.insert(node, actor.clone());
+    Some(actor)
+}
+
+/// The replica of `member` of `group` if it runs on this node.
+pub fn local_replica(group: &str, member: MemberId) -> Option<ActorRef<ReplicaMsg>> {
+    ractor::registry::where_is(wire::replica_name(group, member)).map(Into::into)
+}
+
+/// Hands `parcel` to the local replica it is for, if it runs here.
+fn deliver_parcel(parcel: Parcel) {
+    match local_replica(&parcel.group, parcel.to) {
+        Some(replica) => {
+            let _ = replica.cast(ReplicaMsg::Protocol(parcel.envelopes));
+        }
+        None => {
+            tracing::trace!(group = %parcel.group, to = %parcel.to, "no such replica here");
+        }
+    }
+}
+
+/// Spawns the node's transport under `supervisor` and records it in the
+/// node's context.
+pub(crate) async fn spawn_transport(
+    ctx: &Arc<NodeContext>,
+    supervisor: ActorCell,
+) -> Result<ActorRef<TransportMsg>, ActorProcessingErr> {
+    let name = transport_name(ctx.config.node_id());
+    let (t, _) = Actor::spawn_linked(Some(name), Transport, ctx.clone(), supervisor).await?;
+    NodeContext::set(&ctx.transport, Some(t.clone()));
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_garbage_is_an_error() {
+        let batch = Batch {
+            from: 4,
+            parcels: vec![Parcel {
+                group: "g".into(),
+                to: MemberId::new(3, 7),
+                envelopes: vec![1, 2, 3],
+            }],
+            requests: vec![Forwarded {
+                id: 9,
+                group: "h".into(),
+                to: MemberId::new(2, 1),
+                request: vec![4],
+            }],
+            answers: vec![Answer {
+                id: 8,
+                reply: vec![5, 6],
+            }],
+        };
+        let bytes = encode_batch(&batch).expect("encodes");
+        assert_eq!(decode_batch(&bytes).expect("decodes"), batch);
+        assert!(decode_batch(&[0xc1]).is_err());
+        assert!(decode_batch(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Batch::default().is_empty());
+    }
+
+    #[test]
+    fn names_differ_per_node() {
+        assert_ne!(transport_name(NodeId(1)), transport_name(NodeId(2)));
+    }
+}
