@@ -8,6 +8,7 @@
 //! how failures are handled.
 
 pub mod admin;
+pub mod coalesce;
 pub mod config;
 pub mod context;
 pub mod counter;

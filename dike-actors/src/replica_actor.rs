@@ -10,6 +10,7 @@
 //! logged and dropped, never a panic; a storage failure stops the actor
 //! (its supervisor restarts it from storage, within its restart budget).
 
+use crate::coalesce::Coalescer;
 use crate::context::NodeContext;
 use crate::driver::{Completion, DriverError, DynMachine, GroupDriver};
 use crate::transport::TransportMsg;
@@ -52,7 +53,7 @@ pub struct ReplicaState {
     group: String,
     ctx: Arc<NodeContext>,
     waiting: HashMap<RequestId, ReplyTo>,
-    flush_scheduled: bool,
+    flush: Coalescer,
     boot: u64,
     myself: ActorRef<ReplicaMsg>,
     /// The token of the last write handed to storage.
@@ -98,7 +99,7 @@ impl Actor for ReplicaActor {
             group: a.group,
             ctx: args.ctx,
             waiting: HashMap::new(),
-            flush_scheduled: false,
+            flush: Coalescer::default(),
             boot,
             myself: myself.clone(),
             write_token: 0,
@@ -138,8 +139,11 @@ impl Actor for ReplicaActor {
                 }
             }
             ReplicaMsg::Flush => {
-                state.flush_scheduled = false;
-                state.drive()?;
+                if state.flush.on_flush()
+                    || state.flush.recast(myself.cast(ReplicaMsg::Flush).is_ok())
+                {
+                    state.drive()?;
+                }
             }
             ReplicaMsg::Persisted(token) => state.on_persisted(token, Ok(()))?,
             ReplicaMsg::PersistFailed(token, why) => {
@@ -173,11 +177,12 @@ impl Actor for ReplicaActor {
 }
 
 impl ReplicaState {
-    /// Drives at the end of the current mailbox batch: everything already
-    /// queued is handled first, so commands that arrive together share a slot.
+    /// Drives at the end of the current mailbox batch (see
+    /// [`crate::coalesce`]): everything already queued is handled first, so
+    /// commands that arrive together share a slot.
     fn schedule_flush(&mut self, myself: &ActorRef<ReplicaMsg>) {
-        if !self.flush_scheduled && myself.cast(ReplicaMsg::Flush).is_ok() {
-            self.flush_scheduled = true;
+        if self.flush.on_input() {
+            self.flush.cast(myself.cast(ReplicaMsg::Flush).is_ok());
         }
     }
 

@@ -18,8 +18,9 @@
 //! queue as one [`TransportMsg::Deliver`] once it has caught up with its
 //! mailbox ([`TransportMsg::Flush`], which it casts to itself on the first
 //! queued item; while other items are handled before that `Flush` comes up,
-//! the mailbox is busy, and it goes to the back once more, up to
-//! [`MAX_FLUSH_DEFERRALS`] times, so that a burst in progress leaves whole):
+//! the mailbox is busy, and it goes to the back once more, a bounded number
+//! of times (the rule of [`crate::coalesce`]), so that a burst in progress
+//! leaves whole):
 //! whatever arrives together leaves together, e.g. a leader's answers to
 //! one batch of commands travel as one message. The receiving
 //! transport hands envelopes and requests to the local replica they name,
@@ -42,6 +43,7 @@
 //! forgotten within [`SWEEP_EVERY`]. Variant names are wire tags: never
 //! rename one.
 
+use crate::coalesce::Coalescer;
 use crate::context::NodeContext;
 use crate::wire::{self, ClientReply, ReplicaMsg, ReplyError};
 use dike_core::{codec, MemberId, NodeId, RequestError};
@@ -54,10 +56,6 @@ use std::time::Duration;
 
 /// The process group every node's transport joins.
 pub const TRANSPORT_PG: &str = "dike/transport";
-
-/// How often a `Flush` may go back to the end of a busy mailbox (see the
-/// module documentation).
-pub const MAX_FLUSH_DEFERRALS: u32 = 2;
 
 /// How often the transport forgets reply ports whose callers gave up.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -163,11 +161,7 @@ pub struct TransportState {
     me: NodeId,
     /// What waits to go, per destination node.
     queued: HashMap<u64, Batch>,
-    flush_scheduled: bool,
-    /// Items queued since the scheduled `Flush` was cast.
-    behind_flush: usize,
-    /// How often the scheduled `Flush` was put back already.
-    flush_deferred: u32,
+    flush: Coalescer,
     /// Peer transports found so far (dropped when a cast to one fails).
     peers: HashMap<u64, ActorRef<TransportMsg>>,
     /// Reply ports of requests forwarded to other nodes, by id.
@@ -191,9 +185,7 @@ impl Actor for Transport {
         Ok(TransportState {
             me: ctx.config.node_id(),
             queued: HashMap::new(),
-            flush_scheduled: false,
-            behind_flush: 0,
-            flush_deferred: 0,
+            flush: Coalescer::default(),
             peers: HashMap::new(),
             waiting: HashMap::new(),
             next_id: 0,
@@ -246,18 +238,11 @@ impl Actor for Transport {
                     .push(Answer { id, reply });
             }
             TransportMsg::Flush => {
-                if state.behind_flush > 0
-                    && state.flush_deferred < MAX_FLUSH_DEFERRALS
-                    && myself.cast(TransportMsg::Flush).is_ok()
+                if state.flush.on_flush()
+                    || state.flush.recast(myself.cast(TransportMsg::Flush).is_ok())
                 {
-                    state.flush_deferred += 1;
-                    state.behind_flush = 0;
-                    return Ok(());
+                    state.flush();
                 }
-                state.flush_scheduled = false;
-                state.flush_deferred = 0;
-                state.behind_flush = 0;
-                state.flush();
             }
             TransportMsg::Deliver(bytes) => match decode_batch(&bytes) {
                 Ok(batch) => state.deliver(&myself, batch),
@@ -272,10 +257,8 @@ impl Actor for Transport {
 impl TransportState {
     /// The queue for `node`, with a flush scheduled.
     fn batch(&mut self, myself: &ActorRef<TransportMsg>, node: u64) -> &mut Batch {
-        if self.flush_scheduled {
-            self.behind_flush += 1;
-        } else if myself.cast(TransportMsg::Flush).is_ok() {
-            self.flush_scheduled = true;
+        if self.flush.on_input() {
+            self.flush.cast(myself.cast(TransportMsg::Flush).is_ok());
         }
         self.queued.entry(node).or_default()
     }
