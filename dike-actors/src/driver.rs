@@ -564,18 +564,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nothing_that_waits_for_a_pending_write_leaves_before_it_is_durable() {
+    type Pending = std::sync::Arc<std::sync::Mutex<Vec<Completion>>>;
+
+    /// Member 2 of a fresh group of 3, on a [`Deferred`] storage.
+    fn deferred_follower() -> (GroupDriver, Vec<MemberId>, Pending) {
         let members: Vec<MemberId> = (1..=3).map(|i| MemberId::new(i, 1)).collect();
         let config = Config::initial(members.clone());
-        let pending = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let pending = Pending::default();
         let storage = Box::new(Deferred {
             inner: MemoryStorage::new(),
             pending: pending.clone(),
         });
         let me = members[1];
-        let mut d = GroupDriver::start(me, config, machine(me), Default::default(), storage, 1)
+        let d = GroupDriver::start(me, config, machine(me), Default::default(), storage, 1)
             .expect("fresh start");
+        (d, members, pending)
+    }
+
+    #[test]
+    fn nothing_that_waits_for_a_pending_write_leaves_before_it_is_durable() {
+        let (mut d, members, pending) = deferred_follower();
+        let me = members[1];
         // A Prepare from member 1: the answer (a Promise) waits for the
         // promise's write.
         let ballot = dike_core::Ballot {
@@ -615,16 +624,8 @@ mod tests {
 
     #[test]
     fn writes_pipeline_and_their_answers_leave_in_order_once_durable() {
-        let members: Vec<MemberId> = (1..=3).map(|i| MemberId::new(i, 1)).collect();
-        let config = Config::initial(members.clone());
-        let pending = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let storage = Box::new(Deferred {
-            inner: MemoryStorage::new(),
-            pending: pending.clone(),
-        });
+        let (mut d, members, pending) = deferred_follower();
         let me = members[1];
-        let mut d = GroupDriver::start(me, config, machine(me), Default::default(), storage, 1)
-            .expect("fresh start");
         let ballot = dike_core::Ballot {
             round: 1,
             leader: members[0],
@@ -675,16 +676,8 @@ mod tests {
 
     #[test]
     fn a_full_pipeline_takes_no_further_ready() {
-        let members: Vec<MemberId> = (1..=3).map(|i| MemberId::new(i, 1)).collect();
-        let config = Config::initial(members.clone());
-        let pending = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let storage = Box::new(Deferred {
-            inner: MemoryStorage::new(),
-            pending: pending.clone(),
-        });
+        let (mut d, members, pending) = deferred_follower();
         let me = members[1];
-        let mut d = GroupDriver::start(me, config, machine(me), Default::default(), storage, 1)
-            .expect("fresh start");
         let mut completion = || -> Completion { Box::new(|_| {}) };
         for slot in 1..=MAX_WRITES_IN_FLIGHT as u64 + 3 {
             let ballot = dike_core::Ballot {
@@ -700,6 +693,11 @@ mod tests {
             d.drive(&mut completion).expect("queued");
         }
         assert_eq!(d.writes_in_flight(), MAX_WRITES_IN_FLIGHT);
+        assert_eq!(
+            pending.lock().expect("not poisoned").len(),
+            MAX_WRITES_IN_FLIGHT,
+            "storage holds no more than the bound"
+        );
         assert!(d.replica().has_ready(), "the rest waits in the replica");
         let out = d.persisted(Ok(()), &mut completion).expect("durable");
         assert_eq!(out.to_peers.values().flatten().count(), 1, "one promise");
