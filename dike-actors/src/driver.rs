@@ -581,22 +581,26 @@ mod tests {
         (d, members, pending)
     }
 
-    #[test]
-    fn nothing_that_waits_for_a_pending_write_leaves_before_it_is_durable() {
-        let (mut d, members, pending) = deferred_follower();
-        let me = members[1];
-        // A Prepare from member 1: the answer (a Promise) waits for the
-        // promise's write.
+    /// A `Prepare` in round `round` of `members[0]` for `members[1]`.
+    fn prepare(members: &[MemberId], round: u64) -> Envelope {
         let ballot = dike_core::Ballot {
-            round: 1,
+            round,
             leader: members[0],
             ..dike_core::Ballot::ZERO
         };
-        d.step(vec![Envelope {
+        Envelope {
             from: members[0],
-            to: me,
+            to: members[1],
             msg: dike_core::Message::Prepare { ballot, from: 1 },
-        }]);
+        }
+    }
+
+    #[test]
+    fn nothing_that_waits_for_a_pending_write_leaves_before_it_is_durable() {
+        let (mut d, members, pending) = deferred_follower();
+        // A Prepare from member 1: the answer (a Promise) waits for the
+        // promise's write.
+        d.step(vec![prepare(&members, 1)]);
         let mut calls = 0;
         let mut completion = || -> Completion {
             calls += 1;
@@ -677,19 +681,9 @@ mod tests {
     #[test]
     fn a_full_pipeline_takes_no_further_ready() {
         let (mut d, members, pending) = deferred_follower();
-        let me = members[1];
         let mut completion = || -> Completion { Box::new(|_| {}) };
-        for slot in 1..=MAX_WRITES_IN_FLIGHT as u64 + 3 {
-            let ballot = dike_core::Ballot {
-                round: slot,
-                leader: members[0],
-                ..dike_core::Ballot::ZERO
-            };
-            d.step(vec![Envelope {
-                from: members[0],
-                to: me,
-                msg: dike_core::Message::Prepare { ballot, from: 1 },
-            }]);
+        for round in 1..=MAX_WRITES_IN_FLIGHT as u64 + 3 {
+            d.step(vec![prepare(&members, round)]);
             d.drive(&mut completion).expect("queued");
         }
         assert_eq!(d.writes_in_flight(), MAX_WRITES_IN_FLIGHT);

@@ -208,18 +208,24 @@ async fn arithmetic_rounds(
     value
 }
 
-/// The value of `calc` read through the leader, and every replica's
-/// applied index once all agree.
-async fn assert_calc_replicas_agree(client: &Client, expected: i64, what: &str) -> u64 {
-    let leader_applied = client
-        .replica_statuses("calc")
+/// The highest applied slot any replica of `group` reports (the
+/// leader's, as far as the replicas know).
+async fn highest_applied(client: &Client, group: &str) -> u64 {
+    client
+        .replica_statuses(group)
         .await
         .expect("table")
         .into_iter()
         .filter_map(|(_, s)| s.ok())
         .map(|s| s.applied)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The value of `calc` read through the leader, and every replica's
+/// applied index once all agree.
+async fn assert_calc_replicas_agree(client: &Client, expected: i64, what: &str) -> u64 {
+    let leader_applied = highest_applied(client, "calc").await;
     let applied = client
         .wait_for_replicas_to_agree("calc", leader_applied, WITHIN)
         .await;
@@ -590,15 +596,7 @@ async fn wait_for_ops(client: &Client, progress: &Progress, n: usize) {
 /// leader).
 async fn assert_ring_agrees(client: &Client, models: &[Model], what: &str) {
     for group in vnodes(VNODES) {
-        let leader_applied = client
-            .replica_statuses(&group)
-            .await
-            .expect("table")
-            .into_iter()
-            .filter_map(|(_, s)| s.ok())
-            .map(|s| s.applied)
-            .max()
-            .unwrap_or(0);
+        let leader_applied = highest_applied(client, &group).await;
         client
             .wait_for_replicas_to_agree(&group, leader_applied, WITHIN)
             .await;
