@@ -50,7 +50,9 @@ pub struct ReplicaOptions {
     /// A leader sends a heartbeat (commit index, read round) this often.
     pub heartbeat_ticks: u64,
     /// A follower that hears nothing from a leader for a random time in
-    /// `[election_ticks, 2 * election_ticks)` starts an election.
+    /// `[election_ticks, 2 * election_ticks)` starts an election; the
+    /// group's preferred leader (its first voter) waits half as long, so
+    /// while it is up it usually wins.
     pub election_ticks: u64,
     /// At most this many client commands ride in one slot.
     pub max_batch: usize,

@@ -35,7 +35,10 @@ impl fmt::Display for Move {
 }
 
 /// The members for a new group of `size` replicas: `size` distinct live nodes,
-/// least-loaded first, ties broken by lower node id.
+/// least-loaded first, ties broken by lower node id; except that the first
+/// member, the group's preferred leader, is the chosen node that is first in
+/// the fewest groups (ties in that same order), so preferred leaders spread
+/// over the nodes as groups are added.
 pub fn place_new_group(table: &RoutingTable, size: usize) -> Result<Vec<MemberId>, RoutingError> {
     validate_group_size(size)?;
     let by_load = sorted_by_load(&table.load());
@@ -45,11 +48,25 @@ pub fn place_new_group(table: &RoutingTable, size: usize) -> Result<Vec<MemberId
             available: by_load.len(),
         });
     }
-    Ok(by_load
+    let mut members: Vec<MemberId> = by_load
         .into_iter()
         .take(size)
         .filter_map(|(_, node)| table.member_of(node))
-        .collect())
+        .collect();
+    let mut firsts: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for first in table
+        .groups
+        .values()
+        .filter_map(|g| g.config.voters.first())
+    {
+        *firsts.entry(first.node).or_default() += 1;
+    }
+    let preferred =
+        (0..members.len()).min_by_key(|&i| (firsts.get(&members[i].node).copied().unwrap_or(0), i));
+    if let Some(i) = preferred {
+        members[..=i].rotate_right(1);
+    }
+    Ok(members)
 }
 
 /// A plan that moves replicas from the most-loaded live nodes to the
@@ -200,6 +217,24 @@ mod tests {
         assert_eq!(nodes(&place_new_group(&t, 3).expect("room")), [1, 2, 3]);
         t.add_group("a", "kv", 3).expect("placed");
         assert_eq!(nodes(&place_new_group(&t, 3).expect("room")), [4, 1, 2]);
+    }
+
+    #[test]
+    fn first_members_rotate_over_the_nodes_so_preferred_leaders_spread() {
+        let mut t = table_with_nodes(5);
+        for g in 0..10 {
+            t.add_group(format!("g{g}"), "kv", 5).expect("placed");
+        }
+        let mut firsts: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for g in t.groups.values() {
+            assert_eq!(g.config.voters.len(), 5);
+            *firsts.entry(g.config.voters[0].node).or_default() += 1;
+        }
+        assert_eq!(
+            firsts.values().copied().collect::<Vec<_>>(),
+            [2, 2, 2, 2, 2],
+            "each node is the first member of two of ten groups"
+        );
     }
 
     #[test]

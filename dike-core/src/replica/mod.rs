@@ -525,9 +525,20 @@ impl<M: StateMachine> Replica<M> {
         self.ready.responses.push(Response { to, result });
     }
 
+    /// Sets the next election deadline: a random time in `[e, 2e)` ticks,
+    /// or in `[e/2, e)` for the group's preferred leader (its first voter),
+    /// so a group whose members are all up usually elects it. The master
+    /// rotates first voters over the nodes, which spreads leaders, and so
+    /// the work of leading, over the cluster. Only a bias: any voter may
+    /// still win, and safety does not depend on who does.
     pub(crate) fn reset_election_timer(&mut self) {
         let e = self.opts.election_ticks.max(1);
-        self.election_deadline = self.now + self.rng.range(e, 2 * e);
+        let (low, high) = if self.config.voters.first() == Some(&self.id) {
+            (e.div_ceil(2), e)
+        } else {
+            (e, 2 * e)
+        };
+        self.election_deadline = self.now + self.rng.range(low, high);
     }
 
     /// Notes a ballot seen anywhere; a higher one than ours ends our

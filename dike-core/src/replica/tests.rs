@@ -508,6 +508,31 @@ fn an_idle_group_hibernates_and_wakes_on_a_command() {
 }
 
 #[test]
+fn a_group_left_to_its_timers_elects_its_first_voter_and_another_without_it() {
+    for n in [3, 5] {
+        let mut c = LocalCluster::new(n, opts(), machine);
+        let mut ticks = 0;
+        while c.leader().is_none() && ticks < 100 {
+            c.tick();
+            c.run_until_quiet();
+            ticks += 1;
+        }
+        assert_eq!(c.leader(), Some(0), "the preferred leader of {n} wins");
+        c.crash(0);
+        let mut ticks = 0;
+        while c.leader().is_none() && ticks < 100 {
+            c.tick();
+            c.run_until_quiet();
+            ticks += 1;
+        }
+        assert!(
+            c.leader().is_some_and(|l| l != 0),
+            "the others elect one of them"
+        );
+    }
+}
+
+#[test]
 fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_down() {
     let o = ReplicaOptions {
         hibernate_after_ticks: 4,
