@@ -9,7 +9,7 @@
 //! node's incarnation).
 
 use crate::driver::{Blocking, ReplicaStorage};
-use crate::storage::{GroupId, NodeLog};
+use crate::storage::{GroupId, LogOptions, NodeLog};
 use dike_core::{Incarnation, MemberId, MemoryStorage, Recovered, Storage, StorageError, Write};
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,10 +35,16 @@ pub struct NodeLogProvider {
 }
 
 impl NodeLogProvider {
-    /// Opens (creating if needed) the node log in `dir`.
+    /// Opens (creating if needed) the node log in `dir`. Replicas submit
+    /// their writes and their completions only send a message, so they run
+    /// on the log's writer thread (no notifier thread).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let options = LogOptions {
+            notifier_thread: false,
+            ..LogOptions::default()
+        };
         Ok(NodeLogProvider {
-            log: NodeLog::open(dir)?,
+            log: NodeLog::open_with(dir, options)?,
         })
     }
 

@@ -52,6 +52,14 @@ fn durable_storage_passes_the_contract_across_restarts() {
 }
 
 #[test]
+fn durable_storage_passes_the_contract_with_completions_on_the_writer_thread() {
+    contract_with(LogOptions {
+        notifier_thread: false,
+        ..LogOptions::default()
+    });
+}
+
+#[test]
 fn durable_storage_passes_the_contract_with_tiny_segments() {
     contract_with(LogOptions {
         segment_bytes: 512,

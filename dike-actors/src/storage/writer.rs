@@ -8,10 +8,12 @@
 //! because a failed fsync may have dropped dirty pages the kernel will not
 //! write again.
 //!
-//! Group commit: the writer blocks for one submission, then takes every
-//! submission already queued (up to `max_batch`) and makes them all durable
-//! with one append and one `fdatasync`. Submissions that arrive while it is
-//! syncing form the next batch, so the batch grows with the load.
+//! Group commit: the writer blocks for one submission, yields its CPU once
+//! (so submitters that are running can add to the batch rather than each
+//! wake it for a batch of their own), then takes every submission already
+//! queued (up to `max_batch`) and makes them all durable with one append and
+//! one `fdatasync`. Submissions that arrive while it is syncing form the next
+//! batch, so the batch grows with the load.
 
 use super::files::{io, Layout};
 use super::index::{Index, SegmentId};
@@ -117,6 +119,8 @@ impl Shared {
 pub(crate) struct WriterConfig {
     pub segment_bytes: u64,
     pub max_batch: usize,
+    /// Completions run on a notifier thread rather than on the writer's.
+    pub notifier_thread: bool,
 }
 
 /// The writer thread's state.
@@ -136,6 +140,13 @@ fn encode_error(e: impl std::fmt::Display) -> StorageError {
     }
 }
 
+/// Calls each completion of a batch with its outcome.
+fn complete(dones: Vec<Completion>, outcome: &Result<(), StorageError>) {
+    for done in dones {
+        done(outcome.clone());
+    }
+}
+
 /// Appends the framed record of `group`'s log items to `buf`.
 fn frame_record<W: serde::Serialize>(
     group: GroupId,
@@ -147,27 +158,33 @@ fn frame_record<W: serde::Serialize>(
 }
 
 impl Writer {
-    /// Runs until every sender is gone. Completions are called on a
-    /// separate notifier thread, so waking the writers of one batch
-    /// overlaps the fsync of the next.
+    /// Runs until every sender is gone. With
+    /// [`WriterConfig::notifier_thread`], completions are called on a
+    /// separate notifier thread, so waking the writers of one batch overlaps
+    /// the fsync of the next; otherwise right here, after the fsync.
     pub fn run(mut self, rx: Receiver<Submission>) {
         let (notify, notices) = std::sync::mpsc::channel::<Notice>();
-        let notifier = std::thread::Builder::new()
-            .name("dike-log-notifier".into())
-            .spawn(move || {
-                for (dones, outcome) in notices {
-                    for done in dones {
-                        done(outcome.clone());
+        let notifier = if self.config.notifier_thread {
+            std::thread::Builder::new()
+                .name("dike-log-notifier".into())
+                .spawn(move || {
+                    for (dones, outcome) in notices {
+                        complete(dones, &outcome);
                     }
-                }
-            });
+                })
+                .ok()
+        } else {
+            drop(notices);
+            None
+        };
         let notify = move |notice: Notice| {
             // Without a notifier thread, completions run here.
             if let Err(std::sync::mpsc::SendError((dones, outcome))) = notify.send(notice) {
-                dones.into_iter().for_each(|d| d(outcome.clone()));
+                complete(dones, &outcome);
             }
         };
         while let Ok(first) = rx.recv() {
+            std::thread::yield_now();
             let mut batch = vec![first];
             while batch.len() < self.config.max_batch {
                 match rx.try_recv() {
@@ -178,7 +195,7 @@ impl Writer {
             notify(self.commit(batch));
         }
         drop(notify);
-        if let Ok(n) = notifier {
+        if let Some(n) = notifier {
             let _ = n.join();
         }
     }
