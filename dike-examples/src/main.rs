@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match runtime(&command) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("dike: cannot start the async runtime: {e}");
@@ -41,6 +41,19 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The async runtime: multi-threaded, with a node's `--worker-threads` if
+/// given.
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Node(args) = command {
+        if let Some(n) = args.worker_threads {
+            builder.worker_threads(n.get());
+        }
+    }
+    builder.build()
 }
 
 /// Without RUST_LOG a node logs its progress; a client command only warns.

@@ -192,6 +192,11 @@ pub struct NodeArgs {
     /// live nodes (default 60).
     #[arg(long)]
     pub replace_after: Option<u64>,
+    /// Threads of the node's async runtime (default: one per core). Several
+    /// nodes sharing a few cores run best with 1: each node's actors then
+    /// wake each other without waking another thread.
+    #[arg(long)]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// How a client command reaches the cluster: it starts a short-lived node

@@ -52,6 +52,10 @@ struct Args {
     /// Run only this system (`dike` or `etcd`), e.g. to profile it.
     #[arg(long)]
     only: Option<String>,
+    /// Async runtime threads of each `dike node` (its `--worker-threads`;
+    /// default: one per core).
+    #[arg(long)]
+    node_threads: Option<usize>,
 }
 
 /// One measured run.
@@ -142,12 +146,18 @@ async fn run_etcd(args: &Args, clients: usize) -> Run {
 }
 
 async fn run_dike(args: &Args, clients: usize) -> Run {
+    let threads = args.node_threads.map(|n| n.to_string());
+    let node_args: Vec<&str> = match &threads {
+        Some(n) => vec!["--worker-threads", n],
+        None => Vec::new(),
+    };
     let cluster = Cluster::builder("vs-etcd")
         .masters(5)
         .nodes(5)
         .storage(Storage::Durable)
         .group_size(5)
         .log_filter("warn")
+        .node_args(&node_args)
         .start();
     let client = Client::connect_with(&cluster, Duration::from_secs(10)).await;
     client
@@ -164,6 +174,10 @@ async fn run_dike(args: &Args, clients: usize) -> Run {
             })
             .await;
     }
+    eprintln!(
+        "dike-rs: groups led per node: {:?}",
+        leaders_per_node(&client, args.groups).await
+    );
     let pids: Vec<u32> = (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect();
     let node = client.node().clone();
     let (groups, size) = (args.groups, args.value_size);
@@ -190,6 +204,26 @@ async fn run_dike(args: &Args, clients: usize) -> Run {
         server_cpu,
         loadgen_cpu,
     }
+}
+
+/// How many of the groups each node leads, most first (as the groups'
+/// replicas report it; a group without a known leader is not counted).
+async fn leaders_per_node(client: &Client, groups: u32) -> Vec<usize> {
+    let mut led = std::collections::BTreeMap::<u64, usize>::new();
+    for g in vnodes(groups) {
+        let Ok(statuses) = client.replica_statuses(&g).await else {
+            continue;
+        };
+        let leader = statuses
+            .iter()
+            .find_map(|(_, s)| s.as_ref().ok().and_then(|s| s.leader));
+        if let Some(l) = leader {
+            *led.entry(l.node.0).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<usize> = led.into_values().collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    counts
 }
 
 #[tokio::main]
