@@ -163,7 +163,7 @@ impl Writer {
     /// separate notifier thread, so waking the writers of one batch overlaps
     /// the fsync of the next; otherwise right here, after the fsync.
     pub fn run(mut self, rx: Receiver<Submission>) {
-        let (notify, notices) = std::sync::mpsc::channel::<Notice>();
+        let (tx, notices) = std::sync::mpsc::channel::<Notice>();
         let notifier = if self.config.notifier_thread {
             std::thread::Builder::new()
                 .name("dike-log-notifier".into())
@@ -174,14 +174,19 @@ impl Writer {
                 })
                 .ok()
         } else {
-            drop(notices);
             None
         };
-        let notify = move |notice: Notice| {
-            // Without a notifier thread, completions run here.
-            if let Err(std::sync::mpsc::SendError((dones, outcome))) = notify.send(notice) {
-                complete(dones, &outcome);
+        // Without a notifier thread (not wanted, or it could not be
+        // spawned), completions run here.
+        let to_notifier = notifier.as_ref().map(|_| tx);
+        let notify = move |(dones, outcome): Notice| match &to_notifier {
+            Some(tx) => {
+                if let Err(std::sync::mpsc::SendError((dones, outcome))) = tx.send((dones, outcome))
+                {
+                    complete(dones, &outcome);
+                }
             }
+            None => complete(dones, &outcome),
         };
         while let Ok(first) = rx.recv() {
             std::thread::yield_now();
