@@ -192,9 +192,8 @@ pub struct NodeArgs {
     /// live nodes (default 60).
     #[arg(long)]
     pub replace_after: Option<u64>,
-    /// Threads of the node's async runtime (default: one per core). Several
-    /// nodes sharing a few cores run best with 1: each node's actors then
-    /// wake each other without waking another thread.
+    /// Threads of the node's async runtime (default: one per core), e.g. to
+    /// keep several nodes sharing a few cores from oversubscribing them.
     #[arg(long)]
     pub worker_threads: Option<std::num::NonZeroUsize>,
 }

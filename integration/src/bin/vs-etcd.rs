@@ -55,7 +55,7 @@ struct Args {
     /// Async runtime threads of each `dike node` (its `--worker-threads`;
     /// default: one per core).
     #[arg(long)]
-    node_threads: Option<usize>,
+    node_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// One measured run.
