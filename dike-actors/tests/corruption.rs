@@ -1,6 +1,7 @@
 //! Damaged files: a torn or flipped tail is cut off and never applied;
 //! damage with valid data behind it is reported as `Corrupt`, never
-//! silently dropped.
+//! silently dropped. Segments are preallocated (zeros past the last
+//! record), so record ends come from the log's byte count, not file sizes.
 
 use dike_actors::storage::{LogOptions, NodeLog};
 use dike_core::{
@@ -51,8 +52,12 @@ fn three_records(dir: &Path) -> (PathBuf, [u64; 3]) {
     let mut ends = [0; 3];
     for (i, end) in ends.iter_mut().enumerate() {
         log.write(1, &[accept(i as u64 + 1)]).expect("write");
-        *end = len(&segments(dir)[0]);
+        *end = log.stats().log_bytes;
     }
+    assert!(
+        len(&segments(dir)[0]) > ends[2],
+        "the segment is preallocated past its records"
+    );
     (segments(dir)[0].clone(), ends)
 }
 
@@ -94,17 +99,81 @@ fn a_cut_last_record_is_cut_off() {
 }
 
 #[test]
+fn a_last_record_without_its_start_is_cut_off() {
+    // With preallocated segments a crash can leave the end of an append on
+    // disk without its start (the first page never reached the disk).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (segment, ends) = three_records(dir.path());
+    let mut bytes = fs::read(&segment).expect("read");
+    bytes[ends[1] as usize..ends[1] as usize + 12].fill(0);
+    fs::write(&segment, bytes).expect("write");
+    assert_eq!(
+        slots(&NodeLog::open(dir.path()).expect("reopen")),
+        vec![1, 2]
+    );
+    assert_eq!(len(&segment), ends[1], "the torn record is truncated");
+}
+
+#[test]
+fn preallocated_zeros_are_cut_off_and_writes_go_on_after_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (segment, ends) = three_records(dir.path());
+    let log = NodeLog::open(dir.path()).expect("reopen");
+    assert_eq!(slots(&log), vec![1, 2, 3]);
+    assert_eq!(len(&segment), ends[2], "the zeros are cut off on open");
+    log.write(1, &[accept(4)]).expect("write");
+    let end = ends[2] + log.stats().log_bytes;
+    assert!(
+        len(&segment) > end,
+        "and preallocated again by the next write"
+    );
+    drop(log);
+    assert_eq!(
+        slots(&NodeLog::open(dir.path()).expect("reopen")),
+        vec![1, 2, 3, 4]
+    );
+}
+
+#[test]
+fn a_segment_of_bare_records_from_before_batches_still_reads_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(NodeLog::open(dir.path()).expect("create"));
+    let mut bytes = Vec::new();
+    for slot in [1, 2] {
+        let payload =
+            dike_core::codec::encode("record", &(1u64, vec![accept(slot)])).expect("encode");
+        let len = (payload.len() as u32).to_le_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&len);
+        crc.update(&payload);
+        bytes.extend_from_slice(&crc.finalize().to_le_bytes());
+        bytes.extend_from_slice(&len);
+        bytes.extend_from_slice(&payload);
+    }
+    fs::write(&segments(dir.path())[0], bytes).expect("write");
+    let log = NodeLog::open(dir.path()).expect("reopen");
+    assert_eq!(slots(&log), vec![1, 2]);
+    log.write(1, &[accept(3)]).expect("write after them");
+    drop(log);
+    assert_eq!(
+        slots(&NodeLog::open(dir.path()).expect("reopen")),
+        vec![1, 2, 3]
+    );
+}
+
+#[test]
 fn a_flipped_byte_in_a_middle_record_is_corruption() {
     for victim in [0, 1] {
         let dir = tempfile::tempdir().expect("tempdir");
         let (segment, ends) = three_records(dir.path());
         let start = if victim == 0 { 0 } else { ends[0] };
         flip(&segment, start + 2);
+        let size = len(&segment);
         match NodeLog::open(dir.path()) {
             Err(StorageError::Corrupt(msg)) => assert!(msg.contains("damaged record"), "{msg}"),
             other => panic!("record {victim} damaged: expected Corrupt, got {other:?}"),
         }
-        assert_eq!(len(&segment), ends[2], "nothing is truncated on corruption");
+        assert_eq!(len(&segment), size, "nothing is truncated on corruption");
     }
 }
 

@@ -1,5 +1,15 @@
 //! Framing of every record the engine puts on disk: `crc32 | len | payload`.
 //!
+//! A log append is one *batch*: a single record whose payload is
+//! [`BATCH_TAG`] followed by the framed records of the batch, so one
+//! checksum covers everything one `fdatasync` makes durable. Segments are
+//! preallocated, so a crash during an append can leave any subset of the
+//! batch's pages on disk — a later part of a batch without an earlier one;
+//! the batch's checksum makes that a torn tail rather than a valid record
+//! behind a damaged one. (Segments written before batches were framed hold
+//! bare records; their payloads are MessagePack arrays, never [`BATCH_TAG`],
+//! so both read back.)
+//!
 //! Invariant: a payload is handed to the caller only if its length fits in
 //! the buffer and its checksum (over the length field and the payload)
 //! matches, so a torn or flipped record is never decoded, let alone applied.
@@ -28,6 +38,10 @@ fn checksum(len: [u8; 4], payload: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// First payload byte of a batch record (a bare record's payload is a
+/// MessagePack array, which never starts with it).
+pub(crate) const BATCH_TAG: u8 = 0;
+
 /// Appends the framed `payload` to `out`.
 pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
     if payload.is_empty() || payload.len() > MAX_PAYLOAD {
@@ -38,6 +52,57 @@ pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError>
     out.extend_from_slice(&len);
     out.extend_from_slice(payload);
     Ok(())
+}
+
+/// Appends `payload` to `out` as one record of a batch: `len | payload`,
+/// without a checksum of its own (the batch's covers it, and a record
+/// inside a torn batch must not pass for one outside it).
+pub(crate) fn frame_in_batch(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    if payload.is_empty() || payload.len() > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(payload.len()));
+    }
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// The batch record holding `records` (made by [`frame_in_batch`]).
+pub(crate) fn frame_batch(records: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let payload_len = records.len() + 1;
+    if records.is_empty() || payload_len > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(payload_len));
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
+    let len = (payload_len as u32).to_le_bytes();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(&[BATCH_TAG]);
+    h.update(records);
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(&len);
+    out.push(BATCH_TAG);
+    out.extend_from_slice(records);
+    Ok(out)
+}
+
+/// The records inside a valid log record's payload: those of a batch, or
+/// the payload itself for a bare record. `None` if a batch's checksum is
+/// valid but its records do not parse — damage no crash can cause.
+pub(crate) fn unbatch(payload: &[u8]) -> Option<Vec<&[u8]>> {
+    let Some((&BATCH_TAG, mut rest)) = payload.split_first() else {
+        return Some(vec![payload]);
+    };
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let record = rest.get(4..4usize.checked_add(len)?)?;
+        if record.is_empty() {
+            return None;
+        }
+        out.push(record);
+        rest = &rest[4 + len..];
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// The payload of the record starting at `pos`, if a valid one starts there.
@@ -185,6 +250,48 @@ mod tests {
         let mut buf = framed(&[b"one"]);
         buf.extend_from_slice(&[0; 64]);
         assert_eq!(scan(&buf).end, End::TornTail { at: 11 });
+    }
+
+    fn batch(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut records = Vec::new();
+        for p in payloads {
+            frame_in_batch(p, &mut records).expect("frame");
+        }
+        frame_batch(&records).expect("frame batch")
+    }
+
+    #[test]
+    fn a_batch_reads_back_as_its_records_and_a_bare_record_as_itself() {
+        let buf = batch(&[b"\x92one", b"\x92two"]);
+        let s = scan(&buf);
+        assert_eq!(s.end, End::Clean);
+        assert_eq!(s.records.len(), 1, "one checksum for the whole batch");
+        assert_eq!(
+            unbatch(s.records[0].1),
+            Some(vec![&b"\x92one"[..], b"\x92two"])
+        );
+        assert_eq!(unbatch(b"\x92bare"), Some(vec![&b"\x92bare"[..]]));
+        assert_eq!(unbatch(&[BATCH_TAG, 9, 0, 0, 0, 1]), None, "cut record");
+        assert_eq!(unbatch(&[BATCH_TAG, 0, 0, 0, 0]), None, "empty record");
+        assert_eq!(unbatch(&[BATCH_TAG]), None, "empty batch");
+        assert!(frame_batch(&[]).is_err());
+        assert!(frame_in_batch(&[], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_batch_missing_its_first_page_is_a_torn_tail_not_corruption() {
+        // Preallocated space is zeros, and a crash can leave a later page
+        // of an append on disk without an earlier one: the records on the
+        // surviving page must not pass for valid ones.
+        let mut buf = batch(&[b"\x92one"]);
+        let first_end = buf.len();
+        let mut torn = batch(&[&[0x92; 3000][..], &[0x93; 3000][..], b"\x92x"]);
+        torn[..4096 - first_end].fill(0);
+        buf.extend_from_slice(&torn);
+        buf.extend_from_slice(&[0; 4096]);
+        let s = scan(&buf);
+        assert_eq!(s.records.len(), 1);
+        assert_eq!(s.end, End::TornTail { at: first_end });
     }
 
     #[test]

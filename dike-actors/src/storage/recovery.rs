@@ -3,9 +3,9 @@
 //! Invariant: recovery applies exactly the records that passed their
 //! checksum, in log order, on top of each group's snapshot file. A torn tail
 //! of the newest segment — the only place an interrupted append can leave
-//! one — is cut off before any new write; anything else that fails its
-//! checksum is [`StorageError::Corrupt`], because acknowledged data may be
-//! behind it.
+//! one — is cut off before any new write, and so are the zeros preallocated
+//! past its last record; anything else that fails its checksum is
+//! [`StorageError::Corrupt`], because acknowledged data may be behind it.
 
 use super::files::{io, Layout};
 use super::index::{Index, SegmentId};
@@ -40,25 +40,39 @@ pub(crate) fn recover(layout: &Layout) -> Result<Recovery, StorageError> {
         let scan = record::scan(&bytes);
         index.add_segment(seq);
         for (offset, payload) in &scan.records {
-            let (group, writes): (GroupId, Vec<Write>) =
-                decode("log record", payload).map_err(|e| {
-                    StorageError::Corrupt(format!(
-                        "{} at byte {offset}: checksum is valid but the record does not decode: {e}",
-                        path.display()
-                    ))
-                })?;
-            index.apply(group, &writes, Some(seq));
+            let corrupt = |what: String| {
+                StorageError::Corrupt(format!(
+                    "{} at byte {offset}: checksum is valid but {what}",
+                    path.display()
+                ))
+            };
+            let records = record::unbatch(payload)
+                .ok_or_else(|| corrupt("the batch's records do not parse".into()))?;
+            for record in records {
+                let (group, writes): (GroupId, Vec<Write>) = decode("log record", record)
+                    .map_err(|e| corrupt(format!("a record does not decode: {e}")))?;
+                index.apply(group, &writes, Some(seq));
+            }
         }
         let newest = i + 1 == segments.len();
         let valid_len = match scan.end {
             End::Clean => bytes.len(),
             End::TornTail { at } if newest => {
-                tracing::warn!(
-                    segment = %path.display(),
-                    offset = at,
-                    dropped = bytes.len() - at,
-                    "cutting off torn tail of the log"
-                );
+                if bytes[at..].iter().all(|&b| b == 0) {
+                    tracing::debug!(
+                        segment = %path.display(),
+                        offset = at,
+                        dropped = bytes.len() - at,
+                        "cutting off preallocated zeros"
+                    );
+                } else {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        offset = at,
+                        dropped = bytes.len() - at,
+                        "cutting off torn tail of the log"
+                    );
+                }
                 let f = OpenOptions::new()
                     .write(true)
                     .open(&path)
