@@ -426,6 +426,8 @@ pub(crate) fn open_segment(layout: &Layout, seq: SegmentId) -> Result<File, Stor
     OpenOptions::new()
         .create(true)
         .write(true)
+        // Recovery has cut the segment to its records; keep them.
+        .truncate(false)
         .open(&path)
         .map_err(io("open log segment", &path))
 }
