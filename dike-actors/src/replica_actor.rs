@@ -276,7 +276,7 @@ impl ReplicaState {
 
     /// Answers a client, wherever it waits.
     fn reply(&self, to: ReplyTo, answer: ClientReply) {
-        let bytes = match codec::encode("client reply", &answer) {
+        let bytes = match codec::encode_compact("client reply", &answer) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!("cannot encode a client reply: {e}");

@@ -281,7 +281,7 @@ impl Router {
             let seq = cmd.seq;
             (ClientRequest::Command(cmd), Some(seq))
         };
-        let bytes = codec::encode("client request", &request)?;
+        let bytes = codec::encode_compact("client request", &request)?;
         let result = self.attempts(group, voters, &bytes, deadline).await;
         if let (Some(seq), Ok(mut s)) = (seq, self.session.lock()) {
             s.end(seq);

@@ -145,7 +145,7 @@ impl Batch {
 
 /// Encodes a [`TransportMsg::Deliver`] payload.
 pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, codec::CodecError> {
-    codec::encode("transport batch", batch)
+    codec::encode_compact("transport batch", batch)
 }
 
 /// Decodes a [`TransportMsg::Deliver`] payload.
@@ -312,7 +312,7 @@ impl TransportState {
                     let answer: ClientReply = Err(ReplyError::Request(RequestError::NotLeader {
                         leader: None,
                     }));
-                    if let Ok(reply) = codec::encode("client reply", &answer) {
+                    if let Ok(reply) = codec::encode_compact("client reply", &answer) {
                         self.batch(myself, from)
                             .answers
                             .push(Answer { id: r.id, reply });

@@ -2,7 +2,9 @@
 //! rmp-serde payloads it carries.
 //!
 //! Invariants: every field that crosses the network is a `Vec<u8>` produced
-//! by [`dike_core::codec::encode`]; a payload that fails to decode is logged
+//! by [`dike_core::codec::encode`] or, for what is never stored (protocol
+//! messages, client requests and replies), [`dike_core::codec::encode_compact`],
+//! so fields are only ever appended; a payload that fails to decode is logged
 //! and dropped (or answered with [`ReplyError::Malformed`]), never a panic.
 //! Variant names are the wire tags: never rename one.
 
@@ -125,7 +127,7 @@ pub fn digest(bytes: &[u8]) -> u64 {
 
 /// Encodes a batch of envelopes for [`ReplicaMsg::Protocol`].
 pub fn encode_envelopes(envs: &[Envelope]) -> Result<Vec<u8>, codec::CodecError> {
-    codec::encode("envelopes", envs)
+    codec::encode_compact("envelopes", envs)
 }
 
 /// Decodes a [`ReplicaMsg::Protocol`] payload.
