@@ -4,6 +4,11 @@ use clap::Parser;
 use dike_examples::cli::{self, Cli, Command};
 use std::process::ExitCode;
 
+/// mimalloc: the node's many small, short-lived messages cost less than with
+/// the system allocator (see `docs/BENCHMARKS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
