@@ -239,9 +239,15 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A loopback address whose port is free right now.
+/// A loopback address whose port is free right now: on `127.0.X.1`, with X
+/// from this process's id, where the system has it (Linux has all of
+/// 127.0.0.0/8), else on 127.0.0.1. Nodes' outgoing connections take
+/// ephemeral ports on 127.0.0.1, and one of those could take a port chosen
+/// there before the node meant to listen on it has bound it.
 pub fn free_loopback_addr() -> Result<SocketAddr, ProcessError> {
-    TcpListener::bind("127.0.0.1:0")
+    let own = std::net::Ipv4Addr::new(127, 0, (std::process::id() % 254 + 1) as u8, 1);
+    TcpListener::bind((own, 0))
+        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
         .and_then(|l| l.local_addr())
         .map_err(io("find a free loopback port"))
 }

@@ -2,7 +2,7 @@
 //! process in single-node mode, and every other command is a separate `dike`
 //! process talking to it as a client.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -103,8 +103,7 @@ impl Drop for NodeProcess {
 }
 
 fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
+    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
 }
 
 #[test]

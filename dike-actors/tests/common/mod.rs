@@ -107,8 +107,15 @@ impl Drop for Processes {
     }
 }
 
+/// A free port on `127.0.X.1` (X from this process's id; 127.0.0.1 where
+/// the system lacks it): nodes' outgoing connections take ephemeral ports
+/// on 127.0.0.1, and one of those could take a port chosen there before its
+/// node binds it ("Address already in use" in a spawned node).
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let own = std::net::Ipv4Addr::new(127, 0, (std::process::id() % 254 + 1) as u8, 1);
+    let l = TcpListener::bind((own, 0))
+        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+        .expect("bind an ephemeral port");
     l.local_addr().expect("local addr")
 }
 
