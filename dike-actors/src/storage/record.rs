@@ -72,16 +72,16 @@ pub(crate) fn frame_batch(records: &[u8]) -> Result<Vec<u8>, FrameError> {
     if records.is_empty() || payload_len > MAX_PAYLOAD {
         return Err(FrameError::TooLarge(payload_len));
     }
-    let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
-    let len = (payload_len as u32).to_le_bytes();
-    let mut h = crc32fast::Hasher::new();
-    h.update(&len);
-    h.update(&[BATCH_TAG]);
-    h.update(records);
-    out.extend_from_slice(&h.finalize().to_le_bytes());
-    out.extend_from_slice(&len);
+    // The payload goes in after a header-sized gap that is filled once its
+    // checksum is known, so the records are copied once.
+    let mut out = vec![0; HEADER_LEN];
+    out.reserve(payload_len);
     out.push(BATCH_TAG);
     out.extend_from_slice(records);
+    let len = (payload_len as u32).to_le_bytes();
+    let crc = checksum(len, &out[HEADER_LEN..]);
+    out[..4].copy_from_slice(&crc.to_le_bytes());
+    out[4..HEADER_LEN].copy_from_slice(&len);
     Ok(out)
 }
 
