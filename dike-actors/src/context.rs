@@ -42,6 +42,8 @@ pub struct NodeContext {
     pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
     pub(crate) admin: RwLock<Option<ActorRef<AdminMsg>>>,
     pub(crate) transport: RwLock<Option<ActorRef<TransportMsg>>>,
+    /// Runs the effects of every replica on this node.
+    pub(crate) effects: crate::driver::EffectRunner,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).
@@ -72,6 +74,7 @@ impl NodeContext {
             node_server: RwLock::new(None),
             admin: RwLock::new(None),
             transport: RwLock::new(None),
+            effects: Default::default(),
         };
         ctx.register::<MasterServer>();
         Arc::new(ctx)

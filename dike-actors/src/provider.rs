@@ -8,17 +8,30 @@
 //! by all groups, with group commit; its data directory also fixes the
 //! node's incarnation).
 
-use crate::driver::{Blocking, ReplicaStorage};
-use crate::storage::{GroupId, LogOptions, NodeLog};
-use dike_core::{Incarnation, MemberId, MemoryStorage, Recovered, Storage, StorageError, Write};
+use crate::storage::{GroupId, GroupStorage, LogOptions, NodeLog};
+use dike_core::{
+    Blocking, Incarnation, MemberId, MemoryStorage, Persist, Recovered, ReplicaStorage, Storage,
+    StorageError, Write, WriteToken,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// Tells a replica that the batch of writes it handed over with a token is
+/// durable (or failed). Called on the storage's thread: it must be quick
+/// (send a message).
+pub type Notifier = Arc<dyn Fn(WriteToken, Result<(), StorageError>) + Send + Sync>;
+
 /// Opens the storage of one replica.
 pub trait StorageProvider: Send + Sync + 'static {
-    /// The storage of `member` of `group`, created empty if new.
-    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn ReplicaStorage>, StorageError>;
+    /// The storage of `member` of `group`, created empty if new. Writes
+    /// that complete later are reported through `notify`.
+    fn open(
+        &self,
+        group: &str,
+        member: MemberId,
+        notify: Notifier,
+    ) -> Result<Box<dyn ReplicaStorage>, StorageError>;
     /// Forgets the storage of a replica that left this node.
     fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError>;
     /// The incarnation of durable data, if the provider keeps any across
@@ -56,9 +69,35 @@ impl NodeLogProvider {
     }
 }
 
+/// One replica's part of the node log: its writes join the next group
+/// commit, and `notify` reports them durable.
+struct LogStorage {
+    group: GroupStorage,
+    notify: Notifier,
+}
+
+impl ReplicaStorage for LogStorage {
+    fn load(&self) -> Result<Recovered, StorageError> {
+        Storage::load(&self.group)
+    }
+
+    fn persist(&mut self, token: WriteToken, writes: Vec<Write>) -> Persist {
+        let notify = self.notify.clone();
+        self.group
+            .submit(writes, move |result| notify(token, result));
+        Persist::Pending
+    }
+}
+
 impl StorageProvider for NodeLogProvider {
-    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn ReplicaStorage>, StorageError> {
-        Ok(Box::new(self.log.group(Self::group_id(group, member))))
+    fn open(
+        &self,
+        group: &str,
+        member: MemberId,
+        notify: Notifier,
+    ) -> Result<Box<dyn ReplicaStorage>, StorageError> {
+        let group = self.log.group(Self::group_id(group, member));
+        Ok(Box::new(LogStorage { group, notify }))
     }
 
     fn remove(&self, group: &str, _member: MemberId) -> Result<(), StorageError> {
@@ -102,12 +141,17 @@ impl Storage for SharedMemory {
 }
 
 impl StorageProvider for MemoryProvider {
-    fn open(&self, group: &str, member: MemberId) -> Result<Box<dyn ReplicaStorage>, StorageError> {
+    fn open(
+        &self,
+        group: &str,
+        member: MemberId,
+        _notify: Notifier,
+    ) -> Result<Box<dyn ReplicaStorage>, StorageError> {
         let mut stores = self.stores.lock().map_err(|_| poisoned("open"))?;
         let store = stores
             .entry((group.to_owned(), member))
             .or_insert_with(|| Arc::new(Mutex::new(MemoryStorage::new())));
-        Ok(Box::new(Blocking(Box::new(SharedMemory(store.clone())))))
+        Ok(Box::new(Blocking(SharedMemory(store.clone()))))
     }
 
     fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError> {
@@ -120,8 +164,11 @@ impl StorageProvider for MemoryProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::Persist;
     use dike_core::Ballot;
+
+    fn unused() -> Notifier {
+        Arc::new(|_, _| panic!("memory storage completes at once"))
+    }
 
     #[test]
     fn a_reopened_store_holds_what_the_previous_one_wrote() {
@@ -133,15 +180,24 @@ mod tests {
             ..Ballot::ZERO
         };
         let written = p
-            .open("g", m)
-            .map(|mut s| s.persist(vec![Write::Promise(promise)], Box::new(|_| {})));
+            .open("g", m, unused())
+            .map(|mut s| s.persist(1, vec![Write::Promise(promise)]));
         assert!(matches!(written, Ok(Persist::Done(Ok(())))));
-        let again = p.open("g", m).and_then(|s| s.load()).expect("memory load");
+        let again = p
+            .open("g", m, unused())
+            .and_then(|s| s.load())
+            .expect("memory load");
         assert_eq!(again.promised, promise);
-        let other = p.open("h", m).and_then(|s| s.load()).expect("memory load");
+        let other = p
+            .open("h", m, unused())
+            .and_then(|s| s.load())
+            .expect("memory load");
         assert_eq!(other.promised, Ballot::ZERO, "groups do not share storage");
         p.remove("g", m).expect("remove");
-        let fresh = p.open("g", m).and_then(|s| s.load()).expect("memory load");
+        let fresh = p
+            .open("g", m, unused())
+            .and_then(|s| s.load())
+            .expect("memory load");
         assert_eq!(fresh.promised, Ballot::ZERO);
     }
 }

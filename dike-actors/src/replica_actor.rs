@@ -12,12 +12,14 @@
 
 use crate::coalesce::Coalescer;
 use crate::context::NodeContext;
-use crate::driver::{Completion, DriverError, DynMachine, GroupDriver};
+use crate::driver::{DynMachine, ReplicaDriver};
+use crate::provider::Notifier;
 use crate::transport::TransportMsg;
 use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
 use dike_core::replica::ReconfigError;
 use dike_core::{
-    codec, Config, GroupContext, MemberId, RequestError, RequestId, Response, StateMachine,
+    codec, Config, DriverError, GroupContext, GroupDriver, MemberId, Output, RequestError,
+    RequestId, Response, Start, StateMachine,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
@@ -49,18 +51,16 @@ pub struct ReplicaArgs {
 
 /// The actor's state.
 pub struct ReplicaState {
-    driver: GroupDriver,
+    driver: ReplicaDriver,
     group: String,
     ctx: Arc<NodeContext>,
     waiting: HashMap<RequestId, ReplyTo>,
     flush: Coalescer,
     boot: u64,
-    myself: ActorRef<ReplicaMsg>,
-    /// The token of the last write handed to storage.
-    write_token: u64,
-    /// The token of the last write storage reported on (they come in
-    /// order).
-    done_token: u64,
+    /// The id of the last read-index query handed to the driver.
+    last_query: u64,
+    /// The id of the last membership change handed to the driver.
+    last_change: u64,
 }
 
 impl Actor for ReplicaActor {
@@ -87,11 +87,18 @@ impl Actor for ReplicaActor {
             .ctx
             .config
             .storage
-            .open(&a.group, a.member)
+            .open(&a.group, a.member, notifier(&myself))
             .map_err(DriverError::from)?;
         let boot = args.ctx.next_boot();
-        let opts = args.ctx.config.replica.clone();
-        let driver = GroupDriver::start(a.member, a.config, machine, opts, storage, boot)?;
+        let start = Start {
+            member: a.member,
+            config: a.config,
+            machine,
+            options: args.ctx.config.replica.clone(),
+            boot,
+            seed: boot.rotate_left(7) ^ a.member.node.0,
+        };
+        let driver = GroupDriver::start(start, storage)?;
         ractor::pg::join(wire::group_pg(&a.group), vec![myself.get_cell()]);
         tracing::info!(group = %a.group, member = %a.member, "replica started");
         let mut state = ReplicaState {
@@ -101,9 +108,8 @@ impl Actor for ReplicaActor {
             waiting: HashMap::new(),
             flush: Coalescer::default(),
             boot,
-            myself: myself.clone(),
-            write_token: 0,
-            done_token: 0,
+            last_query: 0,
+            last_change: 0,
         };
         state.drive()?;
         Ok(state)
@@ -195,21 +201,27 @@ impl ReplicaState {
                 self.driver.propose(cmd);
             }
             Ok(ClientRequest::Query(payload)) => {
-                let id = self.driver.query(payload);
+                self.last_query += 1;
+                let id = self.last_query;
                 self.waiting.insert(RequestId::Query(id), port);
+                self.driver.query(id, payload);
             }
-            Ok(ClientRequest::Change(change)) => match self.driver.propose_change(change) {
-                Ok(id) => {
-                    self.waiting.insert(RequestId::Reconfig(id), port);
+            Ok(ClientRequest::Change(change)) => {
+                match self.driver.propose_change(self.last_change + 1, change) {
+                    Ok(()) => {
+                        self.last_change += 1;
+                        self.waiting
+                            .insert(RequestId::Reconfig(self.last_change), port);
+                    }
+                    Err(ReconfigError::NotLeader { leader }) => {
+                        self.reply(
+                            port,
+                            Err(ReplyError::Request(RequestError::NotLeader { leader })),
+                        );
+                    }
+                    Err(e) => self.reply(port, Err(ReplyError::Reconfig(e.to_string()))),
                 }
-                Err(ReconfigError::NotLeader { leader }) => {
-                    self.reply(
-                        port,
-                        Err(ReplyError::Request(RequestError::NotLeader { leader })),
-                    );
-                }
-                Err(e) => self.reply(port, Err(ReplyError::Reconfig(e.to_string()))),
-            },
+            }
             Ok(ClientRequest::Membership) => {
                 let r = self.driver.replica();
                 let answer = if r.is_leader() {
@@ -231,39 +243,35 @@ impl ReplicaState {
 
     /// Persists, sends, answers. A storage error fails the actor.
     fn drive(&mut self) -> Result<(), ActorProcessingErr> {
-        let out = {
-            let mut completion = completions(&self.myself, &mut self.write_token);
-            self.driver.drive(&mut completion)?
-        };
+        let out = self.driver.drive()?;
         self.release(out);
         Ok(())
     }
 
-    /// The storage writer finished the write with `token`. Completions
-    /// come in the order the writes were handed over; one out of order, or
-    /// with nothing in flight, is ignored.
+    /// Storage finished the write handed over with `token`. Completions
+    /// come in the order the writes were handed over; the driver refuses
+    /// any other (logged, nothing released). A failed write fails the
+    /// actor.
     fn on_persisted(
         &mut self,
         token: u64,
         result: Result<(), dike_core::StorageError>,
     ) -> Result<(), ActorProcessingErr> {
-        if token <= self.done_token
-            || token > self.write_token
-            || self.driver.writes_in_flight() == 0
-        {
-            tracing::warn!(group = %self.group, token, "ignoring an unexpected write completion");
-            return Ok(());
+        match self.driver.persisted(token, result) {
+            Ok(out) => {
+                self.release(out);
+                Ok(())
+            }
+            Err(e @ DriverError::UnexpectedCompletion { .. }) => {
+                tracing::warn!(group = %self.group, "ignoring a write completion: {e}");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
-        self.done_token = token;
-        let out = {
-            let mut completion = completions(&self.myself, &mut self.write_token);
-            self.driver.persisted(result, &mut completion)?
-        };
-        self.release(out);
-        Ok(())
     }
 
-    fn release(&mut self, out: crate::driver::Output) {
+    fn release(&mut self, out: Output) {
+        self.ctx.effects.run(&self.group, out.effects);
         for (to, envs) in out.to_peers {
             self.send(to, &envs);
         }
@@ -317,24 +325,18 @@ impl ReplicaState {
     }
 }
 
-/// Makes the callbacks of pending writes: each tells the replica, by a
-/// message carrying a fresh token, that its write is durable or failed.
-fn completions<'a>(
-    myself: &'a ActorRef<ReplicaMsg>,
-    token: &'a mut u64,
-) -> impl FnMut() -> Completion + 'a {
-    move || {
-        *token += 1;
-        let (me, t) = (myself.clone(), *token);
-        Box::new(move |result| {
-            let msg = match result {
-                Ok(()) => ReplicaMsg::Persisted(t),
-                Err(e) => ReplicaMsg::PersistFailed(t, e.to_string()),
-            };
-            // The replica may have stopped meanwhile: nothing waits then.
-            let _ = me.cast(msg);
-        })
-    }
+/// Tells the replica, by a message carrying the write's token, that a
+/// write is durable or failed.
+fn notifier(myself: &ActorRef<ReplicaMsg>) -> Notifier {
+    let me = myself.clone();
+    Arc::new(move |token, result| {
+        let msg = match result {
+            Ok(()) => ReplicaMsg::Persisted(token),
+            Err(e) => ReplicaMsg::PersistFailed(token, e.to_string()),
+        };
+        // The replica may have stopped meanwhile: nothing waits then.
+        let _ = me.cast(msg);
+    })
 }
 
 /// Where the answer to a client request goes.

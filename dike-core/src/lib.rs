@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod driver;
 pub mod entry;
 pub mod ids;
 pub mod message;
@@ -27,6 +28,10 @@ pub mod sim;
 pub mod storage;
 
 pub use config::{Config, ReplicaOptions};
+pub use driver::{
+    Blocking, DriverError, GroupDriver, Output, Persist, ReplicaStorage, Start, WriteToken,
+    MAX_WRITES_IN_FLIGHT,
+};
 pub use entry::{Batch, Command, Entry};
 pub use ids::{Ballot, ClientId, Incarnation, MemberId, NodeId, Slot};
 pub use message::{Envelope, Message};

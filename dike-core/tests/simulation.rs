@@ -103,6 +103,18 @@ fn the_checks_catch_replies_sent_before_the_write_is_durable() {
 }
 
 #[test]
+fn the_checks_catch_a_ballot_reused_after_a_crash() {
+    let reason = some_seed_fails(400, |s| SimConfig {
+        bugs: Bugs {
+            prepare_before_promise_durable: true,
+            ..Bugs::default()
+        },
+        ..SimConfig::faulty(s, 3)
+    });
+    eprintln!("caught: {reason}");
+}
+
+#[test]
 fn the_checks_catch_accepting_a_lower_ballot() {
     let reason = some_seed_fails(400, |s| SimConfig {
         bugs: Bugs {

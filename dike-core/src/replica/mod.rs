@@ -70,6 +70,9 @@ pub struct Bugs {
     pub concurrent_changes: bool,
     /// Promises and acceptances from non-voters count toward quorums.
     pub count_non_voters: bool,
+    /// A candidate sends its `Prepare`s before its own promise of the
+    /// ballot is durable, so a crash can make the next life reuse it.
+    pub prepare_before_promise_durable: bool,
 }
 
 /// Why a replica could not be recovered from storage.

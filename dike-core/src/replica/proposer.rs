@@ -89,6 +89,22 @@ impl<M: StateMachine> Replica<M> {
             round,
             leader: self.id,
         };
+        if ballot <= self.promised {
+            // We promised a ballot of a later configuration than ours: we
+            // are behind and cannot campaign in it; catch up first.
+            self.reset_election_timer();
+            for m in self.config.voters.clone() {
+                if m != self.id {
+                    self.send(
+                        m,
+                        Message::CatchUp {
+                            from: self.commit + 1,
+                        },
+                    );
+                }
+            }
+            return;
+        }
         self.max_round_seen = round;
         if matches!(self.role, Role::Leader(_)) {
             self.step_down(None);
@@ -105,8 +121,13 @@ impl<M: StateMachine> Replica<M> {
             must_reach: 0,
             last_sent: self.now,
         });
+        // Our own promise of `ballot` is written in this same `Ready`; the
+        // others hear of `ballot` only once that write is durable. A ballot
+        // nobody else saw may be reused by the next life after a crash; one
+        // that others saw never is, since its promise survives the crash
+        // and the next life's rounds start above it.
         for m in self.config.voters.clone() {
-            self.send(m, Message::Prepare { ballot, from });
+            self.send_prepare(m, ballot, from);
         }
         // Learners may know more than every live voter (for instance that a
         // stop-sign was chosen, which moves the group to a configuration
@@ -133,7 +154,18 @@ impl<M: StateMachine> Replica<M> {
             .filter(|m| !c.promised_by.contains(m))
             .collect();
         for m in missing {
-            self.send(m, Message::Prepare { ballot, from });
+            self.send_prepare(m, ballot, from);
+        }
+    }
+
+    /// Sends `Prepare(ballot)` to `m`: to itself at once (it writes the
+    /// promise), to others after this `Ready`'s writes are durable.
+    fn send_prepare(&mut self, m: MemberId, ballot: Ballot, from: Slot) {
+        let msg = Message::Prepare { ballot, from };
+        if m == self.id || self.bugs.prepare_before_promise_durable {
+            self.send(m, msg);
+        } else {
+            self.send_after_write(m, msg);
         }
     }
 

@@ -187,7 +187,13 @@ fn a_new_leader_reproposes_the_highest_ballot_values_and_fills_holes_with_noops(
         .find(|e| matches!(e.msg, Message::Promise { .. }))
         .expect("own promise")
         .clone();
-    let Message::Prepare { ballot, from } = ready.messages[0].msg.clone() else {
+    assert!(ready.messages.is_empty(), "prepares wait for the promise");
+    let prepare = ready
+        .after_write
+        .iter()
+        .find(|e| e.to != r.id())
+        .expect("a prepare to a peer");
+    let Message::Prepare { ballot, from } = prepare.msg.clone() else {
         panic!("expected a prepare")
     };
     r.step(own.from, own.msg);

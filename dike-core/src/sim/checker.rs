@@ -5,7 +5,7 @@ use super::client::Client;
 use super::register::{Action, RegisterRequest, RegisterSpec, Ret};
 use crate::codec;
 use crate::entry::Entry;
-use crate::ids::{ClientId, MemberId, Slot};
+use crate::ids::{Ballot, ClientId, MemberId, Slot};
 use crate::ready::AppliedSlot;
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +27,11 @@ pub(crate) struct Checker {
     /// Slots each member applied from its log in its current life.
     applied_by: BTreeMap<(MemberId, u64), BTreeSet<Slot>>,
     fresh: BTreeMap<(ClientId, u64), FreshApply>,
+    /// Every value proposed in each ballot for each slot, with the life of
+    /// the member that proposed it.
+    proposed: BTreeMap<(Ballot, Slot), (Entry, u64)>,
+    /// The life (boot) of its owner that first sent each ballot.
+    ballot_lives: BTreeMap<Ballot, u64>,
     failure: Option<String>,
 }
 
@@ -39,6 +44,8 @@ impl Checker {
             last_applied: BTreeMap::new(),
             applied_by: BTreeMap::new(),
             fresh: BTreeMap::new(),
+            proposed: BTreeMap::new(),
+            ballot_lives: BTreeMap::new(),
             failure: None,
         }
     }
@@ -69,6 +76,40 @@ impl Checker {
             .push(format!("client {client} returns {ret:?}"));
         if let Err(e) = self.tester.on_return(client, ret) {
             self.fail(format!("history recording: {e}"));
+        }
+    }
+
+    /// The owner of `ballot`, in its life `boot`, sent a message of that
+    /// ballot to another member. A ballot belongs to one life: a later life
+    /// that campaigns with a ballot an earlier one already showed to others
+    /// may get a second value chosen under it.
+    pub fn on_ballot_sent(&mut self, ballot: Ballot, boot: u64) {
+        match self.ballot_lives.get(&ballot) {
+            Some(&first) if first != boot => self.fail(format!(
+                "ballot {ballot} was used by two lives of {}: boots {first} and {boot}",
+                ballot.leader
+            )),
+            Some(_) => {}
+            None => {
+                self.ballot_lives.insert(ballot, boot);
+            }
+        }
+    }
+
+    /// A member (in its life `boot`) sent `Accept(ballot, slot, entry)`.
+    /// One ballot proposes at most one value per slot: a second one means
+    /// two proposers (or two lives of one) used the same ballot, and
+    /// followers that infer "chosen" from ballot equality would then apply
+    /// different values.
+    pub fn on_accept_sent(&mut self, ballot: Ballot, slot: Slot, entry: &Entry, boot: u64) {
+        match self.proposed.get(&(ballot, slot)) {
+            Some((first, _)) if first == entry => {}
+            Some((first, first_boot)) => self.fail(format!(
+                "ballot {ballot} proposed two values for slot {slot}: {first:?} (life {first_boot}) and {entry:?} (life {boot})"
+            )),
+            None => {
+                self.proposed.insert((ballot, slot), (entry.clone(), boot));
+            }
         }
     }
 

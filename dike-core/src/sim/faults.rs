@@ -74,7 +74,7 @@ pub(crate) fn partition(
 }
 
 /// Ticks a node must stay unreachable before an observer reports it down.
-const SUSPECT_AFTER: u32 = 3;
+pub(super) const SUSPECT_AFTER: u32 = 3;
 
 impl Simulation {
     /// The node-level failure detector of the runtime, simulated: an
@@ -86,7 +86,7 @@ impl Simulation {
         for a in 0..n {
             for b in (0..n).filter(|&b| b != a) {
                 let unreachable =
-                    self.nodes[b].replica.is_none() || self.net.blocked.contains(&(b, a));
+                    !self.nodes[b].running(self.now) || self.net.blocked.contains(&(b, a));
                 let count = &mut self.suspicion[a][b];
                 *count = if unreachable {
                     count.saturating_add(1)
@@ -94,8 +94,8 @@ impl Simulation {
                     0
                 };
                 if *count == SUSPECT_AFTER {
-                    if let Some(r) = self.nodes[a].replica.as_mut() {
-                        r.node_down(NodeId(b as u64 + 1));
+                    if let Some(d) = self.nodes[a].driver.as_mut() {
+                        d.on_node_down(NodeId(b as u64 + 1));
                     }
                 }
             }

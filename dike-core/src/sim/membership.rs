@@ -2,7 +2,7 @@
 //! restart (new incarnations), and the bookkeeping that keeps a quorum of
 //! every configuration recoverable (at most `f` voters down or lost).
 
-use super::Simulation;
+use super::{Node, Simulation};
 use crate::config::Config;
 use crate::ids::MemberId;
 use crate::replica::ConfigChange;
@@ -12,7 +12,7 @@ impl Simulation {
     pub(super) fn latest_config(&self) -> Config {
         self.nodes
             .iter()
-            .filter_map(|n| n.replica.as_ref())
+            .filter_map(Node::replica)
             .map(|r| r.config())
             .max_by_key(|c| c.epoch)
             .cloned()
@@ -29,7 +29,7 @@ impl Simulation {
                 !self
                     .nodes
                     .iter()
-                    .any(|n| n.member == **v && n.replica.is_some())
+                    .any(|n| n.member == **v && n.driver.is_some())
             })
             .count()
     }
@@ -61,7 +61,7 @@ impl Simulation {
     /// guarded configuration below a majority.
     pub(super) fn may_lose(&self, i: usize) -> bool {
         let m = self.nodes[i].member;
-        let down_nodes = self.nodes.iter().filter(|n| n.replica.is_none()).count();
+        let down_nodes = self.nodes.iter().filter(|n| n.driver.is_none()).count();
         down_nodes < 2
             && self
                 .guarded_configs()
@@ -89,7 +89,7 @@ impl Simulation {
         let Some(li) = self
             .nodes
             .iter()
-            .position(|n| n.replica.as_ref().is_some_and(|r| r.is_leader()))
+            .position(|n| n.replica().is_some_and(|r| r.is_leader()))
         else {
             return;
         };
@@ -97,7 +97,7 @@ impl Simulation {
         let strangers: Vec<MemberId> = self
             .nodes
             .iter()
-            .filter(|n| n.replica.is_some() && !config.all_members().any(|m| m == n.member))
+            .filter(|n| n.driver.is_some() && !config.all_members().any(|m| m == n.member))
             .map(|n| n.member)
             .collect();
         let lost: Vec<MemberId> = config
@@ -137,7 +137,7 @@ impl Simulation {
         }
         self.next_change += 1;
         let id = self.next_change;
-        let Some(r) = self.nodes[li].replica.as_mut() else {
+        let Some(r) = self.nodes[li].driver.as_mut() else {
             return;
         };
         let result = r.propose_change(id, change);
@@ -167,7 +167,7 @@ impl Simulation {
         let config = self.latest_config();
         (0..self.nodes.len())
             .filter(|&i| {
-                self.nodes[i].replica.is_some()
+                self.nodes[i].driver.is_some()
                     && config.all_members().any(|m| m == self.nodes[i].member)
             })
             .collect()

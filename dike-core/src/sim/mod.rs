@@ -23,18 +23,21 @@ pub use cluster::LocalCluster;
 pub use network::NetFaults;
 
 use crate::config::{Config, ReplicaOptions};
+use crate::driver::{GroupDriver, Output, Start};
 use crate::ids::MemberId;
-use crate::ready::Ready;
 use crate::replica::{Bugs, Replica};
 use crate::rng::Rng;
 use crate::server::{GroupContext, ServerMachine};
-use crate::storage::Storage;
 use checker::Checker;
 use client::Client;
 use network::{ClientRequest, Network, Packet};
 use register::Register;
 use std::fmt;
-use storage::FaultyStorage;
+use storage::{DiskTiming, SimDisk};
+
+/// The simulated replica: the production driver over the simulated disk.
+type SimDriver = GroupDriver<ServerMachine<Register>, SimDisk>;
+type SimReplica = Replica<ServerMachine<Register>>;
 
 /// Steps per replica tick.
 const TICK: u64 = 10;
@@ -81,6 +84,24 @@ pub struct SimConfig {
     /// Percent of restarts that come back with an empty disk (a new
     /// incarnation, hence a new member the group must not count).
     pub wipe_pct: u64,
+    /// How long syncs take, with a slow tail (a replica's own writes
+    /// completing long after its messages left).
+    pub disk: DiskTiming,
+    /// Percent of crashes followed by a restart within an election timeout.
+    pub quick_restart_pct: u64,
+    /// Chance per step (in 1/10000) of a crash at the worst moment: of a
+    /// node whose own writes lag the messages it sent since.
+    pub lagging_crash_per_10k: u64,
+    /// Chance per step (in 1/10000) that a random node's disk turns slow
+    /// for a few election timeouts: every sync then takes the slow tail.
+    pub slow_disk_per_10k: u64,
+    /// Chance per step (in 1/10000) that a random node pauses (a stopped
+    /// process: no ticks, no messages handled, nothing lost) for up to a
+    /// few election timeouts.
+    pub pause_per_10k: u64,
+    /// Each node's tick period differs from the nominal one by up to this
+    /// many steps (clock-rate skew between replicas).
+    pub tick_skew: u64,
 }
 
 impl SimConfig {
@@ -95,6 +116,7 @@ impl SimConfig {
                 drop_pct: 8,
                 dup_pct: 4,
                 max_delay: 12,
+                client_drop_pct: 3,
             },
             crash_per_10k: 40,
             partition_per_10k: 40,
@@ -123,6 +145,17 @@ impl SimConfig {
             spares: 0,
             membership_per_10k: 0,
             wipe_pct: 0,
+            disk: DiskTiming {
+                min: 1,
+                max: 5,
+                slow_pct: 4,
+                slow_max: 160,
+            },
+            quick_restart_pct: 40,
+            lagging_crash_per_10k: 40,
+            slow_disk_per_10k: 20,
+            pause_per_10k: 15,
+            tick_skew: 3,
         }
     }
 
@@ -144,8 +177,12 @@ impl SimConfig {
                 drop_pct: 0,
                 dup_pct: 0,
                 max_delay: 5,
+                client_drop_pct: 0,
             },
             crash_per_10k: 0,
+            lagging_crash_per_10k: 0,
+            slow_disk_per_10k: 0,
+            pause_per_10k: 0,
             partition_per_10k: 0,
             fsync_fail_pct: 0,
             fault_steps: 0,
@@ -210,24 +247,42 @@ impl fmt::Display for SimFailure {
 /// One simulated node hosting one replica.
 struct Node {
     member: MemberId,
-    replica: Option<Replica<ServerMachine<Register>>>,
-    storage: FaultyStorage,
+    /// The replica's driver while the node is up.
+    driver: Option<SimDriver>,
+    /// The node's disk, which outlives every life of the replica.
+    disk: SimDisk,
     boot: u64,
     restart_at: Option<u64>,
     /// Kept down after the heal: not a member of the final configuration.
     excluded: bool,
+    /// Paused (a stopped process) until this step.
+    paused_until: Option<u64>,
+    /// Steps between this node's ticks.
+    tick_every: u64,
 }
 
 impl Node {
-    fn fresh(member: MemberId) -> Self {
+    fn fresh(member: MemberId, disk: SimDisk) -> Self {
         Node {
             member,
-            replica: None,
-            storage: FaultyStorage::new(),
+            driver: None,
+            disk,
             boot: 0,
             restart_at: None,
             excluded: false,
+            paused_until: None,
+            tick_every: TICK,
         }
+    }
+
+    /// Whether the node runs: up and not paused.
+    fn running(&self, now: u64) -> bool {
+        self.driver.is_some() && self.paused_until.is_none_or(|t| t <= now)
+    }
+
+    /// The replica, while the node is up.
+    fn replica(&self) -> Option<&SimReplica> {
+        self.driver.as_ref().map(GroupDriver::replica)
     }
 }
 
@@ -282,7 +337,10 @@ impl Simulation {
             cfg,
         };
         for i in 0..sim.cfg.replicas + sim.cfg.spares {
-            let mut node = Node::fresh(member(i));
+            let disk = SimDisk::new(sim.rng.next_u64(), sim.cfg.disk.clone());
+            let mut node = Node::fresh(member(i), disk);
+            let skew = sim.cfg.tick_skew.min(TICK - 1);
+            node.tick_every = TICK - skew + sim.rng.below(2 * skew + 1);
             sim.start(&mut node);
             sim.nodes.push(node);
         }
@@ -301,30 +359,21 @@ impl Simulation {
             member: node.member,
         };
         let machine = ServerMachine::<Register>::new(ctx);
-        let seed = self.rng.next_u64();
-        let recovered = match node.storage.load() {
-            Ok(r) => r,
-            Err(e) => {
-                self.checker
-                    .fail(format!("{} cannot load its storage: {e}", node.member));
-                return;
-            }
-        };
-        let r = Replica::recover(
-            node.member,
-            self.config.clone(),
+        let start = Start {
+            member: node.member,
+            config: self.config.clone(),
             machine,
-            self.cfg.options.clone(),
-            seed,
-            node.boot,
-            recovered,
-        );
-        match r {
-            Ok(mut r) => {
-                r.set_bugs(self.cfg.bugs);
-                r.set_trace(true);
-                self.checker.on_start(node.member, node.boot, r.applied());
-                node.replica = Some(r);
+            options: self.cfg.options.clone(),
+            boot: node.boot,
+            seed: self.rng.next_u64(),
+        };
+        node.disk.get().set_now(self.now);
+        match GroupDriver::start(start, node.disk.clone()) {
+            Ok(mut d) => {
+                d.set_test_flags(self.cfg.bugs, true);
+                self.checker
+                    .on_start(node.member, node.boot, d.replica().applied());
+                node.driver = Some(d);
             }
             Err(e) => self
                 .checker
@@ -337,7 +386,7 @@ impl Simulation {
         let d: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| match &n.replica {
+            .map(|n| match n.replica() {
                 Some(r) => format!(
                     "{} up e{} commit {}",
                     n.member,
@@ -424,16 +473,29 @@ impl Simulation {
         } else if self.now > self.cfg.fault_steps && self.now % TICK == 0 {
             self.readmit();
         }
+        let mut deferred = Vec::new();
         while let Some(p) = self.net.pop_due(self.now) {
-            self.deliver(p);
+            match p.destination().map(|to| &self.nodes[to]) {
+                // A paused process handles its messages when it resumes.
+                Some(n) if n.driver.is_some() && !n.running(self.now) => deferred.push(p),
+                _ => self.deliver(p),
+            }
+        }
+        for p in deferred {
+            let to = p.destination().unwrap_or(0);
+            let due = self.nodes[to].paused_until.unwrap_or(self.now) + 1;
+            self.net.defer(&mut self.rng, due, p);
         }
         self.complete_jobs();
-        if self.now % TICK == 0 {
-            for i in 0..self.nodes.len() {
-                if let Some(r) = self.nodes[i].replica.as_mut() {
-                    r.tick();
+        for i in 0..self.nodes.len() {
+            let n = &mut self.nodes[i];
+            if self.now % n.tick_every == 0 && n.running(self.now) {
+                if let Some(d) = n.driver.as_mut() {
+                    d.tick();
                 }
             }
+        }
+        if self.now % TICK == 0 {
             self.detect_failures();
         }
         self.drive_clients();
@@ -455,24 +517,24 @@ impl Simulation {
                 } else {
                     String::new()
                 };
-                let Some(r) = self.nodes[to].replica.as_mut() else {
+                let Some(d) = self.nodes[to].driver.as_mut() else {
                     return;
                 };
-                if r.id() != env.to {
+                if d.replica().id() != env.to {
                     return; // for an earlier incarnation of this node
                 }
-                r.step(env.from, env.msg);
+                d.step(vec![env]);
                 let _ = from;
                 self.log_delivery(desc);
             }
             Packet::Request { client, to, req } => {
-                let Some(r) = self.nodes[to].replica.as_mut() else {
+                let Some(d) = self.nodes[to].driver.as_mut() else {
                     return;
                 };
                 self.clients[client].note_target(to);
                 match req {
-                    ClientRequest::Command(cmd) => r.propose(cmd),
-                    ClientRequest::Query { id, payload } => r.query(id, payload),
+                    ClientRequest::Command(cmd) => d.propose(cmd),
+                    ClientRequest::Query { id, payload } => d.query(id, payload),
                 }
             }
             Packet::Response { client, resp } => {
@@ -486,68 +548,127 @@ impl Simulation {
         }
     }
 
+    /// Drives node `i`'s replica: what it releases goes out.
     fn process_ready(&mut self, i: usize) {
-        let Some(r) = self.nodes[i].replica.as_mut() else {
+        let now = self.now;
+        if !self.nodes[i].running(now) {
+            return;
+        }
+        self.nodes[i].disk.get().set_now(now);
+        let Some(d) = self.nodes[i].driver.as_mut() else {
             return;
         };
-        if !r.has_ready() {
-            return;
+        match d.drive() {
+            Ok(out) => self.release(i, out),
+            Err(e) => self.checker.fail(format!(
+                "{} cannot drive its replica: {e}",
+                self.nodes[i].member
+            )),
         }
-        let ready: Ready = r.take_ready();
+    }
+
+    /// Sends, answers and checks what node `i`'s driver released.
+    fn release(&mut self, i: usize, out: Output) {
         let member = self.nodes[i].member;
         let boot = self.nodes[i].boot;
-        for a in &ready.applied {
+        for a in &out.applied {
             self.checker.on_applied(member, boot, a);
         }
-        for e in ready.effects {
+        for e in out.effects {
             e.run();
         }
-        for env in ready.messages {
+        for env in out.to_peers.into_values().flatten() {
+            self.check_sent(&env, boot);
             let to = (env.to.node.0 - 1) as usize;
             self.net.send_peer(&mut self.rng, self.now, i, to, env);
         }
-        for resp in ready.responses {
+        for resp in out.responses {
             if let Some(client) = self.clients.iter().position(|c| c.owns(&resp.to)) {
                 self.net
                     .send_client(&mut self.rng, self.now, Packet::Response { client, resp });
             }
         }
-        if !ready.writes.is_empty() || !ready.after_write.is_empty() {
-            let (now, delay) = (self.now, self.rng.range(1, 6));
-            self.nodes[i]
-                .storage
-                .submit(now, delay, ready.writes, ready.after_write);
+    }
+
+    /// Checks what a proposer sends: each ballot belongs to one life of its
+    /// owner, and proposes one value per slot.
+    fn check_sent(&mut self, env: &crate::message::Envelope, boot: u64) {
+        use crate::message::Message;
+        let ballot = match &env.msg {
+            Message::Accept {
+                ballot,
+                slot,
+                entry,
+                ..
+            } => {
+                self.checker.on_accept_sent(*ballot, *slot, entry, boot);
+                *ballot
+            }
+            Message::Prepare { ballot, .. } | Message::Heartbeat { ballot, .. } => *ballot,
+            _ => return,
+        };
+        if ballot.leader == env.from {
+            self.checker.on_ballot_sent(ballot, boot);
         }
     }
 
-    /// Makes due writes durable and releases the messages waiting on them.
+    /// Makes due writes durable and hands their completions to the drivers.
     fn complete_jobs(&mut self) {
         for i in 0..self.nodes.len() {
-            while self.nodes[i].storage.sync_due(self.now) {
+            if !self.nodes[i].running(self.now) {
+                continue;
+            }
+            loop {
+                if !self.nodes[i].disk.get().sync_due(self.now) {
+                    break;
+                }
                 let fail = self.now <= self.cfg.fault_steps
                     && self.rng.chance(self.cfg.fsync_fail_pct)
                     && self.may_lose(i);
-                let Ok(after) = self.nodes[i].storage.sync(fail) else {
-                    // Fail-stop: the replica must not go on as if the data
-                    // were safe.
-                    let m = self.nodes[i].member;
-                    self.log(|| format!("fsync fails on {m}: fail-stop"));
-                    self.crash(i);
+                let synced = self.nodes[i].disk.get().sync(fail);
+                let token = match synced {
+                    Ok(Some(token)) => token,
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Fail-stop: the replica must not go on as if the
+                        // data were safe.
+                        let m = self.nodes[i].member;
+                        self.log(|| format!("fsync fails on {m}: fail-stop"));
+                        self.crash(i);
+                        break;
+                    }
+                };
+                let now = self.now;
+                let Some(d) = self.nodes[i].driver.as_mut() else {
                     break;
                 };
-                for env in after {
-                    let to = (env.to.node.0 - 1) as usize;
-                    self.net.send_peer(&mut self.rng, self.now, i, to, env);
+                d.storage_mut().get().set_now(now);
+                match d.persisted(token, Ok(())) {
+                    Ok(out) => self.release(i, out),
+                    Err(e) => {
+                        let m = self.nodes[i].member;
+                        self.checker
+                            .fail(format!("{m}: a durable write was refused: {e}"));
+                        break;
+                    }
                 }
             }
         }
     }
 
     fn crash(&mut self, i: usize) {
+        let quick = self.rng.chance(self.cfg.quick_restart_pct);
         let node = &mut self.nodes[i];
-        if node.replica.take().is_some() {
-            node.storage.crash();
-            let down = self.rng.range(50, 600);
+        node.paused_until = None;
+        if node.driver.take().is_some() {
+            node.disk.get().crash();
+            // A quick restart comes back before the others' failure
+            // detectors notice, well within an election timeout.
+            let down = if quick {
+                self.rng.range(1, TICK * faults::SUSPECT_AFTER as u64)
+            } else {
+                self.rng.range(50, 600)
+            };
             node.restart_at = Some(self.now + down);
             self.report.crashes += 1;
             let m = node.member;
@@ -558,12 +679,13 @@ impl Simulation {
     fn restart_due(&mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].restart_at.is_some_and(|t| t <= self.now) {
-                let mut node = std::mem::replace(&mut self.nodes[i], Node::fresh(member(i)));
+                let disk = self.nodes[i].disk.clone();
+                let mut node = std::mem::replace(&mut self.nodes[i], Node::fresh(member(i), disk));
                 node.restart_at = None;
                 if self.now <= self.cfg.fault_steps && self.may_wipe() {
                     let old = node.member;
                     node.member.incarnation.0 += 1;
-                    node.storage.wipe();
+                    node.disk.get().wipe();
                     let m = node.member;
                     let guarded = self.guarded_configs();
                     self.log(|| {
@@ -572,7 +694,7 @@ impl Simulation {
                 }
                 self.start(&mut node);
                 let m = node.member;
-                let applied = node.replica.as_ref().map_or(0, |r| r.applied());
+                let applied = node.replica().map_or(0, |r| r.applied());
                 self.nodes[i] = node;
                 self.log(|| format!("RESTART {m} at applied {applied}"));
             }
@@ -586,8 +708,41 @@ impl Simulation {
                 self.crash(victim);
             }
         }
+        if self.rng.below(10_000) < self.cfg.slow_disk_per_10k {
+            let victim = self.pick_victim();
+            let e = TICK * self.cfg.options.election_ticks.max(1);
+            let until = self.now + self.rng.range(e, 3 * e);
+            self.nodes[victim].disk.get().slow_down(until);
+            let m = self.nodes[victim].member;
+            self.log(|| format!("SLOW DISK {m} until {until}"));
+        }
+        if self.rng.below(10_000) < self.cfg.lagging_crash_per_10k {
+            let now = self.now;
+            let lagging: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| {
+                    self.nodes[i].running(now) && self.nodes[i].disk.get().lagging(now, 2 * TICK)
+                })
+                .collect();
+            if !lagging.is_empty() {
+                let victim = lagging[self.rng.below(lagging.len() as u64) as usize];
+                if self.may_lose(victim) {
+                    self.crash(victim);
+                }
+            }
+        }
         if self.rng.below(10_000) < self.cfg.partition_per_10k {
             self.repartition();
+        }
+        if self.rng.below(10_000) < self.cfg.pause_per_10k {
+            let victim = self.pick_victim();
+            let e = TICK * self.cfg.options.election_ticks.max(1);
+            let until = self.now + self.rng.range(1, 3 * e);
+            let n = &mut self.nodes[victim];
+            if n.driver.is_some() && n.paused_until.is_none_or(|t| t <= self.now) {
+                n.paused_until = Some(until);
+                let m = n.member;
+                self.log(|| format!("PAUSE {m} until {until}"));
+            }
         }
         if self.rng.below(10_000) < self.cfg.membership_per_10k {
             self.change_membership();
@@ -599,7 +754,7 @@ impl Simulation {
         let leader = self
             .nodes
             .iter()
-            .position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
+            .position(|x| x.replica().is_some_and(|r| r.is_leader()));
         match leader {
             Some(l) if self.rng.chance(50) => l,
             _ => self.rng.below(self.nodes.len() as u64) as usize,
@@ -612,7 +767,7 @@ impl Simulation {
         let leader = self
             .nodes
             .iter()
-            .position(|x| x.replica.as_ref().is_some_and(|r| r.is_leader()));
+            .position(|x| x.replica().is_some_and(|r| r.is_leader()));
         let desc = faults::partition(&mut self.rng, &mut self.net.blocked, n, leader);
         self.report.partitions += 1;
         self.log(|| format!("PARTITION {desc}"));
@@ -625,12 +780,13 @@ impl Simulation {
         // group must make progress without them.
         let config = self.latest_config();
         for n in &mut self.nodes {
+            n.paused_until = None;
             n.excluded = !config.all_members().any(|m| m == n.member);
             if n.excluded {
-                n.replica = None;
-                n.storage.crash();
+                n.driver = None;
+                n.disk.get().crash();
                 n.restart_at = None;
-            } else if n.replica.is_none() {
+            } else if n.driver.is_none() {
                 n.restart_at = Some(self.now);
             }
         }
@@ -661,7 +817,7 @@ impl Simulation {
         let leader = self
             .nodes
             .iter()
-            .filter_map(|n| n.replica.as_ref())
+            .filter_map(Node::replica)
             .find(|r| r.is_leader())
             .map(|r| r.id());
         if leader.is_some() && leader != self.last_leader {
@@ -677,9 +833,9 @@ impl Simulation {
         let deadline = self.now + 20_000;
         loop {
             let members = self.live_members();
-            let replicas: Vec<&Replica<ServerMachine<Register>>> = members
+            let replicas: Vec<&SimReplica> = members
                 .iter()
-                .filter_map(|&i| self.nodes[i].replica.as_ref())
+                .filter_map(|&i| self.nodes[i].replica())
                 .collect();
             let applied: Vec<u64> = replicas.iter().map(|r| r.applied()).collect();
             let max_commit = replicas.iter().map(|r| r.commit_index()).max().unwrap_or(0);
@@ -706,9 +862,9 @@ impl Simulation {
 
     fn final_checks(&mut self) -> Result<(), String> {
         let members = self.live_members();
-        let replicas: Vec<&Replica<ServerMachine<Register>>> = members
+        let replicas: Vec<&SimReplica> = members
             .iter()
-            .filter_map(|&i| self.nodes[i].replica.as_ref())
+            .filter_map(|&i| self.nodes[i].replica())
             .collect();
         let Some(first) = replicas.first().copied() else {
             return Err("no live member of the final configuration".into());

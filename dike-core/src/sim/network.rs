@@ -33,6 +33,16 @@ pub(crate) enum Packet {
     Response { client: usize, resp: Response },
 }
 
+impl Packet {
+    /// The node a packet goes to (none for a response to a client).
+    pub fn destination(&self) -> Option<usize> {
+        match self {
+            Packet::Peer { to, .. } | Packet::Request { to, .. } => Some(*to),
+            Packet::Response { .. } => None,
+        }
+    }
+}
+
 /// Network fault settings.
 #[derive(Clone, Debug)]
 pub struct NetFaults {
@@ -42,6 +52,8 @@ pub struct NetFaults {
     pub dup_pct: u64,
     /// Messages take 1..=max_delay steps.
     pub max_delay: u64,
+    /// Percent of client requests and responses lost (clients retry).
+    pub client_drop_pct: u64,
 }
 
 /// Packets in flight, ordered by delivery step then by a random key, which
@@ -112,10 +124,20 @@ impl Network {
         self.push(rng, due, Packet::Peer { from, to, env });
     }
 
-    /// Sends a client packet (never dropped: clients retry on timeouts
-    /// anyway, and a lost reply is modelled by crashes).
+    /// Sends a client packet; while faults are on, some are lost (the
+    /// client retries on its timeout).
     pub fn send_client(&mut self, rng: &mut Rng, now: u64, p: Packet) {
+        if self.faults_on && rng.chance(self.faults.client_drop_pct) {
+            self.dropped += 1;
+            return;
+        }
         let due = self.delay(rng, now);
+        self.push(rng, due, p);
+    }
+
+    /// Puts a packet back to be delivered at `due` (its receiver is
+    /// paused).
+    pub fn defer(&mut self, rng: &mut Rng, due: u64, p: Packet) {
         self.push(rng, due, p);
     }
 
