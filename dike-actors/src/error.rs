@@ -40,6 +40,15 @@ pub enum DikeError {
     /// The master refused a change (for example too few live nodes).
     #[error("the master refused: {0}")]
     Rejected(String),
+    /// The group no longer remembered this node's client session (groups
+    /// keep a bounded number of them): the request was not applied now, and
+    /// whether an earlier attempt of it was is unknown. Later requests use a
+    /// new session.
+    #[error("session expired at group {group:?}: the request was not applied now, and whether an earlier attempt was is unknown")]
+    SessionExpired {
+        /// The group.
+        group: String,
+    },
     /// The node is shutting down or its dispatcher is not running.
     #[error("the node is not running: {0}")]
     NodeStopped(String),

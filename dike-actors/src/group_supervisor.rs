@@ -81,6 +81,7 @@ impl Actor for GroupSupervisor {
                 group: MASTER_GROUP.to_owned(),
                 kind: MASTER_KIND.to_owned(),
                 member: me.member(),
+                generation: 0,
                 config: ctx.config.master_config(),
             };
             pinned.insert(MASTER_GROUP.to_owned(), a);
@@ -251,7 +252,13 @@ impl GroupSupState {
                     });
                 }
             }
-            if let Err(e) = self.ctx.config.storage.remove(group, c.assignment.member) {
+            let a = &c.assignment;
+            if let Err(e) = self
+                .ctx
+                .config
+                .storage
+                .remove(group, a.generation, a.member)
+            {
                 tracing::warn!(%group, "cannot remove the replica's storage: {e}");
             }
         }

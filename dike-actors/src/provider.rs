@@ -24,16 +24,18 @@ pub type Notifier = Arc<dyn Fn(WriteToken, Result<(), StorageError>) + Send + Sy
 
 /// Opens the storage of one replica.
 pub trait StorageProvider: Send + Sync + 'static {
-    /// The storage of `member` of `group`, created empty if new. Writes
-    /// that complete later are reported through `notify`.
+    /// The storage of `member` of creation `generation` of `group`, created
+    /// empty if new. Writes that complete later are reported through
+    /// `notify`.
     fn open(
         &self,
         group: &str,
+        generation: u64,
         member: MemberId,
         notify: Notifier,
     ) -> Result<Box<dyn ReplicaStorage>, StorageError>;
     /// Forgets the storage of a replica that left this node.
-    fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError>;
+    fn remove(&self, group: &str, generation: u64, member: MemberId) -> Result<(), StorageError>;
     /// The incarnation of durable data, if the provider keeps any across
     /// processes (`None`: every process is a new incarnation).
     fn incarnation(&self) -> Option<Incarnation> {
@@ -61,10 +63,17 @@ impl NodeLogProvider {
         })
     }
 
-    /// The log's id of `member`'s replica of `group`: FNV-1a of both, so it
-    /// is the same after every restart.
-    pub fn group_id(group: &str, member: MemberId) -> GroupId {
-        let key = format!("{group}/{}.{}", member.node.0, member.incarnation.0);
+    /// The log's id of `member`'s replica of creation `generation` of
+    /// `group`: FNV-1a of all three, so it is the same after every restart
+    /// and differs for a group re-created under the same name. (Generation
+    /// 0, the master and groups of older tables, keeps the key without it.)
+    pub fn group_id(group: &str, generation: u64, member: MemberId) -> GroupId {
+        let (node, inc) = (member.node.0, member.incarnation.0);
+        let key = if generation == 0 {
+            format!("{group}/{node}.{inc}")
+        } else {
+            format!("{group}#{generation}/{node}.{inc}")
+        };
         crate::config::node_id_of(&key).0
     }
 }
@@ -93,14 +102,15 @@ impl StorageProvider for NodeLogProvider {
     fn open(
         &self,
         group: &str,
+        generation: u64,
         member: MemberId,
         notify: Notifier,
     ) -> Result<Box<dyn ReplicaStorage>, StorageError> {
-        let group = self.log.group(Self::group_id(group, member));
+        let group = self.log.group(Self::group_id(group, generation, member));
         Ok(Box::new(LogStorage { group, notify }))
     }
 
-    fn remove(&self, group: &str, _member: MemberId) -> Result<(), StorageError> {
+    fn remove(&self, group: &str, _generation: u64, _member: MemberId) -> Result<(), StorageError> {
         // The node log has no delete yet: the group's records stay until
         // a later version reclaims them.
         tracing::debug!(%group, "replica storage left in the node log");
@@ -112,8 +122,8 @@ impl StorageProvider for NodeLogProvider {
     }
 }
 
-/// The stores of one [`MemoryProvider`], by group and member.
-type Stores = HashMap<(String, MemberId), Arc<Mutex<MemoryStorage>>>;
+/// The stores of one [`MemoryProvider`], by group, generation and member.
+type Stores = HashMap<(String, u64, MemberId), Arc<Mutex<MemoryStorage>>>;
 
 /// Keeps every replica's state in memory, for the life of the process.
 #[derive(Debug, Default)]
@@ -144,19 +154,20 @@ impl StorageProvider for MemoryProvider {
     fn open(
         &self,
         group: &str,
+        generation: u64,
         member: MemberId,
         _notify: Notifier,
     ) -> Result<Box<dyn ReplicaStorage>, StorageError> {
         let mut stores = self.stores.lock().map_err(|_| poisoned("open"))?;
         let store = stores
-            .entry((group.to_owned(), member))
+            .entry((group.to_owned(), generation, member))
             .or_insert_with(|| Arc::new(Mutex::new(MemoryStorage::new())));
         Ok(Box::new(Blocking(SharedMemory(store.clone()))))
     }
 
-    fn remove(&self, group: &str, member: MemberId) -> Result<(), StorageError> {
+    fn remove(&self, group: &str, generation: u64, member: MemberId) -> Result<(), StorageError> {
         let mut stores = self.stores.lock().map_err(|_| poisoned("remove"))?;
-        stores.remove(&(group.to_owned(), member));
+        stores.remove(&(group.to_owned(), generation, member));
         Ok(())
     }
 }
@@ -180,22 +191,22 @@ mod tests {
             ..Ballot::ZERO
         };
         let written = p
-            .open("g", m, unused())
+            .open("g", 1, m, unused())
             .map(|mut s| s.persist(1, vec![Write::Promise(promise)]));
         assert!(matches!(written, Ok(Persist::Done(Ok(())))));
         let again = p
-            .open("g", m, unused())
+            .open("g", 1, m, unused())
             .and_then(|s| s.load())
             .expect("memory load");
         assert_eq!(again.promised, promise);
         let other = p
-            .open("h", m, unused())
+            .open("h", 1, m, unused())
             .and_then(|s| s.load())
             .expect("memory load");
         assert_eq!(other.promised, Ballot::ZERO, "groups do not share storage");
-        p.remove("g", m).expect("remove");
+        p.remove("g", 1, m).expect("remove");
         let fresh = p
-            .open("g", m, unused())
+            .open("g", 1, m, unused())
             .and_then(|s| s.load())
             .expect("memory load");
         assert_eq!(fresh.promised, Ballot::ZERO);

@@ -22,12 +22,22 @@ pub fn assignments(table: &RoutingTable, me: MemberId) -> BTreeMap<String, Assig
                     group: g.name.clone(),
                     kind: g.kind.clone(),
                     member,
+                    generation: g.generation,
                     config: g.config.clone(),
                 };
                 (g.name.clone(), a)
             })
         })
         .collect()
+}
+
+/// Whether a running replica is the one `desired`: same member, kind and
+/// creation of the group (a group removed and added again under the same
+/// name is a new group, whose replica starts from empty storage).
+fn same_replica(running: &Assignment, desired: &Assignment) -> bool {
+    running.member == desired.member
+        && running.kind == desired.kind
+        && running.generation == desired.generation
 }
 
 /// What to change to go from `running` to `desired`.
@@ -54,7 +64,7 @@ pub fn plan(
             continue;
         }
         match desired.get(name) {
-            Some(d) if d.member == a.member && d.kind == a.kind => {}
+            Some(d) if same_replica(a, d) => {}
             _ => p.stop.push(name.clone()),
         }
     }
@@ -62,9 +72,7 @@ pub fn plan(
         if pinned.contains(name) {
             continue;
         }
-        let keep = running
-            .get(name)
-            .is_some_and(|a| a.member == d.member && a.kind == d.kind);
+        let keep = running.get(name).is_some_and(|a| same_replica(a, d));
         if !keep {
             p.start.push(d.clone());
         }
@@ -122,6 +130,21 @@ mod tests {
         running.insert("dike.master".to_string(), master);
         let p = plan(&running, &desired, &pinned);
         assert_eq!(p.stop, ["gone"]);
+        assert_eq!(p.start, [desired["one"].clone()]);
+    }
+
+    #[test]
+    fn a_group_removed_and_added_again_restarts_its_replica() {
+        let mut t = table();
+        let running = assignments(&t, me(1));
+        t.remove_group("one").expect("known");
+        t.add_group("one", "counter", 1)
+            .expect("placed on n1 again");
+        let desired = assignments(&t, me(1));
+        assert_eq!(desired["one"].member, running["one"].member);
+        assert!(desired["one"].generation > running["one"].generation);
+        let p = plan(&running, &desired, &BTreeSet::new());
+        assert_eq!(p.stop, ["one"]);
         assert_eq!(p.start, [desired["one"].clone()]);
     }
 

@@ -37,6 +37,8 @@ pub struct Assignment {
     pub kind: String,
     /// This node's member of the group.
     pub member: MemberId,
+    /// Which creation of the group's name (see `GroupInfo::generation`).
+    pub generation: u64,
     /// The group's configuration as the routing table knows it.
     pub config: Config,
 }
@@ -87,7 +89,7 @@ impl Actor for ReplicaActor {
             .ctx
             .config
             .storage
-            .open(&a.group, a.member, notifier(&myself))
+            .open(&a.group, a.generation, a.member, notifier(&myself))
             .map_err(DriverError::from)?;
         let boot = args.ctx.next_boot();
         let start = Start {

@@ -108,6 +108,10 @@ pub fn classify(target: MemberId, answer: Option<ClientReply>) -> Next {
             RequestError::Stale => Next::Fail(DikeError::Application(
                 "stale request: already answered".into(),
             )),
+            // The group is filled in by the retry loop.
+            RequestError::SessionExpired => Next::Fail(DikeError::SessionExpired {
+                group: String::new(),
+            }),
         },
     }
 }
@@ -153,6 +157,20 @@ impl Router {
             leaders: Mutex::new(HashMap::new()),
             session: Mutex::new(ClientSession::new(client)),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+        }
+    }
+
+    /// Starts a new client session: the group forgot the old one, so its
+    /// commands would all be refused.
+    fn renew_session(&self) {
+        let client = ClientId(wall_nanos() ^ self.ctx.config.node_id().0.rotate_left(32));
+        if let Ok(mut s) = self.session.lock() {
+            tracing::warn!(
+                old = s.id.0,
+                new = client.0,
+                "client session expired: starting a new one"
+            );
+            *s = ClientSession::new(client);
         }
     }
 
@@ -278,13 +296,16 @@ impl Router {
                 Ok(mut s) => s.begin(payload),
                 Err(_) => return Err(DikeError::NodeStopped("session lock poisoned".into())),
             };
-            let seq = cmd.seq;
+            let seq = (cmd.client, cmd.seq);
             (ClientRequest::Command(cmd), Some(seq))
         };
         let bytes = codec::encode_compact("client request", &request)?;
         let result = self.attempts(group, voters, &bytes, deadline).await;
-        if let (Some(seq), Ok(mut s)) = (seq, self.session.lock()) {
-            s.end(seq);
+        if let (Some((client, seq)), Ok(mut s)) = (seq, self.session.lock()) {
+            // A session renewed meanwhile has its own sequence numbers.
+            if s.id == client {
+                s.end(seq);
+            }
         }
         result.map_err(|last| gave_up(group, timeout, last))?
     }
@@ -331,6 +352,11 @@ impl Router {
                         l.insert(group.to_owned(), target);
                     }
                     return Ok(Ok(r));
+                }
+                Next::Fail(DikeError::SessionExpired { .. }) => {
+                    self.renew_session();
+                    let group = group.to_owned();
+                    return Ok(Err(DikeError::SessionExpired { group }));
                 }
                 Next::Fail(e) => return Ok(Err(e)),
                 Next::Redirect(l) if hops < voters.len() => {

@@ -44,6 +44,11 @@ pub enum RequestError {
     /// The server does not answer this request as a query.
     #[error("the server does not answer this request as a query")]
     QueryUnsupported,
+    /// The group forgot the client's session (it keeps a bounded number):
+    /// the command was not applied now, and whether an earlier attempt of it
+    /// was cannot be told. The client must start a new session.
+    #[error("session expired: the group no longer remembers this client; whether an earlier attempt was applied is unknown")]
+    SessionExpired,
 }
 
 /// A response to a local client.

@@ -73,6 +73,12 @@ pub struct GroupInfo {
     pub size: usize,
     /// The group's current members and configuration epoch.
     pub config: Config,
+    /// Which creation of the name this is: the table's version when the
+    /// group was added, so a group removed and added again under the same
+    /// name is a new group whose replicas start empty (0 for groups of
+    /// tables older than generations, and for the master group).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl GroupInfo {
@@ -336,6 +342,7 @@ impl RoutingTable {
             kind: kind.into(),
             size,
             config: Config::initial(members),
+            generation: self.version,
         };
         Ok(self.groups.entry(name).or_insert(info))
     }

@@ -4,10 +4,20 @@
 //! Every replica applies the same commands in the same order to this table, so
 //! every replica answers a retry with the same cached reply. Trimming depends
 //! only on applied commands, so it is deterministic too.
+//!
+//! Bound: the table remembers at most `max_sessions` clients. A client
+//! trimmed away is remembered as expired (up to [`EXPIRED_PER_SESSION`]
+//! times `max_sessions` of them, the most recent): its later commands are
+//! refused with [`SessionCheck::Expired`], never applied again as new. Only a
+//! client that stays silent while more than that many others expire after
+//! it could have a retry applied twice.
 
 use crate::ids::{ClientId, Slot};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// How many expired clients the table remembers, per session it keeps.
+pub const EXPIRED_PER_SESSION: usize = 4;
 
 /// The recorded outcome of one applied command: the encoded reply, or the
 /// message of an application error (a panic in the server).
@@ -23,6 +33,9 @@ pub enum SessionCheck {
     /// Older than what the client already acknowledged receiving: the client
     /// has moved on, so this is a stray duplicate whose reply is gone.
     Stale,
+    /// The client's session was trimmed away: whether this command was
+    /// applied before cannot be told, so it is not applied.
+    Expired,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +56,9 @@ struct Session {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionTable {
     sessions: HashMap<ClientId, Session>,
+    /// Clients trimmed away, with the slot of their last command.
+    #[serde(default)]
+    expired: BTreeMap<ClientId, Slot>,
 }
 
 impl Session {
@@ -84,6 +100,7 @@ impl SessionTable {
     /// Classifies `(client, seq)` without changing anything.
     pub fn check(&self, client: ClientId, seq: u64) -> SessionCheck {
         match self.sessions.get(&client) {
+            None if self.expired.contains_key(&client) => SessionCheck::Expired,
             None => SessionCheck::New,
             Some(s) if seq < s.floor => SessionCheck::Stale,
             Some(s) => match s.reply(seq) {
@@ -141,8 +158,18 @@ impl SessionTable {
             .collect();
         by_age.sort_unstable();
         let drop = self.sessions.len().saturating_sub(keep);
-        for (_, c) in by_age.into_iter().take(drop) {
+        for (slot, c) in by_age.into_iter().take(drop) {
             self.sessions.remove(&c);
+            self.expired.insert(c, slot);
+        }
+        let bound = max.saturating_mul(EXPIRED_PER_SESSION).max(1);
+        if self.expired.len() > bound {
+            let mut by_age: Vec<(Slot, ClientId)> =
+                self.expired.iter().map(|(c, s)| (*s, *c)).collect();
+            by_age.sort_unstable();
+            for (_, c) in by_age.into_iter().take(self.expired.len() - bound) {
+                self.expired.remove(&c);
+            }
         }
     }
 }
@@ -185,6 +212,29 @@ mod tests {
                 SessionCheck::Duplicate(Ok(vec![seq as u8]))
             );
         }
+    }
+
+    #[test]
+    fn a_client_trimmed_away_is_refused_as_expired_never_applied_again() {
+        let mut t = SessionTable::new();
+        t.record(C, 1, 1, Ok(vec![1]), 1, 2);
+        for i in 0..3u64 {
+            t.record(ClientId(100 + i), 1, 1, Ok(vec![]), 2 + i, 2);
+        }
+        assert_eq!(t.check(C, 1), SessionCheck::Expired, "the retry");
+        assert_eq!(t.check(C, 2), SessionCheck::Expired, "a later command");
+        assert_eq!(t.check(ClientId(999), 1), SessionCheck::New);
+    }
+
+    #[test]
+    fn expired_clients_are_bounded_keeping_the_most_recent() {
+        let mut t = SessionTable::new();
+        for i in 0..200u64 {
+            t.record(ClientId(i), 1, 1, Ok(vec![]), i + 1, 2);
+        }
+        assert!(t.expired.len() <= 2 * EXPIRED_PER_SESSION);
+        assert_eq!(t.check(ClientId(0), 1), SessionCheck::New, "long forgotten");
+        assert_eq!(t.check(ClientId(196), 1), SessionCheck::Expired);
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn error_kind(e: &DikeError) -> &'static str {
         DikeError::Application(_) => "application",
         DikeError::Decode(_) => "decode",
         DikeError::Rejected(_) => "rejected",
+        DikeError::SessionExpired { .. } => "session_expired",
         DikeError::NodeStopped(_) => "node_stopped",
     }
 }

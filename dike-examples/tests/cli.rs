@@ -26,12 +26,23 @@ impl NodeProcess {
     /// A node of the cluster of `masters` that does not join by itself;
     /// its `via` is the masters.
     fn start_with(name: &str, addr: SocketAddr, masters: &str) -> NodeProcess {
+        Self::spawn(name, addr, masters, &["--in-memory"])
+    }
+
+    /// A single-master node keeping its data in `dir`.
+    fn start_durable(name: &str, addr: SocketAddr, dir: &std::path::Path) -> NodeProcess {
+        let dir = dir.to_str().expect("utf-8 path");
+        Self::spawn(name, addr, &format!("{name}@{addr}"), &["--data-dir", dir])
+    }
+
+    fn spawn(name: &str, addr: SocketAddr, masters: &str, storage: &[&str]) -> NodeProcess {
         let via = masters.to_owned();
         let log = std::env::temp_dir().join(format!("dike-cli-{name}-{}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_dike"))
             .args(["node", "--name", name, "--listen", &addr.to_string()])
-            .args(["--masters", masters, "--in-memory"])
+            .args(["--masters", masters])
+            .args(storage)
             .env("DIKE_COOKIE", COOKIE)
             .env("RUST_LOG", "info,ractor_cluster=warn")
             .stdout(Stdio::null())
@@ -285,4 +296,47 @@ fn a_two_second_bench_against_one_node_reports_its_load() {
         table.contains("vnode-2") && table.contains("bench-1"),
         "{table}"
     );
+}
+
+#[test]
+fn a_group_removed_and_added_again_starts_empty_also_after_a_kill_9() {
+    let dir = std::env::temp_dir().join(format!("dike-cli-recreate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addr = free_addr();
+    let mut node = NodeProcess::start_durable("durable", addr, &dir);
+    node.wait_until_serving(Duration::from_secs(30));
+    node.ok(&["add-group", "calc", "arithmetic"]);
+    assert_eq!(
+        node.ok(&["request", "calc", r#"{"Add":7}"#]).trim(),
+        r#"{"Ok":7}"#
+    );
+    node.ok(&["remove-group", "calc"]);
+    node.ok(&["add-group", "calc", "arithmetic"]);
+    assert_eq!(
+        node.ok(&["request", "calc", r#"{"Add":1}"#]).trim(),
+        r#"{"Ok":1}"#,
+        "the re-created group must not keep the removed group's state"
+    );
+    // kill -9, then the same data dir: still only what came after.
+    drop(node);
+    let mut node = NodeProcess::start_durable("durable", addr, &dir);
+    node.wait_until_serving(Duration::from_secs(30));
+    let mut reply = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let out = node.dike(&["request", "calc", r#"{"Add":0}"#]);
+        if out.status.success() {
+            reply = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        reply,
+        r#"{"Ok":1}"#,
+        "after the restart\n{}",
+        node.log_text()
+    );
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
 }

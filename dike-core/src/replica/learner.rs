@@ -171,6 +171,7 @@ impl<M: StateMachine> Replica<M> {
                 RequestId::Command(c, s) => match self.sessions.check(*c, *s) {
                     SessionCheck::Duplicate(r) => Some((*id, r.map_err(RequestError::Application))),
                     SessionCheck::Stale => Some((*id, Err(RequestError::Stale))),
+                    SessionCheck::Expired => Some((*id, Err(RequestError::SessionExpired))),
                     SessionCheck::New => None,
                 },
                 RequestId::Query(_) | RequestId::Reconfig(_) => None,
@@ -218,6 +219,7 @@ impl<M: StateMachine> Replica<M> {
                     (r.map_err(RequestError::Application), false)
                 }
                 SessionCheck::Stale => (Err(RequestError::Stale), false),
+                SessionCheck::Expired => (Err(RequestError::SessionExpired), false),
                 SessionCheck::New => {
                     let (reply, effect) = match self.machine.apply(&cmd.payload) {
                         Applied::Done { reply, effect } => (reply, effect),
@@ -301,7 +303,7 @@ impl<M: StateMachine> Replica<M> {
                     SessionCheck::Duplicate(_) => {
                         self.sessions.acknowledge(cmd.client, cmd.ack_floor)
                     }
-                    SessionCheck::Stale => {}
+                    SessionCheck::Stale | SessionCheck::Expired => {}
                 }
             }
         }

@@ -341,6 +341,10 @@ impl<M: StateMachine> Replica<M> {
                 self.respond(id, Err(RequestError::Stale));
                 return;
             }
+            crate::session::SessionCheck::Expired => {
+                self.respond(id, Err(RequestError::SessionExpired));
+                return;
+            }
             crate::session::SessionCheck::New => {}
         }
         let leader = self.leader;
