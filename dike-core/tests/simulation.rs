@@ -115,6 +115,35 @@ fn the_checks_catch_a_ballot_reused_after_a_crash() {
 }
 
 #[test]
+fn the_checks_catch_a_follower_acking_a_stale_leaders_read_round() {
+    let reason = some_seed_fails(400, |s| SimConfig {
+        bugs: Bugs {
+            ack_stale_read_rounds: true,
+            ..Bugs::default()
+        },
+        query_pct: 50,
+        ..SimConfig::faulty(s, 5)
+    });
+    eprintln!("caught: {reason}");
+}
+
+/// This schedule is rare (about one membership schedule in a thousand
+/// shows it), hence the longer search; seeds are deterministic, so the
+/// search ends at the same seed every run.
+#[test]
+fn the_checks_catch_a_stop_sign_that_is_never_overtaken() {
+    let reason = some_seed_fails(3_000, |s| SimConfig {
+        bugs: Bugs {
+            stop_sign_never_overtaken: true,
+            ..Bugs::default()
+        },
+        membership_per_10k: 400,
+        ..SimConfig::membership(s, 3)
+    });
+    eprintln!("caught: {reason}");
+}
+
+#[test]
 fn the_checks_catch_accepting_a_lower_ballot() {
     let reason = some_seed_fails(400, |s| SimConfig {
         bugs: Bugs {

@@ -166,6 +166,17 @@ impl<M: StateMachine> Replica<M> {
         read_round: u64,
         hibernate: bool,
     ) {
+        if self.bugs.ack_stale_read_rounds && read_round > 0 && ballot < self.promised {
+            let commit = self.commit;
+            self.send(
+                from,
+                Message::HeartbeatAck {
+                    ballot,
+                    read_round,
+                    commit,
+                },
+            );
+        }
         if !self.admit(from, ballot, false) {
             return;
         }

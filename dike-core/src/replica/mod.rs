@@ -73,6 +73,12 @@ pub struct Bugs {
     /// A candidate sends its `Prepare`s before its own promise of the
     /// ballot is durable, so a crash can make the next life reuse it.
     pub prepare_before_promise_durable: bool,
+    /// A follower acknowledges the read round of a leader whose ballot it
+    /// has already promised to outbid (no fence on read rounds).
+    pub ack_stale_read_rounds: bool,
+    /// A new leader keeps every stop-sign it learns in phase 1, even one
+    /// that a later slot of a higher ballot shows was never chosen.
+    pub stop_sign_never_overtaken: bool,
 }
 
 /// Why a replica could not be recovered from storage.

@@ -241,7 +241,11 @@ impl<M: StateMachine> Replica<M> {
                 v.entry = Entry::Noop;
             }
         }
-        let stop = settle_stop_signs(&mut values);
+        let stop = if self.bugs.stop_sign_never_overtaken {
+            keep_first_stop_sign(&mut values)
+        } else {
+            settle_stop_signs(&mut values)
+        };
         let last = values
             .keys()
             .next_back()
@@ -557,6 +561,17 @@ impl<M: StateMachine> Replica<M> {
             self.send(from, Message::CatchUp { from: from_slot });
         }
     }
+}
+
+/// The deliberate bug [`super::Bugs::stop_sign_never_overtaken`]: the first
+/// stop-sign stands, whatever came after it.
+fn keep_first_stop_sign(values: &mut BTreeMap<Slot, Accepted>) -> Option<Slot> {
+    let slot = values
+        .iter()
+        .find(|(_, v)| matches!(v.entry, Entry::StopSign(_)))
+        .map(|(s, _)| *s)?;
+    values.split_off(&(slot + 1));
+    Some(slot)
 }
 
 /// Applies the stop-sign rule to the values a new leader will re-propose:
