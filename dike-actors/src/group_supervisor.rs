@@ -54,7 +54,9 @@ pub struct GroupSupState {
     ctx: Arc<NodeContext>,
     children: BTreeMap<String, Child>,
     by_id: HashMap<ActorId, String>,
-    stopping: BTreeSet<ActorId>,
+    /// Replicas told to stop (no longer assigned here), with what they
+    /// hosted: their storage is erased once they have stopped.
+    stopping: HashMap<ActorId, Assignment>,
     pinned: BTreeMap<String, Assignment>,
     budget: RestartBudget,
     warned_kinds: BTreeSet<String>,
@@ -91,7 +93,7 @@ impl Actor for GroupSupervisor {
             ctx,
             children: BTreeMap::new(),
             by_id: HashMap::new(),
-            stopping: BTreeSet::new(),
+            stopping: HashMap::new(),
             pinned,
             warned_kinds: BTreeSet::new(),
         };
@@ -172,7 +174,8 @@ impl Actor for GroupSupervisor {
         let Some(group) = state.by_id.remove(&id) else {
             return Ok(());
         };
-        if state.stopping.remove(&id) {
+        if let Some(gone) = state.stopping.remove(&id) {
+            state.erase(&gone);
             return Ok(());
         }
         let Some(child) = state.children.remove(&group) else {
@@ -241,7 +244,7 @@ impl GroupSupState {
     fn stop(&mut self, group: &str, linger: Option<Duration>) {
         if let Some(c) = self.children.remove(group) {
             tracing::info!(%group, ?linger, "stopping replica: no longer assigned to this node");
-            self.stopping.insert(c.actor.get_id());
+            self.stopping.insert(c.actor.get_id(), c.assignment.clone());
             match linger {
                 None => c.actor.stop(Some("unassigned".into())),
                 Some(after) => {
@@ -252,15 +255,22 @@ impl GroupSupState {
                     });
                 }
             }
-            let a = &c.assignment;
-            if let Err(e) = self
-                .ctx
-                .config
-                .storage
-                .remove(group, a.generation, a.member)
-            {
-                tracing::warn!(%group, "cannot remove the replica's storage: {e}");
-            }
+        }
+    }
+
+    /// Erases the storage of a replica that stopped because it is no longer
+    /// assigned here, unless the same replica runs here again already (it
+    /// came back while the old actor lingered, and uses that storage).
+    fn erase(&self, gone: &Assignment) {
+        let back = self.children.get(&gone.group).is_some_and(|c| {
+            c.assignment.member == gone.member && c.assignment.generation == gone.generation
+        });
+        if back {
+            return;
+        }
+        let storage = &self.ctx.config.storage;
+        if let Err(e) = storage.remove(&gone.group, gone.generation, gone.member) {
+            tracing::warn!(group = %gone.group, "cannot erase the replica's storage: {e}");
         }
     }
 }

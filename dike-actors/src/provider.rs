@@ -63,18 +63,47 @@ impl NodeLogProvider {
         })
     }
 
-    /// The log's id of `member`'s replica of creation `generation` of
-    /// `group`: FNV-1a of all three, so it is the same after every restart
-    /// and differs for a group re-created under the same name. (Generation
-    /// 0, the master and groups of older tables, keeps the key without it.)
+    /// The log's first id of `member`'s replica of creation `generation`
+    /// of `group`: FNV-1a of all three, so it is the same after every
+    /// restart and differs for a group re-created under the same name.
+    /// (Generation 0, the master and groups of older tables, keeps the key
+    /// without it.)
     pub fn group_id(group: &str, generation: u64, member: MemberId) -> GroupId {
+        Self::nth_id(group, generation, member, 0)
+    }
+
+    /// The `n`th id of the replica: a replica that was erased (it moved
+    /// away) and comes back to this node takes the next id, so nothing it
+    /// writes can follow its own tombstone.
+    fn nth_id(group: &str, generation: u64, member: MemberId, n: u32) -> GroupId {
         let (node, inc) = (member.node.0, member.incarnation.0);
-        let key = if generation == 0 {
+        let mut key = if generation == 0 {
             format!("{group}/{node}.{inc}")
         } else {
             format!("{group}#{generation}/{node}.{inc}")
         };
+        if n > 0 {
+            key.push_str(&format!("~{n}"));
+        }
         crate::config::node_id_of(&key).0
+    }
+
+    /// The replica's current id: the first not erased.
+    fn current_id(
+        &self,
+        group: &str,
+        generation: u64,
+        member: MemberId,
+    ) -> Result<GroupId, StorageError> {
+        for n in 0..u32::MAX {
+            let id = Self::nth_id(group, generation, member, n);
+            if !self.log.is_erased(id)? {
+                return Ok(id);
+            }
+        }
+        Err(StorageError::Failed(format!(
+            "every log id of {group} is erased"
+        )))
     }
 }
 
@@ -106,14 +135,14 @@ impl StorageProvider for NodeLogProvider {
         member: MemberId,
         notify: Notifier,
     ) -> Result<Box<dyn ReplicaStorage>, StorageError> {
-        let group = self.log.group(Self::group_id(group, generation, member));
+        let group = self.log.group(self.current_id(group, generation, member)?);
         Ok(Box::new(LogStorage { group, notify }))
     }
 
-    fn remove(&self, group: &str, _generation: u64, _member: MemberId) -> Result<(), StorageError> {
-        // The node log has no delete yet: the group's records stay until
-        // a later version reclaims them.
-        tracing::debug!(%group, "replica storage left in the node log");
+    fn remove(&self, group: &str, generation: u64, member: MemberId) -> Result<(), StorageError> {
+        let id = self.current_id(group, generation, member)?;
+        self.log.erase(id)?;
+        tracing::debug!(%group, generation, %member, "replica storage erased");
         Ok(())
     }
 

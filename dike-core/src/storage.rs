@@ -60,6 +60,10 @@ pub enum Write {
     /// Replace the snapshot; entries at or below `snapshot.slot` may be
     /// dropped, entries above it are kept.
     Snapshot(Arc<Snapshot>),
+    /// Forget everything stored for this replica: it left its node, or its
+    /// group was removed. Written by the runtime, never by a replica; a
+    /// later load returns nothing.
+    Erase,
 }
 
 impl Write {
@@ -114,6 +118,7 @@ impl Recovered {
                         self.snapshot = Some(s.clone());
                     }
                 }
+                Write::Erase => *self = Recovered::default(),
             }
         }
     }

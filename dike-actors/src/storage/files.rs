@@ -159,6 +159,16 @@ impl Layout {
         self.replace(&self.snapshot(group), &payload)
     }
 
+    /// Deletes `group`'s snapshot file, if any (the replica was erased).
+    pub fn remove_snapshot(&self, group: GroupId) -> Result<(), StorageError> {
+        let path = self.snapshot(group);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("delete snapshot", &path)(e)),
+        }
+    }
+
     /// Reads `group`'s snapshot file.
     pub fn read_snapshot(&self, group: GroupId) -> Result<Snapshot, StorageError> {
         let path = self.snapshot(group);

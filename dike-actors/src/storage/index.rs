@@ -32,6 +32,10 @@ struct GroupState {
     promise_at: Option<SegmentId>,
     commit_at: Option<SegmentId>,
     slot_at: BTreeMap<Slot, SegmentId>,
+    /// The replica was erased: where its tombstone lives. A tombstone
+    /// stays live for good, so recovery never replays the records before
+    /// it into a replica; the provider never reuses an erased id.
+    erased_at: Option<SegmentId>,
 }
 
 /// All groups of a node and the liveness of every segment.
@@ -58,9 +62,19 @@ impl Index {
         &self.segments
     }
 
-    /// Groups that have any state.
+    /// Groups that have any state (erased ones have none).
     pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
-        self.groups.keys().copied()
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.erased_at.is_none())
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether `group` was erased.
+    pub fn is_erased(&self, group: GroupId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|g| g.erased_at.is_some())
     }
 
     /// Everything stored for `group` (empty if nothing).
@@ -91,6 +105,24 @@ impl Index {
     pub fn apply(&mut self, group: GroupId, writes: &[Write], at: Option<SegmentId>) {
         let g = self.groups.entry(group).or_default();
         for w in writes {
+            if let Write::Erase = w {
+                // Every item of the replica dies; its tombstone lives on.
+                let dead = std::mem::take(g);
+                let items = dead.promise_at.into_iter().chain(dead.commit_at);
+                for seg in items
+                    .chain(dead.slot_at.into_values())
+                    .chain(dead.erased_at)
+                {
+                    dec_live(&mut self.segments, seg);
+                }
+                if let Some(at) = at {
+                    let stats = self.segments.entry(at).or_default();
+                    stats.total += 1;
+                    stats.live += 1;
+                    g.erased_at = Some(at);
+                }
+                continue;
+            }
             let before = (g.recovered.promised, g.recovered.commit);
             g.recovered.apply(std::slice::from_ref(w));
             let snap_slot = g.recovered.snapshot.as_ref().map_or(0, |s| s.slot);
@@ -137,6 +169,7 @@ impl Index {
                     }
                     continue;
                 }
+                Write::Erase => continue,
             };
             if let Some(seg) = old {
                 dec_live(&mut self.segments, seg);
@@ -152,7 +185,7 @@ impl Index {
                     Write::Accept { slot, .. } => {
                         g.slot_at.insert(*slot, at);
                     }
-                    Write::Snapshot(_) => {}
+                    Write::Snapshot(_) | Write::Erase => {}
                 }
             }
         }
@@ -165,6 +198,9 @@ impl Index {
         for (&group, g) in &self.groups {
             let inside = |at: Option<SegmentId>| at.is_some_and(|s| segs.contains(&s));
             let mut writes = Vec::new();
+            if inside(g.erased_at) {
+                writes.push(Write::Erase);
+            }
             if inside(g.promise_at) {
                 writes.push(Write::Promise(g.recovered.promised));
             }

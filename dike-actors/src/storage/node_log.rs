@@ -239,6 +239,18 @@ impl NodeLog {
         }
     }
 
+    /// Forgets everything of `group` (the replica left this node) and
+    /// returns once that is durable. Its records are reclaimed as the log
+    /// compacts; its id is never used again (see [`NodeLog::is_erased`]).
+    pub fn erase(&self, group: GroupId) -> Result<(), StorageError> {
+        self.write(group, &[Write::Erase])
+    }
+
+    /// Whether `group` was erased.
+    pub fn is_erased(&self, group: GroupId) -> Result<bool, StorageError> {
+        Ok(self.inner.shared.index()?.is_erased(group))
+    }
+
     /// Everything durably written for `group`.
     pub fn load(&self, group: GroupId) -> Result<Recovered, StorageError> {
         Ok(self.inner.shared.index()?.load(group))

@@ -97,6 +97,11 @@ pub(crate) fn recover(layout: &Layout) -> Result<Recovery, StorageError> {
         };
         active_len = valid_len as u64;
     }
+    for group in layout.snapshot_groups()? {
+        if index.is_erased(group) {
+            layout.remove_snapshot(group)?;
+        }
+    }
     let active_seq = match segments.last() {
         Some(&seq) => seq,
         None => {

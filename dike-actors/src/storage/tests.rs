@@ -285,3 +285,75 @@ fn random_writes_with_compaction_replay_to_the_same_state_as_memory() {
         assert!(log.stats().segments <= 20, "seed {seed}: {:?}", log.stats());
     }
 }
+
+#[test]
+fn an_erased_replica_loads_empty_after_reopen_and_loses_its_snapshot_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = NodeLog::open(dir.path()).expect("open");
+    log.write(5, &[accept(1, 32), Write::Commit(1), snapshot(1)])
+        .expect("write");
+    log.write(6, &[accept(1, 32)]).expect("neighbour");
+    let files_before = std::fs::read_dir(dir.path()).expect("list").count();
+    log.erase(5).expect("erase");
+    assert_eq!(log.load(5).expect("load"), Recovered::default());
+    assert!(log.is_erased(5).expect("index"));
+    assert_eq!(log.groups().expect("groups"), vec![6]);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("list").count(),
+        files_before - 1,
+        "the snapshot file is gone"
+    );
+    drop(log);
+    let log = NodeLog::open(dir.path()).expect("reopen");
+    assert_eq!(log.load(5).expect("load"), Recovered::default());
+    assert!(log.is_erased(5).expect("index"), "the tombstone survives");
+    assert_eq!(log.load(6).expect("load").log.len(), 1);
+}
+
+#[test]
+fn disk_use_returns_near_its_size_before_groups_that_are_erased() {
+    const SEGMENT: u64 = 16 << 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = LogOptions {
+        segment_bytes: SEGMENT,
+        preallocate_bytes: 0,
+        ..LogOptions::default()
+    };
+    let log = NodeLog::open_with(dir.path(), options).expect("open");
+    // One small group that stays.
+    log.write(1, &[accept(1, 64), Write::Commit(1)])
+        .expect("write");
+    let before = dir_bytes(dir.path());
+    // Forty groups come and go, each leaving 20 slots of 256 bytes.
+    for group in 100..140 {
+        let writes: Vec<Write> = (1..=20).map(|s| accept(s, 256)).collect();
+        log.write(group, &writes).expect("write");
+    }
+    let grown = dir_bytes(dir.path());
+    for group in 100..140 {
+        log.erase(group).expect("erase");
+    }
+    // The staying group goes on writing (overwriting one slot), so
+    // segments fill, roll and compact.
+    for round in 0..200u64 {
+        log.write(1, &[accept(2, 64), Write::Commit(2)])
+            .expect("write");
+        let _ = round;
+    }
+    let after = dir_bytes(dir.path());
+    assert!(
+        grown > 8 * SEGMENT,
+        "the groups outgrew a few segments: {grown}"
+    );
+    assert!(
+        after <= before + 3 * SEGMENT,
+        "disk use {after} bytes after the erases, {before} before the groups came, {grown} at peak; {:?}",
+        log.stats()
+    );
+    drop(log);
+    let log = NodeLog::open_with(dir.path(), options).expect("reopen");
+    for group in 100..140 {
+        assert_eq!(log.load(group).expect("load"), Recovered::default());
+    }
+    assert_eq!(log.load(1).expect("load").commit, 2);
+}

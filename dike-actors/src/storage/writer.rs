@@ -262,6 +262,13 @@ impl Writer {
                 index.apply(s.group, &s.writes, Some(self.active_seq));
             }
         }
+        // An erased replica's snapshot goes once its tombstone is durable
+        // (recovery deletes it too, should a crash come in between).
+        for s in batch {
+            if s.writes.iter().any(|w| matches!(w, Write::Erase)) {
+                self.layout.remove_snapshot(s.group)?;
+            }
+        }
         if rolled {
             self.compact()?;
         }

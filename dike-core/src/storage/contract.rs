@@ -75,6 +75,19 @@ where
     snapshot_drops_entries_at_or_below_it_only(make(), &cycle);
     older_snapshot_does_not_replace_newer(make(), &cycle);
     many_batches_survive(make(), &cycle);
+    erase_forgets_everything(make(), &cycle);
+}
+
+fn erase_forgets_everything<S: Storage>(mut s: S, cycle: &dyn Fn(S) -> S) {
+    s.write(&[Write::Promise(ballot(3)), accept(1, 3, 1), Write::Commit(1)])
+        .expect("write");
+    s.write(&[Write::Erase]).expect("erase");
+    let s = cycle(s);
+    assert_eq!(
+        s.load().expect("load"),
+        Recovered::default(),
+        "an erased replica loads empty"
+    );
 }
 
 fn empty_storage_loads_empty<S: Storage>(s: S) {
