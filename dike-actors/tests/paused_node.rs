@@ -26,7 +26,7 @@ async fn a_paused_node_is_marked_down_by_pings_and_up_once_resumed() {
     assert!(added.is_ok(), "{added:?}\n{}", procs.log_tails());
 
     let victim = "paused-w1";
-    let id = dike_actors::config::node_id_of(victim);
+    let id = dike_actors::node::config::node_id_of(victim);
     procs.signal(victim, "STOP");
     let marked = eventually(Duration::from_secs(30), || async {
         let t = node.routing_table().await?;

@@ -18,7 +18,7 @@ async fn replicas_of_a_node_down_past_its_grace_are_replaced() {
 
     let table = node.routing_table().await.expect("table");
     let victim = "rebal-dead-w1";
-    let dead: NodeId = dike_actors::config::node_id_of(victim);
+    let dead: NodeId = dike_actors::node::config::node_id_of(victim);
     let hosted = table.groups_on(dead).count();
     assert!(hosted > 0, "the victim hosts replicas");
     procs.kill(victim);

@@ -16,7 +16,7 @@ async fn replicas_move_to_a_node_that_joins_until_loads_are_even() {
     let values = groups_with_values(&procs, &node).await;
 
     procs.spawn("rebal-join-w3", free_addr(), &["--group-size", "5"]);
-    let newcomer = dike_actors::config::node_id_of("rebal-join-w3");
+    let newcomer = dike_actors::node::config::node_id_of("rebal-join-w3");
     let balanced = eventually(Duration::from_secs(90), || async {
         let t = node.routing_table().await?;
         let load = t.load();

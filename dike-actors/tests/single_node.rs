@@ -120,7 +120,7 @@ async fn a_crashed_replica_is_restarted_and_recovers_its_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_input_is_dropped_or_refused_and_the_replica_lives_on() {
-    use dike_actors::wire::{ClientReply, ReplicaMsg, ReplyError};
+    use dike_actors::cluster::wire::{ClientReply, ReplicaMsg, ReplyError};
     let node = with_group("solo-garbage", "b").await;
     let b = node.group::<Counter>("b");
     let first = eventually(Duration::from_secs(10), || b.call(CounterRequest::Add(3))).await;
@@ -144,7 +144,7 @@ async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node()
     init_tracing();
     let config = NodeConfig::builder("solo-budget", free_addr())
         .cookie("test-cookie")
-        .restarts(dike_actors::restart::RestartPolicy {
+        .restarts(dike_actors::group::restart::RestartPolicy {
             intensity: 1,
             period: Duration::from_secs(60),
         })
@@ -157,7 +157,7 @@ async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node()
     let k = node.group::<Counter>("k");
     let first = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(10))).await;
     assert_eq!(first, Ok(10));
-    let master = dike_actors::config::MASTER_GROUP;
+    let master = dike_actors::node::config::MASTER_GROUP;
     let old_master = node.local_replica(master).await.expect("master replica");
     // First crash: restarted by the group supervisor. Second: over budget,
     // the group supervisor gives up and the node starts a new one.
@@ -234,7 +234,7 @@ impl ractor::Message for UserMsg {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_runs_under_a_users_supervisor_and_its_dispatcher_answers_call() {
-    use dike_actors::dispatcher::DispatcherMsg;
+    use dike_actors::routing::dispatcher::DispatcherMsg;
     init_tracing();
     let (sup, _) = ractor::Actor::spawn(None, UserSupervisor, ())
         .await
@@ -337,7 +337,7 @@ async fn a_cast_command_is_applied_without_the_caller_waiting_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_actor_refuses_malformed_or_misaddressed_joins_and_is_restarted() {
-    use dike_actors::admin::{find_admin, AdminMsg, AdminReply, JoinRequest};
+    use dike_actors::node::admin::{find_admin, AdminMsg, AdminReply, JoinRequest};
     use dike_core::codec;
     let node = single_node("solo-admin").await;
     let admin = find_admin("solo-admin").expect("the admin actor is in its process group");

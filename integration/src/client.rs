@@ -9,9 +9,9 @@
 
 use crate::cluster::Cluster;
 use crate::wait::{Check, NotYet};
-use dike_actors::dispatcher::DispatcherMsg;
+use dike_actors::cluster::wire::ReplicaStatus;
 use dike_actors::master::{MasterReply, MasterRequest};
-use dike_actors::wire::ReplicaStatus;
+use dike_actors::routing::dispatcher::DispatcherMsg;
 use dike_actors::{DikeError, DikeNode, JoinOutcome, NodeConfig, NodeHandle};
 use dike_core::routing::{NodeInfo, RoutingTable};
 use dike_core::MemberId;
@@ -116,7 +116,7 @@ impl Client {
             let t = self.routing_table().await?;
             let missing: Vec<&String> = names
                 .iter()
-                .filter(|n| !t.is_up(dike_actors::config::node_id_of(n)))
+                .filter(|n| !t.is_up(dike_actors::node::config::node_id_of(n)))
                 .collect();
             if missing.is_empty() {
                 Ok(t)

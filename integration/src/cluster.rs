@@ -19,7 +19,7 @@
 //! the tail of every log are printed.
 
 use crate::binary::dike_binary;
-use dike_actors::config::node_id_of;
+use dike_actors::node::config::node_id_of;
 use dike_core::NodeId;
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -22,8 +22,8 @@ use crate::linearizability::{self, Verdict};
 use crate::nft::Partition;
 use crate::wait::{poll_until, NotYet};
 use crate::workload::{self, Workload, WorkloadConfig};
-use dike_actors::config::{MasterSpec, MASTER_GROUP};
-use dike_actors::wire::ReplicaStatus;
+use dike_actors::cluster::wire::ReplicaStatus;
+use dike_actors::node::config::{MasterSpec, MASTER_GROUP};
 use dike_actors::{DikeError, NodeHandle};
 use dike_core::MemberId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -677,7 +677,7 @@ async fn check_after_heal(
             .into_iter()
             .enumerate()
             .filter(|(i, n)| {
-                !run.removed.contains(i) && !t.is_up(dike_actors::config::node_id_of(n))
+                !run.removed.contains(i) && !t.is_up(dike_actors::node::config::node_id_of(n))
             })
             .map(|(_, n)| n)
             .collect();

@@ -21,6 +21,7 @@
 mod files;
 mod index;
 mod node_log;
+pub mod provider;
 mod record;
 mod recovery;
 mod writer;

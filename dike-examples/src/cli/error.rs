@@ -1,7 +1,7 @@
 //! The errors of the `dike` program: one enum for everything a command can
 //! fail on, each message saying what to fix.
 
-use dike_actors::admin::JoinNodeError;
+use dike_actors::node::admin::JoinNodeError;
 use dike_actors::{DikeError, StartError};
 
 /// Why a `dike` command failed.

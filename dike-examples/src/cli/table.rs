@@ -151,7 +151,7 @@ mod tests {
 
     fn table() -> RoutingTable {
         let mut t = RoutingTable::new();
-        let id = dike_actors::config::node_id_of("n1");
+        let id = dike_actors::node::config::node_id_of("n1");
         t.add_node(id, "n1", "127.0.0.1:7001", Incarnation(3))
             .expect("add node");
         t.add_group("calc", "arithmetic", 1).expect("add group");

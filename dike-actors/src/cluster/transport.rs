@@ -43,9 +43,9 @@
 //! forgotten within [`SWEEP_EVERY`]. Variant names are wire tags: never
 //! rename one.
 
+use crate::cluster::wire::{self, ClientReply, ReplicaMsg, ReplyError};
 use crate::coalesce::Coalescer;
-use crate::context::NodeContext;
-use crate::wire::{self, ClientReply, ReplicaMsg, ReplyError};
+use crate::node::context::NodeContext;
 use dike_core::{codec, MemberId, NodeId, RequestError};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;

@@ -13,7 +13,7 @@
 //! so a caller never waits out its timeout for a malformed request. Variant
 //! names are wire tags: never rename one.
 
-use crate::context::NodeContext;
+use crate::node::context::NodeContext;
 use crate::node::{JoinOutcome, NodeHandle};
 use dike_core::codec;
 use dike_core::routing::NodeInfo;

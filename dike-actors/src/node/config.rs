@@ -7,8 +7,8 @@
 //! docs/ARCHITECTURE.md, "Runtime").
 
 use crate::error::StartError;
-use crate::provider::{MemoryProvider, StorageProvider};
-use crate::restart::RestartPolicy;
+use crate::group::restart::RestartPolicy;
+use crate::storage::provider::{MemoryProvider, StorageProvider};
 use dike_core::{Config, MemberId, NodeId, ReplicaOptions};
 use std::fmt;
 use std::net::SocketAddr;
@@ -218,12 +218,13 @@ impl NodeConfigBuilder {
     /// needed); the directory also keeps the node's incarnation, so a node
     /// restarted on it hosts its replicas again.
     pub fn data_dir(mut self, dir: impl AsRef<std::path::Path>) -> Result<Self, StartError> {
-        let provider = crate::provider::NodeLogProvider::open(dir.as_ref()).map_err(|e| {
-            StartError::Config(format!(
-                "cannot open data dir {}: {e}",
-                dir.as_ref().display()
-            ))
-        })?;
+        let provider =
+            crate::storage::provider::NodeLogProvider::open(dir.as_ref()).map_err(|e| {
+                StartError::Config(format!(
+                    "cannot open data dir {}: {e}",
+                    dir.as_ref().display()
+                ))
+            })?;
         self.storage = Some(Arc::new(provider));
         Ok(self)
     }

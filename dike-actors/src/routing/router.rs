@@ -8,12 +8,12 @@
 //! lowest sequence number still in flight, so replicas forget only replies
 //! the router no longer waits for.
 
-use crate::config::MASTER_GROUP;
-use crate::context::{wall_nanos, NodeContext};
+use crate::cluster::transport::{local_replica, TransportMsg};
+use crate::cluster::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
 use crate::error::DikeError;
 use crate::master::{MasterReply, MasterRequest};
-use crate::transport::{local_replica, TransportMsg};
-use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
+use crate::node::config::MASTER_GROUP;
+use crate::node::context::{wall_nanos, NodeContext};
 use dike_core::routing::RoutingTable;
 use dike_core::{codec, ClientId, Command, Config, MemberId, RequestError};
 use ractor::rpc::CallResult;

@@ -65,7 +65,7 @@ pub enum ReplicaMsg {
     /// A client request forwarded by node `.0`'s transport under id `.1`:
     /// an encoded [`ClientRequest`] (`.2`); the encoded [`ClientReply`]
     /// goes back through this node's transport
-    /// ([`crate::transport::TransportMsg::Reply`]).
+    /// ([`crate::cluster::transport::TransportMsg::Reply`]).
     Forwarded(u64, u64, Vec<u8>),
 }
 

@@ -6,7 +6,7 @@
 //! aside; a member of an earlier incarnation of the node is never hosted,
 //! because its promises were lost with that incarnation's data.
 
-use crate::replica_actor::Assignment;
+use crate::group::replica::Assignment;
 use dike_core::routing::RoutingTable;
 use dike_core::MemberId;
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,11 +8,13 @@
 //! and answer with the existing entry, so clients may retry them.
 //!
 //! The table follows each group's membership through `SetConfig`: the
-//! master's rebalancer ([`crate::rebalancer`]) proposes a change in the
+//! master's rebalancer ([`crate::master::rebalancer`]) proposes a change in the
 //! group's own log and records the configuration the group chose; a
 //! configuration older than the recorded one changes nothing.
 
-use crate::config::node_id_of;
+pub mod rebalancer;
+
+use crate::node::config::node_id_of;
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingError, RoutingTable};
 use dike_core::{Config, GroupContext, Incarnation, NodeId, Outcome, PaxosServer};
 use serde::{Deserialize, Serialize};
@@ -202,7 +204,7 @@ mod tests {
 
     fn master() -> MasterServer {
         MasterServer::init(&GroupContext {
-            group: crate::config::MASTER_GROUP.into(),
+            group: crate::node::config::MASTER_GROUP.into(),
             kind: MASTER_KIND.into(),
             member: MemberId::new(1, 0),
         })

@@ -11,13 +11,13 @@
 //! refresh and join runs in a task and reports back by message — so a slow
 //! or dead peer never blocks routing of other requests.
 
-use crate::context::NodeContext;
+use crate::cluster::liveness::{Liveness, Verdict};
 use crate::error::DikeError;
-use crate::group_supervisor::GroupSupMsg;
-use crate::liveness::{Liveness, Verdict};
+use crate::group::reconcile;
+use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
-use crate::reconcile;
-use crate::router::Router;
+use crate::node::context::NodeContext;
+use crate::routing::router::Router;
 use dike_core::routing::RoutingTable;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::NodeServerMessage;
@@ -30,7 +30,7 @@ use tracing::Instrument;
 ///
 /// ```no_run
 /// # async fn f(node: dike_actors::NodeHandle) -> Result<(), Box<dyn std::error::Error>> {
-/// use dike_actors::dispatcher::DispatcherMsg;
+/// use dike_actors::routing::dispatcher::DispatcherMsg;
 /// let dispatcher = node.dispatcher().ok_or("node stopped")?;
 /// let table = ractor::call!(dispatcher, DispatcherMsg::RoutingTable)?;
 /// println!("table version {}", table.version);
@@ -186,7 +186,7 @@ impl Actor for Dispatcher {
                     state.pinging = true;
                     let (me, name) = (myself.clone(), state.ctx.config.name.clone());
                     tokio::spawn(async move {
-                        let answers = crate::admin::ping_peers(&name, PING_TIMEOUT).await;
+                        let answers = crate::node::admin::ping_peers(&name, PING_TIMEOUT).await;
                         let _ = me.cast(DispatcherMsg::Pinged(answers));
                     });
                 }
@@ -259,7 +259,7 @@ impl DispatcherState {
     /// detector of DESIGN 4.3), and a master node reports the peer down to
     /// the master.
     fn peer_down(&self, name: String, session_dropped: bool) {
-        let node = crate::config::node_id_of(&name);
+        let node = crate::node::config::node_id_of(&name);
         let (router, ctx) = (self.router.clone(), self.ctx.clone());
         tokio::spawn(async move {
             // A duplicate session closed by ractor_cluster's de-duplication
@@ -273,7 +273,7 @@ impl DispatcherState {
             if !ctx.config.is_master() || !router.table().is_up(node) {
                 return;
             }
-            let since = crate::context::wall_nanos() / 1_000_000_000;
+            let since = crate::node::context::wall_nanos() / 1_000_000_000;
             match router.master(MasterRequest::NodeDown { node, since }).await {
                 Ok(r) => tracing::info!(%name, ?r, "reported node down"),
                 Err(e) => tracing::warn!(%name, "cannot report node down: {e}"),

@@ -4,18 +4,20 @@
 //! Invariants: the actor joins the process group of its Dike group, where
 //! routers find it, and is named [`wire::replica_name`], by which the
 //! node's transport delivers peers' messages to it; messages to peers go
-//! through the node's transport ([`crate::transport`]); after every
+//! through the node's transport ([`crate::cluster::transport`]); after every
 //! batch of inputs it drives the replica (persist, then send, then answer),
 //! so nothing leaves before its write; an input that fails to decode is
 //! logged and dropped, never a panic; a storage failure stops the actor
 //! (its supervisor restarts it from storage, within its restart budget).
 
+use crate::cluster::transport::TransportMsg;
+use crate::cluster::wire::{
+    self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError,
+};
 use crate::coalesce::Coalescer;
-use crate::context::NodeContext;
-use crate::driver::{DynMachine, ReplicaDriver};
-use crate::provider::Notifier;
-use crate::transport::TransportMsg;
-use crate::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
+use crate::group::driver::{DynMachine, ReplicaDriver};
+use crate::node::context::NodeContext;
+use crate::storage::provider::Notifier;
 use dike_core::replica::ReconfigError;
 use dike_core::{
     codec, Config, DriverError, GroupContext, GroupDriver, MemberId, Output, RequestError,

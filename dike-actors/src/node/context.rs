@@ -7,12 +7,12 @@
 //! (they are seeded from the wall clock), so a restarted replica never runs
 //! the effects of an earlier life.
 
-use crate::admin::AdminMsg;
-use crate::config::NodeConfig;
-use crate::dispatcher::DispatcherMsg;
-use crate::group_supervisor::GroupSupMsg;
+use crate::cluster::transport::TransportMsg;
+use crate::group::supervisor::GroupSupMsg;
 use crate::master::MasterServer;
-use crate::transport::TransportMsg;
+use crate::node::admin::AdminMsg;
+use crate::node::config::NodeConfig;
+use crate::routing::dispatcher::DispatcherMsg;
 use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
@@ -43,7 +43,7 @@ pub struct NodeContext {
     pub(crate) admin: RwLock<Option<ActorRef<AdminMsg>>>,
     pub(crate) transport: RwLock<Option<ActorRef<TransportMsg>>>,
     /// Runs the effects of every replica on this node.
-    pub(crate) effects: crate::driver::EffectRunner,
+    pub(crate) effects: crate::group::driver::EffectRunner,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).

@@ -85,7 +85,7 @@ impl NodeLogProvider {
         if n > 0 {
             key.push_str(&format!("~{n}"));
         }
-        crate::config::node_id_of(&key).0
+        crate::node::config::node_id_of(&key).0
     }
 
     /// The replica's current id: the first not erased.

@@ -18,13 +18,13 @@
 //! change while one is in flight, so two masters that both believe they
 //! lead cannot change one group twice at once.
 
-use crate::config::MASTER_GROUP;
-use crate::context::{wall_nanos, NodeContext};
+use crate::cluster::wire::{ClientRequest, ReplicaMsg, ReplicaStatus};
 use crate::error::DikeError;
-use crate::group_supervisor::GroupSupMsg;
+use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
-use crate::router::Router;
-use crate::wire::{ClientRequest, ReplicaMsg, ReplicaStatus};
+use crate::node::config::MASTER_GROUP;
+use crate::node::context::{wall_nanos, NodeContext};
+use crate::routing::router::Router;
 use dike_core::rebalance;
 use dike_core::replica::ConfigChange;
 use dike_core::routing::GroupInfo;

@@ -12,17 +12,21 @@
 //! supervisor (if any) sees the failure. The context always names the
 //! currently running dispatcher and group supervisor.
 
-use crate::admin::{spawn_admin, JoinNodeError};
-use crate::config::NodeConfig;
-use crate::context::NodeContext;
-use crate::dispatcher::{Dispatcher, DispatcherMsg};
+pub mod admin;
+pub mod config;
+pub mod context;
+
+use crate::cluster::transport::spawn_transport;
+use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};
 use crate::error::{DikeError, StartError};
-use crate::group_supervisor::{GroupSupMsg, GroupSupervisor};
+use crate::group::restart::RestartBudget;
+use crate::group::supervisor::{GroupSupMsg, GroupSupervisor};
+use crate::master::rebalancer::{Rebalancer, RebalancerMsg};
 use crate::master::{MasterReply, MasterRequest};
-use crate::rebalancer::{Rebalancer, RebalancerMsg};
-use crate::restart::RestartBudget;
-use crate::transport::spawn_transport;
-use crate::wire::{ReplicaMsg, ReplicaStatus};
+use crate::node::admin::{spawn_admin, JoinNodeError};
+use crate::node::config::NodeConfig;
+use crate::node::context::NodeContext;
+use crate::routing::dispatcher::{Dispatcher, DispatcherMsg};
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
 use dike_core::{codec, NodeId, PaxosServer};
 use ractor::rpc::CallResult;
@@ -399,12 +403,12 @@ impl NodeHandle {
 
     /// Asks node `name`, running at `address` (`HOST:PORT`) and not joined
     /// yet, to join the cluster: only a node knows its own incarnation, so
-    /// this asks the node's admin actor (see [`crate::admin`]) to call its
+    /// this asks the node's admin actor (see [`crate::node::admin`]) to call its
     /// own [`NodeHandle::join`]. Waits up to the request timeout for the
     /// node to show up.
     pub async fn join_node(&self, name: &str, address: &str) -> Result<JoinOutcome, JoinNodeError> {
         let within = self.ctx.config.request_timeout;
-        crate::admin::join_remote(&self.ctx, name, address, within).await
+        crate::node::admin::join_remote(&self.ctx, name, address, within).await
     }
 
     /// Sends an encoded command to `group` without waiting for its reply:
@@ -515,11 +519,12 @@ impl NodeHandle {
         group: &str,
         member: dike_core::MemberId,
     ) -> Result<ReplicaStatus, DikeError> {
-        let replica =
-            crate::router::find_replica(group, member).ok_or_else(|| DikeError::Unavailable {
+        let replica = crate::routing::router::find_replica(group, member).ok_or_else(|| {
+            DikeError::Unavailable {
                 group: group.to_owned(),
                 reason: format!("{member} is not reachable"),
-            })?;
+            }
+        })?;
         let bytes = ractor::call_t!(replica, ReplicaMsg::Status, 1000).map_err(|e| {
             DikeError::Unavailable {
                 group: group.to_owned(),

@@ -8,13 +8,13 @@
 //! exhausted, in which case the supervisor itself fails and its own
 //! supervisor (the node) decides.
 
-use crate::config::MASTER_GROUP;
-use crate::context::NodeContext;
+use crate::cluster::wire::{self, ReplicaMsg};
+use crate::group::reconcile;
+use crate::group::replica::{Assignment, ReplicaActor, ReplicaArgs};
+use crate::group::restart::RestartBudget;
 use crate::master::MASTER_KIND;
-use crate::reconcile;
-use crate::replica_actor::{Assignment, ReplicaActor, ReplicaArgs};
-use crate::restart::RestartBudget;
-use crate::wire::{self, ReplicaMsg};
+use crate::node::config::MASTER_GROUP;
+use crate::node::context::NodeContext;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

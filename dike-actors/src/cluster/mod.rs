@@ -1,0 +1,7 @@
+//! Between nodes: the transport that carries groups' messages coalesced per
+//! peer node, the wire format of what it carries, and the node-to-node
+//! liveness bookkeeping.
+
+pub mod liveness;
+pub mod transport;
+pub mod wire;
