@@ -25,6 +25,7 @@ pub mod nft;
 pub mod proc_stat;
 pub mod runner;
 pub mod wait;
+pub mod wgl;
 pub mod workload;
 
 pub use binary::dike_binary;

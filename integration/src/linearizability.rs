@@ -1,7 +1,8 @@
-//! Linearizability of a recorded history, key by key, with stateright's
-//! `LinearizabilityTester` (a recorded-history checker: it searches for a
-//! total order of the operations that respects real time and the key's
-//! sequential specification).
+//! Linearizability of a recorded history, key by key: a search for a total
+//! order of the operations that respects real time and the key's sequential
+//! specification ([`crate::wgl`], with memoised configurations; its answers
+//! are cross-checked against stateright's `LinearizabilityTester` on random
+//! histories).
 //!
 //! How outcomes enter the tester:
 //! - `Ok(ret)`: invoked and returned, in real-time order of the two events;
@@ -18,21 +19,24 @@
 //!   is as good as any place. This keeps the search small when a fault
 //!   leaves many operations unknown; unknown counter adds always stay.
 //!
-//! The search is exponential in the worst case, so every key is checked on
-//! its own thread under a time budget; a key that runs out of budget is
+//! The search is exponential in the worst case (the cache makes it about
+//! linear in the distinct (linearized set, state) pairs, which unknown
+//! counter adds multiply only by the values they can sum to), so every key
+//! is checked under a time budget; a key that runs out of budget is
 //! reported [`KeyResult::Inconclusive`], never as linearizable.
 
 use crate::history::{Model, Op, Outcome, Record, Ret};
-use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
+use crate::wgl::{self, HistoryOp};
+use stateright::semantics::SequentialSpec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A return value as the search handles it: [`Ret`] with a set's elements
 /// shared, since the tester clones its partial order at every step and a
 /// set read of a long run holds hundreds of elements.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Out {
     /// See [`Ret::Value`].
     Value(Option<u64>),
@@ -109,7 +113,7 @@ impl SequentialSpec for CounterSpec {
 
 /// A grow-only set: insert returns whether the element was new; read
 /// returns every element.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SetSpec(pub BTreeSet<u64>);
 
 impl SequentialSpec for SetSpec {
@@ -216,27 +220,25 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// One event fed to the tester, in real-time order.
-#[derive(Clone, Debug)]
-enum Event {
-    Invoke(u64, Op),
-    Return(u64, Out),
-}
-
-/// The events of one key's records, sorted by time. At equal times an
-/// invocation goes first, which only ever makes two operations concurrent
-/// (the permissive reading of a tie).
-fn events(records: &[&Record]) -> (Vec<Event>, usize, usize) {
+/// The operations of one key's records as the search takes them, with how
+/// many there are and how many of unknown outcome. Reads that did not
+/// return are left out (they change nothing), and so are unknown writes
+/// nobody observed (see the module documentation).
+fn history(records: &[&Record]) -> (Vec<HistoryOp<Op, Out>>, Vec<u64>, usize, usize) {
     let observed = observed_values(records);
-    let mut timed: Vec<(u64, u8, Event)> = Vec::new();
-    let (mut ops, mut unknown) = (0, 0);
+    let mut ops = Vec::new();
+    let mut processes = Vec::new();
+    let mut unknown = 0;
     for r in records {
         match &r.outcome {
             Some(Outcome::Ok(ret)) => {
-                ops += 1;
                 let at = r.return_us.unwrap_or(r.invoke_us);
-                timed.push((r.invoke_us, 0, Event::Invoke(r.process, r.op.clone())));
-                timed.push((at, 1, Event::Return(r.process, Out::from(ret))));
+                processes.push(r.process);
+                ops.push(HistoryOp {
+                    op: r.op.clone(),
+                    invoke: r.invoke_us,
+                    ret: Some((at, Out::from(ret))),
+                });
             }
             Some(Outcome::Fail(_)) => {}
             Some(Outcome::Unknown(_)) | None => {
@@ -245,15 +247,46 @@ fn events(records: &[&Record]) -> (Vec<Event>, usize, usize) {
                     _ => false,
                 };
                 if !r.op.is_read() && !unobserved {
-                    ops += 1;
                     unknown += 1;
-                    timed.push((r.invoke_us, 0, Event::Invoke(r.process, r.op.clone())));
+                    processes.push(r.process);
+                    ops.push(HistoryOp {
+                        op: r.op.clone(),
+                        invoke: r.invoke_us,
+                        ret: None,
+                    });
                 }
             }
         }
     }
-    timed.sort_by_key(|(t, kind, _)| (*t, *kind));
-    (timed.into_iter().map(|(_, _, e)| e).collect(), ops, unknown)
+    let n = ops.len();
+    (ops, processes, n, unknown)
+}
+
+/// Why the history is malformed, if it is: a process has one operation at
+/// a time, and none after one whose outcome is unknown.
+fn malformed(ops: &[HistoryOp<Op, Out>], processes: &[u64]) -> Option<String> {
+    let mut by_process: BTreeMap<u64, Vec<&HistoryOp<Op, Out>>> = BTreeMap::new();
+    for (o, p) in ops.iter().zip(processes) {
+        by_process.entry(*p).or_default().push(o);
+    }
+    for (p, mut list) in by_process {
+        list.sort_by_key(|o| o.invoke);
+        for w in list.windows(2) {
+            match &w[0].ret {
+                None => {
+                    return Some(format!(
+                        "process {p} invokes {:?} after an operation of unknown outcome",
+                        w[1].op
+                    ))
+                }
+                Some((at, _)) if *at > w[1].invoke => {
+                    return Some(format!("process {p} has two operations in flight at once"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    None
 }
 
 /// Every value some completed operation of the key returned.
@@ -271,33 +304,12 @@ fn observed_values(records: &[&Record]) -> BTreeSet<u64> {
     seen
 }
 
-fn run_tester<S>(spec: S, events: Vec<Event>) -> KeyResult
-where
-    S: SequentialSpec<Op = Op, Ret = Out> + Clone,
-{
-    let mut tester = LinearizabilityTester::<u64, S>::new(spec);
-    for e in events {
-        let r = match e {
-            Event::Invoke(p, op) => tester.on_invoke(p, op).map(drop),
-            Event::Return(p, ret) => tester.on_return(p, ret).map(drop),
-        };
-        if let Err(e) = r {
-            return KeyResult::Invalid(e);
-        }
-    }
-    if tester.serialized_history().is_some() {
-        KeyResult::Linearizable
-    } else {
-        KeyResult::NotLinearizable
-    }
-}
-
 /// Checks one key's records (all of one model) within `budget`.
 pub fn check_key(key: &str, records: &[&Record], budget: Duration) -> KeyVerdict {
     let started = Instant::now();
     let models: BTreeSet<Model> = records.iter().map(|r| r.op.model()).collect();
     let model = models.first().copied().unwrap_or(Model::Register);
-    let (events, ops, unknown) = events(records);
+    let (events, processes, ops, unknown) = history(records);
     let verdict = |result| KeyVerdict {
         key: key.to_owned(),
         model,
@@ -311,28 +323,18 @@ pub fn check_key(key: &str, records: &[&Record], budget: Duration) -> KeyVerdict
             "operations of several models on one key: {models:?}"
         )));
     }
-    let (tx, rx) = mpsc::channel();
-    // The search recurses once per operation: give it a deep stack.
-    let spawned = std::thread::Builder::new()
-        .name(format!("linearizability {key}"))
-        .stack_size(256 << 20)
-        .spawn(move || {
-            let result = match model {
-                Model::Register => run_tester(RegisterSpec::default(), events),
-                Model::Counter => run_tester(CounterSpec::default(), events),
-                Model::Set => run_tester(SetSpec::default(), events),
-            };
-            let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        return verdict(KeyResult::Inconclusive(format!(
-            "cannot start a checker thread: {e}"
-        )));
+    if let Some(why) = malformed(&events, &processes) {
+        return verdict(KeyResult::Invalid(why));
     }
-    // A search over budget is left running detached; its result is dropped.
-    match rx.recv_timeout(budget) {
-        Ok(result) => verdict(result),
-        Err(_) => verdict(KeyResult::Inconclusive(format!(
+    let answer = match model {
+        Model::Register => wgl::check(RegisterSpec::default(), &events, budget),
+        Model::Counter => wgl::check(CounterSpec::default(), &events, budget),
+        Model::Set => wgl::check(SetSpec::default(), &events, budget),
+    };
+    match answer {
+        Some(true) => verdict(KeyResult::Linearizable),
+        Some(false) => verdict(KeyResult::NotLinearizable),
+        None => verdict(KeyResult::Inconclusive(format!(
             "search did not finish within {budget:?}"
         ))),
     }
