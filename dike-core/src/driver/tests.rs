@@ -591,3 +591,33 @@ fn a_full_pipeline_takes_no_further_ready() {
     assert_eq!(out.to_peers.values().flatten().count(), 1, "one promise");
     assert_eq!(d.writes_in_flight(), MAX_WRITES_IN_FLIGHT, "refilled");
 }
+
+/// A replica that acknowledged a commit and then lost it to a crash, in a
+/// group that sends it nothing more (idle, or asleep), asks for it on its
+/// own when it restarts.
+#[test]
+fn a_restarted_replica_that_lost_its_last_writes_catches_up_without_new_traffic() {
+    let mut net = Net::new(3);
+    net.d(0).campaign();
+    net.settle();
+    net.syncing[2] = false;
+    net.d(0).propose(command(1, Action::Set(5)));
+    net.settle();
+    // The commit reaches n3 with the next heartbeat.
+    for _ in 0..3 {
+        net.d(0).tick();
+        net.settle();
+    }
+    assert_eq!(
+        net.d(2).replica().applied(),
+        1,
+        "n3 applied slot 1 in memory"
+    );
+    net.crash_and_restart(2, 2);
+    net.syncing[2] = true;
+    assert_eq!(net.d(2).replica().applied(), 0, "its writes were lost");
+    // No tick anywhere: only n3's own request can bring slot 1 back.
+    net.settle();
+    assert_eq!(net.d(2).replica().applied(), 1);
+    assert_eq!(net.d(2).replica().machine().server().value, 5);
+}

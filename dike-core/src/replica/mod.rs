@@ -206,6 +206,7 @@ impl<M: StateMachine> Replica<M> {
         boot: u64,
         recovered: Recovered,
     ) -> Result<Self, RecoverError> {
+        let restarted = recovered != Recovered::default();
         let mut r = Replica::new(id, config, machine, opts, seed, boot);
         r.promised = recovered.promised;
         r.max_round_seen = recovered.promised.round;
@@ -255,6 +256,17 @@ impl<M: StateMachine> Replica<M> {
         r.removed = !r.config.all_members().any(|m| m == r.id);
         // Nothing recovered is news for the runtime.
         r.ready = Ready::default();
+        if restarted && !r.removed {
+            // A crash may have lost writes this replica had already
+            // reported (say, the commit it acknowledged before its group
+            // went to sleep): nobody would send them again, so it asks
+            // every other member once for what was chosen after its commit.
+            let from = r.commit + 1;
+            let others: Vec<MemberId> = r.config.all_members().filter(|m| *m != id).collect();
+            for m in others {
+                r.send(m, Message::CatchUp { from });
+            }
+        }
         Ok(r)
     }
 

@@ -4,9 +4,11 @@
 use super::client::Client;
 use super::register::{Action, RegisterRequest, RegisterSpec, Ret};
 use crate::codec;
+use crate::config::Config;
 use crate::entry::Entry;
 use crate::ids::{Ballot, ClientId, MemberId, Slot};
 use crate::ready::AppliedSlot;
+use crate::storage::Accepted;
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,11 +34,19 @@ pub(crate) struct Checker {
     proposed: BTreeMap<(Ballot, Slot), (Entry, u64)>,
     /// The life (boot) of its owner that first sent each ballot.
     ballot_lives: BTreeMap<Ballot, u64>,
+    /// The voters of each epoch (the initial configuration's, then those
+    /// of each chosen stop-sign).
+    voters: BTreeMap<u64, Vec<MemberId>>,
+    /// Who accepted each (ballot, slot) in phase 2, durably.
+    accepted_by: BTreeMap<(Ballot, Slot), BTreeSet<MemberId>>,
+    /// The value chosen at each slot (a quorum of its epoch's voters
+    /// durably accepted it in one ballot), and that ballot.
+    chosen_by_quorum: BTreeMap<Slot, (Ballot, Entry)>,
     failure: Option<String>,
 }
 
 impl Checker {
-    pub fn new(_replicas: usize) -> Self {
+    pub fn new(initial: &Config) -> Self {
         Checker {
             tester: LinearizabilityTester::new(RegisterSpec::default()),
             history: Vec::new(),
@@ -46,6 +56,9 @@ impl Checker {
             fresh: BTreeMap::new(),
             proposed: BTreeMap::new(),
             ballot_lives: BTreeMap::new(),
+            voters: BTreeMap::from([(initial.epoch, initial.voters.clone())]),
+            accepted_by: BTreeMap::new(),
+            chosen_by_quorum: BTreeMap::new(),
             failure: None,
         }
     }
@@ -96,6 +109,94 @@ impl Checker {
         }
     }
 
+    /// `member` answered `Accept(ballot, slot)` with `Accepted`, which it
+    /// sends only once its acceptance is durable. Once a quorum of the
+    /// epoch's voters accepted in one ballot, that ballot's value is chosen:
+    /// no slot may be chosen with two values, and every proposal of a
+    /// higher ballot at that slot must carry the chosen value (Paxos's P2c),
+    /// whether or not any replica ever applies it.
+    pub fn on_accepted_sent(&mut self, member: MemberId, ballot: Ballot, slot: Slot) {
+        self.accepted_by
+            .entry((ballot, slot))
+            .or_default()
+            .insert(member);
+        self.settle_chosen((ballot, slot));
+    }
+
+    /// `member`, in its life `boot`, made `value` at `slot` durable. A
+    /// proposer accepts its own proposal this way (it sends itself no
+    /// `Accepted` over the network); a value learnt from others (catch-up)
+    /// is no acceptance and is not counted.
+    pub fn on_durable_accept(&mut self, member: MemberId, boot: u64, slot: Slot, value: &Accepted) {
+        let b = value.ballot;
+        let own = b.leader == member
+            && self
+                .proposed
+                .get(&(b, slot))
+                .is_some_and(|(e, life)| *life == boot && *e == value.entry);
+        if own {
+            self.on_accepted_sent(member, b, slot);
+        }
+    }
+
+    /// Whether `key` reached a quorum now; if so records and checks it.
+    fn settle_chosen(&mut self, key: (Ballot, Slot)) {
+        let (ballot, slot) = key;
+        let Some(voters) = self.voters.get(&ballot.epoch) else {
+            return; // the epoch's configuration is not known yet
+        };
+        let (Some((entry, _)), Some(by)) = (self.proposed.get(&key), self.accepted_by.get(&key))
+        else {
+            return;
+        };
+        let votes = voters.iter().filter(|v| by.contains(v)).count();
+        if votes < voters.len() / 2 + 1 {
+            return;
+        }
+        let entry = entry.clone();
+        match self.chosen_by_quorum.get(&slot) {
+            Some((_, first)) if *first != entry => {
+                let first = first.clone();
+                self.fail(format!(
+                    "slot {slot} was chosen twice: {first:?} and, in ballot {ballot}, {entry:?}"
+                ));
+                return;
+            }
+            Some((b, _)) if *b <= ballot => return,
+            _ => {}
+        }
+        self.chosen_by_quorum.insert(slot, (ballot, entry.clone()));
+
+        // Higher ballots proposed at this slot must agree.
+        let later: Vec<(Ballot, Entry)> = self
+            .proposed
+            .range((ballot, slot)..)
+            .filter(|((b, s), _)| *s == slot && *b > ballot)
+            .map(|((b, _), (e, _))| (*b, e.clone()))
+            .collect();
+        for (b, e) in later {
+            if e != entry {
+                self.fail(format!(
+                    "slot {slot} was chosen in ballot {ballot} with {entry:?}, yet ballot {b} proposed {e:?} there"
+                ));
+            }
+        }
+        if let Entry::StopSign(next) = &entry {
+            if let std::collections::btree_map::Entry::Vacant(v) = self.voters.entry(next.epoch) {
+                v.insert(next.voters.clone());
+                let pending: Vec<(Ballot, Slot)> = self
+                    .accepted_by
+                    .keys()
+                    .filter(|(b, _)| b.epoch == next.epoch)
+                    .copied()
+                    .collect();
+                for k in pending {
+                    self.settle_chosen(k);
+                }
+            }
+        }
+    }
+
     /// A member (in its life `boot`) sent `Accept(ballot, slot, entry)`.
     /// One ballot proposes at most one value per slot: a second one means
     /// two proposers (or two lives of one) used the same ballot, and
@@ -109,6 +210,14 @@ impl Checker {
             )),
             None => {
                 self.proposed.insert((ballot, slot), (entry.clone(), boot));
+            }
+        }
+        if let Some((b, chosen)) = self.chosen_by_quorum.get(&slot) {
+            if ballot > *b && chosen != entry {
+                let (b, chosen) = (*b, chosen.clone());
+                self.fail(format!(
+                    "slot {slot} was chosen in ballot {b} with {chosen:?}, yet ballot {ballot} proposes {entry:?} there"
+                ));
             }
         }
     }

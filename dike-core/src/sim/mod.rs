@@ -323,7 +323,7 @@ impl Simulation {
             clients: (0..cfg.clients)
                 .map(|i| Client::new(i, cfg.ops_per_client))
                 .collect(),
-            checker: Checker::new(cfg.replicas),
+            checker: Checker::new(&config),
             nodes: Vec::new(),
             config,
             report: SimReport::default(),
@@ -605,6 +605,10 @@ impl Simulation {
                 *ballot
             }
             Message::Prepare { ballot, .. } | Message::Heartbeat { ballot, .. } => *ballot,
+            Message::Accepted { ballot, slot } => {
+                self.checker.on_accepted_sent(env.from, *ballot, *slot);
+                return;
+            }
             _ => return,
         };
         if ballot.leader == env.from {
@@ -627,7 +631,15 @@ impl Simulation {
                     && self.may_lose(i);
                 let synced = self.nodes[i].disk.get().sync(fail);
                 let token = match synced {
-                    Ok(Some(token)) => token,
+                    Ok(Some((token, writes))) => {
+                        let (m, boot) = (self.nodes[i].member, self.nodes[i].boot);
+                        for w in &writes {
+                            if let crate::storage::Write::Accept { slot, value } = w {
+                                self.checker.on_durable_accept(m, boot, *slot, value);
+                            }
+                        }
+                        token
+                    }
                     Ok(None) => break,
                     Err(_) => {
                         // Fail-stop: the replica must not go on as if the

@@ -124,10 +124,10 @@ impl FaultyStorage {
         !self.failed && self.pending.front().is_some_and(|p| p.due <= now)
     }
 
-    /// Completes the oldest pending sync and returns its token; if `fail`,
-    /// the sync fails instead: nothing becomes durable and the storage
-    /// stops for good.
-    pub fn sync(&mut self, fail: bool) -> Result<Option<WriteToken>, StorageError> {
+    /// Completes the oldest pending sync and returns its token and the
+    /// writes it made durable; if `fail`, the sync fails instead: nothing
+    /// becomes durable and the storage stops for good.
+    pub fn sync(&mut self, fail: bool) -> Result<Option<(WriteToken, Vec<Write>)>, StorageError> {
         if self.failed {
             return Err(StorageError::Failed("an earlier sync failed".into()));
         }
@@ -143,7 +143,7 @@ impl FaultyStorage {
             return Ok(None);
         };
         self.durable.apply(&p.writes);
-        Ok(Some(p.token))
+        Ok(Some((p.token, p.writes)))
     }
 
     /// The process died: every write not yet synced is lost; the storage
