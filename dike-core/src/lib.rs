@@ -13,6 +13,7 @@ pub mod codec;
 pub mod config;
 pub mod driver;
 pub mod entry;
+pub mod hash;
 pub mod ids;
 pub mod message;
 pub mod placement;

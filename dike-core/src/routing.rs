@@ -9,7 +9,7 @@
 
 use crate::config::Config;
 use crate::ids::{Incarnation, MemberId, NodeId};
-use crate::placement::{self, Move};
+use crate::placement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -402,8 +402,11 @@ impl RoutingTable {
     ///
     /// The target's liveness is not checked: by the time a change is chosen
     /// in the group's log the node may have gone down, and the table must
-    /// still say what the group's configuration is.
-    pub fn apply_move(&mut self, mv: &Move) -> Result<&GroupInfo, RoutingError> {
+    /// still say what the group's configuration is. (The runtime records
+    /// chosen configurations with [`RoutingTable::record_config`]; this is
+    /// the tests' shorthand.)
+    #[cfg(test)]
+    pub fn apply_move(&mut self, mv: &placement::Move) -> Result<&GroupInfo, RoutingError> {
         if !self.nodes.contains_key(&mv.to.node) {
             return Err(RoutingError::UnknownNode { node: mv.to.node });
         }
@@ -440,6 +443,7 @@ impl RoutingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placement::Move;
 
     /// A table with nodes 1..=n, all up, incarnation 1.
     fn table_with_nodes(n: u64) -> RoutingTable {

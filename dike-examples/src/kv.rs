@@ -130,11 +130,7 @@ impl PaxosServer for KvServer {
 /// groups: `vnode-1` … `vnode-N`, by a stable hash (FNV-1a, so every node
 /// and every version agrees).
 pub fn vnode_for(key: &str, vnodes: u32) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = dike_core::hash::fnv1a(key.as_bytes());
     format!("vnode-{}", h % u64::from(vnodes.max(1)) + 1)
 }
 

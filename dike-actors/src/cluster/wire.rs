@@ -117,12 +117,7 @@ pub struct ReplicaStatus {
 
 /// FNV-1a of `bytes`: the digest in [`ReplicaStatus::state_digest`].
 pub fn digest(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    dike_core::hash::fnv1a(bytes)
 }
 
 /// Encodes a batch of envelopes for [`ReplicaMsg::Protocol`].

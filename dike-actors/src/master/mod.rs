@@ -278,6 +278,7 @@ mod tests {
             panic!("placed")
         };
         let mut nodes: Vec<_> = g.config.voters.iter().map(|v| v.node).collect();
+        nodes.sort_unstable();
         nodes.dedup();
         assert_eq!(nodes.len(), 3);
         assert_eq!(call(&mut m, add(1)), MasterReply::Group(g));

@@ -22,12 +22,7 @@ pub const MASTER_GROUP: &str = "dike.master";
 /// The node id of the node named `name`: FNV-1a of the name, never 0
 /// (node 0 is the owner of `Ballot::ZERO`).
 pub fn node_id_of(name: &str) -> NodeId {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    NodeId(h.max(1))
+    NodeId(dike_core::hash::fnv1a(name.as_bytes()).max(1))
 }
 
 /// The replica tuning the runtime starts from: the core's defaults with

@@ -172,20 +172,6 @@ impl<M: StateMachine> Replica<M> {
         Ok(())
     }
 
-    /// How far each member has acknowledged the log (leader only): the
-    /// highest slot each member accepted or asked to catch up from.
-    pub fn member_progress(&self) -> Option<Vec<(MemberId, Slot)>> {
-        let Role::Leader(l) = &self.role else {
-            return None;
-        };
-        Some(
-            self.config
-                .all_members()
-                .map(|m| (m, l.progress.get(&m).copied().unwrap_or(0)))
-                .collect(),
-        )
-    }
-
     /// Whether this replica learned that it is no longer a member.
     pub fn is_removed(&self) -> bool {
         self.removed
