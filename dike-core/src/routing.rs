@@ -102,6 +102,18 @@ pub enum RoutingError {
         /// The name that was looked up.
         group: String,
     },
+    /// A group of this name exists with another kind or size.
+    #[error(
+        "group {group:?} already exists as {kind} with {size} replicas; remove it first or choose another name"
+    )]
+    GroupExists {
+        /// The name.
+        group: String,
+        /// The existing group's kind.
+        kind: String,
+        /// The existing group's configured size.
+        size: usize,
+    },
     /// No node has this id.
     #[error("node n{} is not in the routing table; it must join the cluster first", .node.0)]
     UnknownNode {
@@ -318,9 +330,11 @@ impl RoutingTable {
     /// Creates group `name` running `kind` with `size` replicas on the
     /// least-loaded live nodes (see [`placement::place_new_group`]).
     ///
-    /// As in the original Dike, adding a group whose name exists already is
-    /// not an error: the existing entry is returned unchanged, so a client may
-    /// retry an `add_group` whose answer it lost.
+    /// As in the original Dike, adding a group whose name exists already
+    /// with the same kind and size is not an error: the existing entry is
+    /// returned unchanged, so a client may retry an `add_group` whose answer
+    /// it lost. Another kind or size for an existing name is refused
+    /// ([`RoutingError::GroupExists`]).
     pub fn add_group(
         &mut self,
         name: impl Into<String>,
@@ -328,7 +342,15 @@ impl RoutingTable {
         size: usize,
     ) -> Result<&GroupInfo, RoutingError> {
         let name = name.into();
-        if self.groups.contains_key(&name) {
+        let kind = kind.into();
+        if let Some(g) = self.groups.get(&name) {
+            if g.kind != kind || g.size != size {
+                return Err(RoutingError::GroupExists {
+                    group: name,
+                    kind: g.kind.clone(),
+                    size: g.size,
+                });
+            }
             return Ok(&self.groups[&name]);
         }
         if name.is_empty() {
@@ -339,7 +361,7 @@ impl RoutingTable {
         self.version += 1;
         let info = GroupInfo {
             name: name.clone(),
-            kind: kind.into(),
+            kind,
             size,
             config: Config::initial(members),
             generation: self.version,
@@ -544,11 +566,24 @@ mod tests {
     }
 
     #[test]
-    fn adding_an_existing_group_returns_it_unchanged() {
+    fn adding_an_existing_group_again_returns_it_unchanged() {
         let mut t = table_with_nodes(5);
         let first = t.add_group("g", "kv", 3).expect("placed").clone();
-        let again = t.add_group("g", "other-kind", 5).expect("existing");
+        let again = t.add_group("g", "kv", 3).expect("existing");
         assert_eq!(*again, first);
+    }
+
+    #[test]
+    fn adding_an_existing_name_with_another_kind_or_size_is_refused() {
+        let mut t = table_with_nodes(5);
+        t.add_group("g", "kv", 3).expect("placed");
+        let exists = RoutingError::GroupExists {
+            group: "g".into(),
+            kind: "kv".into(),
+            size: 3,
+        };
+        assert_eq!(t.add_group("g", "arithmetic", 3), Err(exists.clone()));
+        assert_eq!(t.add_group("g", "kv", 5), Err(exists));
     }
 
     #[test]

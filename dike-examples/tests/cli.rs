@@ -340,3 +340,36 @@ fn a_group_removed_and_added_again_starts_empty_also_after_a_kill_9() {
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_existing_group_name_with_another_kind_is_refused_and_casts_reach_set_groups() {
+    let mut node = NodeProcess::start("edges");
+    node.wait_until_serving(Duration::from_secs(30));
+    node.ok(&["add-group", "calc", "arithmetic"]);
+    let other = node.dike(&["add-group", "calc", "kv"]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !other.status.success(),
+        "a second kind under one name must fail: {}",
+        String::from_utf8_lossy(&other.stdout)
+    );
+    assert!(
+        stderr.contains("already exists as arithmetic"),
+        "the error names the existing kind: {stderr}"
+    );
+    let again = node.ok(&["add-group", "calc", "arithmetic"]);
+    assert!(again.contains("group calc (arithmetic)"), "{again}");
+
+    node.ok(&["add-group", "tags", "set"]);
+    let sent = node.ok(&["cast", "tags", r#"{"Add":{"set":"s","element":7}}"#]);
+    assert_eq!(sent.trim(), "sent");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let read = node.ok(&["request", "tags", r#"{"Read":"s"}"#]);
+        if read.contains('7') {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cast never arrived: {read}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -5,7 +5,7 @@ use super::client::Client;
 use super::error::CliError;
 use super::kinds::KNOWN_KINDS;
 use super::table::TableView;
-use dike_actors::JoinOutcome;
+use dike_actors::{DikeError, JoinOutcome};
 use dike_core::routing::GROUP_SIZES;
 
 /// `dike add-group`: creates `group` of `kind`; prints the new group's row.
@@ -21,9 +21,25 @@ pub async fn add_group(
             KNOWN_KINDS.join(", ")
         )));
     }
-    let size = match size {
-        Some(s) => s,
-        None => default_size(client.table().await?.live_nodes().count()),
+    let table = client.table().await?;
+    if let Some(g) = table.group(group) {
+        // An existing group of this kind is kept (a retry is safe); another
+        // kind, or another size asked for, is refused.
+        if g.kind != kind || size.is_some_and(|s| s != g.size) {
+            return Err(CliError::Cluster(DikeError::Rejected(
+                dike_core::routing::RoutingError::GroupExists {
+                    group: group.to_owned(),
+                    kind: g.kind.clone(),
+                    size: g.size,
+                }
+                .to_string(),
+            )));
+        }
+    }
+    let size = match (size, table.group(group)) {
+        (Some(s), _) => s,
+        (None, Some(g)) => g.size,
+        (None, None) => default_size(table.live_nodes().count()),
     };
     // Adding a group that exists returns it unchanged, so a retry is safe.
     let g = client

@@ -72,6 +72,9 @@ pub fn encode_request(kind: &str, group: &str, json: &str) -> Result<Vec<u8>, Cl
             "request",
             &parse_request::<LockServer>(json, lock_example())?,
         ),
+        SetServer::KIND => {
+            codec::encode("request", &parse_request::<SetServer>(json, set_example())?)
+        }
         other => return Err(unknown(group, other)),
     };
     encoded.map_err(|e| CliError::Cluster(e.into()))
@@ -158,6 +161,10 @@ mod tests {
         assert!(check_request("lock", "g", r#"{"Acquire":{"lock":"l","owner":"a"}}"#).is_ok());
         assert!(check_request("set", "g", r#"{"Add":{"set":"s","element":1}}"#).is_ok());
         assert!(check_request("set", "g", r#"{"Read":"s"}"#).is_ok());
+        assert!(
+            encode_request("set", "g", r#"{"Add":{"set":"s","element":1}}"#).is_ok(),
+            "a cast to a set group encodes"
+        );
     }
 
     #[test]

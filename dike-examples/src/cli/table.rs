@@ -23,8 +23,9 @@ pub struct NodeView {
     pub name: String,
     /// Its cluster address.
     pub address: String,
-    /// Its incarnation.
-    pub incarnation: u64,
+    /// Its incarnation, as a decimal string: it is a 64-bit number, and JSON
+    /// readers such as jq round integers above 2^53.
+    pub incarnation: String,
     /// Whether it is up.
     pub up: bool,
 }
@@ -63,7 +64,7 @@ impl TableView {
                 .map(|n| NodeView {
                     name: n.name.clone(),
                     address: n.address.clone(),
-                    incarnation: n.incarnation.0,
+                    incarnation: n.incarnation.0.to_string(),
                     up: n.status == NodeStatus::Up,
                 })
                 .collect(),
@@ -184,5 +185,9 @@ mod tests {
         let json = serde_json::to_value(TableView::of(&table())).expect("json");
         assert_eq!(json["groups"][0]["members"][0], "n1");
         assert_eq!(json["groups"][0]["kind"], "arithmetic");
+        assert_eq!(
+            json["nodes"][0]["incarnation"], "3",
+            "64-bit ids are strings in JSON"
+        );
     }
 }
