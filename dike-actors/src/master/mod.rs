@@ -264,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn groups_go_to_distinct_live_nodes_and_an_existing_name_is_returned() {
+    fn groups_go_to_distinct_live_nodes_and_an_existing_name_is_returned_not_resized() {
         let mut m = master();
         for n in ["a", "b", "c"] {
             call(&mut m, join(n));
@@ -281,7 +281,11 @@ mod tests {
         nodes.sort_unstable();
         nodes.dedup();
         assert_eq!(nodes.len(), 3);
-        assert_eq!(call(&mut m, add(1)), MasterReply::Group(g));
+        assert_eq!(call(&mut m, add(3)), MasterReply::Group(g));
+        assert!(
+            matches!(call(&mut m, add(1)), MasterReply::Refused(e) if e.contains("already exists")),
+            "another size for an existing name is refused"
+        );
     }
 
     #[test]
