@@ -256,14 +256,14 @@ impl ReplicaStorage for Disk {
 
 type DiskDriver = GroupDriver<Machine, Disk>;
 
-fn disk_group(n: u64) -> (Vec<DiskDriver>, Vec<Disk>) {
+fn disk_group(n: u64, options: &ReplicaOptions) -> (Vec<DiskDriver>, Vec<Disk>) {
     let ms = members(n);
     let config = Config::initial(ms.clone());
     let disks: Vec<Disk> = ms.iter().map(|_| Disk::default()).collect();
     let ds = ms
         .iter()
         .zip(&disks)
-        .map(|(&m, disk)| start_with(m, config.clone(), opts(), disk.clone(), 1))
+        .map(|(&m, disk)| start_with(m, config.clone(), options.clone(), disk.clone(), 1))
         .collect();
     (ds, disks)
 }
@@ -279,6 +279,7 @@ fn opts() -> ReplicaOptions {
 /// A network of drivers on [`Disk`]s: delivers what each releases along the
 /// links that are up, and syncs the disks of `syncing` members.
 struct Net {
+    options: ReplicaOptions,
     ds: Vec<Option<DiskDriver>>,
     disks: Vec<Disk>,
     /// Links that are up, as (from index, to index).
@@ -288,9 +289,14 @@ struct Net {
 
 impl Net {
     fn new(n: u64) -> Self {
-        let (ds, disks) = disk_group(n);
+        Self::with_options(n, opts())
+    }
+
+    fn with_options(n: u64, options: ReplicaOptions) -> Self {
+        let (ds, disks) = disk_group(n, &options);
         let n = n as usize;
         Net {
+            options,
             ds: ds.into_iter().map(Some).collect(),
             disks,
             up: (0..n).flat_map(|a| (0..n).map(move |b| (a, b))).collect(),
@@ -348,10 +354,11 @@ impl Net {
         self.disks[i].crash();
         let ms = members(self.disks.len() as u64);
         let config = Config::initial(ms.clone());
+        let options = self.options.clone();
         self.ds[i] = Some(start_with(
             ms[i],
             config,
-            opts(),
+            options,
             self.disks[i].clone(),
             boot,
         ));
@@ -619,5 +626,41 @@ fn a_restarted_replica_that_lost_its_last_writes_catches_up_without_new_traffic(
     // No tick anywhere: only n3's own request can bring slot 1 back.
     net.settle();
     assert_eq!(net.d(2).replica().applied(), 1);
+    assert_eq!(net.d(2).replica().machine().server().value, 5);
+}
+
+/// A member behind the others' snapshots gets, in one answer to its
+/// catch-up request, the snapshot and what was chosen after it: when the
+/// group then sleeps, nobody would send it the later slots.
+#[test]
+fn a_catch_up_past_a_snapshot_brings_the_slots_after_it_too() {
+    let options = ReplicaOptions {
+        snapshot_interval: 2,
+        snapshot_jitter: 0,
+        ..ReplicaOptions::default()
+    };
+    let mut net = Net::with_options(3, options);
+    net.d(0).campaign();
+    net.settle();
+    net.only_links(&[(0, 1)]);
+    for client in 1..=5 {
+        net.d(0).propose(command(client, Action::Add(1)));
+        net.settle();
+    }
+    for _ in 0..3 {
+        net.d(0).tick();
+        net.settle();
+    }
+    let snap = net.d(0).replica().snapshot().map_or(0, |s| s.slot);
+    let commit = net.d(0).replica().commit_index();
+    assert!(
+        snap > 0 && snap < commit,
+        "snapshot {snap}, commit {commit}"
+    );
+    // n3 comes back (a restart: it asks on its own), no tick anywhere.
+    net.only_links(&[(0, 1), (0, 2), (1, 2)]);
+    net.crash_and_restart(2, 2);
+    net.settle();
+    assert_eq!(net.d(2).replica().applied(), commit);
     assert_eq!(net.d(2).replica().machine().server().value, 5);
 }

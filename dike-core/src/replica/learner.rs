@@ -69,10 +69,14 @@ impl<M: StateMachine> Replica<M> {
             let seen = l.progress.entry(from).or_insert(0);
             *seen = (*seen).max(slot.saturating_sub(1));
         }
+        let mut slot = slot;
         if slot <= self.snapshot_slot() {
             if let Some(snapshot) = self.snapshot.clone() {
+                // The snapshot, then what was chosen after it: a member that
+                // gets only the snapshot from a group about to sleep would
+                // hear of the later slots from nobody.
+                slot = snapshot.slot + 1;
                 self.send(from, Message::InstallSnapshot { snapshot });
-                return;
             }
         }
         if slot > self.commit {

@@ -37,6 +37,8 @@ pub(crate) struct Checker {
     /// The voters of each epoch (the initial configuration's, then those
     /// of each chosen stop-sign).
     voters: BTreeMap<u64, Vec<MemberId>>,
+    /// The highest promise each member holds durably.
+    durable_promise: BTreeMap<MemberId, Ballot>,
     /// Who accepted each (ballot, slot) in phase 2, durably.
     accepted_by: BTreeMap<(Ballot, Slot), BTreeSet<MemberId>>,
     /// The value chosen at each slot (a quorum of its epoch's voters
@@ -58,6 +60,7 @@ impl Checker {
             ballot_lives: BTreeMap::new(),
             voters: BTreeMap::from([(initial.epoch, initial.voters.clone())]),
             accepted_by: BTreeMap::new(),
+            durable_promise: BTreeMap::new(),
             chosen_by_quorum: BTreeMap::new(),
             failure: None,
         }
@@ -123,6 +126,24 @@ impl Checker {
         self.settle_chosen((ballot, slot));
     }
 
+    /// `member` made a promise of `ballot` durable.
+    pub fn on_durable_promise(&mut self, member: MemberId, ballot: Ballot) {
+        let p = self.durable_promise.entry(member).or_insert(ballot);
+        *p = (*p).max(ballot);
+    }
+
+    /// `member` acknowledged read round `round` of the leader of `ballot`.
+    /// A member that has durably promised a higher ballot must refuse: the
+    /// leader it would confirm may already be replaced, and its reads stale.
+    pub fn on_read_ack(&mut self, member: MemberId, ballot: Ballot, round: u64) {
+        if let Some(p) = self.durable_promise.get(&member).filter(|p| **p > ballot) {
+            let p = *p;
+            self.fail(format!(
+                "{member} acknowledged read round {round} of ballot {ballot} after promising {p}"
+            ));
+        }
+    }
+
     /// `member`, in its life `boot`, made `value` at `slot` durable. A
     /// proposer accepts its own proposal this way (it sends itself no
     /// `Accepted` over the network); a value learnt from others (catch-up)
@@ -166,6 +187,21 @@ impl Checker {
             _ => {}
         }
         self.chosen_by_quorum.insert(slot, (ballot, entry.clone()));
+        // Stoppable Paxos: once a stop-sign of epoch e is chosen at s,
+        // nothing after s is chosen in epoch e.
+        let epoch = ballot.epoch;
+        let clash = self.chosen_by_quorum.iter().find(|(s, (b, e))| {
+            b.epoch == epoch
+                && ((matches!(entry, Entry::StopSign(_)) && **s > slot)
+                    || (matches!(e, Entry::StopSign(_)) && **s < slot))
+        });
+        if let Some((s, (b, e))) = clash {
+            let (s, b, e) = (*s, *b, e.clone());
+            self.fail(format!(
+                "epoch {epoch} chose {entry:?} at slot {slot} (ballot {ballot}) and {e:?} at slot {s} (ballot {b}): nothing follows a chosen stop-sign in its epoch"
+            ));
+            return;
+        }
 
         // Higher ballots proposed at this slot must agree.
         let later: Vec<(Ballot, Entry)> = self

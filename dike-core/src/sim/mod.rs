@@ -609,6 +609,12 @@ impl Simulation {
                 self.checker.on_accepted_sent(env.from, *ballot, *slot);
                 return;
             }
+            Message::HeartbeatAck {
+                ballot, read_round, ..
+            } if *read_round > 0 => {
+                self.checker.on_read_ack(env.from, *ballot, *read_round);
+                return;
+            }
             _ => return,
         };
         if ballot.leader == env.from {
@@ -634,8 +640,14 @@ impl Simulation {
                     Ok(Some((token, writes))) => {
                         let (m, boot) = (self.nodes[i].member, self.nodes[i].boot);
                         for w in &writes {
-                            if let crate::storage::Write::Accept { slot, value } = w {
-                                self.checker.on_durable_accept(m, boot, *slot, value);
+                            match w {
+                                crate::storage::Write::Accept { slot, value } => {
+                                    self.checker.on_durable_accept(m, boot, *slot, value);
+                                }
+                                crate::storage::Write::Promise(b) => {
+                                    self.checker.on_durable_promise(m, *b);
+                                }
+                                _ => {}
                             }
                         }
                         token
