@@ -34,12 +34,28 @@ impl Simulation {
             .count()
     }
 
-    /// The configurations whose quorums must stay recoverable: the latest
+    /// The configurations whose quorums must stay recoverable: the one
+    /// every live replica is in (a replica behind the latest can learn the
+    /// stop-sign that moved the group on only from a quorum of its own
+    /// configuration, once the members that knew it are gone), the latest
     /// one, and every one a change still in flight could start (a stop-sign
     /// proposed by an earlier leader may be chosen after later proposals).
     pub(super) fn guarded_configs(&self) -> Vec<Config> {
         let latest = self.latest_config();
-        let mut v = vec![latest.clone()];
+        let mut v: Vec<Config> = Vec::new();
+        for c in self
+            .nodes
+            .iter()
+            .filter_map(Node::replica)
+            .map(|r| r.config())
+        {
+            if !v.iter().any(|k| k.epoch == c.epoch) {
+                v.push(c.clone());
+            }
+        }
+        if !v.iter().any(|k| k.epoch == latest.epoch) {
+            v.push(latest.clone());
+        }
         v.extend(
             self.pending_configs
                 .iter()
