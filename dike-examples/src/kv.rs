@@ -134,6 +134,43 @@ pub fn vnode_for(key: &str, vnodes: u32) -> String {
     format!("vnode-{}", h % u64::from(vnodes.max(1)) + 1)
 }
 
+/// The size of the key-value ring the routing table holds: its groups
+/// `vnode-1` … `vnode-N` of kind kv. A ring with a gap, or a `vnode-*`
+/// group of another kind, is refused: a key would go to the wrong group.
+pub fn ring_size(table: &dike_core::routing::RoutingTable) -> Result<u32, String> {
+    let mut found = std::collections::BTreeSet::new();
+    for g in table.groups.values() {
+        let Some(n) = g
+            .name
+            .strip_prefix("vnode-")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if g.kind != KvServer::KIND {
+            return Err(format!(
+                "group {:?} is of kind {}, not kv: it cannot be part of the key-value ring",
+                g.name, g.kind
+            ));
+        }
+        found.insert(n);
+    }
+    let Some(&max) = found.last() else {
+        return Err(
+            "there is no key-value ring: no groups vnode-1 … vnode-N of kind kv; create them with \
+             `dike add-group vnode-1 kv` …"
+                .to_owned(),
+        );
+    };
+    if let Some(missing) = (1..=max).find(|n| !found.contains(n)) {
+        return Err(format!(
+            "the key-value ring is incomplete: vnode-{max} exists but vnode-{missing} does not; \
+             add it with `dike add-group vnode-{missing} kv`"
+        ));
+    }
+    Ok(max)
+}
+
 /// The names of all vnodes of a ring.
 pub fn vnodes(n: u32) -> impl Iterator<Item = String> {
     (1..=n.max(1)).map(|i| format!("vnode-{i}"))
@@ -142,6 +179,29 @@ pub fn vnodes(n: u32) -> impl Iterator<Item = String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ring(groups: &[(&str, &str)]) -> dike_core::routing::RoutingTable {
+        use dike_core::{Incarnation, NodeId};
+        let mut t = dike_core::routing::RoutingTable::new();
+        t.add_node(NodeId(1), "n1", "h:1", Incarnation(1))
+            .expect("fresh");
+        for (name, kind) in groups {
+            t.add_group(*name, *kind, 1).expect("placed");
+        }
+        t
+    }
+
+    #[test]
+    fn the_ring_size_comes_from_the_tables_kv_vnodes() {
+        let two = ring(&[("vnode-1", "kv"), ("vnode-2", "kv"), ("calc", "arithmetic")]);
+        assert_eq!(ring_size(&two), Ok(2));
+        let gap = ring(&[("vnode-1", "kv"), ("vnode-3", "kv")]);
+        assert!(ring_size(&gap).is_err_and(|e| e.contains("vnode-2 does not")));
+        let none = ring(&[("calc", "arithmetic")]);
+        assert!(ring_size(&none).is_err_and(|e| e.contains("no key-value ring")));
+        let odd = ring(&[("vnode-1", "kv"), ("vnode-2", "set")]);
+        assert!(ring_size(&odd).is_err_and(|e| e.contains("not kv")));
+    }
 
     fn server() -> KvServer {
         KvServer::init(&GroupContext {

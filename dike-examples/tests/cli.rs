@@ -373,3 +373,25 @@ fn an_existing_group_name_with_another_kind_is_refused_and_casts_reach_set_group
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn kv_commands_find_the_rings_size_in_the_routing_table_and_refuse_a_wrong_one() {
+    let mut node = NodeProcess::start("ring");
+    node.wait_until_serving(Duration::from_secs(30));
+    node.ok(&["add-group", "vnode-1", "kv"]);
+    node.ok(&["add-group", "vnode-2", "kv"]);
+    // Keys on both vnodes: each read must find its key on a 2-vnode ring.
+    for key in ["a", "b", "c", "d"] {
+        node.ok(&["kv", "put", key, &format!("v-{key}")]);
+    }
+    for key in ["a", "b", "c", "d"] {
+        let value = node.ok(&["kv", "get", key]);
+        assert_eq!(value.trim(), format!("\"v-{key}\""), "key {key}");
+    }
+    let wrong = node.dike(&["kv", "get", "b", "--vnodes", "1"]);
+    assert!(!wrong.status.success(), "a wrong ring size is an error");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("has 2 vnodes"), "{stderr}");
+    let zero = node.dike(&["kv", "get", "b", "--vnodes", "0"]);
+    assert!(!zero.status.success(), "--vnodes 0 is refused");
+}

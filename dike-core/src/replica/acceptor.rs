@@ -167,15 +167,7 @@ impl<M: StateMachine> Replica<M> {
         hibernate: bool,
     ) {
         if self.bugs.ack_stale_read_rounds && read_round > 0 && ballot < self.promised {
-            let commit = self.commit;
-            self.send(
-                from,
-                Message::HeartbeatAck {
-                    ballot,
-                    read_round,
-                    commit,
-                },
-            );
+            self.ack_heartbeat(from, ballot, read_round);
         }
         if !self.admit(from, ballot, false) {
             return;
@@ -186,16 +178,20 @@ impl<M: StateMachine> Replica<M> {
         // Voters answer read rounds and hibernation requests (with their
         // commit index); learners always report progress.
         if read_round > 0 || hibernate || !self.config.is_voter(self.id) {
-            let commit = self.commit;
-            self.send(
-                from,
-                Message::HeartbeatAck {
-                    ballot,
-                    read_round,
-                    commit,
-                },
-            );
+            self.ack_heartbeat(from, ballot, read_round);
         }
+    }
+
+    fn ack_heartbeat(&mut self, to: MemberId, ballot: Ballot, read_round: u64) {
+        let commit = self.commit;
+        self.send(
+            to,
+            Message::HeartbeatAck {
+                ballot,
+                read_round,
+                commit,
+            },
+        );
     }
 
     /// Treats `ballot`'s owner as the leader and restarts the election timer.

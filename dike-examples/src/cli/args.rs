@@ -153,9 +153,10 @@ pub struct Ring {
     /// How to reach the cluster.
     #[command(flatten)]
     pub via: Via,
-    /// Vnodes of the ring (the groups vnode-1 … vnode-N must exist).
-    #[arg(long, default_value_t = 1)]
-    pub vnodes: u32,
+    /// Vnodes of the ring, checked against the routing table (by default
+    /// the ring's size is read from it: its kv groups vnode-1 … vnode-N).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub vnodes: Option<u32>,
 }
 
 /// Arguments of `dike node`.

@@ -12,7 +12,14 @@ use dike_actors::DikeError;
 /// Runs `op` on its ring; returns the value (read, or previous)
 /// as a JSON line: a string, or `null` if the key was absent.
 pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
-    let vnodes = op.ring().vnodes;
+    let table = client.table().await?;
+    let vnodes = crate::kv::ring_size(&table).map_err(CliError::Usage)?;
+    if let Some(asked) = op.ring().vnodes.filter(|n| *n != vnodes) {
+        return Err(CliError::Usage(format!(
+            "--vnodes {asked}, but the ring in the routing table has {vnodes} vnodes \
+             (vnode-1 … vnode-{vnodes}); drop --vnodes to use the table's"
+        )));
+    }
     let (key, req, mode) = match op {
         KvOp::Get { key, .. } => (key.clone(), KvRequest::Get(key), Mode::Query),
         KvOp::Put { key, value, .. } => (key.clone(), KvRequest::Put(key, value), Mode::Call),
@@ -49,8 +56,7 @@ pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
         Ok(KvReply::Cas(Err(current))) => return Err(CliError::CasMismatch { key, current }),
         Err(CliError::Cluster(DikeError::UnknownGroup(g))) => {
             return Err(CliError::Usage(format!(
-                "the ring has no group {g:?}; create vnode-1 … vnode-{vnodes} with \
-                 `dike add-group vnode-I kv`, or pass the ring's --vnodes"
+                "the ring's group {g:?} is gone (removed meanwhile?); see `dike routing-table`"
             )))
         }
         Err(e) => return Err(e),
