@@ -66,6 +66,14 @@ pub enum StartError {
     /// The configuration is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The cluster listener cannot bind its address.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address asked for (`--listen`).
+        addr: std::net::SocketAddr,
+        /// Why, in the operator's words.
+        reason: String,
+    },
     /// An actor could not be spawned (for example a name clash with another
     /// node in this process).
     #[error("cannot spawn {what}: {reason}")]

@@ -395,3 +395,22 @@ fn kv_commands_find_the_rings_size_in_the_routing_table_and_refuse_a_wrong_one()
     let zero = node.dike(&["kv", "get", "b", "--vnodes", "0"]);
     assert!(!zero.status.success(), "--vnodes 0 is refused");
 }
+
+#[test]
+fn a_second_node_on_a_port_in_use_fails_naming_the_address() {
+    let mut first = NodeProcess::start("holder");
+    first.wait_until_serving(Duration::from_secs(30));
+    let addr = first.via.split('@').nth(1).expect("NAME@ADDR").to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_dike"))
+        .args(["node", "--name", "second", "--listen", &addr])
+        .args(["--masters", &format!("second@{addr}"), "--in-memory"])
+        .env("DIKE_COOKIE", COOKIE)
+        .output()
+        .expect("run dike node");
+    assert!(!out.status.success(), "the second node must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("already in use"),
+        "{stderr}"
+    );
+}

@@ -293,6 +293,7 @@ impl DikeNode {
         config: NodeConfig,
         supervisor: Option<ActorCell>,
     ) -> Result<NodeHandle, StartError> {
+        check_listen(config.listen)?;
         let ctx = NodeContext::new(config);
         let spawned = match supervisor {
             Some(s) => Actor::spawn_linked(None, DikeNode, ctx.clone(), s).await,
@@ -303,6 +304,32 @@ impl DikeNode {
             reason: e.to_string(),
         })?;
         Ok(NodeHandle { ctx, actor })
+    }
+}
+
+/// Fails with the address and the cause if the cluster listener could not
+/// bind `addr` (ractor_cluster would fail deep inside its actor, with a
+/// message that names neither). The probe is closed at once; the listener
+/// binds right after.
+fn check_listen(addr: std::net::SocketAddr) -> Result<(), StartError> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let reason = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "the address is already in use (another node, or another program, listens there)"
+                        .to_owned()
+                }
+                std::io::ErrorKind::AddrNotAvailable => {
+                    "no network interface of this machine has that address".to_owned()
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied (ports below 1024 need privileges)".to_owned()
+                }
+                _ => e.to_string(),
+            };
+            Err(StartError::Listen { addr, reason })
+        }
     }
 }
 
