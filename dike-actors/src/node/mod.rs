@@ -309,11 +309,22 @@ impl DikeNode {
 
 /// Fails with the address and the cause if the cluster listener could not
 /// bind `addr` (ractor_cluster would fail deep inside its actor, with a
-/// message that names neither). The probe is closed at once; the listener
-/// binds right after.
+/// message that names neither). The probe binds as the listener does (with
+/// `SO_REUSEADDR`, so connections of a previous life in TIME_WAIT do not
+/// count), and is closed at once; the listener binds right after.
 fn check_listen(addr: std::net::SocketAddr) -> Result<(), StartError> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => Ok(()),
+    let probe = || -> std::io::Result<()> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1).map(drop)
+    };
+    match probe() {
+        Ok(()) => Ok(()),
         Err(e) => {
             let reason = match e.kind() {
                 std::io::ErrorKind::AddrInUse => {
