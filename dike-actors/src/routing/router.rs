@@ -88,8 +88,9 @@ pub enum Next {
     NoAnswer,
 }
 
-/// Classifies a replica's answer (or `None`: no answer).
-pub fn classify(target: MemberId, answer: Option<ClientReply>) -> Next {
+/// Classifies a replica's answer (or `None`: no answer); `name` is how
+/// messages name the target (its node's name and address).
+pub fn classify(target: MemberId, name: &str, answer: Option<ClientReply>) -> Next {
     match answer {
         None => Next::NoAnswer,
         Some(Ok(bytes)) => Next::Reply(bytes),
@@ -99,8 +100,8 @@ pub fn classify(target: MemberId, answer: Option<ClientReply>) -> Next {
             RequestError::NotLeader {
                 leader: Some(l), ..
             } if l != target => Next::Redirect(l),
-            RequestError::NotLeader { .. } => Next::Retry(format!("{target} knows no leader")),
-            RequestError::Busy => Next::Retry(format!("{target} is busy")),
+            RequestError::NotLeader { .. } => Next::Retry(format!("{name} knows no leader")),
+            RequestError::Busy => Next::Retry(format!("{name} is busy")),
             RequestError::Application(m) => Next::Fail(DikeError::Application(m)),
             RequestError::QueryUnsupported => Next::Fail(DikeError::Application(
                 "the server does not answer this request as a query".into(),
@@ -171,6 +172,19 @@ impl Router {
                 "client session expired: starting a new one"
             );
             *s = ClientSession::new(client);
+        }
+    }
+
+    /// How messages name `m`: its node's name and address (from the cached
+    /// table, or the masters' list), else its internal id.
+    fn member_name(&self, m: MemberId) -> String {
+        if let Some(n) = self.table().node(m.node) {
+            return format!("node {} ({})", n.name, n.address);
+        }
+        let masters = &self.ctx.config.masters;
+        match masters.iter().find(|s| s.member().node == m.node) {
+            Some(s) => format!("node {} ({})", s.name, s.address),
+            None => format!("node {m}"),
         }
     }
 
@@ -342,9 +356,10 @@ impl Router {
                     voters[rotation % voters.len()]
                 }
             };
+            let name = self.member_name(target);
             let next = match self.call_member(group, target, bytes, deadline).await {
-                Ok(answer) => classify(target, answer),
-                Err(()) => Next::Retry(format!("{target} is not reachable")),
+                Ok(answer) => classify(target, &name, answer),
+                Err(()) => Next::Retry(format!("{name} is not reachable")),
             };
             match next {
                 Next::Reply(r) => {
@@ -365,6 +380,7 @@ impl Router {
                 }
                 Next::Redirect(l) => {
                     hint = Some(l);
+                    let l = self.member_name(l);
                     last = Some(format!("leader hints go round in circles at {l}"));
                     sleep_until_min(deadline, backoff(retries)).await;
                     retries += 1;
@@ -489,18 +505,40 @@ mod tests {
         let other = MemberId::new(2, 1);
         let not_leader =
             |leader| Some(Err(ReplyError::Request(RequestError::NotLeader { leader })));
-        assert_eq!(classify(me, not_leader(Some(other))), Next::Redirect(other));
-        assert!(matches!(classify(me, not_leader(Some(me))), Next::Retry(_)));
-        assert!(matches!(classify(me, not_leader(None)), Next::Retry(_)));
-        assert_eq!(classify(me, None), Next::NoAnswer);
+        assert_eq!(
+            classify(me, "n1", not_leader(Some(other))),
+            Next::Redirect(other)
+        );
+        assert!(matches!(
+            classify(me, "n1", not_leader(Some(me))),
+            Next::Retry(_)
+        ));
+        assert!(matches!(
+            classify(me, "n1", not_leader(None)),
+            Next::Retry(_)
+        ));
+        assert_eq!(classify(me, "n1", None), Next::NoAnswer);
         let app = Some(Err(ReplyError::Request(RequestError::Application(
             "boom".into(),
         ))));
         assert_eq!(
-            classify(me, app),
+            classify(me, "n1", app),
             Next::Fail(DikeError::Application("boom".into()))
         );
-        assert_eq!(classify(me, Some(Ok(vec![1]))), Next::Reply(vec![1]));
+        assert_eq!(classify(me, "n1", Some(Ok(vec![1]))), Next::Reply(vec![1]));
+    }
+
+    #[test]
+    fn retry_reasons_name_the_node_not_its_internal_id() {
+        let me = MemberId::new(626_980_046_172_116_160, 1);
+        let not_leader = Some(Err(ReplyError::Request(RequestError::NotLeader {
+            leader: None,
+        })));
+        let Next::Retry(why) = classify(me, "node n2 (127.0.0.1:7002)", not_leader) else {
+            panic!("a retry")
+        };
+        assert!(why.contains("node n2 (127.0.0.1:7002)"), "{why}");
+        assert!(!why.contains("626980046172116160"), "{why}");
     }
 
     #[test]
