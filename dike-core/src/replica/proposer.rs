@@ -576,9 +576,9 @@ fn keep_first_stop_sign(values: &mut BTreeMap<Slot, Accepted>) -> Option<Slot> {
 
 /// Applies the stop-sign rule to the values a new leader will re-propose:
 /// a stop-sign at slot `i` stands only if no later slot holds a value from a
-/// higher ballot (then nothing after `i` can have been chosen, and those
-/// later values are dropped); otherwise it cannot have been chosen and
-/// becomes a no-op. Returns the slot of the stop-sign that stands, if any.
+/// higher ballot of the same epoch (then nothing after `i` can have been
+/// chosen in that epoch, and those later values are dropped); otherwise it
+/// cannot have been chosen and becomes a no-op. Returns the slot of the stop-sign that stands, if any.
 pub(super) fn settle_stop_signs(values: &mut BTreeMap<Slot, Accepted>) -> Option<Slot> {
     let stops: Vec<(Slot, Ballot)> = values
         .iter()
@@ -586,7 +586,12 @@ pub(super) fn settle_stop_signs(values: &mut BTreeMap<Slot, Accepted>) -> Option
         .map(|(s, v)| (*s, v.ballot))
         .collect();
     for (slot, ballot) in stops {
-        let overtaken = values.range(slot + 1..).any(|(_, v)| v.ballot > ballot);
+        // Only a later value of the stop-sign's own epoch can overtake it:
+        // a value of a later epoch exists only because the stop-sign was
+        // chosen and started that epoch.
+        let overtaken = values
+            .range(slot + 1..)
+            .any(|(_, v)| v.ballot > ballot && v.ballot.epoch == ballot.epoch);
         if overtaken {
             if let Some(v) = values.get_mut(&slot) {
                 v.entry = Entry::Noop;

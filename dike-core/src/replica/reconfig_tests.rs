@@ -309,3 +309,37 @@ fn a_stop_sign_overtaken_by_a_later_higher_ballot_becomes_a_no_op() {
         "nothing is proposed after a standing stop-sign"
     );
 }
+
+/// A member that learnt a later epoch's entries (catch-up) before applying
+/// the stop-sign that started that epoch reports both in phase 1; the later
+/// epoch's value proves the stop-sign was chosen, it does not overtake it.
+/// (Found by the long simulator soak: the stop-sign became a no-op.)
+#[test]
+fn a_value_of_a_later_epoch_after_a_stop_sign_does_not_overtake_it() {
+    let stop = Entry::StopSign(Config::initial(vec![m(0)]));
+    let mut values: BTreeMap<u64, Accepted> = BTreeMap::new();
+    values.insert(
+        17,
+        Accepted {
+            ballot: Ballot {
+                epoch: 1,
+                round: 17,
+                leader: m(1),
+            },
+            entry: stop.clone(),
+        },
+    );
+    values.insert(
+        18,
+        Accepted {
+            ballot: Ballot {
+                epoch: 2,
+                round: 21,
+                leader: m(2),
+            },
+            entry: Entry::Noop,
+        },
+    );
+    assert_eq!(settle_stop_signs(&mut values), Some(17));
+    assert_eq!(values[&17].entry, stop);
+}
