@@ -1,22 +1,25 @@
 //! A long simulator run: `count` schedules from seed `first`, rotating over
-//! the four configurations the tests use (faults on 5 and 3 replicas,
-//! membership changes on 5 and 3 replicas). Stops at the first failure,
+//! the six configurations the tests use (faults, membership changes, and
+//! membership changes while two leaders duel, each on 5 and 3 replicas). Stops at the first failure,
 //! prints it with its replay command and exits 1.
 //!
 //! `cargo run --release -p dike-core --features sim --example sim_soak -- FIRST COUNT`
 //! (scripts/sim-soak.sh splits a run over processes).
 
-use dike_core::sim::{run_traced, SimConfig, SimReport};
+use dike_core::sim::{run_traced, Schedule, SimReport};
 use std::time::Instant;
 
-/// The configuration of seed `seed`, and its name.
-fn config(seed: u64) -> (SimConfig, &'static str) {
-    match seed % 4 {
-        0 => (SimConfig::faulty(seed, 5), "faulty, 5 replicas"),
-        1 => (SimConfig::faulty(seed, 3), "faulty, 3 replicas"),
-        2 => (SimConfig::membership(seed, 5), "membership, 5 replicas"),
-        _ => (SimConfig::membership(seed, 3), "membership, 3 replicas"),
-    }
+/// The schedule and replica count of seed `seed`.
+fn config(seed: u64) -> (Schedule, usize) {
+    const ROTATION: [(Schedule, usize); 6] = [
+        (Schedule::Faulty, 5),
+        (Schedule::Faulty, 3),
+        (Schedule::Membership, 5),
+        (Schedule::Membership, 3),
+        (Schedule::Dueling, 5),
+        (Schedule::Dueling, 3),
+    ];
+    ROTATION[(seed % 6) as usize]
 }
 
 fn arg(n: usize, default: u64) -> u64 {
@@ -32,8 +35,8 @@ fn main() {
     let started = Instant::now();
     let mut total = SimReport::default();
     for seed in first..first + count {
-        let (cfg, name) = config(seed);
-        match run_traced(cfg) {
+        let (schedule, replicas) = config(seed);
+        match run_traced(schedule.config(seed, replicas)) {
             Ok(r) => {
                 total.ops += r.ops;
                 total.crashes += r.crashes;
@@ -42,16 +45,8 @@ fn main() {
                 total.changes += r.changes;
             }
             Err(f) => {
-                eprintln!("seed {seed} ({name}) failed:\n{f}");
-                let test = if name.starts_with("membership") {
-                    "replay_membership_seed"
-                } else {
-                    "replay_seed"
-                };
-                eprintln!(
-                    "replay: DIKE_SIM_SEED={seed} DIKE_SIM_REPLICAS={} cargo test -p dike-core --test simulation {test} -- --nocapture",
-                    f.replicas
-                );
+                // The failure names its schedule and its replay command.
+                eprintln!("{f}");
                 std::process::exit(1);
             }
         }

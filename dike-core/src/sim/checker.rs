@@ -3,14 +3,15 @@
 
 use super::client::Client;
 use super::register::{Action, RegisterRequest, RegisterSpec, Ret};
+use super::wgl::{self, HistoryOp};
 use crate::codec;
 use crate::config::Config;
 use crate::entry::Entry;
 use crate::ids::{Ballot, ClientId, MemberId, Slot};
 use crate::ready::AppliedSlot;
 use crate::storage::Accepted;
-use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// Where a command was first applied, and by whom it was proposed.
 #[derive(Debug, Clone, Copy)]
@@ -21,8 +22,16 @@ struct FreshApply {
     boot: u64,
 }
 
+/// How long the linearizability search of one schedule may run: a search
+/// that runs out fails the schedule (it is never taken as a pass).
+const LINEARIZABILITY_BUDGET: Duration = Duration::from_secs(20);
+
 pub(crate) struct Checker {
-    tester: LinearizabilityTester<usize, RegisterSpec>,
+    /// The clients' operations, for the linearizability search; the times
+    /// are positions in `history`.
+    ops: Vec<HistoryOp<Action, Ret>>,
+    /// Each client's operation in flight (an index into `ops`).
+    pending: BTreeMap<usize, usize>,
     history: Vec<String>,
     chosen: BTreeMap<Slot, Entry>,
     last_applied: BTreeMap<MemberId, Slot>,
@@ -50,7 +59,8 @@ pub(crate) struct Checker {
 impl Checker {
     pub fn new(initial: &Config) -> Self {
         Checker {
-            tester: LinearizabilityTester::new(RegisterSpec::default()),
+            ops: Vec::new(),
+            pending: BTreeMap::new(),
             history: Vec::new(),
             chosen: BTreeMap::new(),
             last_applied: BTreeMap::new(),
@@ -80,18 +90,28 @@ impl Checker {
     }
 
     pub fn on_invoke(&mut self, client: usize, action: Action) {
+        let at = self.history.len() as u64;
         self.history
             .push(format!("client {client} invokes {action:?}"));
-        if let Err(e) = self.tester.on_invoke(client, action) {
-            self.fail(format!("history recording: {e}"));
+        if self.pending.insert(client, self.ops.len()).is_some() {
+            self.fail(format!("history recording: client {client} invoked twice"));
         }
+        self.ops.push(HistoryOp {
+            op: action,
+            invoke: at,
+            ret: None,
+        });
     }
 
     pub fn on_return(&mut self, client: usize, ret: Ret) {
+        let at = self.history.len() as u64;
         self.history
             .push(format!("client {client} returns {ret:?}"));
-        if let Err(e) = self.tester.on_return(client, ret) {
-            self.fail(format!("history recording: {e}"));
+        match self.pending.remove(&client) {
+            Some(i) => self.ops[i].ret = Some((at, ret)),
+            None => self.fail(format!(
+                "history recording: client {client} returned without an invocation"
+            )),
         }
     }
 
@@ -352,13 +372,18 @@ impl Checker {
                 ));
             }
         }
-        if self.tester.serialized_history().is_none() {
-            let tail = self.history.len().saturating_sub(60);
-            return Err(format!(
+        let tail = self.history.len().saturating_sub(60);
+        match wgl::check(RegisterSpec::default(), &self.ops, LINEARIZABILITY_BUDGET) {
+            Some(true) => Ok(()),
+            Some(false) => Err(format!(
                 "history is not linearizable; last events:\n    {}",
                 self.history[tail..].join("\n    ")
-            ));
+            )),
+            None => Err(format!(
+                "the linearizability search could not decide within {LINEARIZABILITY_BUDGET:?} ({} operations); last events:\n    {}",
+                self.ops.len(),
+                self.history[tail..].join("\n    ")
+            )),
         }
-        Ok(())
     }
 }

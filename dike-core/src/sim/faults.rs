@@ -73,6 +73,26 @@ pub(crate) fn partition(
     }
 }
 
+/// Cuts the link between two nodes only, the leader (or a random node) and
+/// another: each is heard by everyone else, so each can win an election
+/// and depose the other, and leadership keeps flipping between them.
+pub(crate) fn duel(
+    rng: &mut Rng,
+    blocked: &mut BTreeSet<(usize, usize)>,
+    n: usize,
+    leader: Option<usize>,
+) -> String {
+    let a = leader.unwrap_or_else(|| rng.below(n as u64) as usize);
+    let b = (a + 1 + rng.below(n as u64 - 1) as usize) % n;
+    blocked.insert((a, b));
+    blocked.insert((b, a));
+    format!(
+        "duel: {} and {} cannot hear each other",
+        member(a),
+        member(b)
+    )
+}
+
 /// Ticks a node must stay unreachable before an observer reports it down.
 pub(super) const SUSPECT_AFTER: u32 = 3;
 

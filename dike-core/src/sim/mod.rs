@@ -1,12 +1,14 @@
 //! A deterministic simulator for one group: N replicas, concurrent clients,
 //! a seeded network that drops, duplicates, reorders and delays messages,
-//! partitions (symmetric, asymmetric, leader-isolating, bridged), crashes and
+//! partitions (symmetric, asymmetric, leader-isolating, bridged, two nodes
+//! cut off from each other only), crashes and
 //! restarts that lose every write not yet durable, and failing fsyncs.
 //!
 //! Every run checks agreement, prefix-consistent application, exactly-once
 //! application of acknowledged commands, at-most-once effects (exactly once
 //! when the proposer never restarted), linearizability of the clients'
-//! history (stateright's `LinearizabilityTester`), and liveness once faults
+//! history (a memoised search, [`wgl`], with a time budget: a search
+//! that runs out fails the run), and liveness once faults
 //! stop. A failing run reports its seed; re-running the seed replays it
 //! exactly, with a trace.
 
@@ -18,6 +20,7 @@ mod membership;
 mod network;
 pub mod register;
 pub mod storage;
+pub mod wgl;
 
 pub use cluster::LocalCluster;
 pub use network::NetFaults;
@@ -42,9 +45,64 @@ type SimReplica = Replica<ServerMachine<Register>>;
 /// Steps per replica tick.
 const TICK: u64 = 10;
 
+/// The named fault schedules; a failing seed is replayed by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// No faults.
+    Calm,
+    /// Every fault on: crashes (quick and at the worst moment), pauses,
+    /// partitions, slow disks, failing syncs, lossy links, clock skew.
+    Faulty,
+    /// [`Schedule::Faulty`] plus an operator changing the group's members
+    /// and restarts that lose their disk.
+    Membership,
+    /// [`Schedule::Membership`] where most partitions cut just two nodes off
+    /// from each other, the leader and one other, so leadership keeps
+    /// flipping between two leaders that cannot hear each other while the
+    /// members change.
+    Dueling,
+}
+
+impl Schedule {
+    /// Every schedule, in the order of their names.
+    pub const ALL: [Schedule; 4] = [
+        Schedule::Calm,
+        Schedule::Faulty,
+        Schedule::Membership,
+        Schedule::Dueling,
+    ];
+
+    /// The schedule's name (what `DIKE_SIM_SCHEDULE` takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Calm => "calm",
+            Schedule::Faulty => "faulty",
+            Schedule::Membership => "membership",
+            Schedule::Dueling => "dueling",
+        }
+    }
+
+    /// The schedule named `name`.
+    pub fn named(name: &str) -> Option<Schedule> {
+        Schedule::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The run of this schedule for `seed` on `replicas` replicas.
+    pub fn config(self, seed: u64, replicas: usize) -> SimConfig {
+        match self {
+            Schedule::Calm => SimConfig::calm(seed, replicas),
+            Schedule::Faulty => SimConfig::faulty(seed, replicas),
+            Schedule::Membership => SimConfig::membership(seed, replicas),
+            Schedule::Dueling => SimConfig::dueling(seed, replicas),
+        }
+    }
+}
+
 /// What a simulation run does.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// The schedule this run was made from (what replays it).
+    pub schedule: Schedule,
     /// The seed: the whole run follows from it.
     pub seed: u64,
     /// Replicas in the group (3 or 5).
@@ -59,6 +117,10 @@ pub struct SimConfig {
     pub crash_per_10k: u64,
     /// Chance per step (in 1/10000) of a new partition (or healing one).
     pub partition_per_10k: u64,
+    /// Percent of partitions that cut only the link between the leader
+    /// (or a random node) and one other node: two nodes that cannot hear
+    /// each other, each heard by everyone else.
+    pub duel_pct: u64,
     /// Chance (percent) that a storage sync fails (fail-stop of the replica).
     pub fsync_fail_pct: u64,
     /// Faults stop at this step; then the network heals and every replica
@@ -108,6 +170,7 @@ impl SimConfig {
     /// A run with every fault on, for `replicas` replicas.
     pub fn faulty(seed: u64, replicas: usize) -> Self {
         SimConfig {
+            schedule: Schedule::Faulty,
             seed,
             replicas,
             clients: 4,
@@ -120,6 +183,7 @@ impl SimConfig {
             },
             crash_per_10k: 40,
             partition_per_10k: 40,
+            duel_pct: 0,
             fsync_fail_pct: 1,
             fault_steps: 3_000,
             max_steps: 40_000,
@@ -163,6 +227,7 @@ impl SimConfig {
     /// that keeps changing the group, and restarts that lose their disk.
     pub fn membership(seed: u64, replicas: usize) -> Self {
         SimConfig {
+            schedule: Schedule::Membership,
             spares: 2,
             membership_per_10k: 80,
             wipe_pct: 15,
@@ -170,9 +235,22 @@ impl SimConfig {
         }
     }
 
+    /// Membership changes while leadership flips between two nodes that
+    /// cannot hear each other (see [`Schedule::Dueling`]).
+    pub fn dueling(seed: u64, replicas: usize) -> Self {
+        SimConfig {
+            schedule: Schedule::Dueling,
+            partition_per_10k: 120,
+            duel_pct: 80,
+            membership_per_10k: 120,
+            ..SimConfig::membership(seed, replicas)
+        }
+    }
+
     /// A run without faults.
     pub fn calm(seed: u64, replicas: usize) -> Self {
         SimConfig {
+            schedule: Schedule::Calm,
             net: NetFaults {
                 drop_pct: 0,
                 dup_pct: 0,
@@ -219,6 +297,8 @@ pub struct SimReport {
 /// A failed run: the seed that replays it, what broke, and the trace.
 #[derive(Clone, Debug)]
 pub struct SimFailure {
+    /// The schedule of the failing run.
+    pub schedule: Schedule,
     /// The failing configuration (with its seed).
     pub seed: u64,
     /// Replicas in the run.
@@ -233,10 +313,13 @@ impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "simulation failed: seed {} ({} replicas): {}",
-            self.seed, self.replicas, self.reason
+            "simulation failed: seed {} ({} schedule, {} replicas): {}",
+            self.seed,
+            self.schedule.name(),
+            self.replicas,
+            self.reason
         )?;
-        writeln!(f, "replay: DIKE_SIM_SEED={} DIKE_SIM_REPLICAS={} cargo test -p dike-core --test simulation replay_seed -- --nocapture", self.seed, self.replicas)?;
+        writeln!(f, "replay: DIKE_SIM_SCHEDULE={} DIKE_SIM_SEED={} DIKE_SIM_REPLICAS={} cargo test -p dike-core --test simulation replay_seed -- --nocapture", self.schedule.name(), self.seed, self.replicas)?;
         for line in &self.trace {
             writeln!(f, "  {line}")?;
         }
@@ -428,6 +511,7 @@ impl Simulation {
                     .map(|(_, (_, line))| line)
                     .collect();
                 Err(SimFailure {
+                    schedule: self.cfg.schedule,
                     seed: self.cfg.seed,
                     replicas: self.cfg.replicas,
                     reason,
@@ -792,7 +876,11 @@ impl Simulation {
             .nodes
             .iter()
             .position(|x| x.replica().is_some_and(|r| r.is_leader()));
-        let desc = faults::partition(&mut self.rng, &mut self.net.blocked, n, leader);
+        let desc = if self.cfg.duel_pct > 0 && self.rng.chance(self.cfg.duel_pct) {
+            faults::duel(&mut self.rng, &mut self.net.blocked, n, leader)
+        } else {
+            faults::partition(&mut self.rng, &mut self.net.blocked, n, leader)
+        };
         self.report.partitions += 1;
         self.log(|| format!("PARTITION {desc}"));
     }
