@@ -68,15 +68,15 @@ pub fn transport_name(node: NodeId) -> String {
 /// Messages to a node's transport, local or remote.
 #[derive(RactorClusterMessage)]
 pub enum TransportMsg {
-    /// From a local replica of group `.0`: encoded envelopes
-    /// ([`wire::encode_envelopes`], the `.3`) for the member on node `.1`
-    /// with incarnation `.2`.
-    Send(String, u64, u64, Vec<u8>),
-    /// From a local router: an encoded [`wire::ClientRequest`] (`.3`) for
-    /// the replica of group `.0` of the member on node `.1` with incarnation
-    /// `.2`; the reply is an encoded [`ClientReply`].
+    /// From a local replica of generation `.1` of group `.0`: encoded
+    /// envelopes ([`wire::encode_envelopes`], the `.4`) for the member on
+    /// node `.2` with incarnation `.3`.
+    Send(String, u64, u64, u64, Vec<u8>),
+    /// From a local router: an encoded [`wire::ClientRequest`] (`.4`) for
+    /// the replica of generation `.1` of group `.0` of the member on node
+    /// `.2` with incarnation `.3`; the reply is an encoded [`ClientReply`].
     #[rpc]
-    Request(String, u64, u64, Vec<u8>, RpcReplyPort<Vec<u8>>),
+    Request(String, u64, u64, u64, Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// From a local replica: the encoded [`ClientReply`] (`.2`) to the
     /// request with id `.1` that node `.0` forwarded.
     Reply(u64, u64, Vec<u8>),
@@ -98,6 +98,9 @@ pub struct Parcel {
     /// The encoded `Vec<Envelope>`.
     #[serde(with = "dike_core::codec::bytes")]
     pub envelopes: Vec<u8>,
+    /// The group's generation (which creation of its name).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A client request for a replica, as it travels.
@@ -112,6 +115,9 @@ pub struct Forwarded {
     /// The encoded [`wire::ClientRequest`].
     #[serde(with = "dike_core::codec::bytes")]
     pub request: Vec<u8>,
+    /// The group's generation (which creation of its name).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A replica's reply to a [`Forwarded`] request, as it travels.
@@ -199,11 +205,12 @@ impl Actor for Transport {
         state: &mut TransportState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TransportMsg::Send(group, node, incarnation, envelopes) => {
+            TransportMsg::Send(group, generation, node, incarnation, envelopes) => {
                 let parcel = Parcel {
                     group,
                     to: MemberId::new(node, incarnation),
                     envelopes,
+                    generation,
                 };
                 if node == state.me.0 {
                     deliver_parcel(parcel);
@@ -211,12 +218,12 @@ impl Actor for Transport {
                     state.batch(&myself, node).parcels.push(parcel);
                 }
             }
-            TransportMsg::Request(group, node, incarnation, request, port) => {
+            TransportMsg::Request(group, generation, node, incarnation, request, port) => {
                 let to = MemberId::new(node, incarnation);
                 if node == state.me.0 {
                     // Dropping the port answers a caller whose replica is
                     // not here at once.
-                    if let Some(replica) = local_replica(&group, to) {
+                    if let Some(replica) = local_replica(&group, generation, to) {
                         let _ = replica.cast(ReplicaMsg::Request(request, port));
                     }
                 } else {
@@ -228,6 +235,7 @@ impl Actor for Transport {
                         group,
                         to,
                         request,
+                        generation,
                     });
                 }
             }
@@ -304,7 +312,7 @@ impl TransportState {
         let from = batch.from;
         batch.parcels.into_iter().for_each(deliver_parcel);
         for r in batch.requests {
-            match local_replica(&r.group, r.to) {
+            match local_replica(&r.group, r.generation, r.to) {
                 Some(replica) => {
                     let _ = replica.cast(ReplicaMsg::Forwarded(from, r.id, r.request));
                 }
@@ -346,19 +354,25 @@ fn peer(
     Some(actor)
 }
 
-/// The replica of `member` of `group` if it runs on this node.
-pub fn local_replica(group: &str, member: MemberId) -> Option<ActorRef<ReplicaMsg>> {
-    ractor::registry::where_is(wire::replica_name(group, member)).map(Into::into)
+/// The replica of `member` of generation `generation` of `group` if it runs
+/// on this node.
+pub fn local_replica(
+    group: &str,
+    generation: u64,
+    member: MemberId,
+) -> Option<ActorRef<ReplicaMsg>> {
+    ractor::registry::where_is(wire::replica_name(group, generation, member)).map(Into::into)
 }
 
 /// Hands `parcel` to the local replica it is for, if it runs here.
 fn deliver_parcel(parcel: Parcel) {
-    match local_replica(&parcel.group, parcel.to) {
+    match local_replica(&parcel.group, parcel.generation, parcel.to) {
         Some(replica) => {
             let _ = replica.cast(ReplicaMsg::Protocol(parcel.envelopes));
         }
         None => {
-            tracing::trace!(group = %parcel.group, to = %parcel.to, "no such replica here");
+            tracing::trace!(group = %parcel.group, generation = parcel.generation, to = %parcel.to,
+                "no such replica here");
         }
     }
 }
@@ -387,12 +401,14 @@ mod tests {
                 group: "g".into(),
                 to: MemberId::new(3, 7),
                 envelopes: vec![1, 2, 3],
+                generation: 5,
             }],
             requests: vec![Forwarded {
                 id: 9,
                 group: "h".into(),
                 to: MemberId::new(2, 1),
                 request: vec![4],
+                generation: 0,
             }],
             answers: vec![Answer {
                 id: 8,
@@ -404,6 +420,67 @@ mod tests {
         assert!(decode_batch(&[0xc1]).is_err());
         assert!(decode_batch(&bytes[..bytes.len() - 1]).is_err());
         assert!(Batch::default().is_empty());
+    }
+
+    /// Counts the protocol parcels it gets.
+    struct Recorder;
+
+    impl Actor for Recorder {
+        type Msg = ReplicaMsg;
+        type State = Arc<std::sync::atomic::AtomicUsize>;
+        type Arguments = Arc<std::sync::atomic::AtomicUsize>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<ReplicaMsg>,
+            count: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(count)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<ReplicaMsg>,
+            msg: ReplicaMsg,
+            count: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let ReplicaMsg::Protocol(_) = msg {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_parcel_reaches_only_the_replica_of_its_generation() {
+        let m = MemberId::new(3, 7);
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let name = wire::replica_name("g", 1, m);
+        let (actor, handle) = Actor::spawn(Some(name), Recorder, count.clone())
+            .await
+            .expect("spawn");
+        let parcel = |generation| Parcel {
+            group: "g".into(),
+            to: m,
+            envelopes: Vec::new(),
+            generation,
+        };
+        // A parcel of the group created again under its name, then one of
+        // the replica's own generation: only the second arrives (the first
+        // would have arrived before it, from the same sender).
+        deliver_parcel(parcel(2));
+        deliver_parcel(parcel(1));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the parcel never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        actor.stop(None);
+        handle.await.expect("stopped");
     }
 
     #[test]

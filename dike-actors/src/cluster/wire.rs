@@ -19,22 +19,33 @@ pub fn group_pg(group: &str) -> String {
     format!("dike/group/{group}")
 }
 
-/// The actor name of `member`'s replica of `group`. Names travel with remote
-/// actor references (the registry does not), so a peer finds a member's
-/// replica among the process group's members by name.
-pub fn replica_name(group: &str, member: MemberId) -> String {
+/// The actor name of `member`'s replica of creation `generation` of
+/// `group` (see `GroupInfo::generation`). Names travel with remote actor
+/// references (the registry does not), so a peer finds a member's replica
+/// among the process group's members by name. The generation is part of the
+/// name, so a message for one creation of a group's name never reaches a
+/// replica of another (a removed group's replica that still runs while the
+/// group is created again under the same name).
+pub fn replica_name(group: &str, generation: u64, member: MemberId) -> String {
     format!(
-        "dike-replica/{}.{}/{group}",
+        "dike-replica/{}.{}/{generation}/{group}",
         member.node.0, member.incarnation.0
     )
 }
 
+/// The member and generation a replica actor name stands for, if it is one.
+pub fn parse_replica_name(name: &str) -> Option<(MemberId, u64)> {
+    let rest = name.strip_prefix("dike-replica/")?;
+    let (member, rest) = rest.split_once('/')?;
+    let (generation, _group) = rest.split_once('/')?;
+    let (node, inc) = member.split_once('.')?;
+    let member = MemberId::new(node.parse().ok()?, inc.parse().ok()?);
+    Some((member, generation.parse().ok()?))
+}
+
 /// The member a replica actor name stands for, if it is one.
 pub fn member_of_name(name: &str) -> Option<MemberId> {
-    let rest = name.strip_prefix("dike-replica/")?;
-    let (member, _group) = rest.split_once('/')?;
-    let (node, inc) = member.split_once('.')?;
-    Some(MemberId::new(node.parse().ok()?, inc.parse().ok()?))
+    parse_replica_name(name).map(|(m, _)| m)
 }
 
 /// Messages to a replica actor, local or remote.
@@ -137,8 +148,11 @@ mod tests {
     #[test]
     fn a_replica_name_names_its_member() {
         let m = MemberId::new(17, 3);
-        assert_eq!(member_of_name(&replica_name("a/b", m)), Some(m));
-        assert_eq!(member_of_name("dike-replica/x.1/g"), None);
+        assert_eq!(member_of_name(&replica_name("a/b", 4, m)), Some(m));
+        assert_eq!(parse_replica_name(&replica_name("a/b", 4, m)), Some((m, 4)));
+        assert_ne!(replica_name("g", 4, m), replica_name("g", 5, m));
+        assert_eq!(member_of_name("dike-replica/x.1/0/g"), None);
+        assert_eq!(member_of_name("dike-replica/1.1/g"), None);
         assert_eq!(member_of_name("something-else"), None);
     }
 

@@ -57,6 +57,8 @@ pub struct ReplicaArgs {
 pub struct ReplicaState {
     driver: ReplicaDriver,
     group: String,
+    /// Which creation of the group's name this replica serves.
+    generation: u64,
     ctx: Arc<NodeContext>,
     waiting: HashMap<RequestId, ReplyTo>,
     flush: Coalescer,
@@ -108,6 +110,7 @@ impl Actor for ReplicaActor {
         let mut state = ReplicaState {
             driver,
             group: a.group,
+            generation: a.generation,
             ctx: args.ctx,
             waiting: HashMap::new(),
             flush: Coalescer::default(),
@@ -322,7 +325,13 @@ impl ReplicaState {
             tracing::trace!(group = %self.group, %to, "no transport (node stopping)");
             return;
         };
-        let msg = TransportMsg::Send(self.group.clone(), to.node.0, to.incarnation.0, bytes);
+        let msg = TransportMsg::Send(
+            self.group.clone(),
+            self.generation,
+            to.node.0,
+            to.incarnation.0,
+            bytes,
+        );
         if transport.cast(msg).is_err() {
             tracing::trace!(group = %self.group, %to, "transport stopped");
         }

@@ -28,9 +28,9 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Messages to the group supervisor (local only).
 pub enum GroupSupMsg {
-    /// The replicas the routing table assigns to this node, and the names
-    /// of every group in the table.
-    Reconcile(BTreeMap<String, Assignment>, BTreeSet<String>),
+    /// The replicas the routing table assigns to this node, and every group
+    /// in the table with its generation.
+    Reconcile(BTreeMap<String, Assignment>, BTreeMap<String, u64>),
     /// One node tick, passed on to every replica.
     Tick,
     /// Node `NodeId` is down: tell every replica.
@@ -137,8 +137,12 @@ impl Actor for GroupSupervisor {
                     // A member that left a group that goes on lingers: the
                     // remaining members may still need it to learn that the
                     // change that removed it was chosen (a leader that
-                    // replaced itself, say).
-                    let linger = existing.contains(&group).then_some(LINGER);
+                    // replaced itself, say). A group removed, or created
+                    // again under its name, does not go on.
+                    let generation = state.children.get(&group).map(|c| c.assignment.generation);
+                    let goes_on =
+                        generation.is_some() && existing.get(&group).copied() == generation;
+                    let linger = goes_on.then_some(LINGER);
                     state.stop(&group, linger);
                 }
                 for a in plan.start {
@@ -218,7 +222,7 @@ impl GroupSupState {
             }
             return;
         }
-        let name = wire::replica_name(&a.group, a.member);
+        let name = wire::replica_name(&a.group, a.generation, a.member);
         let args = ReplicaArgs {
             ctx: self.ctx.clone(),
             assignment: a.clone(),

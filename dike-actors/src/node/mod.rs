@@ -557,12 +557,13 @@ impl NodeHandle {
         group: &str,
         member: dike_core::MemberId,
     ) -> Result<ReplicaStatus, DikeError> {
-        let replica = crate::routing::router::find_replica(group, member).ok_or_else(|| {
-            DikeError::Unavailable {
-                group: group.to_owned(),
-                reason: format!("{member} is not reachable"),
-            }
-        })?;
+        let replica =
+            crate::routing::router::find_replica(group, member, None).ok_or_else(|| {
+                DikeError::Unavailable {
+                    group: group.to_owned(),
+                    reason: format!("{member} is not reachable"),
+                }
+            })?;
         let bytes = ractor::call_t!(replica, ReplicaMsg::Status, 1000).map_err(|e| {
             DikeError::Unavailable {
                 group: group.to_owned(),

@@ -248,7 +248,11 @@ impl DispatcherState {
         };
         let mine = reconcile::assignments(table, me);
         if let Some(groups) = self.ctx.group_supervisor() {
-            let existing = table.groups.keys().cloned().collect();
+            let existing = table
+                .groups
+                .iter()
+                .map(|(name, g)| (name.clone(), g.generation))
+                .collect();
             let _ = groups.cast(GroupSupMsg::Reconcile(mine, existing));
         }
     }

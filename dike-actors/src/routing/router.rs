@@ -209,6 +209,15 @@ impl Router {
         }
     }
 
+    /// The generation of `group` in the table (0 for the master group and
+    /// for a group the table does not know).
+    fn generation(&self, group: &str) -> u64 {
+        if group == MASTER_GROUP {
+            return 0;
+        }
+        self.table().group(group).map_or(0, |g| g.generation)
+    }
+
     fn voters(&self, group: &str) -> Option<Vec<MemberId>> {
         if group == MASTER_GROUP {
             return Some(self.ctx.config.master_config().voters);
@@ -357,7 +366,11 @@ impl Router {
                 }
             };
             let name = self.member_name(target);
-            let next = match self.call_member(group, target, bytes, deadline).await {
+            let generation = self.generation(group);
+            let next = match self
+                .call_member(group, generation, target, bytes, deadline)
+                .await
+            {
                 Ok(answer) => classify(target, &name, answer),
                 Err(()) => Next::Retry(format!("{name} is not reachable")),
             };
@@ -410,14 +423,15 @@ impl Router {
     async fn call_member(
         &self,
         group: &str,
+        generation: u64,
         member: MemberId,
         bytes: &[u8],
         deadline: Instant,
     ) -> Result<Option<ClientReply>, ()> {
         let transport = self.ctx.transport();
         let Some(transport) = transport.filter(|_| member.node != self.ctx.config.node_id()) else {
-            let actor = local_replica(group, member)
-                .or_else(|| find_replica(group, member))
+            let actor = local_replica(group, generation, member)
+                .or_else(|| find_replica(group, member, Some(generation)))
                 .ok_or(())?;
             return call(&actor, bytes, deadline).await;
         };
@@ -426,7 +440,7 @@ impl Router {
         let (node, incarnation) = (member.node.0, member.incarnation.0);
         let result = transport
             .call(
-                |port| TransportMsg::Request(group, node, incarnation, payload, port),
+                |port| TransportMsg::Request(group, generation, node, incarnation, payload, port),
                 Some(wait),
             )
             .await;
@@ -439,12 +453,21 @@ async fn sleep_until_min(deadline: Instant, d: Duration) {
 }
 
 /// The replica actor of `member` of `group`, found in the group's process
-/// group (local or remote).
-pub fn find_replica(group: &str, member: MemberId) -> Option<ActorRef<ReplicaMsg>> {
+/// group (local or remote): of generation `generation`, or of the newest
+/// generation running if `None`.
+pub fn find_replica(
+    group: &str,
+    member: MemberId,
+    generation: Option<u64>,
+) -> Option<ActorRef<ReplicaMsg>> {
     ractor::pg::get_members(&wire::group_pg(group))
         .into_iter()
-        .find(|c| c.get_name().and_then(|n| wire::member_of_name(&n)) == Some(member))
-        .map(Into::into)
+        .filter_map(|c| {
+            let (m, g) = wire::parse_replica_name(&c.get_name()?)?;
+            (m == member && generation.is_none_or(|want| want == g)).then_some((g, c))
+        })
+        .max_by_key(|(g, _)| *g)
+        .map(|(_, c)| c.into())
 }
 
 /// How long one attempt may wait.
