@@ -41,6 +41,10 @@ pub enum AdminMsg {
     /// The liveness ping of DESIGN 4.3: answered at once with nothing.
     #[rpc]
     Ping(RpcReplyPort<Vec<u8>>),
+    /// The cluster's masters as this node knows them: an encoded
+    /// `Vec<String>` of `NAME@HOST:PORT` (see [`crate::node::discover`]).
+    #[rpc]
+    Masters(RpcReplyPort<Vec<u8>>),
 }
 
 /// What a caller asks with [`AdminMsg::Join`].
@@ -151,6 +155,16 @@ impl Actor for Admin {
             }
             AdminMsg::Ping(reply) => {
                 let _ = reply.send(Vec::new());
+            }
+            AdminMsg::Masters(reply) => {
+                let masters: Vec<String> = node
+                    .ctx
+                    .config
+                    .masters
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let _ = reply.send(codec::encode("masters", &masters).unwrap_or_default());
             }
         }
         Ok(())

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod config;
 pub mod context;
+pub mod discover;
 
 use crate::cluster::transport::spawn_transport;
 use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};

@@ -1,0 +1,197 @@
+//! Finding a cluster through any of its nodes: a client that knows one
+//! node's `HOST:PORT`, master or not, learns the masters from it.
+//!
+//! A node's masters are part of its configuration (the master group's
+//! members follow from their names), so a client must know them before its
+//! own node starts. [`masters_via`] therefore opens a short-lived cluster
+//! session of its own (a `NodeServer` of a probe name, on a free loopback
+//! port), asks the node's admin actor ([`AdminMsg::Masters`]) and closes the
+//! session again.
+//!
+//! Invariant: every failure says which of the causes an operator can act on
+//! it was: nothing listens at the address, the node refused the cookie, the
+//! node did not answer in time, or its answer could not be read.
+
+use crate::node::admin::{AdminMsg, ADMIN_PG};
+use crate::node::config::MasterSpec;
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Why the masters could not be learnt from a node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoverError {
+    /// No cluster connection to the address could be opened.
+    #[error("cannot connect to {address}: {reason} (is a dike node listening there?)")]
+    Refused {
+        /// The address tried.
+        address: String,
+        /// What connecting said.
+        reason: String,
+    },
+    /// The node closed the connection during authentication: the cookies
+    /// differ.
+    #[error("the node at {address} refused the cookie (authentication failed): check --cookie / DIKE_COOKIE")]
+    Cookie {
+        /// The address tried.
+        address: String,
+    },
+    /// The node did not answer within the deadline.
+    #[error("the node at {address} did not answer within {after:?}")]
+    NoAnswer {
+        /// The address tried.
+        address: String,
+        /// How long the caller waited.
+        after: Duration,
+    },
+    /// The answer could not be read (a node of another version?).
+    #[error("cannot read the answer of the node at {address}: {reason}")]
+    Decode {
+        /// The address tried.
+        address: String,
+        /// What decoding said.
+        reason: String,
+    },
+    /// The probe's own listener could not start.
+    #[error("cannot start a local cluster listener: {0}")]
+    Local(String),
+}
+
+/// What the probe's node server reports about its one session.
+#[derive(Debug)]
+enum Event {
+    Authenticated,
+    Ready,
+    Disconnected,
+}
+
+struct Events(mpsc::UnboundedSender<Event>);
+
+impl NodeEventSubscription for Events {
+    fn node_session_opened(&self, _ses: NodeServerSessionInformation) {}
+    fn node_session_authenticated(&self, _ses: NodeServerSessionInformation) {
+        let _ = self.0.send(Event::Authenticated);
+    }
+    fn node_session_disconnected(&self, _ses: NodeServerSessionInformation) {
+        let _ = self.0.send(Event::Disconnected);
+    }
+    fn node_session_ready(&self, _ses: NodeServerSessionInformation) {
+        let _ = self.0.send(Event::Ready);
+    }
+}
+
+/// Probes started by this process, for unique probe names.
+static PROBES: AtomicU64 = AtomicU64::new(0);
+
+/// The masters (`NAME@HOST:PORT`) the node listening at `address`
+/// (`HOST:PORT`) knows, asked with `cookie`, within `within`.
+pub async fn masters_via(
+    address: &str,
+    cookie: &str,
+    within: Duration,
+) -> Result<Vec<MasterSpec>, DiscoverError> {
+    let deadline = Instant::now() + within;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| DiscoverError::Local(e.to_string()))?
+        .port();
+    let n = PROBES.fetch_add(1, Ordering::Relaxed);
+    let name = format!("dike-probe-{}-{n}", std::process::id());
+    let server = NodeServer::new(
+        port,
+        cookie.to_owned(),
+        name.clone(),
+        "127.0.0.1".to_owned(),
+        None,
+        Some(NodeConnectionMode::Isolated),
+    )
+    .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into());
+    let (server, _) = Actor::spawn(None, server, ())
+        .await
+        .map_err(|e| DiscoverError::Local(e.to_string()))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let subscribed = server.cast(NodeServerMessage::SubscribeToEvents {
+        id: name,
+        subscription: Box::new(Events(tx)),
+    });
+    let result = match subscribed {
+        Ok(()) => ask(&server, address, rx, within, deadline).await,
+        Err(e) => Err(DiscoverError::Local(e.to_string())),
+    };
+    server.stop(None);
+    result
+}
+
+async fn ask(
+    server: &ActorRef<NodeServerMessage>,
+    address: &str,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    within: Duration,
+    deadline: Instant,
+) -> Result<Vec<MasterSpec>, DiscoverError> {
+    let no_answer = || DiscoverError::NoAnswer {
+        address: address.to_owned(),
+        after: within,
+    };
+    let refused = |reason: String| DiscoverError::Refused {
+        address: address.to_owned(),
+        reason,
+    };
+    match tokio::time::timeout_at(deadline, ractor_cluster::client_connect(server, address)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(refused(e.to_string())),
+        Err(_) => return Err(no_answer()),
+    }
+    // Wait for the session: authenticated then ready, or closed during the
+    // handshake (the only reason a node closes a fresh session is a failed
+    // authentication).
+    let mut authenticated = false;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(Event::Authenticated)) => authenticated = true,
+            Ok(Some(Event::Ready)) => break,
+            Ok(Some(Event::Disconnected)) if !authenticated => {
+                return Err(DiscoverError::Cookie {
+                    address: address.to_owned(),
+                })
+            }
+            Ok(Some(Event::Disconnected)) | Ok(None) => {
+                return Err(refused("the connection closed".into()))
+            }
+            Err(_) => return Err(no_answer()),
+        }
+    }
+    // The node's admin actor shows up in the process group once the
+    // session has synchronised its groups.
+    let admin = loop {
+        let remote = ractor::pg::get_members(&ADMIN_PG.to_owned())
+            .into_iter()
+            .find(|c| !c.get_id().is_local());
+        if let Some(cell) = remote {
+            break ActorRef::<AdminMsg>::from(cell);
+        }
+        if Instant::now() >= deadline {
+            return Err(no_answer());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let bytes = match admin.call(AdminMsg::Masters, Some(wait)).await {
+        Ok(ractor::rpc::CallResult::Success(b)) => b,
+        _ => return Err(no_answer()),
+    };
+    let decode = |reason: String| DiscoverError::Decode {
+        address: address.to_owned(),
+        reason,
+    };
+    let specs: Vec<String> =
+        dike_core::codec::decode("masters", &bytes).map_err(|e| decode(e.to_string()))?;
+    specs
+        .iter()
+        .map(|s| s.parse::<MasterSpec>().map_err(|e| decode(e.to_string())))
+        .collect()
+}
