@@ -18,7 +18,7 @@ pub fn config(args: &NodeArgs) -> Result<NodeConfig, CliError> {
     // A master is in the table anyway; another node joins only if asked.
     b = b.join(args.join || is_master);
     b = match &args.data_dir {
-        Some(dir) => b.data_dir(dir)?,
+        Some(dir) => b.data_dir(dir),
         None => b.in_memory(),
     };
     if let Some(size) = args.group_size {
