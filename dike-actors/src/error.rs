@@ -74,6 +74,52 @@ pub enum StartError {
         /// Why, in the operator's words.
         reason: String,
     },
+    /// The address the node would publish to the cluster is not one other
+    /// nodes can dial.
+    #[error("cannot advertise {address} to the cluster: {reason}")]
+    Advertise {
+        /// The address (the listen address unless one was given to advertise).
+        address: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// Another process uses the data directory (it holds its lock).
+    #[error("data dir {} is in use by another process ({holder}); stop that node first, or give this one another data dir", dir.display())]
+    DataDirInUse {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Who holds it, as that process wrote it in the lock file (its
+        /// process id and node name), or "unknown".
+        holder: String,
+    },
+    /// The data directory belongs to a node of another name.
+    #[error("data dir {} belongs to node {stored:?}, not {given:?}: start it with the name {stored:?}, or give {given:?} a data dir of its own", dir.display())]
+    OtherNode {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The name it was created under.
+        stored: String,
+        /// The name this start asked for.
+        given: String,
+    },
+    /// The data directory holds data of another cluster (other masters).
+    #[error("data dir {} holds data of another cluster (masters {}), not of this one (masters {}): start with the masters it was created with, or use a fresh data dir", dir.display(), stored.join(","), given.join(","))]
+    OtherCluster {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The master names it was created with.
+        stored: Vec<String>,
+        /// The master names this start asked for.
+        given: Vec<String>,
+    },
+    /// The data directory cannot be read, written or locked.
+    #[error("cannot use data dir {}: {reason}", dir.display())]
+    DataDir {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// An actor could not be spawned (for example a name clash with another
     /// node in this process).
     #[error("cannot spawn {what}: {reason}")]

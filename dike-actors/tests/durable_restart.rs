@@ -14,7 +14,6 @@ async fn node_on(dir: &Path) -> NodeHandle {
     let config = NodeConfig::builder("durable", free_addr())
         .cookie("test-cookie")
         .data_dir(dir)
-        .expect("data dir opens")
         .build()
         .expect("valid config");
     let node = DikeNode::start(config).await.expect("node starts");

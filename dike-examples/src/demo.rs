@@ -10,7 +10,7 @@
 //! dropped).
 
 use crate::arithmetic::{Arithmetic, ArithmeticRequest};
-use crate::cli::args::Via;
+use crate::cli::args::{Cookie, Via};
 use crate::cli::client::Client;
 use crate::cli::CliError;
 use crate::kv::{self, KvReply, KvRequest, KvServer};
@@ -115,7 +115,7 @@ impl<W: Write> Demo<'_, W> {
         }
         let via = Via {
             via: self.cluster.masters(),
-            cookie,
+            cookie: Cookie::given(cookie),
             timeout: WAIT.as_secs(),
         };
         self.cluster.check_running()?;

@@ -65,7 +65,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("bad --listen {:?}: {e}", args.listen))?;
     let mut b = NodeConfig::builder(args.name, listen).cookie(args.cookie);
     b = match &args.data_dir {
-        Some(dir) => b.data_dir(dir).map_err(|e| e.to_string())?,
+        Some(dir) => b.data_dir(dir),
         None => b.in_memory(),
     };
     for m in args.masters {

@@ -8,10 +8,12 @@
 
 use crate::error::StartError;
 use crate::group::restart::RestartPolicy;
+use crate::node::data_dir::DataDir;
 use crate::storage::provider::{MemoryProvider, StorageProvider};
 use dike_core::{Config, MemberId, NodeId, ReplicaOptions};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +87,9 @@ pub struct NodeConfig {
     pub name: String,
     /// Where the cluster listener binds.
     pub listen: SocketAddr,
+    /// Where other nodes reach this one, `HOST:PORT`: what the node
+    /// publishes in the routing table (the listen address unless set).
+    pub advertise: String,
     /// The shared secret every node of the cluster must present.
     pub cookie: String,
     /// The master nodes (1, 3 or 5). A node whose masters are only itself
@@ -92,6 +97,9 @@ pub struct NodeConfig {
     pub masters: Vec<MasterSpec>,
     /// Where replicas keep their durable state.
     pub storage: Arc<dyn StorageProvider>,
+    /// The data directory this node holds (locked, with its identity), if
+    /// its state is kept in one.
+    pub data_dir: Option<Arc<DataDir>>,
     /// Replicas per new group.
     pub group_size: usize,
     /// Whether the node registers itself with the master (and so may host
@@ -120,6 +128,8 @@ impl fmt::Debug for NodeConfig {
         f.debug_struct("NodeConfig")
             .field("name", &self.name)
             .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("data_dir", &self.data_dir.as_ref().map(|d| d.path()))
             .field("masters", &self.masters)
             .field("group_size", &self.group_size)
             .field("join", &self.join)
@@ -133,9 +143,11 @@ impl NodeConfig {
         NodeConfigBuilder {
             name: name.into(),
             listen,
+            advertise: None,
             cookie: None,
             masters: Vec::new(),
             storage: None,
+            data_dir: None,
             group_size: None,
             join: true,
             tick: Duration::from_millis(50),
@@ -168,7 +180,14 @@ impl NodeConfig {
 
     /// The address other nodes reach this one at.
     pub fn address(&self) -> String {
-        self.listen.to_string()
+        self.advertise.clone()
+    }
+
+    /// The host part of [`NodeConfig::address`].
+    pub fn advertised_host(&self) -> &str {
+        self.advertise
+            .rsplit_once(':')
+            .map_or(self.advertise.as_str(), |(host, _)| host)
     }
 }
 
@@ -176,9 +195,11 @@ impl NodeConfig {
 pub struct NodeConfigBuilder {
     name: String,
     listen: SocketAddr,
+    advertise: Option<String>,
     cookie: Option<String>,
     masters: Vec<String>,
     storage: Option<Arc<dyn StorageProvider>>,
+    data_dir: Option<PathBuf>,
     group_size: Option<usize>,
     join: bool,
     tick: Duration,
@@ -202,31 +223,38 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Where other nodes reach this one, `HOST:PORT` (default: the listen
+    /// address). Needed when the node listens on every address
+    /// (`0.0.0.0` or `::`), which no other node can dial.
+    pub fn advertise(mut self, address: impl Into<String>) -> Self {
+        self.advertise = Some(address.into());
+        self
+    }
+
     /// Keeps replica state in memory (the default; lost when the process
     /// exits).
     pub fn in_memory(mut self) -> Self {
         self.storage = Some(Arc::new(MemoryProvider::default()));
+        self.data_dir = None;
         self
     }
 
     /// Keeps replica state durably in the node log in `dir` (created if
     /// needed); the directory also keeps the node's incarnation, so a node
-    /// restarted on it hosts its replicas again.
-    pub fn data_dir(mut self, dir: impl AsRef<std::path::Path>) -> Result<Self, StartError> {
-        let provider =
-            crate::storage::provider::NodeLogProvider::open(dir.as_ref()).map_err(|e| {
-                StartError::Config(format!(
-                    "cannot open data dir {}: {e}",
-                    dir.as_ref().display()
-                ))
-            })?;
-        self.storage = Some(Arc::new(provider));
-        Ok(self)
+    /// restarted on it hosts its replicas again, and its identity (see
+    /// [`crate::node::data_dir`]). [`NodeConfigBuilder::build`] locks and
+    /// opens it, and refuses it if another process holds it or it belongs
+    /// to another node or cluster.
+    pub fn data_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.data_dir = Some(dir.as_ref().to_path_buf());
+        self.storage = None;
+        self
     }
 
     /// Keeps replica state in `provider` (for example a durable engine).
     pub fn storage(mut self, provider: Arc<dyn StorageProvider>) -> Self {
         self.storage = Some(provider);
+        self.data_dir = None;
         self
     }
 
@@ -274,7 +302,8 @@ impl NodeConfigBuilder {
         self
     }
 
-    /// Checks and builds the configuration.
+    /// Checks and builds the configuration; with a data dir, locks and
+    /// opens it last, once everything else is known to be valid.
     pub fn build(self) -> Result<NodeConfig, StartError> {
         if self.name.is_empty() || self.name.contains(['@', '/']) {
             return Err(StartError::Config(format!(
@@ -291,10 +320,12 @@ impl NodeConfigBuilder {
             .iter()
             .map(|m| m.parse())
             .collect::<Result<Vec<MasterSpec>, _>>()?;
+        let advertise = self.advertise.unwrap_or_else(|| self.listen.to_string());
+        check_advertise(&advertise)?;
         if masters.is_empty() {
             masters.push(MasterSpec {
                 name: self.name.clone(),
-                address: self.listen.to_string(),
+                address: advertise.clone(),
             });
         }
         if ![1, 3, 5].contains(&masters.len()) {
@@ -310,16 +341,27 @@ impl NodeConfigBuilder {
         if self.tick.is_zero() {
             return Err(StartError::Config("the tick must be positive".into()));
         }
+        let (data_dir, storage): (Option<Arc<DataDir>>, Arc<dyn StorageProvider>) =
+            match (&self.data_dir, self.storage) {
+                (Some(dir), _) => {
+                    let (held, log) = DataDir::open(dir, &self.name, &masters)?;
+                    (Some(Arc::new(held)), Arc::new(log))
+                }
+                (None, Some(storage)) => (None, storage),
+                (None, None) => (None, Arc::new(MemoryProvider::default())),
+            };
+        // A node that joined once re-joins by itself after every restart.
+        let join = self.join || data_dir.as_ref().is_some_and(|d| d.identity().joined);
         Ok(NodeConfig {
             name: self.name,
             listen: self.listen,
+            advertise,
             cookie,
             masters,
-            storage: self
-                .storage
-                .unwrap_or_else(|| Arc::new(MemoryProvider::default())),
+            storage,
+            data_dir,
             group_size,
-            join: self.join,
+            join,
             tick: self.tick,
             refresh: self.tick * 20,
             request_timeout: self.request_timeout,
@@ -329,6 +371,30 @@ impl NodeConfigBuilder {
             rebalance_every: self.tick * 10,
         })
     }
+}
+
+/// Refuses an address to publish that other nodes could not dial.
+fn check_advertise(address: &str) -> Result<(), StartError> {
+    let refuse = |reason: &str| StartError::Advertise {
+        address: address.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| refuse("it is not HOST:PORT"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(refuse("it is not HOST:PORT"));
+    }
+    if address
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| a.ip().is_unspecified())
+    {
+        return Err(refuse(
+            "it stands for every address of this machine, which other nodes cannot dial; \
+             give the address they reach this node at (dike node --advertise HOST:PORT)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -375,6 +441,36 @@ mod tests {
             .master("b@h:2")
             .build();
         assert!(matches!(two, Err(StartError::Config(_))));
+    }
+
+    #[test]
+    fn an_unspecified_address_is_never_advertised() {
+        let every = SocketAddr::from(([0, 0, 0, 0], 4000));
+        let refused = NodeConfig::builder("a", every).cookie("c").build();
+        assert!(
+            matches!(&refused, Err(StartError::Advertise { address, .. }) if address == "0.0.0.0:4000"),
+            "{refused:?}"
+        );
+        let c = NodeConfig::builder("a", every)
+            .cookie("c")
+            .advertise("10.1.2.3:4000")
+            .build()
+            .expect("valid");
+        assert_eq!(c.address(), "10.1.2.3:4000");
+        assert_eq!(c.masters[0].address, "10.1.2.3:4000", "the single master");
+        for bad in ["[::]:4000", "host", ":4000", "h:port"] {
+            let r = NodeConfig::builder("a", addr())
+                .cookie("c")
+                .advertise(bad)
+                .build();
+            assert!(matches!(r, Err(StartError::Advertise { .. })), "{bad}");
+        }
+        let named = NodeConfig::builder("a", every)
+            .cookie("c")
+            .advertise("node-a.example:4000")
+            .build()
+            .expect("a host name is fine");
+        assert_eq!(named.advertised_host(), "node-a.example");
     }
 
     #[test]

@@ -114,6 +114,22 @@ impl NodeContext {
         self.joining.store(true, Ordering::Relaxed);
     }
 
+    /// Records in the data dir, if any, that the node has joined, so it
+    /// re-joins by itself after a restart. A failure is logged: the node
+    /// is joined all the same, only a restart would need `--join` again.
+    pub(crate) fn record_joined(&self) {
+        let Some(dir) = &self.config.data_dir else {
+            return;
+        };
+        match dir.record_joined() {
+            Ok(true) => {
+                tracing::info!(dir = %dir.path().display(), "joined; recorded in the data dir")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(dir = %dir.path().display(), "cannot record the join: {e}"),
+        }
+    }
+
     /// Casts the dispatcher is still sending (see `DispatcherMsg::Cast`).
     pub fn casts_in_flight(&self) -> usize {
         self.casts.load(Ordering::Relaxed)

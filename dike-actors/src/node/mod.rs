@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod config;
 pub mod context;
+pub mod data_dir;
 pub mod discover;
 
 use crate::cluster::transport::spawn_transport;
@@ -130,7 +131,7 @@ impl Actor for DikeNode {
             c.listen.port(),
             c.cookie.clone(),
             c.name.clone(),
-            c.listen.ip().to_string(),
+            c.advertised_host().to_owned(),
             None,
             Some(NodeConnectionMode::Isolated),
         )
@@ -147,7 +148,7 @@ impl Actor for DikeNode {
         let rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
         spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
-        tracing::info!(name = %c.name, listen = %c.listen, master = c.is_master(), "node started");
+        tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, master = c.is_master(), "node started");
         Ok(DikeNodeState {
             budget: RestartBudget::new(c.restarts),
             ctx,
@@ -433,11 +434,13 @@ impl NodeHandle {
             address: self.ctx.config.address(),
             incarnation: self.ctx.incarnation.0,
         };
-        match self.master(req).await? {
-            MasterReply::Joined(n) => Ok(JoinOutcome::Joined(n)),
-            MasterReply::AlreadyKnown(n) => Ok(JoinOutcome::AlreadyKnown(n)),
-            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
-        }
+        let outcome = match self.master(req).await? {
+            MasterReply::Joined(n) => JoinOutcome::Joined(n),
+            MasterReply::AlreadyKnown(n) => JoinOutcome::AlreadyKnown(n),
+            other => return Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
+        };
+        self.ctx.record_joined();
+        Ok(outcome)
     }
 
     /// Asks node `name`, running at `address` (`HOST:PORT`) and not joined

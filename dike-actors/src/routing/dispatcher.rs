@@ -324,7 +324,10 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
         incarnation: ctx.incarnation.0,
     };
     match router.master(join).await? {
-        MasterReply::Joined(_) | MasterReply::AlreadyKnown(_) => router.refresh().await,
+        MasterReply::Joined(_) | MasterReply::AlreadyKnown(_) => {
+            ctx.record_joined();
+            router.refresh().await
+        }
         MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
         other => Err(DikeError::Decode(format!(
             "unexpected join reply {other:?}"

@@ -6,6 +6,10 @@
 //! its old or its new content, never a mix.
 //!
 //! Layout of a data dir:
+//! - `LOCK`: locked (`flock`) by the process that uses the directory; holds
+//!   that process's id and node name, for the message a second one gets.
+//! - `identity`: which node and cluster the directory belongs to (one
+//!   framed record; see `crate::node::data_dir`).
 //! - `incarnation`: the node's incarnation id (one framed record).
 //! - `<seq:020>.log`: log segments, replayed in ascending `seq` order.
 //! - `snapshot-<group:020>.snap`: the latest snapshot of one group.
@@ -20,6 +24,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 const INCARNATION: &str = "incarnation";
+const IDENTITY: &str = "identity";
+const LOCK: &str = "LOCK";
 const SEGMENT_EXT: &str = "log";
 const SNAPSHOT_PREFIX: &str = "snapshot-";
 const SNAPSHOT_EXT: &str = "snap";
@@ -52,6 +58,11 @@ impl Layout {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Path of the lock file.
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join(LOCK)
     }
 
     /// Path of log segment `seq`.
@@ -175,6 +186,20 @@ impl Layout {
         let payload = self.read_single(&path)?;
         decode("snapshot", &payload)
             .map_err(|e| StorageError::Corrupt(format!("{}: {e}", path.display())))
+    }
+
+    /// The payload of the identity file, if the directory has one.
+    pub fn read_identity(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.dir.join(IDENTITY);
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.read_single(&path).map(Some)
+    }
+
+    /// Replaces the identity file with `payload`, atomically.
+    pub fn write_identity(&self, payload: &[u8]) -> Result<(), StorageError> {
+        self.replace(&self.dir.join(IDENTITY), payload)
     }
 
     /// The incarnation stored in the directory; a fresh one is created and

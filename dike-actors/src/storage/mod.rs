@@ -18,7 +18,7 @@
 //!
 //! See `docs/STORAGE.md` for the record format and the reasoning.
 
-mod files;
+pub(crate) mod files;
 mod index;
 mod node_log;
 pub mod provider;

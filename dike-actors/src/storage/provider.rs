@@ -63,6 +63,11 @@ impl NodeLogProvider {
         })
     }
 
+    /// The incarnation of the log's data directory.
+    pub fn data_incarnation(&self) -> Incarnation {
+        self.log.incarnation()
+    }
+
     /// The log's first id of `member`'s replica of creation `generation`
     /// of `group`: FNV-1a of all three, so it is the same after every
     /// restart and differs for a group re-created under the same name.

@@ -1,6 +1,7 @@
 //! The command line of the `dike` program (clap derive): what each command
 //! takes, with its `--help` text.
 
+use super::error::CliError;
 use crate::bench::{BenchConfig, BenchKind};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -159,44 +160,118 @@ pub struct Ring {
     pub vnodes: Option<u32>,
 }
 
-/// Arguments of `dike node`.
+/// Arguments of `dike node`. Every flag may also come from the `DIKE_*`
+/// variable named in `--help` (a flag given on the command line wins).
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// The node's name, unique in the cluster.
-    #[arg(long)]
+    /// The node's name, unique in the cluster. A data dir belongs to the
+    /// name it was first used with.
+    #[arg(long, env = "DIKE_NAME")]
     pub name: String,
     /// Where the cluster listener binds, HOST:PORT.
-    #[arg(long)]
+    #[arg(long, env = "DIKE_LISTEN")]
     pub listen: SocketAddr,
+    /// Where other nodes reach this one, HOST:PORT, as published in the
+    /// routing table (default: the --listen address; required when that is
+    /// 0.0.0.0 or ::).
+    #[arg(long, env = "DIKE_ADVERTISE")]
+    pub advertise: Option<String>,
     /// The master nodes, NAME@HOST:PORT, comma-separated (1, 3 or 5). Only
     /// this node's own entry: single-node mode.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, env = "DIKE_MASTERS")]
     pub masters: Vec<String>,
-    /// Keep replica state durably in this directory.
-    #[arg(long, conflicts_with = "in_memory")]
+    /// Keep replica state durably in this directory. One node uses it at a
+    /// time (it is locked), under the name and masters it was created
+    /// with.
+    #[arg(long, conflicts_with = "in_memory", env = "DIKE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Keep replica state in memory only (the default).
-    #[arg(long)]
+    #[arg(long, env = "DIKE_IN_MEMORY")]
     pub in_memory: bool,
     /// The cluster's shared secret.
-    #[arg(long, env = "DIKE_COOKIE", hide_env_values = true)]
-    pub cookie: String,
+    #[command(flatten)]
+    pub cookie: Cookie,
     /// Register with the master so the node hosts replicas. Master nodes
     /// always do; a node that is not a master and does not join only routes
-    /// requests.
-    #[arg(long)]
+    /// requests. A node on a data dir that joined once re-joins by itself.
+    #[arg(long, env = "DIKE_JOIN")]
     pub join: bool,
     /// Replicas per new group created from this node.
-    #[arg(long)]
+    #[arg(long, env = "DIKE_GROUP_SIZE")]
     pub group_size: Option<usize>,
     /// Seconds a node may be down before the master moves its replicas to
     /// live nodes (default 60).
-    #[arg(long)]
+    #[arg(long, env = "DIKE_REPLACE_AFTER")]
     pub replace_after: Option<u64>,
     /// Threads of the node's async runtime (default: one per core), e.g. to
     /// keep several nodes sharing a few cores from oversubscribing them.
-    #[arg(long)]
+    #[arg(long, env = "DIKE_WORKER_THREADS")]
     pub worker_threads: Option<std::num::NonZeroUsize>,
+    /// Print the configuration these flags and variables make (as JSON,
+    /// the cookie left out) and exit, without starting the node.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The cluster's shared secret, from exactly one source.
+#[derive(Args, Debug, Clone)]
+pub struct Cookie {
+    /// The cluster's shared secret.
+    #[arg(long, env = "DIKE_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
+    /// A file holding the cluster's shared secret (a trailing newline is
+    /// dropped); instead of --cookie.
+    #[arg(long, env = "DIKE_COOKIE_FILE")]
+    pub cookie_file: Option<PathBuf>,
+}
+
+impl Cookie {
+    /// A cookie given as it is.
+    pub fn given(cookie: impl Into<String>) -> Cookie {
+        Cookie {
+            cookie: Some(cookie.into()),
+            cookie_file: None,
+        }
+    }
+
+    /// The secret: from --cookie (or DIKE_COOKIE), or read from
+    /// --cookie-file (or DIKE_COOKIE_FILE); exactly one of them.
+    pub fn secret(&self) -> Result<String, CliError> {
+        match (&self.cookie, &self.cookie_file) {
+            (Some(_), Some(_)) => Err(CliError::Usage(
+                "the cookie is given twice: use --cookie (or DIKE_COOKIE) or --cookie-file \
+                 (or DIKE_COOKIE_FILE), not both"
+                    .into(),
+            )),
+            (None, None) => Err(CliError::Usage(
+                "no cookie: pass --cookie or --cookie-file (or set DIKE_COOKIE or DIKE_COOKIE_FILE)"
+                    .into(),
+            )),
+            (Some(cookie), None) => Ok(cookie.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CliError::Usage(format!("cannot read cookie file {}: {e}", path.display()))
+                })?;
+                let secret = text.trim_end_matches(['\n', '\r']);
+                if secret.trim().is_empty() {
+                    return Err(CliError::Usage(format!(
+                        "cookie file {} is empty",
+                        path.display()
+                    )));
+                }
+                Ok(secret.to_owned())
+            }
+        }
+    }
+
+    /// Where the secret comes from, without the secret.
+    pub fn source(&self) -> String {
+        match (&self.cookie, &self.cookie_file) {
+            (_, Some(path)) => format!("file {}", path.display()),
+            (Some(_), None) => "--cookie or DIKE_COOKIE".into(),
+            (None, None) => "none".into(),
+        }
+    }
 }
 
 /// How a client command reaches the cluster: it starts a short-lived node
@@ -208,8 +283,8 @@ pub struct Via {
     #[arg(long, value_delimiter = ',', required = true, env = "DIKE_VIA")]
     pub via: Vec<String>,
     /// The cluster's shared secret.
-    #[arg(long, env = "DIKE_COOKIE", hide_env_values = true)]
-    pub cookie: String,
+    #[command(flatten)]
+    pub cookie: Cookie,
     /// How long to wait for the cluster, in seconds.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,

@@ -24,7 +24,7 @@ impl Client {
         let listen = free_loopback_addr()?;
         let timeout = Duration::from_secs(via.timeout.max(1));
         let mut b = NodeConfig::builder(format!("dike-cli-{}", std::process::id()), listen)
-            .cookie(via.cookie.clone())
+            .cookie(via.cookie.secret()?)
             .join(false)
             .in_memory()
             .request_timeout(timeout);

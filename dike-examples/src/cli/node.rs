@@ -4,34 +4,75 @@
 use super::args::NodeArgs;
 use super::error::CliError;
 use super::kinds;
-use dike_actors::{DikeNode, MasterSpec, NodeConfig};
+use dike_actors::{DikeNode, MasterSpec, NodeConfig, NodeConfigBuilder};
 
-/// Builds the node's configuration from its arguments.
+/// Builds the node's configuration from its arguments (with a data dir,
+/// this locks and opens it).
 pub fn config(args: &NodeArgs) -> Result<NodeConfig, CliError> {
-    let mut b = NodeConfig::builder(args.name.clone(), args.listen).cookie(args.cookie.clone());
+    let b = builder(args)?;
+    let b = match &args.data_dir {
+        Some(dir) => b.data_dir(dir),
+        None => b.in_memory(),
+    };
+    Ok(b.build()?)
+}
+
+/// Everything of the configuration but the storage.
+fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
+    let mut b = NodeConfig::builder(args.name.clone(), args.listen).cookie(args.cookie.secret()?);
+    if let Some(address) = &args.advertise {
+        b = b.advertise(address.clone());
+    }
     let mut is_master = false;
     for m in &args.masters {
         let spec: MasterSpec = m.parse()?;
         is_master |= spec.name == args.name;
         b = b.master(m.clone());
     }
-    // A master is in the table anyway; another node joins only if asked.
+    // A master is in the table anyway; another node joins only if asked
+    // (or if its data dir says it joined before).
     b = b.join(args.join || is_master);
-    b = match &args.data_dir {
-        Some(dir) => b.data_dir(dir)?,
-        None => b.in_memory(),
-    };
     if let Some(size) = args.group_size {
         b = b.group_size(size);
     }
     if let Some(secs) = args.replace_after {
         b = b.replace_after(std::time::Duration::from_secs(secs));
     }
-    Ok(b.build()?)
+    Ok(b)
 }
 
-/// Runs the node until a stop signal, then stops it.
+/// The configuration `dike node --print-config` shows: what the flags and
+/// `DIKE_*` variables make, checked as a start would check them and with
+/// the defaults filled in, the cookie left out. The data dir is only named:
+/// a running node may hold it.
+pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> {
+    let c = builder(args)?.in_memory().build()?;
+    Ok(serde_json::json!({
+        "name": c.name,
+        "listen": c.listen.to_string(),
+        "advertise": c.address(),
+        "masters": c.masters.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "master": c.is_master(),
+        "data_dir": args.data_dir.as_ref().map(|d| d.display().to_string()),
+        "cookie": args.cookie.source(),
+        "join": c.join,
+        "group_size": c.group_size,
+        "replace_after_secs": c.replace_after.as_secs(),
+        "tick_ms": c.tick.as_millis() as u64,
+        "request_timeout_ms": c.request_timeout.as_millis() as u64,
+        "worker_threads": args.worker_threads.map(|n| n.get()),
+    }))
+}
+
+/// Runs the node until a stop signal, then stops it; with
+/// `--print-config`, prints the configuration instead.
 pub async fn run(args: NodeArgs) -> Result<(), CliError> {
+    if args.print_config {
+        let text = serde_json::to_string_pretty(&effective_config(&args)?)
+            .map_err(|e| CliError::Output(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
     let node = DikeNode::start(config(&args)?).await?;
     kinds::register_all(&node);
     tracing::info!(name = %node.name(), kinds = ?kinds::KNOWN_KINDS, "node ready");

@@ -1,0 +1,559 @@
+//! Operating a cluster (issue 17) on real `dike node` processes: a data dir
+//! belongs to one node of one cluster and to one process at a time; a node
+//! listening on every address publishes the address it advertises; a node
+//! that joined once re-joins by itself after a restart; the cookie may come
+//! from a file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "identity-test-cookie";
+
+/// How long a node may take to serve, or a refused one to exit.
+const START: Duration = Duration::from_secs(30);
+
+/// A `dike` command with none of the caller's `DIKE_*` settings.
+fn dike_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dike"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DIKE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A `dike node` child, killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Starts `dike node ARGS` with the test cookie unless `args` give one.
+    fn spawn(label: &str, args: &[&str]) -> Node {
+        let log = std::env::temp_dir().join(format!(
+            "dike-identity-{label}-{}-{}.log",
+            std::process::id(),
+            unique()
+        ));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = dike_command();
+        cmd.arg("node").args(args);
+        if !args.iter().any(|a| a.starts_with("--cookie")) {
+            cmd.env("DIKE_COOKIE", COOKIE);
+        }
+        let child = cmd
+            .env("RUST_LOG", "info,ractor_cluster=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn dike node");
+        Node { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait for dike node")
+    }
+
+    /// Polls `dike routing-table --via VIA` until it answers.
+    fn wait_serving(&mut self, via: &str) {
+        let deadline = Instant::now() + START;
+        loop {
+            if let Some(status) = self.exited() {
+                panic!("dike node exited with {status}\n{}", self.log_text());
+            }
+            let out = dike(via, &["routing-table"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not serve within {START:?}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits for a node that must be refused to exit; fails if it exits
+    /// successfully, says it is ready, or is still running at the deadline.
+    /// Returns its log (stderr).
+    fn refused(mut self) -> String {
+        let deadline = Instant::now() + START;
+        loop {
+            if let Some(status) = self.exited() {
+                let log = self.log_text();
+                assert!(!status.success(), "a refused node exits non-zero\n{log}");
+                return log;
+            }
+            let log = self.log_text();
+            assert!(
+                !log.contains("node ready") && Instant::now() < deadline,
+                "the node started instead of being refused:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// kill -9, and wait until it is gone.
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn free_addr() -> SocketAddr {
+    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
+}
+
+/// Runs `dike ARGS --via VIA` with the test cookie.
+fn dike(via: &str, args: &[&str]) -> Output {
+    dike_command()
+        .args(args)
+        .args(["--via", via, "--cookie", COOKIE])
+        .output()
+        .expect("run dike")
+}
+
+/// Runs `dike ARGS --via VIA` and returns its stdout; fails the test if it
+/// fails.
+fn ok(via: &str, args: &[&str]) -> String {
+    let out = dike(via, args);
+    assert!(
+        out.status.success(),
+        "dike {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Polls `dike routing-table` until `pred` holds for its text or `within`
+/// passes; returns the last table.
+fn table_until(via: &str, within: Duration, pred: impl Fn(&str) -> bool) -> Result<String, String> {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = dike(via, &["routing-table"]);
+        if out.status.success() {
+            last = String::from_utf8_lossy(&out.stdout).into_owned();
+            if pred(&last) {
+                return Ok(last);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(last)
+}
+
+/// Whether the table's line of node `name` ends with `status`.
+fn node_is(table: &str, name: &str, status: &str) -> bool {
+    table
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name) && l.trim_end().ends_with(status))
+}
+
+/// A temporary directory for data dirs, removed at the end.
+fn temp_dir(label: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dike-identity-{label}-"))
+        .tempdir()
+        .expect("temp dir")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The arguments of a single-master node `name` at `addr` on `dir`.
+fn single(name: &str, addr: SocketAddr, dir: &Path) -> Vec<String> {
+    [
+        "--name",
+        name,
+        "--listen",
+        &addr.to_string(),
+        "--masters",
+        &format!("{name}@{addr}"),
+        "--data-dir",
+        path(dir),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn a_second_node_on_a_data_dir_in_use_is_refused_and_after_a_kill_9_the_dir_is_free() {
+    let tmp = temp_dir("in-use");
+    let dir = tmp.path().join("keeper");
+    let addr = free_addr();
+    let via = format!("keeper@{addr}");
+    let mut first = Node::spawn("keeper", &strs(&single("keeper", addr, &dir)));
+    first.wait_serving(&via);
+    ok(&via, &["add-group", "calc", "arithmetic"]);
+    assert_eq!(
+        ok(&via, &["request", "calc", r#"{"Add":5}"#]).trim(),
+        r#"{"Ok":5}"#
+    );
+
+    // The same name on another port, then another name: both refused, the
+    // message naming the dir, that it is in use, and the holder.
+    let same = Node::spawn("keeper-2", &strs(&single("keeper", free_addr(), &dir))).refused();
+    assert!(
+        same.contains(&format!("data dir {} is in use", dir.display())),
+        "{same}"
+    );
+    assert!(
+        same.contains(&format!("pid {}, node keeper", first.child.id())),
+        "the message names the holder: {same}"
+    );
+    let other = Node::spawn("intruder", &strs(&single("intruder", free_addr(), &dir))).refused();
+    assert!(other.contains("is in use"), "{other}");
+
+    // The first node never noticed.
+    assert_eq!(
+        ok(&via, &["request", "calc", r#"{"Add":1}"#]).trim(),
+        r#"{"Ok":6}"#
+    );
+
+    // kill -9 releases the lock: the same node starts again on its dir.
+    first.kill9();
+    let mut again = Node::spawn("keeper-3", &strs(&single("keeper", addr, &dir)));
+    again.wait_serving(&via);
+    let deadline = Instant::now() + START;
+    let reply = loop {
+        let out = dike(&via, &["request", "calc", r#"{"Add":0}"#]);
+        if out.status.success() || Instant::now() > deadline {
+            break String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(reply, r#"{"Ok":6}"#, "{}", again.log_text());
+}
+
+#[test]
+fn a_data_dir_is_refused_to_another_name_and_to_another_cluster() {
+    let tmp = temp_dir("owner");
+    let dir = tmp.path().join("owner");
+    let addr = free_addr();
+    let mut owner = Node::spawn("owner", &strs(&single("owner", addr, &dir)));
+    owner.wait_serving(&format!("owner@{addr}"));
+    owner.kill9();
+
+    let renamed = Node::spawn("thief", &strs(&single("thief", addr, &dir))).refused();
+    assert!(
+        renamed.contains(&format!(
+            r#"data dir {} belongs to node "owner", not "thief""#,
+            dir.display()
+        )),
+        "{renamed}"
+    );
+
+    let mut args = single("owner", addr, &dir);
+    args[5] = format!("owner@{addr},m2@{},m3@{}", free_addr(), free_addr());
+    let other = Node::spawn("owner-elsewhere", &strs(&args)).refused();
+    assert!(
+        other.contains(
+            "holds data of another cluster (masters owner), not of this one (masters m2,m3,owner)"
+        ),
+        "{other}"
+    );
+}
+
+#[test]
+fn a_node_listening_on_every_address_publishes_the_address_it_advertises() {
+    let addr = free_addr();
+    let every = format!("0.0.0.0:{}", addr.port());
+    let via = format!("wide@{addr}");
+    let mut node = Node::spawn(
+        "wide",
+        &[
+            "--name",
+            "wide",
+            "--listen",
+            &every,
+            "--advertise",
+            &addr.to_string(),
+            "--masters",
+            &via,
+            "--in-memory",
+        ],
+    );
+    node.wait_serving(&via);
+    let table = ok(&via, &["routing-table"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("wide") && l.contains(&addr.to_string())),
+        "{table}"
+    );
+    assert!(!table.contains("0.0.0.0"), "{table}");
+
+    let port = free_addr().port();
+    let unspecified = format!("0.0.0.0:{port}");
+    let log = Node::spawn(
+        "wide-unadvertised",
+        &[
+            "--name",
+            "narrow",
+            "--listen",
+            &unspecified,
+            "--masters",
+            &format!("narrow@127.0.0.1:{port}"),
+            "--in-memory",
+        ],
+    )
+    .refused();
+    assert!(
+        log.contains(&format!("cannot advertise {unspecified}")) && log.contains("--advertise"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_node_that_joined_once_is_up_again_after_a_kill_9_without_being_asked() {
+    let tmp = temp_dir("rejoin");
+    let master_addr = free_addr();
+    let masters = format!("chief@{master_addr}");
+    let mut chief = Node::spawn(
+        "chief",
+        &[
+            "--name",
+            "chief",
+            "--listen",
+            &master_addr.to_string(),
+            "--masters",
+            &masters,
+            "--in-memory",
+        ],
+    );
+    chief.wait_serving(&masters);
+
+    let worker_addr = free_addr();
+    let dir = tmp.path().join("worker");
+    let worker_args = [
+        "--name".to_owned(),
+        "worker".to_owned(),
+        "--listen".to_owned(),
+        worker_addr.to_string(),
+        "--masters".to_owned(),
+        masters.clone(),
+        "--data-dir".to_owned(),
+        path(&dir).to_owned(),
+    ];
+    let worker = Node::spawn("worker", &strs(&worker_args));
+    // Asked to join once, the way an operator adds a node.
+    let deadline = Instant::now() + START;
+    loop {
+        let out = dike(&masters, &["join", &format!("worker@{worker_addr}")]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dike join failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            worker.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    table_until(&masters, START, |t| node_is(t, "worker", "up")).expect("worker up");
+
+    worker.kill9();
+    table_until(&masters, START, |t| node_is(t, "worker", "down"))
+        .unwrap_or_else(|t| panic!("the master never saw the worker down:\n{t}"));
+
+    // The same command as before: no --join, and nobody runs `dike join`.
+    let worker = Node::spawn("worker-again", &strs(&worker_args));
+    let up = table_until(&masters, START, |t| node_is(t, "worker", "up"));
+    assert!(
+        up.is_ok(),
+        "the restarted worker stayed down:\n{}\nworker log:\n{}",
+        up.unwrap_err(),
+        worker.log_text()
+    );
+}
+
+#[test]
+fn the_cookie_may_come_from_a_file_given_alone() {
+    let tmp = temp_dir("cookie");
+    let file = tmp.path().join("cookie");
+    std::fs::write(&file, format!("{COOKIE}\n")).expect("write cookie file");
+    let addr = free_addr();
+    let via = format!("secretive@{addr}");
+    let mut node = Node::spawn(
+        "secretive",
+        &[
+            "--name",
+            "secretive",
+            "--listen",
+            &addr.to_string(),
+            "--masters",
+            &via,
+            "--in-memory",
+            "--cookie-file",
+            path(&file),
+        ],
+    );
+    // `dike` (in `wait_serving`) passes --cookie: the same secret, trimmed.
+    node.wait_serving(&via);
+    let from_file = dike_command()
+        .args(["routing-table", "--via", &via, "--cookie-file", path(&file)])
+        .output()
+        .expect("run dike");
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+
+    let both = dike_command()
+        .args(["routing-table", "--via", &via, "--cookie-file", path(&file)])
+        .env("DIKE_COOKIE", COOKIE)
+        .output()
+        .expect("run dike");
+    assert!(!both.status.success(), "two cookie sources are refused");
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(
+        stderr.contains("--cookie-file") && stderr.contains("--cookie"),
+        "{stderr}"
+    );
+
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, "\n").expect("write empty cookie file");
+    let log = Node::spawn(
+        "empty-cookie",
+        &[
+            "--name",
+            "e",
+            "--listen",
+            &free_addr().to_string(),
+            "--masters",
+            "e@127.0.0.1:1",
+            "--in-memory",
+            "--cookie-file",
+            path(&empty),
+        ],
+    )
+    .refused();
+    assert!(
+        log.contains(&format!("cookie file {} is empty", empty.display())),
+        "{log}"
+    );
+    let missing = tmp.path().join("missing");
+    let out = dike_command()
+        .args([
+            "routing-table",
+            "--via",
+            &via,
+            "--cookie-file",
+            path(&missing),
+        ])
+        .output()
+        .expect("run dike");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("cannot read cookie file {}", missing.display())),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_node_flag_may_come_from_a_dike_variable_and_print_config_shows_the_result() {
+    let tmp = temp_dir("env");
+    let cookie = tmp.path().join("cookie");
+    std::fs::write(&cookie, "from-a-file\n").expect("write cookie file");
+    let dir = tmp.path().join("data");
+    let out = dike_command()
+        .args(["node", "--print-config", "--group-size", "3"])
+        .env("DIKE_NAME", "env-node")
+        .env("DIKE_LISTEN", "0.0.0.0:7100")
+        .env("DIKE_ADVERTISE", "10.0.0.5:7100")
+        .env(
+            "DIKE_MASTERS",
+            "m1@10.0.0.1:7000,m2@10.0.0.2:7000,m3@10.0.0.3:7000",
+        )
+        .env("DIKE_DATA_DIR", &dir)
+        .env("DIKE_COOKIE_FILE", &cookie)
+        .env("DIKE_JOIN", "true")
+        .env("DIKE_GROUP_SIZE", "5")
+        .env("DIKE_REPLACE_AFTER", "30")
+        .env("DIKE_WORKER_THREADS", "2")
+        .output()
+        .expect("run dike node --print-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(config["name"], "env-node");
+    assert_eq!(config["listen"], "0.0.0.0:7100");
+    assert_eq!(config["advertise"], "10.0.0.5:7100");
+    assert_eq!(config["masters"][2], "m3@10.0.0.3:7000");
+    assert_eq!(config["master"], false);
+    assert_eq!(config["data_dir"], path(&dir));
+    assert_eq!(config["cookie"], format!("file {}", cookie.display()));
+    assert_eq!(config["join"], true);
+    assert_eq!(
+        config["group_size"], 3,
+        "the flag wins over DIKE_GROUP_SIZE"
+    );
+    assert_eq!(config["replace_after_secs"], 30);
+    assert_eq!(config["worker_threads"], 2);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("from-a-file"),
+        "the cookie itself is never printed"
+    );
+    assert!(
+        !dir.exists(),
+        "printing the configuration touches no data dir"
+    );
+
+    // Checked as a start would check it.
+    let out = dike_command()
+        .args(["node", "--print-config", "--cookie", "c"])
+        .env("DIKE_NAME", "env-node")
+        .env("DIKE_LISTEN", "0.0.0.0:7100")
+        .env("DIKE_MASTERS", "env-node@127.0.0.1:7100")
+        .env("DIKE_IN_MEMORY", "true")
+        .output()
+        .expect("run dike node --print-config");
+    assert!(
+        !out.status.success(),
+        "0.0.0.0 without --advertise is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--advertise"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
