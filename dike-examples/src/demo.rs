@@ -117,6 +117,7 @@ impl<W: Write> Demo<'_, W> {
             via: self.cluster.masters(),
             cookie: Cookie::given(cookie),
             timeout: WAIT.as_secs(),
+            dial_timeout: 3,
         };
         self.cluster.check_running()?;
         let client = progress(Client::connect(&via)).await?;

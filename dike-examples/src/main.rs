@@ -40,8 +40,12 @@ fn main() -> ExitCode {
             match runtime.block_on(cli::run(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    // An error reply is still the command's output.
+                    if let cli::CliError::ErrorReply(reply) = &e {
+                        println!("{reply}");
+                    }
                     eprintln!("dike: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(e.exit_code())
                 }
             }
         }

@@ -414,3 +414,76 @@ fn a_second_node_on_a_port_in_use_fails_naming_the_address() {
         "{stderr}"
     );
 }
+
+/// Runs `dike ARGS --via VIA` with `cookie`, without the node's own `--via`.
+fn dike_via(args: &[&str], via: &str, cookie: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dike"))
+        .args(args)
+        .args(["--via", via, "--dial-timeout", "3", "--timeout", "10"])
+        .env("DIKE_COOKIE", cookie)
+        .output()
+        .expect("run dike")
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `--via` takes any node as plain HOST:PORT (a dead entry in the list is
+/// skipped), and every failure has its own exit code and names its cause:
+/// nothing listening (3), a wrong cookie (4), no such group (8), an error
+/// reply (7, the reply still on stdout).
+#[test]
+fn any_node_as_host_port_reaches_the_cluster_and_failures_exit_by_cause() {
+    let mut node = NodeProcess::start("anyvia");
+    node.wait_until_serving(Duration::from_secs(30));
+    node.ok(&["add-group", "calc", "arithmetic"]);
+    let addr = node.via.split_once('@').expect("NAME@ADDR").1.to_owned();
+    let dead = free_addr().to_string();
+
+    let out = dike_via(&["request", "calc", r#"{"Add":2}"#], &addr, COOKIE);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"Ok":2}"#);
+
+    let out = dike_via(&["routing-table"], &format!("{dead},{addr}"), COOKIE);
+    assert!(
+        out.status.success(),
+        "a dead first entry: {}",
+        describe(&out)
+    );
+
+    let out = dike_via(&["routing-table"], &dead, COOKIE);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&dead),
+        "{}",
+        describe(&out)
+    );
+
+    let out = dike_via(&["routing-table"], &addr, "not-the-cookie");
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cookie"),
+        "{}",
+        describe(&out)
+    );
+
+    let out = dike_via(&["request", "nosuch", r#"{"Add":1}"#], &addr, COOKIE);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+
+    let out = dike_via(&["request", "calc", r#"{"Div":0}"#], &addr, COOKIE);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Err"),
+        "{}",
+        describe(&out)
+    );
+
+    let out = dike_via(&["routing-table"], "not-an-address", COOKIE);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}

@@ -16,7 +16,7 @@ use crate::node::admin::{AdminMsg, ADMIN_PG};
 use crate::node::config::MasterSpec;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{ClientConnectErr, NodeEventSubscription, NodeServer, NodeServerMessage};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -143,6 +143,9 @@ async fn ask(
     };
     match tokio::time::timeout_at(deadline, ractor_cluster::client_connect(server, address)).await {
         Ok(Ok(())) => {}
+        Ok(Err(ClientConnectErr::Socket(e) | ClientConnectErr::Encryption(e))) => {
+            return Err(refused(e.to_string()))
+        }
         Ok(Err(e)) => return Err(refused(e.to_string())),
         Err(_) => return Err(no_answer()),
     }

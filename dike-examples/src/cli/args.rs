@@ -278,16 +278,20 @@ impl Cookie {
 /// that does not join and talks to the masters.
 #[derive(Args, Debug, Clone)]
 pub struct Via {
-    /// The cluster's masters, NAME@HOST:PORT, comma-separated (the list the
-    /// nodes were started with).
+    /// Any nodes of the cluster, HOST:PORT, comma-separated: the first that
+    /// answers tells the masters. NAME@HOST:PORT entries are taken as
+    /// masters as they are.
     #[arg(long, value_delimiter = ',', required = true, env = "DIKE_VIA")]
     pub via: Vec<String>,
     /// The cluster's shared secret.
     #[command(flatten)]
     pub cookie: Cookie,
     /// How long to wait for the cluster, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, env = "DIKE_TIMEOUT")]
     pub timeout: u64,
+    /// How long to wait for each --via node to answer, in seconds.
+    #[arg(long, default_value_t = 3, env = "DIKE_DIAL_TIMEOUT")]
+    pub dial_timeout: u64,
 }
 
 /// Arguments of `dike request` and `dike query`.

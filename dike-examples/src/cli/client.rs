@@ -5,7 +5,8 @@
 use super::args::Via;
 use super::error::CliError;
 use super::kinds;
-use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
+use dike_actors::node::discover::{self, DiscoverError};
+use dike_actors::{DikeError, DikeNode, MasterSpec, NodeConfig, NodeHandle};
 use dike_core::routing::RoutingTable;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -19,19 +20,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts the client node for `via` and waits until the master answers.
+    /// Learns the masters from `via` (see [`masters_of`]), starts the
+    /// client node and waits until the master answers.
     pub async fn connect(via: &Via) -> Result<Client, CliError> {
-        let listen = free_loopback_addr()?;
         let timeout = Duration::from_secs(via.timeout.max(1));
+        let cookie = via.cookie.secret()?;
+        let dial = Duration::from_secs(via.dial_timeout.max(1)).min(timeout);
+        let masters = masters_of(&via.via, &cookie, dial).await?;
+        let listen = free_loopback_addr()?;
         let mut b = NodeConfig::builder(format!("dike-cli-{}", std::process::id()), listen)
-            .cookie(via.cookie.secret()?)
+            .cookie(cookie)
             .join(false)
             .in_memory()
             .request_timeout(timeout);
-        for m in &via.via {
-            m.parse::<dike_actors::MasterSpec>()
-                .map_err(|_| CliError::Usage(format!("--via {m:?} is not NAME@HOST:PORT")))?;
-            b = b.master(m.clone());
+        for m in &masters {
+            b = b.master(m.to_string());
         }
         let node = DikeNode::start(b.build()?).await?;
         kinds::register_all(&node);
@@ -42,8 +45,9 @@ impl Client {
             .await
         {
             client.stop().await;
-            return Err(CliError::Unreachable {
-                via: via.via.join(","),
+            let names: Vec<String> = masters.iter().map(|m| m.name.clone()).collect();
+            return Err(CliError::NoMasterQuorum {
+                masters: names.join(", "),
                 reason: e.to_string(),
             });
         }
@@ -102,6 +106,60 @@ impl Client {
     pub async fn stop(self) {
         self.node.stop().await;
     }
+}
+
+/// The masters to use for `via`: its `NAME@HOST:PORT` entries are masters
+/// as given; a plain `HOST:PORT` is any node, asked for the masters it knows
+/// (each within `dial`; the first that answers wins, so a list with dead
+/// entries still works). With both kinds, the named masters are the
+/// fallback when no plain entry answers.
+async fn masters_of(
+    via: &[String],
+    cookie: &str,
+    dial: Duration,
+) -> Result<Vec<MasterSpec>, CliError> {
+    let mut named = Vec::new();
+    let mut plain = Vec::new();
+    for v in via.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        if v.contains('@') {
+            let spec = v.parse::<MasterSpec>().map_err(|_| {
+                CliError::Usage(format!(
+                    "--via {v:?} is neither HOST:PORT nor NAME@HOST:PORT"
+                ))
+            })?;
+            named.push(spec);
+        } else if v
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        {
+            plain.push(v.to_owned());
+        } else {
+            return Err(CliError::Usage(format!(
+                "--via {v:?} is neither HOST:PORT nor NAME@HOST:PORT"
+            )));
+        }
+    }
+    if plain.is_empty() {
+        if named.is_empty() {
+            return Err(CliError::Usage("--via names no node".into()));
+        }
+        return Ok(named);
+    }
+    let mut failures = Vec::new();
+    for address in &plain {
+        match discover::masters_via(address, cookie, dial).await {
+            Ok(masters) if !masters.is_empty() => return Ok(masters),
+            Ok(_) => failures.push(DiscoverError::Decode {
+                address: address.clone(),
+                reason: "it knows no masters".into(),
+            }),
+            Err(e) => failures.push(e),
+        }
+    }
+    if !named.is_empty() {
+        return Ok(named);
+    }
+    Err(CliError::Discover(failures))
 }
 
 /// Whether `e` may clear up by itself while the cluster settles.

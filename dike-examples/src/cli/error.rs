@@ -2,6 +2,7 @@
 //! fail on, each message saying what to fix.
 
 use dike_actors::node::admin::JoinNodeError;
+use dike_actors::node::discover::DiscoverError;
 use dike_actors::{DikeError, StartError};
 
 /// Why a `dike` command failed.
@@ -13,11 +14,14 @@ pub enum CliError {
     /// The node (or the command's client node) could not start.
     #[error("cannot start the node: {0}")]
     Start(#[from] StartError),
+    /// No `--via` node told the masters.
+    #[error("{}", discover_message(.0))]
+    Discover(Vec<DiscoverError>),
     /// The masters did not answer before the deadline.
-    #[error("cannot reach the cluster through {via} (is it running, with this cookie?): {reason}")]
-    Unreachable {
-        /// The masters tried.
-        via: String,
+    #[error("no master quorum answered (masters {masters}): {reason}")]
+    NoMasterQuorum {
+        /// The masters' names.
+        masters: String,
         /// The last error.
         reason: String,
     },
@@ -59,10 +63,92 @@ pub enum CliError {
         /// Its value now (`None`: absent).
         current: Option<String>,
     },
+    /// The group answered with an application error (`{"Err":…}`); the
+    /// reply itself went to stdout.
+    #[error("the group answered with an error: {0}")]
+    ErrorReply(String),
     /// The demo could not go on.
     #[error("the demo stopped: {0}")]
     Demo(String),
     /// The running node stopped by itself.
     #[error("the node stopped unexpectedly")]
     NodeStopped,
+}
+
+/// One line per `--via` node tried, or the one failure.
+fn discover_message(failures: &[DiscoverError]) -> String {
+    match failures {
+        [] => "no --via node was tried".to_owned(),
+        [one] => format!("cannot reach the cluster: {one}"),
+        many => {
+            let lines: Vec<String> = many.iter().map(|e| format!("  {e}")).collect();
+            format!(
+                "cannot reach the cluster through any --via node:\n{}",
+                lines.join("\n")
+            )
+        }
+    }
+}
+
+/// The exit codes of the `dike` program, by cause (README, "Exit codes").
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// Anything not listed below (an internal error, output that cannot be
+    /// written, the node stopped).
+    pub const OTHER: u8 = 1;
+    /// A usage error: a bad flag, argument or request text (also clap's).
+    pub const USAGE: u8 = 2;
+    /// No `--via` node could be reached (nothing listens, or no answer).
+    pub const UNREACHABLE: u8 = 3;
+    /// The cluster refused the cookie.
+    pub const AUTH: u8 = 4;
+    /// The cluster was reached but no master quorum answered.
+    pub const NO_MASTER_QUORUM: u8 = 5;
+    /// The group did not answer in time (unavailable, or timed out: a
+    /// command may or may not have been applied).
+    pub const UNAVAILABLE: u8 = 6;
+    /// The group or the master answered with an error: an application
+    /// error reply, a refused change, a compare-and-set that did not apply.
+    pub const REFUSED: u8 = 7;
+    /// No such group.
+    pub const NOT_FOUND: u8 = 8;
+    /// The node could not start (a port in use, a data dir in use, ...).
+    pub const START: u8 = 9;
+}
+
+impl CliError {
+    /// The program's exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::BadRequest { .. } | CliError::UnknownKind { .. } => {
+                exit::USAGE
+            }
+            CliError::Start(_) => exit::START,
+            CliError::Discover(failures) => {
+                if failures
+                    .iter()
+                    .any(|f| matches!(f, DiscoverError::Cookie { .. }))
+                {
+                    exit::AUTH
+                } else {
+                    exit::UNREACHABLE
+                }
+            }
+            CliError::NoMasterQuorum { .. } => exit::NO_MASTER_QUORUM,
+            CliError::Cluster(e) => match e {
+                DikeError::UnknownGroup(_) => exit::NOT_FOUND,
+                DikeError::Unavailable { .. }
+                | DikeError::Timeout { .. }
+                | DikeError::SessionExpired { .. } => exit::UNAVAILABLE,
+                DikeError::Application(_) | DikeError::Rejected(_) => exit::REFUSED,
+                _ => exit::OTHER,
+            },
+            CliError::NoSuchGroup(_) => exit::NOT_FOUND,
+            CliError::CasMismatch { .. } | CliError::ErrorReply(_) => exit::REFUSED,
+            CliError::Join(_) | CliError::Output(_) | CliError::Demo(_) | CliError::NodeStopped => {
+                exit::OTHER
+            }
+        }
+    }
 }

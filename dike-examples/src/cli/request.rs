@@ -24,7 +24,19 @@ pub async fn run(client: &Client, args: &RequestArgs, mode: Mode) -> Result<Stri
                 .await?
         }
     };
+    if is_error_reply(&reply) {
+        return Err(CliError::ErrorReply(reply));
+    }
     Ok(reply + "\n")
+}
+
+/// Whether a reply (JSON) is an application error: `{"Err": …}`, the serde
+/// form of a `Result`'s error.
+fn is_error_reply(reply: &str) -> bool {
+    matches!(
+        serde_json::from_str::<serde_json::Value>(reply),
+        Ok(serde_json::Value::Object(m)) if m.len() == 1 && m.contains_key("Err")
+    )
 }
 
 /// `dike cast`: hands the command of `args` to the client's dispatcher,
@@ -39,4 +51,19 @@ pub async fn cast(client: &Client, args: &RequestArgs) -> Result<String, CliErro
         tracing::warn!("the program exits while the cast is still being retried");
     }
     Ok("sent\n".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_error_reply;
+
+    #[test]
+    fn only_an_err_object_is_an_error_reply() {
+        assert!(is_error_reply(r#"{"Err":"DivisionByZero"}"#));
+        assert!(is_error_reply(r#"{"Err":{"Held":"a"}}"#));
+        assert!(!is_error_reply(r#"{"Ok":5}"#));
+        assert!(!is_error_reply("5"));
+        assert!(!is_error_reply(r#"{"Err":1,"other":2}"#));
+        assert!(!is_error_reply(r#""Err""#));
+    }
 }
