@@ -37,6 +37,9 @@ pub enum GroupSupMsg {
     NodeDown(dike_core::NodeId),
     /// The replica actor of a group, if running here.
     Replica(String, RpcReplyPort<Option<ActorRef<ReplicaMsg>>>),
+    /// The linger of the replica actor with this id is over: stop it,
+    /// unless it was assigned here again meanwhile.
+    LingerOver(ActorId),
 }
 
 impl ractor::Message for GroupSupMsg {}
@@ -49,14 +52,22 @@ struct Child {
     assignment: Assignment,
 }
 
+/// A replica actor no longer assigned here.
+struct Stopping {
+    child: Child,
+    /// Still running out its linger (not told to stop yet).
+    lingering: bool,
+}
+
 /// The supervisor's state.
 pub struct GroupSupState {
     ctx: Arc<NodeContext>,
     children: BTreeMap<String, Child>,
     by_id: HashMap<ActorId, String>,
     /// Replicas told to stop (no longer assigned here), with what they
-    /// hosted: their storage is erased once they have stopped.
-    stopping: HashMap<ActorId, Assignment>,
+    /// hosted: their storage is erased once they have stopped. One that
+    /// still lingers is taken back if it is assigned here again.
+    stopping: HashMap<ActorId, Stopping>,
     pinned: BTreeMap<String, Assignment>,
     budget: RestartBudget,
     warned_kinds: BTreeSet<String>,
@@ -143,7 +154,7 @@ impl Actor for GroupSupervisor {
                     let goes_on =
                         generation.is_some() && existing.get(&group).copied() == generation;
                     let linger = goes_on.then_some(LINGER);
-                    state.stop(&group, linger);
+                    state.stop(&myself, &group, linger);
                 }
                 for a in plan.start {
                     state.start(&myself, a).await;
@@ -156,6 +167,12 @@ impl Actor for GroupSupervisor {
             }
             GroupSupMsg::Replica(group, port) => {
                 let _ = port.send(state.children.get(&group).map(|c| c.actor.clone()));
+            }
+            GroupSupMsg::LingerOver(id) => {
+                if let Some(s) = state.stopping.get_mut(&id).filter(|s| s.lingering) {
+                    s.lingering = false;
+                    s.child.actor.stop(Some("unassigned; lingered".into()));
+                }
             }
         }
         Ok(())
@@ -179,7 +196,7 @@ impl Actor for GroupSupervisor {
             return Ok(());
         };
         if let Some(gone) = state.stopping.remove(&id) {
-            state.erase(&gone);
+            state.erase(&gone.child.assignment);
             return Ok(());
         }
         let Some(child) = state.children.remove(&group) else {
@@ -215,6 +232,9 @@ impl GroupSupState {
     }
 
     async fn start(&mut self, myself: &ActorRef<GroupSupMsg>, a: Assignment) {
+        if self.take_back(&a) {
+            return;
+        }
         if self.ctx.kind(&a.kind).is_none() {
             if self.warned_kinds.insert(a.kind.clone()) {
                 tracing::error!(group = %a.group, kind = %a.kind,
@@ -245,21 +265,56 @@ impl GroupSupState {
 
     /// Stops the replica of `group`, after `linger` if given (it is no
     /// longer counted as running here meanwhile).
-    fn stop(&mut self, group: &str, linger: Option<Duration>) {
+    fn stop(&mut self, myself: &ActorRef<GroupSupMsg>, group: &str, linger: Option<Duration>) {
         if let Some(c) = self.children.remove(group) {
             tracing::info!(%group, ?linger, "stopping replica: no longer assigned to this node");
-            self.stopping.insert(c.actor.get_id(), c.assignment.clone());
+            let id = c.actor.get_id();
             match linger {
                 None => c.actor.stop(Some("unassigned".into())),
                 Some(after) => {
-                    let actor = c.actor.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        actor.stop(Some("unassigned; lingered".into()));
-                    });
+                    myself.send_after(after, move || GroupSupMsg::LingerOver(id));
                 }
             }
+            let lingering = linger.is_some();
+            self.stopping.insert(
+                id,
+                Stopping {
+                    child: c,
+                    lingering,
+                },
+            );
         }
+    }
+
+    /// Takes back a lingering replica of exactly assignment `a` (group,
+    /// generation and member) instead of starting a new one: it was moved
+    /// away and back within its linger. Its actor name is still taken, so a
+    /// new actor could not start until the linger ended, and the group would
+    /// miss this member that long.
+    fn take_back(&mut self, a: &Assignment) -> bool {
+        let back = self.stopping.iter().find_map(|(id, s)| {
+            let b = &s.child.assignment;
+            (s.lingering
+                && b.group == a.group
+                && b.generation == a.generation
+                && b.member == a.member)
+                .then_some(*id)
+        });
+        let Some(id) = back else {
+            return false;
+        };
+        let Some(s) = self.stopping.remove(&id) else {
+            return false;
+        };
+        tracing::info!(group = %a.group, member = %a.member, "replica assigned here again while it lingered: kept");
+        self.children.insert(
+            a.group.clone(),
+            Child {
+                actor: s.child.actor,
+                assignment: a.clone(),
+            },
+        );
+        true
     }
 
     /// Erases the storage of a replica that stopped because it is no longer
@@ -276,5 +331,70 @@ impl GroupSupState {
         if let Err(e) = storage.remove(&gone.group, gone.generation, gone.member) {
             tracing::warn!(group = %gone.group, "cannot erase the replica's storage: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counter::Counter;
+    use crate::node::config::NodeConfig;
+    use dike_core::{Config, MemberId, PaxosServer};
+
+    async fn replica_of(sup: &ActorRef<GroupSupMsg>, group: &str) -> Option<ActorRef<ReplicaMsg>> {
+        ractor::call_t!(sup, GroupSupMsg::Replica, 1000, group.to_owned()).expect("answers")
+    }
+
+    /// A replica moved away and back within its linger is taken back at
+    /// once: the same actor runs again, so the group does not miss this
+    /// member until the linger ends (the new actor's name would be taken).
+    #[tokio::test]
+    async fn a_replica_assigned_here_again_while_it_lingers_is_taken_back() {
+        let addr = "127.0.0.1:1".parse().expect("address");
+        let config = NodeConfig::builder("sup-test", addr)
+            .cookie("c")
+            .master("other@127.0.0.1:2")
+            .in_memory()
+            .build()
+            .expect("config");
+        let ctx = NodeContext::new(config);
+        ctx.register::<Counter>();
+        let member = MemberId::new(ctx.config.node_id().0, ctx.incarnation.0);
+        let a = Assignment {
+            group: "g".into(),
+            kind: Counter::KIND.into(),
+            member,
+            generation: 3,
+            config: Config::initial(vec![member]),
+        };
+        let (sup, handle) = Actor::spawn(None, GroupSupervisor, ctx)
+            .await
+            .expect("spawn");
+        let existing = BTreeMap::from([("g".to_owned(), 3)]);
+        let desired = BTreeMap::from([("g".to_owned(), a)]);
+        sup.cast(GroupSupMsg::Reconcile(desired.clone(), existing.clone()))
+            .expect("cast");
+        let first = replica_of(&sup, "g").await.expect("started");
+        // Moved away: the group goes on, so the replica lingers.
+        sup.cast(GroupSupMsg::Reconcile(BTreeMap::new(), existing.clone()))
+            .expect("cast");
+        assert!(replica_of(&sup, "g").await.is_none());
+        // And back.
+        sup.cast(GroupSupMsg::Reconcile(desired, existing))
+            .expect("cast");
+        let again = replica_of(&sup, "g").await.expect("running again at once");
+        assert_eq!(
+            again.get_id(),
+            first.get_id(),
+            "the lingering actor was taken back"
+        );
+        // Its linger running out no longer stops it.
+        sup.cast(GroupSupMsg::LingerOver(first.get_id()))
+            .expect("cast");
+        let still = replica_of(&sup, "g").await.expect("still running");
+        assert_eq!(still.get_id(), first.get_id());
+        assert_eq!(still.get_status(), ractor::ActorStatus::Running);
+        sup.stop(None);
+        handle.await.expect("stopped");
     }
 }
