@@ -65,6 +65,8 @@ pub struct ReplicaState {
     last_query: u64,
     /// The id of the last membership change handed to the driver.
     last_change: u64,
+    /// The leader this replica believed in after its last drive.
+    leader: Option<MemberId>,
 }
 
 impl Actor for ReplicaActor {
@@ -82,11 +84,14 @@ impl Actor for ReplicaActor {
             .ctx
             .kind(&a.kind)
             .ok_or_else(|| format!("server kind {:?} is not registered", a.kind))?;
-        let machine = DynMachine(make(GroupContext {
-            group: a.group.clone(),
-            kind: a.kind.clone(),
-            member: a.member,
-        }));
+        let machine = DynMachine::new(
+            make(GroupContext {
+                group: a.group.clone(),
+                kind: a.kind.clone(),
+                member: a.member,
+            }),
+            args.ctx.metrics.commands_applied.clone(),
+        );
         let storage = args
             .ctx
             .config
@@ -114,6 +119,7 @@ impl Actor for ReplicaActor {
             boot,
             last_query: 0,
             last_change: 0,
+            leader: None,
         };
         state.drive()?;
         Ok(state)
@@ -275,6 +281,7 @@ impl ReplicaState {
     }
 
     fn release(&mut self, out: Output) {
+        self.count_leader_change();
         self.ctx.effects.run(&self.group, out.effects);
         for (to, envs) in out.to_peers {
             self.send(to, &envs);
@@ -283,6 +290,24 @@ impl ReplicaState {
             if let Some(port) = self.waiting.remove(&to) {
                 self.reply(port, result.map_err(ReplyError::Request));
             }
+        }
+    }
+
+    /// Counts in the node's metrics a change of the leader this replica
+    /// believes in, and whether it is this replica.
+    fn count_leader_change(&mut self) {
+        let r = self.driver.replica();
+        let leader = r.leader();
+        if leader == self.leader {
+            return;
+        }
+        self.leader = leader;
+        let metrics = &self.ctx.metrics;
+        if leader.is_some() {
+            metrics.leader_changes.inc();
+        }
+        if leader == Some(r.id()) {
+            metrics.leaderships_won.inc();
         }
     }
 

@@ -104,11 +104,12 @@ impl Actor for GroupSupervisor {
     async fn post_stop(
         &self,
         myself: ActorRef<GroupSupMsg>,
-        _state: &mut GroupSupState,
+        state: &mut GroupSupState,
     ) -> Result<(), ActorProcessingErr> {
         myself
             .stop_children_and_wait(Some("group supervisor stopping".into()), Some(STOP_WAIT))
             .await;
+        state.ctx.metrics.replicas.set(0);
         Ok(())
     }
 
@@ -154,6 +155,7 @@ impl Actor for GroupSupervisor {
                 let _ = port.send(state.children.get(&group).map(|c| c.actor.clone()));
             }
         }
+        state.count_replicas();
         Ok(())
     }
 
@@ -188,16 +190,23 @@ impl Actor for GroupSupervisor {
             myself
                 .stop_children_and_wait(Some("group supervisor gives up".into()), Some(STOP_WAIT))
                 .await;
+            state.ctx.metrics.replicas.set(0);
             return Err(
                 format!("replicas crash too often (last: {group}: {why}); giving up").into(),
             );
         }
         state.start(&myself, child.assignment).await;
+        state.count_replicas();
         Ok(())
     }
 }
 
 impl GroupSupState {
+    /// Sets the replicas-hosted gauge to the replicas running here.
+    fn count_replicas(&self) {
+        self.ctx.metrics.replicas.set(self.children.len() as i64);
+    }
+
     async fn ensure_pinned(&mut self, myself: &ActorRef<GroupSupMsg>) {
         let missing: Vec<Assignment> = self
             .pinned
