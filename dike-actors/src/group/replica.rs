@@ -26,6 +26,7 @@ use dike_core::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The replica actor. See the module documentation.
 pub struct ReplicaActor;
@@ -57,8 +58,10 @@ pub struct ReplicaArgs {
 pub struct ReplicaState {
     driver: ReplicaDriver,
     group: String,
+    kind: String,
     ctx: Arc<NodeContext>,
-    waiting: HashMap<RequestId, ReplyTo>,
+    /// Clients waiting for an answer, and since when.
+    waiting: HashMap<RequestId, (ReplyTo, Instant)>,
     flush: Coalescer,
     boot: u64,
     /// The id of the last read-index query handed to the driver.
@@ -113,6 +116,7 @@ impl Actor for ReplicaActor {
         let mut state = ReplicaState {
             driver,
             group: a.group,
+            kind: a.kind,
             ctx: args.ctx,
             waiting: HashMap::new(),
             flush: Coalescer::default(),
@@ -206,22 +210,27 @@ impl ReplicaState {
         let _span = tracing::debug_span!("replica_request", group = %self.group).entered();
         match codec::decode::<ClientRequest>("client request", bytes) {
             Ok(ClientRequest::Command(cmd)) => {
-                self.waiting
-                    .insert(RequestId::Command(cmd.client, cmd.seq), port);
+                self.waiting.insert(
+                    RequestId::Command(cmd.client, cmd.seq),
+                    (port, Instant::now()),
+                );
                 self.driver.propose(cmd);
             }
             Ok(ClientRequest::Query(payload)) => {
                 self.last_query += 1;
                 let id = self.last_query;
-                self.waiting.insert(RequestId::Query(id), port);
+                self.waiting
+                    .insert(RequestId::Query(id), (port, Instant::now()));
                 self.driver.query(id, payload);
             }
             Ok(ClientRequest::Change(change)) => {
                 match self.driver.propose_change(self.last_change + 1, change) {
                     Ok(()) => {
                         self.last_change += 1;
-                        self.waiting
-                            .insert(RequestId::Reconfig(self.last_change), port);
+                        self.waiting.insert(
+                            RequestId::Reconfig(self.last_change),
+                            (port, Instant::now()),
+                        );
                     }
                     Err(ReconfigError::NotLeader { leader }) => {
                         self.reply(
@@ -287,7 +296,11 @@ impl ReplicaState {
             self.send(to, &envs);
         }
         for Response { to, result } in out.responses {
-            if let Some(port) = self.waiting.remove(&to) {
+            if let Some((port, since)) = self.waiting.remove(&to) {
+                if !matches!(to, RequestId::Reconfig(_)) {
+                    let metrics = &self.ctx.metrics;
+                    metrics.record_served(&self.kind, &result, since.elapsed());
+                }
                 self.reply(port, result.map_err(ReplyError::Request));
             }
         }

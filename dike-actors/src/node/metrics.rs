@@ -10,12 +10,14 @@
 //! Invariant: the number of series stays bounded whatever the number of
 //! groups, clients or requests: no label names a group, a node or a
 //! client; labels are server kinds (those in the routing table) and
-//! outcomes (the fixed list of [`DikeError::label`]).
+//! outcomes (fixed lists: [`DikeError::label`], and one per
+//! [`RequestError`] variant).
 //!
 //! [`NodeContext`]: crate::node::context::NodeContext
 
 use crate::error::DikeError;
 use crate::storage::provider::StorageProvider;
+use dike_core::RequestError;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -60,6 +62,8 @@ pub struct NodeMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: LatencyFamily,
+    client_requests: Family<RequestLabels, Counter>,
+    client_request_seconds: LatencyFamily,
     /// Commands applied to state machines by this node's replicas
     /// (replays after a panicked command included).
     pub(crate) commands_applied: Counter,
@@ -81,14 +85,26 @@ impl NodeMetrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Client requests (commands and queries) to groups, sent by this node's dispatcher, by the group's server kind and outcome",
+            "Client requests (commands and queries) answered by replicas on this node, by the group's server kind and outcome (not_leader: sent on to the leader by the client)",
             requests.clone(),
         );
         let request_seconds: LatencyFamily = Family::new_with_constructor(request_histogram);
         registry.register(
             "request_duration_seconds",
-            "Time from a client request reaching the dispatcher to its answer, retries included, by the group's server kind",
+            "Time from a client request reaching a replica on this node to its answer, by the group's server kind",
             request_seconds.clone(),
+        );
+        let client_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "client_requests",
+            "Requests (commands and queries) to groups sent through this node's dispatcher, by the group's server kind and outcome",
+            client_requests.clone(),
+        );
+        let client_request_seconds: LatencyFamily = Family::new_with_constructor(request_histogram);
+        registry.register(
+            "client_request_duration_seconds",
+            "Time from a request reaching this node's dispatcher to its answer, retries included, by the group's server kind",
+            client_request_seconds.clone(),
         );
         let commands_applied = Counter::default();
         registry.register(
@@ -126,6 +142,8 @@ impl NodeMetrics {
             registry,
             requests,
             request_seconds,
+            client_requests,
+            client_request_seconds,
             commands_applied,
             leaderships_won,
             leader_changes,
@@ -134,20 +152,41 @@ impl NodeMetrics {
         }
     }
 
-    /// Counts one finished client request to a group of `kind` that took
-    /// `elapsed`.
+    /// Counts one request a replica of a group of `kind` on this node
+    /// answered after `elapsed`.
+    pub fn record_served<T>(
+        &self,
+        kind: &str,
+        result: &Result<T, RequestError>,
+        elapsed: Duration,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(RequestError::NotLeader { .. }) => "not_leader",
+            Err(RequestError::Application(_)) => "application_error",
+            Err(RequestError::Stale) => "stale",
+            Err(RequestError::Busy) => "busy",
+            Err(RequestError::QueryUnsupported) => "query_unsupported",
+            Err(RequestError::SessionExpired) => "session_expired",
+        };
+        record(
+            &self.requests,
+            &self.request_seconds,
+            kind,
+            outcome,
+            elapsed,
+        );
+    }
+
+    /// Counts one request this node's dispatcher finished, to a group of
+    /// `kind`, after `elapsed`.
     pub fn record_request<T>(&self, kind: &str, result: &Result<T, DikeError>, elapsed: Duration) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(e) => e.label(),
         };
-        let kind = kind.to_owned();
-        self.request_seconds
-            .get_or_create(&KindLabel { kind: kind.clone() })
-            .observe(elapsed.as_secs_f64());
-        self.requests
-            .get_or_create(&RequestLabels { kind, outcome })
-            .inc();
+        let (count, time) = (&self.client_requests, &self.client_request_seconds);
+        record(count, time, kind, outcome, elapsed);
     }
 
     /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).
@@ -156,6 +195,19 @@ impl NodeMetrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+fn record(
+    count: &Family<RequestLabels, Counter>,
+    time: &LatencyFamily,
+    kind: &str,
+    outcome: &'static str,
+    elapsed: Duration,
+) {
+    let kind = kind.to_owned();
+    time.get_or_create(&KindLabel { kind: kind.clone() })
+        .observe(elapsed.as_secs_f64());
+    count.get_or_create(&RequestLabels { kind, outcome }).inc();
 }
 
 /// Reads the process's CPU time and resident memory from `/proc/self` at
@@ -228,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_is_counted_by_kind_and_outcome_and_timed() {
+    fn a_dispatched_request_is_counted_by_kind_and_outcome_and_timed() {
         let m = NodeMetrics::new(&MemoryProvider::default());
         m.record_request::<()>("kv", &Ok(()), Duration::from_millis(3));
         m.record_request::<()>("kv", &Ok(()), Duration::from_millis(3));
@@ -238,17 +290,32 @@ mod tests {
         };
         m.record_request::<()>("kv", &Err(timeout), Duration::from_secs(5));
         let text = m.encode().expect("encodes");
-        let ok = r#"dike_requests_total{kind="kv",outcome="ok"}"#;
-        let late = r#"dike_requests_total{kind="kv",outcome="timeout"}"#;
+        let ok = r#"dike_client_requests_total{kind="kv",outcome="ok"}"#;
+        let late = r#"dike_client_requests_total{kind="kv",outcome="timeout"}"#;
         assert_eq!(sample(&text, ok), Some("2"), "{text}");
         assert_eq!(sample(&text, late), Some("1"), "{text}");
-        let count = r#"dike_request_duration_seconds_count{kind="kv"}"#;
+        let count = r#"dike_client_request_duration_seconds_count{kind="kv"}"#;
         assert_eq!(sample(&text, count), Some("3"), "{text}");
         // 3 ms is above the 1.6 ms bucket's bound and within 3.2 ms's.
-        let below = r#"dike_request_duration_seconds_bucket{kind="kv",le="0.0016"}"#;
-        let above = r#"dike_request_duration_seconds_bucket{kind="kv",le="0.0032"}"#;
+        let below = r#"dike_client_request_duration_seconds_bucket{kind="kv",le="0.0016"}"#;
+        let above = r#"dike_client_request_duration_seconds_bucket{kind="kv",le="0.0032"}"#;
         assert_eq!(sample(&text, below), Some("0"), "{text}");
         assert_eq!(sample(&text, above), Some("2"), "{text}");
+    }
+
+    #[test]
+    fn a_served_request_is_counted_by_kind_and_outcome_and_timed() {
+        let m = NodeMetrics::new(&MemoryProvider::default());
+        let not_leader = RequestError::NotLeader { leader: None };
+        m.record_served::<()>("kv", &Ok(()), Duration::from_millis(1));
+        m.record_served::<()>("kv", &Err(not_leader), Duration::from_millis(1));
+        let text = m.encode().expect("encodes");
+        let ok = r#"dike_requests_total{kind="kv",outcome="ok"}"#;
+        let redirected = r#"dike_requests_total{kind="kv",outcome="not_leader"}"#;
+        assert_eq!(sample(&text, ok), Some("1"), "{text}");
+        assert_eq!(sample(&text, redirected), Some("1"), "{text}");
+        let count = r#"dike_request_duration_seconds_count{kind="kv"}"#;
+        assert_eq!(sample(&text, count), Some("2"), "{text}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub fn config(args: &NodeArgs) -> Result<NodeConfig, CliError> {
     if let Some(secs) = args.replace_after {
         b = b.replace_after(std::time::Duration::from_secs(secs));
     }
+    if let Some(addr) = args.http {
+        b = b.http(addr);
+    }
     Ok(b.build()?)
 }
 
