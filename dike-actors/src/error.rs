@@ -54,6 +54,24 @@ pub enum DikeError {
     NodeStopped(String),
 }
 
+impl DikeError {
+    /// A short, stable name of the error's kind (the `outcome` label of
+    /// the request metrics; never carries a group name).
+    pub fn label(&self) -> &'static str {
+        match self {
+            DikeError::UnknownGroup(_) => "unknown_group",
+            DikeError::UnknownKind(_) => "unknown_kind",
+            DikeError::Unavailable { .. } => "unavailable",
+            DikeError::Timeout { .. } => "timeout",
+            DikeError::Application(_) => "application_error",
+            DikeError::Decode(_) => "decode_error",
+            DikeError::Rejected(_) => "rejected",
+            DikeError::SessionExpired { .. } => "session_expired",
+            DikeError::NodeStopped(_) => "node_stopped",
+        }
+    }
+}
+
 impl From<dike_core::codec::CodecError> for DikeError {
     fn from(e: dike_core::codec::CodecError) -> Self {
         DikeError::Decode(e.to_string())
@@ -118,6 +136,14 @@ pub enum StartError {
         /// The data directory.
         dir: std::path::PathBuf,
         /// What failed.
+        reason: String,
+    },
+    /// The HTTP listener (`--http`) cannot bind its address.
+    #[error("cannot serve HTTP on {addr}: {reason}")]
+    HttpListen {
+        /// The address asked for (`--http`).
+        addr: std::net::SocketAddr,
+        /// Why, in the operator's words.
         reason: String,
     },
     /// An actor could not be spawned (for example a name clash with another

@@ -10,28 +10,41 @@
 use dike_core::codec::CodecError;
 use dike_core::server::{panic_message, StateMachine};
 use dike_core::{Applied, Effect, StoredReply};
+use prometheus_client::metrics::counter::Counter;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Mutex;
 
-/// A boxed state machine, so one replica type serves every server kind.
-pub struct DynMachine(pub Box<dyn StateMachine>);
+/// A boxed state machine, so one replica type serves every server kind;
+/// it counts the commands it applies in the node's metrics.
+pub struct DynMachine {
+    machine: Box<dyn StateMachine>,
+    applied: Counter,
+}
+
+impl DynMachine {
+    /// `machine`, counting its applied commands in `applied`.
+    pub fn new(machine: Box<dyn StateMachine>, applied: Counter) -> Self {
+        DynMachine { machine, applied }
+    }
+}
 
 impl StateMachine for DynMachine {
     fn apply(&mut self, command: &[u8]) -> Applied {
-        self.0.apply(command)
+        self.applied.inc();
+        self.machine.apply(command)
     }
     fn query(&self, request: &[u8]) -> Option<StoredReply> {
-        self.0.query(request)
+        self.machine.query(request)
     }
     fn export(&self) -> Result<Vec<u8>, CodecError> {
-        self.0.export()
+        self.machine.export()
     }
     fn import(&mut self, state: &[u8]) -> Result<(), CodecError> {
-        self.0.import(state)
+        self.machine.import(state)
     }
     fn reset(&mut self) {
-        self.0.reset()
+        self.machine.reset()
     }
 }
 

@@ -26,6 +26,7 @@ use dike_core::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The replica actor. See the module documentation.
 pub struct ReplicaActor;
@@ -59,14 +60,18 @@ pub struct ReplicaState {
     group: String,
     /// Which creation of the group's name this replica serves.
     generation: u64,
+    kind: String,
     ctx: Arc<NodeContext>,
-    waiting: HashMap<RequestId, ReplyTo>,
+    /// Clients waiting for an answer, and since when.
+    waiting: HashMap<RequestId, (ReplyTo, Instant)>,
     flush: Coalescer,
     boot: u64,
     /// The id of the last read-index query handed to the driver.
     last_query: u64,
     /// The id of the last membership change handed to the driver.
     last_change: u64,
+    /// The leader this replica believed in after its last drive.
+    leader: Option<MemberId>,
 }
 
 impl Actor for ReplicaActor {
@@ -84,11 +89,14 @@ impl Actor for ReplicaActor {
             .ctx
             .kind(&a.kind)
             .ok_or_else(|| format!("server kind {:?} is not registered", a.kind))?;
-        let machine = DynMachine(make(GroupContext {
-            group: a.group.clone(),
-            kind: a.kind.clone(),
-            member: a.member,
-        }));
+        let machine = DynMachine::new(
+            make(GroupContext {
+                group: a.group.clone(),
+                kind: a.kind.clone(),
+                member: a.member,
+            }),
+            args.ctx.metrics.commands_applied.clone(),
+        );
         let storage = args
             .ctx
             .config
@@ -111,12 +119,14 @@ impl Actor for ReplicaActor {
             driver,
             group: a.group,
             generation: a.generation,
+            kind: a.kind,
             ctx: args.ctx,
             waiting: HashMap::new(),
             flush: Coalescer::default(),
             boot,
             last_query: 0,
             last_change: 0,
+            leader: None,
         };
         state.drive()?;
         Ok(state)
@@ -203,22 +213,27 @@ impl ReplicaState {
         let _span = tracing::debug_span!("replica_request", group = %self.group).entered();
         match codec::decode::<ClientRequest>("client request", bytes) {
             Ok(ClientRequest::Command(cmd)) => {
-                self.waiting
-                    .insert(RequestId::Command(cmd.client, cmd.seq), port);
+                self.waiting.insert(
+                    RequestId::Command(cmd.client, cmd.seq),
+                    (port, Instant::now()),
+                );
                 self.driver.propose(cmd);
             }
             Ok(ClientRequest::Query(payload)) => {
                 self.last_query += 1;
                 let id = self.last_query;
-                self.waiting.insert(RequestId::Query(id), port);
+                self.waiting
+                    .insert(RequestId::Query(id), (port, Instant::now()));
                 self.driver.query(id, payload);
             }
             Ok(ClientRequest::Change(change)) => {
                 match self.driver.propose_change(self.last_change + 1, change) {
                     Ok(()) => {
                         self.last_change += 1;
-                        self.waiting
-                            .insert(RequestId::Reconfig(self.last_change), port);
+                        self.waiting.insert(
+                            RequestId::Reconfig(self.last_change),
+                            (port, Instant::now()),
+                        );
                     }
                     Err(ReconfigError::NotLeader { leader }) => {
                         self.reply(
@@ -278,14 +293,37 @@ impl ReplicaState {
     }
 
     fn release(&mut self, out: Output) {
+        self.count_leader_change();
         self.ctx.effects.run(&self.group, out.effects);
         for (to, envs) in out.to_peers {
             self.send(to, &envs);
         }
         for Response { to, result } in out.responses {
-            if let Some(port) = self.waiting.remove(&to) {
+            if let Some((port, since)) = self.waiting.remove(&to) {
+                if !matches!(to, RequestId::Reconfig(_)) {
+                    let metrics = &self.ctx.metrics;
+                    metrics.record_served(&self.kind, &result, since.elapsed());
+                }
                 self.reply(port, result.map_err(ReplyError::Request));
             }
+        }
+    }
+
+    /// Counts in the node's metrics a change of the leader this replica
+    /// believes in, and whether it is this replica.
+    fn count_leader_change(&mut self) {
+        let r = self.driver.replica();
+        let leader = r.leader();
+        if leader == self.leader {
+            return;
+        }
+        self.leader = leader;
+        let metrics = &self.ctx.metrics;
+        if leader.is_some() {
+            metrics.leader_changes.inc();
+        }
+        if leader == Some(r.id()) {
+            metrics.leaderships_won.inc();
         }
     }
 

@@ -115,11 +115,12 @@ impl Actor for GroupSupervisor {
     async fn post_stop(
         &self,
         myself: ActorRef<GroupSupMsg>,
-        _state: &mut GroupSupState,
+        state: &mut GroupSupState,
     ) -> Result<(), ActorProcessingErr> {
         myself
             .stop_children_and_wait(Some("group supervisor stopping".into()), Some(STOP_WAIT))
             .await;
+        state.ctx.metrics.replicas.set(0);
         Ok(())
     }
 
@@ -175,6 +176,7 @@ impl Actor for GroupSupervisor {
                 }
             }
         }
+        state.count_replicas();
         Ok(())
     }
 
@@ -209,16 +211,23 @@ impl Actor for GroupSupervisor {
             myself
                 .stop_children_and_wait(Some("group supervisor gives up".into()), Some(STOP_WAIT))
                 .await;
+            state.ctx.metrics.replicas.set(0);
             return Err(
                 format!("replicas crash too often (last: {group}: {why}); giving up").into(),
             );
         }
         state.start(&myself, child.assignment).await;
+        state.count_replicas();
         Ok(())
     }
 }
 
 impl GroupSupState {
+    /// Sets the replicas-hosted gauge to the replicas running here.
+    fn count_replicas(&self) {
+        self.ctx.metrics.replicas.set(self.children.len() as i64);
+    }
+
     async fn ensure_pinned(&mut self, myself: &ActorRef<GroupSupMsg>) {
         let missing: Vec<Assignment> = self
             .pinned

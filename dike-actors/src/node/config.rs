@@ -121,6 +121,9 @@ pub struct NodeConfig {
     pub replace_after: Duration,
     /// How often the master's rebalancer takes a step.
     pub rebalance_every: Duration,
+    /// Where the HTTP endpoints (`/health`, `/ready`, `/metrics`) listen,
+    /// if anywhere (see [`crate::node::http`]).
+    pub http: Option<SocketAddr>,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -133,6 +136,7 @@ impl fmt::Debug for NodeConfig {
             .field("masters", &self.masters)
             .field("group_size", &self.group_size)
             .field("join", &self.join)
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +159,7 @@ impl NodeConfig {
             replica: runtime_replica_options(),
             restarts: RestartPolicy::default(),
             replace_after: Duration::from_secs(60),
+            http: None,
         }
     }
 
@@ -207,6 +212,7 @@ pub struct NodeConfigBuilder {
     replica: ReplicaOptions,
     restarts: RestartPolicy,
     replace_after: Duration,
+    http: Option<SocketAddr>,
 }
 
 impl NodeConfigBuilder {
@@ -302,6 +308,13 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Serves `/health`, `/ready` and `/metrics` over HTTP on `addr`
+    /// (default: no HTTP listener).
+    pub fn http(mut self, addr: SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+
     /// Checks and builds the configuration; with a data dir, locks and
     /// opens it last, once everything else is known to be valid.
     pub fn build(self) -> Result<NodeConfig, StartError> {
@@ -338,6 +351,12 @@ impl NodeConfigBuilder {
         let group_size = self.group_size.unwrap_or(if single { 1 } else { 5 });
         dike_core::routing::validate_group_size(group_size)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        if self.http.is_some_and(|h| h == self.listen) {
+            return Err(StartError::Config(format!(
+                "the HTTP address {} is the cluster listen address; give each its own port",
+                self.listen
+            )));
+        }
         if self.tick.is_zero() {
             return Err(StartError::Config("the tick must be positive".into()));
         }
@@ -369,6 +388,7 @@ impl NodeConfigBuilder {
             restarts: self.restarts,
             replace_after: self.replace_after,
             rebalance_every: self.tick * 10,
+            http: self.http,
         })
     }
 }

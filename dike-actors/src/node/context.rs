@@ -1,6 +1,7 @@
 //! What every actor of one node shares: the configuration, the registry of
-//! server kinds, the node's incarnation and the current references of the
-//! node's restartable actors.
+//! server kinds, the node's incarnation, the current references of the
+//! node's restartable actors, and what the HTTP endpoints report (metrics,
+//! readiness, whether the node runs).
 //!
 //! Invariant: `boot` numbers handed out by [`NodeContext::next_boot`] never
 //! repeat within the node's process and start above any earlier process's
@@ -12,13 +13,15 @@ use crate::group::supervisor::GroupSupMsg;
 use crate::master::MasterServer;
 use crate::node::admin::AdminMsg;
 use crate::node::config::NodeConfig;
+use crate::node::http::{HttpServer, Readiness};
+use crate::node::metrics::NodeMetrics;
 use crate::routing::dispatcher::DispatcherMsg;
 use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Builds the state machine of a fresh replica of one kind.
@@ -44,6 +47,14 @@ pub struct NodeContext {
     pub(crate) transport: RwLock<Option<ActorRef<TransportMsg>>>,
     /// Runs the effects of every replica on this node.
     pub(crate) effects: crate::group::driver::EffectRunner,
+    /// The node's metrics (`GET /metrics`).
+    pub metrics: NodeMetrics,
+    /// What the node last heard from the masters (`GET /ready`).
+    pub(crate) readiness: Mutex<Readiness>,
+    /// Between the node's start and its stop (`GET /health`).
+    running: AtomicBool,
+    /// The HTTP endpoints, if configured and started.
+    pub(crate) http: Mutex<Option<HttpServer>>,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).
@@ -62,6 +73,7 @@ impl NodeContext {
             .storage
             .incarnation()
             .unwrap_or(Incarnation(now.max(1)));
+        let metrics = NodeMetrics::new(config.storage.as_ref());
         let ctx = NodeContext {
             joining: AtomicBool::new(config.join),
             config,
@@ -75,6 +87,10 @@ impl NodeContext {
             admin: RwLock::new(None),
             transport: RwLock::new(None),
             effects: Default::default(),
+            metrics,
+            readiness: Mutex::new(Readiness::default()),
+            running: AtomicBool::new(false),
+            http: Mutex::new(None),
         };
         ctx.register::<MasterServer>();
         Arc::new(ctx)
@@ -130,6 +146,15 @@ impl NodeContext {
         }
     }
 
+    /// Whether the node runs (started and not stopping).
+    pub fn running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
+    }
+
     /// Casts the dispatcher is still sending (see `DispatcherMsg::Cast`).
     pub fn casts_in_flight(&self) -> usize {
         self.casts.load(Ordering::Relaxed)
@@ -160,6 +185,12 @@ impl NodeContext {
 
     pub(crate) fn set<T>(slot: &RwLock<Option<T>>, value: Option<T>) {
         if let Ok(mut s) = slot.write() {
+            *s = value;
+        }
+    }
+
+    pub(crate) fn set_mutex<T>(slot: &Mutex<Option<T>>, value: Option<T>) {
+        if let Ok(mut s) = slot.lock() {
             *s = value;
         }
     }

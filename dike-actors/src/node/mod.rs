@@ -17,6 +17,8 @@ pub mod config;
 pub mod context;
 pub mod data_dir;
 pub mod discover;
+pub mod http;
+pub mod metrics;
 
 use crate::cluster::transport::spawn_transport;
 use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};
@@ -148,7 +150,8 @@ impl Actor for DikeNode {
         let rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
         spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
-        tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, master = c.is_master(), "node started");
+        ctx.set_running(true);
+        tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, http = ?c.http, master = c.is_master(), "node started");
         Ok(DikeNodeState {
             budget: RestartBudget::new(c.restarts),
             ctx,
@@ -181,12 +184,14 @@ impl Actor for DikeNode {
             }
             DikeNodeMsg::PeerDown(name) => {
                 tracing::info!(peer = %name, "cluster session dropped");
+                count_peers(&state.ctx);
                 if let Some(d) = state.ctx.dispatcher() {
                     let _ = d.cast(DispatcherMsg::PeerDown(name));
                 }
             }
             DikeNodeMsg::PeerUp(name) => {
                 tracing::debug!(peer = %name, "cluster session ready");
+                count_peers(&state.ctx);
                 if let Some(d) = state.ctx.dispatcher() {
                     let _ = d.cast(DispatcherMsg::Refresh);
                 }
@@ -250,8 +255,35 @@ impl Actor for DikeNode {
     }
 }
 
+/// Sets the peers-up gauge to the number of distinct nodes this node has
+/// a cluster session with (ractor_cluster may hold two sessions to one
+/// peer for a moment), asked of the node server from a task.
+fn count_peers(ctx: &Arc<NodeContext>) {
+    let Some(server) = ctx.node_server() else {
+        return;
+    };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        match ractor::call_t!(server, NodeServerMessage::GetSessions, 1000) {
+            Ok(sessions) => {
+                let names: std::collections::BTreeSet<_> = sessions
+                    .values()
+                    .filter_map(|s| s.peer_name.as_ref().map(|p| p.name.clone()))
+                    .collect();
+                ctx.metrics.peers_up.set(names.len() as i64);
+            }
+            Err(e) => tracing::debug!("cannot count cluster sessions: {e}"),
+        }
+    });
+}
+
 impl DikeNodeState {
     async fn shutdown(&mut self, myself: &ActorRef<DikeNodeMsg>) {
+        self.ctx.set_running(false);
+        let http = self.ctx.http.lock().ok().and_then(|mut h| h.take());
+        if let Some(http) = http {
+            http.stop();
+        }
         self.ticker.abort();
         NodeContext::set(&self.ctx.dispatcher, None);
         NodeContext::set(&self.ctx.groups, None);
@@ -296,6 +328,7 @@ impl DikeNode {
         supervisor: Option<ActorCell>,
     ) -> Result<NodeHandle, StartError> {
         check_listen(config.listen)?;
+        let http = config.http.map(http::bind).transpose()?;
         let ctx = NodeContext::new(config);
         let spawned = match supervisor {
             Some(s) => Actor::spawn_linked(None, DikeNode, ctx.clone(), s).await,
@@ -305,7 +338,20 @@ impl DikeNode {
             what: "DikeNode",
             reason: e.to_string(),
         })?;
-        Ok(NodeHandle { ctx, actor })
+        let node = NodeHandle { ctx, actor };
+        if let Some(server) = http {
+            match http::HttpServer::start(server, node.ctx.clone()) {
+                Ok(serving) => NodeContext::set_mutex(&node.ctx.http, Some(serving)),
+                Err(e) => {
+                    node.stop().await;
+                    return Err(StartError::Spawn {
+                        what: "the HTTP thread",
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(node)
     }
 }
 
@@ -325,24 +371,26 @@ fn check_listen(addr: std::net::SocketAddr) -> Result<(), StartError> {
         socket.bind(addr)?;
         socket.listen(1).map(drop)
     };
-    match probe() {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let reason = match e.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    "the address is already in use (another node, or another program, listens there)"
-                        .to_owned()
-                }
-                std::io::ErrorKind::AddrNotAvailable => {
-                    "no network interface of this machine has that address".to_owned()
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    "permission denied (ports below 1024 need privileges)".to_owned()
-                }
-                _ => e.to_string(),
-            };
-            Err(StartError::Listen { addr, reason })
+    probe().map_err(|e| StartError::Listen {
+        addr,
+        reason: bind_failure(&e),
+    })
+}
+
+/// Why binding a listener failed, in the operator's words.
+pub(crate) fn bind_failure(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "the address is already in use (another node, or another program, listens there)"
+                .to_owned()
         }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no network interface of this machine has that address".to_owned()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".to_owned()
+        }
+        _ => e.to_string(),
     }
 }
 

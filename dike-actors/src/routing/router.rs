@@ -225,17 +225,27 @@ impl Router {
         self.table().voters(group).ok().map(<[MemberId]>::to_vec)
     }
 
-    /// Fetches the table from the master and installs it.
+    /// Fetches the table from the master and installs it. The read is a
+    /// read-index query, so its success proves a master quorum answered:
+    /// the node's readiness (`GET /ready`) is recorded here.
     pub async fn refresh(&self) -> Result<Arc<RoutingTable>, DikeError> {
-        match self.master(MasterRequest::GetTable).await? {
-            MasterReply::Table(t) => {
+        let result = match self.master(MasterRequest::GetTable).await {
+            Ok(MasterReply::Table(t)) => {
                 self.install(t);
                 Ok(self.table())
             }
-            other => Err(DikeError::Decode(format!(
+            Ok(other) => Err(DikeError::Decode(format!(
                 "unexpected master reply {other:?}"
             ))),
+            Err(e) => Err(e),
+        };
+        if let Ok(mut r) = self.ctx.readiness.lock() {
+            match &result {
+                Ok(_) => r.table_read(std::time::Instant::now()),
+                Err(e) => r.read_failed(e.to_string()),
+            }
         }
+        result
     }
 
     /// Sends `req` to the master group.
@@ -248,8 +258,28 @@ impl Router {
     }
 
     /// Sends an encoded request to `group`'s leader, following hints and
-    /// retrying with backoff until the node's request timeout.
+    /// retrying with backoff until the node's request timeout. Counted and
+    /// timed in the node's metrics by the group's kind and the outcome.
     pub async fn request(
+        &self,
+        group: &str,
+        payload: Vec<u8>,
+        query: bool,
+    ) -> Result<Vec<u8>, DikeError> {
+        let started = Instant::now();
+        let result = self.request_untimed(group, payload, query).await;
+        let table = self.table();
+        let kind = table
+            .groups
+            .get(group)
+            .map_or("unknown", |g| g.kind.as_str());
+        self.ctx
+            .metrics
+            .record_request(kind, &result, started.elapsed());
+        result
+    }
+
+    async fn request_untimed(
         &self,
         group: &str,
         payload: Vec<u8>,

@@ -256,6 +256,12 @@ impl NodeLog {
         Ok(self.inner.shared.index()?.load(group))
     }
 
+    /// How long each group commit's `fdatasync` took (a handle on the
+    /// histogram the writer fills).
+    pub fn fsync_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.inner.shared.counters.fsync_seconds.clone()
+    }
+
     /// Counters of the work done so far.
     pub fn stats(&self) -> LogStats {
         let c = &self.inner.shared.counters;

@@ -13,6 +13,11 @@ use dike_core::{
     Blocking, Incarnation, MemberId, MemoryStorage, Persist, Recovered, ReplicaStorage, Storage,
     StorageError, Write, WriteToken,
 };
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -41,6 +46,9 @@ pub trait StorageProvider: Send + Sync + 'static {
     fn incarnation(&self) -> Option<Incarnation> {
         None
     }
+    /// Adds the provider's own metrics to the node's registry (see
+    /// [`crate::node::metrics`]); none by default.
+    fn register_metrics(&self, _registry: &mut Registry) {}
 }
 
 /// Keeps every replica's state in the node's durable log.
@@ -154,6 +162,59 @@ impl StorageProvider for NodeLogProvider {
     fn incarnation(&self) -> Option<Incarnation> {
         Some(self.log.incarnation())
     }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "node_log_fsync_duration_seconds",
+            "Time of the fdatasync that makes one group commit of the node log durable",
+            self.log.fsync_seconds(),
+        );
+        registry.register_collector(Box::new(LogCollector(self.log.clone())));
+    }
+}
+
+/// The node log's own counters ([`NodeLog::stats`]), read at each scrape.
+#[derive(Debug)]
+struct LogCollector(NodeLog);
+
+impl Collector for LogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        let counters = [
+            (
+                "node_log_fsyncs",
+                "Every fsync of the node log: group commits, snapshot files, directories",
+                s.fsyncs,
+            ),
+            (
+                "node_log_written_bytes",
+                "Bytes appended to the node log, records moved by compaction included",
+                s.log_bytes,
+            ),
+            (
+                "node_log_commits",
+                "Group commits of the node log (appends made durable by one fdatasync)",
+                s.batches,
+            ),
+            (
+                "node_log_writes",
+                "Write batches of replicas made durable by the node log",
+                s.appends,
+            ),
+            (
+                "node_log_compactions",
+                "Compaction passes of the node log that deleted a segment",
+                s.compactions,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let g = ConstGauge::new(s.segments as i64);
+        let help = "Segments of the node log on disk";
+        g.encode(encoder.encode_descriptor("node_log_segments", help, None, g.metric_type())?)
+    }
 }
 
 /// The stores of one [`MemoryProvider`], by group, generation and member.
@@ -244,5 +305,45 @@ mod tests {
             .and_then(|s| s.load())
             .expect("memory load");
         assert_eq!(fresh.promised, Ballot::ZERO);
+    }
+
+    #[test]
+    fn the_node_log_exports_its_fsyncs_bytes_and_fsync_latency() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = NodeLogProvider::open(dir.path()).expect("open");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let notify: Notifier = Arc::new(move |token, result| {
+            let _ = tx.send((token, result));
+        });
+        let m = MemberId::new(1, 1);
+        let promise = Ballot {
+            round: 1,
+            leader: m,
+            ..Ballot::ZERO
+        };
+        let mut store = p.open("g", 1, m, notify).expect("open replica");
+        assert!(matches!(
+            store.persist(7, vec![Write::Promise(promise)]),
+            Persist::Pending
+        ));
+        let done = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert!(matches!(done, Ok((7, Ok(())))), "{done:?}");
+
+        let text = crate::node::metrics::NodeMetrics::new(&p)
+            .encode()
+            .expect("encodes");
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {series} in {text}"))
+        };
+        assert!(value("dike_node_log_fsyncs_total") >= 1.0, "{text}");
+        assert!(value("dike_node_log_written_bytes_total") > 0.0, "{text}");
+        assert!(value("dike_node_log_commits_total") >= 1.0, "{text}");
+        assert!(
+            value("dike_node_log_fsync_duration_seconds_count") >= 1.0,
+            "{text}"
+        );
     }
 }

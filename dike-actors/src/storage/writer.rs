@@ -30,12 +30,14 @@ use super::index::{Index, SegmentId};
 use super::{record, GroupId};
 use dike_core::codec::encode;
 use dike_core::{StorageError, Write};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 /// Called once with the outcome of a submission.
 pub type Completion = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
@@ -81,13 +83,29 @@ impl Submission {
 type Notice = (Vec<Completion>, Result<(), StorageError>);
 
 /// Counters of the work done by a node log's writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub appends: AtomicU64,
     pub batches: AtomicU64,
     pub fsyncs: AtomicU64,
     pub log_bytes: AtomicU64,
     pub compactions: AtomicU64,
+    /// How long each group commit's `fdatasync` took.
+    pub fsync_seconds: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            appends: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            fsyncs: AtomicU64::default(),
+            log_bytes: AtomicU64::default(),
+            compactions: AtomicU64::default(),
+            // 20 µs doubling to about 1.3 s.
+            fsync_seconds: Histogram::new(exponential_buckets(0.00002, 2.0, 17)),
+        }
+    }
 }
 
 /// State shared by the writer and every handle of the node log.
@@ -323,11 +341,13 @@ impl Writer {
                 "injected fsync failure",
             )));
         }
+        let started = Instant::now();
         self.active
             .sync_data()
             .map_err(io("fsync log segment", &path))?;
         self.count_fsyncs(1);
         let c = &self.shared.counters;
+        c.fsync_seconds.observe(started.elapsed().as_secs_f64());
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.log_bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())

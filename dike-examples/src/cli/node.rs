@@ -38,6 +38,9 @@ fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
     if let Some(secs) = args.replace_after {
         b = b.replace_after(std::time::Duration::from_secs(secs));
     }
+    if let Some(addr) = args.http {
+        b = b.http(addr);
+    }
     Ok(b)
 }
 
@@ -61,6 +64,7 @@ pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> 
         "tick_ms": c.tick.as_millis() as u64,
         "request_timeout_ms": c.request_timeout.as_millis() as u64,
         "worker_threads": args.worker_threads.map(|n| n.get()),
+        "http": c.http.map(|a| a.to_string()),
     }))
 }
 

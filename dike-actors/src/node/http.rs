@@ -1,0 +1,309 @@
+//! The node's HTTP endpoints (`--http HOST:PORT`, [`NodeConfig::http`]):
+//!
+//! - `GET /health`: 200 `ok` while the node runs, 503 once it stops;
+//! - `GET /ready`: 200 `ready` once the node has read the routing table
+//!   from a master quorum and did so recently, else 503 with a one-line
+//!   reason ([`Readiness`]);
+//! - `GET /metrics`: the node's metrics in the Prometheus text format
+//!   ([`crate::node::metrics`]).
+//!
+//! Served by `tiny_http` on a thread of the node's own (see
+//! docs/ARCHITECTURE.md, "Monitoring", for why this crate).
+//!
+//! Invariants: a handler never waits on the network or on an actor; it
+//! only reads state the node keeps up to date anyway (a flag, the
+//! readiness record, the metrics registry), so a probe is answered at once
+//! even while the node's actors are busy or stuck. The listener is bound
+//! before the node's actors start (an unusable address is a
+//! [`StartError::HttpListen`] naming it) and released when the node stops
+//! (tiny_http's accept thread closes it a moment after).
+//!
+//! [`NodeConfig::http`]: crate::node::config::NodeConfig::http
+
+use crate::error::StartError;
+use crate::node::context::NodeContext;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the node last heard from the master group, for `/ready`.
+///
+/// A routing-table read is a read-index query at the master leader,
+/// answered only after a quorum of masters confirmed its leadership: each
+/// successful read proves a master quorum was reachable then.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    last_read: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl Readiness {
+    /// The routing table was read from the masters at `at`.
+    pub(crate) fn table_read(&mut self, at: Instant) {
+        self.last_read = Some(at);
+        self.last_error = None;
+    }
+
+    /// Reading the routing table failed.
+    pub(crate) fn read_failed(&mut self, why: String) {
+        self.last_error = Some(why);
+    }
+
+    /// Ready if the table was read from the masters within `within` of
+    /// `now`; else why not, in one line.
+    pub fn check(&self, now: Instant, within: Duration) -> Result<(), String> {
+        let error = self.last_error.as_deref();
+        match (self.last_read, error) {
+            (Some(t), _) if now.saturating_duration_since(t) <= within => Ok(()),
+            (None, None) => {
+                Err("no routing table yet: the first read from the masters has not finished".into())
+            }
+            (None, Some(e)) => Err(format!("no routing table yet: {e}")),
+            (Some(t), e) => Err(format!(
+                "no master quorum answered for {:.1} s (last error: {})",
+                now.saturating_duration_since(t).as_secs_f64(),
+                e.unwrap_or("none yet; a read is in flight")
+            )),
+        }
+    }
+}
+
+/// One answer of the endpoints.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn text(status: u16, body: impl Into<String>) -> Reply {
+    let mut body = body.into();
+    body.push('\n');
+    Reply {
+        status,
+        content_type: TEXT,
+        body,
+    }
+}
+
+/// The answer to `method path` on the node of `ctx`.
+pub(crate) fn answer(ctx: &NodeContext, method: &str, path: &str) -> Reply {
+    if method != "GET" && method != "HEAD" {
+        return text(405, format!("method {method} not allowed: only GET"));
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    match path {
+        "/health" if ctx.running() => text(200, "ok"),
+        "/health" => text(503, "stopped"),
+        "/ready" => {
+            let within = ctx.config.refresh * 3;
+            let check = match ctx.readiness.lock() {
+                Ok(r) => r.check(Instant::now(), within),
+                Err(_) => Err("readiness record poisoned".into()),
+            };
+            match check {
+                Ok(()) if ctx.running() => text(200, "ready"),
+                Ok(()) => text(503, "stopped"),
+                Err(why) => text(503, why),
+            }
+        }
+        "/metrics" => match ctx.metrics.encode() {
+            Ok(body) => Reply {
+                status: 200,
+                content_type: crate::node::metrics::CONTENT_TYPE,
+                body,
+            },
+            Err(e) => text(500, format!("cannot encode the metrics: {e}")),
+        },
+        _ => text(
+            404,
+            format!("no {path} here: try /health, /ready or /metrics"),
+        ),
+    }
+}
+
+/// Binds the HTTP listener on `addr`.
+pub(crate) fn bind(addr: SocketAddr) -> Result<tiny_http::Server, StartError> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| StartError::HttpListen {
+        addr,
+        reason: crate::node::bind_failure(&e),
+    })?;
+    tiny_http::Server::from_listener(listener, None).map_err(|e| StartError::HttpListen {
+        addr,
+        reason: e.to_string(),
+    })
+}
+
+/// The running HTTP endpoints of a node; [`HttpServer::stop`] ends them.
+pub(crate) struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Serves `server` for the node of `ctx` on a thread of its own.
+    pub(crate) fn start(
+        server: tiny_http::Server,
+        ctx: Arc<NodeContext>,
+    ) -> std::io::Result<HttpServer> {
+        let server = Arc::new(server);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (s, stop) = (server.clone(), stopping.clone());
+        let thread = std::thread::Builder::new()
+            .name("dike-http".into())
+            .spawn(move || serve(&s, &ctx, &stop))?;
+        Ok(HttpServer {
+            server,
+            stopping,
+            thread,
+        })
+    }
+
+    /// Stops answering, waits for the thread, and releases the listener.
+    pub(crate) fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if self.thread.join().is_err() {
+            tracing::warn!("the HTTP thread panicked");
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, ctx: &NodeContext, stopping: &AtomicBool) {
+    loop {
+        let request = match server.recv() {
+            Ok(r) => r,
+            Err(_) if stopping.load(Ordering::SeqCst) => return,
+            Err(e) => {
+                tracing::debug!("HTTP accept failed: {e}");
+                continue;
+            }
+        };
+        let reply = answer(ctx, request.method().as_str(), request.url());
+        let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
+            .expect("a constant header is valid");
+        let response = tiny_http::Response::from_string(reply.body)
+            .with_status_code(reply.status)
+            .with_header(header);
+        if let Err(e) = request.respond(response) {
+            tracing::debug!("cannot answer an HTTP request: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::config::NodeConfig;
+    use std::io::{Read, Write};
+
+    fn ctx() -> Arc<NodeContext> {
+        let config = NodeConfig::builder("h", "127.0.0.1:1".parse().expect("addr"))
+            .cookie("c")
+            .build()
+            .expect("config");
+        NodeContext::new(config)
+    }
+
+    #[test]
+    fn health_is_ok_while_the_node_runs_and_503_once_it_stopped() {
+        let ctx = ctx();
+        ctx.set_running(true);
+        assert_eq!(answer(&ctx, "GET", "/health"), text(200, "ok"));
+        ctx.set_running(false);
+        assert_eq!(answer(&ctx, "GET", "/health").status, 503);
+    }
+
+    #[test]
+    fn ready_says_why_not_until_the_masters_answered_and_again_when_they_fall_silent() {
+        let ctx = ctx();
+        ctx.set_running(true);
+        let r = answer(&ctx, "GET", "/ready");
+        assert_eq!(r.status, 503);
+        assert!(r.body.starts_with("no routing table yet"), "{}", r.body);
+        assert_eq!(r.body.lines().count(), 1, "{}", r.body);
+
+        ctx.readiness
+            .lock()
+            .expect("lock")
+            .table_read(Instant::now());
+        assert_eq!(answer(&ctx, "GET", "/ready"), text(200, "ready"));
+
+        let within = Duration::from_secs(3);
+        let mut silent = Readiness::default();
+        let then = Instant::now();
+        silent.table_read(then);
+        silent.read_failed("group \"dike.master\" is unavailable".into());
+        assert_eq!(silent.check(then + within, within), Ok(()));
+        let why = silent
+            .check(then + within * 2, within)
+            .expect_err("stale table");
+        assert!(why.contains("no master quorum answered for 6.0 s"), "{why}");
+        assert!(why.contains("dike.master"), "{why}");
+    }
+
+    #[test]
+    fn metrics_are_served_in_the_prometheus_text_format() {
+        let ctx = ctx();
+        let r = answer(&ctx, "GET", "/metrics");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(
+            r.body
+                .contains("\n# TYPE dike_commands_applied_total counter\n"),
+            "{}",
+            r.body
+        );
+    }
+
+    #[test]
+    fn other_paths_and_methods_are_refused() {
+        let ctx = ctx();
+        assert_eq!(answer(&ctx, "GET", "/nope").status, 404);
+        assert_eq!(answer(&ctx, "POST", "/health").status, 405);
+        assert_eq!(answer(&ctx, "GET", "/metrics?x=1").status, 200);
+    }
+
+    #[test]
+    fn an_address_in_use_is_a_start_error_naming_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        match bind(addr) {
+            Err(e @ StartError::HttpListen { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&addr.to_string()), "{msg}");
+                assert!(msg.contains("already in use"), "{msg}");
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("bound a port in use"),
+        }
+    }
+
+    #[test]
+    fn the_server_answers_over_tcp_and_releases_its_port_when_stopped() {
+        let ctx = ctx();
+        ctx.set_running(true);
+        let server = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = server.server_addr().to_ip().expect("an IP listener");
+        let http = HttpServer::start(server, ctx).expect("start");
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+        http.stop();
+        // tiny_http's accept thread lets go of the listener a moment later.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpListener::bind(addr).is_err() {
+            assert!(Instant::now() < deadline, "port still held");
+            std::thread::yield_now();
+        }
+    }
+}
