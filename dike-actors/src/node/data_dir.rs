@@ -101,11 +101,13 @@ impl std::fmt::Debug for DataDir {
 impl DataDir {
     /// Locks `dir` (created if missing), checks that it belongs to node
     /// `name` of the cluster of `masters` (adopting a directory that has no
-    /// identity yet) and opens its node log.
+    /// identity yet) and opens its node log (with segments of
+    /// `segment_bytes`, or the default size).
     pub(crate) fn open(
         dir: &Path,
         name: &str,
         masters: &[MasterSpec],
+        segment_bytes: Option<u64>,
     ) -> Result<(DataDir, NodeLogProvider), StartError> {
         let failed = |reason: String| StartError::DataDir {
             dir: dir.to_path_buf(),
@@ -124,7 +126,8 @@ impl DataDir {
         if let Some(stored) = &stored {
             stored.admits(dir, name, &cluster)?;
         }
-        let provider = NodeLogProvider::open(dir).map_err(|e| failed(e.to_string()))?;
+        let provider =
+            NodeLogProvider::open_sized(dir, segment_bytes).map_err(|e| failed(e.to_string()))?;
         let incarnation = provider.data_incarnation();
         let identity = match stored {
             Some(stored) if stored.incarnation == incarnation => stored,
@@ -255,8 +258,8 @@ mod tests {
     fn a_held_directory_is_refused_naming_its_holder_and_freed_when_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = masters(&["a"]);
-        let (held, _log) = DataDir::open(dir.path(), "a", &m).expect("first");
-        match DataDir::open(dir.path(), "a", &m) {
+        let (held, _log) = DataDir::open(dir.path(), "a", &m, None).expect("first");
+        match DataDir::open(dir.path(), "a", &m, None) {
             Err(StartError::DataDirInUse { holder, .. }) => {
                 assert!(holder.contains("node a"), "{holder}");
                 assert!(holder.contains(&std::process::id().to_string()), "{holder}");
@@ -264,26 +267,26 @@ mod tests {
             other => panic!("expected DataDirInUse, got {other:?}"),
         }
         drop((held, _log));
-        DataDir::open(dir.path(), "a", &m).expect("free again");
+        DataDir::open(dir.path(), "a", &m, None).expect("free again");
     }
 
     #[test]
     fn another_name_or_another_cluster_is_refused_and_the_identity_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = masters(&["m1", "m2", "m3"]);
-        let (held, log) = DataDir::open(dir.path(), "n4", &m).expect("first");
+        let (held, log) = DataDir::open(dir.path(), "n4", &m, None).expect("first");
         let first = held.identity();
         assert_eq!(first.cluster, ["m1", "m2", "m3"]);
         assert_eq!(first.incarnation, log.data_incarnation());
         drop((held, log));
 
-        let renamed = DataDir::open(dir.path(), "n5", &m);
+        let renamed = DataDir::open(dir.path(), "n5", &m, None);
         assert!(
             matches!(&renamed, Err(StartError::OtherNode { stored, given, .. })
                 if stored == "n4" && given == "n5"),
             "{renamed:?}"
         );
-        let other = DataDir::open(dir.path(), "n4", &masters(&["x1"]));
+        let other = DataDir::open(dir.path(), "n4", &masters(&["x1"]), None);
         assert!(
             matches!(&other, Err(StartError::OtherCluster { .. })),
             "{other:?}"
@@ -291,7 +294,7 @@ mod tests {
         // The masters in another order, at other addresses: the same cluster.
         let mut moved = masters(&["m3", "m1", "m2"]);
         moved[0].address = "10.0.0.9:7000".into();
-        let (again, _log) = DataDir::open(dir.path(), "n4", &moved).expect("same node");
+        let (again, _log) = DataDir::open(dir.path(), "n4", &moved, None).expect("same node");
         assert_eq!(again.identity(), first);
     }
 
@@ -299,12 +302,12 @@ mod tests {
     fn joined_is_recorded_once_and_survives_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = masters(&["m"]);
-        let (held, log) = DataDir::open(dir.path(), "n", &m).expect("open");
+        let (held, log) = DataDir::open(dir.path(), "n", &m, None).expect("open");
         assert!(!held.identity().joined);
         assert_eq!(held.record_joined(), Ok(true));
         assert_eq!(held.record_joined(), Ok(false));
         drop((held, log));
-        let (held, _log) = DataDir::open(dir.path(), "n", &m).expect("reopen");
+        let (held, _log) = DataDir::open(dir.path(), "n", &m, None).expect("reopen");
         assert!(held.identity().joined);
     }
 
@@ -314,7 +317,8 @@ mod tests {
         let incarnation = crate::storage::NodeLog::open(dir.path())
             .expect("old-style log")
             .incarnation();
-        let (held, _log) = DataDir::open(dir.path(), "old", &masters(&["old"])).expect("adopt");
+        let (held, _log) =
+            DataDir::open(dir.path(), "old", &masters(&["old"]), None).expect("adopt");
         assert_eq!(held.identity().incarnation, incarnation);
         assert_eq!(held.identity().name, "old");
     }

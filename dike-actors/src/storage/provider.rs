@@ -62,9 +62,20 @@ impl NodeLogProvider {
     /// their writes and their completions only send a message, so they run
     /// on the log's writer thread (no notifier thread).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_sized(dir, None)
+    }
+
+    /// [`NodeLogProvider::open`] with log segments of `segment_bytes`
+    /// (`None`: the default size).
+    pub fn open_sized(
+        dir: impl AsRef<Path>,
+        segment_bytes: Option<u64>,
+    ) -> Result<Self, StorageError> {
+        let defaults = LogOptions::default();
         let options = LogOptions {
             notifier_thread: false,
-            ..LogOptions::default()
+            segment_bytes: segment_bytes.unwrap_or(defaults.segment_bytes),
+            ..defaults
         };
         Ok(NodeLogProvider {
             log: NodeLog::open_with(dir, options)?,

@@ -203,6 +203,11 @@ pub struct NodeArgs {
     /// live nodes (default 60).
     #[arg(long, env = "DIKE_REPLACE_AFTER")]
     pub replace_after: Option<u64>,
+    /// Size of the data dir's log segments in MiB (default 64): the log
+    /// gives the space of removed groups back when it rolls to a new
+    /// segment, so smaller segments return it sooner.
+    #[arg(long, env = "DIKE_LOG_SEGMENT_MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub log_segment_mib: Option<u64>,
     /// Serve /health, /ready and /metrics (Prometheus) over HTTP on
     /// HOST:PORT (default: no HTTP listener).
     #[arg(long, env = "DIKE_HTTP")]

@@ -41,6 +41,9 @@ fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
     if let Some(addr) = args.http {
         b = b.http(addr);
     }
+    if let Some(mib) = args.log_segment_mib {
+        b = b.log_segment_bytes(mib << 20);
+    }
     Ok(b)
 }
 
