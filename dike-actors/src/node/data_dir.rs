@@ -197,6 +197,10 @@ fn write(layout: &Layout, identity: &NodeIdentity) -> Result<(), String> {
 
 /// Takes the directory's lock and writes who holds it into the lock file,
 /// or says who does.
+/// How long a start waits for a node of its own process to release the
+/// data dir.
+const SAME_PROCESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn lock(layout: &Layout, name: &str) -> Result<File, StartError> {
     let path = layout.lock_file();
     let failed = |e: std::io::Error| StartError::DataDir {
@@ -210,17 +214,30 @@ fn lock(layout: &Layout, name: &str) -> Result<File, StartError> {
         .truncate(false)
         .open(&path)
         .map_err(failed)?;
-    // Called by path: std's `File::try_lock` (Rust 1.89) would shadow the
-    // trait's method on newer compilers.
-    match fs4::FileExt::try_lock(&file) {
-        Ok(()) => {}
-        Err(fs4::TryLockError::WouldBlock) => {
-            return Err(StartError::DataDirInUse {
-                dir: layout.dir().to_path_buf(),
-                holder: holder(&path),
-            })
+    // A node of this very process that was just stopped may still be
+    // releasing the directory (its last tasks drop the node's context a
+    // moment after `stop` returned): wait for it, briefly. Another
+    // process's lock is refused at once.
+    let ours = format!("pid {},", std::process::id());
+    let deadline = std::time::Instant::now() + SAME_PROCESS_WAIT;
+    loop {
+        // Called by path: std's `File::try_lock` (Rust 1.89) would shadow
+        // the trait's method on newer compilers.
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => break,
+            Err(fs4::TryLockError::WouldBlock) => {
+                let held_by = holder(&path);
+                if held_by.starts_with(&ours) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                return Err(StartError::DataDirInUse {
+                    dir: layout.dir().to_path_buf(),
+                    holder: held_by,
+                });
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(failed(e)),
         }
-        Err(fs4::TryLockError::Error(e)) => return Err(failed(e)),
     }
     let who = format!("pid {}, node {name}\n", std::process::id());
     file.set_len(0)
@@ -268,6 +285,23 @@ mod tests {
         }
         drop((held, _log));
         DataDir::open(dir.path(), "a", &m, None).expect("free again");
+    }
+
+    /// A node of this process stopped a moment ago may still be dropping
+    /// its context: a start on its dir waits for it instead of refusing.
+    #[test]
+    fn a_start_waits_briefly_for_a_node_of_its_own_process_to_let_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = masters(&["a"]);
+        let (held, log) = DataDir::open(dir.path(), "a", &m, None).expect("first");
+        // The stopped node's last task lets go a little later.
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop((held, log));
+        });
+        let again = DataDir::open(dir.path(), "a", &m, None);
+        late.join().expect("joined");
+        assert!(again.is_ok(), "{:?}", again.err());
     }
 
     #[test]
