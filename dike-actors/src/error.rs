@@ -23,12 +23,15 @@ pub enum DikeError {
     },
     /// The deadline passed while the request was in flight; it may or may not
     /// have been applied (a retry with the same session is applied once).
-    #[error("request to group {group:?} timed out after {after:?}")]
+    #[error("request to group {group:?} timed out after {after:?}{}", in_parentheses(.detail))]
     Timeout {
         /// The group.
         group: String,
         /// The deadline that passed.
         after: Duration,
+        /// What the caller saw, if it says more (how many replicas
+        /// answered against how many a quorum needs).
+        detail: Option<String>,
     },
     /// The server failed on this request (it panicked, or could not decode
     /// it); the group's state is unchanged.
@@ -155,4 +158,11 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+}
+
+/// " (detail)", or nothing.
+fn in_parentheses(detail: &Option<String>) -> String {
+    detail
+        .as_deref()
+        .map_or_else(String::new, |d| format!(" ({d})"))
 }

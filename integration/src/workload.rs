@@ -356,7 +356,8 @@ mod tests {
         )));
         assert!(!fail(DikeError::Timeout {
             group: "g".into(),
-            after: Duration::from_secs(1)
+            after: Duration::from_secs(1),
+            detail: None,
         }));
         assert!(!fail(DikeError::Unavailable {
             group: "g".into(),

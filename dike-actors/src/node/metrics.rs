@@ -287,6 +287,7 @@ mod tests {
         let timeout = DikeError::Timeout {
             group: "g".into(),
             after: Duration::from_secs(5),
+            detail: None,
         };
         m.record_request::<()>("kv", &Err(timeout), Duration::from_secs(5));
         let text = m.encode().expect("encodes");

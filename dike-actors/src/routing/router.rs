@@ -118,18 +118,37 @@ pub fn classify(target: MemberId, name: &str, answer: Option<ClientReply>) -> Ne
 }
 
 /// The error of a request whose retries ran out: the last reason for
-/// retrying, or a timeout if the last attempt got no answer.
-fn gave_up(group: &str, timeout: Duration, last: Option<String>) -> DikeError {
+/// retrying (with `quorum`, how many replicas are up against how many a
+/// quorum needs), or a timeout if the last attempt got no answer.
+fn gave_up(
+    group: &str,
+    timeout: Duration,
+    last: Option<String>,
+    quorum: Option<String>,
+) -> DikeError {
     match last {
         None => DikeError::Timeout {
             group: group.to_owned(),
             after: timeout,
+            detail: quorum,
         },
         Some(reason) => DikeError::Unavailable {
             group: group.to_owned(),
-            reason,
+            reason: match quorum {
+                Some(q) => format!("{reason} ({q})"),
+                None => reason,
+            },
         },
     }
+}
+
+/// "`up` of `n` replicas answered, a quorum needs `q`", for an error
+/// message.
+pub fn quorum_note(up: usize, n: usize) -> String {
+    format!(
+        "{up} of {n} replicas answered, a quorum needs {}",
+        n / 2 + 1
+    )
 }
 
 /// Doubling backoff, capped.
@@ -316,7 +335,7 @@ impl Router {
         let reply = self
             .attempts(group, &voters, &bytes, deadline)
             .await
-            .map_err(|last| gave_up(group, timeout, last))??;
+            .map_err(|(last, quorum)| gave_up(group, timeout, last, quorum))??;
         Ok(codec::decode("configuration", &reply)?)
     }
 
@@ -336,6 +355,7 @@ impl Router {
         let timed_out = || DikeError::Timeout {
             group: group.to_owned(),
             after: timeout,
+            detail: None,
         };
         let _permit = match tokio::time::timeout_at(deadline, self.in_flight.acquire()).await {
             Ok(Ok(permit)) => permit,
@@ -360,18 +380,21 @@ impl Router {
                 s.end(seq);
             }
         }
-        result.map_err(|last| gave_up(group, timeout, last))?
+        result.map_err(|(last, quorum)| gave_up(group, timeout, last, quorum))?
     }
 
     /// The retry loop; `Err` carries the last reason for retrying (`None`:
-    /// the last attempt got no answer in time).
+    /// the last attempt got no answer in time) and, if some replica never
+    /// answered, how many did against how many a quorum needs.
     async fn attempts(
         &self,
         group: &str,
         voters: &[MemberId],
         bytes: &[u8],
         deadline: Instant,
-    ) -> Result<Result<Vec<u8>, DikeError>, Option<String>> {
+    ) -> Result<Result<Vec<u8>, DikeError>, (Option<String>, Option<String>)> {
+        let mut heard: BTreeSet<MemberId> = BTreeSet::new();
+        let mut silent: BTreeSet<MemberId> = BTreeSet::new();
         let mut hint = self.leaders.lock().ok().and_then(|l| l.get(group).copied());
         let mut rotation = 0usize;
         let mut retries = 0u32;
@@ -401,8 +424,18 @@ impl Router {
                 .call_member(group, generation, target, bytes, deadline)
                 .await
             {
-                Ok(answer) => classify(target, &name, answer),
-                Err(()) => Next::Retry(format!("{name} is not reachable")),
+                Ok(Some(answer)) => {
+                    heard.insert(target);
+                    classify(target, &name, Some(answer))
+                }
+                Ok(None) => {
+                    silent.insert(target);
+                    classify(target, &name, None)
+                }
+                Err(()) => {
+                    silent.insert(target);
+                    Next::Retry(format!("{name} is not reachable"))
+                }
             };
             match next {
                 Next::Reply(r) => {
@@ -443,7 +476,9 @@ impl Router {
                 }
             }
         }
-        Err(last)
+        let never = silent.iter().any(|m| !heard.contains(m));
+        let answered = voters.iter().filter(|v| heard.contains(v)).count();
+        Err((last, never.then(|| quorum_note(answered, voters.len()))))
     }
 
     /// One attempt at `member`'s replica of `group`: directly if it runs
