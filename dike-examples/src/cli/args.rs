@@ -225,8 +225,8 @@ pub struct NodeArgs {
     /// live nodes (default 60).
     #[arg(long, env = "DIKE_REPLACE_AFTER")]
     pub replace_after: Option<u64>,
-    /// Serve /health, /ready and /metrics (Prometheus) over HTTP on
-    /// HOST:PORT (default: no HTTP listener).
+    /// Serve /health, /ready, /metrics (Prometheus) and /status.json over
+    /// HTTP on HOST:PORT (default: no HTTP listener).
     #[arg(long, env = "DIKE_HTTP")]
     pub http: Option<SocketAddr>,
     /// Threads of the node's async runtime (default: one per core), e.g. to
