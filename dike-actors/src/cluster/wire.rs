@@ -124,6 +124,10 @@ pub struct ReplicaStatus {
     /// could not be exported): replicas at the same `applied` must agree.
     #[serde(default)]
     pub state_digest: Option<u64>,
+    /// Whether the replica's group hibernates here (it skips ticks while
+    /// idle); `None` from a node of a version before this field.
+    #[serde(default)]
+    pub hibernating: Option<bool>,
 }
 
 /// FNV-1a of `bytes`: the digest in [`ReplicaStatus::state_digest`].
@@ -178,7 +182,7 @@ mod tests {
         )
         .expect("encode");
         let s: ReplicaStatus = codec::decode("status", &bytes).expect("decode");
-        assert_eq!((s.applied, s.state_digest), (3, None));
+        assert_eq!((s.applied, s.state_digest, s.hibernating), (3, None, None));
         assert_ne!(digest(b"a"), digest(b"b"));
     }
 

@@ -186,6 +186,7 @@ impl Actor for ReplicaActor {
                     applied: r.applied(),
                     starts: state.boot,
                     state_digest: r.machine().export().ok().map(|b| wire::digest(&b)),
+                    hibernating: Some(!state.driver.wants_ticks()),
                 };
                 match codec::encode("status", &status) {
                     Ok(bytes) => {

@@ -318,7 +318,7 @@ impl NodeConfigBuilder {
         self
     }
 
-    /// Serves `/health`, `/ready` and `/metrics` over HTTP on `addr`
+    /// Serves `/health`, `/ready`, `/metrics` and `/status.json` over HTTP on `addr`
     /// (default: no HTTP listener).
     pub fn http(mut self, addr: SocketAddr) -> Self {
         self.http = Some(addr);

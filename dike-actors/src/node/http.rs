@@ -5,15 +5,19 @@
 //!   from a master quorum and did so recently, else 503 with a one-line
 //!   reason ([`Readiness`]);
 //! - `GET /metrics`: the node's metrics in the Prometheus text format
-//!   ([`crate::node::metrics`]).
+//!   ([`crate::node::metrics`]);
+//! - `GET /status.json`: the cluster's status ([`ClusterStatus`]) from the
+//!   node's cached routing table and its replicas' answers.
 //!
 //! Served by `tiny_http` on a thread of the node's own (see
 //! docs/ARCHITECTURE.md, "Monitoring", for why this crate).
 //!
-//! Invariants: a handler never waits on the network or on an actor; it
-//! only reads state the node keeps up to date anyway (a flag, the
-//! readiness record, the metrics registry), so a probe is answered at once
-//! even while the node's actors are busy or stuck. The listener is bound
+//! Invariants: the HTTP thread never waits on the network or on an actor;
+//! `/health`, `/ready` and `/metrics` only read state the node keeps up to
+//! date anyway (a flag, the readiness record, the metrics registry), so a
+//! probe is answered at once even while the node's actors are busy or
+//! stuck. `/status.json` must ask the replicas: it is answered from a task
+//! on the node's runtime, within [`STATUS_DEADLINE`]. The listener is bound
 //! before the node's actors start (an unusable address is a
 //! [`StartError::HttpListen`] naming it) and released when the node stops
 //! (tiny_http's accept thread closes it a moment after).
@@ -22,6 +26,7 @@
 
 use crate::error::StartError;
 use crate::node::context::NodeContext;
+use crate::node::status::{self, ClusterStatus};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,6 +84,15 @@ pub(crate) struct Reply {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// How long `/status.json` may wait for one replica's answer.
+pub const STATUS_PER_REPLICA: Duration = Duration::from_millis(800);
+
+/// How long `/status.json` may take in all (then it answers 503).
+pub const STATUS_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The path answered by [`status_reply`] rather than [`answer`].
+const STATUS_PATH: &str = "/status.json";
+
 fn text(status: u16, body: impl Into<String>) -> Reply {
     let mut body = body.into();
     body.push('\n');
@@ -120,9 +134,39 @@ pub(crate) fn answer(ctx: &NodeContext, method: &str, path: &str) -> Reply {
         },
         _ => text(
             404,
-            format!("no {path} here: try /health, /ready or /metrics"),
+            format!("no {path} here: try /health, /ready, /metrics or {STATUS_PATH}"),
         ),
     }
+}
+
+/// The answer to `GET /status.json` on the node of `ctx`: 200 with the
+/// cluster's status as JSON, or 503 with why not (the node is stopping, or
+/// the status took longer than [`STATUS_DEADLINE`]).
+pub(crate) async fn status_reply(ctx: &NodeContext) -> Reply {
+    let gathering = status::of_node(ctx, STATUS_PER_REPLICA);
+    match tokio::time::timeout(STATUS_DEADLINE, gathering).await {
+        Ok(Ok(s)) => match serde_json::to_string_pretty::<ClusterStatus>(&s) {
+            Ok(body) => Reply {
+                status: 200,
+                content_type: "application/json",
+                body: body + "\n",
+            },
+            Err(e) => text(500, format!("cannot encode the status: {e}")),
+        },
+        Ok(Err(why)) => text(503, why),
+        Err(_) => text(
+            503,
+            format!(
+                "the status took longer than {} s",
+                STATUS_DEADLINE.as_secs_f64()
+            ),
+        ),
+    }
+}
+
+/// Whether `method path` is for [`status_reply`].
+fn is_status(method: &str, path: &str) -> bool {
+    (method == "GET" || method == "HEAD") && path.split('?').next() == Some(STATUS_PATH)
 }
 
 /// Binds the HTTP listener on `addr`.
@@ -145,17 +189,19 @@ pub(crate) struct HttpServer {
 }
 
 impl HttpServer {
-    /// Serves `server` for the node of `ctx` on a thread of its own.
+    /// Serves `server` for the node of `ctx` on a thread of its own;
+    /// `/status.json` is answered from tasks on `runtime`.
     pub(crate) fn start(
         server: tiny_http::Server,
         ctx: Arc<NodeContext>,
+        runtime: tokio::runtime::Handle,
     ) -> std::io::Result<HttpServer> {
         let server = Arc::new(server);
         let stopping = Arc::new(AtomicBool::new(false));
         let (s, stop) = (server.clone(), stopping.clone());
         let thread = std::thread::Builder::new()
             .name("dike-http".into())
-            .spawn(move || serve(&s, &ctx, &stop))?;
+            .spawn(move || serve(&s, &ctx, &runtime, &stop))?;
         Ok(HttpServer {
             server,
             stopping,
@@ -173,7 +219,12 @@ impl HttpServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, ctx: &NodeContext, stopping: &AtomicBool) {
+fn serve(
+    server: &tiny_http::Server,
+    ctx: &Arc<NodeContext>,
+    runtime: &tokio::runtime::Handle,
+    stopping: &AtomicBool,
+) {
     loop {
         let request = match server.recv() {
             Ok(r) => r,
@@ -183,15 +234,28 @@ fn serve(server: &tiny_http::Server, ctx: &NodeContext, stopping: &AtomicBool) {
                 continue;
             }
         };
-        let reply = answer(ctx, request.method().as_str(), request.url());
-        let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
-            .expect("a constant header is valid");
-        let response = tiny_http::Response::from_string(reply.body)
-            .with_status_code(reply.status)
-            .with_header(header);
-        if let Err(e) = request.respond(response) {
-            tracing::debug!("cannot answer an HTTP request: {e}");
+        if is_status(request.method().as_str(), request.url()) {
+            let ctx = ctx.clone();
+            runtime.spawn(async move {
+                let reply = status_reply(&ctx).await;
+                // Writing the answer may block on a slow reader.
+                let _ = tokio::task::spawn_blocking(move || respond(request, reply)).await;
+            });
+            continue;
         }
+        let reply = answer(ctx, request.method().as_str(), request.url());
+        respond(request, reply);
+    }
+}
+
+fn respond(request: tiny_http::Request, reply: Reply) {
+    let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
+        .expect("a constant header is valid");
+    let response = tiny_http::Response::from_string(reply.body)
+        .with_status_code(reply.status)
+        .with_header(header);
+    if let Err(e) = request.respond(response) {
+        tracing::debug!("cannot answer an HTTP request: {e}");
     }
 }
 
@@ -260,6 +324,17 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_status_of_a_node_without_a_dispatcher_is_503_with_the_reason() {
+        let ctx = ctx();
+        assert!(is_status("GET", "/status.json"));
+        assert!(is_status("GET", "/status.json?refresh=1"));
+        assert!(!is_status("POST", "/status.json"));
+        let r = status_reply(&ctx).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body, "the node is stopping\n");
+    }
+
     #[test]
     fn other_paths_and_methods_are_refused() {
         let ctx = ctx();
@@ -289,7 +364,11 @@ mod tests {
         ctx.set_running(true);
         let server = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = server.server_addr().to_ip().expect("an IP listener");
-        let http = HttpServer::start(server, ctx).expect("start");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let http = HttpServer::start(server, ctx, runtime.handle().clone()).expect("start");
         let mut stream = std::net::TcpStream::connect(addr).expect("connect");
         stream
             .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

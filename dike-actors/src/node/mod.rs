@@ -19,6 +19,7 @@ pub mod data_dir;
 pub mod discover;
 pub mod http;
 pub mod metrics;
+pub mod status;
 
 use crate::cluster::transport::spawn_transport;
 use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};
@@ -340,7 +341,8 @@ impl DikeNode {
         })?;
         let node = NodeHandle { ctx, actor };
         if let Some(server) = http {
-            match http::HttpServer::start(server, node.ctx.clone()) {
+            let runtime = tokio::runtime::Handle::current();
+            match http::HttpServer::start(server, node.ctx.clone(), runtime) {
                 Ok(serving) => NodeContext::set_mutex(&node.ctx.http, Some(serving)),
                 Err(e) => {
                     node.stop().await;
@@ -609,20 +611,18 @@ impl NodeHandle {
         group: &str,
         member: dike_core::MemberId,
     ) -> Result<ReplicaStatus, DikeError> {
-        let replica =
-            crate::routing::router::find_replica(group, member, None).ok_or_else(|| {
-                DikeError::Unavailable {
-                    group: group.to_owned(),
-                    reason: format!("{member} is not reachable"),
-                }
-            })?;
-        let bytes = ractor::call_t!(replica, ReplicaMsg::Status, 1000).map_err(|e| {
-            DikeError::Unavailable {
-                group: group.to_owned(),
-                reason: format!("{member} did not answer: {e}"),
-            }
-        })?;
-        Ok(codec::decode("replica status", &bytes)?)
+        status::replica_status_within(group, None, member, Duration::from_secs(1)).await
+    }
+
+    /// The cluster's status (see [`status`]): the routing table read from
+    /// the master, and every replica asked at once, each within `within`.
+    pub async fn cluster_status(
+        &self,
+        within: Duration,
+    ) -> Result<status::ClusterStatus, DikeError> {
+        let table = self.routing_table().await?;
+        let masters = self.ctx.config.master_config();
+        Ok(status::gather(&table, &masters, within).await)
     }
 
     /// Stops the node and waits until its actors are gone.

@@ -63,6 +63,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the cluster's status: nodes (up or down, master or not) and
+    /// groups (kind, epoch, leader, and per replica its applied slot, lag
+    /// and whether it hibernates or did not answer). Groups without a
+    /// leader or with a replica lagging or unreachable are marked `!`; the
+    /// exit code is 0 all the same.
+    Status {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Ask a running node that has not joined to join the cluster (it then
     /// hosts replicas); prints "joined" or "already known".
     Join {
@@ -88,6 +101,15 @@ pub enum Command {
     /// percentiles. Creates the groups if missing (arithmetic: bench-1 …
     /// bench-G; kv: the ring vnode-1 … vnode-G).
     Bench(BenchArgs),
+}
+
+/// How a command prints its result.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// One JSON document.
+    Json,
 }
 
 /// One key-value operation.
@@ -208,8 +230,8 @@ pub struct NodeArgs {
     /// segment, so smaller segments return it sooner.
     #[arg(long, env = "DIKE_LOG_SEGMENT_MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub log_segment_mib: Option<u64>,
-    /// Serve /health, /ready and /metrics (Prometheus) over HTTP on
-    /// HOST:PORT (default: no HTTP listener).
+    /// Serve /health, /ready, /metrics (Prometheus) and /status.json over
+    /// HTTP on HOST:PORT (default: no HTTP listener).
     #[arg(long, env = "DIKE_HTTP")]
     pub http: Option<SocketAddr>,
     /// Threads of the node's async runtime (default: one per core), e.g. to

@@ -2,7 +2,8 @@
 //! ([`args`]), running a node ([`node`]), the short-lived client node of the
 //! other commands ([`client`]), admin commands ([`admin`]), JSON requests
 //! ([`request`]), the key-value ring ([`kv`]), the example kinds' JSON forms
-//! ([`kinds`]) and how the routing table is shown ([`table`]).
+//! ([`kinds`]), how the routing table is shown ([`table`]) and the cluster's
+//! status ([`status`]).
 //!
 //! Every command either prints its result on stdout and succeeds, or
 //! returns a [`CliError`] whose message says what to fix.
@@ -16,6 +17,7 @@ pub mod kinds;
 pub mod kv;
 pub mod node;
 pub mod request;
+pub mod status;
 pub mod table;
 
 pub use args::{Cli, Command};
@@ -41,6 +43,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         } => (via, Action::AddGroup { group, kind, size }),
         Command::RemoveGroup { via, group } => (via, Action::RemoveGroup { group }),
         Command::RoutingTable { via, json } => (via, Action::Table { json }),
+        Command::Status { via, output } => (via, Action::Status { output }),
         Command::Join { via, node } => (via, Action::Join { node }),
         Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
         Command::Cast(args) => (args.via.clone(), Action::Cast(args)),
@@ -83,6 +86,9 @@ enum Action {
     Table {
         json: bool,
     },
+    Status {
+        output: args::Output,
+    },
     Join {
         node: String,
     },
@@ -100,6 +106,7 @@ impl Action {
             }
             Action::RemoveGroup { group } => admin::remove_group(client, &group).await,
             Action::Table { json } => admin::routing_table(client, json).await,
+            Action::Status { output } => status::run(client, output).await,
             Action::Join { node } => admin::join(client, &node).await,
             Action::Request(args, mode) => request::run(client, &args, mode).await,
             Action::Cast(args) => request::cast(client, &args).await,

@@ -124,7 +124,7 @@ impl TableView {
 }
 
 /// Left-aligned columns, two spaces apart.
-fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -1,0 +1,354 @@
+//! `dike status` and `GET /status.json` against `dike node` child
+//! processes: three in-memory masters with one group on all three, then one
+//! of them killed with SIGKILL; and one node's HTTP listener.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "status-test-cookie";
+
+/// A `dike node` child, killed when the test ends however it ends.
+struct NodeProcess {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl NodeProcess {
+    /// An in-memory node of the cluster of `masters`, with `extra` flags.
+    fn start(name: &str, addr: SocketAddr, masters: &str, extra: &[&str]) -> NodeProcess {
+        let log =
+            std::env::temp_dir().join(format!("dike-status-{name}-{}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_dike"))
+            .args(["node", "--name", name, "--listen", &addr.to_string()])
+            .args(["--masters", masters, "--in-memory"])
+            .args(extra)
+            .env("DIKE_COOKIE", COOKIE)
+            .env("RUST_LOG", "info,ractor_cluster=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn dike node");
+        NodeProcess {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!("--- {} log ---\n{text}", self.name)
+    }
+
+    /// Fails the test if the node exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "dike node {} exited with {status}\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
+}
+
+/// Runs `dike ARGS --via VIA`.
+fn dike(via: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dike"))
+        .args(args)
+        .args(["--via", via])
+        .env("DIKE_COOKIE", COOKIE)
+        .output()
+        .expect("run dike")
+}
+
+/// `dike status -o json --via VIA`, parsed, or why not.
+fn status_json(via: &str) -> Result<Value, String> {
+    let out = dike(via, &["status", "-o", "json", "--timeout", "5"]);
+    if !out.status.success() {
+        return Err(format!(
+            "dike status failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Polls `probe` until it returns `Ok` or `within` passes, then fails the
+/// test with the last error and the nodes' logs.
+fn poll<T>(
+    what: &str,
+    within: Duration,
+    nodes: &mut [&mut NodeProcess],
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        for n in nodes.iter_mut() {
+            n.assert_running();
+        }
+        let last = match probe() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = nodes.iter().map(|n| n.log_text()).collect();
+            panic!("{what} not within {within:?}: {last}\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The node of `status` named `name`.
+fn node<'a>(status: &'a Value, name: &str) -> Result<&'a Value, String> {
+    status["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["name"] == name))
+        .ok_or_else(|| format!("no node {name}: {status:#}"))
+}
+
+/// The group of `status` named `name`.
+fn group<'a>(status: &'a Value, name: &str) -> Result<&'a Value, String> {
+    status["groups"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["name"] == name))
+        .ok_or_else(|| format!("no group {name}: {status:#}"))
+}
+
+/// The replicas of `group`, by node name.
+fn replicas(group: &Value) -> Vec<&Value> {
+    group["replicas"]
+        .as_array()
+        .map_or_else(Vec::new, |r| r.iter().collect())
+}
+
+/// `GET path` over one HTTP/1.0 connection: the status and the body.
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let bad = || std::io::Error::other(format!("not an HTTP answer: {answer:?}"));
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((status, body.to_owned()))
+}
+
+#[test]
+fn status_shows_every_replica_and_a_killed_node_as_down_with_its_replica_unreachable() {
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let names = ["s1", "s2", "s3"];
+    let masters: Vec<String> = names
+        .iter()
+        .zip(&addrs)
+        .map(|(n, a)| format!("{n}@{a}"))
+        .collect();
+    let masters = masters.join(",");
+    let mut nodes: Vec<NodeProcess> = names
+        .iter()
+        .zip(&addrs)
+        .map(|(n, a)| NodeProcess::start(n, *a, &masters, &[]))
+        .collect();
+    // s3 is the one killed: ask the other two.
+    let via = format!("{},{}", addrs[0], addrs[1]);
+    let mut all: Vec<&mut NodeProcess> = nodes.iter_mut().collect();
+
+    let healthy = poll("three nodes up", Duration::from_secs(60), &mut all, || {
+        let s = status_json(&via)?;
+        let up = names
+            .iter()
+            .map(|n| node(&s, n).map(|n| n["up"] == true && n["master"] == true))
+            .collect::<Result<Vec<_>, _>>()?;
+        if up.iter().all(|u| *u) {
+            Ok(s)
+        } else {
+            Err(format!("not all up and masters: {s:#}"))
+        }
+    });
+    assert!(
+        healthy["nodes"].as_array().is_some_and(|n| n.len() == 3),
+        "{healthy:#}"
+    );
+
+    let added = dike(&via, &["add-group", "calc", "arithmetic", "--size", "3"]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let reply = dike(&via, &["request", "calc", r#"{"Add":5}"#]);
+    assert!(
+        reply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+
+    let s = poll(
+        "calc with a leader and 3 answering replicas",
+        Duration::from_secs(30),
+        &mut all,
+        || {
+            let s = status_json(&via)?;
+            let calc = group(&s, "calc")?;
+            let rs = replicas(calc);
+            let applied = rs
+                .iter()
+                .filter(|r| r["applied"].as_u64().is_some_and(|a| a >= 1))
+                .count();
+            if calc["leader"].is_string() && rs.len() == 3 && applied == 3 {
+                Ok(s)
+            } else {
+                Err(format!("calc not settled: {calc:#}"))
+            }
+        },
+    );
+    let calc = group(&s, "calc").expect("calc");
+    assert_eq!(calc["kind"], "arithmetic");
+    let mut on: Vec<&str> = replicas(calc)
+        .iter()
+        .filter_map(|r| r["node"].as_str())
+        .collect();
+    on.sort_unstable();
+    assert_eq!(on, names, "one replica per node, by node name: {calc:#}");
+    for r in replicas(calc) {
+        assert!(r["member"].is_string(), "ids are strings: {r}");
+        assert_eq!(r["reachable"], true, "{r}");
+        assert!(r["lag"].is_u64(), "{r}");
+    }
+    assert_eq!(calc["problems"], serde_json::json!([]), "{calc:#}");
+
+    // The table form succeeds too, and marks nothing.
+    let table = dike(&via, &["status"]);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.lines().any(|l| l.starts_with("   calc")), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with('!') && l.len() > 1 && !l.starts_with("!  GROUP")),
+        "{text}"
+    );
+
+    drop(all);
+    let mut killed = nodes.pop().expect("s3");
+    killed.child.kill().expect("kill -9 s3");
+    let _ = killed.child.wait();
+    let mut alive: Vec<&mut NodeProcess> = nodes.iter_mut().collect();
+
+    let after = poll(
+        "s3 down, its replica unreachable, calc led",
+        Duration::from_secs(60),
+        &mut alive,
+        || {
+            let s = status_json(&via)?;
+            let down = node(&s, "s3")?["up"] == false;
+            let calc = group(&s, "calc")?;
+            let gone = replicas(calc)
+                .iter()
+                .any(|r| r["node"] == "s3" && r["reachable"] == false);
+            if down && gone && calc["leader"].is_string() {
+                Ok(s)
+            } else {
+                Err(format!("not yet: {s:#}"))
+            }
+        },
+    );
+    let calc = group(&after, "calc").expect("calc");
+    assert_ne!(calc["leader"], "s3", "{calc:#}");
+    let problems = calc["problems"].as_array().expect("problems");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.starts_with("s3 unreachable"))),
+        "{calc:#}"
+    );
+    // Informational: a troubled cluster is no failure.
+    let table = dike(&via, &["status"]);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("\n! calc: s3 unreachable\n"), "{text}");
+}
+
+#[test]
+fn status_json_on_the_http_listener_lists_the_groups_with_their_leader() {
+    let (addr, http) = (free_addr(), free_addr());
+    let masters = format!("web@{addr}");
+    let mut web = NodeProcess::start("web", addr, &masters, &["--http", &http.to_string()]);
+    poll(
+        "add-group",
+        Duration::from_secs(30),
+        &mut [&mut web],
+        || {
+            let out = dike(&masters, &["add-group", "calc", "arithmetic"]);
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    );
+    let status = poll(
+        "/status.json with calc led by web",
+        Duration::from_secs(30),
+        &mut [&mut web],
+        || {
+            let (code, body) = get(http, "/status.json").map_err(|e| e.to_string())?;
+            if code != 200 {
+                return Err(format!("{code}: {body}"));
+            }
+            let s: Value =
+                serde_json::from_str(&body).map_err(|e| format!("not JSON ({e}): {body}"))?;
+            let calc = group(&s, "calc")?;
+            if calc["leader"] == "web" {
+                Ok(s)
+            } else {
+                Err(format!("calc not led yet: {calc:#}"))
+            }
+        },
+    );
+    assert_eq!(node(&status, "web").expect("web")["up"], true);
+    let calc = group(&status, "calc").expect("calc");
+    assert_eq!(calc["kind"], "arithmetic");
+    let rs = replicas(calc);
+    assert_eq!(rs.len(), 1, "{calc:#}");
+    assert_eq!(
+        (rs[0]["node"].as_str(), rs[0]["lag"].as_u64()),
+        (Some("web"), Some(0))
+    );
+    assert!(group(&status, "dike.master").is_ok(), "{status:#}");
+}
