@@ -161,13 +161,11 @@ fn a_node_with_http_reports_health_readiness_and_metrics_that_move_with_requests
     // The node's only replicas won their elections here.
     let won = after.value("dike_leaderships_won_total", &[]);
     assert!(won >= Some(2.0), "leaderships won: {won:?}");
-    for name in [
-        "dike_process_cpu_seconds_total",
-        "dike_process_resident_memory_bytes",
-    ] {
-        let v = after.value(name, &[]);
-        assert!(v.is_some_and(|v| v > 0.0), "{name}: {v:?}");
-    }
+    // CPU time counts in clock ticks (10 ms): a young node may show 0.
+    let cpu = after.value("dike_process_cpu_seconds_total", &[]);
+    assert!(cpu.is_some_and(|v| v >= 0.0), "cpu: {cpu:?}");
+    let rss = after.value("dike_process_resident_memory_bytes", &[]);
+    assert!(rss.is_some_and(|v| v > 0.0), "rss: {rss:?}");
 }
 
 #[test]
