@@ -2,6 +2,10 @@
 //! process in single-node mode, and every other command is a separate `dike`
 //! process talking to it as a client.
 
+mod common;
+
+use common::free_addr;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -111,10 +115,6 @@ impl Drop for NodeProcess {
             let _ = std::fs::remove_file(&self.log);
         }
     }
-}
-
-fn free_addr() -> SocketAddr {
-    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
 }
 
 #[test]

@@ -4,9 +4,12 @@
 //! read with a strict parser of the Prometheus text format (below), not by
 //! matching strings.
 
+mod common;
+
+use common::{free_addr, get};
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -104,27 +107,6 @@ impl Drop for NodeProcess {
             let _ = std::fs::remove_file(&self.log);
         }
     }
-}
-
-fn free_addr() -> SocketAddr {
-    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
-}
-
-/// `GET path` over one HTTP/1.0 connection: the status and the body.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let bad = || std::io::Error::other(format!("not an HTTP answer: {answer:?}"));
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    Ok((status, body.to_owned()))
 }
 
 #[test]

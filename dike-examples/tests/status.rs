@@ -2,9 +2,12 @@
 //! processes: three in-memory masters with one group on all three, then one
 //! of them killed with SIGKILL; and one node's HTTP listener.
 
+mod common;
+
+use common::{free_addr, get};
+
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -66,10 +69,6 @@ impl Drop for NodeProcess {
             let _ = std::fs::remove_file(&self.log);
         }
     }
-}
-
-fn free_addr() -> SocketAddr {
-    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
 }
 
 /// Runs `dike ARGS --via VIA`.
@@ -142,23 +141,6 @@ fn replicas(group: &Value) -> Vec<&Value> {
     group["replicas"]
         .as_array()
         .map_or_else(Vec::new, |r| r.iter().collect())
-}
-
-/// `GET path` over one HTTP/1.0 connection: the status and the body.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let bad = || std::io::Error::other(format!("not an HTTP answer: {answer:?}"));
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    Ok((status, body.to_owned()))
 }
 
 #[test]

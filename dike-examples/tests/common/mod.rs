@@ -1,0 +1,29 @@
+//! Helpers shared by the process tests of the `dike` program.
+// Each test file uses what it needs.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A loopback address with a port free right now.
+pub fn free_addr() -> SocketAddr {
+    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
+}
+
+/// `GET path` over one HTTP/1.0 connection: the status and the body.
+pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let bad = || std::io::Error::other(format!("not an HTTP answer: {answer:?}"));
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((status, body.to_owned()))
+}
