@@ -45,6 +45,10 @@ pub enum AdminMsg {
     /// `Vec<String>` of `NAME@HOST:PORT` (see [`crate::node::discover`]).
     #[rpc]
     Masters(RpcReplyPort<Vec<u8>>),
+    /// The routing table this node has cached: an encoded
+    /// `Option<RoutingTable>` (`None` if the node cannot say).
+    #[rpc]
+    Table(RpcReplyPort<Vec<u8>>),
 }
 
 /// What a caller asks with [`AdminMsg::Join`].
@@ -165,6 +169,14 @@ impl Actor for Admin {
                     .map(ToString::to_string)
                     .collect();
                 let _ = reply.send(codec::encode("masters", &masters).unwrap_or_default());
+            }
+            AdminMsg::Table(reply) => {
+                // Asks the dispatcher: answer from a task.
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let table = node.cached_table().await.ok().map(|t| (*t).clone());
+                    let _ = reply.send(codec::encode("routing table", &table).unwrap_or_default());
+                });
             }
         }
         Ok(())

@@ -14,6 +14,7 @@
 
 use crate::node::admin::{AdminMsg, ADMIN_PG};
 use crate::node::config::MasterSpec;
+use dike_core::routing::RoutingTable;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
 use ractor_cluster::{ClientConnectErr, NodeEventSubscription, NodeServer, NodeServerMessage};
@@ -87,6 +88,16 @@ impl NodeEventSubscription for Events {
 /// Probes started by this process, for unique probe names.
 static PROBES: AtomicU64 = AtomicU64::new(0);
 
+/// What a node told about its cluster.
+#[derive(Clone, Debug)]
+pub struct Reached {
+    /// The masters it knows.
+    pub masters: Vec<MasterSpec>,
+    /// Its cached routing table, if it had one to give: enough to route
+    /// data requests while the master quorum is down.
+    pub table: Option<RoutingTable>,
+}
+
 /// The masters (`NAME@HOST:PORT`) the node listening at `address`
 /// (`HOST:PORT`) knows, asked with `cookie`, within `within`.
 pub async fn masters_via(
@@ -94,6 +105,16 @@ pub async fn masters_via(
     cookie: &str,
     within: Duration,
 ) -> Result<Vec<MasterSpec>, DiscoverError> {
+    reach(address, cookie, within).await.map(|r| r.masters)
+}
+
+/// The masters and the cached routing table of the node listening at
+/// `address` (`HOST:PORT`), asked with `cookie`, within `within`.
+pub async fn reach(
+    address: &str,
+    cookie: &str,
+    within: Duration,
+) -> Result<Reached, DiscoverError> {
     let deadline = Instant::now() + within;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -132,7 +153,7 @@ async fn ask(
     mut events: mpsc::UnboundedReceiver<Event>,
     within: Duration,
     deadline: Instant,
-) -> Result<Vec<MasterSpec>, DiscoverError> {
+) -> Result<Reached, DiscoverError> {
     let no_answer = || DiscoverError::NoAnswer {
         address: address.to_owned(),
         after: within,
@@ -193,8 +214,20 @@ async fn ask(
     };
     let specs: Vec<String> =
         dike_core::codec::decode("masters", &bytes).map_err(|e| decode(e.to_string()))?;
-    specs
+    let masters = specs
         .iter()
         .map(|s| s.parse::<MasterSpec>().map_err(|e| decode(e.to_string())))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // The table is a bonus: a node that cannot give it still told the
+    // masters.
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let table = match admin.call(AdminMsg::Table, Some(wait)).await {
+        Ok(ractor::rpc::CallResult::Success(b)) => {
+            dike_core::codec::decode::<Option<RoutingTable>>("routing table", &b)
+                .ok()
+                .flatten()
+        }
+        _ => None,
+    };
+    Ok(Reached { masters, table })
 }

@@ -579,6 +579,25 @@ impl NodeHandle {
         }
     }
 
+    /// The routing table this node has cached (kept fresh from the master;
+    /// it may be behind, and it is what requests are routed by).
+    pub async fn cached_table(&self) -> Result<Arc<RoutingTable>, DikeError> {
+        let d = self
+            .dispatcher()
+            .ok_or_else(|| DikeError::NodeStopped("no dispatcher".into()))?;
+        ractor::call_t!(d, DispatcherMsg::RoutingTable, 1000)
+            .map_err(|e| DikeError::NodeStopped(format!("dispatcher: {e}")))
+    }
+
+    /// Routes by `table` (another node's cached one, say) if it is newer
+    /// than this node's: a client that reached some node can route data
+    /// requests while the master quorum is down.
+    pub fn install_table(&self, table: RoutingTable) {
+        if let Some(d) = self.dispatcher() {
+            let _ = d.cast(DispatcherMsg::Install(table));
+        }
+    }
+
     /// The routing table, read from the master (linearizable).
     pub async fn routing_table(&self) -> Result<RoutingTable, DikeError> {
         match self.master(MasterRequest::GetTable).await? {

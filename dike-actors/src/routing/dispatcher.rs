@@ -63,6 +63,9 @@ pub enum DispatcherMsg {
     Master(MasterRequest, RpcReplyPort<Result<MasterReply, DikeError>>),
     /// The cached routing table.
     RoutingTable(RpcReplyPort<Arc<RoutingTable>>),
+    /// A routing table learnt elsewhere (another node's cached one): kept
+    /// if newer than the cached one.
+    Install(RoutingTable),
     /// Refreshes the table now (also sent by the dispatcher's timer).
     Refresh,
     /// A refresh finished (internal).
@@ -180,6 +183,15 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::RoutingTable(reply) => {
                 let _ = reply.send(state.router.table());
+            }
+            DispatcherMsg::Install(table) => {
+                if state.router.install(table) {
+                    state.reconcile(&state.router.table());
+                    // Sessions to the table's nodes now, not at the next
+                    // refresh: requests are routed by it at once.
+                    let (ctx, router) = (state.ctx.clone(), state.router.clone());
+                    tokio::spawn(async move { connect_missing(&ctx, &router.table()).await });
+                }
             }
             DispatcherMsg::Refresh => {
                 if !state.pinging {

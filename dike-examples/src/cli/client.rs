@@ -26,7 +26,7 @@ impl Client {
         let timeout = Duration::from_secs(via.timeout.max(1));
         let cookie = via.cookie.secret()?;
         let dial = Duration::from_secs(via.dial_timeout.max(1)).min(timeout);
-        let masters = masters_of(&via.via, &cookie, dial).await?;
+        let (masters, table) = masters_of(&via.via, &cookie, dial).await?;
         let listen = free_loopback_addr()?;
         let mut b = NodeConfig::builder(format!("dike-cli-{}", std::process::id()), listen)
             .cookie(cookie)
@@ -39,6 +39,13 @@ impl Client {
         let node = DikeNode::start(b.build()?).await?;
         kinds::register_all(&node);
         let client = Client { node, timeout };
+        if let Some(table) = table {
+            // The node reached gave its routing table: data requests are
+            // routed by it, also while the master quorum is down. Commands
+            // that need the master say so themselves.
+            client.node.install_table(table);
+            return Ok(client);
+        }
         // The first request needs cluster sessions; retry until the deadline.
         if let Err(e) = client
             .retry(|n| async move { n.routing_table().await })
@@ -87,8 +94,14 @@ impl Client {
         self.retry(|n| async move { n.routing_table().await }).await
     }
 
-    /// The kind of `group`, from the routing table.
+    /// The kind of `group`: from the cached routing table (a group's kind
+    /// never changes), else from the master's.
     pub async fn kind_of(&self, group: &str) -> Result<String, CliError> {
+        if let Ok(cached) = self.node.cached_table().await {
+            if let Some(g) = cached.group(group) {
+                return Ok(g.kind.clone());
+            }
+        }
         let table = self.table().await?;
         table
             .group(group)
@@ -111,13 +124,14 @@ impl Client {
 /// The masters to use for `via`: its `NAME@HOST:PORT` entries are masters
 /// as given; a plain `HOST:PORT` is any node, asked for the masters it knows
 /// (each within `dial`; the first that answers wins, so a list with dead
-/// entries still works). With both kinds, the named masters are the
-/// fallback when no plain entry answers.
+/// entries still works), and its cached routing table comes along. With
+/// both kinds, the named masters are the fallback when no plain entry
+/// answers.
 async fn masters_of(
     via: &[String],
     cookie: &str,
     dial: Duration,
-) -> Result<Vec<MasterSpec>, CliError> {
+) -> Result<(Vec<MasterSpec>, Option<RoutingTable>), CliError> {
     let mut named = Vec::new();
     let mut plain = Vec::new();
     for v in via.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
@@ -143,12 +157,12 @@ async fn masters_of(
         if named.is_empty() {
             return Err(CliError::Usage("--via names no node".into()));
         }
-        return Ok(named);
+        return Ok((named, None));
     }
     let mut failures = Vec::new();
     for address in &plain {
-        match discover::masters_via(address, cookie, dial).await {
-            Ok(masters) if !masters.is_empty() => return Ok(masters),
+        match discover::reach(address, cookie, dial).await {
+            Ok(r) if !r.masters.is_empty() => return Ok((r.masters, r.table)),
             Ok(_) => failures.push(DiscoverError::Decode {
                 address: address.clone(),
                 reason: "it knows no masters".into(),
@@ -157,7 +171,7 @@ async fn masters_of(
         }
     }
     if !named.is_empty() {
-        return Ok(named);
+        return Ok((named, None));
     }
     Err(CliError::Discover(failures))
 }

@@ -2,6 +2,7 @@
 //! fail on, each message saying what to fix.
 
 use dike_actors::node::admin::JoinNodeError;
+use dike_actors::node::config::MASTER_GROUP;
 use dike_actors::node::discover::DiscoverError;
 use dike_actors::{DikeError, StartError};
 
@@ -138,6 +139,11 @@ impl CliError {
             CliError::NoMasterQuorum { .. } => exit::NO_MASTER_QUORUM,
             CliError::Cluster(e) => match e {
                 DikeError::UnknownGroup(_) => exit::NOT_FOUND,
+                DikeError::Unavailable { group, .. } | DikeError::Timeout { group, .. }
+                    if group == MASTER_GROUP =>
+                {
+                    exit::NO_MASTER_QUORUM
+                }
                 DikeError::Unavailable { .. }
                 | DikeError::Timeout { .. }
                 | DikeError::SessionExpired { .. } => exit::UNAVAILABLE,

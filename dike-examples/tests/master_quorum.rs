@@ -1,0 +1,181 @@
+//! Data groups answer while the master quorum is down: three masters and
+//! two workers as `dike node` processes, a group on all five; with two
+//! masters killed, `dike` reaches the group through a worker (`--via` one
+//! node's HOST:PORT: the client routes by that node's cached table), while a
+//! command that needs the masters fails saying so (exit 5).
+
+mod common;
+
+use common::free_addr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "master-quorum-cookie";
+
+/// `dike node` children, killed when the test ends however it ends.
+struct Nodes {
+    children: Vec<(String, Child, PathBuf)>,
+}
+
+impl Nodes {
+    fn spawn(&mut self, name: &str, addr: SocketAddr, masters: &str, extra: &[&str]) {
+        let log = std::env::temp_dir().join(format!("dike-mq-{name}-{}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_dike"))
+            .args(["node", "--name", name, "--listen", &addr.to_string()])
+            .args(["--masters", masters, "--in-memory"])
+            .args(extra)
+            .env("DIKE_COOKIE", COOKIE)
+            .env("RUST_LOG", "info,ractor_cluster=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn dike node");
+        self.children.push((name.to_owned(), child, log));
+    }
+
+    fn kill(&mut self, name: &str) {
+        for (n, child, _) in &mut self.children {
+            if n == name {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.children
+            .iter()
+            .map(|(n, _, log)| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {n} ---\n{}", tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for (_, child, log) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_file(log);
+            }
+        }
+    }
+}
+
+fn dike(via: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dike"))
+        .args(args)
+        .args(["--via", via, "--timeout", "5"])
+        .env("DIKE_COOKIE", COOKIE)
+        .output()
+        .expect("run dike")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `dike ARGS --via VIA` until it succeeds with `expected` on stdout
+/// or `within` passes.
+fn until_answers(nodes: &Nodes, via: &str, args: &[&str], expected: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = dike(via, args);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dike {args:?} did not answer {expected} within {within:?}: {}\n{}",
+            text(&out),
+            nodes.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn data_groups_answer_through_any_node_while_the_master_quorum_is_down() {
+    let names = ["mq-m1", "mq-m2", "mq-m3", "mq-w1", "mq-w2"];
+    let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+    let masters: Vec<String> = names[..3]
+        .iter()
+        .zip(&addrs)
+        .map(|(n, a)| format!("{n}@{a}"))
+        .collect();
+    let masters = masters.join(",");
+    let mut nodes = Nodes {
+        children: Vec::new(),
+    };
+    for (i, (name, addr)) in names.iter().zip(&addrs).enumerate() {
+        let extra: &[&str] = if i < 3 { &[] } else { &["--join"] };
+        nodes.spawn(name, *addr, &masters, extra);
+    }
+    let worker = addrs[3].to_string();
+    // Every node up, then a group on all five.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = dike(&worker, &["routing-table", "--json"]);
+        let ups = String::from_utf8_lossy(&out.stdout)
+            .matches("\"up\"")
+            .count();
+        if out.status.success() && ups == 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not come up: {}\n{}",
+            text(&out),
+            nodes.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = dike(&worker, &["add-group", "calc", "arithmetic", "--size", "5"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), nodes.logs());
+    until_answers(
+        &nodes,
+        &worker,
+        &["request", "calc", r#"{"Add":5}"#],
+        r#"{"Ok":5}"#,
+        Duration::from_secs(30),
+    );
+
+    nodes.kill("mq-m1");
+    nodes.kill("mq-m2");
+
+    // The group (3 of 5 replicas) answers through a worker...
+    until_answers(
+        &nodes,
+        &worker,
+        &["query", "calc", r#""Read""#],
+        r#"{"Ok":5}"#,
+        Duration::from_secs(30),
+    );
+    let out = dike(&worker, &["request", "calc", r#"{"Add":1}"#]);
+    assert!(out.status.success(), "{}\n{}", text(&out), nodes.logs());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"Ok":6}"#);
+    // ... and through the last master, while what needs the masters says so.
+    until_answers(
+        &nodes,
+        &addrs[2].to_string(),
+        &["query", "calc", r#""Read""#],
+        r#"{"Ok":6}"#,
+        Duration::from_secs(30),
+    );
+    let out = dike(&worker, &["add-group", "other", "arithmetic"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+}
