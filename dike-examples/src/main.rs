@@ -10,6 +10,13 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // `dike node --config FILE` sets defaults through DIKE_* variables:
+    // before parsing, while the program has one thread.
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = cli::config_file::apply(&args) {
+        eprintln!("dike: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Simulate { schedules } => {

@@ -557,3 +557,55 @@ fn every_node_flag_may_come_from_a_dike_variable_and_print_config_shows_the_resu
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `dike node --config FILE`: the file's keys are flags' defaults; a
+/// `DIKE_*` variable wins over the file and a flag over both; an unknown key
+/// is refused naming it (exit 2).
+#[test]
+fn a_config_file_gives_every_flag_with_variables_and_flags_winning() {
+    let tmp = temp_dir("config");
+    let cookie = tmp.path().join("cookie");
+    std::fs::write(&cookie, "from-a-file\n").expect("write cookie file");
+    let file = tmp.path().join("node.toml");
+    let text = format!(
+        "name = \"file-node\"\nlisten = \"127.0.0.1:7200\"\nmasters = [\"file-node@127.0.0.1:7200\"]\n\
+         in-memory = true\ncookie-file = \"{}\"\ngroup_size = 5\nreplace-after = 40\n",
+        cookie.display()
+    );
+    std::fs::write(&file, text).expect("write config");
+    let config = dike_command()
+        .args(["node", "--config", path(&file), "--print-config"])
+        .args(["--replace-after", "50"])
+        .env_remove("DIKE_COOKIE")
+        .env("DIKE_GROUP_SIZE", "3")
+        .output()
+        .expect("run dike node --print-config");
+    assert!(
+        config.status.success(),
+        "{}",
+        String::from_utf8_lossy(&config.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).expect("JSON");
+    assert_eq!(config["name"], "file-node");
+    assert_eq!(config["listen"], "127.0.0.1:7200");
+    assert_eq!(config["masters"][0], "file-node@127.0.0.1:7200");
+    assert_eq!(config["master"], true);
+    assert_eq!(config["cookie"], format!("file {}", cookie.display()));
+    assert_eq!(
+        config["group_size"], 3,
+        "DIKE_GROUP_SIZE wins over the file"
+    );
+    assert_eq!(
+        config["replace_after_secs"], 50,
+        "the flag wins over the file"
+    );
+
+    std::fs::write(&file, "name = \"x\"\nnmae = \"typo\"\n").expect("write config");
+    let out = dike_command()
+        .args(["node", "--config", path(&file)])
+        .output()
+        .expect("run dike node");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nmae"), "{err}");
+}

@@ -242,6 +242,11 @@ pub struct NodeArgs {
     /// the cookie left out) and exit, without starting the node.
     #[arg(long)]
     pub print_config: bool,
+    /// A TOML file of flags: `name = "n1"`, `masters = ["n1@…", …]`,
+    /// `in-memory = true`, … (each key a flag's long name). Flags win over
+    /// `DIKE_*` variables, which win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// The cluster's shared secret, from exactly one source.

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod args;
 pub mod bench;
 pub mod client;
+pub mod config_file;
 pub mod error;
 pub mod kinds;
 pub mod kv;
