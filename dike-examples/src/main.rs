@@ -1,6 +1,7 @@
 //! The `dike` command-line program: see [`dike_examples::cli`].
 
 use clap::Parser;
+use dike_examples::cli::args::LogFormat;
 use dike_examples::cli::{self, Cli, Command};
 use std::process::ExitCode;
 
@@ -29,14 +30,18 @@ fn main() -> ExitCode {
             }
         }
         command => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| default_filter(&command)),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter(&command));
+            let json = matches!(&command, Command::Node(a) if a.log_format == LogFormat::Json);
+            let logs = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            if json {
+                logs.json().init();
+            } else {
+                logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .init();
+            }
             let runtime = match runtime(&command) {
                 Ok(r) => r,
                 Err(e) => {

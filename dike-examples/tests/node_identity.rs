@@ -4,6 +4,9 @@
 //! that joined once re-joins by itself after a restart; the cookie may come
 //! from a file.
 
+mod common;
+
+use common::free_addr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -124,10 +127,6 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn free_addr() -> SocketAddr {
-    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
 }
 
 /// Runs `dike ARGS --via VIA` with the test cookie.
@@ -608,4 +607,50 @@ fn a_config_file_gives_every_flag_with_variables_and_flags_winning() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nmae"), "{err}");
+}
+
+/// `--log-format json`: every line the node writes to stderr is one JSON
+/// object, the node's start among them.
+#[test]
+fn a_node_logs_one_json_object_per_line_when_asked() {
+    use std::io::BufRead;
+    let addr = free_addr();
+    let me = format!("jsonlog@{addr}");
+    let mut child = dike_command()
+        .args(["node", "--name", "jsonlog", "--listen", &addr.to_string()])
+        .args(["--masters", &me, "--in-memory", "--cookie", "c"])
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dike node");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let ready = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break false;
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let message = value["fields"]["message"].as_str().unwrap_or("").to_owned();
+        seen.push(message.clone());
+        if message == "node ready" {
+            break true;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "no \"node ready\" line; messages seen: {seen:?}");
 }

@@ -247,6 +247,19 @@ pub struct NodeArgs {
     /// `DIKE_*` variables, which win over the file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How log lines look on stderr: `text` (for people) or `json` (one
+    /// object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DIKE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// The format of a node's log lines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The cluster's shared secret, from exactly one source.

@@ -68,6 +68,7 @@ pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> 
         "request_timeout_ms": c.request_timeout.as_millis() as u64,
         "worker_threads": args.worker_threads.map(|n| n.get()),
         "http": c.http.map(|a| a.to_string()),
+        "log_format": format!("{:?}", args.log_format).to_lowercase(),
     }))
 }
 
