@@ -118,6 +118,7 @@ impl<W: Write> Demo<'_, W> {
             cookie: Cookie::given(cookie),
             timeout: WAIT.as_secs(),
             dial_timeout: 3,
+            output: crate::cli::args::Output::Table,
         };
         self.cluster.check_running()?;
         let client = progress(Client::connect(&via)).await?;
@@ -223,7 +224,8 @@ impl<W: Write> Demo<'_, W> {
         let added = progress(async {
             let mut lines = Vec::new();
             for (g, kind) in &groups {
-                lines.push(crate::cli::admin::add_group(client, g, kind, Some(NODES)).await?);
+                lines
+                    .push(crate::cli::admin::add_group(client, g, kind, Some(NODES), false).await?);
             }
             Ok::<_, DemoError>(lines)
         })

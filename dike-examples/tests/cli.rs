@@ -571,3 +571,26 @@ fn a_nodes_disk_use_returns_near_its_size_before_once_its_groups_are_removed() {
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `-o json` on every client command: one JSON document on stdout.
+#[test]
+fn every_client_command_prints_json_with_o_json() {
+    let mut node = NodeProcess::start("jsonout");
+    node.wait_until_serving(Duration::from_secs(30));
+    let parse = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let text = node.ok(&all);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    };
+    let added = parse(&["add-group", "calc", "arithmetic"]);
+    assert_eq!(added["group"], "calc");
+    assert_eq!(added["replicas"], 1);
+    assert_eq!(parse(&["request", "calc", r#"{"Add":2}"#])["Ok"], 2);
+    assert_eq!(parse(&["cast", "calc", r#"{"Add":1}"#])["sent"], true);
+    let table = parse(&["routing-table"]);
+    assert!(table.to_string().contains("calc"), "{table}");
+    let status = parse(&["status"]);
+    assert!(status.to_string().contains("calc"), "{status}");
+    assert_eq!(parse(&["remove-group", "calc"])["removed"], "calc");
+}

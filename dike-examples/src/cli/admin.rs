@@ -14,6 +14,7 @@ pub async fn add_group(
     group: &str,
     kind: &str,
     size: Option<usize>,
+    json: bool,
 ) -> Result<String, CliError> {
     if !KNOWN_KINDS.contains(&kind) {
         return Err(CliError::Usage(format!(
@@ -45,6 +46,15 @@ pub async fn add_group(
     let g = client
         .retry(|n| async move { n.add_group_sized(group, kind, size).await })
         .await?;
+    if json {
+        return json_line(&serde_json::json!({
+            "group": g.name,
+            "kind": g.kind,
+            "replicas": g.config.voters.len(),
+            "epoch": g.config.epoch,
+            "generation": g.generation.to_string(),
+        }));
+    }
     Ok(format!(
         "group {} ({}) on {} replicas, epoch {}\n",
         g.name,
@@ -52,6 +62,13 @@ pub async fn add_group(
         g.config.voters.len(),
         g.config.epoch
     ))
+}
+
+/// `value` as one JSON line.
+fn json_line(value: &serde_json::Value) -> Result<String, CliError> {
+    serde_json::to_string(value)
+        .map(|s| s + "\n")
+        .map_err(|e| CliError::Output(e.to_string()))
 }
 
 /// The largest allowed group size up to `live` nodes and at most 5.
@@ -66,20 +83,29 @@ pub fn default_size(live: usize) -> usize {
 
 /// `dike join`: asks node `spec` (NAME@HOST:PORT), running and not joined,
 /// to join the cluster.
-pub async fn join(client: &Client, spec: &str) -> Result<String, CliError> {
+pub async fn join(client: &Client, spec: &str, json: bool) -> Result<String, CliError> {
     let node: dike_actors::MasterSpec = spec
         .parse()
         .map_err(|_| CliError::Usage(format!("{spec:?} is not NAME@HOST:PORT")))?;
     let outcome = client.node().join_node(&node.name, &node.address).await?;
-    Ok(match outcome {
-        JoinOutcome::Joined(n) => format!("joined: {} ({})\n", n.name, n.address),
-        JoinOutcome::AlreadyKnown(n) => format!("already known: {} ({})\n", n.name, n.address),
-    })
+    let (what, n) = match outcome {
+        JoinOutcome::Joined(n) => ("joined", n),
+        JoinOutcome::AlreadyKnown(n) => ("already known", n),
+    };
+    if json {
+        return json_line(&serde_json::json!({
+            "outcome": what, "node": n.name, "address": n.address,
+        }));
+    }
+    Ok(format!("{what}: {} ({})\n", n.name, n.address))
 }
 
 /// `dike remove-group`.
-pub async fn remove_group(client: &Client, group: &str) -> Result<String, CliError> {
+pub async fn remove_group(client: &Client, group: &str, json: bool) -> Result<String, CliError> {
     let g = client.node().remove_group(group).await?;
+    if json {
+        return json_line(&serde_json::json!({ "removed": g.name, "kind": g.kind }));
+    }
     Ok(format!("removed group {} ({})\n", g.name, g.kind))
 }
 

@@ -59,7 +59,7 @@ pub enum Command {
         /// How to reach the cluster.
         #[command(flatten)]
         via: Via,
-        /// Print JSON instead of a table.
+        /// Print JSON instead of a table (the same as `-o json`).
         #[arg(long)]
         json: bool,
     },
@@ -72,9 +72,6 @@ pub enum Command {
         /// How to reach the cluster.
         #[command(flatten)]
         via: Via,
-        /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
-        output: Output,
     },
     /// Ask a running node that has not joined to join the cluster (it then
     /// hosts replicas); prints "joined" or "already known".
@@ -341,6 +338,10 @@ pub struct Via {
     /// How long to wait for each --via node to answer, in seconds.
     #[arg(long, default_value_t = 3, env = "DIKE_DIAL_TIMEOUT")]
     pub dial_timeout: u64,
+    /// Output format: `table` (text for people) or `json` (one JSON
+    /// document on stdout); diagnostics always go to stderr.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table, env = "DIKE_OUTPUT")]
+    pub output: Output,
 }
 
 /// Arguments of `dike request` and `dike query`.

@@ -14,7 +14,7 @@ use crate::kv::{KvRequest, KvServer};
 pub async fn run(client: &Client, config: &BenchConfig, json: bool) -> Result<String, CliError> {
     let groups = config.kind.groups(config.groups);
     for g in &groups {
-        admin::add_group(client, g, config.kind.kind(), None).await?;
+        admin::add_group(client, g, config.kind.kind(), None, false).await?;
     }
     // A new group elects its leader first: wait until every group answers.
     for g in &groups {

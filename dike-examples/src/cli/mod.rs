@@ -24,6 +24,7 @@ pub mod table;
 pub use args::{Cli, Command};
 pub use error::CliError;
 
+use args::Output;
 use client::Client;
 use kinds::Mode;
 use std::io::Write;
@@ -44,7 +45,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         } => (via, Action::AddGroup { group, kind, size }),
         Command::RemoveGroup { via, group } => (via, Action::RemoveGroup { group }),
         Command::RoutingTable { via, json } => (via, Action::Table { json }),
-        Command::Status { via, output } => (via, Action::Status { output }),
+        Command::Status { via } => (via, Action::Status),
         Command::Join { via, node } => (via, Action::Join { node }),
         Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
         Command::Cast(args) => (args.via.clone(), Action::Cast(args)),
@@ -53,7 +54,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Bench(args) => (args.via.clone(), Action::Bench(args)),
     };
     let client = Client::connect(&via).await?;
-    let out = action.run(&client).await;
+    let out = action.run(&client, via.output).await;
     client.stop().await;
     let mut stdout = std::io::stdout();
     stdout
@@ -87,9 +88,7 @@ enum Action {
     Table {
         json: bool,
     },
-    Status {
-        output: args::Output,
-    },
+    Status,
     Join {
         node: String,
     },
@@ -100,19 +99,20 @@ enum Action {
 }
 
 impl Action {
-    async fn run(self, client: &Client) -> Result<String, CliError> {
+    async fn run(self, client: &Client, output: Output) -> Result<String, CliError> {
+        let json = output == Output::Json;
         match self {
             Action::AddGroup { group, kind, size } => {
-                admin::add_group(client, &group, &kind, size).await
+                admin::add_group(client, &group, &kind, size, json).await
             }
-            Action::RemoveGroup { group } => admin::remove_group(client, &group).await,
-            Action::Table { json } => admin::routing_table(client, json).await,
-            Action::Status { output } => status::run(client, output).await,
-            Action::Join { node } => admin::join(client, &node).await,
+            Action::RemoveGroup { group } => admin::remove_group(client, &group, json).await,
+            Action::Table { json: asked } => admin::routing_table(client, json || asked).await,
+            Action::Status => status::run(client, output).await,
+            Action::Join { node } => admin::join(client, &node, json).await,
             Action::Request(args, mode) => request::run(client, &args, mode).await,
-            Action::Cast(args) => request::cast(client, &args).await,
+            Action::Cast(args) => request::cast(client, &args, json).await,
             Action::Kv(op) => kv::run(client, op).await,
-            Action::Bench(args) => bench::run(client, &args.config(), args.json).await,
+            Action::Bench(args) => bench::run(client, &args.config(), json || args.json).await,
         }
     }
 }

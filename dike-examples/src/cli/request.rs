@@ -43,14 +43,14 @@ fn is_error_reply(reply: &str) -> bool {
 /// which sends it without anyone waiting for the reply; returns "sent" once
 /// the dispatcher is done with it (so the program's exit does not cut off
 /// its retries). The reply is not shown: read the group to see the effect.
-pub async fn cast(client: &Client, args: &RequestArgs) -> Result<String, CliError> {
+pub async fn cast(client: &Client, args: &RequestArgs, json: bool) -> Result<String, CliError> {
     let kind = client.kind_of(&args.group).await?;
     let payload = kinds::encode_request(&kind, &args.group, &args.request)?;
     client.node().cast_encoded(&args.group, payload)?;
     if !client.drain_casts().await {
         tracing::warn!("the program exits while the cast is still being retried");
     }
-    Ok("sent\n".to_owned())
+    Ok(if json { "{\"sent\":true}\n" } else { "sent\n" }.to_owned())
 }
 
 #[cfg(test)]
