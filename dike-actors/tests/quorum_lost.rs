@@ -1,6 +1,6 @@
 //! One master and two workers as processes, a group on all three: with both
-//! workers killed, a request fails naming how many replicas answered against
-//! the quorum it needs, not an internal id.
+//! workers killed, a request fails naming how many replicas were reachable
+//! against the quorum it needs, not an internal id.
 
 mod common;
 
@@ -10,7 +10,7 @@ use dike_actors::DikeError;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_without_a_quorum_says_how_many_replicas_answered_and_how_many_it_needs() {
+async fn a_group_without_a_quorum_says_how_many_replicas_are_reachable_and_how_many_it_needs() {
     let (mut procs, masters) = start_cluster("quorum", 1, 2);
     let node = sized_client(&masters, 3).await;
     let formed = eventually(Duration::from_secs(30), || async {
@@ -38,7 +38,7 @@ async fn a_group_without_a_quorum_says_how_many_replicas_answered_and_how_many_i
         Err(e @ (DikeError::Unavailable { .. } | DikeError::Timeout { .. })) => {
             let text = e.to_string();
             assert!(
-                text.contains("1 of 3 replicas answered, a quorum needs 2"),
+                text.contains("1 of 3 replicas reachable, a quorum needs 2"),
                 "{text}"
             );
         }

@@ -8,7 +8,7 @@ use common::free_addr;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "cli-test-cookie";
@@ -41,18 +41,7 @@ impl NodeProcess {
 
     fn spawn(name: &str, addr: SocketAddr, masters: &str, storage: &[&str]) -> NodeProcess {
         let via = masters.to_owned();
-        let log = std::env::temp_dir().join(format!("dike-cli-{name}-{}.log", std::process::id()));
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_dike"))
-            .args(["node", "--name", name, "--listen", &addr.to_string()])
-            .args(["--masters", masters])
-            .args(storage)
-            .env("DIKE_COOKIE", COOKIE)
-            .env("RUST_LOG", "info,ractor_cluster=warn")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn dike node");
+        let (child, log) = common::spawn_node("cli", name, addr, masters, storage, COOKIE);
         NodeProcess { child, log, via }
     }
 

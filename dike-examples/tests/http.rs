@@ -29,18 +29,9 @@ impl NodeProcess {
     fn start(name: &str, http: SocketAddr) -> NodeProcess {
         let addr = free_addr();
         let via = format!("{name}@{addr}");
-        let log = std::env::temp_dir().join(format!("dike-http-{name}-{}.log", std::process::id()));
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_dike"))
-            .args(["node", "--name", name, "--listen", &addr.to_string()])
-            .args(["--masters", &via, "--in-memory"])
-            .args(["--http", &http.to_string()])
-            .env("DIKE_COOKIE", COOKIE)
-            .env("RUST_LOG", "info,ractor_cluster=warn")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn dike node");
+        let http_addr = http.to_string();
+        let args = ["--in-memory", "--http", http_addr.as_str()];
+        let (child, log) = common::spawn_node("http", name, addr, &via, &args, COOKIE);
         NodeProcess {
             child,
             log,

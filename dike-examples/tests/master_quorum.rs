@@ -9,7 +9,7 @@ mod common;
 use common::free_addr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "master-quorum-cookie";
@@ -21,18 +21,9 @@ struct Nodes {
 
 impl Nodes {
     fn spawn(&mut self, name: &str, addr: SocketAddr, masters: &str, extra: &[&str]) {
-        let log = std::env::temp_dir().join(format!("dike-mq-{name}-{}.log", std::process::id()));
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_dike"))
-            .args(["node", "--name", name, "--listen", &addr.to_string()])
-            .args(["--masters", masters, "--in-memory"])
-            .args(extra)
-            .env("DIKE_COOKIE", COOKIE)
-            .env("RUST_LOG", "info,ractor_cluster=warn")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn dike node");
+        let mut args = vec!["--in-memory"];
+        args.extend_from_slice(extra);
+        let (child, log) = common::spawn_node("mq", name, addr, masters, &args, COOKIE);
         self.children.push((name.to_owned(), child, log));
     }
 

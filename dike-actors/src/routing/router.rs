@@ -142,11 +142,11 @@ fn gave_up(
     }
 }
 
-/// "`up` of `n` replicas answered, a quorum needs `q`", for an error
+/// "`up` of `n` replicas reachable, a quorum needs `q`", for an error
 /// message.
 pub fn quorum_note(up: usize, n: usize) -> String {
     format!(
-        "{up} of {n} replicas answered, a quorum needs {}",
+        "{up} of {n} replicas reachable, a quorum needs {}",
         n / 2 + 1
     )
 }
@@ -384,8 +384,8 @@ impl Router {
     }
 
     /// The retry loop; `Err` carries the last reason for retrying (`None`:
-    /// the last attempt got no answer in time) and, if some replica never
-    /// answered, how many did against how many a quorum needs.
+    /// the last attempt got no answer in time) and, if some replica could
+    /// never be reached, how many could against how many a quorum needs.
     async fn attempts(
         &self,
         group: &str,
@@ -424,16 +424,17 @@ impl Router {
                 .call_member(group, generation, target, bytes, deadline)
                 .await
             {
-                Ok(Some(answer)) => {
+                // Each member counts as its latest attempt found it.
+                Ok(answer) => {
+                    // Reached, answered or not (a leader that cannot commit
+                    // does not answer in time): it is up.
                     heard.insert(target);
-                    classify(target, &name, Some(answer))
-                }
-                Ok(None) => {
-                    silent.insert(target);
-                    classify(target, &name, None)
+                    silent.remove(&target);
+                    classify(target, &name, answer)
                 }
                 Err(()) => {
                     silent.insert(target);
+                    heard.remove(&target);
                     Next::Retry(format!("{name} is not reachable"))
                 }
             };
@@ -476,9 +477,12 @@ impl Router {
                 }
             }
         }
-        let never = silent.iter().any(|m| !heard.contains(m));
-        let answered = voters.iter().filter(|v| heard.contains(v)).count();
-        Err((last, never.then(|| quorum_note(answered, voters.len()))))
+        let some_unreachable = !silent.is_empty();
+        let reached = voters.iter().filter(|v| heard.contains(v)).count();
+        Err((
+            last,
+            some_unreachable.then(|| quorum_note(reached, voters.len())),
+        ))
     }
 
     /// One attempt at `member`'s replica of `group`: directly if it runs

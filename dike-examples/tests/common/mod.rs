@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A loopback address with a port free right now.
@@ -26,4 +28,31 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(bad)?;
     Ok((status, body.to_owned()))
+}
+
+/// Starts `dike node --name NAME --listen ADDR --masters MASTERS ARGS…`
+/// with `cookie` as `DIKE_COOKIE`, its stderr (the log) in a file of the
+/// temporary directory named after `label` and `name`; returns the child
+/// and the log's path.
+pub fn spawn_node(
+    label: &str,
+    name: &str,
+    addr: SocketAddr,
+    masters: &str,
+    args: &[&str],
+    cookie: &str,
+) -> (Child, PathBuf) {
+    let log = std::env::temp_dir().join(format!("dike-{label}-{name}-{}.log", std::process::id()));
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_dike"))
+        .args(["node", "--name", name, "--listen", &addr.to_string()])
+        .args(["--masters", masters])
+        .args(args)
+        .env("DIKE_COOKIE", cookie)
+        .env("RUST_LOG", "info,ractor_cluster=warn")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn dike node");
+    (child, log)
 }
