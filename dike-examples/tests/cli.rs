@@ -7,16 +7,14 @@ mod common;
 use common::free_addr;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "cli-test-cookie";
 
 /// The `dike node` child, killed when the test ends however it ends.
 struct NodeProcess {
-    child: Child,
-    log: PathBuf,
+    node: common::NodeChild,
     via: String,
 }
 
@@ -41,8 +39,8 @@ impl NodeProcess {
 
     fn spawn(name: &str, addr: SocketAddr, masters: &str, storage: &[&str]) -> NodeProcess {
         let via = masters.to_owned();
-        let (child, log) = common::spawn_node("cli", name, addr, masters, storage, COOKIE);
-        NodeProcess { child, log, via }
+        let node = common::spawn_node("cli", name, addr, masters, storage, COOKIE);
+        NodeProcess { node, via }
     }
 
     /// Runs `dike ARGS --via <this node>` and returns what it did.
@@ -71,14 +69,14 @@ impl NodeProcess {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.node.log_text()
     }
 
     /// Polls `dike routing-table` until it succeeds or `within` passes.
     fn wait_until_serving(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.node.child.try_wait() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             let out = self.dike(&["routing-table"]);
@@ -92,16 +90,6 @@ impl NodeProcess {
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
         }
     }
 }

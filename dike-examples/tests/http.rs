@@ -10,8 +10,7 @@ use common::{free_addr, get};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "http-test-cookie";
@@ -19,8 +18,7 @@ const COOKIE: &str = "http-test-cookie";
 /// A single-node `dike node` child with an HTTP address, killed when the
 /// test ends however it ends.
 struct NodeProcess {
-    child: Child,
-    log: PathBuf,
+    node: common::NodeChild,
     via: String,
     http: SocketAddr,
 }
@@ -31,17 +29,12 @@ impl NodeProcess {
         let via = format!("{name}@{addr}");
         let http_addr = http.to_string();
         let args = ["--in-memory", "--http", http_addr.as_str()];
-        let (child, log) = common::spawn_node("http", name, addr, &via, &args, COOKIE);
-        NodeProcess {
-            child,
-            log,
-            via,
-            http,
-        }
+        let node = common::spawn_node("http", name, addr, &via, &args, COOKIE);
+        NodeProcess { node, via, http }
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.node.log_text()
     }
 
     /// Runs `dike ARGS --via <this node>`, failing the test if it fails.
@@ -67,7 +60,7 @@ impl NodeProcess {
     fn await_200(&mut self, path: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.node.child.try_wait() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             let last = get(self.http, path);
@@ -87,16 +80,6 @@ impl NodeProcess {
         let (status, body) = get(self.http, "/metrics").expect("GET /metrics");
         assert_eq!(status, 200, "{body}");
         Exposition::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
     }
 }
 

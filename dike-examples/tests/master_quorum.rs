@@ -8,30 +8,28 @@ mod common;
 
 use common::free_addr;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "master-quorum-cookie";
 
 /// `dike node` children, killed when the test ends however it ends.
 struct Nodes {
-    children: Vec<(String, Child, PathBuf)>,
+    children: Vec<(String, common::NodeChild)>,
 }
 
 impl Nodes {
     fn spawn(&mut self, name: &str, addr: SocketAddr, masters: &str, extra: &[&str]) {
         let mut args = vec!["--in-memory"];
         args.extend_from_slice(extra);
-        let (child, log) = common::spawn_node("mq", name, addr, masters, &args, COOKIE);
-        self.children.push((name.to_owned(), child, log));
+        let node = common::spawn_node("mq", name, addr, masters, &args, COOKIE);
+        self.children.push((name.to_owned(), node));
     }
 
     fn kill(&mut self, name: &str) {
-        for (n, child, _) in &mut self.children {
+        for (n, node) in &mut self.children {
             if n == name {
-                let _ = child.kill();
-                let _ = child.wait();
+                node.kill();
             }
         }
     }
@@ -39,26 +37,14 @@ impl Nodes {
     fn logs(&self) -> String {
         self.children
             .iter()
-            .map(|(n, _, log)| {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
+            .map(|(n, node)| {
+                let text = node.log_text();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 format!("--- {n} ---\n{}", tail.join("\n"))
             })
             .collect::<Vec<_>>()
             .join("\n")
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for (_, child, log) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-            if !std::thread::panicking() {
-                let _ = std::fs::remove_file(log);
-            }
-        }
     }
 }
 

@@ -8,8 +8,7 @@ use common::{free_addr, get};
 
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "status-test-cookie";
@@ -17,8 +16,7 @@ const COOKIE: &str = "status-test-cookie";
 /// A `dike node` child, killed when the test ends however it ends.
 struct NodeProcess {
     name: String,
-    child: Child,
-    log: PathBuf,
+    node: common::NodeChild,
 }
 
 impl NodeProcess {
@@ -26,37 +24,26 @@ impl NodeProcess {
     fn start(name: &str, addr: SocketAddr, masters: &str, extra: &[&str]) -> NodeProcess {
         let mut args = vec!["--in-memory"];
         args.extend_from_slice(extra);
-        let (child, log) = common::spawn_node("status", name, addr, masters, &args, COOKIE);
+        let node = common::spawn_node("status", name, addr, masters, &args, COOKIE);
         NodeProcess {
             name: name.to_owned(),
-            child,
-            log,
+            node,
         }
     }
 
     fn log_text(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.node.log_text();
         format!("--- {} log ---\n{text}", self.name)
     }
 
     /// Fails the test if the node exited.
     fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Ok(Some(status)) = self.node.child.try_wait() {
             panic!(
                 "dike node {} exited with {status}\n{}",
                 self.name,
                 self.log_text()
             );
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
         }
     }
 }
@@ -234,8 +221,7 @@ fn status_shows_every_replica_and_a_killed_node_as_down_with_its_replica_unreach
 
     drop(all);
     let mut killed = nodes.pop().expect("s3");
-    killed.child.kill().expect("kill -9 s3");
-    let _ = killed.child.wait();
+    killed.node.kill();
     let mut alive: Vec<&mut NodeProcess> = nodes.iter_mut().collect();
 
     let after = poll(

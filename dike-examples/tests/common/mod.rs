@@ -30,10 +30,40 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body.to_owned()))
 }
 
+/// A `dike node` child process and its log file; killed when dropped
+/// however the test ends, its log removed unless the test failed.
+pub struct NodeChild {
+    /// The process.
+    pub child: Child,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl NodeChild {
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeChild {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
 /// Starts `dike node --name NAME --listen ADDR --masters MASTERS ARGS…`
 /// with `cookie` as `DIKE_COOKIE`, its stderr (the log) in a file of the
-/// temporary directory named after `label` and `name`; returns the child
-/// and the log's path.
+/// temporary directory named after `label` and `name`.
 pub fn spawn_node(
     label: &str,
     name: &str,
@@ -41,7 +71,7 @@ pub fn spawn_node(
     masters: &str,
     args: &[&str],
     cookie: &str,
-) -> (Child, PathBuf) {
+) -> NodeChild {
     let log = std::env::temp_dir().join(format!("dike-{label}-{name}-{}.log", std::process::id()));
     let log_file = std::fs::File::create(&log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_dike"))
@@ -54,5 +84,5 @@ pub fn spawn_node(
         .stderr(log_file)
         .spawn()
         .expect("spawn dike node");
-    (child, log)
+    NodeChild { child, log }
 }
