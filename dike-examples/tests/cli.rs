@@ -413,7 +413,7 @@ fn describe(out: &Output) -> String {
 
 /// `--via` takes any node as plain HOST:PORT (a dead entry in the list is
 /// skipped), and every failure has its own exit code and names its cause:
-/// nothing listening (3), a wrong cookie (4), no such group (8), an error
+/// nothing listening (3), a wrong cookie (4), no such group or ring (8), an error
 /// reply (7, the reply still on stdout).
 #[test]
 fn any_node_as_host_port_reaches_the_cluster_and_failures_exit_by_cause() {
@@ -452,6 +452,17 @@ fn any_node_as_host_port_reaches_the_cluster_and_failures_exit_by_cause() {
 
     let out = dike_via(&["request", "nosuch", r#"{"Add":1}"#], &addr, COOKIE);
     assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    let out = dike_via(&["remove-group", "nosuch"], &addr, COOKIE);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    let out = dike_via(&["kv", "get", "k"], &addr, COOKIE);
+    assert_eq!(out.status.code(), Some(8), "no ring: {}", describe(&out));
+    let out = dike_via(&["join", &format!("ghost@{dead}")], &addr, COOKIE);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Os {"),
+        "{}",
+        describe(&out)
+    );
 
     let out = dike_via(&["request", "calc", r#"{"Div":0}"#], &addr, COOKIE);
     assert_eq!(out.status.code(), Some(7), "{}", describe(&out));

@@ -317,7 +317,7 @@ async fn connect(ctx: &NodeContext, name: &str, address: &str) -> Result<(), Joi
     let attempt = ractor_cluster::client_connect(&server, address);
     match tokio::time::timeout(Duration::from_secs(2), attempt).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Ok(Err(e)) => Err(unreachable(crate::node::discover::connect_error(e))),
         Err(_) => Err(unreachable("connecting timed out".into())),
     }
 }

@@ -85,6 +85,15 @@ impl NodeEventSubscription for Events {
     }
 }
 
+/// What a failed cluster connection says, in words ("Connection refused
+/// (os error 111)", not the error's debug form).
+pub(crate) fn connect_error(e: ClientConnectErr) -> String {
+    match e {
+        ClientConnectErr::Socket(e) | ClientConnectErr::Encryption(e) => e.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Probes started by this process, for unique probe names.
 static PROBES: AtomicU64 = AtomicU64::new(0);
 
@@ -164,10 +173,7 @@ async fn ask(
     };
     match tokio::time::timeout_at(deadline, ractor_cluster::client_connect(server, address)).await {
         Ok(Ok(())) => {}
-        Ok(Err(ClientConnectErr::Socket(e) | ClientConnectErr::Encryption(e))) => {
-            return Err(refused(e.to_string()))
-        }
-        Ok(Err(e)) => return Err(refused(e.to_string())),
+        Ok(Err(e)) => return Err(refused(connect_error(e))),
         Err(_) => return Err(no_answer()),
     }
     // Wait for the session: authenticated then ready, or closed during the

@@ -102,6 +102,9 @@ pub async fn join(client: &Client, spec: &str, json: bool) -> Result<String, Cli
 
 /// `dike remove-group`.
 pub async fn remove_group(client: &Client, group: &str, json: bool) -> Result<String, CliError> {
+    if client.table().await?.group(group).is_none() {
+        return Err(CliError::NoSuchGroup(group.to_owned()));
+    }
     let g = client.node().remove_group(group).await?;
     if json {
         return json_line(&serde_json::json!({ "removed": g.name, "kind": g.kind }));

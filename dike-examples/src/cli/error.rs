@@ -50,6 +50,10 @@ pub enum CliError {
     /// The routing table has no such group.
     #[error("no group named {0:?}; list them with `dike routing-table`, create one with `dike add-group`")]
     NoSuchGroup(String),
+    /// The key-value ring in the routing table is missing or broken (the
+    /// message says which group to add).
+    #[error("{0}")]
+    Ring(String),
     /// Output could not be written or encoded.
     #[error("cannot write the output: {0}")]
     Output(String),
@@ -150,7 +154,10 @@ impl CliError {
                 DikeError::Application(_) | DikeError::Rejected(_) => exit::REFUSED,
                 _ => exit::OTHER,
             },
-            CliError::NoSuchGroup(_) => exit::NOT_FOUND,
+            CliError::NoSuchGroup(_) | CliError::Ring(_) => exit::NOT_FOUND,
+            CliError::Join(
+                JoinNodeError::Unreachable { .. } | JoinNodeError::UnknownNode { .. },
+            ) => exit::UNREACHABLE,
             CliError::CasMismatch { .. } | CliError::ErrorReply(_) => exit::REFUSED,
             CliError::Join(_) | CliError::Output(_) | CliError::Demo(_) | CliError::NodeStopped => {
                 exit::OTHER

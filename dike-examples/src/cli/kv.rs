@@ -13,7 +13,7 @@ use dike_actors::DikeError;
 /// as a JSON line: a string, or `null` if the key was absent.
 pub async fn run(client: &Client, op: KvOp) -> Result<String, CliError> {
     let table = client.table().await?;
-    let vnodes = crate::kv::ring_size(&table).map_err(CliError::Usage)?;
+    let vnodes = crate::kv::ring_size(&table).map_err(CliError::Ring)?;
     if let Some(asked) = op.ring().vnodes.filter(|n| *n != vnodes) {
         return Err(CliError::Usage(format!(
             "--vnodes {asked}, but the ring in the routing table has {vnodes} vnodes \
