@@ -124,6 +124,174 @@ fn a_node_with_http_reports_health_readiness_and_metrics_that_move_with_requests
     assert!(rss.is_some_and(|v| v > 0.0), "rss: {rss:?}");
 }
 
+/// Scrapes `/metrics` at `http`, parsed.
+fn scrape(http: SocketAddr) -> Result<Exposition, String> {
+    let (status, body) = get(http, "/metrics").map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{status}: {body}"));
+    }
+    Exposition::parse(&body).map_err(|e| format!("{e}\n{body}"))
+}
+
+#[test]
+fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
+    let names = ["m1", "m2", "m3"];
+    let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+    let https: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+    let masters: Vec<String> = names
+        .iter()
+        .zip(&addrs)
+        .map(|(n, a)| format!("{n}@{a}"))
+        .collect();
+    let masters = masters.join(",");
+    let mut nodes: Vec<common::NodeChild> = names
+        .iter()
+        .zip(addrs.iter().zip(&https))
+        .map(|(n, (a, h))| {
+            let http = h.to_string();
+            let args = ["--in-memory", "--http", http.as_str()];
+            common::spawn_node("metrics", n, *a, &masters, &args, COOKIE)
+        })
+        .collect();
+    let logs = |nodes: &[common::NodeChild]| {
+        let texts: Vec<String> = nodes.iter().map(|n| n.log_text()).collect();
+        texts.join("\n---\n")
+    };
+    let via = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let dike = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dike"))
+            .args(args)
+            .args(["--via", &via])
+            .env("DIKE_COOKIE", COOKIE)
+            .output()
+            .expect("run dike")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = dike(&["add-group", "calc", "arithmetic", "--size", "3"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "add-group: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..5 {
+        let out = dike(&["request", "calc", r#"{"Add":1}"#]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Who leads calc, from the status every node serves.
+    let (_, body) = get(https[0], "/status.json").expect("status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let calc = status["groups"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["name"] == "calc"))
+        .expect("calc in the status");
+    let leader = calc["leader"]
+        .as_str()
+        .expect("calc has a leader")
+        .to_owned();
+    let victim = names.iter().position(|n| *n == leader).expect("a node");
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+
+    let before: Vec<Exposition> = survivors
+        .iter()
+        .map(|i| scrape(https[*i]).expect("scrape"))
+        .collect();
+    // One leader for calc and one for the masters, however placed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leading: f64 = (0..3)
+            .map(|i| scrape(https[i]).expect("scrape"))
+            .map(|e| e.value("dike_replicas_leading", &[]).unwrap_or(0.0))
+            .sum();
+        if leading == 2.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{leading} replicas lead, not 2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for e in &before {
+        assert_eq!(e.value("dike_replicas_hosted", &[]), Some(2.0));
+        let batches = e.value(
+            "dike_transport_received_messages_total",
+            &[("peer", &leader)],
+        );
+        assert!(
+            batches.is_some_and(|b| b > 0.0),
+            "batches from {leader}: {batches:?}"
+        );
+    }
+    let won_before: f64 = before
+        .iter()
+        .map(|e| e.value("dike_leaderships_won_total", &[]).unwrap_or(0.0))
+        .sum();
+
+    nodes[victim].kill();
+
+    // Each survivor sees one peer less, and one of them wins calc.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now: Result<Vec<Exposition>, String> =
+            survivors.iter().map(|i| scrape(https[*i])).collect();
+        let why = match now {
+            Ok(now) => {
+                let peers: Vec<Option<f64>> =
+                    now.iter().map(|e| e.value("dike_peers_up", &[])).collect();
+                let won: f64 = now
+                    .iter()
+                    .map(|e| e.value("dike_leaderships_won_total", &[]).unwrap_or(0.0))
+                    .sum();
+                let elections: f64 = now
+                    .iter()
+                    .map(|e| e.value("dike_elections_started_total", &[]).unwrap_or(0.0))
+                    .sum();
+                let leading: f64 = now
+                    .iter()
+                    .map(|e| e.value("dike_replicas_leading", &[]).unwrap_or(0.0))
+                    .sum();
+                if peers.iter().all(|p| *p == Some(1.0))
+                    && won > won_before
+                    && elections > 0.0
+                    && leading >= 1.0
+                {
+                    break;
+                }
+                format!(
+                    "peers up {peers:?}, leaderships won {won} (before {won_before}), \
+                     elections {elections}, leading {leading}"
+                )
+            }
+            Err(e) => e,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "the survivors' metrics did not show the kill: {why}\n{}",
+            logs(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = dike(&["request", "calc", r#"{"Add":1}"#]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"Ok":6}"#);
+}
+
 #[test]
 fn a_node_whose_http_address_is_taken_does_not_start_and_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -506,6 +506,7 @@ fn every_node_flag_may_come_from_a_dike_variable_and_print_config_shows_the_resu
         .env("DIKE_GROUP_SIZE", "5")
         .env("DIKE_REPLACE_AFTER", "30")
         .env("DIKE_WORKER_THREADS", "2")
+        .env("DIKE_METRICS_PER_GROUP", "true")
         .output()
         .expect("run dike node --print-config");
     assert!(
@@ -528,6 +529,7 @@ fn every_node_flag_may_come_from_a_dike_variable_and_print_config_shows_the_resu
     );
     assert_eq!(config["replace_after_secs"], 30);
     assert_eq!(config["worker_threads"], 2);
+    assert_eq!(config["metrics_per_group"], true);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("from-a-file"),
         "the cookie itself is never printed"

@@ -57,9 +57,18 @@ pub struct ClusterBuilder {
     group_size: Option<usize>,
     log_filter: String,
     node_args: Vec<String>,
+    http: bool,
 }
 
 impl ClusterBuilder {
+    /// Gives every node an HTTP listener (`--http`, on its own address and
+    /// a free port; see [`Cluster::http_addr`]), which also makes it
+    /// record its metrics (default: none).
+    pub fn http(mut self, on: bool) -> Self {
+        self.http = on;
+        self
+    }
+
     /// More arguments for every node's `dike node` (e.g.
     /// `["--replace-after", "5"]`).
     pub fn node_args(mut self, args: &[&str]) -> Self {
@@ -127,6 +136,7 @@ impl ClusterBuilder {
             group_size: self.group_size,
             log_filter: self.log_filter,
             node_args: self.node_args,
+            http: self.http,
             masters: Vec::new(),
             nodes: Vec::new(),
             clients: AtomicU32::new(0),
@@ -154,6 +164,8 @@ struct Node {
     log: PathBuf,
     child: Option<Child>,
     lives: u32,
+    /// Its HTTP listener, if the cluster has them.
+    http: Option<SocketAddr>,
 }
 
 /// A cluster of `dike node` processes. See the module documentation.
@@ -167,6 +179,7 @@ pub struct Cluster {
     group_size: Option<usize>,
     log_filter: String,
     node_args: Vec<String>,
+    http: bool,
     masters: Vec<String>,
     nodes: Vec<Node>,
     clients: AtomicU32,
@@ -184,6 +197,7 @@ impl Cluster {
             group_size: None,
             log_filter: std::env::var("DIKE_NODE_LOG").unwrap_or_else(|_| "info".into()),
             node_args: Vec::new(),
+            http: false,
         }
     }
 
@@ -235,6 +249,12 @@ impl Cluster {
     /// Every node's name, in index order.
     pub fn names(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Node `i`'s HTTP listener, if the cluster was built with
+    /// [`ClusterBuilder::http`].
+    pub fn http_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.nodes[i].http
     }
 
     /// Node `i`'s cluster address.
@@ -356,6 +376,9 @@ impl Cluster {
         if let Some(size) = group_size {
             cmd.args(["--group-size", &size.to_string()]);
         }
+        if let Some(http) = node.http {
+            cmd.args(["--http", &http.to_string()]);
+        }
         cmd.args(&extra);
         node.child = Some(cmd.spawn().expect("spawn `dike node`"));
     }
@@ -452,8 +475,10 @@ impl Cluster {
             }
             Storage::InMemory => None,
         };
+        let ip = Ipv4Addr::new(127, 0, self.octet, last);
         self.nodes.push(Node {
-            addr: free_port(Ipv4Addr::new(127, 0, self.octet, last)),
+            addr: free_port(ip),
+            http: self.http.then(|| free_port(ip)),
             log: self.log_dir.join(format!("{name}.log")),
             name,
             master,

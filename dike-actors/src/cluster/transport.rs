@@ -46,6 +46,7 @@
 use crate::cluster::wire::{self, ClientReply, ReplicaMsg, ReplyError};
 use crate::coalesce::Coalescer;
 use crate::node::context::NodeContext;
+use crate::node::metrics::Mailbox;
 use dike_core::{codec, MemberId, NodeId, RequestError};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
@@ -84,8 +85,9 @@ pub enum TransportMsg {
     Deliver(Vec<u8>),
     /// Sends everything queued (cast by the transport to itself).
     Flush,
-    /// Forgets reply ports whose callers gave up (on a timer).
-    Sweep,
+    /// Forgets reply ports whose callers gave up (on a timer); sent at
+    /// this time of the node's clock (nanoseconds since its start).
+    Sweep(u64),
 }
 
 /// One replica's batch of envelopes for one member, as it travels.
@@ -173,6 +175,8 @@ pub struct TransportState {
     /// Reply ports of requests forwarded to other nodes, by id.
     waiting: HashMap<u64, RpcReplyPort<Vec<u8>>>,
     next_id: u64,
+    /// The node (for its metrics).
+    ctx: Arc<NodeContext>,
 }
 
 impl Actor for Transport {
@@ -187,7 +191,10 @@ impl Actor for Transport {
     ) -> Result<TransportState, ActorProcessingErr> {
         ractor::pg::join(TRANSPORT_PG.to_owned(), vec![myself.get_cell()]);
         // The timer stops by itself once the actor is gone.
-        myself.send_interval(SWEEP_EVERY, || TransportMsg::Sweep);
+        let clock = ctx.clone();
+        myself.send_interval(SWEEP_EVERY, move || {
+            TransportMsg::Sweep(u64::try_from(clock.clock().as_nanos()).unwrap_or(u64::MAX))
+        });
         Ok(TransportState {
             me: ctx.config.node_id(),
             queued: HashMap::new(),
@@ -195,6 +202,7 @@ impl Actor for Transport {
             peers: HashMap::new(),
             waiting: HashMap::new(),
             next_id: 0,
+            ctx,
         })
     }
 
@@ -229,6 +237,7 @@ impl Actor for Transport {
                 } else {
                     state.next_id += 1;
                     let id = state.next_id;
+                    tracing::debug!(%group, node, id, "forwarding a request to another node");
                     state.waiting.insert(id, port);
                     state.batch(&myself, node).requests.push(Forwarded {
                         id,
@@ -253,10 +262,20 @@ impl Actor for Transport {
                 }
             }
             TransportMsg::Deliver(bytes) => match decode_batch(&bytes) {
-                Ok(batch) => state.deliver(&myself, batch),
+                Ok(batch) => {
+                    state
+                        .ctx
+                        .metrics
+                        .transport_received(batch.from, bytes.len());
+                    state.deliver(&myself, batch)
+                }
                 Err(e) => tracing::warn!("dropping a peer transport's batch: {e}"),
             },
-            TransportMsg::Sweep => state.waiting.retain(|_, port| !port.is_closed()),
+            TransportMsg::Sweep(sent) => {
+                let waited = state.ctx.clock().saturating_sub(Duration::from_nanos(sent));
+                state.ctx.metrics.mailbox_wait(Mailbox::Transport, waited);
+                state.waiting.retain(|_, port| !port.is_closed())
+            }
         }
         Ok(())
     }
@@ -283,6 +302,7 @@ impl TransportState {
             let sent = match encode_batch(&batch) {
                 Ok(bytes) => match peer(&mut self.peers, *node) {
                     Some(peer) => {
+                        self.ctx.metrics.transport_sent(*node, bytes.len());
                         let ok = peer.cast(TransportMsg::Deliver(bytes)).is_ok();
                         if !ok {
                             // Its session stopped: look it up again next time.
@@ -312,6 +332,7 @@ impl TransportState {
         let from = batch.from;
         batch.parcels.into_iter().for_each(deliver_parcel);
         for r in batch.requests {
+            tracing::debug!(group = %r.group, from, id = r.id, "a request from another node");
             match local_replica(&r.group, r.generation, r.to) {
                 Some(replica) => {
                     let _ = replica.cast(ReplicaMsg::Forwarded(from, r.id, r.request));

@@ -57,14 +57,17 @@ pub enum ReplicaMsg {
     /// encoded [`ClientReply`].
     #[rpc]
     Request(Vec<u8>, RpcReplyPort<Vec<u8>>),
-    /// One logical tick (from the node's ticker).
-    Tick,
+    /// One logical tick (from the node's ticker), sent at this time of the
+    /// node's clock (nanoseconds since its start).
+    Tick(u64),
     /// Drives the replica: sent by the replica to itself so that inputs that
     /// arrived together are handled as one batch.
     Flush,
-    /// The replica's view, an encoded [`ReplicaStatus`].
+    /// The replica's view, an encoded [`ReplicaStatus`]; with its
+    /// [`ReplicaStatus::state_digest`] if `.0` (which exports the whole
+    /// state: costly for a large one).
     #[rpc]
-    Status(RpcReplyPort<Vec<u8>>),
+    Status(bool, RpcReplyPort<Vec<u8>>),
     /// The node with this id is down (from the node's failure detector).
     NodeDown(u64),
     /// The write in flight with this token is durable (sent by the storage

@@ -19,19 +19,34 @@ use std::sync::Mutex;
 /// it counts the commands it applies in the node's metrics.
 pub struct DynMachine {
     machine: Box<dyn StateMachine>,
-    applied: Counter,
+    applied: Option<Counter>,
+    group_applied: Option<Counter>,
 }
 
 impl DynMachine {
-    /// `machine`, counting its applied commands in `applied`.
-    pub fn new(machine: Box<dyn StateMachine>, applied: Counter) -> Self {
-        DynMachine { machine, applied }
+    /// `machine`, counting its applied commands in `applied` (the node's
+    /// count) and in `group_applied` (its group's), where counted.
+    pub fn new(
+        machine: Box<dyn StateMachine>,
+        applied: Option<Counter>,
+        group_applied: Option<Counter>,
+    ) -> Self {
+        DynMachine {
+            machine,
+            applied,
+            group_applied,
+        }
     }
 }
 
 impl StateMachine for DynMachine {
     fn apply(&mut self, command: &[u8]) -> Applied {
-        self.applied.inc();
+        if let Some(c) = &self.applied {
+            c.inc();
+        }
+        if let Some(c) = &self.group_applied {
+            c.inc();
+        }
         self.machine.apply(command)
     }
     fn query(&self, request: &[u8]) -> Option<StoredReply> {

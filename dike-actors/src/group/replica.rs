@@ -17,16 +17,18 @@ use crate::cluster::wire::{
 use crate::coalesce::Coalescer;
 use crate::group::driver::{DynMachine, ReplicaDriver};
 use crate::node::context::NodeContext;
+use crate::node::metrics::{Mailbox, NodeMetrics};
 use crate::storage::provider::Notifier;
 use dike_core::replica::ReconfigError;
 use dike_core::{
-    codec, Config, DriverError, GroupContext, GroupDriver, MemberId, Output, RequestError,
+    codec, Config, DriverError, GroupContext, GroupDriver, MemberId, Message, Output, RequestError,
     RequestId, Response, Start, StateMachine,
 };
+use prometheus_client::metrics::gauge::Gauge;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The replica actor. See the module documentation.
 pub struct ReplicaActor;
@@ -72,6 +74,55 @@ pub struct ReplicaState {
     last_change: u64,
     /// The leader this replica believed in after its last drive.
     leader: Option<MemberId>,
+    /// The ballot it had promised after its last drive.
+    promised: dike_core::Ballot,
+    /// Commands handed to the driver since the last drive.
+    batched: u64,
+    /// Its part in the node's leading and hibernating gauges.
+    gauges: RoleGauges,
+}
+
+/// A replica's part in the node's `replicas_leading` and
+/// `replicas_hibernating` gauges: what it added there, taken back when it
+/// goes (on drop, however the actor ends).
+struct RoleGauges {
+    leading: Gauge,
+    hibernating: Gauge,
+    is_leading: bool,
+    is_hibernating: bool,
+}
+
+impl RoleGauges {
+    fn new(metrics: &NodeMetrics) -> Self {
+        RoleGauges {
+            leading: metrics.replicas_leading.clone(),
+            hibernating: metrics.replicas_hibernating.clone(),
+            is_leading: false,
+            is_hibernating: false,
+        }
+    }
+
+    /// The replica leads, and hibernates, or not.
+    fn set(&mut self, leading: bool, hibernating: bool) {
+        fn flip(gauge: &Gauge, was: &mut bool, is: bool) {
+            if *was != is {
+                if is {
+                    gauge.inc();
+                } else {
+                    gauge.dec();
+                }
+                *was = is;
+            }
+        }
+        flip(&self.leading, &mut self.is_leading, leading);
+        flip(&self.hibernating, &mut self.is_hibernating, hibernating);
+    }
+}
+
+impl Drop for RoleGauges {
+    fn drop(&mut self) {
+        self.set(false, false);
+    }
 }
 
 impl Actor for ReplicaActor {
@@ -95,7 +146,8 @@ impl Actor for ReplicaActor {
                 kind: a.kind.clone(),
                 member: a.member,
             }),
-            args.ctx.metrics.commands_applied.clone(),
+            args.ctx.metrics.applied(),
+            args.ctx.metrics.group_applied(&a.group),
         );
         let storage = args
             .ctx
@@ -114,6 +166,7 @@ impl Actor for ReplicaActor {
         };
         let driver = GroupDriver::start(start, storage)?;
         ractor::pg::join(wire::group_pg(&a.group), vec![myself.get_cell()]);
+        let gauges = RoleGauges::new(&args.ctx.metrics);
         tracing::info!(group = %a.group, member = %a.member, "replica started");
         let mut state = ReplicaState {
             driver,
@@ -127,9 +180,21 @@ impl Actor for ReplicaActor {
             last_query: 0,
             last_change: 0,
             leader: None,
+            promised: dike_core::Ballot::default(),
+            batched: 0,
+            gauges,
         };
         state.drive()?;
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ReplicaMsg>,
+        state: &mut ReplicaState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.ctx.metrics.forget_group(&state.group);
+        Ok(())
     }
 
     async fn handle(
@@ -141,6 +206,17 @@ impl Actor for ReplicaActor {
         match msg {
             ReplicaMsg::Protocol(bytes) => match wire::decode_envelopes(&bytes) {
                 Ok(envs) => {
+                    let snapshots = envs
+                        .iter()
+                        .filter(|e| matches!(e.msg, Message::InstallSnapshot { .. }))
+                        .count();
+                    if snapshots > 0 {
+                        state
+                            .ctx
+                            .metrics
+                            .snapshots_received
+                            .inc_by(snapshots as u64);
+                    }
                     state.driver.step(envs);
                     state.schedule_flush(&myself);
                 }
@@ -154,12 +230,15 @@ impl Actor for ReplicaActor {
                 state.on_request(&bytes, ReplyTo::Remote { node, id });
                 state.schedule_flush(&myself);
             }
-            ReplicaMsg::Tick => {
+            ReplicaMsg::Tick(sent) => {
+                let waited = state.ctx.clock().saturating_sub(Duration::from_nanos(sent));
+                state.ctx.metrics.mailbox_wait(Mailbox::Replica, waited);
                 // A hibernating group costs one skipped message per tick.
                 if state.driver.wants_ticks() {
                     state.driver.tick();
                     state.drive()?;
                 }
+                state.observe_role();
             }
             ReplicaMsg::Flush => {
                 if state.flush.on_flush()
@@ -178,14 +257,16 @@ impl Actor for ReplicaActor {
                     state.drive()?;
                 }
             }
-            ReplicaMsg::Status(port) => {
+            ReplicaMsg::Status(with_digest, port) => {
                 let r = state.driver.replica();
                 let status = ReplicaStatus {
                     member: r.id(),
                     leader: r.leader(),
                     applied: r.applied(),
                     starts: state.boot,
-                    state_digest: r.machine().export().ok().map(|b| wire::digest(&b)),
+                    state_digest: with_digest
+                        .then(|| r.machine().export().ok().map(|b| wire::digest(&b)))
+                        .flatten(),
                     hibernating: Some(!state.driver.wants_ticks()),
                 };
                 match codec::encode("status", &status) {
@@ -211,9 +292,22 @@ impl ReplicaState {
     }
 
     fn on_request(&mut self, bytes: &[u8], port: ReplyTo) {
-        let _span = tracing::debug_span!("replica_request", group = %self.group).entered();
+        let span = tracing::debug_span!(
+            "replica_request",
+            group = %self.group,
+            member = %self.driver.replica().id(),
+            request = tracing::field::Empty
+        )
+        .entered();
         match codec::decode::<ClientRequest>("client request", bytes) {
             Ok(ClientRequest::Command(cmd)) => {
+                if !span.is_disabled() {
+                    let id = crate::routing::router::request_id(cmd.client, cmd.seq);
+                    span.record("request", id.as_str());
+                    let leads = self.driver.replica().is_leader();
+                    tracing::debug!(leads, "command handed to the replica");
+                }
+                self.batched += 1;
                 self.waiting.insert(
                     RequestId::Command(cmd.client, cmd.seq),
                     (port, Instant::now()),
@@ -266,6 +360,10 @@ impl ReplicaState {
 
     /// Persists, sends, answers. A storage error fails the actor.
     fn drive(&mut self) -> Result<(), ActorProcessingErr> {
+        let batched = std::mem::take(&mut self.batched);
+        if batched > 0 && self.driver.replica().is_leader() {
+            self.ctx.metrics.batch(batched);
+        }
         let out = self.driver.drive()?;
         self.release(out);
         Ok(())
@@ -295,19 +393,43 @@ impl ReplicaState {
 
     fn release(&mut self, out: Output) {
         self.count_leader_change();
+        self.observe_role();
         self.ctx.effects.run(&self.group, out.effects);
         for (to, envs) in out.to_peers {
             self.send(to, &envs);
         }
         for Response { to, result } in out.responses {
             if let Some((port, since)) = self.waiting.remove(&to) {
+                let debug = tracing::enabled!(tracing::Level::DEBUG);
+                if let (RequestId::Command(client, seq), true) = (to, debug) {
+                    let request = crate::routing::router::request_id(client, seq);
+                    let ok = result.is_ok();
+                    tracing::debug!(group = %self.group, %request, ok, "answering");
+                }
                 if !matches!(to, RequestId::Reconfig(_)) {
                     let metrics = &self.ctx.metrics;
                     metrics.record_served(&self.kind, &result, since.elapsed());
+                    metrics.record_served_in_group(&self.group, &result);
                 }
                 self.reply(port, result.map_err(ReplyError::Request));
             }
         }
+    }
+
+    /// Updates the node's leading and hibernating gauges, and counts an
+    /// election this replica started (a promise of a ballot of its own).
+    fn observe_role(&mut self) {
+        let r = self.driver.replica();
+        let promised = r.promised();
+        if promised != self.promised {
+            self.promised = promised;
+            if promised.leader == r.id() {
+                self.ctx.metrics.elections_started.inc();
+            }
+        }
+        let leading = r.is_leader();
+        let hibernating = !self.driver.wants_ticks();
+        self.gauges.set(leading, hibernating);
     }
 
     /// Counts in the node's metrics a change of the leader this replica
@@ -353,6 +475,13 @@ impl ReplicaState {
     /// Hands `envs` for `to` to the node's transport (which drops them if
     /// `to` is unreachable, as the network may).
     fn send(&mut self, to: MemberId, envs: &[dike_core::Envelope]) {
+        for e in envs {
+            match e.msg {
+                Message::InstallSnapshot { .. } => self.ctx.metrics.snapshots_sent.inc(),
+                Message::CatchUp { .. } => self.ctx.metrics.catch_ups_sent.inc(),
+                _ => 0,
+            };
+        }
         let bytes = match wire::encode_envelopes(envs) {
             Ok(b) => b,
             Err(e) => {

@@ -15,6 +15,7 @@ use crate::group::restart::RestartBudget;
 use crate::master::MASTER_KIND;
 use crate::node::config::MASTER_GROUP;
 use crate::node::context::NodeContext;
+use crate::node::metrics::Mailbox;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -31,8 +32,9 @@ pub enum GroupSupMsg {
     /// The replicas the routing table assigns to this node, and every group
     /// in the table with its generation.
     Reconcile(BTreeMap<String, Assignment>, BTreeMap<String, u64>),
-    /// One node tick, passed on to every replica.
-    Tick,
+    /// One node tick, passed on to every replica; sent at this time of the
+    /// node's clock (its time since start).
+    Tick(std::time::Duration),
     /// Node `NodeId` is down: tell every replica.
     NodeDown(dike_core::NodeId),
     /// The replica actor of a group, if running here.
@@ -131,9 +133,13 @@ impl Actor for GroupSupervisor {
         state: &mut GroupSupState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            GroupSupMsg::Tick => {
+            GroupSupMsg::Tick(sent) => {
+                let now = state.ctx.clock();
+                let metrics = &state.ctx.metrics;
+                metrics.mailbox_wait(Mailbox::GroupSupervisor, now.saturating_sub(sent));
+                let at = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
                 for c in state.children.values() {
-                    let _ = c.actor.cast(ReplicaMsg::Tick);
+                    let _ = c.actor.cast(ReplicaMsg::Tick(at));
                 }
             }
             GroupSupMsg::Reconcile(desired, existing) => {

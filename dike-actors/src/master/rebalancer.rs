@@ -104,7 +104,7 @@ impl RebalancerState {
         else {
             return false;
         };
-        let Ok(bytes) = ractor::call_t!(replica, ReplicaMsg::Status, 1000) else {
+        let Ok(bytes) = ractor::call_t!(replica, ReplicaMsg::Status, 1000, false) else {
             return false;
         };
         codec::decode::<ReplicaStatus>("replica status", &bytes)

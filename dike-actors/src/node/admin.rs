@@ -49,6 +49,28 @@ pub enum AdminMsg {
     /// `Option<RoutingTable>` (`None` if the node cannot say).
     #[rpc]
     Table(RpcReplyPort<Vec<u8>>),
+    /// What this node says about itself: an encoded [`NodeAbout`].
+    #[rpc]
+    About(RpcReplyPort<Vec<u8>>),
+}
+
+/// What a node says about itself ([`AdminMsg::About`]), for the status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAbout {
+    /// The version of its `dike-actors`.
+    pub version: String,
+    /// Whole seconds since it started.
+    pub uptime_seconds: u64,
+}
+
+impl NodeAbout {
+    /// What the node of `ctx` says about itself now.
+    pub fn of(ctx: &NodeContext) -> NodeAbout {
+        NodeAbout {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: ctx.started.elapsed().as_secs(),
+        }
+    }
 }
 
 /// What a caller asks with [`AdminMsg::Join`].
@@ -177,6 +199,10 @@ impl Actor for Admin {
                     let table = node.cached_table().await.ok().map(|t| (*t).clone());
                     let _ = reply.send(codec::encode("routing table", &table).unwrap_or_default());
                 });
+            }
+            AdminMsg::About(reply) => {
+                let about = NodeAbout::of(&node.ctx);
+                let _ = reply.send(codec::encode("node about", &about).unwrap_or_default());
             }
         }
         Ok(())

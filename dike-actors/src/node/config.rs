@@ -124,6 +124,9 @@ pub struct NodeConfig {
     /// Where the HTTP endpoints (`/health`, `/ready`, `/metrics`) listen,
     /// if anywhere (see [`crate::node::http`]).
     pub http: Option<SocketAddr>,
+    /// Whether `/metrics` also has series per group (requests by outcome,
+    /// commands applied): one set per hosted group, so off by default.
+    pub metrics_per_group: bool,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -137,6 +140,7 @@ impl fmt::Debug for NodeConfig {
             .field("group_size", &self.group_size)
             .field("join", &self.join)
             .field("http", &self.http)
+            .field("metrics_per_group", &self.metrics_per_group)
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +164,7 @@ impl NodeConfig {
             restarts: RestartPolicy::default(),
             replace_after: Duration::from_secs(60),
             http: None,
+            metrics_per_group: false,
             segment_bytes: None,
         }
     }
@@ -214,6 +219,7 @@ pub struct NodeConfigBuilder {
     restarts: RestartPolicy,
     replace_after: Duration,
     http: Option<SocketAddr>,
+    metrics_per_group: bool,
     segment_bytes: Option<u64>,
 }
 
@@ -325,6 +331,13 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Adds series per group to `/metrics` (default: off, so the number of
+    /// series does not grow with the number of groups).
+    pub fn metrics_per_group(mut self, on: bool) -> Self {
+        self.metrics_per_group = on;
+        self
+    }
+
     /// Checks and builds the configuration; with a data dir, locks and
     /// opens it last, once everything else is known to be valid.
     pub fn build(self) -> Result<NodeConfig, StartError> {
@@ -399,6 +412,7 @@ impl NodeConfigBuilder {
             replace_after: self.replace_after,
             rebalance_every: self.tick * 10,
             http: self.http,
+            metrics_per_group: self.metrics_per_group,
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::master::MasterServer;
 use crate::node::admin::AdminMsg;
 use crate::node::config::NodeConfig;
 use crate::node::http::{HttpServer, Readiness};
-use crate::node::metrics::NodeMetrics;
+use crate::node::metrics::{MetricsOptions, NodeMetrics};
 use crate::routing::dispatcher::DispatcherMsg;
 use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
 use ractor::ActorRef;
@@ -55,6 +55,8 @@ pub struct NodeContext {
     running: AtomicBool,
     /// The HTTP endpoints, if configured and started.
     pub(crate) http: Mutex<Option<HttpServer>>,
+    /// When the context was made (the node's start, for its uptime).
+    pub(crate) started: std::time::Instant,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).
@@ -73,7 +75,11 @@ impl NodeContext {
             .storage
             .incarnation()
             .unwrap_or(Incarnation(now.max(1)));
-        let metrics = NodeMetrics::new(config.storage.as_ref());
+        let options = MetricsOptions {
+            record: config.http.is_some(),
+            per_group: config.metrics_per_group,
+        };
+        let metrics = NodeMetrics::new(config.storage.as_ref(), options);
         let ctx = NodeContext {
             joining: AtomicBool::new(config.join),
             config,
@@ -91,6 +97,7 @@ impl NodeContext {
             readiness: Mutex::new(Readiness::default()),
             running: AtomicBool::new(false),
             http: Mutex::new(None),
+            started: std::time::Instant::now(),
         };
         ctx.register::<MasterServer>();
         Arc::new(ctx)
@@ -107,6 +114,12 @@ impl NodeContext {
     /// The constructor of `kind`, if registered.
     pub fn kind(&self, kind: &str) -> Option<MachineFactory> {
         self.kinds.read().ok()?.get(kind).cloned()
+    }
+
+    /// The node's clock: time since its start, for messages that carry
+    /// when they were sent (to measure how long they waited in a mailbox).
+    pub(crate) fn clock(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// A boot number never used before (see the module documentation).

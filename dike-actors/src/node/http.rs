@@ -7,7 +7,9 @@
 //! - `GET /metrics`: the node's metrics in the Prometheus text format
 //!   ([`crate::node::metrics`]);
 //! - `GET /status.json`: the cluster's status ([`ClusterStatus`]) from the
-//!   node's cached routing table and its replicas' answers.
+//!   node's cached routing table and its replicas' answers;
+//! - `GET /`: the same as a page that reloads itself every few seconds
+//!   ([`crate::node::page`]; `?refresh=N` sets the seconds, 0 none).
 //!
 //! Served by `tiny_http` on a thread of the node's own (see
 //! docs/ARCHITECTURE.md, "Monitoring", for why this crate).
@@ -16,7 +18,7 @@
 //! `/health`, `/ready` and `/metrics` only read state the node keeps up to
 //! date anyway (a flag, the readiness record, the metrics registry), so a
 //! probe is answered at once even while the node's actors are busy or
-//! stuck. `/status.json` must ask the replicas: it is answered from a task
+//! stuck. `/status.json` and `/` must ask the replicas: it is answered from a task
 //! on the node's runtime, within [`STATUS_DEADLINE`]. The listener is bound
 //! before the node's actors start (an unusable address is a
 //! [`StartError::HttpListen`] naming it) and released when the node stops
@@ -134,39 +136,62 @@ pub(crate) fn answer(ctx: &NodeContext, method: &str, path: &str) -> Reply {
         },
         _ => text(
             404,
-            format!("no {path} here: try /health, /ready, /metrics or {STATUS_PATH}"),
+            format!("no {path} here: try /, /health, /ready, /metrics or {STATUS_PATH}"),
         ),
     }
 }
 
-/// The answer to `GET /status.json` on the node of `ctx`: 200 with the
-/// cluster's status as JSON, or 503 with why not (the node is stopping, or
-/// the status took longer than [`STATUS_DEADLINE`]).
-pub(crate) async fn status_reply(ctx: &NodeContext) -> Reply {
+/// The answer to `GET /status.json` (`page` false) or `GET /` (`page`
+/// true, reloading every `refresh` seconds) on the node of `ctx`: 200 with
+/// the cluster's status as JSON or as the status page, or 503 with why not
+/// (the node is stopping, or the status took longer than
+/// [`STATUS_DEADLINE`]).
+pub(crate) async fn status_reply(ctx: &NodeContext, page: Option<u32>) -> Reply {
     let gathering = status::of_node(ctx, STATUS_PER_REPLICA);
-    match tokio::time::timeout(STATUS_DEADLINE, gathering).await {
-        Ok(Ok(s)) => match serde_json::to_string_pretty::<ClusterStatus>(&s) {
-            Ok(body) => Reply {
-                status: 200,
-                content_type: "application/json",
-                body: body + "\n",
-            },
-            Err(e) => text(500, format!("cannot encode the status: {e}")),
+    let status = match tokio::time::timeout(STATUS_DEADLINE, gathering).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(why)) => return text(503, why),
+        Err(_) => {
+            let secs = STATUS_DEADLINE.as_secs_f64();
+            return text(503, format!("the status took longer than {secs} s"));
+        }
+    };
+    if let Some(refresh) = page {
+        return Reply {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: crate::node::page::render(&status, &ctx.config.name, refresh),
+        };
+    }
+    match serde_json::to_string_pretty::<ClusterStatus>(&status) {
+        Ok(body) => Reply {
+            status: 200,
+            content_type: "application/json",
+            body: body + "\n",
         },
-        Ok(Err(why)) => text(503, why),
-        Err(_) => text(
-            503,
-            format!(
-                "the status took longer than {} s",
-                STATUS_DEADLINE.as_secs_f64()
-            ),
-        ),
+        Err(e) => text(500, format!("cannot encode the status: {e}")),
     }
 }
 
-/// Whether `method path` is for [`status_reply`].
-fn is_status(method: &str, path: &str) -> bool {
-    (method == "GET" || method == "HEAD") && path.split('?').next() == Some(STATUS_PATH)
+/// What a request for [`status_reply`] asks: `Some(None)` the JSON,
+/// `Some(Some(refresh))` the page; `None` for any other request.
+fn status_request(method: &str, url: &str) -> Option<Option<u32>> {
+    if method != "GET" && method != "HEAD" {
+        return None;
+    }
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    match path {
+        STATUS_PATH => Some(None),
+        "/" | "/index.html" => {
+            let refresh = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("refresh="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::node::page::DEFAULT_REFRESH);
+            Some(Some(refresh))
+        }
+        _ => None,
+    }
 }
 
 /// Binds the HTTP listener on `addr`.
@@ -234,10 +259,10 @@ fn serve(
                 continue;
             }
         };
-        if is_status(request.method().as_str(), request.url()) {
+        if let Some(page) = status_request(request.method().as_str(), request.url()) {
             let ctx = ctx.clone();
             runtime.spawn(async move {
-                let reply = status_reply(&ctx).await;
+                let reply = status_reply(&ctx, page).await;
                 // Writing the answer may block on a slow reader.
                 let _ = tokio::task::spawn_blocking(move || respond(request, reply)).await;
             });
@@ -327,10 +352,17 @@ mod tests {
     #[tokio::test]
     async fn the_status_of_a_node_without_a_dispatcher_is_503_with_the_reason() {
         let ctx = ctx();
-        assert!(is_status("GET", "/status.json"));
-        assert!(is_status("GET", "/status.json?refresh=1"));
-        assert!(!is_status("POST", "/status.json"));
-        let r = status_reply(&ctx).await;
+        assert_eq!(status_request("GET", "/status.json"), Some(None));
+        assert_eq!(status_request("GET", "/status.json?x=1"), Some(None));
+        assert_eq!(status_request("POST", "/status.json"), None);
+        assert_eq!(status_request("GET", "/"), Some(Some(5)));
+        assert_eq!(status_request("GET", "/?refresh=0"), Some(Some(0)));
+        assert_eq!(
+            status_request("GET", "/index.html?a=b&refresh=30"),
+            Some(Some(30))
+        );
+        assert_eq!(status_request("GET", "/health"), None);
+        let r = status_reply(&ctx, None).await;
         assert_eq!(r.status, 503);
         assert_eq!(r.body, "the node is stopping\n");
     }

@@ -8,10 +8,15 @@
 //! time by collectors.
 //!
 //! Invariant: the number of series stays bounded whatever the number of
-//! groups, clients or requests: no label names a group, a node or a
-//! client; labels are server kinds (those in the routing table) and
-//! outcomes (fixed lists: [`DikeError::label`], and one per
-//! [`RequestError`] variant).
+//! groups, clients or requests: no label names a group or a client, and
+//! only nodes of the routing table are named (others are `other`); labels
+//! are server kinds (those in the routing table), table nodes and outcomes
+//! (fixed lists: [`DikeError::label`], and one per [`RequestError`]
+//! variant). The one exception is opt-in: with `metrics_per_group`
+//! ([`NodeConfig::metrics_per_group`]) the `dike_group_*` series name each
+//! group hosted here, and are dropped when its replica stops.
+//!
+//! [`NodeConfig::metrics_per_group`]: crate::node::config::NodeConfig::metrics_per_group
 //!
 //! [`NodeContext`]: crate::node::context::NodeContext
 
@@ -50,15 +55,126 @@ struct KindLabel {
 
 type LatencyFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
 
+/// The label of a per-peer series: the peer node's name if it is in the
+/// routing table, else [`OTHER_PEER`] (client processes come and go with
+/// fresh names: one series each would grow without bound).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+/// The label of a per-group series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    group: String,
+}
+
+/// The labels of a per-group request count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupOutcome {
+    group: String,
+    outcome: &'static str,
+}
+
+/// The series per group (opt-in).
+#[derive(Debug)]
+struct PerGroup {
+    requests: Family<GroupOutcome, Counter>,
+    applied: Family<GroupLabel, Counter>,
+}
+
+/// The actors whose mailbox wait is measured: the node's busiest, each fed
+/// by a periodic message that carries when it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mailbox {
+    /// The group supervisor (every node tick passes through it).
+    GroupSupervisor,
+    /// Replica actors (the longest wait of any of them).
+    Replica,
+    /// The transport (its reply-port sweep, once a second).
+    Transport,
+}
+
+impl Mailbox {
+    const ALL: [Mailbox; 3] = [
+        Mailbox::GroupSupervisor,
+        Mailbox::Replica,
+        Mailbox::Transport,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Mailbox::GroupSupervisor => "group_supervisor",
+            Mailbox::Replica => "replica",
+            Mailbox::Transport => "transport",
+        }
+    }
+}
+
+/// The longest mailbox wait per [`Mailbox`] since the last scrape, in ns.
+type MailboxWaits = std::sync::Arc<[std::sync::atomic::AtomicU64; 3]>;
+
+/// The label of a mailbox series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabel {
+    actor: &'static str,
+}
+
+/// Encodes `dike_mailbox_wait_seconds` and starts the next period.
+#[derive(Debug)]
+struct MailboxCollector(MailboxWaits);
+
+impl Collector for MailboxCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "mailbox_wait_seconds",
+            "The longest time a periodic message waited in the mailbox of the node's busiest actors (the group supervisor, any replica, the transport) since the previous scrape: a backlog shows as a long wait",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for which in Mailbox::ALL {
+            let nanos = self.0[which as usize].swap(0, std::sync::atomic::Ordering::Relaxed);
+            let label = ActorLabel {
+                actor: which.label(),
+            };
+            let wait = ConstGauge::new(nanos as f64 / 1e9);
+            wait.encode(family.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The peer label of a node that is not in the routing table.
+pub const OTHER_PEER: &str = "other";
+
+/// Commands per batch buckets: 1 doubling to 4096.
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
 /// Request latency buckets: 100 µs doubling to about 6.5 s (past the
 /// default request timeout of 5 s).
 fn request_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
+/// What a node's metrics record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsOptions {
+    /// Count on the request path at all. Off, requests, commands applied,
+    /// batches, transport traffic and mailbox waits are not counted (a
+    /// node without `--http` serves no metrics, so it skips their cost);
+    /// gauges and rare events are kept either way.
+    pub record: bool,
+    /// Add the series per group (`--metrics-per-group`).
+    pub per_group: bool,
+}
+
 /// Every metric of one node. See the module documentation.
 #[derive(Debug)]
 pub struct NodeMetrics {
+    /// Whether the request path is counted ([`MetricsOptions::record`]).
+    record: bool,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: LatencyFamily,
@@ -75,12 +191,59 @@ pub struct NodeMetrics {
     pub(crate) replicas: Gauge,
     /// Other nodes this node has a cluster session with.
     pub(crate) peers_up: Gauge,
+    /// Replicas on this node that lead their group.
+    pub(crate) replicas_leading: Gauge,
+    /// Replicas on this node whose group hibernates (skips ticks).
+    pub(crate) replicas_hibernating: Gauge,
+    /// Elections started by replicas on this node.
+    pub(crate) elections_started: Counter,
+    /// Commands a leading replica took in between two drives (one slot).
+    pub(crate) batch_commands: Histogram,
+    /// Snapshots sent to replicas behind the log's start.
+    pub(crate) snapshots_sent: Counter,
+    /// Snapshots received by replicas on this node.
+    pub(crate) snapshots_received: Counter,
+    /// Catch-up requests sent by replicas on this node.
+    pub(crate) catch_ups_sent: Counter,
+    transport_sent: Family<PeerLabel, Counter>,
+    transport_sent_bytes: Family<PeerLabel, Counter>,
+    transport_received: Family<PeerLabel, Counter>,
+    transport_received_bytes: Family<PeerLabel, Counter>,
+    /// Names of the nodes in the routing table, by node id.
+    peer_names: std::sync::RwLock<std::collections::HashMap<u64, String>>,
+    per_group: Option<PerGroup>,
+    mailbox_waits: MailboxWaits,
+}
+
+/// Every value [`served_outcome`] gives.
+const SERVED_OUTCOMES: [&str; 7] = [
+    "ok",
+    "not_leader",
+    "application_error",
+    "stale",
+    "busy",
+    "query_unsupported",
+    "session_expired",
+];
+
+/// The outcome label of a replica's answer.
+fn served_outcome<T>(result: &Result<T, RequestError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(RequestError::NotLeader { .. }) => "not_leader",
+        Err(RequestError::Application(_)) => "application_error",
+        Err(RequestError::Stale) => "stale",
+        Err(RequestError::Busy) => "busy",
+        Err(RequestError::QueryUnsupported) => "query_unsupported",
+        Err(RequestError::SessionExpired) => "session_expired",
+    }
 }
 
 impl NodeMetrics {
     /// The metrics of a node whose replicas keep their state in `storage`
-    /// (which adds its own, if it has any).
-    pub fn new(storage: &dyn StorageProvider) -> Self {
+    /// (which adds its own, if it has any), recording what `options` say.
+    pub fn new(storage: &dyn StorageProvider, options: MetricsOptions) -> Self {
+        let per_group = options.per_group && options.record;
         let mut registry = Registry::with_prefix(PREFIX);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -136,9 +299,93 @@ impl NodeMetrics {
             "Other nodes (cluster members and client processes) this node has a cluster session with",
             peers_up.clone(),
         );
+        let replicas_leading = Gauge::default();
+        registry.register(
+            "replicas_leading",
+            "Replicas on this node that lead their group",
+            replicas_leading.clone(),
+        );
+        let replicas_hibernating = Gauge::default();
+        registry.register(
+            "replicas_hibernating",
+            "Replicas on this node whose group hibernates (idle: no ticks, no heartbeats)",
+            replicas_hibernating.clone(),
+        );
+        let elections_started = Counter::default();
+        registry.register(
+            "elections_started",
+            "Elections (phase 1 with a new ballot) started by replicas on this node",
+            elections_started.clone(),
+        );
+        let batch_commands = batch_histogram();
+        registry.register(
+            "batch_commands",
+            "Commands a leading replica on this node took in between two drives: they share one slot, one write and one Accept",
+            batch_commands.clone(),
+        );
+        let snapshots_sent = Counter::default();
+        registry.register(
+            "snapshots_sent",
+            "Snapshots replicas on this node sent to a replica behind the start of their log",
+            snapshots_sent.clone(),
+        );
+        let snapshots_received = Counter::default();
+        registry.register(
+            "snapshots_received",
+            "Snapshots replicas on this node received to catch up",
+            snapshots_received.clone(),
+        );
+        let catch_ups_sent = Counter::default();
+        registry.register(
+            "catch_ups_sent",
+            "Catch-up requests (for chosen slots a replica missed) sent by replicas on this node",
+            catch_ups_sent.clone(),
+        );
+        let transport_sent = Family::<PeerLabel, Counter>::default();
+        registry.register(
+            "transport_sent_messages",
+            "Batches this node's transport sent, by peer node (peers not in the routing table, such as client processes, as \"other\")",
+            transport_sent.clone(),
+        );
+        let transport_sent_bytes = Family::<PeerLabel, Counter>::default();
+        registry.register(
+            "transport_sent_bytes",
+            "Bytes of the batches this node's transport sent, by peer node",
+            transport_sent_bytes.clone(),
+        );
+        let transport_received = Family::<PeerLabel, Counter>::default();
+        registry.register(
+            "transport_received_messages",
+            "Batches this node's transport received, by peer node",
+            transport_received.clone(),
+        );
+        let transport_received_bytes = Family::<PeerLabel, Counter>::default();
+        registry.register(
+            "transport_received_bytes",
+            "Bytes of the batches this node's transport received, by peer node",
+            transport_received_bytes.clone(),
+        );
+        let per_group = per_group.then(|| {
+            let requests = Family::<GroupOutcome, Counter>::default();
+            registry.register(
+                "group_requests",
+                "Client requests answered by this node's replica of each group, by outcome (with --metrics-per-group)",
+                requests.clone(),
+            );
+            let applied = Family::<GroupLabel, Counter>::default();
+            registry.register(
+                "group_commands_applied",
+                "Commands applied by this node's replica of each group (with --metrics-per-group)",
+                applied.clone(),
+            );
+            PerGroup { requests, applied }
+        });
+        let mailbox_waits = MailboxWaits::default();
+        registry.register_collector(Box::new(MailboxCollector(mailbox_waits.clone())));
         registry.register_collector(Box::new(ProcessCollector));
         storage.register_metrics(&mut registry);
         NodeMetrics {
+            record: options.record,
             registry,
             requests,
             request_seconds,
@@ -149,7 +396,126 @@ impl NodeMetrics {
             leader_changes,
             replicas,
             peers_up,
+            replicas_leading,
+            replicas_hibernating,
+            elections_started,
+            batch_commands,
+            snapshots_sent,
+            snapshots_received,
+            catch_ups_sent,
+            transport_sent,
+            transport_sent_bytes,
+            transport_received,
+            transport_received_bytes,
+            peer_names: Default::default(),
+            per_group,
+            mailbox_waits,
         }
+    }
+
+    /// A message to `which` waited `waited` in its mailbox.
+    pub(crate) fn mailbox_wait(&self, which: Mailbox, waited: Duration) {
+        if !self.record {
+            return;
+        }
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.mailbox_waits[which as usize].fetch_max(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counter of commands applied by this node's replica of `group`,
+    /// if series per group are on.
+    pub(crate) fn group_applied(&self, group: &str) -> Option<Counter> {
+        let label = GroupLabel {
+            group: group.to_owned(),
+        };
+        Some(
+            self.per_group
+                .as_ref()?
+                .applied
+                .get_or_create(&label)
+                .clone(),
+        )
+    }
+
+    /// The counter of commands applied by this node's replicas, if the
+    /// request path is counted.
+    pub(crate) fn applied(&self) -> Option<Counter> {
+        self.record.then(|| self.commands_applied.clone())
+    }
+
+    /// Counts a leader's batch of `commands`, if the request path is
+    /// counted.
+    pub(crate) fn batch(&self, commands: u64) {
+        if self.record {
+            self.batch_commands.observe(commands as f64);
+        }
+    }
+
+    /// Drops the series of `group` (its replica here stopped).
+    pub(crate) fn forget_group(&self, group: &str) {
+        let Some(p) = &self.per_group else {
+            return;
+        };
+        p.applied.remove(&GroupLabel {
+            group: group.to_owned(),
+        });
+        for outcome in SERVED_OUTCOMES {
+            p.requests.remove(&GroupOutcome {
+                group: group.to_owned(),
+                outcome,
+            });
+        }
+    }
+
+    /// Learns the names of the nodes of `table` for the per-peer series.
+    pub(crate) fn learn_peers(&self, table: &dike_core::routing::RoutingTable) {
+        if let Ok(mut names) = self.peer_names.write() {
+            if names.len() != table.nodes.len()
+                || table.nodes.values().any(|n| !names.contains_key(&n.id.0))
+            {
+                *names = table
+                    .nodes
+                    .values()
+                    .map(|n| (n.id.0, n.name.clone()))
+                    .collect();
+            }
+        }
+    }
+
+    fn peer(&self, node: u64) -> PeerLabel {
+        let name = self
+            .peer_names
+            .read()
+            .ok()
+            .and_then(|n| n.get(&node).cloned());
+        PeerLabel {
+            peer: name.unwrap_or_else(|| OTHER_PEER.to_owned()),
+        }
+    }
+
+    /// Counts one batch of `bytes` this node's transport sent to `node`.
+    pub(crate) fn transport_sent(&self, node: u64, bytes: usize) {
+        if !self.record {
+            return;
+        }
+        let peer = self.peer(node);
+        self.transport_sent_bytes
+            .get_or_create(&peer)
+            .inc_by(bytes as u64);
+        self.transport_sent.get_or_create(&peer).inc();
+    }
+
+    /// Counts one batch of `bytes` this node's transport received from
+    /// `node`.
+    pub(crate) fn transport_received(&self, node: u64, bytes: usize) {
+        if !self.record {
+            return;
+        }
+        let peer = self.peer(node);
+        self.transport_received_bytes
+            .get_or_create(&peer)
+            .inc_by(bytes as u64);
+        self.transport_received.get_or_create(&peer).inc();
     }
 
     /// Counts one request a replica of a group of `kind` on this node
@@ -160,15 +526,10 @@ impl NodeMetrics {
         result: &Result<T, RequestError>,
         elapsed: Duration,
     ) {
-        let outcome = match result {
-            Ok(_) => "ok",
-            Err(RequestError::NotLeader { .. }) => "not_leader",
-            Err(RequestError::Application(_)) => "application_error",
-            Err(RequestError::Stale) => "stale",
-            Err(RequestError::Busy) => "busy",
-            Err(RequestError::QueryUnsupported) => "query_unsupported",
-            Err(RequestError::SessionExpired) => "session_expired",
-        };
+        if !self.record {
+            return;
+        }
+        let outcome = served_outcome(result);
         record(
             &self.requests,
             &self.request_seconds,
@@ -178,9 +539,25 @@ impl NodeMetrics {
         );
     }
 
+    /// Counts one request the replica of `group` on this node answered, if
+    /// series per group are on.
+    pub fn record_served_in_group<T>(&self, group: &str, result: &Result<T, RequestError>) {
+        if let Some(p) = &self.per_group {
+            let outcome = served_outcome(result);
+            let labels = GroupOutcome {
+                group: group.to_owned(),
+                outcome,
+            };
+            p.requests.get_or_create(&labels).inc();
+        }
+    }
+
     /// Counts one request this node's dispatcher finished, to a group of
     /// `kind`, after `elapsed`.
     pub fn record_request<T>(&self, kind: &str, result: &Result<T, DikeError>, elapsed: Duration) {
+        if !self.record {
+            return;
+        }
         let outcome = match result {
             Ok(_) => "ok",
             Err(e) => e.label(),
@@ -274,6 +651,31 @@ mod tests {
     use super::*;
     use crate::storage::provider::MemoryProvider;
 
+    const ON: MetricsOptions = MetricsOptions {
+        record: true,
+        per_group: false,
+    };
+    const PER_GROUP: MetricsOptions = MetricsOptions {
+        record: true,
+        per_group: true,
+    };
+
+    #[test]
+    fn a_node_that_does_not_record_counts_no_request() {
+        let off = MetricsOptions {
+            record: false,
+            per_group: true,
+        };
+        let m = NodeMetrics::new(&MemoryProvider::default(), off);
+        m.record_request::<()>("kv", &Ok(()), Duration::from_millis(3));
+        m.record_served::<()>("kv", &Ok(()), Duration::from_millis(3));
+        m.transport_sent(1, 10);
+        assert!(m.applied().is_none() && m.group_applied("g").is_none());
+        let text = m.encode().expect("encodes");
+        assert!(!text.contains("outcome=\"ok\""), "{text}");
+        assert!(!text.contains("dike_transport_sent_bytes_total{"), "{text}");
+    }
+
     fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -281,7 +683,7 @@ mod tests {
 
     #[test]
     fn a_dispatched_request_is_counted_by_kind_and_outcome_and_timed() {
-        let m = NodeMetrics::new(&MemoryProvider::default());
+        let m = NodeMetrics::new(&MemoryProvider::default(), ON);
         m.record_request::<()>("kv", &Ok(()), Duration::from_millis(3));
         m.record_request::<()>("kv", &Ok(()), Duration::from_millis(3));
         let timeout = DikeError::Timeout {
@@ -306,7 +708,7 @@ mod tests {
 
     #[test]
     fn a_served_request_is_counted_by_kind_and_outcome_and_timed() {
-        let m = NodeMetrics::new(&MemoryProvider::default());
+        let m = NodeMetrics::new(&MemoryProvider::default(), ON);
         let not_leader = RequestError::NotLeader { leader: None };
         m.record_served::<()>("kv", &Ok(()), Duration::from_millis(1));
         m.record_served::<()>("kv", &Err(not_leader), Duration::from_millis(1));
@@ -320,8 +722,73 @@ mod tests {
     }
 
     #[test]
+    fn the_mailbox_wait_is_the_longest_since_the_last_scrape() {
+        let m = NodeMetrics::new(&MemoryProvider::default(), ON);
+        m.mailbox_wait(Mailbox::Replica, Duration::from_millis(3));
+        m.mailbox_wait(Mailbox::Replica, Duration::from_millis(250));
+        m.mailbox_wait(Mailbox::Replica, Duration::from_millis(7));
+        let text = m.encode().expect("encodes");
+        let replica = r#"dike_mailbox_wait_seconds{actor="replica"}"#;
+        let transport = r#"dike_mailbox_wait_seconds{actor="transport"}"#;
+        assert_eq!(sample(&text, replica), Some("0.25"), "{text}");
+        assert_eq!(sample(&text, transport), Some("0.0"), "{text}");
+        let text = m.encode().expect("encodes");
+        assert_eq!(sample(&text, replica), Some("0.0"), "{text}");
+    }
+
+    #[test]
+    fn series_per_group_exist_only_when_asked_for_and_go_with_the_group() {
+        let off = NodeMetrics::new(&MemoryProvider::default(), ON);
+        assert!(off.group_applied("calc").is_none());
+        off.record_served_in_group::<()>("calc", &Ok(()));
+        assert!(!off.encode().expect("encodes").contains("dike_group_"));
+
+        let on = NodeMetrics::new(&MemoryProvider::default(), PER_GROUP);
+        on.group_applied("calc").expect("on").inc();
+        on.record_served_in_group::<()>("calc", &Ok(()));
+        on.record_served_in_group::<()>("calc", &Err(RequestError::Busy));
+        let text = on.encode().expect("encodes");
+        let ok = r#"dike_group_requests_total{group="calc",outcome="ok"}"#;
+        let busy = r#"dike_group_requests_total{group="calc",outcome="busy"}"#;
+        let applied = r#"dike_group_commands_applied_total{group="calc"}"#;
+        assert_eq!(sample(&text, ok), Some("1"), "{text}");
+        assert_eq!(sample(&text, busy), Some("1"), "{text}");
+        assert_eq!(sample(&text, applied), Some("1"), "{text}");
+        on.forget_group("calc");
+        let text = on.encode().expect("encodes");
+        assert!(!text.contains("group=\"calc\""), "{text}");
+    }
+
+    #[test]
+    fn transport_series_name_table_nodes_and_lump_the_others_together() {
+        let m = NodeMetrics::new(&MemoryProvider::default(), ON);
+        let mut table = dike_core::routing::RoutingTable::new();
+        let id = crate::node::config::node_id_of("n1");
+        let inc = dike_core::Incarnation(1);
+        table.add_node(id, "n1", "127.0.0.1:1", inc).expect("add");
+        m.learn_peers(&table);
+        m.transport_sent(id.0, 100);
+        m.transport_sent(id.0, 20);
+        for client in 0..50 {
+            m.transport_received(1_000 + client, 10);
+        }
+        let text = m.encode().expect("encodes");
+        let sent = r#"dike_transport_sent_bytes_total{peer="n1"}"#;
+        assert_eq!(sample(&text, sent), Some("120"), "{text}");
+        let batches = r#"dike_transport_sent_messages_total{peer="n1"}"#;
+        assert_eq!(sample(&text, batches), Some("2"), "{text}");
+        let others = r#"dike_transport_received_messages_total{peer="other"}"#;
+        assert_eq!(sample(&text, others), Some("50"), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("dike_transport_received_bytes_total"))
+            .count();
+        assert_eq!(series, 1, "{text}");
+    }
+
+    #[test]
     fn every_metric_name_carries_the_prefix() {
-        let m = NodeMetrics::new(&MemoryProvider::default());
+        let m = NodeMetrics::new(&MemoryProvider::default(), ON);
         m.record_request::<()>("kv", &Ok(()), Duration::from_millis(1));
         let text = m.encode().expect("encodes");
         let names: Vec<&str> = text

@@ -19,6 +19,7 @@ pub mod data_dir;
 pub mod discover;
 pub mod http;
 pub mod metrics;
+pub mod page;
 pub mod status;
 
 use crate::cluster::transport::spawn_transport;
@@ -180,7 +181,7 @@ impl Actor for DikeNode {
         match msg {
             DikeNodeMsg::Tick => {
                 if let Some(g) = state.ctx.group_supervisor() {
-                    let _ = g.cast(GroupSupMsg::Tick);
+                    let _ = g.cast(GroupSupMsg::Tick(state.ctx.clock()));
                 }
             }
             DikeNodeMsg::PeerDown(name) => {
@@ -630,7 +631,8 @@ impl NodeHandle {
         group: &str,
         member: dike_core::MemberId,
     ) -> Result<ReplicaStatus, DikeError> {
-        status::replica_status_within(group, None, member, Duration::from_secs(1)).await
+        let within = Duration::from_secs(1);
+        status::replica_status_within(group, None, member, within, true).await
     }
 
     /// The cluster's status (see [`status`]): the routing table read from

@@ -13,6 +13,7 @@
 
 use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};
 use crate::error::DikeError;
+use crate::node::admin::{AdminMsg, NodeAbout};
 use crate::node::config::MASTER_GROUP;
 use dike_core::routing::RoutingTable;
 use dike_core::{codec, Config, MemberId};
@@ -51,6 +52,12 @@ pub struct NodeSummary {
     pub up: bool,
     /// Whether it is one of the masters.
     pub master: bool,
+    /// The version it runs (`None`: it did not answer).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Seconds since it started (`None`: it did not answer).
+    #[serde(default)]
+    pub uptime_seconds: Option<u64>,
 }
 
 /// One group.
@@ -113,6 +120,10 @@ struct GroupMembers<'a> {
 /// What the replicas answered, by group and member.
 pub type Answers = BTreeMap<(String, MemberId), Result<ReplicaStatus, String>>;
 
+/// What the nodes said about themselves, by node name (a node missing
+/// did not answer).
+pub type Abouts = BTreeMap<String, NodeAbout>;
+
 fn groups_of<'a>(table: &'a RoutingTable, masters: &'a Config) -> Vec<GroupMembers<'a>> {
     let master = GroupMembers {
         name: MASTER_GROUP,
@@ -133,8 +144,14 @@ fn groups_of<'a>(table: &'a RoutingTable, masters: &'a Config) -> Vec<GroupMembe
 impl ClusterStatus {
     /// The status of the cluster of `table`, whose masters are the members
     /// of `masters`, given what its replicas answered (a member missing
-    /// from `answers` shows as unreachable).
-    pub fn of(table: &RoutingTable, masters: &Config, answers: &Answers) -> ClusterStatus {
+    /// from `answers` shows as unreachable) and what its nodes said about
+    /// themselves.
+    pub fn of(
+        table: &RoutingTable,
+        masters: &Config,
+        answers: &Answers,
+        abouts: &Abouts,
+    ) -> ClusterStatus {
         let node_name = |m: &MemberId| {
             table
                 .node(m.node)
@@ -148,6 +165,8 @@ impl ClusterStatus {
                 address: n.address.clone(),
                 up: n.is_up(),
                 master: masters.voters.iter().any(|m| m.node == n.id),
+                version: abouts.get(&n.name).map(|a| a.version.clone()),
+                uptime_seconds: abouts.get(&n.name).map(|a| a.uptime_seconds),
             })
             .collect();
         let groups = groups_of(table, masters)
@@ -239,7 +258,7 @@ pub async fn gather(table: &RoutingTable, masters: &Config, within: Duration) ->
         for &member in members {
             let (group, generation) = (g.name.to_owned(), g.generation);
             asks.spawn(async move {
-                let answer = replica_status_within(&group, generation, member, within)
+                let answer = replica_status_within(&group, generation, member, within, false)
                     .await
                     .map_err(|e| match e {
                         DikeError::Unavailable { reason, .. } => reason,
@@ -248,6 +267,14 @@ pub async fn gather(table: &RoutingTable, masters: &Config, within: Duration) ->
                 ((group, member), answer)
             });
         }
+    }
+    let mut abouts = tokio::task::JoinSet::new();
+    for n in table.nodes.values().filter(|n| n.is_up()) {
+        let name = n.name.clone();
+        abouts.spawn(async move {
+            let about = node_about_within(&name, within).await;
+            (name, about)
+        });
     }
     let mut answers = Answers::new();
     while let Some(joined) = asks.join_next().await {
@@ -259,7 +286,21 @@ pub async fn gather(table: &RoutingTable, masters: &Config, within: Duration) ->
             Err(e) => tracing::warn!("a replica status task failed: {e}"),
         }
     }
-    ClusterStatus::of(table, masters, &answers)
+    let mut said = Abouts::new();
+    while let Some(joined) = abouts.join_next().await {
+        if let Ok((name, Some(about))) = joined {
+            said.insert(name, about);
+        }
+    }
+    ClusterStatus::of(table, masters, &answers, &said)
+}
+
+/// What node `name` says about itself, if it answers within `within`.
+async fn node_about_within(name: &str, within: Duration) -> Option<NodeAbout> {
+    let admin = crate::node::admin::find_admin(name)?;
+    let wait = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+    let bytes: Vec<u8> = ractor::call_t!(admin, AdminMsg::About, wait).ok()?;
+    codec::decode("node about", &bytes).ok()
 }
 
 /// The status of the cluster from the node of `ctx`, using the routing
@@ -281,12 +322,14 @@ pub(crate) async fn of_node(
 }
 
 /// What the replica of `member` in `group` (of creation `generation`, or
-/// the latest one running) says about itself, within `within`.
+/// the latest one running) says about itself, within `within`; with the
+/// digest of its state if `with_digest` (see [`ReplicaMsg::Status`]).
 pub async fn replica_status_within(
     group: &str,
     generation: Option<u64>,
     member: MemberId,
     within: Duration,
+    with_digest: bool,
 ) -> Result<ReplicaStatus, DikeError> {
     let unavailable = |reason: String| DikeError::Unavailable {
         group: group.to_owned(),
@@ -295,7 +338,7 @@ pub async fn replica_status_within(
     let replica = crate::routing::router::find_replica(group, member, generation)
         .ok_or_else(|| unavailable(format!("{member} is not reachable")))?;
     let wait = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
-    let bytes: Vec<u8> = ractor::call_t!(replica, ReplicaMsg::Status, wait)
+    let bytes: Vec<u8> = ractor::call_t!(replica, ReplicaMsg::Status, wait, with_digest)
         .map_err(|e| unavailable(format!("{member} did not answer: {e}")))?;
     Ok(codec::decode("replica status", &bytes)?)
 }
@@ -355,7 +398,12 @@ mod tests {
     #[test]
     fn a_healthy_group_shows_its_leader_and_every_replicas_lag_by_node_name() {
         let (t, masters) = table();
-        let s = ClusterStatus::of(&t, &masters, &all_answer(&t, &masters, [10, 9, 10]));
+        let s = ClusterStatus::of(
+            &t,
+            &masters,
+            &all_answer(&t, &masters, [10, 9, 10]),
+            &Abouts::new(),
+        );
         let calc = s.groups.iter().find(|g| g.name == "calc").expect("calc");
         let leader_node = t.node(calc_members(&t)[0].node).expect("node").name.clone();
         assert_eq!(calc.leader.as_deref(), Some(leader_node.as_str()));
@@ -380,7 +428,7 @@ mod tests {
         let members = calc_members(&t);
 
         let mut lagging = all_answer(&t, &masters, [500, 500, 500 - LAGGING_AFTER]);
-        let s = ClusterStatus::of(&t, &masters, &lagging);
+        let s = ClusterStatus::of(&t, &masters, &lagging, &Abouts::new());
         let calc = &s.groups[1];
         assert_eq!(calc.problems.len(), 1, "{:?}", calc.problems);
         assert!(
@@ -390,7 +438,7 @@ mod tests {
         );
 
         lagging.insert(("calc".into(), members[2]), Err("gone".into()));
-        let s = ClusterStatus::of(&t, &masters, &lagging);
+        let s = ClusterStatus::of(&t, &masters, &lagging, &Abouts::new());
         let silent = &s.groups[1].replicas[2];
         assert!(!silent.reachable);
         assert_eq!((silent.applied, silent.lag), (None, None));
@@ -402,7 +450,7 @@ mod tests {
 
         // The leader's replica is silent: the others' belief is not enough.
         lagging.insert(("calc".into(), members[0]), Err("gone".into()));
-        let s = ClusterStatus::of(&t, &masters, &lagging);
+        let s = ClusterStatus::of(&t, &masters, &lagging, &Abouts::new());
         assert_eq!(s.groups[1].leader, None);
         assert_eq!(s.groups[1].problems[0], "no leader");
         assert_eq!(s.troubled_groups().count(), 1);
@@ -411,7 +459,12 @@ mod tests {
     #[test]
     fn the_json_form_has_no_64_bit_ids_as_numbers() {
         let (t, masters) = table();
-        let s = ClusterStatus::of(&t, &masters, &all_answer(&t, &masters, [1, 1, 1]));
+        let s = ClusterStatus::of(
+            &t,
+            &masters,
+            &all_answer(&t, &masters, [1, 1, 1]),
+            &Abouts::new(),
+        );
         let json = serde_json::to_value(&s).expect("json");
         let member = &json["groups"][1]["replicas"][0]["member"];
         assert!(member.is_string(), "{member}");

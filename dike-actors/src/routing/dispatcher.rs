@@ -139,7 +139,12 @@ impl Actor for Dispatcher {
                 reply,
             } => {
                 let router = state.router.clone();
-                let span = tracing::info_span!("request", %group, query);
+                let span = tracing::info_span!(
+                    "request",
+                    %group,
+                    query,
+                    request = tracing::field::Empty
+                );
                 tokio::spawn(
                     async move {
                         let r = router.request(&group, payload, query).await;
@@ -251,6 +256,7 @@ impl Actor for Dispatcher {
 
 impl DispatcherState {
     fn reconcile(&self, table: &RoutingTable) {
+        self.ctx.metrics.learn_peers(table);
         if !self.ctx.joining() {
             return;
         }

@@ -370,6 +370,10 @@ impl Router {
                 Err(_) => return Err(DikeError::NodeStopped("session lock poisoned".into())),
             };
             let seq = (cmd.client, cmd.seq);
+            // The id the replicas' spans show too (see `request_id`).
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::Span::current().record("request", request_id(cmd.client, cmd.seq));
+            }
             (ClientRequest::Command(cmd), Some(seq))
         };
         let bytes = codec::encode_compact("client request", &request)?;
@@ -420,6 +424,7 @@ impl Router {
             };
             let name = self.member_name(target);
             let generation = self.generation(group);
+            tracing::debug!(to = %name, member = %target, generation, "sending to a replica");
             let next = match self
                 .call_member(group, generation, target, bytes, deadline)
                 .await
@@ -440,6 +445,7 @@ impl Router {
             };
             match next {
                 Next::Reply(r) => {
+                    tracing::debug!(from = %name, "answered");
                     if let Ok(mut l) = self.leaders.lock() {
                         l.insert(group.to_owned(), target);
                     }
@@ -574,6 +580,13 @@ fn answer_of<E>(result: Result<CallResult<Vec<u8>>, E>) -> Result<Option<ClientR
         Ok(CallResult::SenderError) => Err(()),
         Ok(CallResult::Timeout) | Err(_) => Ok(None),
     }
+}
+
+/// How a command shows in logs: its session and sequence number, as the
+/// dispatcher's `request` span and the replica's `replica_request` span
+/// both print it, so one command's path can be followed across nodes.
+pub fn request_id(client: ClientId, seq: u64) -> String {
+    format!("{:016x}.{seq}", client.0)
 }
 
 #[cfg(test)]

@@ -340,7 +340,7 @@ mod tests {
         let done = rx.recv_timeout(std::time::Duration::from_secs(10));
         assert!(matches!(done, Ok((7, Ok(())))), "{done:?}");
 
-        let text = crate::node::metrics::NodeMetrics::new(&p)
+        let text = crate::node::metrics::NodeMetrics::new(&p, Default::default())
             .encode()
             .expect("encodes");
         let value = |series: &str| -> f64 {

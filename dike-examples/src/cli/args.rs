@@ -227,10 +227,15 @@ pub struct NodeArgs {
     /// segment, so smaller segments return it sooner.
     #[arg(long, env = "DIKE_LOG_SEGMENT_MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub log_segment_mib: Option<u64>,
-    /// Serve /health, /ready, /metrics (Prometheus) and /status.json over
-    /// HTTP on HOST:PORT (default: no HTTP listener).
+    /// Serve the status page (/), /health, /ready, /metrics (Prometheus)
+    /// and /status.json over HTTP on HOST:PORT (default: no HTTP listener).
     #[arg(long, env = "DIKE_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Add series per group to /metrics (requests by outcome and commands
+    /// applied, labelled with the group's name): one set per group hosted
+    /// here, so only for clusters of a few groups.
+    #[arg(long, env = "DIKE_METRICS_PER_GROUP")]
+    pub metrics_per_group: bool,
     /// Threads of the node's async runtime (default: one per core), e.g. to
     /// keep several nodes sharing a few cores from oversubscribing them.
     #[arg(long, env = "DIKE_WORKER_THREADS")]

@@ -41,6 +41,7 @@ fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
     if let Some(addr) = args.http {
         b = b.http(addr);
     }
+    b = b.metrics_per_group(args.metrics_per_group);
     if let Some(mib) = args.log_segment_mib {
         b = b.log_segment_bytes(mib << 20);
     }
@@ -68,6 +69,7 @@ pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> 
         "request_timeout_ms": c.request_timeout.as_millis() as u64,
         "worker_threads": args.worker_threads.map(|n| n.get()),
         "http": c.http.map(|a| a.to_string()),
+        "metrics_per_group": c.metrics_per_group,
         "log_format": format!("{:?}", args.log_format).to_lowercase(),
     }))
 }

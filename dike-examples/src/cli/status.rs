@@ -32,7 +32,7 @@ pub async fn run(client: &Client, output: Output) -> Result<String, CliError> {
 pub fn to_text(status: &ClusterStatus) -> String {
     let mut out = format!("routing table version {}\n\n", status.table_version);
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
-    let nodes: Vec<[String; 4]> = status
+    let nodes: Vec<[String; 6]> = status
         .nodes
         .iter()
         .map(|n| {
@@ -42,10 +42,16 @@ pub fn to_text(status: &ClusterStatus) -> String {
                 n.address.clone(),
                 up.to_owned(),
                 yes_no(n.master),
+                n.version.clone().unwrap_or_else(|| "-".into()),
+                n.uptime_seconds
+                    .map_or_else(|| "-".into(), dike_actors::node::page::uptime),
             ]
         })
         .collect();
-    out += &columns(["NODE", "ADDRESS", "STATUS", "MASTER"], &nodes);
+    out += &columns(
+        ["NODE", "ADDRESS", "STATUS", "MASTER", "VERSION", "UPTIME"],
+        &nodes,
+    );
     out += "\n";
     let dash = || "-".to_owned();
     let mut rows: Vec<[String; 9]> = Vec::new();
@@ -126,6 +132,8 @@ mod tests {
                 address: "127.0.0.1:7001".into(),
                 up: true,
                 master: true,
+                version: Some("0.1.0".into()),
+                uptime_seconds: Some(90),
             }],
             groups: vec![GroupSummary {
                 name: "calc".into(),
@@ -147,7 +155,7 @@ mod tests {
         let text = to_text(&status(vec![]));
         assert!(
             text.contains(
-                "NODE  ADDRESS         STATUS  MASTER\nn1    127.0.0.1:7001  up      yes\n"
+                "NODE  ADDRESS         STATUS  MASTER  VERSION  UPTIME\nn1    127.0.0.1:7001  up      yes     0.1.0    1m 30s\n"
             ),
             "{text}"
         );

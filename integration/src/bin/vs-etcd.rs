@@ -56,6 +56,15 @@ struct Args {
     /// default: one per core).
     #[arg(long)]
     node_threads: Option<std::num::NonZeroUsize>,
+    /// Instead of etcd against dike-rs, dike-rs without metrics against
+    /// dike-rs with them: every node with `--http` (so it records its
+    /// metrics) and `/metrics` of every node scraped every
+    /// `--scrape-every` seconds during the run.
+    #[arg(long)]
+    metrics_ab: bool,
+    /// Seconds between scrapes with `--metrics-ab`.
+    #[arg(long, default_value_t = 1)]
+    scrape_every: u64,
 }
 
 /// One measured run.
@@ -145,7 +154,28 @@ async fn run_etcd(args: &Args, clients: usize) -> Run {
     }
 }
 
-async fn run_dike(args: &Args, clients: usize) -> Run {
+/// `GET /metrics` of `addr`: the body's length, or why not.
+async fn scrape(addr: std::net::SocketAddr) -> Result<usize, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&body);
+    if !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200") {
+        return Err(text.lines().next().unwrap_or("").to_owned());
+    }
+    if !text.contains("dike_requests_total{") {
+        return Err("no request counted: the node does not record".into());
+    }
+    Ok(body.len())
+}
+
+async fn run_dike(args: &Args, clients: usize, metrics: bool) -> Run {
     let threads = args.node_threads.map(|n| n.to_string());
     let node_args: Vec<&str> = match &threads {
         Some(n) => vec!["--worker-threads", n],
@@ -158,6 +188,7 @@ async fn run_dike(args: &Args, clients: usize) -> Run {
         .group_size(5)
         .log_filter("warn")
         .node_args(&node_args)
+        .http(metrics)
         .start();
     let client = Client::connect_with(&cluster, Duration::from_secs(10)).await;
     client
@@ -179,6 +210,33 @@ async fn run_dike(args: &Args, clients: usize) -> Run {
         leaders_per_node(&client, args.groups).await
     );
     let pids: Vec<u32> = (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect();
+    let https: Vec<std::net::SocketAddr> = (0..cluster.len())
+        .filter_map(|i| cluster.http_addr(i))
+        .collect();
+    let every = Duration::from_secs(args.scrape_every.max(1));
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let scraper = tokio::spawn(async move {
+        let (mut scrapes, mut failed) = (0u64, Vec::new());
+        if https.is_empty() {
+            return (scrapes, failed);
+        }
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stopped => return (scrapes, failed),
+            }
+            for a in &https {
+                match scrape(*a).await {
+                    Ok(_) => scrapes += 1,
+                    Err(e) => failed.push(format!("{a}: {e}")),
+                }
+            }
+            if failed.len() > 10 {
+                return (scrapes, failed);
+            }
+        }
+    });
     let node = client.node().clone();
     let (groups, size) = (args.groups, args.value_size);
     let (load, server_cpu, loadgen_cpu) = measured(args, &pids, |d| {
@@ -196,10 +254,20 @@ async fn run_dike(args: &Args, clients: usize) -> Run {
         }))
     })
     .await;
+    let _ = stop.send(());
+    if let Ok((scrapes, failed)) = scraper.await {
+        if metrics {
+            eprintln!("dike-rs +metrics: {scrapes} scrapes, failed: {failed:?}");
+        }
+    }
     client.stop().await;
     drop(cluster);
     Run {
-        system: "dike-rs",
+        system: if metrics {
+            "dike-rs +metrics"
+        } else {
+            "dike-rs"
+        },
         load,
         server_cpu,
         loadgen_cpu,
@@ -241,18 +309,20 @@ async fn main() {
                 [false, true]
             };
             for etcd in pair {
-                let skip = match args.only.as_deref() {
-                    Some("etcd") => !etcd,
-                    Some("dike") => etcd,
-                    _ => false,
-                };
+                let skip = !args.metrics_ab
+                    && match args.only.as_deref() {
+                        Some("etcd") => !etcd,
+                        Some("dike") => etcd,
+                        _ => false,
+                    };
                 if skip {
                     continue;
                 }
-                let run = if etcd {
-                    run_etcd(&args, c).await
-                } else {
-                    run_dike(&args, c).await
+                let run = match (etcd, args.metrics_ab) {
+                    // In an A/B of metrics, "etcd" is the run with them.
+                    (first, true) => run_dike(&args, c, first).await,
+                    (true, false) => run_etcd(&args, c).await,
+                    (false, false) => run_dike(&args, c, false).await,
                 };
                 if args.json {
                     println!("{}", serde_json::to_string(&run).expect("a run serializes"));
