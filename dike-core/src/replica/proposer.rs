@@ -75,6 +75,12 @@ pub(crate) struct LeaderState {
     pub preferred_retry_at: u64,
     /// Hand-backs to the preferred leader that gave up, for the backoff.
     pub preferred_failures: u32,
+    /// The preferred leader was silent for an election timeout during this
+    /// leadership (a failover, a partition): only then is leadership handed
+    /// back, never after an operator moved it away from a live one.
+    pub preferred_missed: bool,
+    /// The tick this leadership began.
+    pub since: u64,
 }
 
 impl LeaderState {
@@ -309,6 +315,8 @@ impl<M: StateMachine> Replica<M> {
             preferred_since: None,
             preferred_retry_at: 0,
             preferred_failures: 0,
+            preferred_missed: false,
+            since: self.now,
         }));
         for slot in self.commit + 1..=last {
             let entry = values.remove(&slot).map_or(Entry::Noop, |v| v.entry);

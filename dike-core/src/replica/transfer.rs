@@ -18,9 +18,12 @@
 //!
 //! Preferred leaders: placement makes a group's first voter its preferred
 //! leader. That voter acknowledges every heartbeat of another leader, so
-//! the leader knows whether it is up and caught up; once it has been both
-//! for `preferred_leader_after_ticks` in a row, the leader hands leadership
-//! back to it (with a doubling wait after each attempt that gave up).
+//! the leader knows whether it is up and caught up. A leader that has seen
+//! it silent for an election timeout (it failed over from it, or it was cut
+//! off) hands leadership back once it has been heard from and caught up
+//! for `preferred_leader_after_ticks` in a row (with a doubling wait after
+//! each attempt that gave up). A leader that never missed it (an operator
+//! moved leadership away from a live preferred leader) keeps leading.
 
 use super::{Replica, Role};
 use crate::ids::{Ballot, MemberId, NodeId, Slot};
@@ -228,7 +231,8 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Starts a transfer to the group's first voter once it has been heard
-    /// from and caught up for `preferred_leader_after_ticks` in a row.
+    /// from and caught up for `preferred_leader_after_ticks` in a row, if
+    /// this leader saw it silent for an election timeout before.
     fn hand_back_to_preferred(&mut self) {
         let after = self.opts.preferred_leader_after_ticks;
         let Some(&preferred) = self.config.voters.first() else {
@@ -243,6 +247,13 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
+        let last_heard = l.heard_at.get(&preferred).copied().unwrap_or(l.since);
+        if now >= last_heard + self.opts.election_ticks.max(1) {
+            l.preferred_missed = true;
+        }
+        if !l.preferred_missed {
+            return;
+        }
         let heard = l
             .heard_at
             .get(&preferred)

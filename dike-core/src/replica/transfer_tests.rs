@@ -285,6 +285,7 @@ fn leadership_goes_back_to_the_preferred_voter_once_it_has_been_caught_up_for_a_
         add(&mut c, interim, client, 2);
         c.run_until_quiet();
     }
+    ticks(&mut c, opts().election_ticks as usize);
     c.restart(0).expect("restart");
     c.run_until_quiet();
     // Caught up at once, yet not handed back before it has stayed so.
@@ -299,6 +300,22 @@ fn leadership_goes_back_to_the_preferred_voter_once_it_has_been_caught_up_for_a_
     assert_eq!(value(&mut c, 0), 6);
     ticks(&mut c, 5 * after);
     assert_eq!(c.leader(), Some(0), "and keeps leading: no flapping");
+}
+
+#[test]
+fn leadership_moved_away_from_a_live_preferred_voter_stays_where_it_was_moved() {
+    let mut c = cluster(3);
+    c.replica(0)
+        .transfer_leadership(m(2))
+        .expect("transfer starts");
+    c.run_until_quiet();
+    assert_eq!(c.leader(), Some(2));
+    ticks(&mut c, 10 * opts().preferred_leader_after_ticks as usize);
+    assert_eq!(
+        c.leader(),
+        Some(2),
+        "no hand-back: the preferred never failed"
+    );
 }
 
 #[test]
