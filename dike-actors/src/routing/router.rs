@@ -637,6 +637,20 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_transfer_ends_the_request_as_rejected() {
+        let me = MemberId::new(1, 1);
+        let refused = Some(Err(ReplyError::Transfer(
+            "n3.1 is not a voter of the group".into(),
+        )));
+        assert_eq!(
+            classify(me, "n1", refused),
+            Next::Fail(DikeError::Rejected(
+                "n3.1 is not a voter of the group".into()
+            ))
+        );
+    }
+
+    #[test]
     fn retry_reasons_name_the_node_not_its_internal_id() {
         let me = MemberId::new(626_980_046_172_116_160, 1);
         let not_leader = Some(Err(ReplyError::Request(RequestError::NotLeader {
