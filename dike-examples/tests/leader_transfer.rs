@@ -51,8 +51,10 @@ impl Cluster {
         c
     }
 
+    /// Every node: a stopped one is skipped.
     fn via(&self) -> String {
-        self.addrs[0].to_string()
+        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        addrs.join(",")
     }
 
     fn dike(&self, args: &[&str]) -> Output {
