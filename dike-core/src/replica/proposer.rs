@@ -79,8 +79,13 @@ pub(crate) struct LeaderState {
     /// leadership (a failover, a partition): only then is leadership handed
     /// back, never after an operator moved it away from a live one.
     pub preferred_missed: bool,
-    /// The tick this leadership began.
+    /// The tick this leadership began, or last woke from hibernation:
+    /// members are not heard from while the group sleeps, so silence
+    /// counts only from here.
     pub since: u64,
+    /// The leader was seen asleep since it last checked on the preferred
+    /// leader (`since` moves when it wakes).
+    pub slept: bool,
 }
 
 impl LeaderState {
@@ -106,6 +111,13 @@ impl LeaderState {
     /// The last slot this leader proposed (or settled in phase 1).
     pub(crate) fn last_proposed(&self) -> Slot {
         self.next_slot - 1
+    }
+
+    /// Whether a hand-back to the preferred leader is coming (it is back
+    /// and caught up, and no backoff holds it): the group stays awake for
+    /// it, so an idle group sleeps under its preferred leader.
+    pub(crate) fn hand_back_due(&self, now: u64) -> bool {
+        self.preferred_since.is_some() && now >= self.preferred_retry_at
     }
 
     /// Notes that `m` answered in this ballot.
@@ -317,6 +329,7 @@ impl<M: StateMachine> Replica<M> {
             preferred_failures: 0,
             preferred_missed: false,
             since: self.now,
+            slept: false,
         }));
         for slot in self.commit + 1..=last {
             let entry = values.remove(&slot).map_or(Entry::Noop, |v| v.entry);
@@ -517,7 +530,8 @@ impl<M: StateMachine> Replica<M> {
             && l.queue.is_empty()
             && l.reads.is_empty()
             && l.stop.is_none()
-            && l.transfer.is_none();
+            && l.transfer.is_none()
+            && !l.hand_back_due(self.now);
         if !idle {
             l.idle_since = self.now;
             l.asleep = false;

@@ -247,7 +247,20 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        let last_heard = l.heard_at.get(&preferred).copied().unwrap_or(l.since);
+        if l.asleep {
+            l.slept = true;
+            l.preferred_since = None;
+            return;
+        }
+        if std::mem::take(&mut l.slept) {
+            l.since = now;
+        }
+        let last_heard = l
+            .heard_at
+            .get(&preferred)
+            .copied()
+            .unwrap_or(0)
+            .max(l.since);
         if now >= last_heard + self.opts.election_ticks.max(1) {
             l.preferred_missed = true;
         }

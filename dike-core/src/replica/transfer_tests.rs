@@ -332,3 +332,24 @@ fn no_hand_back_while_the_preferred_voter_is_down() {
     assert_eq!(c.leader(), Some(interim));
     assert_eq!(c.replica(interim).transfer_target(), None);
 }
+
+#[test]
+fn a_hibernating_group_led_away_from_its_live_preferred_voter_does_not_hand_back_on_waking() {
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
+    let mut c = LocalCluster::with_spares(3, 1, o, machine);
+    assert_eq!(c.elect(0), Some(0));
+    c.replica(0)
+        .transfer_leadership(m(2))
+        .expect("transfer starts");
+    c.run_until_quiet();
+    assert_eq!(c.leader(), Some(2));
+    ticks(&mut c, 100);
+    assert!(!c.replica(2).wants_ticks(), "the group sleeps");
+    add(&mut c, 2, 5, 1);
+    c.run_until_quiet();
+    ticks(&mut c, 10 * opts().preferred_leader_after_ticks as usize);
+    assert_eq!(c.leader(), Some(2), "silence while asleep is no failover");
+}
