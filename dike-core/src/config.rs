@@ -79,6 +79,12 @@ pub struct ReplicaOptions {
     /// when the runtime reports the leader's node down (`node_down`).
     /// 0 disables hibernation.
     pub hibernate_after_ticks: u64,
+    /// A leader that is not its group's preferred leader (the first voter)
+    /// hands leadership to it once it has been heard from and caught up for
+    /// this many ticks in a row (so a voter that comes and goes does not
+    /// make leadership flap). 0 disables the hand-back.
+    #[serde(default)]
+    pub preferred_leader_after_ticks: u64,
 }
 
 impl Default for ReplicaOptions {
@@ -95,6 +101,7 @@ impl Default for ReplicaOptions {
             max_queued: 1 << 16,
             max_learner_lag: 64,
             hibernate_after_ticks: 20,
+            preferred_leader_after_ticks: 10,
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::entry::Command;
 use crate::ids::{MemberId, NodeId};
 use crate::message::Envelope;
 use crate::ready::{AppliedSlot, Response};
-use crate::replica::{Bugs, ConfigChange, ReconfigError, RecoverError, Replica};
+use crate::replica::{Bugs, ConfigChange, ReconfigError, RecoverError, Replica, TransferError};
 use crate::server::{Effect, StateMachine};
 use crate::storage::{Recovered, Storage, StorageError, Write};
 use std::collections::{BTreeMap, VecDeque};
@@ -286,6 +286,18 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
     /// `Response` for `RequestId::Reconfig(id)`.
     pub fn propose_change(&mut self, id: u64, change: ConfigChange) -> Result<(), ReconfigError> {
         self.replica.propose_change(id, change)
+    }
+
+    /// Hands leadership to voter `to` (leader only; see
+    /// `Replica::transfer_leadership`).
+    pub fn transfer_leadership(&mut self, to: MemberId) -> Result<(), TransferError> {
+        self.replica.transfer_leadership(to)
+    }
+
+    /// Marks the replica as about to stop: it takes no leadership handed
+    /// over (`Replica::set_leaving`).
+    pub fn set_leaving(&mut self, leaving: bool) {
+        self.replica.set_leaving(leaving);
     }
 
     /// How many batches of writes are in flight.

@@ -99,6 +99,15 @@ pub enum Message {
         /// The sender's snapshot slot.
         upto: Slot,
     },
+    /// Leadership transfer: the leader of `ballot`, which has seen the
+    /// receiver accept everything it proposed, asks it to start an election
+    /// at once (an ordinary phase 1 with a ballot above every one it has
+    /// seen). Acted on only while the receiver has promised nothing above
+    /// `ballot`, so a stale or duplicated one is harmless.
+    TimeoutNow {
+        /// The sending leader's ballot.
+        ballot: Ballot,
+    },
 }
 
 impl Message {
@@ -116,6 +125,7 @@ impl Message {
             Message::Chosen { .. } => "Chosen",
             Message::InstallSnapshot { .. } => "InstallSnapshot",
             Message::Compacted { .. } => "Compacted",
+            Message::TimeoutNow { .. } => "TimeoutNow",
         }
     }
 }

@@ -18,13 +18,14 @@ fn check(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) {
     match run_many(first, count * scale(), make) {
         Ok((n, total)) => eprintln!(
             "{n} schedules passed: {} ops, {} slots, {} crashes, {} partitions, {} leader changes, \
-             {} membership changes, {}/{} messages dropped",
+             {} membership changes, {} leadership transfers, {}/{} messages dropped",
             total.ops,
             total.slots,
             total.crashes,
             total.partitions,
             total.elections,
             total.changes,
+            total.transfers,
             total.messages.1,
             total.messages.0
         ),
@@ -200,6 +201,23 @@ fn the_checks_catch_two_membership_changes_in_flight() {
         },
         membership_per_10k: 400,
         ..SimConfig::membership(s, 3)
+    });
+    eprintln!("caught: {reason}");
+}
+
+/// Safety must rest on the ballot rules alone: a transfer target that
+/// campaigns in the old leader's ballot (instead of a fresh, higher one of
+/// its own) makes two leaders propose in one ballot once the old leader
+/// gives the transfer up and resumes.
+#[test]
+fn the_checks_catch_a_transfer_target_reusing_the_old_leaders_ballot() {
+    let reason = some_seed_fails(400, |s| SimConfig {
+        bugs: Bugs {
+            transfer_reuses_ballot: true,
+            ..Bugs::default()
+        },
+        transfer_per_10k: 200,
+        ..SimConfig::faulty(s, 3)
     });
     eprintln!("caught: {reason}");
 }

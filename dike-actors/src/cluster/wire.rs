@@ -81,6 +81,12 @@ pub enum ReplicaMsg {
     /// goes back through this node's transport
     /// ([`crate::cluster::transport::TransportMsg::Reply`]).
     Forwarded(u64, u64, Vec<u8>),
+    /// The node is stopping: the replica takes no leadership handed over
+    /// from now on and, if it leads, hands leadership to the most advanced
+    /// voter on one of the live nodes named (an encoded `Vec<u64>` of node
+    /// ids). The reply is the encoded `Option<MemberId>` it hands over to.
+    #[rpc]
+    HandOver(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// A client request as it travels to a replica.
@@ -96,6 +102,10 @@ pub enum ClientRequest {
     /// The group's configuration as its leader knows it (leader only); the
     /// reply is the encoded [`dike_core::Config`].
     Membership,
+    /// Hand leadership to this voter (leader only). The reply, the encoded
+    /// target, means the transfer started (or the target leads already);
+    /// whether it succeeded shows as the target leading.
+    Transfer(MemberId),
 }
 
 /// Why a replica did not answer a request with a reply.
@@ -107,6 +117,8 @@ pub enum ReplyError {
     Malformed(String),
     /// The leader refused a membership change (why).
     Reconfig(String),
+    /// The leader refused a leadership transfer (why).
+    Transfer(String),
 }
 
 /// A replica's answer to a [`ClientRequest`]: the encoded reply or why not.

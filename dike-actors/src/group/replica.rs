@@ -19,7 +19,7 @@ use crate::group::driver::{DynMachine, ReplicaDriver};
 use crate::node::context::NodeContext;
 use crate::node::metrics::{Mailbox, NodeMetrics};
 use crate::storage::provider::Notifier;
-use dike_core::replica::ReconfigError;
+use dike_core::replica::{ReconfigError, TransferError};
 use dike_core::{
     codec, Config, DriverError, GroupContext, GroupDriver, MemberId, Message, Output, RequestError,
     RequestId, Response, Start, StateMachine,
@@ -257,6 +257,33 @@ impl Actor for ReplicaActor {
                     state.drive()?;
                 }
             }
+            ReplicaMsg::HandOver(live, port) => {
+                let live: Vec<u64> = codec::decode("live nodes", &live).unwrap_or_default();
+                state.driver.set_leaving(true);
+                let target = state
+                    .driver
+                    .replica()
+                    .hand_over_target(|n| live.contains(&n.0));
+                let started = match target {
+                    Some(to) => match state.driver.transfer_leadership(to) {
+                        Ok(()) => Some(to),
+                        Err(e) => {
+                            tracing::info!(group = %state.group, %to, "no hand-over: {e}");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                if started.is_some() {
+                    state.drive()?;
+                }
+                match codec::encode("hand-over target", &started) {
+                    Ok(bytes) => {
+                        let _ = port.send(bytes);
+                    }
+                    Err(e) => tracing::warn!("cannot encode a hand-over answer: {e}"),
+                }
+            }
             ReplicaMsg::Status(with_digest, port) => {
                 let r = state.driver.replica();
                 let status = ReplicaStatus {
@@ -338,6 +365,23 @@ impl ReplicaState {
                     }
                     Err(e) => self.reply(port, Err(ReplyError::Reconfig(e.to_string()))),
                 }
+            }
+            Ok(ClientRequest::Transfer(to)) => {
+                let r = self.driver.replica();
+                let answer = if r.is_leader() && r.id() == to {
+                    Ok(())
+                } else {
+                    self.driver.transfer_leadership(to)
+                };
+                let answer = match answer {
+                    Ok(()) => codec::encode("transfer target", &to)
+                        .map_err(|e| ReplyError::Request(RequestError::Application(e.to_string()))),
+                    Err(TransferError::NotLeader { leader }) => {
+                        Err(ReplyError::Request(RequestError::NotLeader { leader }))
+                    }
+                    Err(e) => Err(ReplyError::Transfer(e.to_string())),
+                };
+                self.reply(port, answer);
             }
             Ok(ClientRequest::Membership) => {
                 let r = self.driver.replica();

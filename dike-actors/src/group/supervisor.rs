@@ -39,6 +39,8 @@ pub enum GroupSupMsg {
     NodeDown(dike_core::NodeId),
     /// The replica actor of a group, if running here.
     Replica(String, RpcReplyPort<Option<ActorRef<ReplicaMsg>>>),
+    /// Every replica actor assigned here, by group.
+    Replicas(RpcReplyPort<Vec<(String, ActorRef<ReplicaMsg>)>>),
     /// The linger of the replica actor with this id is over: stop it,
     /// unless it was assigned here again meanwhile.
     LingerOver(ActorId),
@@ -174,6 +176,14 @@ impl Actor for GroupSupervisor {
             }
             GroupSupMsg::Replica(group, port) => {
                 let _ = port.send(state.children.get(&group).map(|c| c.actor.clone()));
+            }
+            GroupSupMsg::Replicas(port) => {
+                let all = state
+                    .children
+                    .iter()
+                    .map(|(g, c)| (g.clone(), c.actor.clone()))
+                    .collect();
+                let _ = port.send(all);
             }
             GroupSupMsg::LingerOver(id) => {
                 if let Some(s) = state.stopping.get_mut(&id).filter(|s| s.lingering) {

@@ -17,10 +17,13 @@ pub mod config;
 pub mod context;
 pub mod data_dir;
 pub mod discover;
+mod handover;
 pub mod http;
 pub mod metrics;
 pub mod page;
 pub mod status;
+
+pub use handover::HandOverReport;
 
 use crate::cluster::transport::spawn_transport;
 use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};

@@ -61,6 +61,16 @@ pub enum DispatcherMsg {
     },
     /// A request to the master group.
     Master(MasterRequest, RpcReplyPort<Result<MasterReply, DikeError>>),
+    /// Asks `group`'s leader to hand leadership to `to`; answered once the
+    /// leader started the transfer (or refused it).
+    Transfer {
+        /// The group.
+        group: String,
+        /// The voter that is to lead.
+        to: dike_core::MemberId,
+        /// Where the answer goes.
+        reply: RpcReplyPort<Result<(), DikeError>>,
+    },
     /// The cached routing table.
     RoutingTable(RpcReplyPort<Arc<RoutingTable>>),
     /// A routing table learnt elsewhere (another node's cached one): kept
@@ -166,6 +176,16 @@ impl Actor for Dispatcher {
                             tracing::warn!("cast to {group} failed: {e}");
                         }
                         drop(in_flight);
+                    }
+                    .instrument(span),
+                );
+            }
+            DispatcherMsg::Transfer { group, to, reply } => {
+                let router = state.router.clone();
+                let span = tracing::info_span!("transfer", %group, %to);
+                tokio::spawn(
+                    async move {
+                        let _ = reply.send(router.transfer(&group, to).await);
                     }
                     .instrument(span),
                 );

@@ -95,7 +95,9 @@ pub fn classify(target: MemberId, name: &str, answer: Option<ClientReply>) -> Ne
         None => Next::NoAnswer,
         Some(Ok(bytes)) => Next::Reply(bytes),
         Some(Err(ReplyError::Malformed(m))) => Next::Fail(DikeError::Decode(m)),
-        Some(Err(ReplyError::Reconfig(e))) => Next::Fail(DikeError::Rejected(e)),
+        Some(Err(ReplyError::Reconfig(e) | ReplyError::Transfer(e))) => {
+            Next::Fail(DikeError::Rejected(e))
+        }
         Some(Err(ReplyError::Request(e))) => match e {
             RequestError::NotLeader {
                 leader: Some(l), ..
@@ -326,17 +328,31 @@ impl Router {
         group: &str,
         request: ClientRequest,
     ) -> Result<Config, DikeError> {
+        let reply = self.to_leader(group, &request).await?;
+        Ok(codec::decode("configuration", &reply)?)
+    }
+
+    /// Asks `group`'s leader to hand leadership to `to`, following hints,
+    /// within the request timeout. `Ok` means the transfer started (or `to`
+    /// leads already), not that it succeeded.
+    pub async fn transfer(&self, group: &str, to: MemberId) -> Result<(), DikeError> {
+        let reply = self.to_leader(group, &ClientRequest::Transfer(to)).await?;
+        let _: MemberId = codec::decode("transfer target", &reply)?;
+        Ok(())
+    }
+
+    /// Sends a request that only the leader answers (no session: it is
+    /// not a command of the log) to `group`'s leader, following hints.
+    async fn to_leader(&self, group: &str, request: &ClientRequest) -> Result<Vec<u8>, DikeError> {
         let voters = self
             .voters(group)
             .ok_or_else(|| DikeError::UnknownGroup(group.to_owned()))?;
         let timeout = self.ctx.config.request_timeout;
         let deadline = Instant::now() + timeout;
-        let bytes = codec::encode("membership request", &request)?;
-        let reply = self
-            .attempts(group, &voters, &bytes, deadline)
+        let bytes = codec::encode("leader request", request)?;
+        self.attempts(group, &voters, &bytes, deadline)
             .await
-            .map_err(|(last, quorum)| gave_up(group, timeout, last, quorum))??;
-        Ok(codec::decode("configuration", &reply)?)
+            .map_err(|(last, quorum)| gave_up(group, timeout, last, quorum))?
     }
 
     /// Sends to `voters` of `group`: the retry loop with the session.
@@ -631,6 +647,20 @@ mod tests {
             Next::Fail(DikeError::Application("boom".into()))
         );
         assert_eq!(classify(me, "n1", Some(Ok(vec![1]))), Next::Reply(vec![1]));
+    }
+
+    #[test]
+    fn a_refused_transfer_ends_the_request_as_rejected() {
+        let me = MemberId::new(1, 1);
+        let refused = Some(Err(ReplyError::Transfer(
+            "n3.1 is not a voter of the group".into(),
+        )));
+        assert_eq!(
+            classify(me, "n1", refused),
+            Next::Fail(DikeError::Rejected(
+                "n3.1 is not a voter of the group".into()
+            ))
+        );
     }
 
     #[test]

@@ -176,8 +176,13 @@ impl<M: StateMachine> Replica<M> {
         self.learn_commit(from, ballot, commit);
         self.hibernating = hibernate && self.leader == Some(ballot.leader);
         // Voters answer read rounds and hibernation requests (with their
-        // commit index); learners always report progress.
-        if read_round > 0 || hibernate || !self.config.is_voter(self.id) {
+        // commit index); learners always report progress, and so does the
+        // preferred leader while another leads (see `transfer`).
+        if read_round > 0
+            || hibernate
+            || !self.config.is_voter(self.id)
+            || self.is_preferred_follower(ballot.leader)
+        {
             self.ack_heartbeat(from, ballot, read_round);
         }
     }

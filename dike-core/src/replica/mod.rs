@@ -16,13 +16,16 @@
 //!
 //! The code is split by role: `acceptor` (phase 1b/2b), `proposer`
 //! (candidate and leader: phase 1a/2a, batching, pipelining), `learner`
-//! (commit, apply, catch-up, snapshots) and `read` (read-index queries).
+//! (commit, apply, catch-up, snapshots), `read` (read-index queries),
+//! `reconfig` (membership changes) and `transfer` (leadership transfer and
+//! the hand-back to the preferred leader).
 
 mod acceptor;
 mod learner;
 mod proposer;
 mod read;
 mod reconfig;
+mod transfer;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::{Command, Entry};
@@ -38,6 +41,7 @@ use std::sync::Arc;
 
 pub(crate) use proposer::{CandidateState, LeaderState};
 pub use reconfig::{ConfigChange, ReconfigError};
+pub use transfer::TransferError;
 
 /// A log slot as this replica holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,7 +57,7 @@ pub(crate) struct LogEntry {
 pub(crate) enum Role {
     Follower,
     Candidate(CandidateState),
-    Leader(LeaderState),
+    Leader(Box<LeaderState>),
 }
 
 /// Deliberate protocol bugs, for proving that the simulator's checks bite.
@@ -79,6 +83,9 @@ pub struct Bugs {
     /// A new leader keeps every stop-sign it learns in phase 1, even one
     /// that a later slot of a higher ballot shows was never chosen.
     pub stop_sign_never_overtaken: bool,
+    /// The target of a leadership transfer campaigns in the old leader's
+    /// ballot instead of a fresh, higher one of its own.
+    pub transfer_reuses_ballot: bool,
 }
 
 /// Why a replica could not be recovered from storage.
@@ -126,6 +133,8 @@ pub struct Replica<M: StateMachine> {
     pub(crate) hibernating: bool,
     /// Re-applying the log at start-up: no role changes, no messages.
     pub(crate) recovering: bool,
+    /// About to stop: takes no leadership handed over (`set_leaving`).
+    pub(crate) leaving: bool,
 
     // Role and time.
     pub(crate) role: Role,
@@ -179,6 +188,7 @@ impl<M: StateMachine> Replica<M> {
             removed: false,
             hibernating: false,
             recovering: false,
+            leaving: false,
             role: Role::Follower,
             leader: None,
             now: 0,
@@ -402,7 +412,8 @@ impl<M: StateMachine> Replica<M> {
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
             || self.commit > self.commit_written
-            || matches!(&self.role, Role::Leader(l) if !l.queue.is_empty() || l.reads_unsent())
+            || matches!(&self.role, Role::Leader(l)
+                if (!l.queue.is_empty() && l.transfer.is_none()) || l.reads_unsent())
     }
 
     /// This replica's identity.
@@ -507,6 +518,7 @@ impl<M: StateMachine> Replica<M> {
             Message::Chosen { entries, commit } => self.on_chosen(from, entries, commit),
             Message::InstallSnapshot { snapshot } => self.on_install_snapshot(snapshot),
             Message::Compacted { upto } => self.on_compacted(from, upto),
+            Message::TimeoutNow { ballot } => self.on_timeout_now(from, ballot),
         }
     }
 
@@ -608,3 +620,5 @@ impl<M: StateMachine> Replica<M> {
 mod reconfig_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;

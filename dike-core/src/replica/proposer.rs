@@ -7,6 +7,7 @@
 //! highest ballot among a quorum of promises.
 
 use super::read::ReadIndex;
+use super::transfer::Transfer;
 use super::{Replica, Role};
 use crate::entry::{Batch, Command, Entry};
 use crate::ids::{Ballot, MemberId, Slot};
@@ -61,6 +62,30 @@ pub(crate) struct LeaderState {
     pub idle_since: u64,
     /// Hibernating: no heartbeats until something happens.
     pub asleep: bool,
+    /// The leadership transfer under way: no new slot is proposed until it
+    /// ends (see `transfer`).
+    pub transfer: Option<Transfer>,
+    /// The tick each member was last heard from in this ballot.
+    pub heard_at: BTreeMap<MemberId, u64>,
+    /// Since this tick the preferred leader has been heard from and caught
+    /// up without a break.
+    pub preferred_since: Option<u64>,
+    /// No hand-back to the preferred leader before this tick (after a
+    /// transfer that gave up).
+    pub preferred_retry_at: u64,
+    /// Hand-backs to the preferred leader that gave up, for the backoff.
+    pub preferred_failures: u32,
+    /// The preferred leader was silent for an election timeout during this
+    /// leadership (a failover, a partition): only then is leadership handed
+    /// back, never after an operator moved it away from a live one.
+    pub preferred_missed: bool,
+    /// The tick this leadership began, or last woke from hibernation:
+    /// members are not heard from while the group sleeps, so silence
+    /// counts only from here.
+    pub since: u64,
+    /// The leader was seen asleep since it last checked on the preferred
+    /// leader (`since` moves when it wakes).
+    pub slept: bool,
 }
 
 impl LeaderState {
@@ -74,6 +99,30 @@ impl LeaderState {
 impl LeaderState {
     pub(crate) fn reads_unsent(&self) -> bool {
         self.reads.has_unsent()
+    }
+
+    /// Whether `m` acknowledged every slot this leader has in flight and
+    /// some slot (or commit index) at or after `last`.
+    pub(crate) fn acked_everything(&self, m: MemberId, last: Slot) -> bool {
+        self.progress.get(&m).is_some_and(|s| *s >= last)
+            && self.in_flight.values().all(|p| p.acks.contains(&m))
+    }
+
+    /// The last slot this leader proposed (or settled in phase 1).
+    pub(crate) fn last_proposed(&self) -> Slot {
+        self.next_slot - 1
+    }
+
+    /// Whether a hand-back to the preferred leader is coming (it is back
+    /// and caught up, and no backoff holds it): the group stays awake for
+    /// it, so an idle group sleeps under its preferred leader.
+    pub(crate) fn hand_back_due(&self, now: u64) -> bool {
+        self.preferred_since.is_some() && now >= self.preferred_retry_at
+    }
+
+    /// Notes that `m` answered in this ballot.
+    pub(crate) fn heard(&mut self, m: MemberId, now: u64) {
+        self.heard_at.insert(m, now);
     }
 }
 
@@ -105,7 +154,13 @@ impl<M: StateMachine> Replica<M> {
             }
             return;
         }
-        self.max_round_seen = round;
+        self.campaign_in(ballot);
+    }
+
+    /// Campaigns in `ballot` (above every ballot this replica promised,
+    /// except with the deliberate bug `transfer_reuses_ballot`).
+    pub(super) fn campaign_in(&mut self, ballot: Ballot) {
+        self.max_round_seen = self.max_round_seen.max(ballot.round);
         if matches!(self.role, Role::Leader(_)) {
             self.step_down(None);
         }
@@ -254,7 +309,7 @@ impl<M: StateMachine> Replica<M> {
             .max(self.commit);
         tracing::debug!(member = %self.id, %ballot, from = self.commit + 1, last, "elected leader");
         self.leader = Some(self.id);
-        self.role = Role::Leader(LeaderState {
+        self.role = Role::Leader(Box::new(LeaderState {
             ballot,
             next_slot: last + 1,
             in_flight: BTreeMap::new(),
@@ -267,7 +322,15 @@ impl<M: StateMachine> Replica<M> {
             commit_acks: BTreeMap::new(),
             idle_since: self.now,
             asleep: false,
-        });
+            transfer: None,
+            heard_at: BTreeMap::new(),
+            preferred_since: None,
+            preferred_retry_at: 0,
+            preferred_failures: 0,
+            preferred_missed: false,
+            since: self.now,
+            slept: false,
+        }));
         for slot in self.commit + 1..=last {
             let entry = values.remove(&slot).map_or(Entry::Noop, |v| v.entry);
             self.propose_entry(slot, entry);
@@ -322,6 +385,7 @@ impl<M: StateMachine> Replica<M> {
                 return;
             };
             if l.stop.is_some()
+                || l.transfer.is_some()
                 || l.queue.is_empty()
                 || l.in_flight.len() as u64 >= self.opts.window
             {
@@ -341,6 +405,11 @@ impl<M: StateMachine> Replica<M> {
     }
 
     pub(super) fn on_accepted(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
+        self.count_accepted(from, ballot, slot);
+        self.on_member_progress(from, ballot);
+    }
+
+    fn count_accepted(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
         let quorum = self.config.quorum();
         let counts = self.config.is_voter(from) || self.bugs.count_non_voters;
         let Role::Leader(l) = &mut self.role else {
@@ -349,6 +418,7 @@ impl<M: StateMachine> Replica<M> {
         if l.ballot != ballot {
             return;
         }
+        l.heard(from, self.now);
         let seen = l.progress.entry(from).or_insert(0);
         *seen = (*seen).max(slot);
         if !counts {
@@ -448,6 +518,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     pub(super) fn leader_tick(&mut self) {
+        self.transfer_tick();
         let commit = self.commit;
         let Role::Leader(l) = &mut self.role else {
             return;
@@ -455,8 +526,12 @@ impl<M: StateMachine> Replica<M> {
         if self.now < l.last_heartbeat + self.opts.heartbeat_ticks {
             return;
         }
-        let idle =
-            l.in_flight.is_empty() && l.queue.is_empty() && l.reads.is_empty() && l.stop.is_none();
+        let idle = l.in_flight.is_empty()
+            && l.queue.is_empty()
+            && l.reads.is_empty()
+            && l.stop.is_none()
+            && l.transfer.is_none()
+            && !l.hand_back_due(self.now);
         if !idle {
             l.idle_since = self.now;
             l.asleep = false;
@@ -516,7 +591,14 @@ impl<M: StateMachine> Replica<M> {
         }
         l.last_heartbeat = self.now;
         let ballot = l.ballot;
-        let read_round = l.reads.start_round();
+        // During a transfer every member reports its commit index, so the
+        // leader sees when the target holds everything (in an idle group
+        // too, where no `Accepted` would tell).
+        let read_round = if l.transfer.is_some() {
+            l.reads.probe_round()
+        } else {
+            l.reads.start_round()
+        };
         let members: Vec<MemberId> = self
             .config
             .all_members()

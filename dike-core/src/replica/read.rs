@@ -52,6 +52,19 @@ impl ReadIndex {
         }
     }
 
+    /// A round for a heartbeat that asks every member for its commit index:
+    /// the round queries wait for, if any, else a fresh one. A round with no
+    /// query waiting confirms nothing but later queries' rounds would.
+    pub(crate) fn probe_round(&mut self) -> u64 {
+        match self.start_round() {
+            0 => {
+                self.last_round += 1;
+                self.last_round
+            }
+            r => r,
+        }
+    }
+
     /// The highest round acknowledged by a quorum of `voters`.
     fn confirmed(&self, voters: &[MemberId], quorum: usize) -> u64 {
         let mut rounds: Vec<u64> = voters
@@ -106,6 +119,7 @@ impl<M: StateMachine> Replica<M> {
         if l.ballot != ballot {
             return;
         }
+        l.heard(from, self.now);
         let seen = l.progress.entry(from).or_insert(0);
         *seen = (*seen).max(commit);
         let acked = l.commit_acks.entry(from).or_insert(0);
@@ -113,6 +127,7 @@ impl<M: StateMachine> Replica<M> {
         let a = l.reads.acks.entry(from).or_insert(0);
         *a = (*a).max(round);
         self.serve_reads();
+        self.on_member_progress(from, ballot);
     }
 
     /// Answers every confirmed query whose read index is applied.

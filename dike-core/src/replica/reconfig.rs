@@ -73,6 +73,12 @@ pub enum ReconfigError {
     /// The change would leave the group without voters.
     #[error("the group would be left without voters")]
     NoVoters,
+    /// The leader is handing leadership over; ask the next leader.
+    #[error("leadership is being handed to {to}; retry at the next leader")]
+    TransferInProgress {
+        /// The transfer's target.
+        to: MemberId,
+    },
 }
 
 impl ConfigChange {
@@ -151,6 +157,9 @@ impl<M: StateMachine> Replica<M> {
         };
         if l.stop.is_some() && !concurrent_ok {
             return Err(ReconfigError::InProgress);
+        }
+        if let Some(t) = &l.transfer {
+            return Err(ReconfigError::TransferInProgress { to: t.to });
         }
         let next = change.apply_to(&self.config)?;
         if let Some(m) = change.promoted() {

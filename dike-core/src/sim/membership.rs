@@ -166,6 +166,35 @@ impl Simulation {
         }
     }
 
+    /// Asks the leader to hand leadership to a random voter of the latest
+    /// configuration, whatever its state (down, lagging, cut off); one time
+    /// in ten to any node at all, which the leader must refuse unless it is
+    /// a voter.
+    pub(super) fn transfer_leadership(&mut self) {
+        let Some(li) = self
+            .nodes
+            .iter()
+            .position(|n| n.replica().is_some_and(|r| r.is_leader()))
+        else {
+            return;
+        };
+        let config = self.latest_config();
+        let to = if self.rng.chance(90) && !config.voters.is_empty() {
+            config.voters[self.rng.below(config.voters.len() as u64) as usize]
+        } else {
+            self.nodes[self.rng.below(self.nodes.len() as u64) as usize].member
+        };
+        let Some(d) = self.nodes[li].driver.as_mut() else {
+            return;
+        };
+        let from = d.replica().id();
+        let result = d.transfer_leadership(to);
+        self.log(|| format!("TRANSFER {from} -> {to}: {result:?}"));
+        if result.is_ok() {
+            self.report.transfers += 1;
+        }
+    }
+
     /// After the heal: a node kept out that a late change made a member
     /// again comes back.
     pub(super) fn readmit(&mut self) {

@@ -164,6 +164,11 @@ pub struct SimConfig {
     /// Each node's tick period differs from the nominal one by up to this
     /// many steps (clock-rate skew between replicas).
     pub tick_skew: u64,
+    /// Chance per step (in 1/10000), while faults are on or clients still
+    /// run, that the operator asks the leader to hand leadership to a
+    /// random voter (dead, lagging or partitioned ones included; now and
+    /// then a non-voter or the leader itself, which must be refused).
+    pub transfer_per_10k: u64,
 }
 
 impl SimConfig {
@@ -201,6 +206,9 @@ impl SimConfig {
                 // Half the seeds hibernate idle periods (elections then rely
                 // on the simulated failure detector).
                 hibernate_after_ticks: if seed % 2 == 0 { 6 } else { 0 },
+                // After a failover, leadership goes back to the first voter
+                // by transfer once it is back and caught up.
+                preferred_leader_after_ticks: 6,
             },
             bugs: Bugs::default(),
             query_pct: 20,
@@ -220,6 +228,7 @@ impl SimConfig {
             slow_disk_per_10k: 20,
             pause_per_10k: 15,
             tick_skew: 3,
+            transfer_per_10k: 30,
         }
     }
 
@@ -286,6 +295,8 @@ pub struct SimReport {
     pub messages: (u64, u64),
     /// Membership changes the leader accepted.
     pub changes: u64,
+    /// Leadership transfers the leader started (on the operator's request).
+    pub transfers: u64,
     /// Configuration epoch at the end.
     pub epoch: u64,
     /// Steps until every operation completed.
@@ -586,6 +597,10 @@ impl Simulation {
         if self.now <= self.cfg.fault_steps {
             self.inject_faults();
         }
+        let running = self.now <= self.cfg.fault_steps || !self.clients.iter().all(Client::done);
+        if running && self.rng.below(10_000) < self.cfg.transfer_per_10k {
+            self.transfer_leadership();
+        }
         self.restart_due();
         for i in 0..self.nodes.len() {
             self.process_ready(i);
@@ -688,7 +703,9 @@ impl Simulation {
                 self.checker.on_accept_sent(*ballot, *slot, entry, boot);
                 *ballot
             }
-            Message::Prepare { ballot, .. } | Message::Heartbeat { ballot, .. } => *ballot,
+            Message::Prepare { ballot, .. }
+            | Message::Heartbeat { ballot, .. }
+            | Message::TimeoutNow { ballot } => *ballot,
             Message::Accepted { ballot, slot } => {
                 self.checker.on_accepted_sent(env.from, *ballot, *slot);
                 return;
@@ -1037,6 +1054,7 @@ pub fn run_many(
         total.messages.1 += r.messages.1;
         total.steps += r.steps;
         total.changes += r.changes;
+        total.transfers += r.transfers;
         total.epoch = total.epoch.max(r.epoch);
     }
     Ok((count, total))

@@ -112,6 +112,56 @@ pub async fn remove_group(client: &Client, group: &str, json: bool) -> Result<St
     Ok(format!("removed group {} ({})\n", g.name, g.kind))
 }
 
+/// `dike leader transfer`: hands leadership of `group` to its voter on
+/// node `node` and waits until that node leads.
+pub async fn transfer_leader(
+    client: &Client,
+    group: &str,
+    node: &str,
+    json: bool,
+) -> Result<String, CliError> {
+    let table = client.table().await?;
+    let g = table
+        .group(group)
+        .ok_or_else(|| CliError::NoSuchGroup(group.to_owned()))?;
+    let name_of = |m: &dike_core::MemberId| {
+        table
+            .node(m.node)
+            .map_or_else(|| m.to_string(), |n| n.name.clone())
+    };
+    let Some(target) = table.nodes.values().find(|n| n.name == node) else {
+        let known: Vec<&str> = table.nodes.values().map(|n| n.name.as_str()).collect();
+        return Err(CliError::NoSuchNode {
+            node: node.to_owned(),
+            known: known.join(", "),
+        });
+    };
+    let Some(&to) = g.config.voters.iter().find(|v| v.node == target.id) else {
+        let voters: Vec<String> = g.config.voters.iter().map(name_of).collect();
+        return Err(CliError::NotAVoter {
+            group: group.to_owned(),
+            node: node.to_owned(),
+            voters: voters.join(", "),
+        });
+    };
+    let before = leader_of(client, g).await;
+    client
+        .node()
+        .transfer_leadership(group, to, client.timeout())
+        .await?;
+    let previous = before.as_ref().map(name_of);
+    if json {
+        return json_line(&serde_json::json!({
+            "group": group, "leader": node, "previous": previous,
+        }));
+    }
+    Ok(match previous {
+        Some(p) if p == node => format!("{node} already leads {group}\n"),
+        Some(p) => format!("{node} leads {group} (was {p})\n"),
+        None => format!("{node} leads {group}\n"),
+    })
+}
+
 /// `dike routing-table`: text, or JSON with `json`.
 pub async fn routing_table(client: &Client, json: bool) -> Result<String, CliError> {
     let table = client.table().await?;

@@ -82,6 +82,9 @@ pub enum Command {
         /// The node, NAME@HOST:PORT (its --name and --listen).
         node: String,
     },
+    /// Leadership of a group.
+    #[command(subcommand)]
+    Leader(LeaderOp),
     /// Send a request through a group's log; the reply is printed as JSON.
     Request(RequestArgs),
     /// Send a command through a group's log without showing its reply
@@ -107,6 +110,25 @@ pub enum Output {
     Table,
     /// One JSON document.
     Json,
+}
+
+/// What `dike leader` does.
+#[derive(Subcommand, Debug)]
+pub enum LeaderOp {
+    /// Hand leadership of GROUP to its replica on NODE (a voter), and wait
+    /// until NODE leads; prints the new and the previous leader. Fails
+    /// (exit 8) if the group or node is unknown, (exit 7) if NODE hosts no
+    /// voter of GROUP or the leader refuses, and (exit 6) if NODE did not
+    /// take over within --timeout.
+    Transfer {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The group's name.
+        group: String,
+        /// The node that is to lead (its name).
+        node: String,
+    },
 }
 
 /// One key-value operation.

@@ -66,6 +66,11 @@ impl Client {
         &self.node
     }
 
+    /// How long the command may wait for the cluster (`--timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Runs `f` until it succeeds or the deadline passes, retrying only
     /// errors that may go away (no route yet, no leader yet). Only for
     /// requests that are safe to repeat: a command that timed out may have

@@ -50,6 +50,24 @@ pub enum CliError {
     /// The routing table has no such group.
     #[error("no group named {0:?}; list them with `dike routing-table`, create one with `dike add-group`")]
     NoSuchGroup(String),
+    /// The routing table has no node of that name.
+    #[error("no node named {node:?} in the routing table (nodes: {known}); list them with `dike status`")]
+    NoSuchNode {
+        /// The name asked for.
+        node: String,
+        /// The nodes the table has, by name.
+        known: String,
+    },
+    /// The node hosts no voter of the group.
+    #[error("node {node:?} hosts no voter of group {group:?} (its voters are on {voters})")]
+    NotAVoter {
+        /// The group.
+        group: String,
+        /// The node asked for.
+        node: String,
+        /// The nodes of the group's voters, by name.
+        voters: String,
+    },
     /// The key-value ring in the routing table is missing or broken (the
     /// message says which group to add).
     #[error("{0}")]
@@ -154,7 +172,10 @@ impl CliError {
                 DikeError::Application(_) | DikeError::Rejected(_) => exit::REFUSED,
                 _ => exit::OTHER,
             },
-            CliError::NoSuchGroup(_) | CliError::Ring(_) => exit::NOT_FOUND,
+            CliError::NoSuchGroup(_) | CliError::NoSuchNode { .. } | CliError::Ring(_) => {
+                exit::NOT_FOUND
+            }
+            CliError::NotAVoter { .. } => exit::REFUSED,
             CliError::Join(
                 JoinNodeError::Unreachable { .. } | JoinNodeError::UnknownNode { .. },
             ) => exit::UNREACHABLE,

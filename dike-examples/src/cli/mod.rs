@@ -47,6 +47,9 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::RoutingTable { via, json } => (via, Action::Table { json }),
         Command::Status { via } => (via, Action::Status),
         Command::Join { via, node } => (via, Action::Join { node }),
+        Command::Leader(args::LeaderOp::Transfer { via, group, node }) => {
+            (via, Action::LeaderTransfer { group, node })
+        }
         Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
         Command::Cast(args) => (args.via.clone(), Action::Cast(args)),
         Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
@@ -92,6 +95,10 @@ enum Action {
     Join {
         node: String,
     },
+    LeaderTransfer {
+        group: String,
+        node: String,
+    },
     Request(args::RequestArgs, Mode),
     Cast(args::RequestArgs),
     Kv(args::KvOp),
@@ -109,6 +116,9 @@ impl Action {
             Action::Table { json: asked } => admin::routing_table(client, json || asked).await,
             Action::Status => status::run(client, output).await,
             Action::Join { node } => admin::join(client, &node, json).await,
+            Action::LeaderTransfer { group, node } => {
+                admin::transfer_leader(client, &group, &node, json).await
+            }
             Action::Request(args, mode) => request::run(client, &args, mode).await,
             Action::Cast(args) => request::cast(client, &args, json).await,
             Action::Kv(op) => kv::run(client, op).await,

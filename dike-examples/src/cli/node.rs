@@ -1,10 +1,16 @@
 //! `dike node`: one node of a cluster hosting the example kinds, running
-//! until Ctrl-C or SIGTERM and then stopping its actors before it exits.
+//! until Ctrl-C or SIGTERM; then it hands every leadership it holds to
+//! another live voter (bounded wait) and stops its actors before it exits.
 
 use super::args::NodeArgs;
 use super::error::CliError;
 use super::kinds;
 use dike_actors::{DikeNode, MasterSpec, NodeConfig, NodeConfigBuilder};
+
+/// How long a stopping node waits, overall, for the leaderships it holds
+/// to move to other nodes (each takes about a round trip and a write when
+/// the target is caught up; one that gives up costs an election timeout).
+const HAND_OVER_WITHIN: std::time::Duration = std::time::Duration::from_millis(2500);
 
 /// Builds the node's configuration from its arguments (with a data dir,
 /// this locks and opens it).
@@ -90,7 +96,13 @@ pub async fn run(args: NodeArgs) -> Result<(), CliError> {
     tokio::select! {
         r = stop_signal() => {
             r?;
-            tracing::info!("stop signal received; stopping the node");
+            tracing::info!("stop signal received; handing leaderships over");
+            let report = node.hand_over_leaderships(HAND_OVER_WITHIN).await;
+            tracing::info!(
+                handed_over = report.handed_over.len(),
+                not_confirmed = report.not_confirmed.len(),
+                "leaderships handed over; stopping the node"
+            );
             node.stop().await;
             Ok(())
         }

@@ -1,0 +1,314 @@
+//! Leadership transfer between `dike node` processes: `dike leader
+//! transfer` moves a group's leader to the node asked for (and fails with
+//! the right exit code for an unknown group or node), and a node stopped
+//! with SIGTERM hands its leaderships over before it exits, so a client
+//! writing all along sees no failed write and loses none.
+
+mod common;
+
+use common::{free_addr, NodeChild};
+use dike_actors::{DikeNode, NodeConfig, NodeHandle};
+use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "leader-transfer-cookie";
+
+/// Three master nodes as `dike node` processes, killed when dropped.
+struct Cluster {
+    names: Vec<String>,
+    addrs: Vec<SocketAddr>,
+    masters: String,
+    nodes: Vec<Option<NodeChild>>,
+}
+
+impl Cluster {
+    fn start(label: &str) -> Cluster {
+        let names: Vec<String> = (1..=3).map(|i| format!("{label}{i}")).collect();
+        let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+        let masters: Vec<String> = names
+            .iter()
+            .zip(&addrs)
+            .map(|(n, a)| format!("{n}@{a}"))
+            .collect();
+        let masters = masters.join(",");
+        let nodes = names
+            .iter()
+            .zip(&addrs)
+            .map(|(n, a)| {
+                let args = ["--in-memory", "--worker-threads", "2"];
+                Some(common::spawn_node(label, n, *a, &masters, &args, COOKIE))
+            })
+            .collect();
+        let c = Cluster {
+            names,
+            addrs,
+            masters,
+            nodes,
+        };
+        c.wait_until_up();
+        c
+    }
+
+    /// Every node: a stopped one is skipped.
+    fn via(&self) -> String {
+        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        addrs.join(",")
+    }
+
+    fn dike(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_dike"))
+            .args(args)
+            .args(["--via", &self.via(), "--timeout", "10"])
+            .env("DIKE_COOKIE", COOKIE)
+            .output()
+            .expect("run dike")
+    }
+
+    fn logs(&self) -> String {
+        self.names
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(n, node)| node.as_ref().map(|node| (n, node.log_text())))
+            .map(|(n, text)| {
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {n} ---\n{}", tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn wait_until_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.dike(&["routing-table", "--json"]);
+            let ups = String::from_utf8_lossy(&out.stdout)
+                .matches("\"up\"")
+                .count();
+            if out.status.success() && ups == 3 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not come up: {}\n{}",
+                text(&out),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Creates group `name` on all three nodes and waits until it answers.
+    fn add_group(&self, name: &str) {
+        let out = self.dike(&["add-group", name, "arithmetic", "--size", "3"]);
+        assert!(out.status.success(), "{}\n{}", text(&out), self.logs());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.dike(&["query", name, r#""Read""#]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not answer: {}\n{}",
+                text(&out),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The node `dike status -o json` shows leading `group`, once one does.
+    fn leader_of(&self, group: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.dike(&["status", "-o", "json"]);
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let leader = status["groups"]
+                .as_array()
+                .and_then(|gs| gs.iter().find(|g| g["name"] == group))
+                .and_then(|g| g["leader"].as_str().map(str::to_owned));
+            if let Some(l) = leader {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader of {group} shown: {}\n{}",
+                text(&out),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn index_of(&self, name: &str) -> usize {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .expect("a node of the cluster")
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn dike_leader_transfer_moves_the_leader_to_the_node_asked_for() {
+    let c = Cluster::start("lt");
+    c.add_group("calc");
+    let before = c.leader_of("calc");
+    let target = c
+        .names
+        .iter()
+        .find(|n| **n != before)
+        .expect("another node")
+        .clone();
+
+    let out = c.dike(&["leader", "transfer", "calc", &target, "-o", "json"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), c.logs());
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer["leader"], target.as_str());
+    assert_eq!(answer["previous"], before.as_str());
+    assert_eq!(
+        c.leader_of("calc"),
+        target,
+        "dike status shows the new leader"
+    );
+
+    // Asking for the node that leads already succeeds at once.
+    let out = c.dike(&["leader", "transfer", "calc", &target]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already leads"));
+
+    let out = c.dike(&["leader", "transfer", "calc", "nosuch"]);
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"nosuch\"") && c.names.iter().all(|n| err.contains(n.as_str())),
+        "the error names the node asked for and the known ones: {err}"
+    );
+    let out = c.dike(&["leader", "transfer", "nogroup", &target]);
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out));
+}
+
+/// A client node in the test process (it does not join, so it hosts no
+/// replica), routing through the three masters.
+async fn client_node(c: &Cluster) -> NodeHandle {
+    let mut b = NodeConfig::builder("lt-client", free_addr())
+        .cookie(COOKIE)
+        .join(false)
+        .in_memory()
+        .request_timeout(Duration::from_secs(5));
+    for m in c.masters.split(',') {
+        b = b.master(m.to_owned());
+    }
+    let node = DikeNode::start(b.build().expect("client config"))
+        .await
+        .expect("client node");
+    node.register::<Arithmetic>();
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a_write() {
+    let mut c = Cluster::start("gs");
+    c.add_group("calc");
+    // The node that leads the group is the one stopped.
+    let stopping = c.leader_of("calc");
+
+    let client = client_node(&c).await;
+    let calc = client.group::<Arithmetic>("calc");
+    let first = calc.call(ArithmeticRequest::Read).await.expect("read");
+    let first = first.expect("a value");
+
+    // One writer, one write at a time: every acknowledged value must be
+    // the previous one plus one.
+    let writer = tokio::spawn(async move {
+        let mut acks: Vec<(Instant, Result<i64, String>)> = Vec::new();
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            let r = calc.call(ArithmeticRequest::Add(1)).await;
+            let r = match r {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            acks.push((Instant::now(), r));
+        }
+        acks
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let i = c.index_of(&stopping);
+    let pid = c.nodes[i].as_ref().expect("running").child.id();
+    let stopped_at = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let node = c.nodes[i].as_mut().expect("running");
+    loop {
+        if node.child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = node.log_text();
+    let acks = writer.await.expect("writer");
+
+    let failed: Vec<&String> = acks.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "writes failed: {failed:?}\n{}", c.logs());
+    let values: Vec<i64> = acks.iter().filter_map(|(_, r)| r.clone().ok()).collect();
+    let expected: Vec<i64> = (first + 1..=first + values.len() as i64).collect();
+    assert_eq!(values, expected, "each write applied once, in order");
+    let last = calc_read(&client).await;
+    assert_eq!(
+        last,
+        first + values.len() as i64,
+        "no acknowledged write lost"
+    );
+
+    let gap = acks
+        .windows(2)
+        .filter(|w| w[1].0 >= stopped_at)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "{} writes; longest gap between acknowledgements after SIGTERM: {gap:?} \
+         (the election timeout is 500-1000 ms)",
+        values.len()
+    );
+    assert!(
+        log.contains("leaderships handed over") && !log.contains("handed_over=0"),
+        "the stopping node handed its leaderships over:\n{log}"
+    );
+    let new_leader = c.leader_of("calc");
+    assert_ne!(new_leader, stopping);
+    let j = c.index_of(&new_leader);
+    let new_log = c.nodes[j].as_ref().expect("running").log_text();
+    assert!(
+        new_log.contains("leadership handed over: campaigning"),
+        "{new_leader} was elected by the transfer:\n{new_log}"
+    );
+    c.nodes[i] = None;
+    client.stop().await;
+}
+
+async fn calc_read(client: &NodeHandle) -> i64 {
+    let calc = client.group::<Arithmetic>("calc");
+    calc.query(ArithmeticRequest::Read)
+        .await
+        .expect("read")
+        .expect("a value")
+}
