@@ -156,12 +156,7 @@ fn the_status_page_in_chromium_shows_every_group_with_its_leader() {
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let https: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let names = ["b1", "b2", "b3"];
-    let masters: Vec<String> = names
-        .iter()
-        .zip(&addrs)
-        .map(|(n, a)| format!("{n}@{a}"))
-        .collect();
-    let masters = masters.join(",");
+    let masters = common::masters_list(&names, &addrs);
     let nodes: Vec<common::NodeChild> = names
         .iter()
         .zip(addrs.iter().zip(&https))

@@ -138,12 +138,7 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
     let names = ["m1", "m2", "m3"];
     let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
     let https: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
-    let masters: Vec<String> = names
-        .iter()
-        .zip(&addrs)
-        .map(|(n, a)| format!("{n}@{a}"))
-        .collect();
-    let masters = masters.join(",");
+    let masters = common::masters_list(&names, &addrs);
     let mut nodes: Vec<common::NodeChild> = names
         .iter()
         .zip(addrs.iter().zip(&https))

@@ -27,12 +27,7 @@ impl Cluster {
     fn start(label: &str) -> Cluster {
         let names: Vec<String> = (1..=3).map(|i| format!("{label}{i}")).collect();
         let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
-        let masters: Vec<String> = names
-            .iter()
-            .zip(&addrs)
-            .map(|(n, a)| format!("{n}@{a}"))
-            .collect();
-        let masters = masters.join(",");
+        let masters = common::masters_list(&names, &addrs);
         let nodes = names
             .iter()
             .zip(&addrs)

@@ -89,12 +89,7 @@ fn until_answers(nodes: &Nodes, via: &str, args: &[&str], expected: &str, within
 fn data_groups_answer_through_any_node_while_the_master_quorum_is_down() {
     let names = ["mq-m1", "mq-m2", "mq-m3", "mq-w1", "mq-w2"];
     let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
-    let masters: Vec<String> = names[..3]
-        .iter()
-        .zip(&addrs)
-        .map(|(n, a)| format!("{n}@{a}"))
-        .collect();
-    let masters = masters.join(",");
+    let masters = common::masters_list(&names[..3], &addrs);
     let mut nodes = Nodes {
         children: Vec::new(),
     };

@@ -124,12 +124,7 @@ fn replicas(group: &Value) -> Vec<&Value> {
 fn status_shows_every_replica_and_a_killed_node_as_down_with_its_replica_unreachable() {
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let names = ["s1", "s2", "s3"];
-    let masters: Vec<String> = names
-        .iter()
-        .zip(&addrs)
-        .map(|(n, a)| format!("{n}@{a}"))
-        .collect();
-    let masters = masters.join(",");
+    let masters = common::masters_list(&names, &addrs);
     let mut nodes: Vec<NodeProcess> = names
         .iter()
         .zip(&addrs)

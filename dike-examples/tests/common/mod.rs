@@ -13,6 +13,17 @@ pub fn free_addr() -> SocketAddr {
     dike_examples::processes::free_loopback_addr().expect("a free loopback port")
 }
 
+/// The `--masters` list `NAME@ADDR,…` of `names` at `addrs` (pairwise;
+/// the shorter decides).
+pub fn masters_list<N: AsRef<str>>(names: &[N], addrs: &[SocketAddr]) -> String {
+    let each: Vec<String> = names
+        .iter()
+        .zip(addrs)
+        .map(|(n, a)| format!("{}@{a}", n.as_ref()))
+        .collect();
+    each.join(",")
+}
+
 /// `GET path` over one HTTP/1.0 connection: the status and the body.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
