@@ -362,6 +362,18 @@ async fn the_admin_actor_refuses_malformed_or_misaddressed_joins_and_is_restarte
         "{reply:?}"
     );
 
+    // The node joins its own master in the background; wait for that, so
+    // the join below meets a table that has it (and not the other way round).
+    let in_table = eventually(Duration::from_secs(15), || async {
+        let table = node.routing_table().await?;
+        if table.is_up(node.node_id()) {
+            Ok(())
+        } else {
+            Err(DikeError::NodeStopped("not in the table yet".into()))
+        }
+    })
+    .await;
+    assert_eq!(in_table, Ok(()), "the node joins its own master");
     let joined = eventually(Duration::from_secs(15), || async {
         node.join_node("solo-admin", "127.0.0.1:1")
             .await
