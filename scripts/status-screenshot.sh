@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Takes the screenshot of the status page in docs/status-page.png: three
-# in-memory `dike node` processes with --http, GROUPS groups (default 300)
+# in-memory `dike node` processes with --http, SHOT_GROUPS groups (default 300)
 # of the three example kinds, then headless Chromium on the page of one
 # node. Needs the `dike` program built (`cargo build --release -p
 # dike-examples`; DIKE=path to use another build) and Chromium
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIKE=${DIKE:-target/release/dike}
-GROUPS_WANTED=${GROUPS:-300}
+GROUPS_WANTED=${SHOT_GROUPS:-300}
 OUT=${OUT:-docs/status-page.png}
 export DIKE_COOKIE=screenshot-$$
 BASE=$((20000 + RANDOM % 20000))
