@@ -298,7 +298,9 @@ mod tests {
         join(&mut t, 3);
         t.set_draining(NodeId(1), true).expect("known");
         assert!(
-            rebalance_moves(&t).iter().all(|mv| mv.from.node != NodeId(1)),
+            rebalance_moves(&t)
+                .iter()
+                .all(|mv| mv.from.node != NodeId(1)),
             "n1 keeps its replicas"
         );
     }

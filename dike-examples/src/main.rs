@@ -70,7 +70,10 @@ fn main() -> ExitCode {
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    if let Command::Node(cli::args::NodeCli { run: Some(args), .. }) = command {
+    if let Command::Node(cli::args::NodeCli {
+        run: Some(args), ..
+    }) = command
+    {
         if let Some(n) = args.worker_threads {
             builder.worker_threads(n.get());
         }

@@ -31,7 +31,12 @@ fn leaders(status: &serde_json::Value) -> BTreeMap<String, String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|g| Some((g["name"].as_str()?.to_owned(), g["leader"].as_str()?.to_owned())))
+        .filter_map(|g| {
+            Some((
+                g["name"].as_str()?.to_owned(),
+                g["leader"].as_str()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -44,7 +49,12 @@ fn preferred_leaders(c: &Cluster) -> BTreeMap<String, String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|g| Some((g["name"].as_str()?.to_owned(), g["members"][0].as_str()?.to_owned())))
+        .filter_map(|g| {
+            Some((
+                g["name"].as_str()?.to_owned(),
+                g["members"][0].as_str()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -171,7 +181,10 @@ async fn a_drained_node_leads_nothing_until_undrained_and_no_acknowledged_write_
         .filter(|(_, p)| **p == drained)
         .map(|(g, _)| g)
         .collect();
-    assert!(!back.is_empty(), "{drained} is the preferred leader of some group: {preferred:?}");
+    assert!(
+        !back.is_empty(),
+        "{drained} is the preferred leader of some group: {preferred:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = leaders(&status(&c));
@@ -194,14 +207,23 @@ async fn a_drained_node_leads_nothing_until_undrained_and_no_acknowledged_write_
         // previous value plus one, and the last one is what a read sees.
         let acked: Vec<i64> = w.outcomes.iter().filter_map(|r| r.clone().ok()).collect();
         let expected: Vec<i64> = (w.first + 1..=w.first + acked.len() as i64).collect();
-        assert_eq!(acked, expected, "{}: each write applied once, in order", w.group);
+        assert_eq!(
+            acked, expected,
+            "{}: each write applied once, in order",
+            w.group
+        );
         let read = client
             .group::<Arithmetic>(w.group)
             .query(ArithmeticRequest::Read)
             .await
             .expect("read")
             .expect("a value");
-        assert_eq!(read, w.first + acked.len() as i64, "{}: no acknowledged write lost", w.group);
+        assert_eq!(
+            read,
+            w.first + acked.len() as i64,
+            "{}: no acknowledged write lost",
+            w.group
+        );
         eprintln!("{}: {} writes acknowledged", w.group, acked.len());
     }
     client.stop().await;
@@ -214,7 +236,10 @@ fn draining_or_undraining_an_unknown_node_exits_8_naming_it() {
         let out = c.dike(&["node", op, "nosuch"]);
         assert_eq!(out.status.code(), Some(8), "{}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("\"nosuch\""), "the error names the node: {err}");
+        assert!(
+            err.contains("\"nosuch\""),
+            "the error names the node: {err}"
+        );
     }
     // Draining twice is no error.
     let name = c.names[0].clone();

@@ -44,7 +44,9 @@ impl NodeHandle {
         match self.master(req).await {
             Ok(MasterReply::Done) => Ok(()),
             Ok(other) => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
-            Err(DikeError::Rejected(why)) => Err(DikeError::Rejected(format!("node {name:?}: {why}"))),
+            Err(DikeError::Rejected(why)) => {
+                Err(DikeError::Rejected(format!("node {name:?}: {why}")))
+            }
             Err(e) => Err(e),
         }
     }

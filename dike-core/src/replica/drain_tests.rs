@@ -86,7 +86,11 @@ fn a_draining_leader_hands_leadership_to_a_voter_on_another_node() {
         "leadership left the draining node within an election timeout"
     );
     ticks(&mut c, 10 * opts().preferred_leader_after_ticks as usize);
-    assert_ne!(c.leader(), Some(0), "and is not handed back while it drains");
+    assert_ne!(
+        c.leader(),
+        Some(0),
+        "and is not handed back while it drains"
+    );
     let leader = c.leader().expect("a leader");
     assert!(add_one(&mut c, leader, 1), "the group serves");
 }

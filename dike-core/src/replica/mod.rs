@@ -627,10 +627,10 @@ impl<M: StateMachine> Replica<M> {
 }
 
 #[cfg(test)]
+mod drain_tests;
+#[cfg(test)]
 mod reconfig_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod transfer_tests;
-#[cfg(test)]
-mod drain_tests;

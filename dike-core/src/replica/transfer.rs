@@ -236,7 +236,9 @@ impl<M: StateMachine> Replica<M> {
             l.preferred_since = None;
             if automatic {
                 l.transfers_given_up = l.transfers_given_up.saturating_add(1);
-                let wait = after.max(1).saturating_mul(1 << l.transfers_given_up.min(5));
+                let wait = after
+                    .max(1)
+                    .saturating_mul(1 << l.transfers_given_up.min(5));
                 l.retry_transfer_at = now + wait;
             }
             return;

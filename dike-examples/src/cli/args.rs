@@ -212,8 +212,9 @@ pub struct Ring {
 pub struct NodeCli {
     /// What to do to a node of the cluster.
     pub command: Option<NodeCommand>,
-    /// The flags of the node to run (when there is no command).
-    pub run: Option<NodeArgs>,
+    /// The flags of the node to run (when there is no command); boxed, as
+    /// they are many.
+    pub run: Option<Box<NodeArgs>>,
 }
 
 impl clap::FromArgMatches for NodeCli {
@@ -226,7 +227,7 @@ impl clap::FromArgMatches for NodeCli {
         }
         Ok(NodeCli {
             command: None,
-            run: Some(NodeArgs::from_arg_matches(matches)?),
+            run: Some(Box::new(NodeArgs::from_arg_matches(matches)?)),
         })
     }
 

@@ -41,7 +41,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             command: Some(command),
             ..
         }) => (command.via().clone(), Action::Node(command)),
-        Command::Node(args::NodeCli { run: Some(run), .. }) => return node::run(run).await,
+        Command::Node(args::NodeCli { run: Some(run), .. }) => return node::run(*run).await,
         Command::Node(args::NodeCli { .. }) => {
             return Err(CliError::Usage(
                 "dike node needs --name, --listen and --masters to run a node, or a command \

@@ -192,6 +192,9 @@ mod tests {
         let mut status = status(vec![]);
         status.nodes[0].draining = true;
         let text = to_text(&status);
-        assert!(text.contains("n1    127.0.0.1:7001  up, draining  yes"), "{text}");
+        assert!(
+            text.contains("n1    127.0.0.1:7001  up, draining  yes"),
+            "{text}"
+        );
     }
 }
