@@ -300,6 +300,12 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         self.replica.set_leaving(leaving);
     }
 
+    /// The nodes the routing table marks draining
+    /// (`Replica::set_draining_nodes`).
+    pub fn set_draining_nodes(&mut self, nodes: impl IntoIterator<Item = crate::ids::NodeId>) {
+        self.replica.set_draining_nodes(nodes);
+    }
+
     /// How many batches of writes are in flight.
     pub fn writes_in_flight(&self) -> usize {
         self.held.iter().filter(|h| !h.durable).count()

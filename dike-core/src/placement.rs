@@ -5,7 +5,7 @@
 //! [`RoutingTable::apply_move`].
 //!
 //! Invariants: no placement or plan puts two replicas of one group on one
-//! node or a new replica on a down node; every move replaces exactly one member
+//! node or a new replica on a down or draining node; every move replaces exactly one member
 //! of one group; a plan holds at most one move per group, because membership
 //! changes go through a group's log one at a time. Ties are broken by node id
 //! and group name, so the same table always yields the same plan.
@@ -34,14 +34,14 @@ impl fmt::Display for Move {
     }
 }
 
-/// The members for a new group of `size` replicas: `size` distinct live nodes,
-/// least-loaded first, ties broken by lower node id; except that the first
+/// The members for a new group of `size` replicas: `size` distinct live nodes
+/// that are not draining, least-loaded first, ties broken by lower node id; except that the first
 /// member, the group's preferred leader, is the chosen node that is first in
 /// the fewest groups (ties in that same order), so preferred leaders spread
 /// over the nodes as groups are added.
 pub fn place_new_group(table: &RoutingTable, size: usize) -> Result<Vec<MemberId>, RoutingError> {
     validate_group_size(size)?;
-    let by_load = sorted_by_load(&table.load());
+    let by_load = sorted_by_load(&table.placement_load());
     if by_load.len() < size {
         return Err(RoutingError::NotEnoughNodes {
             needed: size,
@@ -78,8 +78,9 @@ pub fn place_new_group(table: &RoutingTable, size: usize) -> Result<Vec<MemberId
 /// stop short of balance for that reason; the next plan continues. Groups with
 /// a member on a node that is not up are left alone: they wait for
 /// [`replacements`], and their membership is not changed twice at once.
+/// Draining nodes take no part (they keep their replicas).
 pub fn rebalance_moves(table: &RoutingTable) -> Vec<Move> {
-    let mut load = table.load();
+    let mut load = table.placement_load();
     let mut movable_on: BTreeMap<NodeId, Vec<&GroupInfo>> = BTreeMap::new();
     for group in table.groups.values() {
         if group.config.all_members().all(|m| table.is_up(m.node)) {
@@ -135,11 +136,11 @@ fn next_move<'t>(
 }
 
 /// A plan that replaces every replica on `dead`: for each group with a member
-/// there, a move to the least-loaded live node not already hosting the group
-/// (ties by lower node id). Groups for which every live node already hosts a
+/// there, a move to the least-loaded live node, not draining, not already
+/// hosting the group (ties by lower node id). Groups for which every live node already hosts a
 /// replica are skipped; they stay one replica short until a node joins.
 pub fn replacements(table: &RoutingTable, dead: NodeId) -> Vec<Move> {
-    let mut load = table.load();
+    let mut load = table.placement_load();
     let mut plan = Vec::new();
     for group in table.groups_on(dead) {
         let Some(from) = group.member_on(dead) else {
@@ -164,7 +165,8 @@ pub fn replacements(table: &RoutingTable, dead: NodeId) -> Vec<Move> {
     plan
 }
 
-/// The nodes of `load` (the live nodes, see [`RoutingTable::load`]) as
+/// The nodes of `load` (those that take new replicas, see
+/// [`RoutingTable::placement_load`]) as
 /// `(load, node)`, least-loaded first, ties by lower node id.
 fn sorted_by_load(load: &BTreeMap<NodeId, usize>) -> Vec<(usize, NodeId)> {
     let mut nodes: Vec<(usize, NodeId)> = load.iter().map(|(&n, &l)| (l, n)).collect();
@@ -248,6 +250,58 @@ mod tests {
                 needed: 5,
                 available: 3
             })
+        );
+    }
+
+    #[test]
+    fn no_new_group_lands_on_a_draining_node() {
+        let mut t = table_with_nodes(4);
+        t.set_draining(NodeId(1), true).expect("known");
+        assert_eq!(nodes(&place_new_group(&t, 3).expect("room")), [2, 3, 4]);
+        assert_eq!(
+            place_new_group(&t, 5),
+            Err(RoutingError::NotEnoughNodes {
+                needed: 5,
+                available: 3
+            })
+        );
+        t.set_draining(NodeId(1), false).expect("known");
+        assert_eq!(nodes(&place_new_group(&t, 3).expect("room")), [1, 2, 3]);
+    }
+
+    #[test]
+    fn no_learner_lands_on_a_draining_node_and_a_draining_node_keeps_its_replicas() {
+        let mut t = table_with_nodes(3);
+        for g in ["a", "b", "c", "d"] {
+            t.add_group(g, "kv", 1).expect("placed");
+        }
+        // n4 is empty and draining, n5 empty: rebalancing fills n5 only.
+        join(&mut t, 4);
+        join(&mut t, 5);
+        t.set_draining(NodeId(4), true).expect("known");
+        let plan = rebalance_moves(&t);
+        assert!(!plan.is_empty());
+        assert!(plan.iter().all(|mv| mv.to.node == NodeId(5)), "{plan:?}");
+        // A dead node's replicas skip the draining node too.
+        t.set_draining(NodeId(5), true).expect("known");
+        t.mark_down(NodeId(1), 0).expect("known");
+        let plan = replacements(&t, NodeId(1));
+        assert!(
+            plan.iter().all(|mv| ![4, 5].contains(&mv.to.node.0)),
+            "{plan:?}"
+        );
+        // A draining node gives up nothing by rebalancing.
+        let mut t = table_with_nodes(2);
+        for g in ["a", "b", "c", "d"] {
+            t.add_group(g, "kv", 1).expect("placed");
+        }
+        join(&mut t, 3);
+        t.set_draining(NodeId(1), true).expect("known");
+        assert!(
+            rebalance_moves(&t)
+                .iter()
+                .all(|mv| mv.from.node != NodeId(1)),
+            "n1 keeps its replicas"
         );
     }
 

@@ -45,12 +45,23 @@ pub struct NodeInfo {
     pub incarnation: Incarnation,
     /// Whether the node is up.
     pub status: NodeStatus,
+    /// An operator is draining the node (`dike node drain`): it keeps its
+    /// replicas, but no new group or learner is placed on it and its
+    /// replicas hand their leaderships to other nodes.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 impl NodeInfo {
     /// Whether the node is up and may host replicas.
     pub fn is_up(&self) -> bool {
         self.status == NodeStatus::Up
+    }
+
+    /// Whether new replicas (of a new group, or learners) may be placed on
+    /// the node: it is up and not draining.
+    pub fn takes_new_replicas(&self) -> bool {
+        self.is_up() && !self.draining
     }
 
     /// The member a replica placed on this node now would be.
@@ -141,13 +152,14 @@ pub enum RoutingError {
     },
     /// Fewer live nodes than a group needs replicas.
     #[error(
-        "a group of {needed} replicas needs {needed} live nodes but only {available} are up; \
-         start more nodes or choose a smaller group size"
+        "a group of {needed} replicas needs {needed} live nodes but only {available} are up \
+         (not counting draining nodes); start more nodes, undrain one or choose a smaller \
+         group size"
     )]
     NotEnoughNodes {
         /// Replicas the group needs.
         needed: usize,
-        /// Live nodes in the cluster.
+        /// Live nodes in the cluster that are not draining.
         available: usize,
     },
     /// A group size that is not one of [`GROUP_SIZES`].
@@ -293,6 +305,7 @@ impl RoutingTable {
             address: address.into(),
             incarnation,
             status: NodeStatus::Up,
+            draining: false,
         };
         Ok(self.nodes.entry(id).or_insert(info))
     }
@@ -311,6 +324,46 @@ impl RoutingTable {
             self.version += 1;
         }
         Ok(())
+    }
+
+    /// Marks `node` draining or not; returns whether the table changed (a
+    /// node already so is left unchanged, and so is the version).
+    pub fn set_draining(&mut self, node: NodeId, draining: bool) -> Result<bool, RoutingError> {
+        let info = self
+            .nodes
+            .get_mut(&node)
+            .ok_or(RoutingError::UnknownNode { node })?;
+        if info.draining == draining {
+            return Ok(false);
+        }
+        tracing::debug!(node = node.0, draining, "node drain changed");
+        info.draining = draining;
+        self.version += 1;
+        Ok(true)
+    }
+
+    /// The nodes marked draining, in id order.
+    pub fn draining_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes.values().filter(|n| n.draining).map(|n| n.id)
+    }
+
+    /// Replicas hosted by every node that takes new replicas (up and not
+    /// draining), including those that host none: what placement spreads
+    /// new groups and learners over. A draining node is left out like a down
+    /// one, so it neither receives nor gives up replicas by rebalancing.
+    pub fn placement_load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load: BTreeMap<NodeId, usize> = self
+            .nodes
+            .values()
+            .filter(|n| n.takes_new_replicas())
+            .map(|n| (n.id, 0))
+            .collect();
+        for member in self.groups.values().flat_map(|g| g.config.all_members()) {
+            if let Some(count) = load.get_mut(&member.node) {
+                *count += 1;
+            }
+        }
+        load
     }
 
     /// Records that `node` is up again. A node already up is left unchanged.
@@ -498,6 +551,46 @@ mod tests {
         };
         assert_eq!(taken, Some(name));
         assert_eq!(t.nodes.len(), 1);
+    }
+
+    #[test]
+    fn draining_is_idempotent_and_an_unknown_node_is_refused() {
+        let mut t = table_with_nodes(2);
+        let v = t.version;
+        assert_eq!(t.set_draining(NodeId(1), true), Ok(true));
+        assert_eq!(t.version, v + 1);
+        assert_eq!(t.set_draining(NodeId(1), true), Ok(false), "no change");
+        assert_eq!(t.version, v + 1);
+        assert_eq!(t.draining_nodes().collect::<Vec<_>>(), [NodeId(1)]);
+        assert!(t.is_up(NodeId(1)), "a draining node is up");
+        assert_eq!(t.set_draining(NodeId(1), false), Ok(true));
+        assert_eq!(t.draining_nodes().count(), 0);
+        assert_eq!(
+            t.set_draining(NodeId(9), true),
+            Err(RoutingError::UnknownNode { node: NodeId(9) })
+        );
+    }
+
+    #[test]
+    fn a_table_written_before_draining_existed_reads_as_not_draining() {
+        #[derive(Serialize)]
+        struct OldNodeInfo {
+            id: NodeId,
+            name: String,
+            address: String,
+            incarnation: Incarnation,
+            status: NodeStatus,
+        }
+        let old = OldNodeInfo {
+            id: NodeId(1),
+            name: "a".into(),
+            address: "a:1".into(),
+            incarnation: Incarnation(1),
+            status: NodeStatus::Up,
+        };
+        let bytes = crate::codec::encode("node", &old).expect("encode");
+        let n: NodeInfo = crate::codec::decode("node", &bytes).expect("decode");
+        assert!(!n.draining);
     }
 
     #[test]

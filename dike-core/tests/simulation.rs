@@ -18,7 +18,7 @@ fn check(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) {
     match run_many(first, count * scale(), make) {
         Ok((n, total)) => eprintln!(
             "{n} schedules passed: {} ops, {} slots, {} crashes, {} partitions, {} leader changes, \
-             {} membership changes, {} leadership transfers, {}/{} messages dropped",
+             {} membership changes, {} leadership transfers, {} drains, {}/{} messages dropped",
             total.ops,
             total.slots,
             total.crashes,
@@ -26,6 +26,7 @@ fn check(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) {
             total.elections,
             total.changes,
             total.transfers,
+            total.drains,
             total.messages.1,
             total.messages.0
         ),
@@ -62,6 +63,16 @@ fn five_replicas_survive_faults_seeds_1500_to_2000() {
 #[test]
 fn three_replicas_survive_faults() {
     check(10_000, 500, |s| SimConfig::faulty(s, 3));
+}
+
+#[test]
+fn nodes_drained_and_undrained_at_random_keep_every_check() {
+    let drains = |c: SimConfig| SimConfig {
+        drain_per_10k: 200,
+        ..c
+    };
+    check(40_000, 200, |s| drains(SimConfig::faulty(s, 3)));
+    check(41_000, 100, |s| drains(SimConfig::membership(s, 5)));
 }
 
 #[test]

@@ -116,7 +116,7 @@ impl<W: Write> Demo<'_, W> {
         let via = Via {
             via: self.cluster.masters(),
             cookie: Cookie::given(cookie),
-            timeout: WAIT.as_secs(),
+            timeout: Some(WAIT.as_secs()),
             dial_timeout: 3,
             output: crate::cli::args::Output::Table,
         };

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
         command => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_filter(&command));
-            let json = matches!(&command, Command::Node(a) if a.log_format == LogFormat::Json);
+            let json = matches!(&command, Command::Node(a)
+                if a.run.as_ref().is_some_and(|r| r.log_format == LogFormat::Json));
             let logs = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr);
@@ -69,7 +70,10 @@ fn main() -> ExitCode {
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    if let Command::Node(args) = command {
+    if let Command::Node(cli::args::NodeCli {
+        run: Some(args), ..
+    }) = command
+    {
         if let Some(n) = args.worker_threads {
             builder.worker_threads(n.get());
         }
@@ -80,7 +84,9 @@ fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
 /// Without RUST_LOG a node logs its progress; a client command only warns.
 fn default_filter(command: &Command) -> tracing_subscriber::EnvFilter {
     match command {
-        Command::Node(_) => tracing_subscriber::EnvFilter::new("info,ractor_cluster=warn"),
+        Command::Node(cli::args::NodeCli { command: None, .. }) => {
+            tracing_subscriber::EnvFilter::new("info,ractor_cluster=warn")
+        }
         // The demo's own client node would only repeat what the demo says.
         Command::Demo => tracing_subscriber::EnvFilter::new("off"),
         _ => tracing_subscriber::EnvFilter::new("error"),

@@ -6,158 +6,17 @@
 
 mod common;
 
-use common::{free_addr, NodeChild};
+use common::{free_addr, text, Cluster};
 use dike_actors::{DikeNode, NodeConfig, NodeHandle};
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
-use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "leader-transfer-cookie";
 
-/// Three master nodes as `dike node` processes, killed when dropped.
-struct Cluster {
-    names: Vec<String>,
-    addrs: Vec<SocketAddr>,
-    masters: String,
-    nodes: Vec<Option<NodeChild>>,
-}
-
-impl Cluster {
-    fn start(label: &str) -> Cluster {
-        let names: Vec<String> = (1..=3).map(|i| format!("{label}{i}")).collect();
-        let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
-        let masters = common::masters_list(&names, &addrs);
-        let nodes = names
-            .iter()
-            .zip(&addrs)
-            .map(|(n, a)| {
-                let args = ["--in-memory", "--worker-threads", "2"];
-                Some(common::spawn_node(label, n, *a, &masters, &args, COOKIE))
-            })
-            .collect();
-        let c = Cluster {
-            names,
-            addrs,
-            masters,
-            nodes,
-        };
-        c.wait_until_up();
-        c
-    }
-
-    /// Every node: a stopped one is skipped.
-    fn via(&self) -> String {
-        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
-        addrs.join(",")
-    }
-
-    fn dike(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dike"))
-            .args(args)
-            .args(["--via", &self.via(), "--timeout", "10"])
-            .env("DIKE_COOKIE", COOKIE)
-            .output()
-            .expect("run dike")
-    }
-
-    fn logs(&self) -> String {
-        self.names
-            .iter()
-            .zip(&self.nodes)
-            .filter_map(|(n, node)| node.as_ref().map(|node| (n, node.log_text())))
-            .map(|(n, text)| {
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- {n} ---\n{}", tail.join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = self.dike(&["routing-table", "--json"]);
-            let ups = String::from_utf8_lossy(&out.stdout)
-                .matches("\"up\"")
-                .count();
-            if out.status.success() && ups == 3 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not come up: {}\n{}",
-                text(&out),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Creates group `name` on all three nodes and waits until it answers.
-    fn add_group(&self, name: &str) {
-        let out = self.dike(&["add-group", name, "arithmetic", "--size", "3"]);
-        assert!(out.status.success(), "{}\n{}", text(&out), self.logs());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = self.dike(&["query", name, r#""Read""#]);
-            if out.status.success() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not answer: {}\n{}",
-                text(&out),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// The node `dike status -o json` shows leading `group`, once one does.
-    fn leader_of(&self, group: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = self.dike(&["status", "-o", "json"]);
-            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            let leader = status["groups"]
-                .as_array()
-                .and_then(|gs| gs.iter().find(|g| g["name"] == group))
-                .and_then(|g| g["leader"].as_str().map(str::to_owned));
-            if let Some(l) = leader {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader of {group} shown: {}\n{}",
-                text(&out),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn index_of(&self, name: &str) -> usize {
-        self.names
-            .iter()
-            .position(|n| n == name)
-            .expect("a node of the cluster")
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn dike_leader_transfer_moves_the_leader_to_the_node_asked_for() {
-    let c = Cluster::start("lt");
+    let c = Cluster::start("lt", COOKIE);
     c.add_group("calc");
     let before = c.leader_of("calc");
     let target = c
@@ -214,7 +73,7 @@ async fn client_node(c: &Cluster) -> NodeHandle {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a_write() {
-    let mut c = Cluster::start("gs");
+    let mut c = Cluster::start("gs", COOKIE);
     c.add_group("calc");
     // The node that leads the group is the one stopped.
     let stopping = c.leader_of("calc");

@@ -87,6 +87,9 @@ pub enum ReplicaMsg {
     /// ids). The reply is the encoded `Option<MemberId>` it hands over to.
     #[rpc]
     HandOver(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// The nodes the routing table marks draining, an encoded `Vec<u64>`
+    /// of node ids (see `dike_core::Replica::set_draining_nodes`).
+    Draining(Vec<u8>),
 }
 
 /// A client request as it travels to a replica.

@@ -257,6 +257,18 @@ impl Actor for ReplicaActor {
                     state.drive()?;
                 }
             }
+            ReplicaMsg::Draining(nodes) => {
+                match codec::decode::<Vec<u64>>("draining nodes", &nodes) {
+                    Ok(nodes) => {
+                        let draining = nodes.into_iter().map(dike_core::NodeId);
+                        state.driver.set_draining_nodes(draining);
+                        state.drive()?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %state.group, "ignoring a draining message: {e}")
+                    }
+                }
+            }
             ReplicaMsg::HandOver(live, port) => {
                 let live: Vec<u64> = codec::decode("live nodes", &live).unwrap_or_default();
                 state.driver.set_leaving(true);

@@ -16,6 +16,7 @@ use crate::master::MASTER_KIND;
 use crate::node::config::MASTER_GROUP;
 use crate::node::context::NodeContext;
 use crate::node::metrics::Mailbox;
+use dike_core::codec;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub enum GroupSupMsg {
     /// The linger of the replica actor with this id is over: stop it,
     /// unless it was assigned here again meanwhile.
     LingerOver(ActorId),
+    /// The nodes the routing table marks draining: passed on to every
+    /// replica when the set changes, and to every replica started later.
+    Draining(BTreeSet<dike_core::NodeId>),
 }
 
 impl ractor::Message for GroupSupMsg {}
@@ -75,6 +79,8 @@ pub struct GroupSupState {
     pinned: BTreeMap<String, Assignment>,
     budget: RestartBudget,
     warned_kinds: BTreeSet<String>,
+    /// The nodes the routing table marks draining, as last told.
+    draining: BTreeSet<dike_core::NodeId>,
 }
 
 impl Actor for GroupSupervisor {
@@ -111,6 +117,7 @@ impl Actor for GroupSupervisor {
             stopping: HashMap::new(),
             pinned,
             warned_kinds: BTreeSet::new(),
+            draining: BTreeSet::new(),
         };
         state.ensure_pinned(&myself).await;
         Ok(state)
@@ -184,6 +191,14 @@ impl Actor for GroupSupervisor {
                     .map(|(g, c)| (g.clone(), c.actor.clone()))
                     .collect();
                 let _ = port.send(all);
+            }
+            GroupSupMsg::Draining(nodes) => {
+                if nodes != state.draining {
+                    state.draining = nodes;
+                    for c in state.children.values() {
+                        state.tell_draining(&c.actor);
+                    }
+                }
             }
             GroupSupMsg::LingerOver(id) => {
                 if let Some(s) = state.stopping.get_mut(&id).filter(|s| s.lingering) {
@@ -274,6 +289,9 @@ impl GroupSupState {
         };
         match Actor::spawn_linked(Some(name), ReplicaActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
+                if !self.draining.is_empty() {
+                    self.tell_draining(&actor);
+                }
                 self.by_id.insert(actor.get_id(), a.group.clone());
                 self.children.insert(
                     a.group.clone(),
@@ -285,6 +303,17 @@ impl GroupSupState {
             }
             // Retried at the next reconciliation.
             Err(e) => tracing::error!(group = %a.group, "cannot start replica: {e}"),
+        }
+    }
+
+    /// Tells replica `actor` which nodes are draining.
+    fn tell_draining(&self, actor: &ActorRef<ReplicaMsg>) {
+        let ids: Vec<u64> = self.draining.iter().map(|n| n.0).collect();
+        match codec::encode("draining nodes", &ids) {
+            Ok(bytes) => {
+                let _ = actor.cast(ReplicaMsg::Draining(bytes));
+            }
+            Err(e) => tracing::warn!("cannot encode the draining nodes: {e}"),
         }
     }
 

@@ -69,6 +69,14 @@ pub enum MasterRequest {
     },
     /// The whole table (answered as a read-index query).
     GetTable,
+    /// Marks a node draining or not (`dike node drain`/`undrain`):
+    /// idempotent; an unknown node is refused.
+    SetDraining {
+        /// The node.
+        node: NodeId,
+        /// Draining (true) or not.
+        draining: bool,
+    },
 }
 
 /// The master's answer.
@@ -188,6 +196,12 @@ impl PaxosServer for MasterServer {
                 }
             }
             MasterRequest::GetTable => MasterReply::Table(self.table.clone()),
+            MasterRequest::SetDraining { node, draining } => {
+                match self.table.set_draining(node, draining) {
+                    Ok(_) => MasterReply::Done,
+                    Err(e) => Self::refused(e),
+                }
+            }
         };
         Outcome::reply(reply)
     }
@@ -301,6 +315,50 @@ mod tests {
             },
         );
         assert!(matches!(reply, MasterReply::Refused(ref r) if r.contains("only 1 are up")));
+    }
+
+    #[test]
+    fn draining_a_node_is_idempotent_and_keeps_new_groups_off_it() {
+        let mut m = master();
+        for n in ["a", "b", "c", "d"] {
+            call(&mut m, join(n));
+        }
+        let a = node_id_of("a");
+        let drain = |draining| MasterRequest::SetDraining { node: a, draining };
+        assert_eq!(call(&mut m, drain(true)), MasterReply::Done);
+        let version = m.table().version;
+        assert_eq!(call(&mut m, drain(true)), MasterReply::Done, "again: no-op");
+        assert_eq!(m.table().version, version);
+        assert!(m.table().nodes[&a].draining && m.table().is_up(a));
+        let MasterReply::Group(g) = call(
+            &mut m,
+            MasterRequest::AddGroup {
+                name: "g".into(),
+                kind: "counter".into(),
+                size: 3,
+            },
+        ) else {
+            panic!("placed")
+        };
+        assert!(!g.hosts(a), "no replica on the draining node");
+        assert_eq!(call(&mut m, drain(false)), MasterReply::Done);
+        assert!(!m.table().nodes[&a].draining);
+    }
+
+    #[test]
+    fn draining_an_unknown_node_is_refused() {
+        let mut m = master();
+        let reply = call(
+            &mut m,
+            MasterRequest::SetDraining {
+                node: node_id_of("ghost"),
+                draining: true,
+            },
+        );
+        assert!(
+            matches!(reply, MasterReply::Refused(ref r) if r.contains("not in the routing table")),
+            "{reply:?}"
+        );
     }
 
     #[test]

@@ -17,12 +17,14 @@ pub mod config;
 pub mod context;
 pub mod data_dir;
 pub mod discover;
+mod drain;
 mod handover;
 pub mod http;
 pub mod metrics;
 pub mod page;
 pub mod status;
 
+pub use drain::DrainReport;
 pub use handover::HandOverReport;
 
 use crate::cluster::transport::spawn_transport;

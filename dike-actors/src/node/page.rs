@@ -17,7 +17,7 @@
 //! `data-` attributes naming their group, node and role, so tests (and
 //! scripts) read the page without parsing its text.
 
-use crate::node::status::{ClusterStatus, GroupSummary, ReplicaSummary};
+use crate::node::status::{node_state, ClusterStatus, GroupSummary, ReplicaSummary};
 use std::fmt::Write;
 
 /// Groups per block of the placement grid.
@@ -183,14 +183,16 @@ fn nodes(out: &mut String, status: &ClusterStatus) {
          <th>master</th><th>version</th><th>uptime</th></tr>",
     );
     for n in &status.nodes {
-        let (class, word) = if n.up { ("up", "up") } else { ("down", "down") };
+        let class = if n.up { "up" } else { "down" };
+        let word = node_state(n.up, n.draining);
         let _ = write!(
             out,
-            "<tr data-node=\"{name}\" data-up=\"{up}\"><td>{name}</td><td>{addr}</td>\
+            "<tr data-node=\"{name}\" data-up=\"{up}\" data-draining=\"{draining}\"><td>{name}</td><td>{addr}</td>\
              <td class=\"{class}\">{word}</td><td>{master}</td><td>{version}</td>\
              <td class=\"num\">{uptime}</td></tr>",
             name = escape(&n.name),
             up = n.up,
+            draining = n.draining,
             addr = escape(&n.address),
             master = if n.master { "master" } else { "" },
             version = n.version.as_deref().map_or_else(|| "–".into(), escape),
@@ -319,6 +321,7 @@ mod tests {
             name: name.into(),
             address: format!("{name}.example:7000"),
             up,
+            draining: name == "b",
             master: name == "a",
             version: up.then(|| "0.1.0".into()),
             uptime_seconds: up.then_some(3_725),
@@ -419,6 +422,10 @@ mod tests {
         let page = render(&status(), "a", 5);
         assert!(page.contains("<td class=\"num\">1h 2m</td>"), "{page}");
         assert!(page.contains("data-node=\"c\" data-up=\"false\""), "{page}");
+        assert!(
+            page.contains("data-draining=\"true\"><td>b</td>") && page.contains(">up, draining<"),
+            "a draining node says so: {page}"
+        );
         assert_eq!(uptime(42), "42s");
         assert_eq!(uptime(303), "5m 3s");
         assert_eq!(uptime(3 * 86_400 + 4 * 3_600 + 5), "3d 4h");

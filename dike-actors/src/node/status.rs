@@ -50,6 +50,10 @@ pub struct NodeSummary {
     pub address: String,
     /// Whether the master counts it up.
     pub up: bool,
+    /// Whether it is draining (`dike node drain`): it takes no new
+    /// replicas and leads no group while another voter can.
+    #[serde(default)]
+    pub draining: bool,
     /// Whether it is one of the masters.
     pub master: bool,
     /// The version it runs (`None`: it did not answer).
@@ -58,6 +62,17 @@ pub struct NodeSummary {
     /// Seconds since it started (`None`: it did not answer).
     #[serde(default)]
     pub uptime_seconds: Option<u64>,
+}
+
+/// How a node's state reads in a status column: "up" or "down", with
+/// ", draining" while it drains.
+pub fn node_state(up: bool, draining: bool) -> &'static str {
+    match (up, draining) {
+        (true, false) => "up",
+        (true, true) => "up, draining",
+        (false, false) => "down",
+        (false, true) => "down, draining",
+    }
 }
 
 /// One group.
@@ -164,6 +179,7 @@ impl ClusterStatus {
                 name: n.name.clone(),
                 address: n.address.clone(),
                 up: n.is_up(),
+                draining: n.draining,
                 master: masters.voters.iter().any(|m| m.node == n.id),
                 version: abouts.get(&n.name).map(|a| a.version.clone()),
                 uptime_seconds: abouts.get(&n.name).map(|a| a.uptime_seconds),

@@ -277,6 +277,10 @@ impl Actor for Dispatcher {
 impl DispatcherState {
     fn reconcile(&self, table: &RoutingTable) {
         self.ctx.metrics.learn_peers(table);
+        if let Some(groups) = self.ctx.group_supervisor() {
+            let draining = table.draining_nodes().collect();
+            let _ = groups.cast(GroupSupMsg::Draining(draining));
+        }
         if !self.ctx.joining() {
             return;
         }

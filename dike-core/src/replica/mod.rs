@@ -17,10 +17,12 @@
 //! The code is split by role: `acceptor` (phase 1b/2b), `proposer`
 //! (candidate and leader: phase 1a/2a, batching, pipelining), `learner`
 //! (commit, apply, catch-up, snapshots), `read` (read-index queries),
-//! `reconfig` (membership changes) and `transfer` (leadership transfer and
-//! the hand-back to the preferred leader).
+//! `reconfig` (membership changes), `transfer` (leadership transfer and
+//! the hand-back to the preferred leader) and `drain` (leadership moving
+//! off draining nodes).
 
 mod acceptor;
+mod drain;
 mod learner;
 mod proposer;
 mod read;
@@ -29,7 +31,7 @@ mod transfer;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::{Command, Entry};
-use crate::ids::{Ballot, MemberId, Slot};
+use crate::ids::{Ballot, MemberId, NodeId, Slot};
 use crate::message::{Envelope, Message};
 use crate::ready::{Ready, RequestError, RequestId, Response};
 use crate::rng::Rng;
@@ -135,6 +137,8 @@ pub struct Replica<M: StateMachine> {
     pub(crate) recovering: bool,
     /// About to stop: takes no leadership handed over (`set_leaving`).
     pub(crate) leaving: bool,
+    /// The nodes the routing table marks draining (`set_draining_nodes`).
+    pub(crate) draining: BTreeSet<NodeId>,
 
     // Role and time.
     pub(crate) role: Role,
@@ -189,6 +193,7 @@ impl<M: StateMachine> Replica<M> {
             hibernating: false,
             recovering: false,
             leaving: false,
+            draining: BTreeSet::new(),
             role: Role::Follower,
             leader: None,
             now: 0,
@@ -332,7 +337,10 @@ impl<M: StateMachine> Replica<M> {
         }
         self.hibernating = false;
         let e = self.opts.election_ticks.max(1);
-        self.election_deadline = self.election_deadline.min(self.now + self.rng.range(0, e));
+        // A draining replica leaves the first try to the others.
+        let later = if self.is_draining() { e } else { 0 };
+        let at = self.now + later + self.rng.range(0, e);
+        self.election_deadline = self.election_deadline.min(at);
     }
 
     /// Whether this replica needs `tick` calls: not while its group
@@ -563,14 +571,16 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Sets the next election deadline: a random time in `[e, 2e)` ticks,
-    /// or in `[e/2, e)` for the group's preferred leader (its first voter),
-    /// so a group whose members are all up usually elects it. The master
+    /// or in `[e/2, e)` for the group's preferred leader (its first voter)
+    /// unless its node is draining, so a group whose members are all up
+    /// usually elects it. The master
     /// rotates first voters over the nodes, which spreads leaders, and so
     /// the work of leading, over the cluster. Only a bias: any voter may
     /// still win, and safety does not depend on who does.
     pub(crate) fn reset_election_timer(&mut self) {
         let e = self.opts.election_ticks.max(1);
-        let (low, high) = if self.config.voters.first() == Some(&self.id) {
+        let preferred = self.config.voters.first() == Some(&self.id);
+        let (low, high) = if preferred && !self.is_draining() {
             (e.div_ceil(2), e)
         } else {
             (e, 2 * e)
@@ -616,6 +626,8 @@ impl<M: StateMachine> Replica<M> {
     }
 }
 
+#[cfg(test)]
+mod drain_tests;
 #[cfg(test)]
 mod reconfig_tests;
 #[cfg(test)]

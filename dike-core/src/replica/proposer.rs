@@ -70,11 +70,13 @@ pub(crate) struct LeaderState {
     /// Since this tick the preferred leader has been heard from and caught
     /// up without a break.
     pub preferred_since: Option<u64>,
-    /// No hand-back to the preferred leader before this tick (after a
-    /// transfer that gave up).
-    pub preferred_retry_at: u64,
-    /// Hand-backs to the preferred leader that gave up, for the backoff.
-    pub preferred_failures: u32,
+    /// No transfer this leader starts by itself (a hand-back to the
+    /// preferred leader, a hand-off while draining) before this tick, after
+    /// one that gave up.
+    pub retry_transfer_at: u64,
+    /// Transfers this leader started by itself that gave up, for the
+    /// backoff.
+    pub transfers_given_up: u32,
     /// The preferred leader was silent for an election timeout during this
     /// leadership (a failover, a partition): only then is leadership handed
     /// back, never after an operator moved it away from a live one.
@@ -117,7 +119,7 @@ impl LeaderState {
     /// and caught up, and no backoff holds it): the group stays awake for
     /// it, so an idle group sleeps under its preferred leader.
     pub(crate) fn hand_back_due(&self, now: u64) -> bool {
-        self.preferred_since.is_some() && now >= self.preferred_retry_at
+        self.preferred_since.is_some() && now >= self.retry_transfer_at
     }
 
     /// Notes that `m` answered in this ballot.
@@ -325,8 +327,8 @@ impl<M: StateMachine> Replica<M> {
             transfer: None,
             heard_at: BTreeMap::new(),
             preferred_since: None,
-            preferred_retry_at: 0,
-            preferred_failures: 0,
+            retry_transfer_at: 0,
+            transfers_given_up: 0,
             preferred_missed: false,
             since: self.now,
             slept: false,
@@ -520,6 +522,7 @@ impl<M: StateMachine> Replica<M> {
     pub(super) fn leader_tick(&mut self) {
         self.transfer_tick();
         let commit = self.commit;
+        let hand_off_due = self.drain_hand_off_due();
         let Role::Leader(l) = &mut self.role else {
             return;
         };
@@ -531,7 +534,8 @@ impl<M: StateMachine> Replica<M> {
             && l.reads.is_empty()
             && l.stop.is_none()
             && l.transfer.is_none()
-            && !l.hand_back_due(self.now);
+            && !l.hand_back_due(self.now)
+            && !hand_off_due;
         if !idle {
             l.idle_since = self.now;
             l.asleep = false;
@@ -583,6 +587,7 @@ impl<M: StateMachine> Replica<M> {
 
     fn send_heartbeat(&mut self, hibernate: bool) {
         let commit = self.commit;
+        let hand_off_due = self.drain_hand_off_due();
         let Role::Leader(l) = &mut self.role else {
             return;
         };
@@ -593,8 +598,9 @@ impl<M: StateMachine> Replica<M> {
         let ballot = l.ballot;
         // During a transfer every member reports its commit index, so the
         // leader sees when the target holds everything (in an idle group
-        // too, where no `Accepted` would tell).
-        let read_round = if l.transfer.is_some() {
+        // too, where no `Accepted` would tell); so does a draining leader
+        // looking for a voter to hand off to (see `drain`).
+        let read_round = if l.transfer.is_some() || hand_off_due {
             l.reads.probe_round()
         } else {
             l.reads.start_round()

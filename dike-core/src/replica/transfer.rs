@@ -44,8 +44,10 @@ pub(crate) struct Transfer {
     /// When `TimeoutNow` was last sent (resent once per heartbeat interval
     /// while the transfer lasts, in case it was lost).
     pub sent_at: Option<u64>,
-    /// Started by the hand-back to the preferred leader (not by a caller).
-    pub to_preferred: bool,
+    /// Started by the leader itself (a hand-back to the preferred leader,
+    /// a hand-off while draining), not by a caller: it backs off if it
+    /// gives up.
+    pub automatic: bool,
 }
 
 /// Why a leadership transfer was refused.
@@ -66,6 +68,9 @@ pub enum TransferError {
     /// A membership change is in flight; the transfer may follow it.
     #[error("a membership change is in flight; retry once it is done")]
     ReconfigInProgress,
+    /// The target's node is draining: it takes no leadership.
+    #[error("{0} is on a draining node; undrain it first")]
+    Draining(MemberId),
     /// Leadership is already being handed to another member.
     #[error("leadership is already being handed to {to}")]
     InProgress {
@@ -103,9 +108,10 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// The voter (other than this replica) a leader should hand over to
-    /// when it must go: among those whose node `alive` accepts, the one
-    /// that reported the most progress, the most recently heard from on a
-    /// tie. `None` if this replica does not lead or no such voter exists.
+    /// when it must go: among those whose node `alive` accepts and is not
+    /// draining, the one that reported the most progress, the most recently
+    /// heard from on a tie. `None` if this replica does not lead or no such
+    /// voter exists.
     pub fn hand_over_target(&self, alive: impl Fn(NodeId) -> bool) -> Option<MemberId> {
         let Role::Leader(l) = &self.role else {
             return None;
@@ -114,7 +120,7 @@ impl<M: StateMachine> Replica<M> {
             .voters
             .iter()
             .copied()
-            .filter(|v| *v != self.id && alive(v.node))
+            .filter(|v| *v != self.id && alive(v.node) && !self.draining.contains(&v.node))
             .max_by_key(|v| {
                 (
                     l.progress.get(v).copied().unwrap_or(0),
@@ -124,7 +130,11 @@ impl<M: StateMachine> Replica<M> {
             })
     }
 
-    fn start_transfer(&mut self, to: MemberId, to_preferred: bool) -> Result<(), TransferError> {
+    pub(super) fn start_transfer(
+        &mut self,
+        to: MemberId,
+        automatic: bool,
+    ) -> Result<(), TransferError> {
         let leader = self.leader;
         let (now, commit) = (self.now, self.commit);
         let until = now + self.opts.election_ticks.max(1);
@@ -137,6 +147,9 @@ impl<M: StateMachine> Replica<M> {
         if !self.config.is_voter(to) {
             return Err(TransferError::NotAVoter(to));
         }
+        if self.draining.contains(&to.node) {
+            return Err(TransferError::Draining(to));
+        }
         if l.stop.is_some() {
             return Err(TransferError::ReconfigInProgress);
         }
@@ -147,13 +160,13 @@ impl<M: StateMachine> Replica<M> {
                 Err(TransferError::InProgress { to: t.to })
             };
         }
-        tracing::info!(member = %self.id, %to, to_preferred, "handing leadership over");
+        tracing::info!(member = %self.id, %to, automatic, "handing leadership over");
         l.transfer = Some(Transfer {
             to,
             commit_at_start: commit,
             until,
             sent_at: None,
-            to_preferred,
+            automatic,
         });
         l.wake(now);
         // The heartbeat asks every member for its commit index (a probe
@@ -202,8 +215,9 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Every leader tick: gives up a transfer past its deadline, resends
-    /// `TimeoutNow`, and starts the hand-back to the preferred leader when
-    /// it is due.
+    /// `TimeoutNow`, hands leadership off if this replica's node is
+    /// draining (see `drain`), else starts the hand-back to the preferred
+    /// leader when it is due.
     pub(super) fn transfer_tick(&mut self) {
         let now = self.now;
         let after = self.opts.preferred_leader_after_ticks;
@@ -215,19 +229,25 @@ impl<M: StateMachine> Replica<M> {
                 self.try_hand_over();
                 return;
             }
-            let (to, to_preferred) = (t.to, t.to_preferred);
+            let (to, automatic) = (t.to, t.automatic);
             tracing::info!(member = %self.id, %to, "leadership transfer gave up; leading on");
             l.transfer = None;
             l.wake(now);
             l.preferred_since = None;
-            if to_preferred {
-                l.preferred_failures = l.preferred_failures.saturating_add(1);
-                let wait = after.saturating_mul(1 << l.preferred_failures.min(5));
-                l.preferred_retry_at = now + wait;
+            if automatic {
+                l.transfers_given_up = l.transfers_given_up.saturating_add(1);
+                let wait = after
+                    .max(1)
+                    .saturating_mul(1 << l.transfers_given_up.min(5));
+                l.retry_transfer_at = now + wait;
             }
             return;
         }
-        self.hand_back_to_preferred();
+        if self.is_draining() {
+            self.hand_off_while_draining();
+        } else {
+            self.hand_back_to_preferred();
+        }
     }
 
     /// Starts a transfer to the group's first voter once it has been heard
@@ -249,6 +269,13 @@ impl<M: StateMachine> Replica<M> {
         };
         if l.asleep {
             l.slept = true;
+            l.preferred_since = None;
+            return;
+        }
+        if self.draining.contains(&preferred.node) {
+            // No hand-back to a draining node; once it is undrained,
+            // leadership goes back to it as after a failover.
+            l.preferred_missed = true;
             l.preferred_since = None;
             return;
         }
@@ -277,7 +304,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         let since = *l.preferred_since.get_or_insert(now);
-        if now < since + after || now < l.preferred_retry_at {
+        if now < since + after || now < l.retry_transfer_at {
             return;
         }
         if let Err(e) = self.start_transfer(preferred, true) {
@@ -297,7 +324,9 @@ impl<M: StateMachine> Replica<M> {
     pub(super) fn on_timeout_now(&mut self, from: MemberId, ballot: Ballot) {
         self.observe_ballot(ballot);
         let current = ballot.leader == from && ballot >= self.promised;
-        if !current || self.leaving || self.is_leader() || self.removed {
+        // A draining replica takes no leadership handed to it (its own
+        // election timer still runs: see `drain`).
+        if !current || self.leaving || self.is_draining() || self.is_leader() || self.removed {
             return;
         }
         if !self.config.is_voter(self.id) {

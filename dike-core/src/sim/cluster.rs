@@ -5,7 +5,7 @@
 
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::Command;
-use crate::ids::{ClientId, MemberId};
+use crate::ids::{ClientId, MemberId, NodeId};
 use crate::message::Envelope;
 use crate::ready::Response;
 use crate::replica::Replica;
@@ -40,6 +40,9 @@ pub struct LocalCluster<M: StateMachine> {
     pub effects_run: usize,
     /// Messages delivered so far.
     pub delivered: u64,
+    /// The nodes marked draining (`set_draining`), also told to restarted
+    /// replicas.
+    draining: BTreeSet<NodeId>,
 }
 
 impl<M: StateMachine> LocalCluster<M> {
@@ -67,6 +70,7 @@ impl<M: StateMachine> LocalCluster<M> {
             responses: Vec::new(),
             effects_run: 0,
             delivered: 0,
+            draining: BTreeSet::new(),
         };
         for i in 0..n + spares {
             let id = Self::member(i);
@@ -100,7 +104,7 @@ impl<M: StateMachine> LocalCluster<M> {
         m.id.incarnation.0 += 1;
         m.boot += 1;
         m.storage = MemoryStorage::new();
-        let r = Replica::new(
+        let mut r = Replica::new(
             m.id,
             self.config.clone(),
             (self.make)(m.id),
@@ -108,6 +112,7 @@ impl<M: StateMachine> LocalCluster<M> {
             i as u64,
             m.boot,
         );
+        r.set_draining_nodes(self.draining.iter().copied());
         m.replica = Some(r);
     }
 
@@ -155,7 +160,7 @@ impl<M: StateMachine> LocalCluster<M> {
         let id = m.id;
         m.boot += 1;
         let recovered = m.storage.load().map_err(|e| e.to_string())?;
-        let r = Replica::recover(
+        let mut r = Replica::recover(
             id,
             self.config.clone(),
             (self.make)(id),
@@ -165,8 +170,20 @@ impl<M: StateMachine> LocalCluster<M> {
             recovered,
         )
         .map_err(|e| e.to_string())?;
+        r.set_draining_nodes(self.draining.iter().copied());
         m.replica = Some(r);
         Ok(())
+    }
+
+    /// Marks the nodes of members `draining` (indices) draining, and no
+    /// other, at every replica, as the runtime does from the routing table.
+    pub fn set_draining(&mut self, draining: &[usize]) {
+        self.draining = draining.iter().map(|&i| Self::member(i).node).collect();
+        for m in &mut self.members {
+            if let Some(r) = m.replica.as_mut() {
+                r.set_draining_nodes(self.draining.iter().copied());
+            }
+        }
     }
 
     /// Ticks every live replica once.

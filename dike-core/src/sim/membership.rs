@@ -195,6 +195,25 @@ impl Simulation {
         }
     }
 
+    /// Drains a random node, or undrains it if it is draining, and tells
+    /// every live replica (as the runtime does from the routing table).
+    pub(super) fn drain_or_undrain(&mut self) {
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        let node = self.nodes[i].member.node;
+        let draining = !self.draining.remove(&node);
+        if draining {
+            self.draining.insert(node);
+        }
+        self.report.drains += 1;
+        let nodes = self.draining.clone();
+        self.log(|| format!("DRAIN n{}: {draining} (draining: {nodes:?})", node.0));
+        for n in &mut self.nodes {
+            if let Some(d) = n.driver.as_mut() {
+                d.set_draining_nodes(nodes.iter().copied());
+            }
+        }
+    }
+
     /// After the heal: a node kept out that a late change made a member
     /// again comes back.
     pub(super) fn readmit(&mut self) {

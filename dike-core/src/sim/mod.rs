@@ -27,7 +27,7 @@ pub use network::NetFaults;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::driver::{GroupDriver, Output, Start};
-use crate::ids::MemberId;
+use crate::ids::{MemberId, NodeId};
 use crate::replica::{Bugs, Replica};
 use crate::rng::Rng;
 use crate::server::{GroupContext, ServerMachine};
@@ -35,6 +35,7 @@ use checker::Checker;
 use client::Client;
 use network::{ClientRequest, Network, Packet};
 use register::Register;
+use std::collections::BTreeSet;
 use std::fmt;
 use storage::{DiskTiming, SimDisk};
 
@@ -169,6 +170,10 @@ pub struct SimConfig {
     /// random voter (dead, lagging or partitioned ones included; now and
     /// then a non-voter or the leader itself, which must be refused).
     pub transfer_per_10k: u64,
+    /// Chance per step (in 1/10000), while faults are on or clients still
+    /// run, that the operator drains a random node or undrains a draining
+    /// one (every node may end up draining: the group must still serve).
+    pub drain_per_10k: u64,
 }
 
 impl SimConfig {
@@ -229,6 +234,7 @@ impl SimConfig {
             pause_per_10k: 15,
             tick_skew: 3,
             transfer_per_10k: 30,
+            drain_per_10k: 10,
         }
     }
 
@@ -297,6 +303,8 @@ pub struct SimReport {
     pub changes: u64,
     /// Leadership transfers the leader started (on the operator's request).
     pub transfers: u64,
+    /// Drains and undrains of nodes.
+    pub drains: u64,
     /// Configuration epoch at the end.
     pub epoch: u64,
     /// Steps until every operation completed.
@@ -401,6 +409,9 @@ pub struct Simulation {
     suspicion: Vec<Vec<u32>>,
     /// The configurations that changes accepted by leaders would start.
     pending_configs: Vec<Config>,
+    /// The nodes the operator marked draining (every replica is told, as
+    /// the runtime's routing table would).
+    draining: BTreeSet<NodeId>,
 }
 
 fn member(i: usize) -> MemberId {
@@ -426,6 +437,7 @@ impl Simulation {
             next_change: 0,
             suspicion: Vec::new(),
             pending_configs: Vec::new(),
+            draining: BTreeSet::new(),
             now: 0,
             rng: Rng::new(rng.next_u64()),
             cfg,
@@ -465,6 +477,7 @@ impl Simulation {
         match GroupDriver::start(start, node.disk.clone()) {
             Ok(mut d) => {
                 d.set_test_flags(self.cfg.bugs, true);
+                d.set_draining_nodes(self.draining.iter().copied());
                 self.checker
                     .on_start(node.member, node.boot, d.replica().applied());
                 node.driver = Some(d);
@@ -600,6 +613,9 @@ impl Simulation {
         let running = self.now <= self.cfg.fault_steps || !self.clients.iter().all(Client::done);
         if running && self.rng.below(10_000) < self.cfg.transfer_per_10k {
             self.transfer_leadership();
+        }
+        if running && self.rng.below(10_000) < self.cfg.drain_per_10k {
+            self.drain_or_undrain();
         }
         self.restart_due();
         for i in 0..self.nodes.len() {
@@ -1055,6 +1071,7 @@ pub fn run_many(
         total.steps += r.steps;
         total.changes += r.changes;
         total.transfers += r.transfers;
+        total.drains += r.drains;
         total.epoch = total.epoch.max(r.epoch);
     }
     Ok((count, total))

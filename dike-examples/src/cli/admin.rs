@@ -65,7 +65,7 @@ pub async fn add_group(
 }
 
 /// `value` as one JSON line.
-fn json_line(value: &serde_json::Value) -> Result<String, CliError> {
+pub(super) fn json_line(value: &serde_json::Value) -> Result<String, CliError> {
     serde_json::to_string(value)
         .map(|s| s + "\n")
         .map_err(|e| CliError::Output(e.to_string()))

@@ -31,8 +31,9 @@ pub enum Command {
         schedules: u64,
     },
     /// Run one node hosting the example kinds (arithmetic, kv, lock, set) until
-    /// Ctrl-C or SIGTERM.
-    Node(NodeArgs),
+    /// Ctrl-C or SIGTERM (`dike node --name …`), or act on a node of the
+    /// cluster (`dike node drain NAME`, `dike node undrain NAME`).
+    Node(NodeCli),
     /// Create a group of a kind (an existing group of that name is kept).
     AddGroup {
         /// How to reach the cluster.
@@ -201,8 +202,96 @@ pub struct Ring {
     pub vnodes: Option<u32>,
 }
 
-/// Arguments of `dike node`. Every flag may also come from the `DIKE_*`
-/// variable named in `--help` (a flag given on the command line wins).
+/// `dike node`: either run a node (its flags, [`NodeArgs`]) or one of the
+/// [`NodeCommand`]s, never both. Exactly one of the two fields is `Some`.
+///
+/// Written out rather than derived: a derived optional flatten of
+/// [`NodeArgs`] comes out `None` whatever the flags, and a plain one would
+/// require `--name` with a subcommand too.
+#[derive(Debug)]
+pub struct NodeCli {
+    /// What to do to a node of the cluster.
+    pub command: Option<NodeCommand>,
+    /// The flags of the node to run (when there is no command); boxed, as
+    /// they are many.
+    pub run: Option<Box<NodeArgs>>,
+}
+
+impl clap::FromArgMatches for NodeCli {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        if matches.subcommand_name().is_some() {
+            return Ok(NodeCli {
+                command: Some(NodeCommand::from_arg_matches(matches)?),
+                run: None,
+            });
+        }
+        Ok(NodeCli {
+            command: None,
+            run: Some(Box::new(NodeArgs::from_arg_matches(matches)?)),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = NodeCli::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for NodeCli {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = NodeArgs::augment_args(cmd);
+        NodeCommand::augment_subcommands(cmd)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        NodeCli::augment_args(cmd)
+    }
+}
+
+/// What `dike node` does to a node of the cluster.
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Drain node NAME: it takes no new replicas (no new group, no learner)
+    /// and hands every leadership it holds to other nodes' voters (it
+    /// keeps its replicas). Waits until no group is led from NAME (at most
+    /// --timeout, default 30 s here) and prints what moved. Fails (exit 8)
+    /// if NAME is unknown and (exit 6) if groups are still led from NAME
+    /// at the deadline (e.g. their other voters are down: a draining node
+    /// still leads a group nobody else can), naming them; NAME stays
+    /// draining either way.
+    Drain {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The node to drain (its name).
+        node: String,
+    },
+    /// Undrain node NAME: it takes new replicas again, and groups whose
+    /// preferred leader it is hand leadership back to it. Fails (exit 8) if
+    /// NAME is unknown.
+    Undrain {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The node to undrain (its name).
+        node: String,
+    },
+}
+
+impl NodeCommand {
+    /// How the command reaches the cluster.
+    pub fn via(&self) -> &Via {
+        match self {
+            NodeCommand::Drain { via, .. } | NodeCommand::Undrain { via, .. } => via,
+        }
+    }
+}
+
+/// Arguments of `dike node` that runs a node. Every flag may also come from
+/// the `DIKE_*` variable named in `--help` (a flag given on the command line
+/// wins).
 #[derive(Args, Debug)]
 pub struct NodeArgs {
     /// The node's name, unique in the cluster. A data dir belongs to the
@@ -359,9 +448,10 @@ pub struct Via {
     /// The cluster's shared secret.
     #[command(flatten)]
     pub cookie: Cookie,
-    /// How long to wait for the cluster, in seconds.
-    #[arg(long, default_value_t = 10, env = "DIKE_TIMEOUT")]
-    pub timeout: u64,
+    /// How long to wait for the cluster, in seconds (default 10; `dike node
+    /// drain` waits 30 for leaderships to move).
+    #[arg(long, env = "DIKE_TIMEOUT")]
+    pub timeout: Option<u64>,
     /// How long to wait for each --via node to answer, in seconds.
     #[arg(long, default_value_t = 3, env = "DIKE_DIAL_TIMEOUT")]
     pub dial_timeout: u64,
@@ -420,5 +510,49 @@ impl BenchArgs {
             duration: std::time::Duration::from_secs(self.duration),
             value_size: self.value_size,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<NodeCli, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("dike").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Node(n) => Ok(n),
+            other => panic!("not a node command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dike_node_with_flags_runs_a_node_as_before() {
+        let n = parse(&[
+            "node",
+            "--name",
+            "a",
+            "--listen",
+            "127.0.0.1:7001",
+            "--masters",
+            "a@127.0.0.1:7001",
+        ])
+        .expect("parses");
+        assert!(n.command.is_none());
+        assert_eq!(n.run.expect("a node to run").name, "a");
+        assert!(parse(&["node"]).is_err(), "its flags are still required");
+    }
+
+    #[test]
+    fn dike_node_drain_and_undrain_name_a_node_and_take_no_node_flags() {
+        let n = parse(&["node", "drain", "b", "--via", "h:1", "--timeout", "5"]).expect("parses");
+        assert!(n.run.is_none());
+        let Some(NodeCommand::Drain { via, node }) = n.command else {
+            panic!("a drain")
+        };
+        assert_eq!((node.as_str(), via.timeout), ("b", Some(5)));
+        let n = parse(&["node", "undrain", "b", "--via", "h:1"]).expect("parses");
+        assert!(matches!(n.command, Some(NodeCommand::Undrain { .. })));
+        assert!(parse(&["node", "--name", "a", "drain", "b", "--via", "h:1"]).is_err());
+        assert!(parse(&["node", "drain", "b", "--via", "h:1", "--name", "a"]).is_err());
     }
 }

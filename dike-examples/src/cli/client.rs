@@ -13,6 +13,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Seconds a client command waits for the cluster without `--timeout`.
+pub const DEFAULT_TIMEOUT: u64 = 10;
+
 /// A connected client node; stop it with [`Client::stop`] when done.
 pub struct Client {
     node: NodeHandle,
@@ -23,7 +26,7 @@ impl Client {
     /// Learns the masters from `via` (see [`masters_of`]), starts the
     /// client node and waits until the master answers.
     pub async fn connect(via: &Via) -> Result<Client, CliError> {
-        let timeout = Duration::from_secs(via.timeout.max(1));
+        let timeout = Duration::from_secs(via.timeout.unwrap_or(DEFAULT_TIMEOUT).max(1));
         let cookie = via.cookie.secret()?;
         let dial = Duration::from_secs(via.dial_timeout.max(1)).min(timeout);
         let (masters, table) = masters_of(&via.via, &cookie, dial).await?;

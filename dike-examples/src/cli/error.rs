@@ -93,6 +93,20 @@ pub enum CliError {
     /// The demo could not go on.
     #[error("the demo stopped: {0}")]
     Demo(String),
+    /// `dike node drain` timed out with groups still led from the node.
+    #[error(
+        "{node} still leads {} after {}s: {}; their other voters cannot take over (down or \
+         behind?); {node} stays draining",
+        groups.len(), after.as_secs(), groups.join(", ")
+    )]
+    DrainTimeout {
+        /// The node being drained.
+        node: String,
+        /// How long the command waited.
+        after: std::time::Duration,
+        /// The groups still led from it.
+        groups: Vec<String>,
+    },
     /// The running node stopped by itself.
     #[error("the node stopped unexpectedly")]
     NodeStopped,
@@ -176,6 +190,7 @@ impl CliError {
                 exit::NOT_FOUND
             }
             CliError::NotAVoter { .. } => exit::REFUSED,
+            CliError::DrainTimeout { .. } => exit::UNAVAILABLE,
             CliError::Join(
                 JoinNodeError::Unreachable { .. } | JoinNodeError::UnknownNode { .. },
             ) => exit::UNREACHABLE,

@@ -13,6 +13,7 @@ pub mod args;
 pub mod bench;
 pub mod client;
 pub mod config_file;
+pub mod drain;
 pub mod error;
 pub mod kinds;
 pub mod kv;
@@ -36,7 +37,18 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             return Err(CliError::Usage("simulate runs without a runtime".into()));
         }
         Command::Demo => return demo().await,
-        Command::Node(args) => return node::run(args).await,
+        Command::Node(args::NodeCli {
+            command: Some(command),
+            ..
+        }) => (command.via().clone(), Action::Node(command)),
+        Command::Node(args::NodeCli { run: Some(run), .. }) => return node::run(*run).await,
+        Command::Node(args::NodeCli { .. }) => {
+            return Err(CliError::Usage(
+                "dike node needs --name, --listen and --masters to run a node, or a command \
+                 (drain, undrain); see dike node --help"
+                    .into(),
+            ));
+        }
         Command::AddGroup {
             via,
             group,
@@ -99,6 +111,7 @@ enum Action {
         group: String,
         node: String,
     },
+    Node(args::NodeCommand),
     Request(args::RequestArgs, Mode),
     Cast(args::RequestArgs),
     Kv(args::KvOp),
@@ -118,6 +131,14 @@ impl Action {
             Action::Join { node } => admin::join(client, &node, json).await,
             Action::LeaderTransfer { group, node } => {
                 admin::transfer_leader(client, &group, &node, json).await
+            }
+            Action::Node(args::NodeCommand::Drain { via, node }) => {
+                let secs = via.timeout.unwrap_or(drain::DEFAULT_DRAIN_TIMEOUT);
+                let within = std::time::Duration::from_secs(secs.max(1));
+                drain::drain(client, &node, within, json).await
+            }
+            Action::Node(args::NodeCommand::Undrain { node, .. }) => {
+                drain::undrain(client, &node, json).await
             }
             Action::Request(args, mode) => request::run(client, &args, mode).await,
             Action::Cast(args) => request::cast(client, &args, json).await,

@@ -36,7 +36,7 @@ pub fn to_text(status: &ClusterStatus) -> String {
         .nodes
         .iter()
         .map(|n| {
-            let up = if n.up { "up" } else { "down" };
+            let up = dike_actors::node::status::node_state(n.up, n.draining);
             [
                 n.name.clone(),
                 n.address.clone(),
@@ -131,6 +131,7 @@ mod tests {
                 name: "n1".into(),
                 address: "127.0.0.1:7001".into(),
                 up: true,
+                draining: false,
                 master: true,
                 version: Some("0.1.0".into()),
                 uptime_seconds: Some(90),
@@ -182,6 +183,17 @@ mod tests {
         assert_eq!(marked, 3, "{text}");
         assert!(
             text.ends_with("\n\n! calc: n3 unreachable: gone\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_draining_node_says_so_in_its_status_column() {
+        let mut status = status(vec![]);
+        status.nodes[0].draining = true;
+        let text = to_text(&status);
+        assert!(
+            text.contains("n1    127.0.0.1:7001  up, draining  yes"),
             "{text}"
         );
     }

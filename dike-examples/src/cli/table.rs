@@ -28,6 +28,8 @@ pub struct NodeView {
     pub incarnation: String,
     /// Whether it is up.
     pub up: bool,
+    /// Whether it is draining (`dike node drain`).
+    pub draining: bool,
 }
 
 /// One group of the table.
@@ -66,6 +68,7 @@ impl TableView {
                     address: n.address.clone(),
                     incarnation: n.incarnation.0.to_string(),
                     up: n.status == NodeStatus::Up,
+                    draining: n.draining,
                 })
                 .collect(),
             groups: table
@@ -90,7 +93,7 @@ impl TableView {
             .nodes
             .iter()
             .map(|n| {
-                let status = if n.up { "up" } else { "down" };
+                let status = dike_actors::node::status::node_state(n.up, n.draining);
                 [n.name.clone(), n.address.clone(), status.to_owned()]
             })
             .collect();

@@ -5,8 +5,8 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A loopback address with a port free right now.
 pub fn free_addr() -> SocketAddr {
@@ -96,4 +96,163 @@ pub fn spawn_node(
         .spawn()
         .expect("spawn dike node");
     NodeChild { child, log }
+}
+
+/// Three master nodes as `dike node` processes, killed when dropped.
+pub struct Cluster {
+    /// The nodes' names.
+    pub names: Vec<String>,
+    /// Their listen addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// The masters list, NAME@HOST:PORT,…
+    pub masters: String,
+    /// The node processes (`None`: stopped).
+    pub nodes: Vec<Option<NodeChild>>,
+    cookie: String,
+}
+
+impl Cluster {
+    /// Starts nodes LABEL1…LABEL3 in memory with `cookie` and waits until
+    /// the routing table shows all three up.
+    pub fn start(label: &str, cookie: &str) -> Cluster {
+        let names: Vec<String> = (1..=3).map(|i| format!("{label}{i}")).collect();
+        let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+        let masters = masters_list(&names, &addrs);
+        let nodes = names
+            .iter()
+            .zip(&addrs)
+            .map(|(n, a)| {
+                let args = ["--in-memory", "--worker-threads", "2"];
+                Some(spawn_node(label, n, *a, &masters, &args, cookie))
+            })
+            .collect();
+        let c = Cluster {
+            names,
+            addrs,
+            masters,
+            nodes,
+            cookie: cookie.to_owned(),
+        };
+        c.wait_until_up();
+        c
+    }
+
+    /// Every node, for `--via`: a stopped one is skipped.
+    pub fn via(&self) -> String {
+        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        addrs.join(",")
+    }
+
+    /// Runs `dike ARGS… --via VIA`, with `--timeout 10` unless ARGS has
+    /// one.
+    pub fn dike(&self, args: &[&str]) -> Output {
+        let timeout: &[&str] = if args.contains(&"--timeout") {
+            &[]
+        } else {
+            &["--timeout", "10"]
+        };
+        Command::new(env!("CARGO_BIN_EXE_dike"))
+            .args(args)
+            .args(["--via", &self.via()])
+            .args(timeout)
+            .env("DIKE_COOKIE", &self.cookie)
+            .output()
+            .expect("run dike")
+    }
+
+    /// The last lines of every running node's log.
+    pub fn logs(&self) -> String {
+        self.names
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(n, node)| node.as_ref().map(|node| (n, node.log_text())))
+            .map(|(n, text)| {
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {n} ---\n{}", tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn wait_until_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.dike(&["routing-table", "--json"]);
+            let ups = String::from_utf8_lossy(&out.stdout)
+                .matches("\"up\"")
+                .count();
+            if out.status.success() && ups == 3 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not come up: {}\n{}",
+                text(&out),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Creates group `name` on all three nodes and waits until it answers.
+    pub fn add_group(&self, name: &str) {
+        let out = self.dike(&["add-group", name, "arithmetic", "--size", "3"]);
+        assert!(out.status.success(), "{}\n{}", text(&out), self.logs());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.dike(&["query", name, r#""Read""#]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not answer: {}\n{}",
+                text(&out),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The node `dike status -o json` shows leading `group`, once one does.
+    pub fn leader_of(&self, group: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.dike(&["status", "-o", "json"]);
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let leader = status["groups"]
+                .as_array()
+                .and_then(|gs| gs.iter().find(|g| g["name"] == group))
+                .and_then(|g| g["leader"].as_str().map(str::to_owned));
+            if let Some(l) = leader {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader of {group} shown: {}\n{}",
+                text(&out),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The index of node `name`.
+    pub fn index_of(&self, name: &str) -> usize {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .expect("a node of the cluster")
+    }
+}
+
+/// A finished command's exit status, stdout and stderr, for messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
