@@ -133,6 +133,14 @@ pub enum StartError {
         /// The master names this start asked for.
         given: Vec<String>,
     },
+    /// The node of this data directory was removed from the cluster.
+    #[error("node {name:?} was removed from the cluster (dike node remove), and data dir {} belongs to it: start the machine with an empty data dir to add it again as a new node", dir.display())]
+    Removed {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The node's name.
+        name: String,
+    },
     /// The data directory cannot be read, written or locked.
     #[error("cannot use data dir {}: {reason}", dir.display())]
     DataDir {

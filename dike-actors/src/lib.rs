@@ -27,4 +27,6 @@ pub mod storage;
 
 pub use error::{DikeError, StartError};
 pub use node::config::{MasterSpec, NodeConfig, NodeConfigBuilder};
-pub use node::{DikeNode, DrainReport, GroupHandle, HandOverReport, JoinOutcome, NodeHandle};
+pub use node::{
+    DikeNode, DrainReport, GroupHandle, HandOverReport, JoinOutcome, NodeHandle, NodeRemoval,
+};

@@ -22,18 +22,36 @@ use crate::replica::ConfigChange;
 use crate::routing::{GroupInfo, RoutingTable};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The nodes of `table` that have been down since at least `grace` seconds
-/// before `now` (the observer's clock, seconds): their replicas are replaced.
+/// The nodes of `table` whose replicas are replaced: those being removed
+/// by the operator, and those down since at least `grace` seconds before
+/// `now` (the observer's clock, seconds).
 pub fn dead_nodes(table: &RoutingTable, now: u64, grace: u64) -> BTreeSet<NodeId> {
     table
         .nodes
-        .keys()
-        .copied()
-        .filter(|&n| {
-            table
-                .down_since(n)
-                .is_some_and(|since| now.saturating_sub(since) >= grace)
+        .values()
+        .filter(|n| {
+            n.removing
+                || table
+                    .down_since(n.id)
+                    .is_some_and(|since| now.saturating_sub(since) >= grace)
         })
+        .map(|n| n.id)
+        .collect()
+}
+
+/// The nodes of `dead` (see [`dead_nodes`]) that host no replica any more,
+/// except those in `keep` (the master nodes, whose master replica is not in
+/// the table): they leave the table. Each comes with whether its return is
+/// refused, which is so for nodes the operator removed; a node that was
+/// only down long may join again later as if new.
+pub fn nodes_to_forget(
+    table: &RoutingTable,
+    dead: &BTreeSet<NodeId>,
+    keep: &BTreeSet<NodeId>,
+) -> Vec<(NodeId, bool)> {
+    dead.iter()
+        .filter(|n| !keep.contains(n) && table.groups_on(**n).next().is_none())
+        .filter_map(|&n| table.node(n).map(|info| (n, info.removing)))
         .collect()
 }
 
@@ -41,8 +59,9 @@ pub fn dead_nodes(table: &RoutingTable, now: u64, grace: u64) -> BTreeSet<NodeId
 /// (as the group's leader knows it) is `config` and whose intended size is
 /// `size`, or `None` when no learner is waiting.
 ///
-/// Learners on nodes that are down are dropped (they cannot catch up), as
-/// are all but the first learner. The first learner then takes the place of
+/// Learners on nodes that are down or being removed are dropped (they
+/// cannot catch up, or would have to move again), as are all but the first
+/// learner. The first learner then takes the place of
 /// the voter that should leave: one on a dead node, else one on a node that
 /// is down, else the one on the most-loaded node (ties: higher node id). A
 /// group with fewer voters than its size promotes the learner instead.
@@ -52,7 +71,8 @@ pub fn finish_move(
     size: usize,
     dead: &BTreeSet<NodeId>,
 ) -> Option<ConfigChange> {
-    if let Some(&stranded) = config.learners.iter().find(|l| !table.is_up(l.node)) {
+    let takes = |node| table.node(node).is_some_and(|n| n.takes_new_replicas());
+    if let Some(&stranded) = config.learners.iter().find(|l| !takes(l.node)) {
         return Some(ConfigChange::Remove(stranded));
     }
     if let [_, .., last] = config.learners.as_slice() {
@@ -102,6 +122,7 @@ pub fn start_moves(table: &RoutingTable, dead: &BTreeSet<NodeId>) -> Vec<(String
 mod tests {
     use super::*;
     use crate::ids::Incarnation;
+    use crate::routing::RoutingError;
 
     fn table(nodes: u64) -> RoutingTable {
         let mut t = RoutingTable::new();
@@ -185,6 +206,94 @@ mod tests {
         settle(&mut t, &dead);
         assert_eq!(t.groups_on(NodeId(2)).count(), 0);
         assert!(t.groups.values().all(|g| g.config.voters.len() == 5));
+    }
+
+    #[test]
+    fn a_removed_node_gives_up_every_replica_then_leaves_and_its_data_is_refused() {
+        let mut t = table(5);
+        for i in 0..8 {
+            t.add_group(format!("g{i}"), "k", 3).expect("placed");
+        }
+        let n2 = NodeId(2);
+        let hosted = t.groups_on(n2).count();
+        assert!(hosted > 0);
+        let (info, left) = t.remove_node(n2).expect("known");
+        assert_eq!((info.name.as_str(), left), ("n2", hosted));
+        assert!(
+            !t.placement_load().contains_key(&n2),
+            "takes no new replicas"
+        );
+        let dead = dead_nodes(&t, 0, 60);
+        assert_eq!(
+            dead,
+            BTreeSet::from([n2]),
+            "replaced without a grace period"
+        );
+        assert!(nodes_to_forget(&t, &dead, &BTreeSet::new()).is_empty());
+        settle(&mut t, &dead);
+        assert_eq!(t.groups_on(n2).count(), 0);
+        assert!(t.groups.values().all(|g| g.config.voters.len() == 3));
+        assert_eq!(
+            nodes_to_forget(&t, &dead, &BTreeSet::from([n2])),
+            vec![],
+            "a master node is kept"
+        );
+        assert_eq!(
+            nodes_to_forget(&t, &dead, &BTreeSet::new()),
+            vec![(n2, true)]
+        );
+        let (_, left) = t.remove_node(n2).expect("still known");
+        assert_eq!(left, 0);
+        assert!(t.node(n2).is_none());
+        let back = t.add_node(n2, "n2", "h:1", Incarnation(1));
+        assert!(
+            matches!(back, Err(RoutingError::NodeWasRemoved { ref name }) if name == "n2"),
+            "{back:?}"
+        );
+        t.add_node(n2, "n2", "h:1", Incarnation(2))
+            .expect("an empty data dir joins as a new node");
+        assert!(t.removed.is_empty());
+    }
+
+    #[test]
+    fn a_learner_on_a_node_being_removed_is_dropped() {
+        let mut t = table(4);
+        t.add_group("g", "k", 3).expect("placed");
+        apply(&mut t, "g", ConfigChange::AddLearner(m(4)));
+        t.remove_node(NodeId(4)).expect("known");
+        let config = t.groups["g"].config.clone();
+        let change = finish_move(&t, &config, 3, &BTreeSet::new());
+        assert_eq!(change, Some(ConfigChange::Remove(m(4))));
+    }
+
+    #[test]
+    fn a_dead_node_that_hosts_nothing_any_more_leaves_and_may_come_back() {
+        let mut t = table(4);
+        t.add_group("g", "k", 3).expect("placed");
+        let down = t.groups["g"].config.voters[0].node;
+        t.mark_down(down, 10).expect("known");
+        let dead = dead_nodes(&t, 100, 60);
+        settle(&mut t, &dead);
+        assert_eq!(
+            nodes_to_forget(&t, &dead, &BTreeSet::new()),
+            vec![(down, false)]
+        );
+        t.forget_node(down, false).expect("hosts nothing");
+        assert!(t.removed.is_empty());
+        t.add_node(down, format!("n{}", down.0), "h:1", Incarnation(1))
+            .expect("a replaced node joins again");
+    }
+
+    #[test]
+    fn a_node_that_hosts_a_replica_is_not_forgotten() {
+        let mut t = table(3);
+        t.add_group("g", "k", 3).expect("placed");
+        let err = t.forget_node(NodeId(1), false);
+        assert!(
+            matches!(err, Err(RoutingError::StillHosts { .. })),
+            "{err:?}"
+        );
+        assert!(t.node(NodeId(1)).is_some());
     }
 
     #[test]

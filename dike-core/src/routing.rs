@@ -50,6 +50,11 @@ pub struct NodeInfo {
     /// replicas hand their leaderships to other nodes.
     #[serde(default)]
     pub draining: bool,
+    /// The operator asked to remove the node (`dike node remove`): it takes
+    /// no new replicas, its replicas move to other nodes, and once it hosts
+    /// none it leaves the table for good.
+    #[serde(default)]
+    pub removing: bool,
 }
 
 impl NodeInfo {
@@ -59,9 +64,9 @@ impl NodeInfo {
     }
 
     /// Whether new replicas (of a new group, or learners) may be placed on
-    /// the node: it is up and not draining.
+    /// the node: it is up, not draining and not being removed.
     pub fn takes_new_replicas(&self) -> bool {
-        self.is_up() && !self.draining
+        self.is_up() && !self.draining && !self.removing
     }
 
     /// The member a replica placed on this node now would be.
@@ -182,6 +187,23 @@ pub enum RoutingError {
         /// The member the move meant to replace.
         member: MemberId,
     },
+    /// A join from the data dir of a node the operator removed.
+    #[error(
+        "node {name:?} was removed from the cluster (dike node remove); its data dir cannot \
+         rejoin: start it with an empty data dir to add it again as a new node"
+    )]
+    NodeWasRemoved {
+        /// The node's name.
+        name: String,
+    },
+    /// A node left the table while a group still has a member on it.
+    #[error("node {name:?} still hosts a replica of group {group:?}; move it away first")]
+    StillHosts {
+        /// The node's name.
+        name: String,
+        /// A group with a member on it.
+        group: String,
+    },
     /// A move onto a node that already hosts the group.
     #[error(
         "node n{} already hosts a replica of group {group:?}; a group never has two replicas \
@@ -214,6 +236,20 @@ pub struct RoutingTable {
     pub nodes: BTreeMap<NodeId, NodeInfo>,
     /// Every group, by name.
     pub groups: BTreeMap<String, GroupInfo>,
+    /// Nodes removed by the operator, with the incarnation (data dir) they
+    /// had: that data dir is refused if it comes back. A node may join again
+    /// with an empty data dir, as a new member.
+    #[serde(default)]
+    pub removed: BTreeMap<NodeId, RemovedNode>,
+}
+
+/// A node the operator removed from the cluster (`dike node remove`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedNode {
+    /// Its name.
+    pub name: String,
+    /// The data dir's life it had; a join with it is refused.
+    pub incarnation: Incarnation,
 }
 
 impl RoutingTable {
@@ -291,6 +327,11 @@ impl RoutingTable {
             });
         }
         let name = name.into();
+        if let Some(gone) = self.removed.get(&id) {
+            if gone.incarnation == incarnation {
+                return Err(RoutingError::NodeWasRemoved { name });
+            }
+        }
         if let Some(holder) = self.nodes.values().find(|n| n.name == name) {
             return Err(RoutingError::DuplicateNodeName {
                 name,
@@ -298,6 +339,7 @@ impl RoutingTable {
             });
         }
         tracing::debug!(node = id.0, %name, "node joined the routing table");
+        self.removed.remove(&id);
         self.version += 1;
         let info = NodeInfo {
             id,
@@ -306,6 +348,7 @@ impl RoutingTable {
             incarnation,
             status: NodeStatus::Up,
             draining: false,
+            removing: false,
         };
         Ok(self.nodes.entry(id).or_insert(info))
     }
@@ -347,10 +390,12 @@ impl RoutingTable {
         self.nodes.values().filter(|n| n.draining).map(|n| n.id)
     }
 
-    /// Replicas hosted by every node that takes new replicas (up and not
-    /// draining), including those that host none: what placement spreads
-    /// new groups and learners over. A draining node is left out like a down
-    /// one, so it neither receives nor gives up replicas by rebalancing.
+    /// Replicas hosted by every node that takes new replicas (up, not
+    /// draining and not being removed), including those that host none:
+    /// what placement spreads new groups and learners over. A draining node
+    /// is left out like a down one, so it neither receives nor gives up
+    /// replicas by rebalancing; a node being removed gives its replicas up
+    /// through replacements (see `rebalance::dead_nodes`).
     pub fn placement_load(&self) -> BTreeMap<NodeId, usize> {
         let mut load: BTreeMap<NodeId, usize> = self
             .nodes
@@ -462,6 +507,62 @@ impl RoutingTable {
         group.config = config;
         self.version += 1;
         Ok(true)
+    }
+
+    /// Starts removing `node` (see [`NodeInfo::removing`]). Returns the node
+    /// with how many replicas it still hosts; a node that hosts none leaves
+    /// at once (the answer then has 0 and the node is no longer in the
+    /// table).
+    pub fn remove_node(&mut self, node: NodeId) -> Result<(NodeInfo, usize), RoutingError> {
+        let info = self
+            .nodes
+            .get_mut(&node)
+            .ok_or(RoutingError::UnknownNode { node })?;
+        if !info.removing {
+            tracing::info!(node = %info.name, "node is being removed");
+            info.removing = true;
+            self.version += 1;
+        }
+        let info = info.clone();
+        let hosted = self.groups_on(node).count();
+        if hosted == 0 {
+            self.forget_node(node, true)?;
+        }
+        Ok((info, hosted))
+    }
+
+    /// Takes `node`, which hosts no replica, out of the table. With
+    /// `refuse_return` its data dir is refused if it comes back (an
+    /// operator's removal); without, a node replaced after it died may
+    /// join again later as if new.
+    pub fn forget_node(
+        &mut self,
+        node: NodeId,
+        refuse_return: bool,
+    ) -> Result<NodeInfo, RoutingError> {
+        let info = self
+            .nodes
+            .get(&node)
+            .ok_or(RoutingError::UnknownNode { node })?;
+        if let Some(group) = self.groups_on(node).next() {
+            return Err(RoutingError::StillHosts {
+                name: info.name.clone(),
+                group: group.name.clone(),
+            });
+        }
+        let info = self.nodes.remove(&node).expect("looked up above");
+        tracing::info!(node = %info.name, refuse_return, "node left the routing table");
+        if refuse_return {
+            self.removed.insert(
+                node,
+                RemovedNode {
+                    name: info.name.clone(),
+                    incarnation: info.incarnation,
+                },
+            );
+        }
+        self.version += 1;
+        Ok(info)
     }
 
     /// Since when (the observer's clock) `node` has been down, if it is.

@@ -39,6 +39,11 @@ pub enum FaultKind {
     /// node is removed (killed for good) and its replicas are replaced.
     /// Not part of [`FaultKind::ALL`]: it changes the cluster's shape.
     Churn,
+    /// Decommission: a node joins and groups move onto it; later the
+    /// operator removes that node (`dike node remove`) while it runs: its
+    /// replicas move away, it leaves the table, and its process is stopped.
+    /// Not part of [`FaultKind::ALL`]: it changes the cluster's shape.
+    Decommission,
 }
 
 impl FaultKind {
@@ -55,7 +60,10 @@ impl FaultKind {
 
     /// Whether injecting it needs nftables.
     pub fn needs_nft(self) -> bool {
-        !matches!(self, FaultKind::Kill | FaultKind::Pause | FaultKind::Churn)
+        !matches!(
+            self,
+            FaultKind::Kill | FaultKind::Pause | FaultKind::Churn | FaultKind::Decommission
+        )
     }
 
     /// The name used on command lines and in reports.
@@ -69,6 +77,7 @@ impl FaultKind {
             FaultKind::OneWay => "one-way",
             FaultKind::Loss => "loss",
             FaultKind::Churn => "churn",
+            FaultKind::Decommission => "decommission",
         }
     }
 }
@@ -81,7 +90,7 @@ impl fmt::Display for FaultKind {
 
 /// A fault kind name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, churn, all (all but churn)")]
+#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, churn, decommission, all (all but churn and decommission)")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultKind {
@@ -90,7 +99,7 @@ impl FromStr for FaultKind {
     fn from_str(s: &str) -> Result<Self, UnknownFault> {
         FaultKind::ALL
             .into_iter()
-            .chain([FaultKind::Churn])
+            .chain([FaultKind::Churn, FaultKind::Decommission])
             .find(|k| k.name() == s)
             .ok_or_else(|| UnknownFault(s.to_owned()))
     }
@@ -134,6 +143,8 @@ pub enum Action {
     Join,
     /// Kill this node for good; the master replaces its replicas.
     Remove(usize),
+    /// Remove this running node from the cluster (`dike node remove`).
+    Decommission(usize),
 }
 
 /// One planned fault.
@@ -157,6 +168,7 @@ impl fmt::Display for Fault {
             Action::Partition(t) => t.to_string(),
             Action::Join => "a new node joins".to_owned(),
             Action::Remove(i) => format!("node {i} is removed for good"),
+            Action::Decommission(i) => format!("node {i} is decommissioned"),
         };
         write!(
             f,
@@ -248,6 +260,10 @@ impl Scheduler {
         let (action, note) = match kind {
             FaultKind::Churn => match view.joined.first() {
                 Some(i) => (Action::Remove(*i), "the node that joined".to_owned()),
+                None => (Action::Join, "groups move onto it".to_owned()),
+            },
+            FaultKind::Decommission => match view.joined.first() {
+                Some(i) => (Action::Decommission(*i), "the node that joined".to_owned()),
                 None => (Action::Join, "groups move onto it".to_owned()),
             },
             FaultKind::Kill | FaultKind::Pause => {
@@ -347,7 +363,9 @@ pub fn nodes_down(fault: &Fault, addrs: &[Ipv4Addr]) -> usize {
     match &fault.action {
         Action::Kill(n) | Action::Pause(n) => n.len(),
         Action::Partition(t) => t.cut_off(addrs).len(),
-        Action::Join => 0,
+        // A decommissioned node gives its replicas up only once each has
+        // a caught-up replacement: no group has a voter less meanwhile.
+        Action::Join | Action::Decommission(_) => 0,
         Action::Remove(_) => 1,
     }
 }
@@ -374,7 +392,10 @@ mod tests {
         assert_eq!(parse_kinds("all").expect("valid").len(), 7);
         assert!(parse_kinds("kill,flood").is_err());
         assert_eq!(parse_kinds("churn").expect("valid"), vec![FaultKind::Churn]);
-        for k in FaultKind::ALL.into_iter().chain([FaultKind::Churn]) {
+        for k in FaultKind::ALL
+            .into_iter()
+            .chain([FaultKind::Churn, FaultKind::Decommission])
+        {
             assert_eq!(k.name().parse::<FaultKind>(), Ok(k));
         }
     }
@@ -447,6 +468,15 @@ mod tests {
             panic!("{iso}")
         };
         assert_eq!(t.cut_off(&v.addrs).len(), 1, "{iso}");
+    }
+
+    #[test]
+    fn decommission_joins_a_node_then_decommissions_the_node_that_joined() {
+        let mut v = view();
+        let mut s = Scheduler::new(1, &[FaultKind::Decommission]);
+        assert_eq!(s.next(&v).action, Action::Join);
+        v.joined = vec![5];
+        assert_eq!(s.next(&v).action, Action::Decommission(5));
     }
 
     #[test]

@@ -284,9 +284,20 @@ async fn inject(
     partition: &mut Option<Partition>,
     fault: &Fault,
     run: &mut RunState,
+    client: &Client,
 ) -> Result<(), String> {
     match &fault.action {
         Action::Join => run.joined.push(cluster.add_node()),
+        Action::Decommission(i) => {
+            // Only starts it: the recovery waits until the node has left.
+            client
+                .node()
+                .remove_node(cluster.name(*i))
+                .await
+                .map_err(|e| e.to_string())?;
+            run.joined.retain(|j| j != i);
+            run.removed.insert(*i);
+        }
         Action::Remove(i) => {
             cluster.kill(*i);
             run.joined.retain(|j| j != i);
@@ -308,7 +319,7 @@ fn heal(
     fault: &Fault,
 ) -> Result<(), String> {
     match &fault.action {
-        Action::Join | Action::Remove(_) => {}
+        Action::Join | Action::Remove(_) | Action::Decommission(_) => {}
         Action::Kill(nodes) => nodes.iter().for_each(|i| cluster.start(*i)),
         Action::Pause(nodes) => nodes.iter().for_each(|i| cluster.resume(*i)),
         Action::Partition(_) => {
@@ -538,6 +549,24 @@ async fn churn_done(client: &Client, node: dike_core::NodeId, joined: bool) -> R
     }
 }
 
+/// Whether the decommissioning of `node` is done: it left the routing table
+/// (which the master does only once no group has a member on it) and is
+/// listed as removed.
+async fn decommission_done(client: &Client, node: dike_core::NodeId) -> Result<(), NotYet> {
+    let t = client.routing_table().await?;
+    if let Some(n) = t.node(node) {
+        let hosting = t.groups_on(node).count();
+        return Err(NotYet(format!(
+            "{} is still in the table (removing: {}, hosting {hosting} replicas)",
+            n.name, n.removing
+        )));
+    }
+    if !t.removed.contains_key(&node) {
+        return Err(NotYet("the node left but is not listed as removed".into()));
+    }
+    Ok(())
+}
+
 /// What the rounds of a run accumulate.
 struct RunState {
     /// Nodes that joined during the run (and were not removed).
@@ -583,7 +612,7 @@ async fn run_round(
         let fault = scheduler.next(&v);
         let at = load_started.elapsed();
         eprintln!("[{:>6.1}s] inject {fault}", at.as_secs_f64());
-        if let Err(e) = inject(cluster, partition, &fault, run).await {
+        if let Err(e) = inject(cluster, partition, &fault, run, client).await {
             run.failures.push(format!("cannot inject {fault}: {e}"));
             break;
         }
@@ -614,6 +643,22 @@ async fn run_round(
                         .await
                         .map(|_| moved.elapsed()),
                     Err(e) => Err(format!("groups did not move: {}", e.0)),
+                }
+            }
+            Action::Decommission(i) => {
+                let moved = Instant::now();
+                let within = config.recover_within;
+                let node = cluster.node_id(*i);
+                match poll_until(within, || decommission_done(client, node)).await {
+                    Ok(()) => {
+                        // Out of the table, it hosts nothing: stopping it
+                        // changes nothing the checks see.
+                        cluster.stop(*i);
+                        wait_all_answer(client.node(), groups, within)
+                            .await
+                            .map(|_| moved.elapsed())
+                    }
+                    Err(e) => Err(format!("the node was not decommissioned: {}", e.0)),
                 }
             }
             _ => wait_all_answer(client.node(), groups, config.recover_within).await,

@@ -120,6 +120,21 @@ async fn a_node_joining_and_a_node_removed_under_load_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_decommissioned_under_load_loses_nothing() {
+    // Join: groups move onto the new node; then `dike node remove` of that
+    // node while it runs: its replicas move back to the others, each caught
+    // up before the old one leaves, and the node leaves the table.
+    fault_run_with(
+        "decom",
+        &[FaultKind::Decommission],
+        20,
+        Duration::from_secs(30),
+        |c| c.recover_within = Duration::from_secs(90),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_random_mix_of_faults_loses_nothing() {
     let all = FaultKind::ALL.to_vec();
     // Without nft the mix still runs the faults that need none.

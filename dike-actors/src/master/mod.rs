@@ -67,6 +67,21 @@ pub enum MasterRequest {
         /// The configuration its leader reported.
         config: Config,
     },
+    /// The operator removes a node (`dike node remove`): it takes no new
+    /// replicas, the rebalancer moves its replicas away, and once it hosts
+    /// none it leaves the table and its data dir may not rejoin. Repeating
+    /// it is harmless; it answers how far the removal is.
+    RemoveNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node down longer than the grace period whose replicas were all
+    /// replaced leaves the table (sent by the rebalancer). It may join
+    /// again later, as if new.
+    ForgetNode {
+        /// The node.
+        node: NodeId,
+    },
     /// The whole table (answered as a read-index query).
     GetTable,
     /// Marks a node draining or not (`dike node drain`/`undrain`):
@@ -94,6 +109,18 @@ pub enum MasterReply {
     Table(RoutingTable),
     /// The change was recorded (or there was nothing to change).
     Done,
+    /// A node is being removed and still hosts this many replicas.
+    Removing {
+        /// The node.
+        node: NodeInfo,
+        /// Replicas it still hosts.
+        replicas: usize,
+    },
+    /// The node left the table.
+    NodeRemoved(NodeInfo),
+    /// A join from a data dir the operator removed from the cluster; the
+    /// text says what to do.
+    WasRemoved(String),
     /// The change was refused, with the reason.
     Refused(String),
 }
@@ -137,6 +164,7 @@ impl MasterServer {
             .add_node(id, name, address, Incarnation(incarnation))
         {
             Ok(info) => MasterReply::Joined(info.clone()),
+            Err(e @ RoutingError::NodeWasRemoved { .. }) => MasterReply::WasRemoved(e.to_string()),
             Err(e) => MasterReply::Refused(e.to_string()),
         }
     }
@@ -195,6 +223,21 @@ impl PaxosServer for MasterServer {
                     Err(e) => Self::refused(e),
                 }
             }
+            MasterRequest::RemoveNode { node } => match self.table.remove_node(node) {
+                Ok((info, 0)) => MasterReply::NodeRemoved(info),
+                Ok((info, replicas)) => MasterReply::Removing {
+                    node: info,
+                    replicas,
+                },
+                Err(e) => Self::refused(e),
+            },
+            // Decided from an older table: a node that came back meanwhile
+            // stays.
+            MasterRequest::ForgetNode { node } if self.table.is_up(node) => MasterReply::Done,
+            MasterRequest::ForgetNode { node } => match self.table.forget_node(node, false) {
+                Ok(info) => MasterReply::NodeRemoved(info),
+                Err(e) => Self::refused(e),
+            },
             MasterRequest::GetTable => MasterReply::Table(self.table.clone()),
             MasterRequest::SetDraining { node, draining } => {
                 match self.table.set_draining(node, draining) {
@@ -358,6 +401,86 @@ mod tests {
         assert!(
             matches!(reply, MasterReply::Refused(ref r) if r.contains("not in the routing table")),
             "{reply:?}"
+        );
+    }
+
+    #[test]
+    fn a_removed_node_leaves_once_empty_and_its_data_dir_is_refused_but_a_fresh_one_joins() {
+        let mut m = master();
+        for n in ["a", "b", "c", "d"] {
+            call(&mut m, join(n));
+        }
+        call(
+            &mut m,
+            MasterRequest::AddGroup {
+                name: "g".into(),
+                kind: "counter".into(),
+                size: 3,
+            },
+        );
+        let on = |m: &MasterServer, n| m.table().groups["g"].hosts(node_id_of(n));
+        let busy = ["a", "b", "c", "d"]
+            .into_iter()
+            .find(|n| on(&m, n))
+            .expect("the group is somewhere");
+        let remove = MasterRequest::RemoveNode {
+            node: node_id_of(busy),
+        };
+        assert!(matches!(
+            call(&mut m, remove.clone()),
+            MasterReply::Removing { replicas: 1, .. }
+        ));
+        assert!(
+            matches!(
+                call(&mut m, remove.clone()),
+                MasterReply::Removing { replicas: 1, .. }
+            ),
+            "repeating it answers the same"
+        );
+        let idle = ["a", "b", "c", "d"]
+            .into_iter()
+            .find(|n| !on(&m, n))
+            .expect("one node is free");
+        let removed = call(
+            &mut m,
+            MasterRequest::RemoveNode {
+                node: node_id_of(idle),
+            },
+        );
+        assert!(matches!(removed, MasterReply::NodeRemoved(ref n) if n.name == idle));
+        assert!(m.table().node(node_id_of(idle)).is_none());
+        assert!(
+            matches!(call(&mut m, join(idle)), MasterReply::WasRemoved(ref why) if why.contains("empty data dir")),
+            "the same data dir is refused"
+        );
+        let fresh = MasterRequest::Join {
+            name: idle.into(),
+            address: "x:1".into(),
+            incarnation: 8,
+        };
+        assert!(matches!(call(&mut m, fresh), MasterReply::Joined(_)));
+    }
+
+    #[test]
+    fn a_dead_node_is_forgotten_only_while_down_and_empty() {
+        let mut m = master();
+        for n in ["a", "b"] {
+            call(&mut m, join(n));
+        }
+        let a = node_id_of("a");
+        assert_eq!(
+            call(&mut m, MasterRequest::ForgetNode { node: a }),
+            MasterReply::Done,
+            "an up node stays"
+        );
+        call(&mut m, MasterRequest::NodeDown { node: a, since: 1 });
+        assert!(matches!(
+            call(&mut m, MasterRequest::ForgetNode { node: a }),
+            MasterReply::NodeRemoved(_)
+        ));
+        assert!(
+            matches!(call(&mut m, join("a")), MasterReply::Joined(_)),
+            "it may come back as if new"
         );
     }
 

@@ -22,14 +22,16 @@ use crate::cluster::wire::{ClientRequest, ReplicaMsg, ReplicaStatus};
 use crate::error::DikeError;
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
-use crate::node::config::MASTER_GROUP;
+use crate::node::config::{node_id_of, MASTER_GROUP};
 use crate::node::context::{wall_nanos, NodeContext};
 use crate::routing::router::Router;
 use dike_core::rebalance;
 use dike_core::replica::ConfigChange;
-use dike_core::routing::GroupInfo;
+use dike_core::routing::{GroupInfo, RoutingTable};
+use dike_core::NodeId;
 use dike_core::{codec, Config};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -117,6 +119,7 @@ impl RebalancerState {
         let now = wall_nanos() / 1_000_000_000;
         let grace = self.ctx.config.replace_after.as_secs();
         let dead = rebalance::dead_nodes(&table, now, grace);
+        self.forget(&table, &dead).await;
         let mut budget = CHANGES_PER_STEP;
         let in_flight = table
             .groups
@@ -152,6 +155,33 @@ impl RebalancerState {
             }
         }
         Ok(())
+    }
+
+    /// Takes nodes whose replicas are all gone out of the table: those the
+    /// operator removes, and those down longer than the grace period (never
+    /// a master node: its master replica is not in the table).
+    async fn forget(&self, table: &RoutingTable, dead: &BTreeSet<NodeId>) {
+        let masters: BTreeSet<NodeId> = self
+            .ctx
+            .config
+            .masters
+            .iter()
+            .map(|m| node_id_of(&m.name))
+            .collect();
+        for (node, removed_by_operator) in rebalance::nodes_to_forget(table, dead, &masters) {
+            let req = if removed_by_operator {
+                MasterRequest::RemoveNode { node }
+            } else {
+                MasterRequest::ForgetNode { node }
+            };
+            match self.router.master(req).await {
+                Ok(MasterReply::NodeRemoved(n)) => {
+                    tracing::info!(node = %n.name, removed_by_operator, "node left the routing table")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(node = node.0, "cannot take a node out of the table: {e}"),
+            }
+        }
     }
 
     /// The group's configuration from its leader, recorded in the table if

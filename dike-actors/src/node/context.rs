@@ -38,6 +38,8 @@ pub struct NodeContext {
     /// Whether the node belongs in the routing table: `config.join`, or
     /// asked to join later ([`NodeContext::set_joining`]).
     joining: AtomicBool,
+    /// The master refused this node's data dir: the operator removed it.
+    removed: AtomicBool,
     /// Casts still being sent by the dispatcher.
     casts: AtomicUsize,
     pub(crate) dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
@@ -82,6 +84,7 @@ impl NodeContext {
         let metrics = NodeMetrics::new(config.storage.as_ref(), options);
         let ctx = NodeContext {
             joining: AtomicBool::new(config.join),
+            removed: AtomicBool::new(false),
             config,
             incarnation,
             kinds: RwLock::new(HashMap::new()),
@@ -156,6 +159,29 @@ impl NodeContext {
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(dir = %dir.path().display(), "cannot record the join: {e}"),
+        }
+    }
+
+    /// Whether the master refused this node because the operator removed
+    /// it from the cluster: it does not try to join again (and, out of the
+    /// table, it is assigned no replica: its dispatcher stops them all).
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    /// Records that the operator removed this node from the cluster
+    /// (`reason` is the master's refusal): the node stops trying to join,
+    /// and its data dir, if any, is marked so the next start is refused.
+    /// Logged once.
+    pub(crate) fn set_removed(&self, reason: &str) {
+        if self.removed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::error!("{reason}");
+        if let Some(dir) = &self.config.data_dir {
+            if let Err(e) = dir.record_removed() {
+                tracing::warn!(dir = %dir.path().display(), "cannot record the removal: {e}");
+            }
         }
     }
 

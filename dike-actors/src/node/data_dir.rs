@@ -48,6 +48,11 @@ pub struct NodeIdentity {
     /// after every restart).
     #[serde(default)]
     pub joined: bool,
+    /// Whether the operator removed the node from the cluster (`dike node
+    /// remove`): the master refuses this incarnation, so a start on the
+    /// directory is refused at once.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// The cluster of `masters`, as an identity names it.
@@ -129,6 +134,14 @@ impl DataDir {
         let provider =
             NodeLogProvider::open_sized(dir, segment_bytes).map_err(|e| failed(e.to_string()))?;
         let incarnation = provider.data_incarnation();
+        if let Some(stored) = stored.as_ref().filter(|s| s.removed) {
+            if stored.incarnation == incarnation {
+                return Err(StartError::Removed {
+                    dir: dir.to_path_buf(),
+                    name: name.to_owned(),
+                });
+            }
+        }
         let identity = match stored {
             Some(stored) if stored.incarnation == incarnation => stored,
             earlier => {
@@ -147,6 +160,7 @@ impl DataDir {
                     incarnation,
                     cluster,
                     joined: earlier.is_some_and(|e| e.joined),
+                    removed: false,
                 };
                 write(&layout, &identity).map_err(failed)?;
                 identity
@@ -182,6 +196,24 @@ impl DataDir {
         }
         let next = NodeIdentity {
             joined: true,
+            ..identity.clone()
+        };
+        write(&self.layout, &next)?;
+        *identity = next;
+        Ok(true)
+    }
+}
+
+impl DataDir {
+    /// Records that the operator removed the node from the cluster, so the
+    /// next start on the directory is refused. Returns whether it wrote.
+    pub(crate) fn record_removed(&self) -> Result<bool, String> {
+        let mut identity = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
+        if identity.removed {
+            return Ok(false);
+        }
+        let next = NodeIdentity {
+            removed: true,
             ..identity.clone()
         };
         write(&self.layout, &next)?;

@@ -22,10 +22,12 @@ mod handover;
 pub mod http;
 pub mod metrics;
 pub mod page;
+mod remove;
 pub mod status;
 
 pub use drain::DrainReport;
 pub use handover::HandOverReport;
+pub use remove::NodeRemoval;
 
 use crate::cluster::transport::spawn_transport;
 use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};
@@ -476,6 +478,10 @@ impl NodeHandle {
     async fn master(&self, req: MasterRequest) -> Result<MasterReply, DikeError> {
         match self.ask(|port| DispatcherMsg::Master(req, port)).await? {
             MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
+            MasterReply::WasRemoved(r) => {
+                self.ctx.set_removed(&r);
+                Err(DikeError::Rejected(r))
+            }
             other => Ok(other),
         }
     }

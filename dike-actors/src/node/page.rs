@@ -184,7 +184,7 @@ fn nodes(out: &mut String, status: &ClusterStatus) {
     );
     for n in &status.nodes {
         let class = if n.up { "up" } else { "down" };
-        let word = node_state(n.up, n.draining);
+        let word = node_state(n.up, n.draining, n.removing);
         let _ = write!(
             out,
             "<tr data-node=\"{name}\" data-up=\"{up}\" data-draining=\"{draining}\"><td>{name}</td><td>{addr}</td>\
@@ -323,6 +323,7 @@ mod tests {
             up,
             draining: name == "b",
             master: name == "a",
+            removing: false,
             version: up.then(|| "0.1.0".into()),
             uptime_seconds: up.then_some(3_725),
         };

@@ -56,6 +56,9 @@ pub struct NodeSummary {
     pub draining: bool,
     /// Whether it is one of the masters.
     pub master: bool,
+    /// Whether the operator is removing it (`dike node remove`).
+    #[serde(default)]
+    pub removing: bool,
     /// The version it runs (`None`: it did not answer).
     #[serde(default)]
     pub version: Option<String>,
@@ -65,13 +68,15 @@ pub struct NodeSummary {
 }
 
 /// How a node's state reads in a status column: "up" or "down", with
-/// ", draining" while it drains.
-pub fn node_state(up: bool, draining: bool) -> &'static str {
-    match (up, draining) {
-        (true, false) => "up",
-        (true, true) => "up, draining",
-        (false, false) => "down",
-        (false, true) => "down, draining",
+/// ", draining" while it drains or ", removing" while it is being removed.
+pub fn node_state(up: bool, draining: bool, removing: bool) -> &'static str {
+    match (up, removing, draining) {
+        (true, false, false) => "up",
+        (true, false, true) => "up, draining",
+        (true, true, _) => "up, removing",
+        (false, false, false) => "down",
+        (false, false, true) => "down, draining",
+        (false, true, _) => "down, removing",
     }
 }
 
@@ -181,6 +186,7 @@ impl ClusterStatus {
                 up: n.is_up(),
                 draining: n.draining,
                 master: masters.voters.iter().any(|m| m.node == n.id),
+                removing: n.removing,
                 version: abouts.get(&n.name).map(|a| a.version.clone()),
                 uptime_seconds: abouts.get(&n.name).map(|a| a.uptime_seconds),
             })

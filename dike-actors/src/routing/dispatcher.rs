@@ -356,7 +356,7 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
     let table = router.refresh().await?;
     let me = ctx.config.node_id();
     let known = table.node(me).map(|n| (n.is_up(), n.incarnation));
-    let must_join = ctx.joining() && known != Some((true, ctx.incarnation));
+    let must_join = ctx.joining() && !ctx.removed() && known != Some((true, ctx.incarnation));
     if !must_join {
         return Ok(table);
     }
@@ -369,6 +369,10 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
         MasterReply::Joined(_) | MasterReply::AlreadyKnown(_) => {
             ctx.record_joined();
             router.refresh().await
+        }
+        MasterReply::WasRemoved(r) => {
+            ctx.set_removed(&r);
+            Err(DikeError::Rejected(r))
         }
         MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
         other => Err(DikeError::Decode(format!(

@@ -5,8 +5,9 @@ use super::client::Client;
 use super::error::CliError;
 use super::kinds::KNOWN_KINDS;
 use super::table::TableView;
-use dike_actors::{DikeError, JoinOutcome};
+use dike_actors::{DikeError, JoinOutcome, NodeRemoval};
 use dike_core::routing::GROUP_SIZES;
+use std::time::{Duration, Instant};
 
 /// `dike add-group`: creates `group` of `kind`; prints the new group's row.
 pub async fn add_group(
@@ -159,6 +160,70 @@ pub async fn transfer_leader(
         Some(p) if p == node => format!("{node} already leads {group}\n"),
         Some(p) => format!("{node} leads {group} (was {p})\n"),
         None => format!("{node} leads {group}\n"),
+    })
+}
+
+/// `dike node remove`: decommissions node `name` and waits (up to `wait`)
+/// until its replicas have moved and it has left the routing table,
+/// printing on stderr how many replicas are left whenever that changes.
+pub async fn remove_node(
+    client: &Client,
+    name: &str,
+    wait: Duration,
+    json: bool,
+) -> Result<String, CliError> {
+    let table = client.table().await?;
+    let Some(node) = table.nodes.values().find(|n| n.name == name) else {
+        if table.removed.values().any(|r| r.name == name) {
+            return removed_output(name, None, json);
+        }
+        let known: Vec<&str> = table.nodes.values().map(|n| n.name.as_str()).collect();
+        return Err(CliError::NoSuchNode {
+            node: name.to_owned(),
+            known: known.join(", "),
+        });
+    };
+    let id = node.id;
+    let hosted = table.groups_on(id).count();
+    let started = Instant::now();
+    let mut left = match client.node().remove_node(name).await? {
+        NodeRemoval::Removed(_) => return removed_output(name, Some(hosted), json),
+        NodeRemoval::Removing { replicas, .. } => replicas,
+    };
+    eprintln!("removing node {name}: {left} replicas to move to other nodes");
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let table = client.table().await?;
+        if table.node(id).is_none() {
+            return removed_output(name, Some(hosted), json);
+        }
+        let now = table.groups_on(id).count();
+        if now != left {
+            left = now;
+            eprintln!("removing node {name}: {left} replicas left");
+        }
+        if started.elapsed() >= wait {
+            return Err(CliError::StillRemoving {
+                node: name.to_owned(),
+                replicas: left,
+                waited: wait.as_secs(),
+            });
+        }
+    }
+}
+
+/// What `dike node remove` prints once `name` is gone (`moved`: the
+/// replicas it hosted when the command started; `None`: it was removed
+/// before).
+fn removed_output(name: &str, moved: Option<usize>, json: bool) -> Result<String, CliError> {
+    if json {
+        return json_line(&serde_json::json!({
+            "removed": name, "replicas_moved": moved, "already_removed": moved.is_none(),
+        }));
+    }
+    Ok(match moved {
+        Some(n) => format!("removed node {name} ({n} replicas moved to other nodes)\n"),
+        None => format!("node {name} was removed already\n"),
     })
 }
 

@@ -278,13 +278,32 @@ pub enum NodeCommand {
         /// The node to undrain (its name).
         node: String,
     },
+    /// Decommission node NAME: it takes no new replicas, its replicas move
+    /// to other nodes (each caught up before the old one leaves), then it
+    /// leaves the routing table and its data dir is refused if it comes
+    /// back. Waits until done, printing progress on stderr; fails (exit 8)
+    /// if NAME is unknown, (exit 7) if NAME is a master, and (exit 6) if
+    /// replicas are still left after --wait (the removal goes on; run the
+    /// command again to wait more).
+    Remove {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The node to remove (its name).
+        node: String,
+        /// How long to wait for the node's replicas to move, in seconds.
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+    },
 }
 
 impl NodeCommand {
     /// How the command reaches the cluster.
     pub fn via(&self) -> &Via {
         match self {
-            NodeCommand::Drain { via, .. } | NodeCommand::Undrain { via, .. } => via,
+            NodeCommand::Drain { via, .. }
+            | NodeCommand::Undrain { via, .. }
+            | NodeCommand::Remove { via, .. } => via,
         }
     }
 }

@@ -107,6 +107,19 @@ pub enum CliError {
         /// The groups still led from it.
         groups: Vec<String>,
     },
+    /// A node's replicas did not all move away within the wait.
+    #[error(
+        "node {node:?} still hosts {replicas} replicas after {waited}s; its removal goes on in \
+         the background: run `dike node remove {node}` again to wait, or watch `dike status`"
+    )]
+    StillRemoving {
+        /// The node.
+        node: String,
+        /// Replicas it still hosts.
+        replicas: usize,
+        /// Seconds waited.
+        waited: u64,
+    },
     /// The running node stopped by itself.
     #[error("the node stopped unexpectedly")]
     NodeStopped,
@@ -191,6 +204,7 @@ impl CliError {
             }
             CliError::NotAVoter { .. } => exit::REFUSED,
             CliError::DrainTimeout { .. } => exit::UNAVAILABLE,
+            CliError::StillRemoving { .. } => exit::UNAVAILABLE,
             CliError::Join(
                 JoinNodeError::Unreachable { .. } | JoinNodeError::UnknownNode { .. },
             ) => exit::UNREACHABLE,

@@ -45,7 +45,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Node(args::NodeCli { .. }) => {
             return Err(CliError::Usage(
                 "dike node needs --name, --listen and --masters to run a node, or a command \
-                 (drain, undrain); see dike node --help"
+                 (drain, undrain, remove); see dike node --help"
                     .into(),
             ));
         }
@@ -136,6 +136,10 @@ impl Action {
                 let secs = via.timeout.unwrap_or(drain::DEFAULT_DRAIN_TIMEOUT);
                 let within = std::time::Duration::from_secs(secs.max(1));
                 drain::drain(client, &node, within, json).await
+            }
+            Action::Node(args::NodeCommand::Remove { node, wait, .. }) => {
+                let wait = std::time::Duration::from_secs(wait);
+                admin::remove_node(client, &node, wait, json).await
             }
             Action::Node(args::NodeCommand::Undrain { node, .. }) => {
                 drain::undrain(client, &node, json).await

@@ -36,7 +36,7 @@ pub fn to_text(status: &ClusterStatus) -> String {
         .nodes
         .iter()
         .map(|n| {
-            let up = dike_actors::node::status::node_state(n.up, n.draining);
+            let up = dike_actors::node::status::node_state(n.up, n.draining, n.removing);
             [
                 n.name.clone(),
                 n.address.clone(),
@@ -133,6 +133,7 @@ mod tests {
                 up: true,
                 draining: false,
                 master: true,
+                removing: false,
                 version: Some("0.1.0".into()),
                 uptime_seconds: Some(90),
             }],

@@ -30,6 +30,8 @@ pub struct NodeView {
     pub up: bool,
     /// Whether it is draining (`dike node drain`).
     pub draining: bool,
+    /// Whether the operator is removing it (`dike node remove`).
+    pub removing: bool,
 }
 
 /// One group of the table.
@@ -69,6 +71,7 @@ impl TableView {
                     incarnation: n.incarnation.0.to_string(),
                     up: n.status == NodeStatus::Up,
                     draining: n.draining,
+                    removing: n.removing,
                 })
                 .collect(),
             groups: table
@@ -93,7 +96,7 @@ impl TableView {
             .nodes
             .iter()
             .map(|n| {
-                let status = dike_actors::node::status::node_state(n.up, n.draining);
+                let status = dike_actors::node::status::node_state(n.up, n.draining, n.removing);
                 [n.name.clone(), n.address.clone(), status.to_owned()]
             })
             .collect();
