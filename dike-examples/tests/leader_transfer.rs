@@ -51,6 +51,24 @@ fn dike_leader_transfer_moves_the_leader_to_the_node_asked_for() {
     );
     let out = c.dike(&["leader", "transfer", "nogroup", &target]);
     assert_eq!(out.status.code(), Some(8), "{}", text(&out));
+
+    // The master group's leadership moves the same way.
+    let master = c.leader_of("dike.master");
+    let to = c
+        .names
+        .iter()
+        .find(|n| **n != master)
+        .expect("another master")
+        .clone();
+    let out = c.dike(&["leader", "transfer", "dike.master", &to, "-o", "json"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), c.logs());
+    assert_eq!(c.leader_of("dike.master"), to, "dike status shows it");
+    let out = c.dike(&["routing-table"]);
+    assert!(
+        out.status.success(),
+        "the masters answer under their new leader: {}",
+        text(&out)
+    );
 }
 
 /// A client node in the test process (it does not join, so it hosts no

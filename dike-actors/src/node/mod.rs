@@ -591,6 +591,12 @@ impl NodeHandle {
         }
     }
 
+    /// The master group's configuration: its members, derived from the
+    /// masters this node was configured (or, for a client, learned) with.
+    pub fn master_config(&self) -> dike_core::Config {
+        self.ctx.config.master_config()
+    }
+
     /// The routing table this node has cached (kept fresh from the master;
     /// it may be behind, and it is what requests are routed by).
     pub async fn cached_table(&self) -> Result<Arc<RoutingTable>, DikeError> {

@@ -5,8 +5,10 @@ use super::client::Client;
 use super::error::CliError;
 use super::kinds::KNOWN_KINDS;
 use super::table::TableView;
+use dike_actors::master::MASTER_KIND;
+use dike_actors::node::config::MASTER_GROUP;
 use dike_actors::{DikeError, JoinOutcome, NodeRemoval};
-use dike_core::routing::GROUP_SIZES;
+use dike_core::routing::{GroupInfo, GROUP_SIZES};
 use std::time::{Duration, Instant};
 
 /// `dike add-group`: creates `group` of `kind`; prints the new group's row.
@@ -122,9 +124,20 @@ pub async fn transfer_leader(
     json: bool,
 ) -> Result<String, CliError> {
     let table = client.table().await?;
-    let g = table
-        .group(group)
-        .ok_or_else(|| CliError::NoSuchGroup(group.to_owned()))?;
+    // The master group is not in the table; its members are the masters.
+    let master = (group == MASTER_GROUP).then(|| GroupInfo {
+        name: MASTER_GROUP.to_owned(),
+        kind: MASTER_KIND.to_owned(),
+        size: client.node().master_config().voters.len(),
+        config: client.node().master_config(),
+        generation: 0,
+    });
+    let g = match &master {
+        Some(m) => m,
+        None => table
+            .group(group)
+            .ok_or_else(|| CliError::NoSuchGroup(group.to_owned()))?,
+    };
     let name_of = |m: &dike_core::MemberId| {
         table
             .node(m.node)
