@@ -432,6 +432,31 @@ fn the_cookie_may_come_from_a_file_given_alone() {
         String::from_utf8_lossy(&from_file.stderr)
     );
 
+    // A secret file others may read works, with a warning saying how to fix it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m));
+    mode(0o644).expect("chmod 644");
+    let exposed = dike_command()
+        .args(["routing-table", "--via", &via, "--cookie-file", path(&file)])
+        .output()
+        .expect("run dike");
+    let stderr = String::from_utf8_lossy(&exposed.stderr);
+    assert!(exposed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("accessible to other users (mode 644)") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    mode(0o600).expect("chmod 600");
+    let private = dike_command()
+        .args(["routing-table", "--via", &via, "--cookie-file", path(&file)])
+        .output()
+        .expect("run dike");
+    let stderr = String::from_utf8_lossy(&private.stderr);
+    assert!(
+        private.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
+
     let both = dike_command()
         .args(["routing-table", "--via", &via, "--cookie-file", path(&file)])
         .env("DIKE_COOKIE", COOKIE)

@@ -1,8 +1,10 @@
 //! `dike-node`: runs one dike-rs node with the built-in `counter` kind until
-//! it is killed. Used by the multi-process tests.
+//! it is killed. Used by the multi-process tests. The cookie comes from
+//! `--cookie` or, without it, from the `DIKE_COOKIE` variable (which keeps
+//! it out of `ps`).
 //!
 //! ```text
-//! dike-node --name m1 --listen 127.0.0.1:4001 --cookie secret \
+//! DIKE_COOKIE=secret dike-node --name m1 --listen 127.0.0.1:4001 \
 //!           --masters m1@127.0.0.1:4001,m2@127.0.0.1:4002,m3@127.0.0.1:4003 \
 //!           [--in-memory | --data-dir DIR] [--group-size 3] [--replace-after SECS]
 //! ```
@@ -50,7 +52,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(Args {
         name: name.ok_or("--name is required")?,
         listen: listen.ok_or("--listen is required")?,
-        cookie: cookie.ok_or("--cookie is required")?,
+        cookie: cookie
+            .or_else(|| std::env::var("DIKE_COOKIE").ok())
+            .ok_or("--cookie (or DIKE_COOKIE) is required")?,
         masters,
         group_size,
         data_dir,

@@ -430,6 +430,9 @@ impl Cookie {
             )),
             (Some(cookie), None) => Ok(cookie.clone()),
             (None, Some(path)) => {
+                if let Some(warning) = exposed_secret_warning(path) {
+                    eprintln!("dike: warning: {warning}");
+                }
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     CliError::Usage(format!("cannot read cookie file {}: {e}", path.display()))
                 })?;
@@ -453,6 +456,23 @@ impl Cookie {
             (None, None) => "none".into(),
         }
     }
+}
+
+/// What to say if the secret file at `path` may be read or changed by
+/// other users than its owner (any group or other permission bit, as ssh
+/// checks its keys), or `None`. The file is still used: the warning says
+/// how to fix it.
+pub fn exposed_secret_warning(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "secret file {} is accessible to other users (mode {mode:03o}); make it private \
+             with: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
 }
 
 /// How a client command reaches the cluster: it starts a short-lived node
