@@ -65,6 +65,11 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
 pub mod bytes {
     use serde::{Deserializer, Serializer};
 
+    /// Most bytes reserved ahead for an array of integers: its length comes
+    /// from the sender and may lie, so a larger array grows as it is read
+    /// (each element is at least one byte of input).
+    const MAX_PREALLOCATED: usize = 4096;
+
     /// Serialises bytes as a binary string.
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(bytes)
@@ -88,7 +93,8 @@ pub mod bytes {
                 self,
                 mut a: A,
             ) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                let reserve = a.size_hint().unwrap_or(0).min(MAX_PREALLOCATED);
+                let mut out = Vec::with_capacity(reserve);
                 while let Some(b) = a.next_element()? {
                     out.push(b);
                 }
