@@ -21,6 +21,7 @@ pub mod ready;
 pub mod rebalance;
 pub mod replica;
 pub mod rng;
+pub mod route;
 pub mod routing;
 pub mod server;
 pub mod session;

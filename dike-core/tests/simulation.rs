@@ -216,6 +216,32 @@ fn the_checks_catch_two_membership_changes_in_flight() {
     eprintln!("caught: {reason}");
 }
 
+/// Callers route by a routing table that learns a membership change only
+/// after the group chose it: a caller that follows leader hints only to
+/// members the table lists never reaches a leader that just moved in, and
+/// neither does the rebalancer that would record it (a liveness failure).
+#[test]
+fn the_checks_catch_callers_that_follow_hints_only_to_listed_members() {
+    let mut caught = None;
+    for seed in 0..400 {
+        let cfg = SimConfig {
+            bugs: Bugs {
+                hints_only_to_listed: true,
+                ..Bugs::default()
+            },
+            transfer_per_10k: 200,
+            ..SimConfig::membership(seed, 3)
+        };
+        if let Err(f) = dike_core::sim::Simulation::new(cfg).run() {
+            caught = Some(f.reason);
+            break;
+        }
+    }
+    let reason = caught.expect("no seed in 0..400 failed: the checks do not bite");
+    assert!(reason.starts_with("liveness"), "{reason}");
+    eprintln!("caught: {reason}");
+}
+
 /// Safety must rest on the ballot rules alone: a transfer target that
 /// campaigns in the old leader's ballot (instead of a fresh, higher one of
 /// its own) makes two leaders propose in one ballot once the old leader

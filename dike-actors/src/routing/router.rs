@@ -14,6 +14,7 @@ use crate::error::DikeError;
 use crate::master::{MasterReply, MasterRequest};
 use crate::node::config::MASTER_GROUP;
 use crate::node::context::{wall_nanos, NodeContext};
+use dike_core::route::Route;
 use dike_core::routing::RoutingTable;
 use dike_core::{codec, ClientId, Command, Config, MemberId, RequestError};
 use ractor::rpc::CallResult;
@@ -415,8 +416,7 @@ impl Router {
     ) -> Result<Result<Vec<u8>, DikeError>, (Option<String>, Option<String>)> {
         let mut heard: BTreeSet<MemberId> = BTreeSet::new();
         let mut silent: BTreeSet<MemberId> = BTreeSet::new();
-        let mut hint = self.leaders.lock().ok().and_then(|l| l.get(group).copied());
-        let mut rotation = 0usize;
+        let mut route = Route::new(self.leaders.lock().ok().and_then(|l| l.get(group).copied()));
         let mut retries = 0u32;
         let mut hops = 0usize;
         let mut last = Some(format!("no replica of {group} reached"));
@@ -424,19 +424,15 @@ impl Router {
         while Instant::now() < deadline {
             // The group's members may change while the request waits (a
             // replica moved): re-read them from the table, which the
-            // dispatcher keeps fresh, or hints to a new member are refused
-            // until the deadline.
+            // dispatcher keeps fresh. Hints are followed whatever the table
+            // says (see `dike_core::route`).
             if group != MASTER_GROUP {
                 if let Some(now) = self.voters(group).filter(|v| !v.is_empty()) {
                     voters = now;
                 }
             }
-            let target = match hint.take().filter(|h| voters.contains(h)) {
-                Some(h) => h,
-                None => {
-                    rotation += 1;
-                    voters[rotation % voters.len()]
-                }
+            let Some(target) = route.next(&voters) else {
+                break;
             };
             let name = self.member_name(target);
             let generation = self.generation(group);
@@ -475,10 +471,10 @@ impl Router {
                 Next::Fail(e) => return Ok(Err(e)),
                 Next::Redirect(l) if hops < voters.len() => {
                     hops += 1;
-                    hint = Some(l);
+                    route.follow(l);
                 }
                 Next::Redirect(l) => {
-                    hint = Some(l);
+                    route.follow(l);
                     let l = self.member_name(l);
                     last = Some(format!("leader hints go round in circles at {l}"));
                     sleep_until_min(deadline, backoff(retries)).await;

@@ -88,6 +88,11 @@ pub struct Bugs {
     /// The target of a leadership transfer campaigns in the old leader's
     /// ballot instead of a fresh, higher one of its own.
     pub transfer_reuses_ballot: bool,
+    /// Callers of the group (the simulator's clients and rebalancer)
+    /// follow a leader hint only to a member the routing table lists, so a
+    /// leader the table has not recorded yet is never reached (the
+    /// runtime's router did this once).
+    pub hints_only_to_listed: bool,
 }
 
 /// Why a replica could not be recovered from storage.

@@ -1,5 +1,7 @@
 //! A simulated client: one operation at a time, retried with the same
-//! sequence number until answered, following not-leader hints.
+//! sequence number until answered. It finds the leader as the runtime's
+//! router does ([`Route`]): leader hints first, else the members the
+//! simulated routing table lists, in turn.
 
 use super::checker::Checker;
 use super::network::ClientRequest;
@@ -9,6 +11,7 @@ use crate::entry::Command;
 use crate::ids::{ClientId, MemberId};
 use crate::ready::{RequestError, RequestId, Response};
 use crate::rng::Rng;
+use crate::route::Route;
 
 /// Steps without an answer before a request is sent again elsewhere.
 const TIMEOUT: u64 = 150;
@@ -36,7 +39,8 @@ pub(crate) struct Client {
     pub completed: usize,
     issued: u64,
     current: Option<Pending>,
-    hint: Option<usize>,
+    /// Where requests go next, by node index.
+    route: Route<usize>,
     next_qid: u64,
     /// Commands acknowledged with a value: (client, seq).
     pub acked: Vec<(ClientId, u64)>,
@@ -52,7 +56,7 @@ impl Client {
             completed: 0,
             issued: 0,
             current: None,
-            hint: None,
+            route: Route::starting_at(None, idx),
             next_qid: (idx as u64) << 40,
             acked: Vec::new(),
         }
@@ -103,10 +107,13 @@ impl Client {
     }
 
     /// Issues a new operation or retries the current one when due.
+    /// `listed`: the node indices of the voters the table lists.
+    #[allow(clippy::too_many_arguments)]
     pub fn act(
         &mut self,
         now: u64,
         replicas: usize,
+        listed: &[usize],
         rng: &mut Rng,
         query_pct: u64,
         explode_pct: u64,
@@ -120,17 +127,10 @@ impl Client {
                 return None;
             }
             p.attempts += 1;
-            p.target = match (resend, self.hint) {
-                (true, Some(h)) => h,
-                _ => {
-                    let other = rng.below(replicas as u64 - 1) as usize;
-                    if other >= p.target {
-                        other + 1
-                    } else {
-                        other
-                    }
-                }
-            };
+            p.target = self
+                .route
+                .next(listed)
+                .unwrap_or_else(|| rng.below(replicas as u64) as usize);
             p.deadline = now + TIMEOUT;
             p.resend_at = None;
             let req = self.request(&mut p);
@@ -168,7 +168,8 @@ impl Client {
         self.issued += 1;
         let op = ((self.idx as u64) << 32) | self.issued;
         let target = self
-            .hint
+            .route
+            .next(listed)
             .unwrap_or_else(|| rng.below(replicas as u64) as usize);
         let mut p = Pending {
             op,
@@ -213,7 +214,9 @@ impl Client {
             },
             Err(RequestError::Application(_)) => Ret::Failed,
             Err(RequestError::NotLeader { leader }) => {
-                self.hint = leader.and_then(&member_index);
+                if let Some(l) = leader.and_then(&member_index) {
+                    self.route.follow(l);
+                }
                 p.resend_at = Some(now + 5);
                 return Ok(());
             }
@@ -231,7 +234,7 @@ impl Client {
         if !p.query && matches!(ret, Ret::Value(_)) {
             self.acked.push((self.id, p.seq));
         }
-        self.hint = Some(p.target);
+        self.route.follow(p.target);
         checker.on_return(self.idx, ret);
         self.completed += 1;
         self.current = None;

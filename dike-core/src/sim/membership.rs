@@ -110,6 +110,10 @@ impl Simulation {
             return;
         };
         let config = self.latest_config();
+        // Like the rebalancer, change only a configuration the table holds.
+        if config.epoch > self.table.epoch {
+            return;
+        }
         let strangers: Vec<MemberId> = self
             .nodes
             .iter()

@@ -30,6 +30,7 @@ use crate::driver::{GroupDriver, Output, Start};
 use crate::ids::{MemberId, NodeId};
 use crate::replica::{Bugs, Replica};
 use crate::rng::Rng;
+use crate::route::Route;
 use crate::server::{GroupContext, ServerMachine};
 use checker::Checker;
 use client::Client;
@@ -45,6 +46,11 @@ type SimReplica = Replica<ServerMachine<Register>>;
 
 /// Steps per replica tick.
 const TICK: u64 = 10;
+/// Steps between two reads of the group's configuration into the table:
+/// long enough that clients often route by a table a change has outdated.
+const TABLE_EVERY: u64 = 20 * TICK;
+/// Chance (in %) that recording a chosen configuration in the table fails.
+const TABLE_LOST_PCT: u64 = 30;
 
 /// The named fault schedules; a failing seed is replayed by its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,6 +418,13 @@ pub struct Simulation {
     /// The nodes the operator marked draining (every replica is told, as
     /// the runtime's routing table would).
     draining: BTreeSet<NodeId>,
+    /// The routing table's copy of the group's configuration: what
+    /// clients route by. Like the runtime's, it lags the group: it learns a
+    /// change only when the simulated rebalancer reads the configuration
+    /// from a leader it reaches ([`Simulation::record_table`]).
+    table: Config,
+    /// The newest epoch whose record was made or lost.
+    table_decided: u64,
 }
 
 fn member(i: usize) -> MemberId {
@@ -430,7 +443,6 @@ impl Simulation {
                 .collect(),
             checker: Checker::new(&config),
             nodes: Vec::new(),
-            config,
             report: SimReport::default(),
             trace: Vec::new(),
             last_leader: None,
@@ -438,6 +450,9 @@ impl Simulation {
             suspicion: Vec::new(),
             pending_configs: Vec::new(),
             draining: BTreeSet::new(),
+            table: config.clone(),
+            table_decided: 0,
+            config,
             now: 0,
             rng: Rng::new(rng.next_u64()),
             cfg,
@@ -606,6 +621,10 @@ impl Simulation {
         if self.now % TICK == 0 {
             self.detect_failures();
         }
+        self.record_change();
+        if self.now % TABLE_EVERY == 0 {
+            self.record_table();
+        }
         self.drive_clients();
         if self.now <= self.cfg.fault_steps {
             self.inject_faults();
@@ -653,7 +672,13 @@ impl Simulation {
                 }
             }
             Packet::Response { client, resp } => {
-                let member_index = |m: MemberId| (m.node.0 as usize).checked_sub(1);
+                let listed = self.listed();
+                let only_listed = self.cfg.bugs.hints_only_to_listed;
+                let member_index = |m: MemberId| {
+                    (m.node.0 as usize)
+                        .checked_sub(1)
+                        .filter(|i| !only_listed || listed.contains(i))
+                };
                 let now = self.now;
                 let c = &mut self.clients[client];
                 if let Err(e) = c.on_response(now, resp, member_index, &mut self.checker) {
@@ -938,7 +963,17 @@ impl Simulation {
         self.log(|| "HEAL: faults stop, everyone restarts".to_string());
     }
 
+    /// The node indices of the voters the table lists.
+    fn listed(&self) -> Vec<usize> {
+        self.table
+            .voters
+            .iter()
+            .filter_map(|m| self.index_of(*m))
+            .collect()
+    }
+
     fn drive_clients(&mut self) {
+        let listed = self.listed();
         for c in 0..self.clients.len() {
             let n = self.nodes.len();
             let now = self.now;
@@ -947,6 +982,7 @@ impl Simulation {
             if let Some((to, req)) = self.clients[c].act(
                 now,
                 n,
+                &listed,
                 &mut self.rng,
                 query_pct,
                 explode_pct,
@@ -954,6 +990,71 @@ impl Simulation {
             ) {
                 self.net
                     .send_client(&mut self.rng, now, Packet::Request { client: c, to, req });
+            }
+        }
+    }
+
+    /// The index of the node `m` lives on.
+    fn index_of(&self, m: MemberId) -> Option<usize> {
+        let i = (m.node.0 as usize).checked_sub(1)?;
+        (i < self.nodes.len()).then_some(i)
+    }
+
+    /// The operator records a configuration the group chose, as the
+    /// rebalancer does once its change returns; one record in
+    /// `100 / TABLE_LOST_PCT` is lost (the master or the reply did not
+    /// make it), so the table stays behind until [`Simulation::record_table`]
+    /// repairs it.
+    fn record_change(&mut self) {
+        let latest = self.latest_config();
+        if latest.epoch <= self.table.epoch || latest.epoch <= self.table_decided {
+            return;
+        }
+        self.table_decided = latest.epoch;
+        if self.rng.chance(TABLE_LOST_PCT) {
+            let epoch = latest.epoch;
+            self.log(|| format!("TABLE record of epoch {epoch} lost"));
+        } else {
+            self.table = latest;
+        }
+    }
+
+    /// The simulated rebalancer: reads the group's configuration from its
+    /// leader, found as every caller finds it (a [`Route`] from the voters
+    /// the table lists, following leader hints), and records it in the
+    /// table if newer. A route that does not reach the leader leaves the
+    /// table as it is.
+    fn record_table(&mut self) {
+        let listed = self.table.voters.clone();
+        let mut route: Route = Route::new(None);
+        for _ in 0..2 * listed.len() {
+            let Some(m) = route.next(&listed) else {
+                return;
+            };
+            let now = self.now;
+            let Some(r) = self
+                .index_of(m)
+                .map(|i| &self.nodes[i])
+                .filter(|n| n.running(now))
+                .and_then(Node::replica)
+                .filter(|r| r.id() == m)
+            else {
+                continue;
+            };
+            if r.is_leader() {
+                if r.config().epoch > self.table.epoch {
+                    self.table = r.config().clone();
+                    let (epoch, voters) = (self.table.epoch, self.table.voters.clone());
+                    self.log(|| format!("TABLE epoch {epoch}: voters {voters:?}"));
+                }
+                return;
+            }
+            let only_listed = self.cfg.bugs.hints_only_to_listed;
+            if let Some(l) = r
+                .leader()
+                .filter(|l| *l != m && (!only_listed || listed.contains(l)))
+            {
+                route.follow(l);
             }
         }
     }
@@ -973,7 +1074,7 @@ impl Simulation {
     }
 
     /// After the clients finish, lets every live member of the final
-    /// configuration catch up (bounded).
+    /// configuration catch up, and the routing table learn it (bounded).
     fn converge(&mut self) -> Result<(), String> {
         let deadline = self.now + 20_000;
         loop {
@@ -986,14 +1087,22 @@ impl Simulation {
             let max_commit = replicas.iter().map(|r| r.commit_index()).max().unwrap_or(0);
             let config = self.latest_config();
             let settled = replicas.iter().all(|r| r.config().epoch == config.epoch);
+            let recorded = self.table.epoch == config.epoch;
             if !replicas.is_empty()
                 && settled
+                && recorded
                 && applied.iter().all(|a| *a == max_commit)
                 && self.net.is_empty()
             {
                 self.report.slots = max_commit;
                 self.report.epoch = config.epoch;
                 return Ok(());
+            }
+            if self.now >= deadline && !recorded {
+                return Err(format!(
+                    "liveness: the routing table never learned configuration {config:?}; it lists epoch {} with voters {:?}",
+                    self.table.epoch, self.table.voters
+                ));
             }
             if self.now >= deadline {
                 return Err(format!(
