@@ -4,4 +4,5 @@
 
 pub mod liveness;
 pub mod transport;
+pub mod undecodable;
 pub mod wire;

@@ -269,7 +269,7 @@ impl Actor for Transport {
                         .transport_received(batch.from, bytes.len());
                     state.deliver(&myself, batch)
                 }
-                Err(e) => tracing::warn!("dropping a peer transport's batch: {e}"),
+                Err(e) => state.ctx.drop_undecodable("a transport batch", &e),
             },
             TransportMsg::Sweep(sent) => {
                 let waited = state.ctx.clock().saturating_sub(Duration::from_nanos(sent));

@@ -220,7 +220,9 @@ impl Actor for ReplicaActor {
                     state.driver.step(envs);
                     state.schedule_flush(&myself);
                 }
-                Err(e) => tracing::warn!(group = %state.group, "dropping peer message: {e}"),
+                Err(e) => state
+                    .ctx
+                    .drop_undecodable(&format!("a protocol message for {}", state.group), &e),
             },
             ReplicaMsg::Request(bytes, port) => {
                 state.on_request(&bytes, ReplyTo::Port(port));

@@ -9,6 +9,7 @@
 //! the effects of an earlier life.
 
 use crate::cluster::transport::TransportMsg;
+use crate::cluster::undecodable::UndecodableLog;
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::MasterServer;
 use crate::node::admin::AdminMsg;
@@ -59,6 +60,8 @@ pub struct NodeContext {
     pub(crate) http: Mutex<Option<HttpServer>>,
     /// When the context was made (the node's start, for its uptime).
     pub(crate) started: std::time::Instant,
+    /// The rate limit of warnings about messages that do not decode.
+    undecodable: UndecodableLog,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).
@@ -70,6 +73,21 @@ pub(crate) fn wall_nanos() -> u64 {
 }
 
 impl NodeContext {
+    /// Drops a message from another node that did not decode (`what` it
+    /// was meant to be): counted, and logged unless a warning went out
+    /// within the last minute (see [`crate::cluster::undecodable`]).
+    pub(crate) fn drop_undecodable(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.metrics.undecodable_received.inc();
+        if let Some(n) = self.undecodable.dropped(std::time::Instant::now()) {
+            tracing::warn!(
+                dropped = n,
+                "dropping {what} from another node that does not decode: {error} \
+                 (further ones are counted in dike_undecodable_received_total and \
+                 logged at most once a minute)"
+            );
+        }
+    }
+
     /// A context for `config`, with the master kind registered.
     pub fn new(config: NodeConfig) -> Arc<Self> {
         let now = wall_nanos();
@@ -101,6 +119,7 @@ impl NodeContext {
             running: AtomicBool::new(false),
             http: Mutex::new(None),
             started: std::time::Instant::now(),
+            undecodable: UndecodableLog::default(),
         };
         ctx.register::<MasterServer>();
         Arc::new(ctx)

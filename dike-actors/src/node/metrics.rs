@@ -205,6 +205,8 @@ pub struct NodeMetrics {
     pub(crate) snapshots_received: Counter,
     /// Catch-up requests sent by replicas on this node.
     pub(crate) catch_ups_sent: Counter,
+    /// Messages from other nodes dropped because they did not decode.
+    pub(crate) undecodable_received: Counter,
     transport_sent: Family<PeerLabel, Counter>,
     transport_sent_bytes: Family<PeerLabel, Counter>,
     transport_received: Family<PeerLabel, Counter>,
@@ -341,6 +343,12 @@ impl NodeMetrics {
             "Catch-up requests (for chosen slots a replica missed) sent by replicas on this node",
             catch_ups_sent.clone(),
         );
+        let undecodable_received = Counter::default();
+        registry.register(
+            "undecodable_received",
+            "Messages from other nodes (transport batches, protocol messages) dropped because they did not decode",
+            undecodable_received.clone(),
+        );
         let transport_sent = Family::<PeerLabel, Counter>::default();
         registry.register(
             "transport_sent_messages",
@@ -403,6 +411,7 @@ impl NodeMetrics {
             snapshots_sent,
             snapshots_received,
             catch_ups_sent,
+            undecodable_received,
             transport_sent,
             transport_sent_bytes,
             transport_received,
