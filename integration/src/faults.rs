@@ -44,11 +44,17 @@ pub enum FaultKind {
     /// replicas move away, it leaves the table, and its process is stopped.
     /// Not part of [`FaultKind::ALL`]: it changes the cluster's shape.
     Decommission,
+    /// Drain: the operator drains a node (`dike node drain`): its replicas
+    /// hand their leaderships to others; undrained at the heal.
+    Drain,
+    /// Transfer: the operator hands one data group's leadership to another
+    /// voter (`dike leader transfer`).
+    Transfer,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Split,
@@ -56,13 +62,20 @@ impl FaultKind {
         FaultKind::Bridge,
         FaultKind::OneWay,
         FaultKind::Loss,
+        FaultKind::Drain,
+        FaultKind::Transfer,
     ];
 
     /// Whether injecting it needs nftables.
     pub fn needs_nft(self) -> bool {
         !matches!(
             self,
-            FaultKind::Kill | FaultKind::Pause | FaultKind::Churn | FaultKind::Decommission
+            FaultKind::Kill
+                | FaultKind::Pause
+                | FaultKind::Churn
+                | FaultKind::Decommission
+                | FaultKind::Drain
+                | FaultKind::Transfer
         )
     }
 
@@ -78,6 +91,8 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Churn => "churn",
             FaultKind::Decommission => "decommission",
+            FaultKind::Drain => "drain",
+            FaultKind::Transfer => "transfer",
         }
     }
 }
@@ -90,7 +105,7 @@ impl fmt::Display for FaultKind {
 
 /// A fault kind name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, churn, decommission, all (all but churn and decommission)")]
+#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, drain, transfer, churn, decommission, all (all but churn and decommission)")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultKind {
@@ -145,6 +160,10 @@ pub enum Action {
     Remove(usize),
     /// Remove this running node from the cluster (`dike node remove`).
     Decommission(usize),
+    /// Drain this node; undrain it at the heal.
+    Drain(usize),
+    /// Hand a leadership this node holds to another voter of its group.
+    Transfer(usize),
 }
 
 /// One planned fault.
@@ -169,6 +188,8 @@ impl fmt::Display for Fault {
             Action::Join => "a new node joins".to_owned(),
             Action::Remove(i) => format!("node {i} is removed for good"),
             Action::Decommission(i) => format!("node {i} is decommissioned"),
+            Action::Drain(i) => format!("node {i} is drained"),
+            Action::Transfer(i) => format!("node {i} hands a leadership over"),
         };
         write!(
             f,
@@ -266,6 +287,8 @@ impl Scheduler {
                 Some(i) => (Action::Decommission(*i), "the node that joined".to_owned()),
                 None => (Action::Join, "groups move onto it".to_owned()),
             },
+            FaultKind::Drain => (Action::Drain(first), why),
+            FaultKind::Transfer => (Action::Transfer(first), why),
             FaultKind::Kill | FaultKind::Pause => {
                 let mut nodes = vec![first];
                 let mut note = why;
@@ -366,6 +389,8 @@ pub fn nodes_down(fault: &Fault, addrs: &[Ipv4Addr]) -> usize {
         // A decommissioned node gives its replicas up only once each has
         // a caught-up replacement: no group has a voter less meanwhile.
         Action::Join | Action::Decommission(_) => 0,
+        // Leaderships move; every replica keeps running.
+        Action::Drain(_) | Action::Transfer(_) => 0,
         Action::Remove(_) => 1,
     }
 }
@@ -389,7 +414,7 @@ mod tests {
             parse_kinds("kill, pause,loss").expect("valid"),
             vec![FaultKind::Kill, FaultKind::Pause, FaultKind::Loss]
         );
-        assert_eq!(parse_kinds("all").expect("valid").len(), 7);
+        assert_eq!(parse_kinds("all").expect("valid").len(), 9);
         assert!(parse_kinds("kill,flood").is_err());
         assert_eq!(parse_kinds("churn").expect("valid"), vec![FaultKind::Churn]);
         for k in FaultKind::ALL
@@ -416,7 +441,7 @@ mod tests {
                 assert_eq!(distinct.len(), n.len(), "{f}");
             }
         }
-        assert_eq!(seen.len(), 7);
+        assert_eq!(seen.len(), 9);
     }
 
     #[test]

@@ -298,6 +298,12 @@ async fn inject(
             run.joined.retain(|j| j != i);
             run.removed.insert(*i);
         }
+        Action::Drain(i) => client
+            .node()
+            .set_draining(cluster.name(*i), true)
+            .await
+            .map_err(|e| e.to_string())?,
+        Action::Transfer(i) => transfer_one(client, cluster, *i).await,
         Action::Remove(i) => {
             cluster.kill(*i);
             run.joined.retain(|j| j != i);
@@ -313,13 +319,19 @@ async fn inject(
     Ok(())
 }
 
-fn heal(
+async fn heal(
+    client: &Client,
     cluster: &mut Cluster,
     partition: &mut Option<Partition>,
     fault: &Fault,
 ) -> Result<(), String> {
     match &fault.action {
-        Action::Join | Action::Remove(_) | Action::Decommission(_) => {}
+        Action::Join | Action::Remove(_) | Action::Decommission(_) | Action::Transfer(_) => {}
+        Action::Drain(i) => client
+            .node()
+            .set_draining(cluster.name(*i), false)
+            .await
+            .map_err(|e| e.to_string())?,
         Action::Kill(nodes) => nodes.iter().for_each(|i| cluster.start(*i)),
         Action::Pause(nodes) => nodes.iter().for_each(|i| cluster.resume(*i)),
         Action::Partition(_) => {
@@ -329,6 +341,41 @@ fn heal(
         }
     }
     Ok(())
+}
+
+/// Hands one leadership that node `i` holds (of a group in the table) to
+/// another voter of the group, as an operator would. A transfer the group
+/// refuses or does not finish in time (a change in flight, a target
+/// behind) is reported and is not a failure: the checks judge what the
+/// clients saw.
+async fn transfer_one(client: &Client, cluster: &Cluster, i: usize) {
+    let Ok(table) = client.routing_table().await else {
+        eprintln!("transfer: no routing table");
+        return;
+    };
+    let node = cluster.node_id(i);
+    for (name, g) in &table.groups {
+        let vs = &g.config.voters;
+        let Some(leader) = leader_of(client.node(), name, vs).await else {
+            continue;
+        };
+        let Some(to) = vs.iter().find(|v| v.node != node) else {
+            continue;
+        };
+        if leader.node != node {
+            continue;
+        }
+        let within = Duration::from_secs(3);
+        let target = cluster
+            .index_of(to.node)
+            .map_or_else(|| to.to_string(), |j| cluster.name(j).to_owned());
+        match client.node().transfer_leadership(name, *to, within).await {
+            Ok(()) => eprintln!("transfer: {name} now led by {target}"),
+            Err(e) => eprintln!("transfer: {name} to {target} not done: {e}"),
+        }
+        return;
+    }
+    eprintln!("transfer: {} leads no data group", cluster.name(i));
 }
 
 /// Every voter of `group` answers, names the same leader, applied the same
@@ -625,7 +672,7 @@ async fn run_round(
         .ok()
         .and_then(Result::ok);
         tokio::time::sleep_until(injected + fault.hold).await;
-        if let Err(e) = heal(cluster, partition, &fault) {
+        if let Err(e) = heal(client, cluster, partition, &fault).await {
             run.failures.push(format!("cannot heal {fault}: {e}"));
             break;
         }

@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     nodes: usize,
     /// Fault kinds, comma-separated: kill, pause, partition, isolate-leader,
-    /// bridge, one-way, loss, or all.
+    /// bridge, one-way, loss, drain, transfer, churn, decommission, or all.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Seed of the fault schedule and the workload (default: from the clock).
