@@ -42,7 +42,9 @@ fn certs(dir: &Path, names: &[&str]) {
     ok(&["certs", "create-ca", "--out", d]);
     let host = free_addr().ip().to_string();
     for n in names {
-        ok(&["certs", "issue", n, "--ca-dir", d, "--out", d, "--host", &host]);
+        ok(&[
+            "certs", "issue", n, "--ca-dir", d, "--out", d, "--host", &host,
+        ]);
     }
 }
 
@@ -106,7 +108,10 @@ fn refused(out: &Output, code: i32, words: &[&str]) {
     for w in words {
         assert!(stderr.contains(w), "{w:?} not in: {stderr}");
     }
-    assert!(!stderr.contains("cookie"), "reported as the cookie: {stderr}");
+    assert!(
+        !stderr.contains("cookie"),
+        "reported as the cookie: {stderr}"
+    );
 }
 
 #[test]
@@ -181,7 +186,11 @@ fn a_client_of_another_ca_is_refused_naming_the_ca() {
     let mut mixed = tls_args(theirs.path(), "stranger");
     mixed[5] = ours.path().join("ca.pem").display().to_string();
     let out = table_via(addr, &mixed);
-    refused(&out, EXIT_USAGE, &["stranger.pem", "is not signed by the CA in"]);
+    refused(
+        &out,
+        EXIT_USAGE,
+        &["stranger.pem", "is not signed by the CA in"],
+    );
 }
 
 #[test]
@@ -225,7 +234,9 @@ fn an_expired_certificate_is_refused_by_client_and_node_naming_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     certs(dir.path(), &["exp1"]);
     let d = dir.path().to_str().expect("utf-8 path");
-    ok(&["certs", "issue", "old", "--ca-dir", d, "--out", d, "--days", "0"]);
+    ok(&[
+        "certs", "issue", "old", "--ca-dir", d, "--out", d, "--days", "0",
+    ]);
     let old = tls_args(dir.path(), "old");
 
     let (_node, addr) = single_node(
@@ -252,5 +263,8 @@ fn an_expired_certificate_is_refused_by_client_and_node_naming_the_file() {
     };
     assert_eq!(status.code(), Some(EXIT_USAGE), "{}", node.log_text());
     let log = node.log_text();
-    assert!(log.contains("old.pem") && log.contains("has expired"), "{log}");
+    assert!(
+        log.contains("old.pem") && log.contains("has expired"),
+        "{log}"
+    );
 }

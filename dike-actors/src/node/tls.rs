@@ -226,7 +226,8 @@ impl TlsConfig {
                      signed it",
                     self.ca.display()
                 ),
-                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => {
                     "is not for both TLS clients and servers (extended key usage); issue one \
                      with dike certs issue"
                         .to_owned()
@@ -292,12 +293,13 @@ impl TlsFailure {
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                     TlsFailure::PeerExpired
                 }
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                    TlsFailure::WrongName {
-                        host: host.to_owned(),
-                    }
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => TlsFailure::WrongName {
+                    host: host.to_owned(),
+                },
+                other => {
+                    TlsFailure::Other(format!("the node's certificate is not usable: {other:?}"))
                 }
-                other => TlsFailure::Other(format!("the node's certificate is not usable: {other:?}")),
             },
             Some(rustls::Error::AlertReceived(alert)) => match alert {
                 AlertDescription::CertificateExpired => TlsFailure::OwnExpired,
@@ -433,7 +435,6 @@ async fn speaks_tls(address: &str, stream: TcpStream) -> bool {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,7 +559,10 @@ mod tests {
             ..good.clone()
         };
         let err = missing.load().expect_err("missing").to_string();
-        assert!(err.contains("nope.pem") && err.contains("CA certificate"), "{err}");
+        assert!(
+            err.contains("nope.pem") && err.contains("CA certificate"),
+            "{err}"
+        );
 
         std::fs::write(dir.path().join("junk"), "not pem at all").expect("write");
         let junk = TlsConfig {
@@ -566,7 +570,10 @@ mod tests {
             ..good.clone()
         };
         let err = junk.load().expect_err("not PEM").to_string();
-        assert!(err.contains("junk") && err.contains("no PEM CERTIFICATE"), "{err}");
+        assert!(
+            err.contains("junk") && err.contains("no PEM CERTIFICATE"),
+            "{err}"
+        );
         let junk_key = TlsConfig {
             key: dir.path().join("junk"),
             ..good.clone()
@@ -590,11 +597,17 @@ mod tests {
         .load()
         .expect_err("another CA")
         .to_string();
-        assert!(err.contains("c.pem") && err.contains("is not signed by the CA"), "{err}");
+        assert!(
+            err.contains("c.pem") && err.contains("is not signed by the CA"),
+            "{err}"
+        );
 
         let old = files(dir.path(), "d", &ca, &["localhost"], true);
         let err = old.load().expect_err("expired").to_string();
-        assert!(err.contains("d.pem") && err.contains("has expired"), "{err}");
+        assert!(
+            err.contains("d.pem") && err.contains("has expired"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -618,7 +631,9 @@ mod tests {
 
         let port = at.rsplit_once(':').expect("port").1;
         let by_name = format!("localhost:{port}");
-        handshake(&client, &by_name).await.expect("localhost is named");
+        handshake(&client, &by_name)
+            .await
+            .expect("localhost is named");
         let elsewhere = files(dir.path(), "far", &ca, &["10.9.9.9"], false);
         let far = tls_server(elsewhere.load().expect("far").acceptor.clone()).await;
         assert_eq!(

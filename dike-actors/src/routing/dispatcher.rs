@@ -414,7 +414,9 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
                 Ok(Ok(())) => tracing::debug!(%name, %address, "connecting"),
                 // A TLS failure is a configuration error an operator must
                 // see; a node that is down is not news.
-                Ok(Err(e @ DialError::Tls(_))) => tracing::warn!(%name, %address, "cannot connect: {e}"),
+                Ok(Err(e @ DialError::Tls(_))) => {
+                    tracing::warn!(%name, %address, "cannot connect: {e}")
+                }
                 Ok(Err(e)) => tracing::debug!(%name, %address, "cannot connect: {e}"),
                 Err(_) => tracing::debug!(%name, %address, "connect timed out"),
             }
@@ -422,4 +424,3 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
     }
     while attempts.join_next().await.is_some() {}
 }
-

@@ -151,18 +151,27 @@ pub fn issue(
             ))
         })
     };
-    let ca_key = KeyPair::from_pem(&read(&ca_key_path)?)
-        .map_err(|e| failed(format!("{} is not a PEM private key: {e}", ca_key_path.display())))?;
-    let issuer = Issuer::from_ca_cert_pem(&read(&ca_path)?, ca_key)
-        .map_err(|e| failed(format!("{} is not a PEM CA certificate: {e}", ca_path.display())))?;
+    let ca_key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|e| {
+        failed(format!(
+            "{} is not a PEM private key: {e}",
+            ca_key_path.display()
+        ))
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&read(&ca_path)?, ca_key).map_err(|e| {
+        failed(format!(
+            "{} is not a PEM CA certificate: {e}",
+            ca_path.display()
+        ))
+    })?;
     let mut unique: Vec<String> = Vec::new();
     for n in names {
         if !unique.contains(n) {
             unique.push(n.clone());
         }
     }
-    let mut params = CertificateParams::new(unique.clone())
-        .map_err(|e| CliError::Usage(format!("not a host name or IP address in {unique:?}: {e}")))?;
+    let mut params = CertificateParams::new(unique.clone()).map_err(|e| {
+        CliError::Usage(format!("not a host name or IP address in {unique:?}: {e}"))
+    })?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
     params.distinguished_name = dn;
