@@ -43,22 +43,22 @@ pub(crate) async fn dial(
     tls: Option<&Tls>,
 ) -> Result<(), DialError> {
     let socket = |e: std::io::Error| DialError::Socket(e.to_string());
-    let peer = tokio::net::lookup_host(address)
-        .await
-        .map_err(socket)?
-        .next()
-        .ok_or_else(|| DialError::Socket(format!("{address} resolves to nothing")))?;
-    let tcp = if peer.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
+    // Every address the name resolves to, in order, as a plain connect
+    // would (`localhost` may give ::1 first to a node on 127.0.0.1).
+    let (mut stream, mut last) = (None, None);
+    for peer in tokio::net::lookup_host(address).await.map_err(socket)? {
+        match connect_from(peer, local).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
     }
-    .map_err(socket)?;
-    if let Some(local) = local.filter(|l| !l.is_unspecified() && l.is_ipv4() == peer.is_ipv4()) {
-        tcp.bind(std::net::SocketAddr::new(local, 0))
-            .map_err(socket)?;
-    }
-    let stream = tcp.connect(peer).await.map_err(socket)?;
+    let stream = stream.ok_or_else(|| match last {
+        Some(e) => socket(e),
+        None => DialError::Socket(format!("{address} resolves to nothing")),
+    })?;
     stream.set_nodelay(true).map_err(socket)?;
     let (peer_addr, local_addr) = (
         stream.peer_addr().map_err(socket)?,
@@ -82,4 +82,21 @@ pub(crate) async fn dial(
             is_server: false,
         })
         .map_err(|e| DialError::Server(e.to_string()))
+}
+
+/// A TCP connection to `peer` from `local` (when given, specified and of
+/// the same family).
+async fn connect_from(
+    peer: std::net::SocketAddr,
+    local: Option<IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let tcp = if peer.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(local) = local.filter(|l| !l.is_unspecified() && l.is_ipv4() == peer.is_ipv4()) {
+        tcp.bind(std::net::SocketAddr::new(local, 0))?;
+    }
+    tcp.connect(peer).await
 }
