@@ -116,6 +116,7 @@ impl<W: Write> Demo<'_, W> {
         let via = Via {
             via: self.cluster.masters(),
             cookie: Cookie::given(cookie),
+            tls: Default::default(),
             timeout: Some(WAIT.as_secs()),
             dial_timeout: 3,
             output: crate::cli::args::Output::Table,

@@ -14,6 +14,7 @@
 //! names are wire tags: never rename one.
 
 use crate::node::context::NodeContext;
+use crate::node::dial::dial;
 use crate::node::{JoinOutcome, NodeHandle};
 use dike_core::codec;
 use dike_core::routing::NodeInfo;
@@ -340,10 +341,10 @@ async fn connect(ctx: &NodeContext, name: &str, address: &str) -> Result<(), Joi
         address: address.to_owned(),
         reason,
     };
-    let attempt = ractor_cluster::client_connect(&server, address);
+    let attempt = dial(&server, address, None, ctx.config.tls.as_ref());
     match tokio::time::timeout(Duration::from_secs(2), attempt).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(unreachable(crate::node::discover::connect_error(e))),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable("connecting timed out".into())),
     }
 }

@@ -9,6 +9,7 @@
 use crate::error::StartError;
 use crate::group::restart::RestartPolicy;
 use crate::node::data_dir::DataDir;
+use crate::node::tls::Tls;
 use crate::storage::provider::{MemoryProvider, StorageProvider};
 use dike_core::{Config, MemberId, NodeId, ReplicaOptions};
 use std::fmt;
@@ -127,6 +128,9 @@ pub struct NodeConfig {
     /// Whether `/metrics` also has series per group (requests by outcome,
     /// commands applied): one set per hosted group, so off by default.
     pub metrics_per_group: bool,
+    /// Mutual TLS for every cluster session this node opens or accepts
+    /// (see [`crate::node::tls`]); `None`: plain TCP.
+    pub tls: Option<Tls>,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -141,6 +145,7 @@ impl fmt::Debug for NodeConfig {
             .field("join", &self.join)
             .field("http", &self.http)
             .field("metrics_per_group", &self.metrics_per_group)
+            .field("tls", &self.tls.as_ref().map(Tls::files))
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +171,7 @@ impl NodeConfig {
             http: None,
             metrics_per_group: false,
             segment_bytes: None,
+            tls: None,
         }
     }
 
@@ -221,6 +227,7 @@ pub struct NodeConfigBuilder {
     http: Option<SocketAddr>,
     metrics_per_group: bool,
     segment_bytes: Option<u64>,
+    tls: Option<Tls>,
 }
 
 impl NodeConfigBuilder {
@@ -338,6 +345,16 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Runs every cluster session of the node over mutual TLS (default:
+    /// plain TCP): the listener requires a client certificate signed by
+    /// the CA, and the node verifies every node it dials (see
+    /// [`crate::node::tls`]). Every node of a cluster, and every client,
+    /// must use TLS or none may.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks and builds the configuration; with a data dir, locks and
     /// opens it last, once everything else is known to be valid.
     pub fn build(self) -> Result<NodeConfig, StartError> {
@@ -413,6 +430,7 @@ impl NodeConfigBuilder {
             rebalance_every: self.tick * 10,
             http: self.http,
             metrics_per_group: self.metrics_per_group,
+            tls: self.tls,
         })
     }
 }

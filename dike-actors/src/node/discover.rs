@@ -9,15 +9,21 @@
 //! session again.
 //!
 //! Invariant: every failure says which of the causes an operator can act on
-//! it was: nothing listens at the address, the node refused the cookie, the
-//! node did not answer in time, or its answer could not be read.
+//! it was: nothing listens at the address, the TLS handshake failed (and
+//! why), the node requires TLS the client does not have, the node refused
+//! the cookie, the node did not answer in time, or its answer could not be
+//! read. A session the node closes before authentication is reported as
+//! the cookie only once a connection of the probe's own has shown that TLS
+//! is not the reason.
 
 use crate::node::admin::{AdminMsg, ADMIN_PG};
 use crate::node::config::MasterSpec;
+use crate::node::dial::{dial, DialError};
+use crate::node::tls::{closed_for_tls, ClosedForTls, Tls, TlsFailure};
 use dike_core::routing::RoutingTable;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{ClientConnectErr, NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,8 +40,25 @@ pub enum DiscoverError {
         /// What connecting said.
         reason: String,
     },
-    /// The node closed the connection during authentication: the cookies
-    /// differ.
+    /// The TLS handshake with the node failed.
+    #[error("TLS handshake with {address} failed: {failure}")]
+    Tls {
+        /// The address tried.
+        address: String,
+        /// Why.
+        failure: TlsFailure,
+    },
+    /// The node speaks TLS and the client does not.
+    #[error(
+        "the node at {address} requires TLS: pass --tls-cert, --tls-key and --tls-ca (or set \
+         DIKE_TLS_CERT, DIKE_TLS_KEY and DIKE_TLS_CA) with a certificate of the cluster's CA"
+    )]
+    TlsRequired {
+        /// The address tried.
+        address: String,
+    },
+    /// The node closed the connection during authentication, and not for
+    /// TLS: the cookies differ.
     #[error("the node at {address} refused the cookie (authentication failed): check --cookie / DIKE_COOKIE")]
     Cookie {
         /// The address tried.
@@ -85,15 +108,6 @@ impl NodeEventSubscription for Events {
     }
 }
 
-/// What a failed cluster connection says, in words ("Connection refused
-/// (os error 111)", not the error's debug form).
-pub(crate) fn connect_error(e: ClientConnectErr) -> String {
-    match e {
-        ClientConnectErr::Socket(e) | ClientConnectErr::Encryption(e) => e.to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// Probes started by this process, for unique probe names.
 static PROBES: AtomicU64 = AtomicU64::new(0);
 
@@ -108,20 +122,24 @@ pub struct Reached {
 }
 
 /// The masters (`NAME@HOST:PORT`) the node listening at `address`
-/// (`HOST:PORT`) knows, asked with `cookie`, within `within`.
+/// (`HOST:PORT`) knows, asked with `cookie` (over `tls` if given), within
+/// `within`.
 pub async fn masters_via(
     address: &str,
     cookie: &str,
+    tls: Option<&Tls>,
     within: Duration,
 ) -> Result<Vec<MasterSpec>, DiscoverError> {
-    reach(address, cookie, within).await.map(|r| r.masters)
+    reach(address, cookie, tls, within).await.map(|r| r.masters)
 }
 
 /// The masters and the cached routing table of the node listening at
-/// `address` (`HOST:PORT`), asked with `cookie`, within `within`.
+/// `address` (`HOST:PORT`), asked with `cookie` (over `tls` if given),
+/// within `within`.
 pub async fn reach(
     address: &str,
     cookie: &str,
+    tls: Option<&Tls>,
     within: Duration,
 ) -> Result<Reached, DiscoverError> {
     let deadline = Instant::now() + within;
@@ -136,7 +154,7 @@ pub async fn reach(
         cookie.to_owned(),
         name.clone(),
         "127.0.0.1".to_owned(),
-        None,
+        tls.map(Tls::incoming),
         Some(NodeConnectionMode::Isolated),
     )
     .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into());
@@ -149,7 +167,7 @@ pub async fn reach(
         subscription: Box::new(Events(tx)),
     });
     let result = match subscribed {
-        Ok(()) => ask(&server, address, rx, within, deadline).await,
+        Ok(()) => ask(&server, address, tls, rx, within, deadline).await,
         Err(e) => Err(DiscoverError::Local(e.to_string())),
     };
     server.stop(None);
@@ -159,6 +177,7 @@ pub async fn reach(
 async fn ask(
     server: &ActorRef<NodeServerMessage>,
     address: &str,
+    tls: Option<&Tls>,
     mut events: mpsc::UnboundedReceiver<Event>,
     within: Duration,
     deadline: Instant,
@@ -171,23 +190,41 @@ async fn ask(
         address: address.to_owned(),
         reason,
     };
-    match tokio::time::timeout_at(deadline, ractor_cluster::client_connect(server, address)).await {
+    match tokio::time::timeout_at(deadline, dial(server, address, None, tls)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(refused(connect_error(e))),
+        Ok(Err(DialError::Tls(failure))) => {
+            return Err(DiscoverError::Tls {
+                address: address.to_owned(),
+                failure,
+            })
+        }
+        Ok(Err(e)) => return Err(refused(e.to_string())),
         Err(_) => return Err(no_answer()),
     }
     // Wait for the session: authenticated then ready, or closed during the
-    // handshake (the only reason a node closes a fresh session is a failed
-    // authentication).
+    // handshake: the node refused the cookie, or (the session's first read
+    // failing) TLS: it speaks TLS and we do not, or it refused our
+    // certificate.
     let mut authenticated = false;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(Event::Authenticated)) => authenticated = true,
             Ok(Some(Event::Ready)) => break,
             Ok(Some(Event::Disconnected)) if !authenticated => {
-                return Err(DiscoverError::Cookie {
-                    address: address.to_owned(),
-                })
+                let left = deadline.saturating_duration_since(Instant::now());
+                let check = left.min(Duration::from_secs(1));
+                return Err(match closed_for_tls(address, tls, check).await {
+                    Some(ClosedForTls::Required) => DiscoverError::TlsRequired {
+                        address: address.to_owned(),
+                    },
+                    Some(ClosedForTls::Refused(failure)) => DiscoverError::Tls {
+                        address: address.to_owned(),
+                        failure,
+                    },
+                    None => DiscoverError::Cookie {
+                        address: address.to_owned(),
+                    },
+                });
             }
             Ok(Some(Event::Disconnected)) | Ok(None) => {
                 return Err(refused("the connection closed".into()))

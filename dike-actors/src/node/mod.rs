@@ -1,7 +1,8 @@
 //! The node: the root `DikeNode` actor and the handles users hold.
 //!
 //! `DikeNode` owns the ractor_cluster `NodeServer` (cookie authentication,
-//! isolated mode: the dispatcher connects to every node it knows), the node
+//! mutual TLS if configured ([`tls`]), isolated mode: the dispatcher
+//! connects to every node it knows, through [`dial`]), the node
 //! ticker (one timer per node, fanned out to every replica by the group
 //! supervisor), the [`Dispatcher`] and the
 //! [`GroupSupervisor`] (which also hosts the master replica on master nodes).
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod config;
 pub mod context;
 pub mod data_dir;
+pub mod dial;
 pub mod discover;
 mod drain;
 mod handover;
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod page;
 mod remove;
 pub mod status;
+pub mod tls;
 
 pub use drain::DrainReport;
 pub use handover::HandOverReport;
@@ -143,7 +146,7 @@ impl Actor for DikeNode {
             c.cookie.clone(),
             c.name.clone(),
             c.advertised_host().to_owned(),
-            None,
+            c.tls.as_ref().map(|t| t.incoming()),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(c.listen.ip());
@@ -160,7 +163,7 @@ impl Actor for DikeNode {
         spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
         ctx.set_running(true);
-        tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, http = ?c.http, master = c.is_master(), "node started");
+        tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, http = ?c.http, master = c.is_master(), tls = c.tls.is_some(), "node started");
         Ok(DikeNodeState {
             budget: RestartBudget::new(c.restarts),
             ctx,

@@ -17,6 +17,7 @@ use crate::group::reconcile;
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
 use crate::node::context::NodeContext;
+use crate::node::dial::{dial, DialError};
 use crate::routing::router::Router;
 use dike_core::routing::RoutingTable;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -403,54 +404,23 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
         }
         let (server, name, address) = (server.clone(), name.clone(), address.clone());
         let local = ctx.config.listen.ip();
+        let tls = ctx.config.tls.clone();
+        // Nodes connect only to the nodes they know (isolated mode), never
+        // through ractor_cluster's transitive connects, which would not
+        // bind the source address (see `dial`).
         attempts.spawn(async move {
-            let attempt = connect_from(&server, local, &address);
+            let attempt = dial(&server, &address, Some(local), tls.as_ref());
             match tokio::time::timeout(Duration::from_secs(1), attempt).await {
                 Ok(Ok(())) => tracing::debug!(%name, %address, "connecting"),
+                // A TLS failure is a configuration error an operator must
+                // see; a node that is down is not news.
+                Ok(Err(e @ DialError::Tls(_))) => {
+                    tracing::warn!(%name, %address, "cannot connect: {e}")
+                }
                 Ok(Err(e)) => tracing::debug!(%name, %address, "cannot connect: {e}"),
                 Err(_) => tracing::debug!(%name, %address, "connect timed out"),
             }
         });
     }
     while attempts.join_next().await.is_some() {}
-}
-
-/// Opens a TCP connection to `address` from this node's own listen address
-/// (unless it listens on every address) and hands it to the node server.
-///
-/// Binding the source matters: every session between two nodes then runs
-/// between their two listen addresses, so a firewall rule on an address
-/// pair (the fault suite's network partitions) cuts exactly that link.
-/// Nodes connect only to the nodes they know (isolated mode), never
-/// through ractor_cluster's transitive connects, which would not bind.
-async fn connect_from(
-    server: &ActorRef<NodeServerMessage>,
-    local: std::net::IpAddr,
-    address: &str,
-) -> std::io::Result<()> {
-    let peer = tokio::net::lookup_host(address)
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{address} resolves to nothing")))?;
-    let socket = if peer.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    if !local.is_unspecified() && local.is_ipv4() == peer.is_ipv4() {
-        socket.bind(std::net::SocketAddr::new(local, 0))?;
-    }
-    let stream = socket.connect(peer).await?;
-    stream.set_nodelay(true)?;
-    let (peer_addr, local_addr) = (stream.peer_addr()?, stream.local_addr()?);
-    server
-        .cast(NodeServerMessage::ConnectionOpened {
-            stream: Box::new(ractor_cluster::NetworkStream::Raw {
-                peer_addr,
-                local_addr,
-                stream,
-            }),
-            is_server: false,
-        })
-        .map_err(|e| std::io::Error::other(e.to_string()))
 }

@@ -4,6 +4,7 @@
 use super::error::CliError;
 use crate::bench::{BenchConfig, BenchKind};
 use clap::{Args, Parser, Subcommand};
+use dike_actors::node::tls::{Tls, TlsConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -102,6 +103,49 @@ pub enum Command {
     /// percentiles. Creates the groups if missing (arithmetic: bench-1 …
     /// bench-G; kv: the ring vnode-1 … vnode-G).
     Bench(BenchArgs),
+    /// Make a private CA and the certificates of nodes and clients for
+    /// mutual TLS (--tls-cert, --tls-key, --tls-ca).
+    #[command(subcommand)]
+    Certs(CertsOp),
+}
+
+/// What `dike certs` does.
+#[derive(Subcommand, Debug)]
+pub enum CertsOp {
+    /// Create a CA: writes DIR/ca.pem (the certificate every node and
+    /// client gets as --tls-ca) and DIR/ca-key.pem (its private key, mode
+    /// 0600: keep it off the nodes). Refuses to overwrite either.
+    CreateCa {
+        /// The directory to write to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Issue a certificate signed by the CA in --ca-dir, for a node or a
+    /// client (it serves as both): writes DIR/NAME.pem and DIR/NAME-key.pem
+    /// (mode 0600). Its names are NAME, every --host and, unless
+    /// --no-local-hosts, localhost and 127.0.0.1: a node's certificate must
+    /// name the host other nodes and clients dial it at (its --advertise
+    /// or --listen host).
+    Issue {
+        /// The certificate's name (a node's --name, or a client's).
+        name: String,
+        /// The directory of ca.pem and ca-key.pem (from create-ca).
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// A host name or IP address the node is reached at (repeatable).
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Leave out localhost and 127.0.0.1.
+        #[arg(long)]
+        no_local_hosts: bool,
+        /// Days the certificate is valid. 0 issues one that has already
+        /// expired (to try how nodes refuse it).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// The directory to write to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// How a command prints its result.
@@ -340,6 +384,9 @@ pub struct NodeArgs {
     /// The cluster's shared secret.
     #[command(flatten)]
     pub cookie: Cookie,
+    /// Mutual TLS with the other nodes and clients.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Register with the master so the node hosts replicas. Master nodes
     /// always do; a node that is not a master and does not join only routes
     /// requests. A node on a data dir that joined once re-joins by itself.
@@ -475,6 +522,64 @@ pub fn exposed_secret_warning(path: &std::path::Path) -> Option<String> {
     })
 }
 
+/// Mutual TLS: this process's certificate and key and the cluster's CA,
+/// all three or none (see `dike certs`). Every node and client of a
+/// cluster uses TLS, or none does.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// This process's certificate (PEM, signed by the cluster's CA), for
+    /// mutual TLS; needs --tls-key and --tls-ca.
+    #[arg(long, env = "DIKE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM; keep it private, mode 600).
+    #[arg(long, env = "DIKE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): every node and client must
+    /// present a certificate it signed.
+    #[arg(long, env = "DIKE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files, if TLS is asked for: all three flags, or none.
+    pub fn files(&self) -> Result<Option<TlsConfig>, CliError> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            })),
+            (cert, key, ca) => {
+                let missing: Vec<&str> = [
+                    (cert.is_none(), "--tls-cert (DIKE_TLS_CERT)"),
+                    (key.is_none(), "--tls-key (DIKE_TLS_KEY)"),
+                    (ca.is_none(), "--tls-ca (DIKE_TLS_CA)"),
+                ]
+                .into_iter()
+                .filter_map(|(m, flag)| m.then_some(flag))
+                .collect();
+                Err(CliError::Usage(format!(
+                    "TLS needs --tls-cert, --tls-key and --tls-ca together; missing: {}",
+                    missing.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// The loaded TLS setup, if asked for; warns (on stderr) about a key
+    /// file other users may read.
+    pub fn load(&self) -> Result<Option<Tls>, CliError> {
+        let Some(files) = self.files()? else {
+            return Ok(None);
+        };
+        if let Some(warning) = exposed_secret_warning(&files.key) {
+            eprintln!("dike: warning: {warning}");
+        }
+        Ok(Some(files.load()?))
+    }
+}
+
 /// How a client command reaches the cluster: it starts a short-lived node
 /// that does not join and talks to the masters.
 #[derive(Args, Debug, Clone)]
@@ -487,6 +592,9 @@ pub struct Via {
     /// The cluster's shared secret.
     #[command(flatten)]
     pub cookie: Cookie,
+    /// Mutual TLS with the cluster.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// How long to wait for the cluster, in seconds (default 10; `dike node
     /// drain` waits 30 for leaderships to move).
     #[arg(long, env = "DIKE_TIMEOUT")]

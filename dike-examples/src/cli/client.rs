@@ -6,6 +6,7 @@ use super::args::Via;
 use super::error::CliError;
 use super::kinds;
 use dike_actors::node::discover::{self, DiscoverError};
+use dike_actors::node::tls::Tls;
 use dike_actors::{DikeError, DikeNode, MasterSpec, NodeConfig, NodeHandle};
 use dike_core::routing::RoutingTable;
 use std::future::Future;
@@ -29,13 +30,17 @@ impl Client {
         let timeout = Duration::from_secs(via.timeout.unwrap_or(DEFAULT_TIMEOUT).max(1));
         let cookie = via.cookie.secret()?;
         let dial = Duration::from_secs(via.dial_timeout.max(1)).min(timeout);
-        let (masters, table) = masters_of(&via.via, &cookie, dial).await?;
+        let tls = via.tls.load()?;
+        let (masters, table) = masters_of(&via.via, &cookie, tls.as_ref(), dial).await?;
         let listen = free_loopback_addr()?;
         let mut b = NodeConfig::builder(format!("dike-cli-{}", std::process::id()), listen)
             .cookie(cookie)
             .join(false)
             .in_memory()
             .request_timeout(timeout);
+        if let Some(tls) = tls {
+            b = b.tls(tls);
+        }
         for m in &masters {
             b = b.master(m.to_string());
         }
@@ -138,6 +143,7 @@ impl Client {
 async fn masters_of(
     via: &[String],
     cookie: &str,
+    tls: Option<&Tls>,
     dial: Duration,
 ) -> Result<(Vec<MasterSpec>, Option<RoutingTable>), CliError> {
     let mut named = Vec::new();
@@ -169,7 +175,7 @@ async fn masters_of(
     }
     let mut failures = Vec::new();
     for address in &plain {
-        match discover::reach(address, cookie, dial).await {
+        match discover::reach(address, cookie, tls, dial).await {
             Ok(r) if !r.masters.is_empty() => return Ok((r.masters, r.table)),
             Ok(_) => failures.push(DiscoverError::Decode {
                 address: address.clone(),

@@ -148,6 +148,15 @@ mod tests {
                 ("DIKE_REPLACE_AFTER".to_owned(), "30".to_owned()),
             ]
         );
+        std::fs::write(
+            &path,
+            "tls-cert = \"n1.pem\"\ntls_key = \"n1-key.pem\"\ntls-ca = \"ca.pem\"\n",
+        )
+        .expect("write");
+        let mut vars = variables(&path).expect("TLS keys");
+        vars.sort();
+        let names: Vec<&str> = vars.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(names, ["DIKE_TLS_CA", "DIKE_TLS_CERT", "DIKE_TLS_KEY"]);
         std::fs::write(&path, "nmae = \"typo\"\n").expect("write");
         let err = variables(&path).expect_err("refused").to_string();
         assert!(err.contains("nmae") && err.contains("known"), "{err}");

@@ -4,6 +4,7 @@
 use dike_actors::node::admin::JoinNodeError;
 use dike_actors::node::config::MASTER_GROUP;
 use dike_actors::node::discover::DiscoverError;
+use dike_actors::node::tls::TlsError;
 use dike_actors::{DikeError, StartError};
 
 /// Why a `dike` command failed.
@@ -12,6 +13,12 @@ pub enum CliError {
     /// An argument is not usable (the message names it).
     #[error("{0}")]
     Usage(String),
+    /// The TLS files are not usable (the message names the file).
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// `dike certs` could not make a certificate.
+    #[error("{0}")]
+    Certs(String),
     /// The node (or the command's client node) could not start.
     #[error("cannot start the node: {0}")]
     Start(#[from] StartError),
@@ -165,21 +172,32 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 8;
     /// The node could not start (a port in use, a data dir in use, ...).
     pub const START: u8 = 9;
+    /// A TLS handshake with the cluster failed: certificates of another
+    /// CA, an expired certificate, a node that requires TLS of a client
+    /// without it, or one without TLS dialled with it.
+    pub const TLS: u8 = 10;
 }
 
 impl CliError {
     /// The program's exit code for this error (see [`exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Usage(_) | CliError::BadRequest { .. } | CliError::UnknownKind { .. } => {
-                exit::USAGE
-            }
+            CliError::Usage(_)
+            | CliError::BadRequest { .. }
+            | CliError::UnknownKind { .. }
+            | CliError::Tls(_)
+            | CliError::Certs(_) => exit::USAGE,
             CliError::Start(_) => exit::START,
             CliError::Discover(failures) => {
-                if failures
-                    .iter()
-                    .any(|f| matches!(f, DiscoverError::Cookie { .. }))
-                {
+                let any = |f: fn(&DiscoverError) -> bool| failures.iter().any(f);
+                if any(|f| {
+                    matches!(
+                        f,
+                        DiscoverError::Tls { .. } | DiscoverError::TlsRequired { .. }
+                    )
+                }) {
+                    exit::TLS
+                } else if any(|f| matches!(f, DiscoverError::Cookie { .. })) {
                     exit::AUTH
                 } else {
                     exit::UNREACHABLE

@@ -2,8 +2,8 @@
 //! ([`args`]), running a node ([`node`]), the short-lived client node of the
 //! other commands ([`client`]), admin commands ([`admin`]), JSON requests
 //! ([`request`]), the key-value ring ([`kv`]), the example kinds' JSON forms
-//! ([`kinds`]), how the routing table is shown ([`table`]) and the cluster's
-//! status ([`status`]).
+//! ([`kinds`]), how the routing table is shown ([`table`]), the cluster's
+//! status ([`status`]) and the certificates of mutual TLS ([`certs`]).
 //!
 //! Every command either prints its result on stdout and succeeds, or
 //! returns a [`CliError`] whose message says what to fix.
@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod args;
 pub mod bench;
+pub mod certs;
 pub mod client;
 pub mod config_file;
 pub mod drain;
@@ -67,6 +68,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
         Command::Kv(op) => (op.ring().via.clone(), Action::Kv(op)),
         Command::Bench(args) => (args.via.clone(), Action::Bench(args)),
+        Command::Certs(op) => return certs::run(&op).map(|text| print!("{text}")),
     };
     let client = Client::connect(&via).await?;
     let out = action.run(&client, via.output).await;

@@ -26,6 +26,9 @@ pub fn config(args: &NodeArgs) -> Result<NodeConfig, CliError> {
 /// Everything of the configuration but the storage.
 fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
     let mut b = NodeConfig::builder(args.name.clone(), args.listen).cookie(args.cookie.secret()?);
+    if let Some(tls) = args.tls.load()? {
+        b = b.tls(tls);
+    }
     if let Some(address) = &args.advertise {
         b = b.advertise(address.clone());
     }
@@ -68,6 +71,11 @@ pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> 
         "master": c.is_master(),
         "data_dir": args.data_dir.as_ref().map(|d| d.display().to_string()),
         "cookie": args.cookie.source(),
+        "tls": c.tls.as_ref().map(|t| serde_json::json!({
+            "cert": t.files().cert.display().to_string(),
+            "key": t.files().key.display().to_string(),
+            "ca": t.files().ca.display().to_string(),
+        })),
         "join": c.join,
         "group_size": c.group_size,
         "replace_after_secs": c.replace_after.as_secs(),

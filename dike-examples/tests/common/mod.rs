@@ -109,12 +109,24 @@ pub struct Cluster {
     /// The node processes (`None`: stopped).
     pub nodes: Vec<Option<NodeChild>>,
     cookie: String,
+    client_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts nodes LABEL1…LABEL3 in memory with `cookie` and waits until
     /// the routing table shows all three up.
     pub fn start(label: &str, cookie: &str) -> Cluster {
+        Cluster::start_with(label, cookie, |_| Vec::new(), Vec::new())
+    }
+
+    /// [`Cluster::start`], each node also given `node_args(name)` and every
+    /// `dike` command of [`Cluster::dike`] `client_args` (TLS flags, say).
+    pub fn start_with(
+        label: &str,
+        cookie: &str,
+        node_args: impl Fn(&str) -> Vec<String>,
+        client_args: Vec<String>,
+    ) -> Cluster {
         let names: Vec<String> = (1..=3).map(|i| format!("{label}{i}")).collect();
         let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
         let masters = masters_list(&names, &addrs);
@@ -122,7 +134,9 @@ impl Cluster {
             .iter()
             .zip(&addrs)
             .map(|(n, a)| {
-                let args = ["--in-memory", "--worker-threads", "2"];
+                let extra = node_args(n);
+                let mut args = vec!["--in-memory", "--worker-threads", "2"];
+                args.extend(extra.iter().map(String::as_str));
                 Some(spawn_node(label, n, *a, &masters, &args, cookie))
             })
             .collect();
@@ -132,6 +146,7 @@ impl Cluster {
             masters,
             nodes,
             cookie: cookie.to_owned(),
+            client_args,
         };
         c.wait_until_up();
         c
@@ -143,9 +158,14 @@ impl Cluster {
         addrs.join(",")
     }
 
-    /// Runs `dike ARGS… --via VIA`, with `--timeout 10` unless ARGS has
-    /// one.
+    /// Runs `dike ARGS… --via VIA` with the cluster's client arguments,
+    /// with `--timeout 10` unless ARGS has one.
     pub fn dike(&self, args: &[&str]) -> Output {
+        self.dike_as(args, &self.client_args)
+    }
+
+    /// [`Cluster::dike`] with `client_args` instead of the cluster's.
+    pub fn dike_as(&self, args: &[&str], client_args: &[String]) -> Output {
         let timeout: &[&str] = if args.contains(&"--timeout") {
             &[]
         } else {
@@ -155,6 +175,7 @@ impl Cluster {
             .args(args)
             .args(["--via", &self.via()])
             .args(timeout)
+            .args(client_args)
             .env("DIKE_COOKIE", &self.cookie)
             .output()
             .expect("run dike")
