@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{free_addr, get};
+use common::{free_addr, get, poll};
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -109,22 +109,6 @@ fn group_rows(dom: &str) -> BTreeMap<String, String> {
             Some((group.to_owned(), leader.to_owned()))
         })
         .collect()
-}
-
-/// Polls `probe` until it returns `Ok` or `within` passes.
-fn poll<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        let last = match probe() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The groups of a `/status.json` body with their leader (`None`: none).

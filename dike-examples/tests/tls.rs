@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{free_addr, text, Cluster, NodeChild};
+use common::{free_addr, poll, text, Cluster, NodeChild};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "tls-test-cookie";
 
@@ -81,23 +81,18 @@ fn single_node(
     args.extend(node_args.iter().map(String::as_str));
     let masters = format!("{label}@{addr}");
     let mut node = common::spawn_node("tls", label, addr, &masters, &args, COOKIE);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    poll("the node serving", Duration::from_secs(30), || {
         if let Ok(Some(status)) = node.child.try_wait() {
             panic!("dike node exited with {status}\n{}", node.log_text());
         }
         let out = table_via(addr, client_args);
         if out.status.success() {
-            return (node, addr);
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", text(&out), node.log_text()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not serve: {}\n{}",
-            text(&out),
-            node.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
+    (node, addr)
 }
 
 /// Asserts that `out` failed with `code` and a stderr holding every one
@@ -134,20 +129,14 @@ fn a_tls_cluster_made_with_dike_certs_serves_kv_and_survives_a_kill_9() {
     let victim = cluster.index_of(&cluster.leader_of("vnode-1"));
     cluster.nodes[victim].as_mut().expect("running").kill();
     cluster.nodes[victim] = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    poll("a write after the kill", Duration::from_secs(30), || {
         let out = cluster.dike(&["kv", "put", "colour", "blue"]);
         if out.status.success() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", text(&out), cluster.logs()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no write after the kill: {}\n{}",
-            text(&out),
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     let out = cluster.dike(&["kv", "get", "colour"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -253,14 +242,12 @@ fn an_expired_certificate_is_refused_by_client_and_node_naming_the_file() {
     let mut args = vec!["--in-memory"];
     args.extend(old.iter().map(String::as_str));
     let mut node = common::spawn_node("tls", "old", addr, &masters, &args, COOKIE);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Ok(Some(status)) = node.child.try_wait() {
-            break status;
+    let status = poll("the node exiting", Duration::from_secs(20), || {
+        match node.child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => Err("it still runs".to_owned()),
         }
-        assert!(Instant::now() < deadline, "the node did not exit");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     assert_eq!(status.code(), Some(EXIT_USAGE), "{}", node.log_text());
     let log = node.log_text();
     assert!(

@@ -8,6 +8,24 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Polls `probe` until it returns `Ok` or `within` passes; the panic names
+/// `what` and the last reason `probe` gave. The one wait-with-a-deadline of
+/// these tests: a probe that must stop at once (a node exited) panics itself.
+pub fn poll<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match probe() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {within:?}: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A loopback address with a port free right now.
 pub fn free_addr() -> SocketAddr {
     dike_examples::processes::free_loopback_addr().expect("a free loopback port")
@@ -197,66 +215,53 @@ impl Cluster {
     }
 
     fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        poll("the cluster up", Duration::from_secs(60), || {
             let out = self.dike(&["routing-table", "--json"]);
             let ups = String::from_utf8_lossy(&out.stdout)
                 .matches("\"up\"")
                 .count();
             if out.status.success() && ups == 3 {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{}\n{}", text(&out), self.logs()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not come up: {}\n{}",
-                text(&out),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        })
     }
 
     /// Creates group `name` on all three nodes and waits until it answers.
     pub fn add_group(&self, name: &str) {
         let out = self.dike(&["add-group", name, "arithmetic", "--size", "3"]);
         assert!(out.status.success(), "{}\n{}", text(&out), self.logs());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = self.dike(&["query", name, r#""Read""#]);
-            if out.status.success() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not answer: {}\n{}",
-                text(&out),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll(
+            &format!("{name} answering"),
+            Duration::from_secs(30),
+            || {
+                let out = self.dike(&["query", name, r#""Read""#]);
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("{}\n{}", text(&out), self.logs()))
+                }
+            },
+        )
     }
 
     /// The node `dike status -o json` shows leading `group`, once one does.
     pub fn leader_of(&self, group: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = self.dike(&["status", "-o", "json"]);
-            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            let leader = status["groups"]
-                .as_array()
-                .and_then(|gs| gs.iter().find(|g| g["name"] == group))
-                .and_then(|g| g["leader"].as_str().map(str::to_owned));
-            if let Some(l) = leader {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader of {group} shown: {}\n{}",
-                text(&out),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll(
+            &format!("a leader of {group} shown"),
+            Duration::from_secs(20),
+            || {
+                let out = self.dike(&["status", "-o", "json"]);
+                let status: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).unwrap_or_default();
+                status["groups"]
+                    .as_array()
+                    .and_then(|gs| gs.iter().find(|g| g["name"] == group))
+                    .and_then(|g| g["leader"].as_str().map(str::to_owned))
+                    .ok_or_else(|| format!("{}\n{}", text(&out), self.logs()))
+            },
+        )
     }
 
     /// The index of node `name`.
