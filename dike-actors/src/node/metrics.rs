@@ -30,6 +30,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 /// The `Content-Type` of [`NodeMetrics::encode`]'s output.
@@ -55,12 +57,149 @@ struct KindLabel {
 
 type LatencyFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
 
+/// The series of one server kind that every answered request touches,
+/// resolved once: looked up in their families on each request, they cost
+/// two allocations and a hash of the label set each time.
+#[derive(Clone, Debug)]
+struct KindSeries {
+    ok: Counter,
+    seconds: Histogram,
+}
+
+/// A request count by kind and outcome and a latency by kind, with the
+/// series of each kind seen so far resolved ([`KindSeries`]). Kinds come
+/// from the routing table, so the map stays small.
+#[derive(Debug)]
+struct RequestSeries {
+    count: Family<RequestLabels, Counter>,
+    time: LatencyFamily,
+    by_kind: RwLock<HashMap<String, KindSeries>>,
+}
+
+impl RequestSeries {
+    fn new(count: Family<RequestLabels, Counter>, time: LatencyFamily) -> Self {
+        RequestSeries {
+            count,
+            time,
+            by_kind: RwLock::default(),
+        }
+    }
+
+    /// Counts one request to a group of `kind` that ended in `outcome`
+    /// after `elapsed`.
+    fn record(&self, kind: &str, outcome: &'static str, elapsed: Duration) {
+        if let Ok(kinds) = self.by_kind.read() {
+            if let Some(series) = kinds.get(kind) {
+                return self.count(series, kind, outcome, elapsed);
+            }
+        }
+        self.count(&self.resolve(kind), kind, outcome, elapsed);
+    }
+
+    fn count(&self, series: &KindSeries, kind: &str, outcome: &'static str, elapsed: Duration) {
+        series.seconds.observe(elapsed.as_secs_f64());
+        if outcome == "ok" {
+            series.ok.inc();
+        } else {
+            let labels = RequestLabels {
+                kind: kind.to_owned(),
+                outcome,
+            };
+            self.count.get_or_create(&labels).inc();
+        }
+    }
+
+    /// The series of `kind`, resolved from the families and kept.
+    fn resolve(&self, kind: &str) -> KindSeries {
+        let series = KindSeries {
+            ok: self.count.get_or_create_owned(&RequestLabels {
+                kind: kind.to_owned(),
+                outcome: "ok",
+            }),
+            seconds: self.time.get_or_create_owned(&KindLabel {
+                kind: kind.to_owned(),
+            }),
+        };
+        if let Ok(mut kinds) = self.by_kind.write() {
+            kinds.insert(kind.to_owned(), series.clone());
+        }
+        series
+    }
+}
+
 /// The label of a per-peer series: the peer node's name if it is in the
 /// routing table, else [`OTHER_PEER`] (client processes come and go with
 /// fresh names: one series each would grow without bound).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabel {
     peer: String,
+}
+
+/// The transport series of one peer, resolved once.
+#[derive(Clone, Debug)]
+struct PeerSeries {
+    sent: Counter,
+    sent_bytes: Counter,
+    received: Counter,
+    received_bytes: Counter,
+}
+
+/// The transport's counters by peer, with the series of each peer
+/// resolved on first use. Only nodes of the routing table have their own
+/// ([`TransportSeries::learn`]); every other sender shares
+/// [`OTHER_PEER`]'s.
+#[derive(Debug)]
+struct TransportSeries {
+    sent: Family<PeerLabel, Counter>,
+    sent_bytes: Family<PeerLabel, Counter>,
+    received: Family<PeerLabel, Counter>,
+    received_bytes: Family<PeerLabel, Counter>,
+    /// The routing table's nodes by id: name and, once used, series.
+    peers: RwLock<HashMap<u64, (String, OnceLock<PeerSeries>)>>,
+    other: OnceLock<PeerSeries>,
+}
+
+impl TransportSeries {
+    fn series(&self, peer: &str) -> PeerSeries {
+        let label = PeerLabel {
+            peer: peer.to_owned(),
+        };
+        PeerSeries {
+            sent: self.sent.get_or_create_owned(&label),
+            sent_bytes: self.sent_bytes.get_or_create_owned(&label),
+            received: self.received.get_or_create_owned(&label),
+            received_bytes: self.received_bytes.get_or_create_owned(&label),
+        }
+    }
+
+    /// Runs `count` on the series of `node`.
+    fn with(&self, node: u64, count: impl FnOnce(&PeerSeries)) {
+        if let Ok(peers) = self.peers.read() {
+            if let Some((name, series)) = peers.get(&node) {
+                return count(series.get_or_init(|| self.series(name)));
+            }
+        }
+        count(self.other.get_or_init(|| self.series(OTHER_PEER)));
+    }
+
+    /// Learns the names of the nodes of `table`.
+    fn learn(&self, table: &dike_core::routing::RoutingTable) {
+        let Ok(mut peers) = self.peers.write() else {
+            return;
+        };
+        let same = peers.len() == table.nodes.len()
+            && table
+                .nodes
+                .values()
+                .all(|n| peers.get(&n.id.0).is_some_and(|(name, _)| *name == n.name));
+        if !same {
+            *peers = table
+                .nodes
+                .values()
+                .map(|n| (n.id.0, (n.name.clone(), OnceLock::new())))
+                .collect();
+        }
+    }
 }
 
 /// The label of a per-group series.
@@ -176,10 +315,10 @@ pub struct NodeMetrics {
     /// Whether the request path is counted ([`MetricsOptions::record`]).
     record: bool,
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    request_seconds: LatencyFamily,
-    client_requests: Family<RequestLabels, Counter>,
-    client_request_seconds: LatencyFamily,
+    /// Requests answered by replicas on this node.
+    served: RequestSeries,
+    /// Requests sent through this node's dispatcher.
+    dispatched: RequestSeries,
     /// Commands applied to state machines by this node's replicas
     /// (replays after a panicked command included).
     pub(crate) commands_applied: Counter,
@@ -207,12 +346,7 @@ pub struct NodeMetrics {
     pub(crate) catch_ups_sent: Counter,
     /// Messages from other nodes dropped because they did not decode.
     pub(crate) undecodable_received: Counter,
-    transport_sent: Family<PeerLabel, Counter>,
-    transport_sent_bytes: Family<PeerLabel, Counter>,
-    transport_received: Family<PeerLabel, Counter>,
-    transport_received_bytes: Family<PeerLabel, Counter>,
-    /// Names of the nodes in the routing table, by node id.
-    peer_names: std::sync::RwLock<std::collections::HashMap<u64, String>>,
+    transport: TransportSeries,
     per_group: Option<PerGroup>,
     mailbox_waits: MailboxWaits,
 }
@@ -395,10 +529,8 @@ impl NodeMetrics {
         NodeMetrics {
             record: options.record,
             registry,
-            requests,
-            request_seconds,
-            client_requests,
-            client_request_seconds,
+            served: RequestSeries::new(requests, request_seconds),
+            dispatched: RequestSeries::new(client_requests, client_request_seconds),
             commands_applied,
             leaderships_won,
             leader_changes,
@@ -412,11 +544,14 @@ impl NodeMetrics {
             snapshots_received,
             catch_ups_sent,
             undecodable_received,
-            transport_sent,
-            transport_sent_bytes,
-            transport_received,
-            transport_received_bytes,
-            peer_names: Default::default(),
+            transport: TransportSeries {
+                sent: transport_sent,
+                sent_bytes: transport_sent_bytes,
+                received: transport_received,
+                received_bytes: transport_received_bytes,
+                peers: RwLock::default(),
+                other: OnceLock::new(),
+            },
             per_group,
             mailbox_waits,
         }
@@ -478,53 +613,28 @@ impl NodeMetrics {
 
     /// Learns the names of the nodes of `table` for the per-peer series.
     pub(crate) fn learn_peers(&self, table: &dike_core::routing::RoutingTable) {
-        if let Ok(mut names) = self.peer_names.write() {
-            if names.len() != table.nodes.len()
-                || table.nodes.values().any(|n| !names.contains_key(&n.id.0))
-            {
-                *names = table
-                    .nodes
-                    .values()
-                    .map(|n| (n.id.0, n.name.clone()))
-                    .collect();
-            }
-        }
-    }
-
-    fn peer(&self, node: u64) -> PeerLabel {
-        let name = self
-            .peer_names
-            .read()
-            .ok()
-            .and_then(|n| n.get(&node).cloned());
-        PeerLabel {
-            peer: name.unwrap_or_else(|| OTHER_PEER.to_owned()),
-        }
+        self.transport.learn(table);
     }
 
     /// Counts one batch of `bytes` this node's transport sent to `node`.
     pub(crate) fn transport_sent(&self, node: u64, bytes: usize) {
-        if !self.record {
-            return;
+        if self.record {
+            self.transport.with(node, |s| {
+                s.sent.inc();
+                s.sent_bytes.inc_by(bytes as u64);
+            });
         }
-        let peer = self.peer(node);
-        self.transport_sent_bytes
-            .get_or_create(&peer)
-            .inc_by(bytes as u64);
-        self.transport_sent.get_or_create(&peer).inc();
     }
 
     /// Counts one batch of `bytes` this node's transport received from
     /// `node`.
     pub(crate) fn transport_received(&self, node: u64, bytes: usize) {
-        if !self.record {
-            return;
+        if self.record {
+            self.transport.with(node, |s| {
+                s.received.inc();
+                s.received_bytes.inc_by(bytes as u64);
+            });
         }
-        let peer = self.peer(node);
-        self.transport_received_bytes
-            .get_or_create(&peer)
-            .inc_by(bytes as u64);
-        self.transport_received.get_or_create(&peer).inc();
     }
 
     /// Counts one request a replica of a group of `kind` on this node
@@ -538,14 +648,7 @@ impl NodeMetrics {
         if !self.record {
             return;
         }
-        let outcome = served_outcome(result);
-        record(
-            &self.requests,
-            &self.request_seconds,
-            kind,
-            outcome,
-            elapsed,
-        );
+        self.served.record(kind, served_outcome(result), elapsed);
     }
 
     /// Counts one request the replica of `group` on this node answered, if
@@ -571,8 +674,7 @@ impl NodeMetrics {
             Ok(_) => "ok",
             Err(e) => e.label(),
         };
-        let (count, time) = (&self.client_requests, &self.client_request_seconds);
-        record(count, time, kind, outcome, elapsed);
+        self.dispatched.record(kind, outcome, elapsed);
     }
 
     /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).
@@ -581,19 +683,6 @@ impl NodeMetrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
-}
-
-fn record(
-    count: &Family<RequestLabels, Counter>,
-    time: &LatencyFamily,
-    kind: &str,
-    outcome: &'static str,
-    elapsed: Duration,
-) {
-    let kind = kind.to_owned();
-    time.get_or_create(&KindLabel { kind: kind.clone() })
-        .observe(elapsed.as_secs_f64());
-    count.get_or_create(&RequestLabels { kind, outcome }).inc();
 }
 
 /// Reads the process's CPU time and resident memory from `/proc/self` at
@@ -788,11 +877,14 @@ mod tests {
         assert_eq!(sample(&text, batches), Some("2"), "{text}");
         let others = r#"dike_transport_received_messages_total{peer="other"}"#;
         assert_eq!(sample(&text, others), Some("50"), "{text}");
-        let series = text
+        // Fifty clients, one series: only table nodes are named.
+        let mut peers: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("dike_transport_received_bytes_total"))
-            .count();
-        assert_eq!(series, 1, "{text}");
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        peers.sort_unstable();
+        assert_eq!(peers, ["n1", "other"], "{text}");
     }
 
     #[test]
