@@ -16,7 +16,7 @@
 
 use clap::Parser;
 use dike_examples::kv::{vnode_for, vnodes, KvRequest, KvServer};
-use integration::etcd::{EtcdClient, EtcdCluster};
+use integration::etcd::{EtcdCluster, JsonGatewayClient};
 use integration::loadgen::{closed_loop, LoadReport};
 use integration::proc_stat::{cpu_seconds, own_cpu_seconds};
 use integration::{Client, Cluster, Storage};
@@ -127,7 +127,9 @@ async fn run_etcd(args: &Args, clients: usize) -> Run {
     let mut conns = Vec::new();
     for c in 0..clients {
         let addr = cluster.clients[c % cluster.clients.len()];
-        let conn = EtcdClient::connect(addr).await.expect("connect to etcd");
+        let conn = JsonGatewayClient::connect(addr)
+            .await
+            .expect("connect to etcd");
         conns.push(Arc::new(Mutex::new(conn)));
     }
     let conns = Arc::new(conns);
