@@ -1,14 +1,22 @@
 //! etcd as the benchmark's point of comparison: a cluster of `etcd`
 //! processes on loopback (Debian's etcd-server 3.4, installed by
-//! `integration/scripts/install-etcd.sh`), and a client for its HTTP/JSON
-//! gateway ([`JsonGatewayClient`]).
+//! `integration/scripts/install-etcd.sh`), and two clients for it.
 //!
-//! The gateway is used because it needs no gRPC stack in this workspace; it
-//! costs etcd some CPU per request that its native gRPC API would not, which
-//! `docs/BENCHMARKS.md` states next to the figures.
+//! - `GrpcClient` (feature `etcd-grpc`): etcd's native gRPC API through
+//!   the `etcd-client` crate, as etcd's own clients use it. The benchmark's
+//!   headline etcd figures go through it.
+//! - [`JsonGatewayClient`]: etcd's HTTP/JSON gateway, which needs no gRPC
+//!   stack (so no protoc at build time) but costs etcd more CPU per write:
+//!   the gateway decodes the JSON and passes the request on to etcd's own
+//!   gRPC server over a loopback connection. The cluster's readiness check
+//!   uses it, and `vs-etcd --etcd-json` measures it as a secondary row.
 
+#[cfg(feature = "etcd-grpc")]
+mod grpc;
 mod json;
 
+#[cfg(feature = "etcd-grpc")]
+pub use grpc::GrpcClient;
 pub use json::JsonGatewayClient;
 
 use std::net::SocketAddr;
@@ -31,6 +39,10 @@ pub enum EtcdError {
     /// The cluster did not become ready.
     #[error("etcd cluster not ready: {0}")]
     NotReady(String),
+    /// A gRPC call failed.
+    #[cfg(feature = "etcd-grpc")]
+    #[error("etcd gRPC: {0}")]
+    Grpc(#[from] etcd_client::Error),
 }
 
 /// A running etcd cluster; its processes are killed when dropped.
