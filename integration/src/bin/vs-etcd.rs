@@ -9,14 +9,24 @@
 //! clusters. Reported per run: throughput, p50/p99 latency, CPU seconds
 //! used by the servers and by the load generator, per write.
 //!
+//! etcd is driven through its native gRPC API (row `etcd (gRPC)`: the
+//! etcd-client crate, with all five members as endpoints), which needs the
+//! `etcd-grpc` feature (and protoc to build it); built without it, vs-etcd
+//! skips that row and says so. `--etcd-json` adds a row through etcd's
+//! HTTP/JSON gateway (`etcd (JSON gateway)`), which needs no feature. Only
+//! the client protocol differs between the rows: same load loop, same keys
+//! and values.
+//!
 //! ```text
-//! integration/scripts/install-etcd.sh
-//! cargo run --release -p integration --bin vs-etcd -- --concurrency 64,256 --seconds 20
+//! integration/scripts/install-etcd.sh   # etcd and protoc
+//! cargo run --release -p integration --bin vs-etcd --features etcd-grpc -- --concurrency 64,256 --seconds 20
 //! ```
 
 use clap::Parser;
 use dike_examples::kv::{vnode_for, vnodes, KvRequest, KvServer};
-use integration::etcd::{EtcdClient, EtcdCluster};
+#[cfg(feature = "etcd-grpc")]
+use integration::etcd::GrpcClient;
+use integration::etcd::{EtcdCluster, EtcdError, JsonGatewayClient};
 use integration::loadgen::{closed_loop, LoadReport};
 use integration::proc_stat::{cpu_seconds, own_cpu_seconds};
 use integration::{Client, Cluster, Storage};
@@ -52,6 +62,15 @@ struct Args {
     /// Run only this system (`dike` or `etcd`), e.g. to profile it.
     #[arg(long)]
     only: Option<String>,
+    /// Also run etcd through its HTTP/JSON gateway (a row `etcd (JSON
+    /// gateway)`), besides its gRPC API.
+    #[arg(long)]
+    etcd_json: bool,
+    /// etcd gRPC clients the load is spread over (load client `c` uses
+    /// client `c` mod N); each keeps one HTTP/2 connection per member.
+    #[cfg(feature = "etcd-grpc")]
+    #[arg(long, default_value_t = 1)]
+    etcd_grpc_clients: usize,
     /// Async runtime threads of each `dike node` (its `--worker-threads`;
     /// default: one per core).
     #[arg(long)]
@@ -65,6 +84,70 @@ struct Args {
     /// Seconds between scrapes with `--metrics-ab`.
     #[arg(long, default_value_t = 1)]
     scrape_every: u64,
+}
+
+/// What a run measures.
+#[derive(Clone, Copy, Debug)]
+enum System {
+    /// etcd, through the given API.
+    Etcd(EtcdApi),
+    /// dike-rs; with `metrics`, every node records metrics and is scraped.
+    Dike { metrics: bool },
+}
+
+/// The API an etcd run's load goes through.
+#[derive(Clone, Copy, Debug)]
+enum EtcdApi {
+    /// Native gRPC (`KV.Put`).
+    #[cfg(feature = "etcd-grpc")]
+    Grpc,
+    /// The HTTP/JSON gateway (`POST /v3/kv/put`).
+    Json,
+}
+
+impl EtcdApi {
+    fn label(self) -> &'static str {
+        match self {
+            #[cfg(feature = "etcd-grpc")]
+            EtcdApi::Grpc => "etcd (gRPC)",
+            EtcdApi::Json => "etcd (JSON gateway)",
+        }
+    }
+}
+
+/// The systems of one round, in the order of even rounds (odd rounds run
+/// them reversed, so no system always goes first).
+fn systems(args: &Args) -> Vec<System> {
+    if args.metrics_ab {
+        // An A/B of metrics: dike-rs with them against dike-rs without.
+        return vec![
+            System::Dike { metrics: true },
+            System::Dike { metrics: false },
+        ];
+    }
+    let (etcd, dike) = match args.only.as_deref() {
+        Some("etcd") => (true, false),
+        Some("dike") => (false, true),
+        _ => (true, true),
+    };
+    let mut systems = Vec::new();
+    if etcd {
+        #[cfg(feature = "etcd-grpc")]
+        systems.push(System::Etcd(EtcdApi::Grpc));
+        #[cfg(not(feature = "etcd-grpc"))]
+        eprintln!(
+            "etcd (gRPC): skipped: vs-etcd was built without the `etcd-grpc` feature; \
+             run integration/scripts/install-etcd.sh (etcd and protoc), then build with \
+             `--features etcd-grpc` (--etcd-json runs etcd through its JSON gateway instead)"
+        );
+        if args.etcd_json {
+            systems.push(System::Etcd(EtcdApi::Json));
+        }
+    }
+    if dike {
+        systems.push(System::Dike { metrics: false });
+    }
+    systems
 }
 
 /// One measured run.
@@ -119,35 +202,91 @@ where
     (report, s1 - s0, l1 - l0)
 }
 
-async fn run_etcd(args: &Args, clients: usize) -> Run {
+/// The connections an etcd run's load clients write through.
+enum EtcdConns {
+    /// gRPC clients shared by all load clients: client `c` uses `c` mod
+    /// their number.
+    #[cfg(feature = "etcd-grpc")]
+    Grpc(Vec<GrpcClient>),
+    /// One HTTP/1.1 connection per load client (HTTP/1.1 carries one
+    /// request at a time), spread over the members.
+    Json(Vec<Mutex<JsonGatewayClient>>),
+}
+
+impl EtcdConns {
+    /// Opens `api`'s connections for `clients` load clients.
+    // Without the feature, only the gRPC arm reads `args`.
+    #[cfg_attr(not(feature = "etcd-grpc"), allow(unused_variables))]
+    async fn open(
+        args: &Args,
+        api: EtcdApi,
+        clients: usize,
+        cluster: &EtcdCluster,
+    ) -> Result<EtcdConns, EtcdError> {
+        match api {
+            // By default one gRPC client (one HTTP/2 connection per member)
+            // carries every load client's requests as concurrent streams:
+            // the more streams share a connection, the more requests go out
+            // and come in per syscall on both sides, and on this CPU-bound
+            // 2-core machine etcd's CPU per write is what limits its
+            // throughput. etcd's own benchmark tool shares connections the
+            // same way (`--clients` over fewer `--conns`).
+            // `--etcd-grpc-clients N` spreads the load over N clients, to
+            // check this at a given concurrency.
+            #[cfg(feature = "etcd-grpc")]
+            EtcdApi::Grpc => {
+                let mut pool = Vec::new();
+                for _ in 0..args.etcd_grpc_clients.max(1) {
+                    pool.push(GrpcClient::connect(&cluster.clients).await?);
+                }
+                Ok(EtcdConns::Grpc(pool))
+            }
+            EtcdApi::Json => {
+                let mut conns = Vec::new();
+                for c in 0..clients {
+                    let addr = cluster.clients[c % cluster.clients.len()];
+                    conns.push(Mutex::new(JsonGatewayClient::connect(addr).await?));
+                }
+                Ok(EtcdConns::Json(conns))
+            }
+        }
+    }
+
+    /// Writes `key = value` for load client `client`.
+    async fn put(&self, client: usize, key: &[u8], value: &[u8]) -> Result<(), EtcdError> {
+        match self {
+            #[cfg(feature = "etcd-grpc")]
+            EtcdConns::Grpc(pool) => pool[client % pool.len()].put(key, value).await,
+            EtcdConns::Json(conns) => conns[client].lock().await.put(key, value).await,
+        }
+    }
+}
+
+async fn run_etcd(args: &Args, clients: usize, api: EtcdApi) -> Run {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let cluster = EtcdCluster::start(5, dir.path())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut conns = Vec::new();
-    for c in 0..clients {
-        let addr = cluster.clients[c % cluster.clients.len()];
-        let conn = EtcdClient::connect(addr).await.expect("connect to etcd");
-        conns.push(Arc::new(Mutex::new(conn)));
-    }
+    let conns = EtcdConns::open(args, api, clients, &cluster)
+        .await
+        .unwrap_or_else(|e| panic!("connect to etcd: {e}"));
     let conns = Arc::new(conns);
     let size = args.value_size;
     let (load, server_cpu, loadgen_cpu) = measured(args, &cluster.pids(), |d| {
         let conns = conns.clone();
         Box::pin(closed_loop(clients, Duration::ZERO, d, move |c, i| {
-            let conn = conns[c].clone();
+            let conns = conns.clone();
             async move {
                 let key = format!("k{c}-{}", i % 1024);
-                conn.lock()
-                    .await
-                    .put(key.as_bytes(), value(size, i).as_bytes())
+                conns
+                    .put(c, key.as_bytes(), value(size, i).as_bytes())
                     .await
             }
         }))
     })
     .await;
     Run {
-        system: "etcd 3.4",
+        system: api.label(),
         load,
         server_cpu,
         loadgen_cpu,
@@ -301,28 +440,17 @@ async fn main() {
         println!("| system | clients | writes/s | p50 ms | p99 ms | server CPU µs/write | loadgen CPU µs/write | server cores busy | errors |");
         println!("|---|---|---|---|---|---|---|---|---|");
     }
+    let systems = systems(&args);
     for round in 0..args.rounds {
         for &c in &args.concurrency {
-            let pair = if round % 2 == 0 {
-                [true, false]
-            } else {
-                [false, true]
-            };
-            for etcd in pair {
-                let skip = !args.metrics_ab
-                    && match args.only.as_deref() {
-                        Some("etcd") => !etcd,
-                        Some("dike") => etcd,
-                        _ => false,
-                    };
-                if skip {
-                    continue;
-                }
-                let run = match (etcd, args.metrics_ab) {
-                    // In an A/B of metrics, "etcd" is the run with them.
-                    (first, true) => run_dike(&args, c, first).await,
-                    (true, false) => run_etcd(&args, c).await,
-                    (false, false) => run_dike(&args, c, false).await,
+            let mut order = systems.clone();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for system in order {
+                let run = match system {
+                    System::Etcd(api) => run_etcd(&args, c, api).await,
+                    System::Dike { metrics } => run_dike(&args, c, metrics).await,
                 };
                 if args.json {
                     println!("{}", serde_json::to_string(&run).expect("a run serializes"));
