@@ -38,8 +38,10 @@
 //! panic; envelopes for an unreachable node or replica are dropped, as the
 //! network may (the protocol retransmits); a request that cannot be
 //! delivered is answered at once (its reply port is dropped, or the replica
-//! is reported as knowing no leader), so its router retries elsewhere
-//! instead of waiting out its timeout; a reply port whose caller gave up is
+//! is reported as knowing no leader), and so is one forwarded to a node
+//! whose cluster session ends before it answers ([`TransportMsg::PeerDown`]),
+//! so its router retries elsewhere instead of waiting out its timeout; a
+//! reply port whose caller gave up is
 //! forgotten within [`SWEEP_EVERY`]. Variant names are wire tags: never
 //! rename one.
 
@@ -88,6 +90,11 @@ pub enum TransportMsg {
     /// Forgets reply ports whose callers gave up (on a timer); sent at
     /// this time of the node's clock (nanoseconds since its start).
     Sweep(u64),
+    /// From the node: its cluster session with node `.0` ended. Requests
+    /// forwarded there are answered at once (their reply ports drop): the
+    /// node will not answer them, and their routers retry elsewhere
+    /// instead of waiting out their attempt timeout.
+    PeerDown(u64),
 }
 
 /// One replica's batch of envelopes for one member, as it travels.
@@ -172,8 +179,9 @@ pub struct TransportState {
     flush: Coalescer,
     /// Peer transports found so far (dropped when a cast to one fails).
     peers: HashMap<u64, ActorRef<TransportMsg>>,
-    /// Reply ports of requests forwarded to other nodes, by id.
-    waiting: HashMap<u64, RpcReplyPort<Vec<u8>>>,
+    /// Reply ports of requests forwarded to other nodes, by id, with the
+    /// node each went to.
+    waiting: HashMap<u64, (u64, RpcReplyPort<Vec<u8>>)>,
     next_id: u64,
     /// The node (for its metrics).
     ctx: Arc<NodeContext>,
@@ -238,7 +246,7 @@ impl Actor for Transport {
                     state.next_id += 1;
                     let id = state.next_id;
                     tracing::debug!(%group, node, id, "forwarding a request to another node");
-                    state.waiting.insert(id, port);
+                    state.waiting.insert(id, (node, port));
                     state.batch(&myself, node).requests.push(Forwarded {
                         id,
                         group,
@@ -274,7 +282,17 @@ impl Actor for Transport {
             TransportMsg::Sweep(sent) => {
                 let waited = state.ctx.clock().saturating_sub(Duration::from_nanos(sent));
                 state.ctx.metrics.mailbox_wait(Mailbox::Transport, waited);
-                state.waiting.retain(|_, port| !port.is_closed())
+                state.waiting.retain(|_, (_, port)| !port.is_closed())
+            }
+            TransportMsg::PeerDown(node) => {
+                let before = state.waiting.len();
+                state.waiting.retain(|_, (to, _)| *to != node);
+                // A restarted peer's transport is another actor.
+                state.peers.remove(&node);
+                let dropped = before - state.waiting.len();
+                if dropped > 0 {
+                    tracing::debug!(node, dropped, "peer down: its requests answered at once");
+                }
             }
         }
         Ok(())
@@ -350,7 +368,7 @@ impl TransportState {
             }
         }
         for a in batch.answers {
-            if let Some(port) = self.waiting.remove(&a.id) {
+            if let Some((_, port)) = self.waiting.remove(&a.id) {
                 // The caller may have given up meanwhile.
                 let _ = port.send(a.reply);
             }
@@ -502,6 +520,97 @@ mod tests {
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
         actor.stop(None);
         handle.await.expect("stopped");
+    }
+
+    /// A peer node's transport that takes batches and never answers,
+    /// counting them.
+    struct Silent;
+
+    impl Actor for Silent {
+        type Msg = TransportMsg;
+        type State = Arc<std::sync::atomic::AtomicUsize>;
+        type Arguments = Arc<std::sync::atomic::AtomicUsize>;
+
+        async fn pre_start(
+            &self,
+            myself: ActorRef<TransportMsg>,
+            count: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            ractor::pg::join(TRANSPORT_PG.to_owned(), vec![myself.get_cell()]);
+            Ok(count)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<TransportMsg>,
+            msg: TransportMsg,
+            count: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let TransportMsg::Deliver(_) = msg {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_forwarded_to_a_node_whose_session_ended_is_answered_at_once() {
+        let config = crate::node::config::NodeConfig::builder(
+            "transport-down-a",
+            "127.0.0.1:1".parse().expect("address"),
+        )
+        .cookie("c")
+        .in_memory()
+        .build()
+        .expect("config");
+        let ctx = NodeContext::new(config);
+        let peer = crate::node::config::node_id_of("transport-down-b");
+        let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (silent, silent_handle) =
+            Actor::spawn(Some(transport_name(peer)), Silent, delivered.clone())
+                .await
+                .expect("spawn the peer");
+        let name = transport_name(ctx.config.node_id());
+        let (transport, handle) = Actor::spawn(Some(name), Transport, ctx)
+            .await
+            .expect("spawn the transport");
+        // Far longer than the test may take: only the session's end can
+        // answer the caller.
+        let wait = Duration::from_secs(600);
+        let call = tokio::spawn({
+            let transport = transport.clone();
+            async move {
+                transport
+                    .call(
+                        |port| TransportMsg::Request("g".into(), 0, peer.0, 1, vec![1], port),
+                        Some(wait),
+                    )
+                    .await
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while delivered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never forwarded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        transport
+            .cast(TransportMsg::PeerDown(peer.0))
+            .expect("cast");
+        let answered = tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .expect("answered at once, not after the call's timeout")
+            .expect("the caller's task");
+        assert!(
+            matches!(answered, Ok(ractor::rpc::CallResult::SenderError)),
+            "{answered:?}"
+        );
+        for (actor, handle) in [
+            (transport.get_cell(), handle),
+            (silent.get_cell(), silent_handle),
+        ] {
+            actor.stop(None);
+            handle.await.expect("stopped");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use drain::DrainReport;
 pub use handover::HandOverReport;
 pub use remove::NodeRemoval;
 
-use crate::cluster::transport::spawn_transport;
+use crate::cluster::transport::{spawn_transport, TransportMsg};
 use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};
 use crate::error::{DikeError, StartError};
 use crate::group::restart::RestartBudget;
@@ -197,6 +197,10 @@ impl Actor for DikeNode {
             DikeNodeMsg::PeerDown(name) => {
                 tracing::info!(peer = %name, "cluster session dropped");
                 count_peers(&state.ctx);
+                if let Some(t) = state.ctx.transport() {
+                    let node = crate::node::config::node_id_of(&name);
+                    let _ = t.cast(TransportMsg::PeerDown(node.0));
+                }
                 if let Some(d) = state.ctx.dispatcher() {
                     let _ = d.cast(DispatcherMsg::PeerDown(name));
                 }
