@@ -161,6 +161,32 @@ pub fn backoff(attempt: u32) -> Duration {
         .min(BACKOFF_MAX)
 }
 
+/// How long to wait before retry `attempt`: [`backoff`] with "equal
+/// jitter", a uniform draw between half of it and all of it. Without it,
+/// every router that saw the same leader fail retries in lockstep and the
+/// new leader gets their requests all at once, attempt after attempt.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let full = backoff(attempt);
+    let half = full / 2;
+    let span = u64::try_from((full - half).as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(next_random() % span.saturating_add(1))
+}
+
+/// A SplitMix64 sequence shared by the process, seeded from the clock:
+/// enough to spread retries, not for anything secret.
+fn next_random() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+    let _ = STATE.compare_exchange(0, wall_nanos() | 1, Ordering::Relaxed, Ordering::Relaxed);
+    let mut z = STATE
+        .fetch_add(GAMMA, Ordering::Relaxed)
+        .wrapping_add(GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The routing state of one node. See the module documentation.
 pub struct Router {
     ctx: Arc<NodeContext>,
@@ -477,20 +503,20 @@ impl Router {
                     route.follow(l);
                     let l = self.member_name(l);
                     last = Some(format!("leader hints go round in circles at {l}"));
-                    sleep_until_min(deadline, backoff(retries)).await;
+                    sleep_until_min(deadline, retry_delay(retries)).await;
                     retries += 1;
                     hops = 0;
                 }
                 Next::Retry(why) => {
                     tracing::debug!(%group, %why, "retrying");
                     last = Some(why);
-                    sleep_until_min(deadline, backoff(retries)).await;
+                    sleep_until_min(deadline, retry_delay(retries)).await;
                     retries += 1;
                 }
                 Next::NoAnswer => {
                     tracing::debug!(%group, %target, "no answer; retrying");
                     last = None;
-                    sleep_until_min(deadline, backoff(retries)).await;
+                    sleep_until_min(deadline, retry_delay(retries)).await;
                     retries += 1;
                 }
             }
@@ -677,5 +703,19 @@ mod tests {
         assert_eq!(backoff(0), BACKOFF_MIN);
         assert_eq!(backoff(1), BACKOFF_MIN * 2);
         assert_eq!(backoff(30), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn retries_after_the_same_failure_are_spread_over_the_upper_half_of_the_backoff() {
+        for attempt in [0, 3, 30] {
+            let full = backoff(attempt);
+            let delays: BTreeSet<Duration> = (0..200).map(|_| retry_delay(attempt)).collect();
+            assert!(
+                delays.iter().all(|d| *d >= full / 2 && *d <= full),
+                "{delays:?}"
+            );
+            // Lockstep would be one delay; 200 draws give many.
+            assert!(delays.len() > 100, "{attempt}: {} distinct", delays.len());
+        }
     }
 }
