@@ -18,7 +18,7 @@ use ractor::Message;
 
 /// Variant names of the cluster messages (their wire tags), so the fuzzer
 /// reaches each variant's argument decoding.
-const VARIANTS: [&str; 18] = [
+const VARIANTS: [&str; 19] = [
     "Protocol",
     "Request",
     "Tick",
@@ -34,6 +34,7 @@ const VARIANTS: [&str; 18] = [
     "Reply",
     "Deliver",
     "Sweep",
+    "PeerDown",
     "Join",
     "Ping",
     "About",
