@@ -117,8 +117,8 @@ pub async fn measure(cluster: &mut Cluster, client: &Client, concurrency: usize)
         node: cluster.name(victim).to_owned(),
         master_leader,
         hosted_before,
-        ready_s: None,
-        hosted_s: None,
+        ready_s: answers_ready.ok().map(|at| since(spawned, at)),
+        hosted_s: hosts_again.ok().map(|at| since(spawned, at)),
         sampled,
         writes_acked_s: None,
         writes_applied_s: None,
@@ -126,9 +126,10 @@ pub async fn measure(cluster: &mut Cluster, client: &Client, concurrency: usize)
         failures: Vec::new(),
         write_retries: BTreeMap::new(),
     };
-    restart.ready_s = answers_ready.ok().map(|at| since(spawned, at));
-    restart.hosted_s = hosts_again.ok().map(|at| since(spawned, at));
-    let (mut acked, mut applied) = (Some(0.0f64), Some(0.0f64));
+    // The latest time over the sampled groups; none if a group missed it,
+    // or if there was no group to sample.
+    let start = (sampled > 0).then_some(0.0f64);
+    let (mut acked, mut applied) = (start, start);
     for (group, outcome) in writes {
         count_retries(&mut restart.write_retries, &outcome.write);
         let ack = outcome
