@@ -12,6 +12,10 @@
 //! records what clients saw, [`linearizability`] checks it key by key,
 //! [`nft`] cuts links between node processes, [`faults`] plans faults,
 //! [`workload`] drives the clients and [`runner`] puts them together.
+//!
+//! The benchmarks (`src/bin/vs-etcd.rs`, `src/bin/scale/`): [`loadgen`]
+//! runs closed-loop load, [`proc_stat`] reads a process's CPU and memory,
+//! [`node_http`] asks a node's `/ready` and `/metrics`.
 
 pub mod binary;
 pub mod client;
@@ -22,6 +26,7 @@ pub mod history;
 pub mod linearizability;
 pub mod loadgen;
 pub mod nft;
+pub mod node_http;
 pub mod proc_stat;
 pub mod runner;
 pub mod wait;

@@ -28,6 +28,7 @@ use dike_examples::kv::{vnode_for, vnodes, KvRequest, KvServer};
 use integration::etcd::GrpcClient;
 use integration::etcd::{EtcdCluster, EtcdError, JsonGatewayClient};
 use integration::loadgen::{closed_loop, LoadReport};
+use integration::node_http;
 use integration::proc_stat::{cpu_seconds, own_cpu_seconds};
 use integration::{Client, Cluster, Storage};
 use std::sync::Arc;
@@ -295,23 +296,16 @@ async fn run_etcd(args: &Args, clients: usize, api: EtcdApi) -> Run {
 
 /// `GET /metrics` of `addr`: the body's length, or why not.
 async fn scrape(addr: std::net::SocketAddr) -> Result<usize, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
+    let reply = node_http::get(addr, "/metrics")
         .await
         .map_err(|e| e.to_string())?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&body);
-    if !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200") {
-        return Err(text.lines().next().unwrap_or("").to_owned());
+    if reply.status != 200 {
+        return Err(format!("status {}: {}", reply.status, reply.body.trim()));
     }
-    if !text.contains("dike_requests_total{") {
+    if !reply.body.contains("dike_requests_total{") {
         return Err("no request counted: the node does not record".into());
     }
-    Ok(body.len())
+    Ok(reply.body.len())
 }
 
 async fn run_dike(args: &Args, clients: usize, metrics: bool) -> Run {
