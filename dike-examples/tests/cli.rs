@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::free_addr;
+use common::{free_addr, poll};
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "cli-test-cookie";
 
@@ -74,23 +74,21 @@ impl NodeProcess {
 
     /// Polls `dike routing-table` until it succeeds or `within` passes.
     fn wait_until_serving(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
+        poll("the node serving the routing table", within, || {
             if let Ok(Some(status)) = self.node.child.try_wait() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             let out = self.dike(&["routing-table"]);
             if out.status.success() {
-                return;
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log_text()
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "the node did not serve the routing table within {within:?}: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        })
     }
 }
 
@@ -161,20 +159,18 @@ fn a_malformed_request_fails_with_a_clear_error_and_a_nonzero_exit() {
 
 /// Polls `dike ARGS` until it succeeds or `within` passes; returns stdout.
 fn ok_within(node: &NodeProcess, args: &[&str], within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
+    poll(&format!("dike {args:?} succeeding"), within, || {
         let out = node.dike(args);
         if out.status.success() {
-            return String::from_utf8(out.stdout).expect("utf-8 output");
+            Ok(String::from_utf8(out.stdout).expect("utf-8 output"))
+        } else {
+            Err(format!(
+                "{}\nnode log:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                node.log_text()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "dike {args:?} did not succeed within {within:?}: {}\nnode log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    })
 }
 
 #[test]
@@ -215,18 +211,14 @@ fn join_cast_and_compare_and_set_from_the_command_line() {
 
     chief.ok(&["add-group", "calc", "arithmetic", "--size", "1"]);
     assert_eq!(chief.ok(&["cast", "calc", r#"{"Add":7}"#]).trim(), "sent");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    poll("the cast applied", Duration::from_secs(10), || {
         let read = chief.ok(&["query", "calc", r#""Read""#]);
         if read.trim() == r#"{"Ok":7}"# {
-            break;
+            Ok(())
+        } else {
+            Err(format!("calc reads {read}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the cast was never applied: calc reads {read}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 
     chief.ok(&["add-group", "vnode-1", "kv", "--size", "1"]);
     assert_eq!(chief.ok(&["kv", "cas", "k", "", "v1"]).trim(), "null");
@@ -298,16 +290,22 @@ fn a_group_removed_and_added_again_starts_empty_also_after_a_kill_9() {
     drop(node);
     let mut node = NodeProcess::start_durable("durable", addr, &dir);
     node.wait_until_serving(Duration::from_secs(30));
-    let mut reply = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let out = node.dike(&["request", "calc", r#"{"Add":0}"#]);
-        if out.status.success() {
-            reply = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let reply = poll(
+        "calc answering after the restart",
+        Duration::from_secs(30),
+        || {
+            let out = node.dike(&["request", "calc", r#"{"Add":0}"#]);
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            } else {
+                Err(format!(
+                    "{}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    node.log_text()
+                ))
+            }
+        },
+    );
     assert_eq!(
         reply,
         r#"{"Ok":1}"#,
@@ -340,15 +338,14 @@ fn an_existing_group_name_with_another_kind_is_refused_and_casts_reach_set_group
     node.ok(&["add-group", "tags", "set"]);
     let sent = node.ok(&["cast", "tags", r#"{"Add":{"set":"s","element":7}}"#]);
     assert_eq!(sent.trim(), "sent");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll("the cast arriving", Duration::from_secs(20), || {
         let read = node.ok(&["request", "tags", r#"{"Read":"s"}"#]);
         if read.contains('7') {
-            break;
+            Ok(())
+        } else {
+            Err(format!("tags reads {read}"))
         }
-        assert!(Instant::now() < deadline, "the cast never arrived: {read}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 }
 
 #[test]
@@ -535,14 +532,11 @@ fn a_nodes_disk_use_returns_near_its_size_before_once_its_groups_are_removed() {
     }
     // Another group keeps writing, so the log rolls and compacts; poll
     // (driving writes) until the space is back.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut now = dir_bytes(&dir);
-    while now > before + 4 * (1 << 20) {
-        assert!(
-            Instant::now() < deadline,
-            "disk use {now} bytes, {before} before the bench, {peak} at its peak\n{}",
-            node.log_text()
-        );
+    let now = poll("the disk space back", Duration::from_secs(60), || {
+        let now = dir_bytes(&dir);
+        if now <= before + 4 * (1 << 20) {
+            return Ok(now);
+        }
         node.ok(&[
             "bench",
             "--kind",
@@ -552,9 +546,11 @@ fn a_nodes_disk_use_returns_near_its_size_before_once_its_groups_are_removed() {
             "--duration",
             "1",
         ]);
-        now = dir_bytes(&dir);
-    }
-    eprintln!("disk use: {before} bytes before, {peak} at the peak, {now} at the end");
+        Err(format!(
+            "disk use {now} bytes, {before} before the bench, {peak} at its peak\n{}",
+            node.log_text()
+        ))
+    });
     eprintln!("disk use: {before} bytes before, {peak} at the peak, {now} at the end");
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);

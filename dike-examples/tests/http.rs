@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{free_addr, get};
+use common::{free_addr, get, poll};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "http-test-cookie";
 
@@ -58,22 +58,15 @@ impl NodeProcess {
     /// Polls `GET path` until it answers 200 or `within` passes; returns
     /// the body.
     fn await_200(&mut self, path: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
+        poll(&format!("GET {path} answering 200"), within, || {
             if let Ok(Some(status)) = self.node.child.try_wait() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
-            let last = get(self.http, path);
-            if let Ok((200, body)) = &last {
-                return body.clone();
+            match get(self.http, path) {
+                Ok((200, body)) => Ok(body),
+                last => Err(format!("{last:?}\n{}", self.log_text())),
             }
-            assert!(
-                Instant::now() < deadline,
-                "GET {path} did not answer 200 within {within:?}: {last:?}\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     fn metrics(&self) -> Exposition {
@@ -165,20 +158,18 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
             .output()
             .expect("run dike")
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    poll("add-group calc", Duration::from_secs(60), || {
         let out = dike(&["add-group", "calc", "arithmetic", "--size", "3"]);
         if out.status.success() {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                logs(&nodes)
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "add-group: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            logs(&nodes)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     for _ in 0..5 {
         let out = dike(&["request", "calc", r#"{"Add":1}"#]);
         assert!(
@@ -206,18 +197,17 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
         .map(|i| scrape(https[*i]).expect("scrape"))
         .collect();
     // One leader for calc and one for the masters, however placed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    poll("two replicas leading", Duration::from_secs(30), || {
         let leading: f64 = (0..3)
             .map(|i| scrape(https[i]).expect("scrape"))
             .map(|e| e.value("dike_replicas_leading", &[]).unwrap_or(0.0))
             .sum();
         if leading == 2.0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{leading} replicas lead, not 2"))
         }
-        assert!(Instant::now() < deadline, "{leading} replicas lead, not 2");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     for e in &before {
         assert_eq!(e.value("dike_replicas_hosted", &[]), Some(2.0));
         let batches = e.value(
@@ -237,47 +227,45 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
     nodes[victim].kill();
 
     // Each survivor sees one peer less, and one of them wins calc.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now: Result<Vec<Exposition>, String> =
-            survivors.iter().map(|i| scrape(https[*i])).collect();
-        let why = match now {
-            Ok(now) => {
-                let peers: Vec<Option<f64>> =
-                    now.iter().map(|e| e.value("dike_peers_up", &[])).collect();
-                let won: f64 = now
-                    .iter()
-                    .map(|e| e.value("dike_leaderships_won_total", &[]).unwrap_or(0.0))
-                    .sum();
-                let elections: f64 = now
-                    .iter()
-                    .map(|e| e.value("dike_elections_started_total", &[]).unwrap_or(0.0))
-                    .sum();
-                let leading: f64 = now
-                    .iter()
-                    .map(|e| e.value("dike_replicas_leading", &[]).unwrap_or(0.0))
-                    .sum();
-                if peers.iter().all(|p| *p == Some(1.0))
-                    && won > won_before
-                    && elections > 0.0
-                    && leading >= 1.0
-                {
-                    break;
-                }
-                format!(
-                    "peers up {peers:?}, leaderships won {won} (before {won_before}), \
+    poll(
+        "the survivors' metrics showing the kill",
+        Duration::from_secs(60),
+        || {
+            let now: Result<Vec<Exposition>, String> =
+                survivors.iter().map(|i| scrape(https[*i])).collect();
+            let why = match now {
+                Ok(now) => {
+                    let peers: Vec<Option<f64>> =
+                        now.iter().map(|e| e.value("dike_peers_up", &[])).collect();
+                    let won: f64 = now
+                        .iter()
+                        .map(|e| e.value("dike_leaderships_won_total", &[]).unwrap_or(0.0))
+                        .sum();
+                    let elections: f64 = now
+                        .iter()
+                        .map(|e| e.value("dike_elections_started_total", &[]).unwrap_or(0.0))
+                        .sum();
+                    let leading: f64 = now
+                        .iter()
+                        .map(|e| e.value("dike_replicas_leading", &[]).unwrap_or(0.0))
+                        .sum();
+                    if peers.iter().all(|p| *p == Some(1.0))
+                        && won > won_before
+                        && elections > 0.0
+                        && leading >= 1.0
+                    {
+                        return Ok(());
+                    }
+                    format!(
+                        "peers up {peers:?}, leaderships won {won} (before {won_before}), \
                      elections {elections}, leading {leading}"
-                )
-            }
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "the survivors' metrics did not show the kill: {why}\n{}",
-            logs(&nodes)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+                    )
+                }
+                Err(e) => e,
+            };
+            Err(format!("{why}\n{}", logs(&nodes)))
+        },
+    );
     let out = dike(&["request", "calc", r#"{"Add":1}"#]);
     assert!(
         out.status.success(),

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_addr, text, Cluster};
+use common::{free_addr, poll, text, Cluster};
 use dike_actors::{DikeNode, NodeConfig, NodeHandle};
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
 use std::process::Command;
@@ -117,6 +117,8 @@ async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a
         }
         acks
     });
+    // Not a wait for a condition: the writer writes for a while under the
+    // old leader before the SIGTERM.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let i = c.index_of(&stopping);
     let pid = c.nodes[i].as_ref().expect("running").child.id();
@@ -126,15 +128,17 @@ async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a
         .status()
         .expect("kill -TERM");
     assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
     let node = c.nodes[i].as_mut().expect("running");
-    loop {
-        if node.child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the node did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // `poll` sleeps on this thread; block_in_place tells the runtime, so
+    // the writer and the client node go on meanwhile.
+    tokio::task::block_in_place(|| {
+        poll("the node exiting", Duration::from_secs(15), || {
+            match node.child.try_wait().expect("wait") {
+                Some(_) => Ok(()),
+                None => Err("it still runs".to_owned()),
+            }
+        })
+    });
     let log = node.log_text();
     let acks = writer.await.expect("writer");
 

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::free_addr;
+use common::{free_addr, poll};
 use std::net::SocketAddr;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "master-quorum-cookie";
 
@@ -69,20 +69,18 @@ fn text(out: &Output) -> String {
 /// Runs `dike ARGS --via VIA` until it succeeds with `expected` on stdout
 /// or `within` passes.
 fn until_answers(nodes: &Nodes, via: &str, args: &[&str], expected: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let out = dike(via, args);
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dike {args:?} did not answer {expected} within {within:?}: {}\n{}",
-            text(&out),
-            nodes.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(
+        &format!("dike {args:?} answering {expected}"),
+        within,
+        || {
+            let out = dike(via, args);
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == expected {
+                Ok(())
+            } else {
+                Err(format!("{}\n{}", text(&out), nodes.logs()))
+            }
+        },
+    )
 }
 
 #[test]
@@ -99,23 +97,17 @@ fn data_groups_answer_through_any_node_while_the_master_quorum_is_down() {
     }
     let worker = addrs[3].to_string();
     // Every node up, then a group on all five.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    poll("the cluster up", Duration::from_secs(60), || {
         let out = dike(&worker, &["routing-table", "--json"]);
         let ups = String::from_utf8_lossy(&out.stdout)
             .matches("\"up\"")
             .count();
         if out.status.success() && ups == 5 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", text(&out), nodes.logs()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the cluster did not come up: {}\n{}",
-            text(&out),
-            nodes.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     let out = dike(&worker, &["add-group", "calc", "arithmetic", "--size", "5"]);
     assert!(out.status.success(), "{}\n{}", text(&out), nodes.logs());
     until_answers(

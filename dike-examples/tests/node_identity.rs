@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::free_addr;
+use common::{free_addr, poll};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "identity-test-cookie";
 
@@ -67,43 +67,41 @@ impl Node {
 
     /// Polls `dike routing-table --via VIA` until it answers.
     fn wait_serving(&mut self, via: &str) {
-        let deadline = Instant::now() + START;
-        loop {
+        poll("the node serving", START, || {
             if let Some(status) = self.exited() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             let out = dike(via, &["routing-table"]);
             if out.status.success() {
-                return;
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log_text()
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "the node did not serve within {START:?}: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        })
     }
 
     /// Waits for a node that must be refused to exit; fails if it exits
     /// successfully, says it is ready, or is still running at the deadline.
     /// Returns its log (stderr).
     fn refused(mut self) -> String {
-        let deadline = Instant::now() + START;
-        loop {
+        let status = poll("the refused node exiting", START, || {
             if let Some(status) = self.exited() {
-                let log = self.log_text();
-                assert!(!status.success(), "a refused node exits non-zero\n{log}");
-                return log;
+                return Ok(status);
             }
             let log = self.log_text();
             assert!(
-                !log.contains("node ready") && Instant::now() < deadline,
+                !log.contains("node ready"),
                 "the node started instead of being refused:\n{log}"
             );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            Err(format!("it still runs:\n{log}"))
+        });
+        let log = self.log_text();
+        assert!(!status.success(), "a refused node exits non-zero\n{log}");
+        log
     }
 
     /// kill -9, and wait until it is gone.
@@ -150,29 +148,19 @@ fn ok(via: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-/// Polls `dike routing-table` until `pred` holds for its text or `within`
-/// passes; returns the last table.
-fn table_until(via: &str, within: Duration, pred: impl Fn(&str) -> bool) -> Result<String, String> {
-    let deadline = Instant::now() + within;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        let out = dike(via, &["routing-table"]);
-        if out.status.success() {
-            last = String::from_utf8_lossy(&out.stdout).into_owned();
-            if pred(&last) {
-                return Ok(last);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
+/// Whether `dike routing-table --via VIA` shows node `name` as `status`
+/// (its line ends with it); if not, the table or why there is none.
+fn table_shows(via: &str, name: &str, status: &str) -> Result<(), String> {
+    let out = dike(via, &["routing-table"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    Err(last)
-}
-
-/// Whether the table's line of node `name` ends with `status`.
-fn node_is(table: &str, name: &str, status: &str) -> bool {
+    let table = String::from_utf8_lossy(&out.stdout);
     table
         .lines()
         .any(|l| l.split_whitespace().next() == Some(name) && l.trim_end().ends_with(status))
+        .then_some(())
+        .ok_or_else(|| table.into_owned())
 }
 
 /// A temporary directory for data dirs, removed at the end.
@@ -245,14 +233,18 @@ fn a_second_node_on_a_data_dir_in_use_is_refused_and_after_a_kill_9_the_dir_is_f
     first.kill9();
     let mut again = Node::spawn("keeper-3", &strs(&single("keeper", addr, &dir)));
     again.wait_serving(&via);
-    let deadline = Instant::now() + START;
-    let reply = loop {
+    let reply = poll("calc answering after the restart", START, || {
         let out = dike(&via, &["request", "calc", r#"{"Add":0}"#]);
-        if out.status.success() || Instant::now() > deadline {
-            break String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                again.log_text()
+            ))
         }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert_eq!(reply, r#"{"Ok":6}"#, "{}", again.log_text());
 }
 
@@ -368,35 +360,33 @@ fn a_node_that_joined_once_is_up_again_after_a_kill_9_without_being_asked() {
     ];
     let worker = Node::spawn("worker", &strs(&worker_args));
     // Asked to join once, the way an operator adds a node.
-    let deadline = Instant::now() + START;
-    loop {
+    poll("dike join succeeding", START, || {
         let out = dike(&masters, &["join", &format!("worker@{worker_addr}")]);
         if out.status.success() {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                worker.log_text()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "dike join failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            worker.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    table_until(&masters, START, |t| node_is(t, "worker", "up")).expect("worker up");
+    });
+    poll("the worker up", START, || {
+        table_shows(&masters, "worker", "up")
+    });
 
     worker.kill9();
-    table_until(&masters, START, |t| node_is(t, "worker", "down"))
-        .unwrap_or_else(|t| panic!("the master never saw the worker down:\n{t}"));
+    poll("the master seeing the worker down", START, || {
+        table_shows(&masters, "worker", "down")
+    });
 
     // The same command as before: no --join, and nobody runs `dike join`.
     let worker = Node::spawn("worker-again", &strs(&worker_args));
-    let up = table_until(&masters, START, |t| node_is(t, "worker", "up"));
-    assert!(
-        up.is_ok(),
-        "the restarted worker stayed down:\n{}\nworker log:\n{}",
-        up.unwrap_err(),
-        worker.log_text()
-    );
+    poll("the restarted worker up", START, || {
+        table_shows(&masters, "worker", "up")
+            .map_err(|table| format!("{table}\nworker log:\n{}", worker.log_text()))
+    });
 }
 
 #[test]
@@ -662,6 +652,8 @@ fn a_node_logs_one_json_object_per_line_when_asked() {
             }
         }
     });
+    // Not `poll`: the lines are taken as they come, and this child (no
+    // `Node`) is not killed on a panic, so it is killed before the assert.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut seen = Vec::new();
     let ready = loop {

@@ -8,11 +8,11 @@
 
 mod common;
 
-use common::{free_addr, NodeChild};
+use common::{free_addr, poll, NodeChild};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "node-remove-cookie";
 
@@ -107,26 +107,17 @@ impl Cluster {
             .join("\n")
     }
 
-    /// Polls `check` until it gives `Some`, failing the test with the last
-    /// answer and the logs after `within`.
+    /// [`poll`]s `check` on this cluster, the logs added to the last
+    /// answer when it fails.
     fn wait_for<T>(
         &self,
         within: Duration,
         what: &str,
         mut check: impl FnMut(&Cluster) -> Result<T, String>,
     ) -> T {
-        let deadline = Instant::now() + within;
-        loop {
-            match check(self) {
-                Ok(v) => return v,
-                Err(last) => assert!(
-                    Instant::now() < deadline,
-                    "not so within {within:?}: {what}; last: {last}\n{}",
-                    self.logs()
-                ),
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll(what, within, || {
+            check(self).map_err(|last| format!("{last}\n{}", self.logs()))
+        })
     }
 
     /// Adds arithmetic group `name` of 3 replicas and adds `n` to it.
@@ -194,14 +185,13 @@ fn text(out: &Output) -> String {
 
 /// Waits (up to 30 s) for `node` to exit by itself; its exit code.
 fn exit_code(node: &mut NodeChild) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = node.child.try_wait().expect("wait") {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "the node did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = poll("the node exiting", Duration::from_secs(30), || {
+        node.child
+            .try_wait()
+            .expect("wait")
+            .ok_or_else(|| "it still runs".to_owned())
+    });
+    status.code()
 }
 
 #[test]

@@ -9,7 +9,7 @@ use common::{free_addr, get};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "status-test-cookie";
 
@@ -72,29 +72,23 @@ fn status_json(via: &str) -> Result<Value, String> {
         .map_err(|e| format!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// Polls `probe` until it returns `Ok` or `within` passes, then fails the
-/// test with the last error and the nodes' logs.
-fn poll<T>(
+/// [`common::poll`] while `nodes` run: fails at once if one exited, and
+/// adds their logs to the last error.
+fn poll_running<T>(
     what: &str,
     within: Duration,
     nodes: &mut [&mut NodeProcess],
     mut probe: impl FnMut() -> Result<T, String>,
 ) -> T {
-    let deadline = Instant::now() + within;
-    loop {
+    common::poll(what, within, || {
         for n in nodes.iter_mut() {
             n.assert_running();
         }
-        let last = match probe() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
+        probe().map_err(|last| {
             let logs: Vec<String> = nodes.iter().map(|n| n.log_text()).collect();
-            panic!("{what} not within {within:?}: {last}\n{}", logs.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            format!("{last}\n{}", logs.join("\n"))
+        })
+    })
 }
 
 /// The node of `status` named `name`.
@@ -134,7 +128,7 @@ fn status_shows_every_replica_and_a_killed_node_as_down_with_its_replica_unreach
     let via = format!("{},{}", addrs[0], addrs[1]);
     let mut all: Vec<&mut NodeProcess> = nodes.iter_mut().collect();
 
-    let healthy = poll("three nodes up", Duration::from_secs(60), &mut all, || {
+    let healthy = poll_running("three nodes up", Duration::from_secs(60), &mut all, || {
         let s = status_json(&via)?;
         let up = names
             .iter()
@@ -164,7 +158,7 @@ fn status_shows_every_replica_and_a_killed_node_as_down_with_its_replica_unreach
         String::from_utf8_lossy(&reply.stderr)
     );
 
-    let s = poll(
+    let s = poll_running(
         "calc with a leader and 3 answering replicas",
         Duration::from_secs(30),
         &mut all,
@@ -219,7 +213,7 @@ fn status_shows_every_replica_and_a_killed_node_as_down_with_its_replica_unreach
     killed.node.kill();
     let mut alive: Vec<&mut NodeProcess> = nodes.iter_mut().collect();
 
-    let after = poll(
+    let after = poll_running(
         "s3 down, its replica unreachable, calc led",
         Duration::from_secs(60),
         &mut alive,
@@ -262,7 +256,7 @@ fn status_json_on_the_http_listener_lists_the_groups_with_their_leader() {
     let (addr, http) = (free_addr(), free_addr());
     let masters = format!("web@{addr}");
     let mut web = NodeProcess::start("web", addr, &masters, &["--http", &http.to_string()]);
-    poll(
+    poll_running(
         "add-group",
         Duration::from_secs(30),
         &mut [&mut web],
@@ -275,7 +269,7 @@ fn status_json_on_the_http_listener_lists_the_groups_with_their_leader() {
             }
         },
     );
-    let status = poll(
+    let status = poll_running(
         "/status.json with calc led by web",
         Duration::from_secs(30),
         &mut [&mut web],

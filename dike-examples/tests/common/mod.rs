@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 /// Polls `probe` until it returns `Ok` or `within` passes; the panic names
 /// `what` and the last reason `probe` gave. The one wait-with-a-deadline of
 /// these tests: a probe that must stop at once (a node exited) panics itself.
+/// An async test calls it inside `tokio::task::block_in_place`.
 pub fn poll<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + within;
     loop {
