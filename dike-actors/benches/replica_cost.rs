@@ -51,7 +51,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: the caller's contract is `System`'s.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -149,10 +152,7 @@ async fn stop<M: ractor::Message>(actors: Vec<(ActorRef<M>, tokio::task::JoinHan
 }
 
 fn report(part: &str, n: usize, bytes: f64) {
-    println!(
-        "| {part} | {n} | {:.1} |",
-        bytes / 1024.0
-    );
+    println!("| {part} | {n} | {:.1} |", bytes / 1024.0);
 }
 
 #[tokio::main]
