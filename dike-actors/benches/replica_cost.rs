@@ -22,7 +22,8 @@ use dike_actors::NodeConfig;
 use dike_core::{Config, MemberId, PaxosServer};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::Arc;
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -131,6 +132,7 @@ async fn replicas(n: usize, dir: Option<&std::path::Path>, part: &str, prefix: &
                 generation: 1,
                 config: Config::initial(voters.clone()),
             },
+            wants_ticks: Arc::new(AtomicBool::new(true)),
         };
         let name = wire::replica_name(&args.assignment.group, 1, me);
         async move {

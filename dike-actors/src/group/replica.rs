@@ -27,6 +27,7 @@ use dike_core::{
 use prometheus_client::metrics::gauge::Gauge;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,11 @@ pub struct ReplicaArgs {
     pub ctx: Arc<NodeContext>,
     /// What to host.
     pub assignment: Assignment,
+    /// Set by the replica after each message: whether it wants the node's
+    /// ticks (not while its group hibernates). Its supervisor sends ticks
+    /// only to replicas that want them; any other message wakes a
+    /// hibernating replica, which then asks for ticks again.
+    pub wants_ticks: Arc<AtomicBool>,
 }
 
 /// The actor's state.
@@ -80,6 +86,8 @@ pub struct ReplicaState {
     batched: u64,
     /// Its part in the node's leading and hibernating gauges.
     gauges: RoleGauges,
+    /// See [`ReplicaArgs::wants_ticks`].
+    wants_ticks: Arc<AtomicBool>,
 }
 
 /// A replica's part in the node's `replicas_leading` and
@@ -183,8 +191,10 @@ impl Actor for ReplicaActor {
             promised: dike_core::Ballot::default(),
             batched: 0,
             gauges,
+            wants_ticks: args.wants_ticks,
         };
         state.drive()?;
+        state.publish_ticks();
         Ok(state)
     }
 
@@ -235,7 +245,8 @@ impl Actor for ReplicaActor {
             ReplicaMsg::Tick(sent) => {
                 let waited = state.ctx.clock().saturating_sub(Duration::from_nanos(sent));
                 state.ctx.metrics.mailbox_wait(Mailbox::Replica, waited);
-                // A hibernating group costs one skipped message per tick.
+                // Sent only while it wants ticks; one may still be on its
+                // way when the group falls asleep.
                 if state.driver.wants_ticks() {
                     state.driver.tick();
                     state.drive()?;
@@ -318,6 +329,7 @@ impl Actor for ReplicaActor {
                 }
             }
         }
+        state.publish_ticks();
         Ok(())
     }
 }
@@ -476,6 +488,18 @@ impl ReplicaState {
 
     /// Updates the node's leading and hibernating gauges, and counts an
     /// election this replica started (a promise of a ballot of its own).
+    /// Publishes whether the replica wants ticks
+    /// ([`ReplicaArgs::wants_ticks`]). A change also updates the role
+    /// gauges, which ticks keep current otherwise and a hibernating
+    /// replica no longer gets.
+    fn publish_ticks(&mut self) {
+        let wants = self.driver.wants_ticks();
+        if self.wants_ticks.load(Ordering::Relaxed) != wants {
+            self.wants_ticks.store(wants, Ordering::Relaxed);
+            self.observe_role();
+        }
+    }
+
     fn observe_role(&mut self) {
         let r = self.driver.replica();
         let promised = r.promised();

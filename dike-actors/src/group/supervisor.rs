@@ -19,6 +19,7 @@ use crate::node::metrics::Mailbox;
 use dike_core::codec;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,20 @@ pub struct GroupSupervisor;
 struct Child {
     actor: ActorRef<ReplicaMsg>,
     assignment: Assignment,
+    /// Whether the replica wants the node's ticks, as it last said
+    /// ([`ReplicaArgs::wants_ticks`]).
+    wants_ticks: Arc<AtomicBool>,
+}
+
+/// Casts a tick sent at `at` to each child that wants ticks; returns how
+/// many got one. A hibernating group's replicas get none, so an idle
+/// group costs the node nothing per tick.
+fn tick<'a>(children: impl IntoIterator<Item = &'a Child>, at: u64) -> usize {
+    children
+        .into_iter()
+        .filter(|c| c.wants_ticks.load(Ordering::Relaxed))
+        .filter(|c| c.actor.cast(ReplicaMsg::Tick(at)).is_ok())
+        .count()
 }
 
 /// A replica actor no longer assigned here.
@@ -147,9 +162,7 @@ impl Actor for GroupSupervisor {
                 let metrics = &state.ctx.metrics;
                 metrics.mailbox_wait(Mailbox::GroupSupervisor, now.saturating_sub(sent));
                 let at = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-                for c in state.children.values() {
-                    let _ = c.actor.cast(ReplicaMsg::Tick(at));
-                }
+                tick(state.children.values(), at);
             }
             GroupSupMsg::Reconcile(desired, existing) => {
                 state.ensure_pinned(&myself).await;
@@ -283,9 +296,11 @@ impl GroupSupState {
             return;
         }
         let name = wire::replica_name(&a.group, a.generation, a.member);
+        let wants_ticks = Arc::new(AtomicBool::new(true));
         let args = ReplicaArgs {
             ctx: self.ctx.clone(),
             assignment: a.clone(),
+            wants_ticks: wants_ticks.clone(),
         };
         match Actor::spawn_linked(Some(name), ReplicaActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
@@ -298,6 +313,7 @@ impl GroupSupState {
                     Child {
                         actor,
                         assignment: a,
+                        wants_ticks,
                     },
                 );
             }
@@ -366,6 +382,7 @@ impl GroupSupState {
             Child {
                 actor: s.child.actor,
                 assignment: a.clone(),
+                wants_ticks: s.child.wants_ticks,
             },
         );
         true
@@ -397,6 +414,112 @@ mod tests {
 
     async fn replica_of(sup: &ActorRef<GroupSupMsg>, group: &str) -> Option<ActorRef<ReplicaMsg>> {
         ractor::call_t!(sup, GroupSupMsg::Replica, 1000, group.to_owned()).expect("answers")
+    }
+
+    /// Counts the ticks it gets.
+    struct Ticked;
+
+    impl Actor for Ticked {
+        type Msg = ReplicaMsg;
+        type State = Arc<std::sync::atomic::AtomicUsize>;
+        type Arguments = Arc<std::sync::atomic::AtomicUsize>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<ReplicaMsg>,
+            count: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(count)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<ReplicaMsg>,
+            msg: ReplicaMsg,
+            count: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let ReplicaMsg::Tick(_) = msg {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn ticks_go_only_to_replicas_that_want_them() {
+        let member = MemberId::new(1, 1);
+        let mut children = Vec::new();
+        let mut counts = Vec::new();
+        for wants in [true, false] {
+            let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (actor, handle) = Actor::spawn(None, Ticked, count.clone())
+                .await
+                .expect("spawn");
+            let child = Child {
+                actor,
+                assignment: Assignment {
+                    group: format!("g-{wants}"),
+                    kind: Counter::KIND.into(),
+                    member,
+                    generation: 1,
+                    config: Config::initial(vec![member]),
+                },
+                wants_ticks: Arc::new(AtomicBool::new(wants)),
+            };
+            children.push((child, handle));
+            counts.push(count);
+        }
+        assert_eq!(tick(children.iter().map(|(c, _)| c), 7), 1);
+        for (child, handle) in children {
+            // Draining handles what the mailbox holds, the tick included.
+            child.actor.drain().expect("drain");
+            handle.await.expect("stopped");
+        }
+        let got: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+        assert_eq!(got, [1, 0]);
+    }
+
+    /// A replica says it wants no ticks once its group hibernates (here a
+    /// group of one, which elects itself and falls asleep when idle).
+    #[tokio::test]
+    async fn a_replica_whose_group_hibernates_asks_for_no_more_ticks() {
+        let addr = "127.0.0.1:1".parse().expect("address");
+        let config = NodeConfig::builder("sup-ticks", addr)
+            .cookie("c")
+            .master("other@127.0.0.1:2")
+            .in_memory()
+            .build()
+            .expect("config");
+        let ctx = NodeContext::new(config);
+        ctx.register::<Counter>();
+        let member = MemberId::new(ctx.config.node_id().0, ctx.incarnation.0);
+        let wants_ticks = Arc::new(AtomicBool::new(true));
+        let args = ReplicaArgs {
+            ctx: ctx.clone(),
+            assignment: Assignment {
+                group: "sleepy".into(),
+                kind: Counter::KIND.into(),
+                member,
+                generation: 1,
+                config: Config::initial(vec![member]),
+            },
+            wants_ticks: wants_ticks.clone(),
+        };
+        let (replica, handle) = Actor::spawn(None, ReplicaActor, args).await.expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut at = 0;
+        // Ticks as the supervisor sends them, until the replica declines.
+        while wants_ticks.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the group never hibernated");
+            at += 1;
+            replica.cast(ReplicaMsg::Tick(at)).expect("cast");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The gauges followed without a tick.
+        assert_eq!(ctx.metrics.replicas_hibernating.get(), 1);
+        assert_eq!(ctx.metrics.replicas_leading.get(), 1);
+        replica.stop(None);
+        handle.await.expect("stopped");
     }
 
     /// A replica moved away and back within its linger is taken back at

@@ -228,7 +228,8 @@ struct PerGroup {
 pub enum Mailbox {
     /// The group supervisor (every node tick passes through it).
     GroupSupervisor,
-    /// Replica actors (the longest wait of any of them).
+    /// Replica actors (the longest wait of any that gets ticks: a
+    /// hibernating replica gets none).
     Replica,
     /// The transport (its reply-port sweep, once a second).
     Transport,

@@ -3,8 +3,8 @@
 //! `DikeNode` owns the ractor_cluster `NodeServer` (cookie authentication,
 //! mutual TLS if configured ([`tls`]), isolated mode: the dispatcher
 //! connects to every node it knows, through [`dial`]), the node
-//! ticker (one timer per node, fanned out to every replica by the group
-//! supervisor), the [`Dispatcher`] and the
+//! ticker (one timer per node, fanned out by the group supervisor to every
+//! replica whose group is awake), the [`Dispatcher`] and the
 //! [`GroupSupervisor`] (which also hosts the master replica on master nodes).
 //!
 //! Invariants: the dispatcher and the group supervisor are restarted after a
