@@ -18,10 +18,17 @@ use std::time::{Duration, Instant};
 const COOKIE: &str = "node-drain-cookie";
 const GROUPS: [&str; 4] = ["d1", "d2", "d3", "d4"];
 
-/// `dike status -o json`, parsed (`Null` if it failed).
+/// `dike status -o json`, parsed. A status that fails (under this test's
+/// load a debug build's status can miss its 10 s deadline) is asked again,
+/// for up to 30 s; the panic shows the last failure.
 fn status(c: &Cluster) -> serde_json::Value {
-    let out = c.dike(&["status", "-o", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
+    common::poll("dike status", Duration::from_secs(30), || {
+        let out = c.dike(&["status", "-o", "json"]);
+        if !out.status.success() {
+            return Err(text(&out));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", text(&out)))
+    })
 }
 
 /// The node each group's leader is on, as `dike status` shows it (groups
