@@ -10,6 +10,8 @@ use common::{free_addr, poll, text, Cluster};
 use dike_actors::{DikeNode, NodeConfig, NodeHandle};
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "leader-transfer-cookie";
@@ -103,23 +105,38 @@ async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a
 
     // One writer, one write at a time: every acknowledged value must be
     // the previous one plus one.
-    let writer = tokio::spawn(async move {
-        let mut acks: Vec<(Instant, Result<i64, String>)> = Vec::new();
-        let until = Instant::now() + Duration::from_secs(6);
-        while Instant::now() < until {
-            let r = calc.call(ArithmeticRequest::Add(1)).await;
-            let r = match r {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            acks.push((Instant::now(), r));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let acked = acked.clone();
+        async move {
+            let mut acks: Vec<(Instant, Result<i64, String>)> = Vec::new();
+            let until = Instant::now() + Duration::from_secs(6);
+            while Instant::now() < until {
+                let r = calc.call(ArithmeticRequest::Add(1)).await;
+                let r = match r {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if r.is_ok() {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                acks.push((Instant::now(), r));
+            }
+            acks
         }
-        acks
     });
-    // Not a wait for a condition: the writer writes for a while under the
-    // old leader before the SIGTERM.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The old leader acknowledges some writes before the SIGTERM.
+    tokio::task::block_in_place(|| {
+        poll(
+            "writes under the old leader",
+            Duration::from_secs(30),
+            || match acked.load(Ordering::SeqCst) {
+                n if n >= 20 => Ok(()),
+                n => Err(format!("{n} acknowledged")),
+            },
+        )
+    });
     let i = c.index_of(&stopping);
     let pid = c.nodes[i].as_ref().expect("running").child.id();
     let stopped_at = Instant::now();
