@@ -24,6 +24,8 @@ pub mod master;
 pub mod node;
 pub mod routing;
 pub mod storage;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{DikeError, StartError};
 pub use node::config::{MasterSpec, NodeConfig, NodeConfigBuilder};

@@ -431,6 +431,7 @@ pub(crate) async fn spawn_transport(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{until_counted, Counting, CountingArgs};
 
     #[test]
     fn batches_round_trip_and_garbage_is_an_error() {
@@ -461,43 +462,17 @@ mod tests {
         assert!(Batch::default().is_empty());
     }
 
-    /// Counts the protocol parcels it gets.
-    struct Recorder;
-
-    impl Actor for Recorder {
-        type Msg = ReplicaMsg;
-        type State = Arc<std::sync::atomic::AtomicUsize>;
-        type Arguments = Arc<std::sync::atomic::AtomicUsize>;
-
-        async fn pre_start(
-            &self,
-            _myself: ActorRef<ReplicaMsg>,
-            count: Self::Arguments,
-        ) -> Result<Self::State, ActorProcessingErr> {
-            Ok(count)
-        }
-
-        async fn handle(
-            &self,
-            _myself: ActorRef<ReplicaMsg>,
-            msg: ReplicaMsg,
-            count: &mut Self::State,
-        ) -> Result<(), ActorProcessingErr> {
-            if let ReplicaMsg::Protocol(_) = msg {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_parcel_reaches_only_the_replica_of_its_generation() {
         let m = MemberId::new(3, 7);
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let name = wire::replica_name("g", 1, m);
-        let (actor, handle) = Actor::spawn(Some(name), Recorder, count.clone())
-            .await
-            .expect("spawn");
+        let args = CountingArgs {
+            count: count.clone(),
+            counts: |m| matches!(m, ReplicaMsg::Protocol(_)),
+            group: None,
+        };
+        let (actor, handle) = Counting::spawn(Some(name), args).await;
         let parcel = |generation| Parcel {
             group: "g".into(),
             to: m,
@@ -509,48 +484,10 @@ mod tests {
         // would have arrived before it, from the same sender).
         deliver_parcel(parcel(2));
         deliver_parcel(parcel(1));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the parcel never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_counted(&count, "the parcel never arrived").await;
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
         actor.stop(None);
         handle.await.expect("stopped");
-    }
-
-    /// A peer node's transport that takes batches and never answers,
-    /// counting them.
-    struct Silent;
-
-    impl Actor for Silent {
-        type Msg = TransportMsg;
-        type State = Arc<std::sync::atomic::AtomicUsize>;
-        type Arguments = Arc<std::sync::atomic::AtomicUsize>;
-
-        async fn pre_start(
-            &self,
-            myself: ActorRef<TransportMsg>,
-            count: Self::Arguments,
-        ) -> Result<Self::State, ActorProcessingErr> {
-            ractor::pg::join(TRANSPORT_PG.to_owned(), vec![myself.get_cell()]);
-            Ok(count)
-        }
-
-        async fn handle(
-            &self,
-            _myself: ActorRef<TransportMsg>,
-            msg: TransportMsg,
-            count: &mut Self::State,
-        ) -> Result<(), ActorProcessingErr> {
-            if let TransportMsg::Deliver(_) = msg {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            Ok(())
-        }
     }
 
     #[tokio::test]
@@ -566,10 +503,13 @@ mod tests {
         let ctx = NodeContext::new(config);
         let peer = crate::node::config::node_id_of("transport-down-b");
         let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (silent, silent_handle) =
-            Actor::spawn(Some(transport_name(peer)), Silent, delivered.clone())
-                .await
-                .expect("spawn the peer");
+        // A peer node's transport that takes batches and never answers.
+        let args = CountingArgs {
+            count: delivered.clone(),
+            counts: |m| matches!(m, TransportMsg::Deliver(_)),
+            group: Some(TRANSPORT_PG.to_owned()),
+        };
+        let (silent, silent_handle) = Counting::spawn(Some(transport_name(peer)), args).await;
         let name = transport_name(ctx.config.node_id());
         let (transport, handle) = Actor::spawn(Some(name), Transport, ctx)
             .await
@@ -588,11 +528,7 @@ mod tests {
                     .await
             }
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while delivered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(std::time::Instant::now() < deadline, "never forwarded");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_counted(&delivered, "never forwarded").await;
         transport
             .cast(TransportMsg::PeerDown(peer.0))
             .expect("cast");

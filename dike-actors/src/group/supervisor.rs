@@ -410,39 +410,27 @@ mod tests {
     use super::*;
     use crate::counter::Counter;
     use crate::node::config::NodeConfig;
+    use crate::test_support::{Counting, CountingArgs};
     use dike_core::{Config, MemberId, PaxosServer};
+
+    /// A node context named `name`, in memory, with the counter kind, and
+    /// this node's member of a group.
+    fn context(name: &str) -> (Arc<NodeContext>, MemberId) {
+        let addr = "127.0.0.1:1".parse().expect("address");
+        let config = NodeConfig::builder(name, addr)
+            .cookie("c")
+            .master("other@127.0.0.1:2")
+            .in_memory()
+            .build()
+            .expect("config");
+        let ctx = NodeContext::new(config);
+        ctx.register::<Counter>();
+        let member = MemberId::new(ctx.config.node_id().0, ctx.incarnation.0);
+        (ctx, member)
+    }
 
     async fn replica_of(sup: &ActorRef<GroupSupMsg>, group: &str) -> Option<ActorRef<ReplicaMsg>> {
         ractor::call_t!(sup, GroupSupMsg::Replica, 1000, group.to_owned()).expect("answers")
-    }
-
-    /// Counts the ticks it gets.
-    struct Ticked;
-
-    impl Actor for Ticked {
-        type Msg = ReplicaMsg;
-        type State = Arc<std::sync::atomic::AtomicUsize>;
-        type Arguments = Arc<std::sync::atomic::AtomicUsize>;
-
-        async fn pre_start(
-            &self,
-            _myself: ActorRef<ReplicaMsg>,
-            count: Self::Arguments,
-        ) -> Result<Self::State, ActorProcessingErr> {
-            Ok(count)
-        }
-
-        async fn handle(
-            &self,
-            _myself: ActorRef<ReplicaMsg>,
-            msg: ReplicaMsg,
-            count: &mut Self::State,
-        ) -> Result<(), ActorProcessingErr> {
-            if let ReplicaMsg::Tick(_) = msg {
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(())
-        }
     }
 
     #[tokio::test]
@@ -452,9 +440,12 @@ mod tests {
         let mut counts = Vec::new();
         for wants in [true, false] {
             let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let (actor, handle) = Actor::spawn(None, Ticked, count.clone())
-                .await
-                .expect("spawn");
+            let args = CountingArgs {
+                count: count.clone(),
+                counts: |m| matches!(m, ReplicaMsg::Tick(_)),
+                group: None,
+            };
+            let (actor, handle) = Counting::spawn(None, args).await;
             let child = Child {
                 actor,
                 assignment: Assignment {
@@ -483,16 +474,7 @@ mod tests {
     /// group of one, which elects itself and falls asleep when idle).
     #[tokio::test]
     async fn a_replica_whose_group_hibernates_asks_for_no_more_ticks() {
-        let addr = "127.0.0.1:1".parse().expect("address");
-        let config = NodeConfig::builder("sup-ticks", addr)
-            .cookie("c")
-            .master("other@127.0.0.1:2")
-            .in_memory()
-            .build()
-            .expect("config");
-        let ctx = NodeContext::new(config);
-        ctx.register::<Counter>();
-        let member = MemberId::new(ctx.config.node_id().0, ctx.incarnation.0);
+        let (ctx, member) = context("sup-ticks");
         let wants_ticks = Arc::new(AtomicBool::new(true));
         let args = ReplicaArgs {
             ctx: ctx.clone(),
@@ -527,16 +509,7 @@ mod tests {
     /// member until the linger ends (the new actor's name would be taken).
     #[tokio::test]
     async fn a_replica_assigned_here_again_while_it_lingers_is_taken_back() {
-        let addr = "127.0.0.1:1".parse().expect("address");
-        let config = NodeConfig::builder("sup-test", addr)
-            .cookie("c")
-            .master("other@127.0.0.1:2")
-            .in_memory()
-            .build()
-            .expect("config");
-        let ctx = NodeContext::new(config);
-        ctx.register::<Counter>();
-        let member = MemberId::new(ctx.config.node_id().0, ctx.incarnation.0);
+        let (ctx, member) = context("sup-test");
         let a = Assignment {
             group: "g".into(),
             kind: Counter::KIND.into(),
