@@ -184,15 +184,22 @@ impl TransportSeries {
 
     /// Learns the names of the nodes of `table`.
     fn learn(&self, table: &dike_core::routing::RoutingTable) {
+        let same = |peers: &HashMap<u64, (String, OnceLock<PeerSeries>)>| {
+            peers.len() == table.nodes.len()
+                && table
+                    .nodes
+                    .values()
+                    .all(|n| peers.get(&n.id.0).is_some_and(|(name, _)| *name == n.name))
+        };
+        // The table's nodes rarely change: look under the read lock that the
+        // transport's counting shares, and write only on a change.
+        if self.peers.read().is_ok_and(|p| same(&p)) {
+            return;
+        }
         let Ok(mut peers) = self.peers.write() else {
             return;
         };
-        let same = peers.len() == table.nodes.len()
-            && table
-                .nodes
-                .values()
-                .all(|n| peers.get(&n.id.0).is_some_and(|(name, _)| *name == n.name));
-        if !same {
+        if !same(&peers) {
             *peers = table
                 .nodes
                 .values()
