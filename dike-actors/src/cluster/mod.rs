@@ -3,6 +3,7 @@
 //! liveness bookkeeping.
 
 pub mod liveness;
+pub mod outbox;
 pub mod transport;
 pub mod undecodable;
 pub mod wire;

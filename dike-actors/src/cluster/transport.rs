@@ -7,20 +7,17 @@
 //! write task, socket write, read task, session actor and decode, on both
 //! ends; with hundreds of clients that trip, not Paxos, is most of a
 //! write's CPU. Instead:
-//! - a replica hands its batches of envelopes to its node's transport
-//!   ([`TransportMsg::Send`], a local message);
-//! - a router hands it a request for a remote replica
-//!   ([`TransportMsg::Request`], a local call whose reply port the transport
-//!   keeps under a fresh id);
-//! - a replica answers a forwarded request with [`TransportMsg::Reply`].
+//! - a replica puts its batches of envelopes, and its answers to requests
+//!   another node forwarded, in the node's [`Outbox`] itself (no message to
+//!   the transport but one [`TransportMsg::Flush`] per batch; see
+//!   [`crate::cluster::outbox`] for why);
+//! - a router hands the transport a request for a remote replica
+//!   ([`TransportMsg::Request`], a local call whose reply port the
+//!   transport keeps under a fresh id), which it queues there too.
 //!
-//! The transport queues all of it per destination node and sends each
-//! queue as one [`TransportMsg::Deliver`] once it has caught up with its
-//! mailbox ([`TransportMsg::Flush`], which it casts to itself on the first
-//! queued item; while other items are handled before that `Flush` comes up,
-//! the mailbox is busy, and it goes to the back once more, a bounded number
-//! of times (the rule of [`crate::coalesce`]), so that a burst in progress
-//! leaves whole):
+//! When the `Flush` comes up (the rule of [`crate::coalesce`]: once the
+//! mailbox has caught up, so that a burst in progress leaves whole), each
+//! destination node's queue leaves as one [`TransportMsg::Deliver`]:
 //! whatever arrives together leaves together, e.g. a leader's answers to
 //! one batch of commands travel as one message. The receiving
 //! transport hands envelopes and requests to the local replica they name,
@@ -32,7 +29,8 @@
 //! [`TRANSPORT_PG`], where peers find it.
 //!
 //! Invariants: items from one sender to one node leave in the order they
-//! were handed over (one actor, one queue per node, one cluster session);
+//! were handed over (one queue per node, one actor sending, one cluster
+//! session);
 //! nothing waits here for a write (replicas hand over only what the driver
 //! released); a payload that fails to decode is logged and dropped, never a
 //! panic; envelopes for an unreachable node or replica are dropped, as the
@@ -45,8 +43,8 @@
 //! forgotten within [`SWEEP_EVERY`]. Variant names are wire tags: never
 //! rename one.
 
+use crate::cluster::outbox::{FlushNow, Outbox};
 use crate::cluster::wire::{self, ClientReply, ReplicaMsg, ReplyError};
-use crate::coalesce::Coalescer;
 use crate::node::context::NodeContext;
 use crate::node::metrics::Mailbox;
 use dike_core::{codec, MemberId, NodeId, RequestError};
@@ -71,21 +69,15 @@ pub fn transport_name(node: NodeId) -> String {
 /// Messages to a node's transport, local or remote.
 #[derive(RactorClusterMessage)]
 pub enum TransportMsg {
-    /// From a local replica of generation `.1` of group `.0`: encoded
-    /// envelopes ([`wire::encode_envelopes`], the `.4`) for the member on
-    /// node `.2` with incarnation `.3`.
-    Send(String, u64, u64, u64, Vec<u8>),
     /// From a local router: an encoded [`wire::ClientRequest`] (`.4`) for
     /// the replica of generation `.1` of group `.0` of the member on node
     /// `.2` with incarnation `.3`; the reply is an encoded [`ClientReply`].
     #[rpc]
     Request(String, u64, u64, u64, Vec<u8>, RpcReplyPort<Vec<u8>>),
-    /// From a local replica: the encoded [`ClientReply`] (`.2`) to the
-    /// request with id `.1` that node `.0` forwarded.
-    Reply(u64, u64, Vec<u8>),
     /// From a peer node's transport: an encoded [`Batch`].
     Deliver(Vec<u8>),
-    /// Sends everything queued (cast by the transport to itself).
+    /// Sends everything queued in the node's [`Outbox`] (cast by whoever
+    /// queued the first item of a batch).
     Flush,
     /// Forgets reply ports whose callers gave up (on a timer); sent at
     /// this time of the node's clock (nanoseconds since its start).
@@ -153,7 +145,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn is_empty(&self) -> bool {
+    /// Whether it carries nothing.
+    pub fn is_empty(&self) -> bool {
         self.parcels.is_empty() && self.requests.is_empty() && self.answers.is_empty()
     }
 }
@@ -174,9 +167,6 @@ pub struct Transport;
 /// The transport's state.
 pub struct TransportState {
     me: NodeId,
-    /// What waits to go, per destination node.
-    queued: HashMap<u64, Batch>,
-    flush: Coalescer,
     /// Peer transports found so far (dropped when a cast to one fails).
     peers: HashMap<u64, ActorRef<TransportMsg>>,
     /// Reply ports of requests forwarded to other nodes, by id, with the
@@ -203,10 +193,11 @@ impl Actor for Transport {
         myself.send_interval(SWEEP_EVERY, move || {
             TransportMsg::Sweep(u64::try_from(clock.clock().as_nanos()).unwrap_or(u64::MAX))
         });
+        // What a predecessor left queued goes now.
+        ctx.outbox
+            .restart(|| myself.cast(TransportMsg::Flush).is_ok());
         Ok(TransportState {
             me: ctx.config.node_id(),
-            queued: HashMap::new(),
-            flush: Coalescer::default(),
             peers: HashMap::new(),
             waiting: HashMap::new(),
             next_id: 0,
@@ -221,19 +212,6 @@ impl Actor for Transport {
         state: &mut TransportState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TransportMsg::Send(group, generation, node, incarnation, envelopes) => {
-                let parcel = Parcel {
-                    group,
-                    to: MemberId::new(node, incarnation),
-                    envelopes,
-                    generation,
-                };
-                if node == state.me.0 {
-                    deliver_parcel(parcel);
-                } else {
-                    state.batch(&myself, node).parcels.push(parcel);
-                }
-            }
             TransportMsg::Request(group, generation, node, incarnation, request, port) => {
                 let to = MemberId::new(node, incarnation);
                 if node == state.me.0 {
@@ -247,26 +225,25 @@ impl Actor for Transport {
                     let id = state.next_id;
                     tracing::debug!(%group, node, id, "forwarding a request to another node");
                     state.waiting.insert(id, (node, port));
-                    state.batch(&myself, node).requests.push(Forwarded {
+                    let forwarded = Forwarded {
                         id,
                         group,
                         to,
                         request,
                         generation,
+                    };
+                    queue(&state.ctx.outbox, &myself, node, |b| {
+                        b.requests.push(forwarded)
                     });
                 }
             }
-            TransportMsg::Reply(node, id, reply) => {
-                state
-                    .batch(&myself, node)
-                    .answers
-                    .push(Answer { id, reply });
-            }
             TransportMsg::Flush => {
-                if state.flush.on_flush()
-                    || state.flush.recast(myself.cast(TransportMsg::Flush).is_ok())
+                let ctx = state.ctx.clone();
+                if let FlushNow::Send(batches) = ctx
+                    .outbox
+                    .on_flush(|| myself.cast(TransportMsg::Flush).is_ok())
                 {
-                    state.flush();
+                    state.flush(batches);
                 }
             }
             TransportMsg::Deliver(bytes) => match decode_batch(&bytes) {
@@ -299,32 +276,31 @@ impl Actor for Transport {
     }
 }
 
-impl TransportState {
-    /// The queue for `node`, with a flush scheduled.
-    fn batch(&mut self, myself: &ActorRef<TransportMsg>, node: u64) -> &mut Batch {
-        if self.flush.on_input() {
-            self.flush.cast(myself.cast(TransportMsg::Flush).is_ok());
-        }
-        self.queued.entry(node).or_default()
-    }
+/// Queues an item for node `node` in `outbox` (`add` puts it in that
+/// node's batch), casting `transport` a `Flush` if none is scheduled.
+pub(crate) fn queue(
+    outbox: &Outbox,
+    transport: &ActorRef<TransportMsg>,
+    node: u64,
+    add: impl FnOnce(&mut Batch),
+) {
+    outbox.push(node, add, || transport.cast(TransportMsg::Flush).is_ok());
+}
 
-    /// Sends each node's queue as one message.
-    fn flush(&mut self) {
+impl TransportState {
+    /// Sends each node's batch as one message.
+    fn flush(&mut self, batches: HashMap<u64, Batch>) {
         let me = self.me.0;
-        for (node, queued) in self.queued.iter_mut() {
-            if queued.is_empty() {
-                continue;
-            }
-            let mut batch = std::mem::take(queued);
+        for (node, mut batch) in batches {
             batch.from = me;
             let sent = match encode_batch(&batch) {
-                Ok(bytes) => match peer(&mut self.peers, *node) {
+                Ok(bytes) => match peer(&mut self.peers, node) {
                     Some(peer) => {
-                        self.ctx.metrics.transport_sent(*node, bytes.len());
+                        self.ctx.metrics.transport_sent(node, bytes.len());
                         let ok = peer.cast(TransportMsg::Deliver(bytes)).is_ok();
                         if !ok {
                             // Its session stopped: look it up again next time.
-                            self.peers.remove(node);
+                            self.peers.remove(&node);
                         }
                         ok
                     }
@@ -360,9 +336,10 @@ impl TransportState {
                         leader: None,
                     }));
                     if let Ok(reply) = codec::encode_compact("client reply", &answer) {
-                        self.batch(myself, from)
-                            .answers
-                            .push(Answer { id: r.id, reply });
+                        let id = r.id;
+                        queue(&self.ctx.outbox, myself, from, |b| {
+                            b.answers.push(Answer { id, reply })
+                        });
                     }
                 }
             }
@@ -404,7 +381,7 @@ pub fn local_replica(
 }
 
 /// Hands `parcel` to the local replica it is for, if it runs here.
-fn deliver_parcel(parcel: Parcel) {
+pub(crate) fn deliver_parcel(parcel: Parcel) {
     match local_replica(&parcel.group, parcel.generation, parcel.to) {
         Some(replica) => {
             let _ = replica.cast(ReplicaMsg::Protocol(parcel.envelopes));

@@ -10,7 +10,7 @@
 //! logged and dropped, never a panic; a storage failure stops the actor
 //! (its supervisor restarts it from storage, within its restart budget).
 
-use crate::cluster::transport::TransportMsg;
+use crate::cluster::transport::{self, Answer, Parcel};
 use crate::cluster::wire::{
     self, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError,
 };
@@ -548,7 +548,9 @@ impl ReplicaState {
             }
             ReplyTo::Remote { node, id } => {
                 if let Some(t) = self.ctx.transport() {
-                    let _ = t.cast(TransportMsg::Reply(node, id, bytes));
+                    transport::queue(&self.ctx.outbox, &t, node, |b| {
+                        b.answers.push(Answer { id, reply: bytes })
+                    });
                 }
             }
         }
@@ -571,20 +573,21 @@ impl ReplicaState {
                 return;
             }
         };
-        let Some(transport) = self.ctx.transport() else {
+        let parcel = Parcel {
+            group: self.group.clone(),
+            to,
+            envelopes: bytes,
+            generation: self.generation,
+        };
+        if to.node == self.ctx.config.node_id() {
+            transport::deliver_parcel(parcel);
+            return;
+        }
+        let Some(t) = self.ctx.transport() else {
             tracing::trace!(group = %self.group, %to, "no transport (node stopping)");
             return;
         };
-        let msg = TransportMsg::Send(
-            self.group.clone(),
-            self.generation,
-            to.node.0,
-            to.incarnation.0,
-            bytes,
-        );
-        if transport.cast(msg).is_err() {
-            tracing::trace!(group = %self.group, %to, "transport stopped");
-        }
+        transport::queue(&self.ctx.outbox, &t, to.node.0, |b| b.parcels.push(parcel));
     }
 }
 

@@ -48,6 +48,8 @@ pub struct NodeContext {
     pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
     pub(crate) admin: RwLock<Option<ActorRef<AdminMsg>>>,
     pub(crate) transport: RwLock<Option<ActorRef<TransportMsg>>>,
+    /// What waits to leave for other nodes (sent by the transport).
+    pub(crate) outbox: crate::cluster::outbox::Outbox,
     /// Runs the effects of every replica on this node.
     pub(crate) effects: crate::group::driver::EffectRunner,
     /// The node's metrics (`GET /metrics`).
@@ -113,6 +115,7 @@ impl NodeContext {
             node_server: RwLock::new(None),
             admin: RwLock::new(None),
             transport: RwLock::new(None),
+            outbox: Default::default(),
             effects: Default::default(),
             metrics,
             readiness: Mutex::new(Readiness::default()),
