@@ -151,6 +151,15 @@ pub struct Replica<M: StateMachine> {
     pub(crate) now: u64,
     pub(crate) election_deadline: u64,
     pub(crate) max_round_seen: u64,
+    /// Elections this replica started in a row without following a leader
+    /// for a whole election timeout since (winning does not count: a new
+    /// leader that went back to short timeouts would unseat its successor
+    /// the same way it unseated its predecessor): each doubles
+    /// its election timeouts, up to [`MAX_ELECTION_BACKOFF`] times the base
+    /// (see `reset_election_timer`).
+    pub(crate) elections_in_a_row: u32,
+    /// The leader's ballot this follower hears, and since when.
+    pub(crate) following: Option<(Ballot, u64)>,
 
     // Local clients.
     pub(crate) waiting: BTreeSet<RequestId>,
@@ -204,6 +213,8 @@ impl<M: StateMachine> Replica<M> {
             now: 0,
             election_deadline: 0,
             max_round_seen: 0,
+            elections_in_a_row: 0,
+            following: None,
             waiting: BTreeSet::new(),
             ready: Ready::default(),
             inbox: Vec::new(),
@@ -582,8 +593,15 @@ impl<M: StateMachine> Replica<M> {
     /// rotates first voters over the nodes, which spreads leaders, and so
     /// the work of leading, over the cluster. Only a bias: any voter may
     /// still win, and safety does not depend on who does.
+    ///
+    /// Both bounds double with every election this replica started in a
+    /// row without result, up to [`MAX_ELECTION_BACKOFF`] times: when
+    /// messages take longer than an election timeout (a congested node, a
+    /// slow link), elections that restart before their promises can arrive
+    /// never finish, and each adds messages to the congestion; backing off
+    /// lets one finish.
     pub(crate) fn reset_election_timer(&mut self) {
-        let e = self.opts.election_ticks.max(1);
+        let e = self.opts.election_ticks.max(1) * self.election_backoff();
         let preferred = self.config.voters.first() == Some(&self.id);
         let (low, high) = if preferred && !self.is_draining() {
             (e.div_ceil(2), e)
@@ -591,6 +609,14 @@ impl<M: StateMachine> Replica<M> {
             (e, 2 * e)
         };
         self.election_deadline = self.now + self.rng.range(low, high);
+    }
+
+    /// The factor on election timeouts and on a candidate's retransmissions:
+    /// 1 for the first election in a row, doubling with each further one up
+    /// to [`MAX_ELECTION_BACKOFF`].
+    pub(crate) fn election_backoff(&self) -> u64 {
+        let doublings = self.elections_in_a_row.saturating_sub(1);
+        (1u64 << doublings.min(MAX_ELECTION_BACKOFF.trailing_zeros())).min(MAX_ELECTION_BACKOFF)
     }
 
     /// Notes a ballot seen anywhere; a higher one than ours ends our
@@ -630,6 +656,10 @@ impl<M: StateMachine> Replica<M> {
         self.reset_election_timer();
     }
 }
+
+/// The most election timeouts are stretched by after elections that did
+/// not finish (a power of two).
+pub const MAX_ELECTION_BACKOFF: u64 = 8;
 
 #[cfg(test)]
 mod drain_tests;

@@ -167,6 +167,7 @@ impl<M: StateMachine> Replica<M> {
             self.step_down(None);
         }
         self.leader = None;
+        self.elections_in_a_row = self.elections_in_a_row.saturating_add(1);
         self.reset_election_timer();
         let from = self.commit + 1;
         tracing::debug!(member = %self.id, %ballot, from, "starting election");
@@ -195,10 +196,13 @@ impl<M: StateMachine> Replica<M> {
     }
 
     pub(super) fn candidate_tick(&mut self) {
+        // Resent as often as the election timeout allows (see
+        // `election_backoff`): under congestion resending adds to it.
+        let every = self.opts.heartbeat_ticks * self.election_backoff();
         let Role::Candidate(c) = &mut self.role else {
             return;
         };
-        if self.now < c.last_sent + self.opts.heartbeat_ticks {
+        if self.now < c.last_sent + every {
             return;
         }
         c.last_sent = self.now;

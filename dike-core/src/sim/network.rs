@@ -50,8 +50,11 @@ pub struct NetFaults {
     pub drop_pct: u64,
     /// Percent of peer messages delivered twice.
     pub dup_pct: u64,
-    /// Messages take 1..=max_delay steps.
+    /// Messages take 1..=max_delay steps …
     pub max_delay: u64,
+    /// … and messages between replicas at least this many (a congested
+    /// transport; 0 or 1: no minimum).
+    pub min_peer_delay: u64,
     /// Percent of client requests and responses lost (clients retry).
     pub client_drop_pct: u64,
 }
@@ -94,6 +97,10 @@ impl Network {
         now + rng.range(1, self.faults.max_delay.max(1) + 1)
     }
 
+    fn peer_delay(&self, rng: &mut Rng, now: u64) -> u64 {
+        self.delay(rng, now).max(now + self.faults.min_peer_delay)
+    }
+
     /// Sends a packet between replicas, subject to faults and partitions.
     pub fn send_peer(&mut self, rng: &mut Rng, now: u64, from: usize, to: usize, env: Envelope) {
         self.sent += 1;
@@ -109,7 +116,7 @@ impl Network {
             return;
         }
         if self.faults_on && rng.chance(self.faults.dup_pct) {
-            let due = self.delay(rng, now);
+            let due = self.peer_delay(rng, now);
             self.push(
                 rng,
                 due,
@@ -120,7 +127,7 @@ impl Network {
                 },
             );
         }
-        let due = self.delay(rng, now);
+        let due = self.peer_delay(rng, now);
         self.push(rng, due, Packet::Peer { from, to, env });
     }
 
