@@ -16,13 +16,13 @@
 
 use dike_actors::cluster::wire::{self, ReplicaMsg};
 use dike_actors::counter::Counter;
-use dike_actors::group::replica::{Assignment, ReplicaActor, ReplicaArgs};
+use dike_actors::group::replica::{Assignment, NextTick, ReplicaActor, ReplicaArgs};
 use dike_actors::node::context::NodeContext;
 use dike_actors::NodeConfig;
 use dike_core::{Config, MemberId, PaxosServer};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
 /// The system allocator, counting the bytes currently allocated.
@@ -132,7 +132,7 @@ async fn replicas(n: usize, dir: Option<&std::path::Path>, part: &str, prefix: &
                 generation: 1,
                 config: Config::initial(voters.clone()),
             },
-            wants_ticks: Arc::new(AtomicBool::new(true)),
+            next_tick: Arc::new(NextTick::now()),
         };
         let name = wire::replica_name(&args.assignment.group, 1, me);
         async move {

@@ -270,6 +270,11 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         self.replica.wants_ticks()
     }
 
+    /// See [`Replica::ticks_until_due`].
+    pub fn ticks_until_due(&self) -> u64 {
+        self.replica.ticks_until_due()
+    }
+
     /// Submits a command; its answer comes as a `Response` for
     /// `RequestId::Command(cmd.client, cmd.seq)`.
     pub fn propose(&mut self, cmd: Command) {

@@ -27,7 +27,7 @@ use dike_core::{
 use prometheus_client::metrics::gauge::Gauge;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,11 +55,37 @@ pub struct ReplicaArgs {
     pub ctx: Arc<NodeContext>,
     /// What to host.
     pub assignment: Assignment,
-    /// Set by the replica after each message: whether it wants the node's
-    /// ticks (not while its group hibernates). Its supervisor sends ticks
-    /// only to replicas that want them; any other message wakes a
-    /// hibernating replica, which then asks for ticks again.
-    pub wants_ticks: Arc<AtomicBool>,
+    /// Set by the replica after each message: the node tick it next needs
+    /// (see [`NextTick`]).
+    pub next_tick: Arc<NextTick>,
+}
+
+/// The node tick (a count, [`NodeContext`]'s) at which a replica next needs
+/// one, shared with its supervisor, which sends a node tick only to the
+/// replicas it is due for: not to one whose group hibernates (any other
+/// message wakes it, and it asks again), nor to a follower before its
+/// election deadline ([`dike_core::Replica::ticks_until_due`]). Before it
+/// handles anything, a replica makes up the ticks it was not sent
+/// (`ReplicaState::catch_up`), so its clock is the node's. At 1,000s of
+/// groups, ticks to every awake replica were most of a node's messages.
+#[derive(Debug)]
+pub struct NextTick(AtomicU64);
+
+impl NextTick {
+    /// Due at once (a replica that has not said yet).
+    pub fn now() -> Self {
+        NextTick(AtomicU64::new(0))
+    }
+
+    /// Whether node tick `tick` is due (`u64::MAX - 1` is due unless the
+    /// replica needs no tick at all).
+    pub fn due(&self, tick: u64) -> bool {
+        self.0.load(Ordering::Relaxed) <= tick
+    }
+
+    pub(crate) fn set(&self, tick: u64) {
+        self.0.store(tick, Ordering::Relaxed);
+    }
 }
 
 /// The actor's state.
@@ -86,8 +112,12 @@ pub struct ReplicaState {
     batched: u64,
     /// Its part in the node's leading and hibernating gauges.
     gauges: RoleGauges,
-    /// See [`ReplicaArgs::wants_ticks`].
-    wants_ticks: Arc<AtomicBool>,
+    /// See [`ReplicaArgs::next_tick`].
+    next_tick: Arc<NextTick>,
+    /// Whether it wanted ticks when it last said.
+    wanted_ticks: bool,
+    /// The node ticks its clock has followed (see [`NextTick`]).
+    ticks_seen: u64,
 }
 
 /// A replica's part in the node's `replicas_leading` and
@@ -176,6 +206,7 @@ impl Actor for ReplicaActor {
         ractor::pg::join(wire::group_pg(&a.group), vec![myself.get_cell()]);
         let gauges = RoleGauges::new(&args.ctx.metrics);
         tracing::info!(group = %a.group, member = %a.member, "replica started");
+        let ticks_seen = args.ctx.ticks();
         let mut state = ReplicaState {
             driver,
             group: a.group,
@@ -191,7 +222,9 @@ impl Actor for ReplicaActor {
             promised: dike_core::Ballot::default(),
             batched: 0,
             gauges,
-            wants_ticks: args.wants_ticks,
+            next_tick: args.next_tick,
+            wanted_ticks: true,
+            ticks_seen,
         };
         state.drive()?;
         state.publish_ticks();
@@ -213,6 +246,11 @@ impl Actor for ReplicaActor {
         msg: ReplicaMsg,
         state: &mut ReplicaState,
     ) -> Result<(), ActorProcessingErr> {
+        let ticked = state.catch_up();
+        if ticked && !matches!(msg, ReplicaMsg::Tick(_)) {
+            // A due tick may have had something to do.
+            state.schedule_flush(&myself);
+        }
         match msg {
             ReplicaMsg::Protocol(bytes) => match wire::decode_envelopes(&bytes) {
                 Ok(envs) => {
@@ -245,10 +283,9 @@ impl Actor for ReplicaActor {
             ReplicaMsg::Tick(sent) => {
                 let waited = state.ctx.clock().saturating_sub(Duration::from_nanos(sent));
                 state.ctx.metrics.mailbox_wait(Mailbox::Replica, waited);
-                // Sent only while it wants ticks; one may still be on its
-                // way when the group falls asleep.
-                if state.driver.wants_ticks() {
-                    state.driver.tick();
+                // The ticks were made up above (none if the group fell
+                // asleep while this one was on its way).
+                if ticked {
                     state.drive()?;
                 }
                 state.observe_role();
@@ -488,16 +525,34 @@ impl ReplicaState {
 
     /// Updates the node's leading and hibernating gauges, and counts an
     /// election this replica started (a promise of a ballot of its own).
-    /// Publishes whether the replica wants ticks
-    /// ([`ReplicaArgs::wants_ticks`]). A change also updates the role
+    /// Publishes the node tick the replica next needs
+    /// ([`ReplicaArgs::next_tick`]). A change of whether it wants ticks at
+    /// all also updates the role
     /// gauges, which ticks keep current otherwise and a hibernating
     /// replica no longer gets.
     fn publish_ticks(&mut self) {
         let wants = self.driver.wants_ticks();
-        if self.wants_ticks.load(Ordering::Relaxed) != wants {
-            self.wants_ticks.store(wants, Ordering::Relaxed);
+        let due = self.driver.ticks_until_due();
+        self.next_tick.set(self.ticks_seen.saturating_add(due));
+        if self.wanted_ticks != wants {
+            self.wanted_ticks = wants;
             self.observe_role();
         }
+    }
+
+    /// Makes up the node ticks since the last message (see [`NextTick`]):
+    /// as many `tick`s, while the replica wants them. Returns whether it
+    /// ticked.
+    fn catch_up(&mut self) -> bool {
+        let now = self.ctx.ticks();
+        let mut ticked = false;
+        while self.ticks_seen < now && self.driver.wants_ticks() {
+            self.driver.tick();
+            self.ticks_seen += 1;
+            ticked = true;
+        }
+        self.ticks_seen = now;
+        ticked
     }
 
     fn observe_role(&mut self) {

@@ -10,7 +10,7 @@
 
 use crate::cluster::wire::{self, ReplicaMsg};
 use crate::group::reconcile;
-use crate::group::replica::{Assignment, ReplicaActor, ReplicaArgs};
+use crate::group::replica::{Assignment, NextTick, ReplicaActor, ReplicaArgs};
 use crate::group::restart::RestartBudget;
 use crate::master::MASTER_KIND;
 use crate::node::config::MASTER_GROUP;
@@ -19,7 +19,7 @@ use crate::node::metrics::Mailbox;
 use dike_core::codec;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,18 +59,19 @@ pub struct GroupSupervisor;
 struct Child {
     actor: ActorRef<ReplicaMsg>,
     assignment: Assignment,
-    /// Whether the replica wants the node's ticks, as it last said
-    /// ([`ReplicaArgs::wants_ticks`]).
-    wants_ticks: Arc<AtomicBool>,
+    /// The node tick the replica next needs, as it last said
+    /// ([`ReplicaArgs::next_tick`]).
+    next_tick: Arc<NextTick>,
 }
 
-/// Casts a tick sent at `at` to each child that wants ticks; returns how
-/// many got one. A hibernating group's replicas get none, so an idle
-/// group costs the node nothing per tick.
-fn tick<'a>(children: impl IntoIterator<Item = &'a Child>, at: u64) -> usize {
+/// Casts node tick number `tick`, sent at `at`, to each child it is due
+/// for; returns how many got one. A hibernating group's replicas get none,
+/// so an idle group costs the node nothing per tick, and a follower gets
+/// none before its election deadline.
+fn tick<'a>(children: impl IntoIterator<Item = &'a Child>, tick: u64, at: u64) -> usize {
     children
         .into_iter()
-        .filter(|c| c.wants_ticks.load(Ordering::Relaxed))
+        .filter(|c| c.next_tick.due(tick))
         .filter(|c| c.actor.cast(ReplicaMsg::Tick(at)).is_ok())
         .count()
 }
@@ -162,7 +163,8 @@ impl Actor for GroupSupervisor {
                 let metrics = &state.ctx.metrics;
                 metrics.mailbox_wait(Mailbox::GroupSupervisor, now.saturating_sub(sent));
                 let at = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-                tick(state.children.values(), at);
+                let count = state.ctx.count_tick();
+                tick(state.children.values(), count, at);
             }
             GroupSupMsg::Reconcile(desired, existing) => {
                 state.ensure_pinned(&myself).await;
@@ -296,11 +298,11 @@ impl GroupSupState {
             return;
         }
         let name = wire::replica_name(&a.group, a.generation, a.member);
-        let wants_ticks = Arc::new(AtomicBool::new(true));
+        let next_tick = Arc::new(NextTick::now());
         let args = ReplicaArgs {
             ctx: self.ctx.clone(),
             assignment: a.clone(),
-            wants_ticks: wants_ticks.clone(),
+            next_tick: next_tick.clone(),
         };
         match Actor::spawn_linked(Some(name), ReplicaActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
@@ -313,7 +315,7 @@ impl GroupSupState {
                     Child {
                         actor,
                         assignment: a,
-                        wants_ticks,
+                        next_tick,
                     },
                 );
             }
@@ -382,7 +384,7 @@ impl GroupSupState {
             Child {
                 actor: s.child.actor,
                 assignment: a.clone(),
-                wants_ticks: s.child.wants_ticks,
+                next_tick: s.child.next_tick,
             },
         );
         true
@@ -434,11 +436,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ticks_go_only_to_replicas_that_want_them() {
+    async fn ticks_go_only_to_replicas_they_are_due_for() {
         let member = MemberId::new(1, 1);
         let mut children = Vec::new();
         let mut counts = Vec::new();
-        for wants in [true, false] {
+        // Due at ticks 7 and 8, and never (hibernating).
+        for due in [7, 8, u64::MAX] {
             let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let args = CountingArgs {
                 count: count.clone(),
@@ -449,25 +452,29 @@ mod tests {
             let child = Child {
                 actor,
                 assignment: Assignment {
-                    group: format!("g-{wants}"),
+                    group: format!("g-{due}"),
                     kind: Counter::KIND.into(),
                     member,
                     generation: 1,
                     config: Config::initial(vec![member]),
                 },
-                wants_ticks: Arc::new(AtomicBool::new(wants)),
+                next_tick: Arc::new(NextTick::now()),
             };
+            child.next_tick.set(due);
             children.push((child, handle));
             counts.push(count);
         }
-        assert_eq!(tick(children.iter().map(|(c, _)| c), 7), 1);
+        assert_eq!(tick(children.iter().map(|(c, _)| c), 7, 0), 1);
         for (child, handle) in children {
             // Draining handles what the mailbox holds, the tick included.
             child.actor.drain().expect("drain");
             handle.await.expect("stopped");
         }
-        let got: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
-        assert_eq!(got, [1, 0]);
+        let got: Vec<usize> = counts
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            .collect();
+        assert_eq!(got, [1, 0, 0]);
     }
 
     /// A replica says it wants no ticks once its group hibernates (here a
@@ -475,7 +482,7 @@ mod tests {
     #[tokio::test]
     async fn a_replica_whose_group_hibernates_asks_for_no_more_ticks() {
         let (ctx, member) = context("sup-ticks");
-        let wants_ticks = Arc::new(AtomicBool::new(true));
+        let next_tick = Arc::new(NextTick::now());
         let args = ReplicaArgs {
             ctx: ctx.clone(),
             assignment: Assignment {
@@ -485,16 +492,17 @@ mod tests {
                 generation: 1,
                 config: Config::initial(vec![member]),
             },
-            wants_ticks: wants_ticks.clone(),
+            next_tick: next_tick.clone(),
         };
         let (replica, handle) = Actor::spawn(None, ReplicaActor, args).await.expect("spawn");
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut at = 0;
         // Ticks as the supervisor sends them, until the replica declines.
-        while wants_ticks.load(Ordering::SeqCst) {
+        while next_tick.due(u64::MAX - 1) {
             assert!(Instant::now() < deadline, "the group never hibernated");
-            at += 1;
-            replica.cast(ReplicaMsg::Tick(at)).expect("cast");
+            let count = ctx.count_tick();
+            if next_tick.due(count) {
+                replica.cast(ReplicaMsg::Tick(count)).expect("cast");
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // The gauges followed without a tick.

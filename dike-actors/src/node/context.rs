@@ -50,6 +50,9 @@ pub struct NodeContext {
     pub(crate) transport: RwLock<Option<ActorRef<TransportMsg>>>,
     /// What waits to leave for other nodes (sent by the transport).
     pub(crate) outbox: crate::cluster::outbox::Outbox,
+    /// Node ticks so far (the group supervisor counts them; replicas make
+    /// up the ticks they were not sent, see [`crate::group::replica`]).
+    ticks: AtomicU64,
     /// Runs the effects of every replica on this node.
     pub(crate) effects: crate::group::driver::EffectRunner,
     /// The node's metrics (`GET /metrics`).
@@ -116,6 +119,7 @@ impl NodeContext {
             admin: RwLock::new(None),
             transport: RwLock::new(None),
             outbox: Default::default(),
+            ticks: AtomicU64::new(0),
             effects: Default::default(),
             metrics,
             readiness: Mutex::new(Readiness::default()),
@@ -232,6 +236,16 @@ impl NodeContext {
     }
 
     /// The node's transport now running, if any.
+    /// Node ticks so far.
+    pub(crate) fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Acquire)
+    }
+
+    /// Counts one more node tick; returns the count.
+    pub(crate) fn count_tick(&self) -> u64 {
+        self.ticks.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     pub(crate) fn transport(&self) -> Option<ActorRef<TransportMsg>> {
         self.transport.read().ok()?.clone()
     }

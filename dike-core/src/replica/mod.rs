@@ -370,6 +370,29 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
+    /// How many `tick` calls from now until one does more than advance the
+    /// clock: the election deadline of a voting follower, the deadline or
+    /// the next `Prepare` resend of a candidate, 1 for a leader; `u64::MAX`
+    /// when no tick will (a hibernating group, a follower that does not
+    /// vote). A runtime may hold back the ticks before that one and make
+    /// them up (`tick` as many times) before handing the replica anything
+    /// else: nothing can tell the difference.
+    pub fn ticks_until_due(&self) -> u64 {
+        if !self.wants_ticks() {
+            return u64::MAX;
+        }
+        let until = |at: u64| at.saturating_sub(self.now).max(1);
+        match &self.role {
+            Role::Leader(_) => 1,
+            Role::Candidate(c) => {
+                let resend = c.resend_at(self.opts.heartbeat_ticks * self.election_backoff());
+                until(self.election_deadline.min(resend))
+            }
+            Role::Follower if self.config.is_voter(self.id) => until(self.election_deadline),
+            Role::Follower => u64::MAX,
+        }
+    }
+
     /// Starts an election now (the runtime's failure detector calls this
     /// when the leader's node is down).
     pub fn campaign(&mut self) {

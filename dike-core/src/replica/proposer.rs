@@ -31,6 +31,13 @@ pub(crate) struct CandidateState {
     last_sent: u64,
 }
 
+impl CandidateState {
+    /// When its `Prepare`s go out again if resent every `every` ticks.
+    pub(crate) fn resend_at(&self, every: u64) -> u64 {
+        self.last_sent + every
+    }
+}
+
 /// A slot proposed in the leader's ballot and not yet chosen.
 #[derive(Debug)]
 struct Proposal {

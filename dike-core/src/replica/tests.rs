@@ -571,3 +571,77 @@ fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_dow
         "a new leader after the report"
     );
 }
+
+/// A follower, then a candidate, each held back until the tick it named:
+/// the ticks before it change nothing, and the named one acts.
+#[test]
+fn ticks_before_the_one_a_replica_names_as_due_change_nothing() {
+    let mut r = single(2, 3);
+    let _ = r.take_ready();
+    let due = r.ticks_until_due();
+    assert!(due > 1 && due < u64::MAX, "{due}");
+    for _ in 1..due {
+        r.tick();
+        assert!(matches!(r.role, super::Role::Follower));
+        let ready = r.take_ready();
+        assert!(ready.messages.is_empty() && ready.after_write.is_empty());
+    }
+    r.tick();
+    assert!(matches!(r.role, super::Role::Candidate(_)), "due: elects");
+    // A candidate's next due tick is its first Prepare resend.
+    let _ = r.take_ready();
+    let due = r.ticks_until_due();
+    assert_eq!(due, r.opts.heartbeat_ticks);
+    let sent = |r: &mut Replica<Machine>| {
+        let ready = r.take_ready();
+        ready.messages.len() + ready.after_write.len()
+    };
+    for _ in 1..due {
+        r.tick();
+        assert_eq!(sent(&mut r), 0);
+    }
+    r.tick();
+    assert!(sent(&mut r) > 0, "due: resends");
+}
+
+/// Elections started in a row without a leader to follow stretch the
+/// election timeouts, doubling up to the bound; following one leader for a
+/// whole (stretched) timeout brings them back.
+#[test]
+fn failed_elections_in_a_row_stretch_timeouts_until_a_leader_lasts() {
+    let mut r = single(2, 3);
+    let e = r.opts.election_ticks;
+    let mut spans = Vec::new();
+    for _ in 0..6 {
+        r.start_election();
+        let _ = r.take_ready();
+        spans.push(r.election_deadline - r.now);
+        r.now = r.election_deadline;
+    }
+    for (i, span) in spans.iter().enumerate() {
+        let factor = (1u64 << i.min(3)).min(super::MAX_ELECTION_BACKOFF);
+        assert!(
+            (factor * e..2 * factor * e).contains(span),
+            "election {i}: {span} ticks, factor {factor}"
+        );
+    }
+    // A leader heard, then heard for a whole stretched timeout.
+    let leader = Ballot {
+        epoch: 0,
+        round: r.max_round_seen + 1,
+        leader: m(1),
+    };
+    let heartbeat = |commit| Message::Heartbeat {
+        ballot: leader,
+        commit,
+        read_round: 0,
+        hibernate: false,
+    };
+    r.step(m(1), heartbeat(0));
+    assert_eq!(r.election_backoff(), super::MAX_ELECTION_BACKOFF, "not yet");
+    r.now += e * super::MAX_ELECTION_BACKOFF;
+    r.step(m(1), heartbeat(0));
+    assert_eq!(r.election_backoff(), 1, "the leader lasted");
+    let span = r.election_deadline - r.now;
+    assert!((e..2 * e).contains(&span), "{span}");
+}
