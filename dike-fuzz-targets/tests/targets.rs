@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 /// The seed of the mutated inputs unless `DIKE_FUZZ_SEED` says otherwise.
 const SEED: u64 = 0x0d1c_e5ee_d019;
 
+/// `fuzz/`, beside this crate.
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join("fuzz")
 }
 
 /// The committed seed corpus of `target`, in file-name order. An empty or
