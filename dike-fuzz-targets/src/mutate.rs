@@ -5,43 +5,22 @@
 //!
 //! The same seed and corpus give the same inputs in the same order, so a
 //! failing input is replayed by its seed. Nothing here looks at coverage:
-//! it is a cheap neighbourhood search around the seeds, not a fuzzer.
+//! it is a cheap neighbourhood search around the seeds, not a fuzzer. The
+//! randomness is the core's seeded SplitMix64 ([`dike_core::rng::Rng`]).
+
+use dike_core::rng::Rng;
 
 /// Bytes an input never grows beyond, so one input stays cheap.
 pub const MAX_INPUT: usize = 16 * 1024;
 
-/// SplitMix64: a tiny, fast, seedable generator (Steele, Lea and Flood),
-/// good enough to pick mutations.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
+/// A number in `0..n` (0 if `n` is 0).
+fn below(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
+}
 
-impl SplitMix64 {
-    /// A generator whose output is fixed by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 if `n` is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            return 0;
-        }
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// `n` random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
+/// `n` random bytes.
+pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.next_u64() as u8).collect()
 }
 
 /// Single bytes worth trying: boundaries, and MessagePack markers that
@@ -85,7 +64,7 @@ const TOKENS: [&[u8]; 14] = [
 /// Inputs mutated from a corpus, from a seed.
 #[derive(Debug)]
 pub struct Mutator<'a> {
-    rng: SplitMix64,
+    rng: Rng,
     corpus: &'a [Vec<u8>],
 }
 
@@ -94,7 +73,7 @@ impl<'a> Mutator<'a> {
     /// fixed by `seed`.
     pub fn new(seed: u64, corpus: &'a [Vec<u8>]) -> Self {
         Self {
-            rng: SplitMix64::new(seed),
+            rng: Rng::new(seed),
             corpus,
         }
     }
@@ -102,12 +81,12 @@ impl<'a> Mutator<'a> {
     /// The next input: one time in eight (always, with no corpus) up to 256
     /// raw random bytes; otherwise a corpus file with one to four mutations.
     pub fn next_input(&mut self) -> Vec<u8> {
-        if self.corpus.is_empty() || self.rng.below(8) == 0 {
-            let n = self.rng.below(257);
-            return self.rng.bytes(n);
+        if self.corpus.is_empty() || below(&mut self.rng, 8) == 0 {
+            let n = below(&mut self.rng, 257);
+            return random_bytes(&mut self.rng, n);
         }
-        let mut input = self.corpus[self.rng.below(self.corpus.len())].clone();
-        for _ in 0..=self.rng.below(4) {
+        let mut input = self.corpus[below(&mut self.rng, self.corpus.len())].clone();
+        for _ in 0..=below(&mut self.rng, 4) {
             self.mutate(&mut input);
         }
         input.truncate(MAX_INPUT);
@@ -117,56 +96,56 @@ impl<'a> Mutator<'a> {
     fn mutate(&mut self, input: &mut Vec<u8>) {
         let rng = &mut self.rng;
         let len = input.len();
-        match rng.below(10) {
-            0 => input.truncate(rng.below(len + 1)),
-            1 if len > 0 => input[rng.below(len)] ^= 1 << rng.below(8),
+        match below(rng, 10) {
+            0 => input.truncate(below(rng, len + 1)),
+            1 if len > 0 => input[below(rng, len)] ^= 1 << below(rng, 8),
             2 if len > 0 => {
-                input[rng.below(len)] = INTERESTING_BYTES[rng.below(INTERESTING_BYTES.len())]
+                input[below(rng, len)] = INTERESTING_BYTES[below(rng, INTERESTING_BYTES.len())]
             }
             3 if len > 0 => {
-                let word = INTERESTING_WORDS[rng.below(INTERESTING_WORDS.len())];
-                let bytes = if rng.below(2) == 0 {
+                let word = INTERESTING_WORDS[below(rng, INTERESTING_WORDS.len())];
+                let bytes = if below(rng, 2) == 0 {
                     word.to_le_bytes()
                 } else {
                     word.to_be_bytes()
                 };
-                let at = rng.below(len);
+                let at = below(rng, len);
                 let n = bytes.len().min(len - at);
                 input[at..at + n].copy_from_slice(&bytes[..n]);
             }
             4 => {
-                let n = 1 + rng.below(16);
-                let bytes = rng.bytes(n);
-                let at = rng.below(len + 1);
+                let n = 1 + below(rng, 16);
+                let bytes = random_bytes(rng, n);
+                let at = below(rng, len + 1);
                 input.splice(at..at, bytes);
             }
             5 if len > 0 => {
-                let at = rng.below(len);
-                let n = 1 + rng.below(len - at);
+                let at = below(rng, len);
+                let n = 1 + below(rng, len - at);
                 input.drain(at..at + n);
             }
             6 if len > 0 => {
-                let at = rng.below(len);
-                let n = 1 + rng.below((len - at).min(64));
+                let at = below(rng, len);
+                let n = 1 + below(rng, (len - at).min(64));
                 let chunk = input[at..at + n].to_vec();
-                let to = rng.below(len + 1);
+                let to = below(rng, len + 1);
                 input.splice(to..to, chunk);
             }
             7 if !self.corpus.is_empty() => {
-                let other = &self.corpus[rng.below(self.corpus.len())];
-                let keep = rng.below(len + 1);
-                let from = rng.below(other.len() + 1);
+                let other = &self.corpus[below(rng, self.corpus.len())];
+                let keep = below(rng, len + 1);
+                let from = below(rng, other.len() + 1);
                 input.truncate(keep);
                 input.extend_from_slice(&other[from..]);
             }
             8 => {
-                let token = TOKENS[rng.below(TOKENS.len())];
-                let at = rng.below(len + 1);
+                let token = TOKENS[below(rng, TOKENS.len())];
+                let at = below(rng, len + 1);
                 input.splice(at..at, token.iter().copied());
             }
             _ => {
-                let n = rng.below(33);
-                input.extend(rng.bytes(n));
+                let n = below(rng, 33);
+                input.extend(random_bytes(rng, n));
             }
         }
     }
@@ -201,9 +180,9 @@ mod tests {
     }
 
     #[test]
-    fn below_stays_below() {
-        let mut rng = SplitMix64::new(0);
-        assert!((0..1000).all(|_| rng.below(3) < 3));
-        assert_eq!(rng.below(0), 0);
+    fn random_bytes_are_as_many_as_asked() {
+        let mut rng = Rng::new(0);
+        assert!(random_bytes(&mut rng, 0).is_empty());
+        assert_eq!(random_bytes(&mut rng, 300).len(), 300);
     }
 }

@@ -11,7 +11,8 @@
 //! libFuzzer too: `cd fuzz && cargo +nightly fuzz run <target> FILE`.
 
 use arbitrary::{Arbitrary, Unstructured};
-use dike_fuzz_targets::mutate::{Mutator, SplitMix64};
+use dike_core::rng::Rng;
+use dike_fuzz_targets::mutate::{random_bytes, Mutator};
 use dike_fuzz_targets::replica::Op;
 use dike_fuzz_targets::{Body, TARGETS};
 use std::fmt::Write as _;
@@ -175,10 +176,10 @@ fn replica_long_random_operation_sequences_pass() {
         "DIKE_FUZZ_SEED={seed:#x} DIKE_FUZZ_CASES={cases} \
          cargo test -p dike-fuzz-targets --test targets replica_long"
     );
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = Rng::new(seed);
     for case in 0..cases {
-        let count = 64 + rng.below(449);
-        let bytes = rng.bytes(count * 16);
+        let count = rng.range(64, 513) as usize;
+        let bytes = random_bytes(&mut rng, count * 16);
         let mut u = Unstructured::new(&bytes);
         let ops: Vec<Op> = (0..count)
             .map_while(|_| Op::arbitrary(&mut u).ok())
