@@ -17,7 +17,8 @@ use ractor::message::SerializedMessage;
 use ractor::Message;
 
 /// Variant names of the cluster messages (their wire tags), so the fuzzer
-/// reaches each variant's argument decoding.
+/// reaches each variant's argument decoding. (A name no message has, such
+/// as the retired `TransportMsg` tags `Send` and `Reply`, is one too.)
 const VARIANTS: [&str; 19] = [
     "Protocol",
     "Request",
