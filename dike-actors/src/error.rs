@@ -55,6 +55,34 @@ pub enum DikeError {
     /// The node is shutting down or its dispatcher is not running.
     #[error("the node is not running: {0}")]
     NodeStopped(String),
+    /// This node's dispatcher took a request but did not answer it within
+    /// the wait (the request timeout and a second more, by which it answers
+    /// every request it can): the node is overloaded or stuck. The request
+    /// may or may not have been applied.
+    #[error(
+        "this node's dispatcher did not answer {request} within {after:?}: the node is \
+         overloaded or stuck; the request may or may not have been applied"
+    )]
+    DispatcherTimeout {
+        /// What was asked, in words (`a request to group "g"`, `the master
+        /// request AddGroup`).
+        request: String,
+        /// How long the caller waited.
+        after: Duration,
+    },
+    /// The master answered with a reply of another kind than the request
+    /// calls for: the two sides speak different versions of the protocol
+    /// (a master node running another version of dike).
+    #[error(
+        "the master answered the request {request} with a reply {reply}, which is not an answer \
+         to it; do all master nodes run the same version of dike as this one?"
+    )]
+    UnexpectedReply {
+        /// The request's kind (`AddGroup`).
+        request: String,
+        /// The kind of the reply that came (`Table`).
+        reply: String,
+    },
 }
 
 impl DikeError {
@@ -71,6 +99,8 @@ impl DikeError {
             DikeError::Rejected(_) => "rejected",
             DikeError::SessionExpired { .. } => "session_expired",
             DikeError::NodeStopped(_) => "node_stopped",
+            DikeError::DispatcherTimeout { .. } => "dispatcher_timeout",
+            DikeError::UnexpectedReply { .. } => "unexpected_reply",
         }
     }
 }
@@ -173,4 +203,37 @@ fn in_parentheses(detail: &Option<String>) -> String {
     detail
         .as_deref()
         .map_or_else(String::new, |d| format!(" ({d})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dispatcher_that_does_not_answer_is_a_timeout_naming_the_request_and_the_wait() {
+        let e = DikeError::DispatcherTimeout {
+            request: "a request to group \"g\"".into(),
+            after: Duration::from_secs(6),
+        };
+        assert_eq!(
+            e.to_string(),
+            "this node's dispatcher did not answer a request to group \"g\" within 6s: the node \
+             is overloaded or stuck; the request may or may not have been applied"
+        );
+        assert_eq!(e.label(), "dispatcher_timeout");
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_kind_names_the_request_and_the_reply() {
+        let e = DikeError::UnexpectedReply {
+            request: "AddGroup".into(),
+            reply: "Table".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the master answered the request AddGroup with a reply Table, which is not an answer \
+             to it; do all master nodes run the same version of dike as this one?"
+        );
+        assert_eq!(e.label(), "unexpected_reply");
+    }
 }

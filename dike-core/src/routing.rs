@@ -176,17 +176,6 @@ pub enum RoutingError {
     /// A group name that is empty.
     #[error("a group name must not be empty")]
     EmptyGroupName,
-    /// A move whose `from` member no longer serves the group.
-    #[error(
-        "{member} is not a member of group {group:?}; the group changed since the move was \
-         planned, so plan again from the current table"
-    )]
-    NotAMember {
-        /// The group.
-        group: String,
-        /// The member the move meant to replace.
-        member: MemberId,
-    },
     /// A join from the data dir of a node the operator removed.
     #[error(
         "node {name:?} was removed from the cluster (dike node remove); its data dir cannot \
@@ -203,18 +192,6 @@ pub enum RoutingError {
         name: String,
         /// A group with a member on it.
         group: String,
-    },
-    /// A move onto a node that already hosts the group.
-    #[error(
-        "node n{} already hosts a replica of group {group:?}; a group never has two replicas \
-         on one node, so pick another node",
-        .node.0
-    )]
-    AlreadyHosts {
-        /// The group.
-        group: String,
-        /// The node that already hosts it.
-        node: NodeId,
     },
 }
 
@@ -572,54 +549,11 @@ impl RoutingTable {
             NodeStatus::Up => None,
         }
     }
-
-    /// Records a membership change the group has chosen: `mv.to` takes the
-    /// place of `mv.from` and the configuration epoch goes up by one.
-    ///
-    /// The target's liveness is not checked: by the time a change is chosen
-    /// in the group's log the node may have gone down, and the table must
-    /// still say what the group's configuration is. (The runtime records
-    /// chosen configurations with [`RoutingTable::record_config`]; this is
-    /// the tests' shorthand.)
-    #[cfg(test)]
-    pub fn apply_move(&mut self, mv: &placement::Move) -> Result<&GroupInfo, RoutingError> {
-        if !self.nodes.contains_key(&mv.to.node) {
-            return Err(RoutingError::UnknownNode { node: mv.to.node });
-        }
-        let group = self
-            .groups
-            .get_mut(&mv.group)
-            .ok_or_else(|| RoutingError::UnknownGroup {
-                group: mv.group.clone(),
-            })?;
-        if group.hosts(mv.to.node) {
-            return Err(RoutingError::AlreadyHosts {
-                group: mv.group.clone(),
-                node: mv.to.node,
-            });
-        }
-        let config = &mut group.config;
-        let slot = config
-            .voters
-            .iter_mut()
-            .chain(config.learners.iter_mut())
-            .find(|m| **m == mv.from)
-            .ok_or_else(|| RoutingError::NotAMember {
-                group: mv.group.clone(),
-                member: mv.from,
-            })?;
-        *slot = mv.to;
-        config.epoch += 1;
-        tracing::debug!(%mv, epoch = config.epoch, "membership change recorded");
-        self.version += 1;
-        Ok(group)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::placement::Move;
 
     /// A table with nodes 1..=n, all up, incarnation 1.
     fn table_with_nodes(n: u64) -> RoutingTable {
@@ -813,60 +747,6 @@ mod tests {
         ));
         assert_eq!(t.mark_down(NodeId(9), 0), unknown_node);
         assert_eq!(t.mark_up(NodeId(9)), unknown_node);
-    }
-
-    #[test]
-    fn a_move_replaces_one_member_and_bumps_the_epoch() {
-        let mut t = table_with_nodes(4);
-        t.add_group("g", "kv", 3).expect("placed");
-        let mv = Move {
-            group: "g".into(),
-            from: MemberId::new(2, 1),
-            to: MemberId::new(4, 1),
-        };
-        let g = t.apply_move(&mv).expect("valid move");
-        assert_eq!(
-            nodes_of(g),
-            [1, 4, 3],
-            "the new member takes the old one's place"
-        );
-        assert_eq!(g.config.epoch, 1);
-    }
-
-    #[test]
-    fn a_stale_or_doubling_move_is_refused_and_changes_nothing() {
-        let mut t = table_with_nodes(4);
-        t.add_group("g", "kv", 3).expect("placed");
-        let before = t.clone();
-        let mv = |group: &str, from, to| Move {
-            group: group.into(),
-            from: MemberId::new(from, 1),
-            to: MemberId::new(to, 1),
-        };
-        let refused = |t: &mut RoutingTable, mv: Move| t.apply_move(&mv).map(|_| ()).err();
-        let doubled = refused(&mut t, mv("g", 4, 1));
-        assert!(matches!(
-            doubled,
-            Some(RoutingError::AlreadyHosts {
-                node: NodeId(1),
-                ..
-            })
-        ));
-        let not_member = refused(&mut t, mv("g", 4, 4));
-        assert!(matches!(not_member, Some(RoutingError::NotAMember { .. })));
-        let old_life = Move {
-            from: MemberId::new(1, 0),
-            ..mv("g", 1, 4)
-        };
-        assert!(matches!(
-            refused(&mut t, old_life),
-            Some(RoutingError::NotAMember { .. })
-        ));
-        let nowhere = refused(&mut t, mv("g", 1, 9));
-        assert!(matches!(nowhere, Some(RoutingError::UnknownNode { .. })));
-        let no_group = refused(&mut t, mv("h", 1, 4));
-        assert!(matches!(no_group, Some(RoutingError::UnknownGroup { .. })));
-        assert_eq!(t, before);
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub fn error_kind(e: &DikeError) -> &'static str {
         DikeError::Rejected(_) => "rejected",
         DikeError::SessionExpired { .. } => "session_expired",
         DikeError::NodeStopped(_) => "node_stopped",
+        DikeError::DispatcherTimeout { .. } => "dispatcher_timeout",
+        DikeError::UnexpectedReply { .. } => "unexpected_reply",
     }
 }
 

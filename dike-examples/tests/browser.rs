@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "browser-test-cookie";
 
@@ -57,16 +57,19 @@ fn run_chromium(browser: &PathBuf, what: &str, url: &str, within: Duration) -> S
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chromium");
-    let deadline = Instant::now() + within;
-    loop {
-        match child.try_wait().expect("wait for chromium") {
-            Some(_) => break,
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                panic!("chromium did not finish within {within:?}");
+    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll("chromium finishing", within, || {
+            match child.try_wait().expect("wait for chromium") {
+                Some(_) => Ok(()),
+                None => Err(format!("it still runs on {url}")),
             }
-            None => std::thread::sleep(Duration::from_millis(100)),
-        }
+        })
+    }));
+    if let Err(timed_out) = finished {
+        // A browser that hangs must not outlive the test.
+        let _ = child.kill();
+        let _ = child.wait();
+        std::panic::resume_unwind(timed_out);
     }
     let out = child.wait_with_output().expect("chromium output");
     let _ = std::fs::remove_dir_all(&profile);

@@ -191,13 +191,14 @@ impl Client {
             address: info.address.clone(),
             incarnation: info.incarnation.0,
         };
+        let kind = req.kind();
         let reply = ractor::call_t!(dispatcher, DispatcherMsg::Master, 10_000, req)
             .map_err(|e| DikeError::NodeStopped(format!("dispatcher: {e}")))??;
         match reply {
             MasterReply::Joined(n) => Ok(JoinOutcome::Joined(n)),
             MasterReply::AlreadyKnown(n) => Ok(JoinOutcome::AlreadyKnown(n)),
             MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
-            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
+            other => Err(other.unexpected(kind)),
         }
     }
 

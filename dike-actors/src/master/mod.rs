@@ -14,6 +14,7 @@
 
 pub mod rebalancer;
 
+use crate::error::DikeError;
 use crate::node::config::node_id_of;
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingError, RoutingTable};
 use dike_core::{Config, GroupContext, Incarnation, NodeId, Outcome, PaxosServer};
@@ -94,6 +95,25 @@ pub enum MasterRequest {
     },
 }
 
+impl MasterRequest {
+    /// The request's kind, as its variant is named (`AddGroup`): what an
+    /// error names, without the request's contents.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MasterRequest::Join { .. } => "Join",
+            MasterRequest::AddGroup { .. } => "AddGroup",
+            MasterRequest::RemoveGroup { .. } => "RemoveGroup",
+            MasterRequest::NodeDown { .. } => "NodeDown",
+            MasterRequest::NodeUp { .. } => "NodeUp",
+            MasterRequest::SetConfig { .. } => "SetConfig",
+            MasterRequest::RemoveNode { .. } => "RemoveNode",
+            MasterRequest::ForgetNode { .. } => "ForgetNode",
+            MasterRequest::GetTable => "GetTable",
+            MasterRequest::SetDraining { .. } => "SetDraining",
+        }
+    }
+}
+
 /// The master's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MasterReply {
@@ -123,6 +143,34 @@ pub enum MasterReply {
     WasRemoved(String),
     /// The change was refused, with the reason.
     Refused(String),
+}
+
+impl MasterReply {
+    /// The reply's kind, as its variant is named (`Table`): what an error
+    /// names, without the reply's contents (a whole routing table, say).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MasterReply::Joined(_) => "Joined",
+            MasterReply::AlreadyKnown(_) => "AlreadyKnown",
+            MasterReply::Group(_) => "Group",
+            MasterReply::Removed(_) => "Removed",
+            MasterReply::Table(_) => "Table",
+            MasterReply::Done => "Done",
+            MasterReply::Removing { .. } => "Removing",
+            MasterReply::NodeRemoved(_) => "NodeRemoved",
+            MasterReply::WasRemoved(_) => "WasRemoved",
+            MasterReply::Refused(_) => "Refused",
+        }
+    }
+
+    /// The error for this reply coming as the answer to a request of kind
+    /// `request` ([`MasterRequest::kind`]) that it does not answer.
+    pub fn unexpected(&self, request: &str) -> DikeError {
+        DikeError::UnexpectedReply {
+            request: request.to_owned(),
+            reply: self.kind().to_owned(),
+        }
+    }
 }
 
 /// The master paxos server. See the module documentation.

@@ -41,13 +41,15 @@ impl NodeHandle {
             node: node_id_of(name),
             draining,
         };
-        match self.master(req).await {
-            Ok(MasterReply::Done) => Ok(()),
-            Ok(other) => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
+        let answer = |reply: MasterReply| match reply {
+            MasterReply::Done => Ok(()),
+            other => Err(other),
+        };
+        match self.master_as(req, answer).await {
             Err(DikeError::Rejected(why)) => {
                 Err(DikeError::Rejected(format!("node {name:?}: {why}")))
             }
-            Err(e) => Err(e),
+            done_or_failed => done_or_failed,
         }
     }
 

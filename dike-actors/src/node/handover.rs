@@ -45,9 +45,14 @@ impl NodeHandle {
         let mut leader = None;
         loop {
             if asked_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let request = || format!("a leader transfer in group {group:?}");
                 let group = group.to_owned();
-                self.ask(|reply| DispatcherMsg::Transfer { group, to, reply })
-                    .await?;
+                self.ask(request, |reply| DispatcherMsg::Transfer {
+                    group,
+                    to,
+                    reply,
+                })
+                .await?;
                 asked_at = Some(Instant::now());
             }
             let wait = Duration::from_millis(300);

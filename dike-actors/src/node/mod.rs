@@ -465,17 +465,26 @@ impl NodeHandle {
         self.ctx.kind(kind).is_some()
     }
 
+    /// Hands the dispatcher the message `msg` makes and waits for its
+    /// answer; `request` says in words what was asked, for the error if
+    /// the dispatcher does not answer in time.
     async fn ask<T: Send + 'static>(
         &self,
+        request: impl FnOnce() -> String,
         msg: impl FnOnce(RpcReplyPort<Result<T, DikeError>>) -> DispatcherMsg,
     ) -> Result<T, DikeError> {
         let d = self
             .dispatcher()
             .ok_or_else(|| DikeError::NodeStopped("no dispatcher".into()))?;
+        // The dispatcher gives up on a request at the request timeout; the
+        // second more is for its answer to arrive.
         let wait = self.ctx.config.request_timeout + Duration::from_secs(1);
         match d.call(msg, Some(wait)).await {
             Ok(CallResult::Success(r)) => r,
-            Ok(CallResult::Timeout) => Err(DikeError::NodeStopped("dispatcher timed out".into())),
+            Ok(CallResult::Timeout) => Err(DikeError::DispatcherTimeout {
+                request: request(),
+                after: wait,
+            }),
             Ok(CallResult::SenderError) | Err(_) => {
                 Err(DikeError::NodeStopped("dispatcher stopped".into()))
             }
@@ -483,7 +492,12 @@ impl NodeHandle {
     }
 
     async fn master(&self, req: MasterRequest) -> Result<MasterReply, DikeError> {
-        match self.ask(|port| DispatcherMsg::Master(req, port)).await? {
+        let kind = req.kind();
+        let request = || format!("the master request {kind}");
+        match self
+            .ask(request, |port| DispatcherMsg::Master(req, port))
+            .await?
+        {
             MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
             MasterReply::WasRemoved(r) => {
                 self.ctx.set_removed(&r);
@@ -491,6 +505,18 @@ impl NodeHandle {
             }
             other => Ok(other),
         }
+    }
+
+    /// Sends `req` to the master and takes its answer with `answer`, which
+    /// hands back a reply that does not answer `req`; that one is an
+    /// [`DikeError::UnexpectedReply`] naming both.
+    async fn master_as<T>(
+        &self,
+        req: MasterRequest,
+        answer: impl FnOnce(MasterReply) -> Result<T, MasterReply>,
+    ) -> Result<T, DikeError> {
+        let kind = req.kind();
+        answer(self.master(req).await?).map_err(|other| other.unexpected(kind))
     }
 
     /// Registers this node with the master. The dispatcher also does this by
@@ -503,11 +529,13 @@ impl NodeHandle {
             address: self.ctx.config.address(),
             incarnation: self.ctx.incarnation.0,
         };
-        let outcome = match self.master(req).await? {
-            MasterReply::Joined(n) => JoinOutcome::Joined(n),
-            MasterReply::AlreadyKnown(n) => JoinOutcome::AlreadyKnown(n),
-            other => return Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
-        };
+        let outcome = self
+            .master_as(req, |reply| match reply {
+                MasterReply::Joined(n) => Ok(JoinOutcome::Joined(n)),
+                MasterReply::AlreadyKnown(n) => Ok(JoinOutcome::AlreadyKnown(n)),
+                other => Err(other),
+            })
+            .await?;
         self.ctx.record_joined();
         Ok(outcome)
     }
@@ -581,21 +609,21 @@ impl NodeHandle {
             kind: kind.to_owned(),
             size,
         };
-        match self.master(req).await? {
+        self.master_as(req, |reply| match reply {
             MasterReply::Group(g) => Ok(g),
-            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Deletes group `name`; its replicas stop at their nodes' next refresh.
     pub async fn remove_group(&self, name: &str) -> Result<GroupInfo, DikeError> {
-        match self
-            .master(MasterRequest::RemoveGroup { name: name.into() })
-            .await?
-        {
+        let req = MasterRequest::RemoveGroup { name: name.into() };
+        self.master_as(req, |reply| match reply {
             MasterReply::Removed(g) => Ok(g),
-            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// The master group's configuration: its members, derived from the
@@ -625,10 +653,11 @@ impl NodeHandle {
 
     /// The routing table, read from the master (linearizable).
     pub async fn routing_table(&self) -> Result<RoutingTable, DikeError> {
-        match self.master(MasterRequest::GetTable).await? {
+        self.master_as(MasterRequest::GetTable, |reply| match reply {
             MasterReply::Table(t) => Ok(t),
-            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// A typed handle on group `name` of server kind `S`.
@@ -715,9 +744,10 @@ impl<S: PaxosServer> GroupHandle<S> {
     async fn send(&self, req: S::Request, query: bool) -> Result<S::Reply, DikeError> {
         let payload = codec::encode("request", &req)?;
         let group = self.group.clone();
+        let request = || format!("a request to group {:?}", self.group);
         let bytes = self
             .node
-            .ask(|reply| DispatcherMsg::Request {
+            .ask(request, |reply| DispatcherMsg::Request {
                 group,
                 payload,
                 query,

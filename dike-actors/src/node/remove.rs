@@ -57,12 +57,13 @@ impl NodeHandle {
                 "no node named {name:?} in the routing table; {why}"
             )));
         }
-        match self.master(MasterRequest::RemoveNode { node }).await? {
+        self.master_as(MasterRequest::RemoveNode { node }, |reply| match reply {
             MasterReply::Removing { node, replicas } => {
                 Ok(NodeRemoval::Removing { node, replicas })
             }
             MasterReply::NodeRemoved(node) => Ok(NodeRemoval::Removed(node)),
-            other => Err(DikeError::Decode(format!("unexpected reply {other:?}"))),
-        }
+            other => Err(other),
+        })
+        .await
     }
 }

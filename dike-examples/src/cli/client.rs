@@ -194,7 +194,10 @@ async fn masters_of(
 fn transient(e: &DikeError) -> bool {
     matches!(
         e,
-        DikeError::Unavailable { .. } | DikeError::Timeout { .. } | DikeError::NodeStopped(_)
+        DikeError::Unavailable { .. }
+            | DikeError::Timeout { .. }
+            | DikeError::DispatcherTimeout { .. }
+            | DikeError::NodeStopped(_)
     )
 }
 

@@ -152,7 +152,8 @@ pub mod exit {
     /// Done.
     pub const OK: u8 = 0;
     /// Anything not listed below (an internal error, output that cannot be
-    /// written, the node stopped).
+    /// written, the node stopped, a master that answered with a reply of
+    /// the wrong kind).
     pub const OTHER: u8 = 1;
     /// A usage error: a bad flag, argument or request text (also clap's).
     pub const USAGE: u8 = 2;
@@ -163,7 +164,8 @@ pub mod exit {
     /// The cluster was reached but no master quorum answered.
     pub const NO_MASTER_QUORUM: u8 = 5;
     /// The group did not answer in time (unavailable, or timed out: a
-    /// command may or may not have been applied).
+    /// command may or may not have been applied), or the node's dispatcher
+    /// did not.
     pub const UNAVAILABLE: u8 = 6;
     /// The group or the master answered with an error: an application
     /// error reply, a refused change, a compare-and-set that did not apply.
@@ -213,9 +215,13 @@ impl CliError {
                 }
                 DikeError::Unavailable { .. }
                 | DikeError::Timeout { .. }
+                | DikeError::DispatcherTimeout { .. }
                 | DikeError::SessionExpired { .. } => exit::UNAVAILABLE,
                 DikeError::Application(_) | DikeError::Rejected(_) => exit::REFUSED,
-                _ => exit::OTHER,
+                DikeError::UnknownKind(_)
+                | DikeError::Decode(_)
+                | DikeError::UnexpectedReply { .. }
+                | DikeError::NodeStopped(_) => exit::OTHER,
             },
             CliError::NoSuchGroup(_) | CliError::NoSuchNode { .. } | CliError::Ring(_) => {
                 exit::NOT_FOUND
@@ -231,5 +237,59 @@ impl CliError {
                 exit::OTHER
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cluster(e: DikeError) -> (String, u8) {
+        let e = CliError::Cluster(e);
+        (e.to_string(), e.exit_code())
+    }
+
+    #[test]
+    fn a_dispatcher_that_does_not_answer_exits_as_a_timeout() {
+        let (message, code) = cluster(DikeError::DispatcherTimeout {
+            request: "a request to group \"g\"".into(),
+            after: Duration::from_secs(6),
+        });
+        assert!(
+            message.contains("did not answer a request to group \"g\" within 6s"),
+            "{message}"
+        );
+        assert_eq!(code, exit::UNAVAILABLE);
+        let timeout = cluster(DikeError::Timeout {
+            group: "g".into(),
+            after: Duration::from_secs(5),
+            detail: None,
+        });
+        assert_eq!(code, timeout.1, "the same code as a group's timeout");
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_kind_exits_as_an_internal_error_naming_both() {
+        let (message, code) = cluster(DikeError::UnexpectedReply {
+            request: "GetTable".into(),
+            reply: "Done".into(),
+        });
+        assert!(
+            message.contains("request GetTable with a reply Done")
+                && message.contains("same version"),
+            "{message}"
+        );
+        assert_eq!(code, exit::OTHER);
+    }
+
+    #[test]
+    fn a_master_timeout_exits_as_no_master_quorum() {
+        let (_, code) = cluster(DikeError::Timeout {
+            group: MASTER_GROUP.into(),
+            after: Duration::from_secs(5),
+            detail: None,
+        });
+        assert_eq!(code, exit::NO_MASTER_QUORUM);
     }
 }

@@ -23,14 +23,17 @@ pub struct Attempt<T> {
     pub at: Instant,
 }
 
-/// Whether a retry cannot fix `e`: the kind is not registered, or the
-/// request or the server is broken. Anything else (no leader yet, a group
-/// not yet in the cached table, a master busy or refusing for want of live
-/// nodes) may pass.
+/// Whether a retry cannot fix `e`: the kind is not registered, the
+/// request or the server is broken, or the master speaks another version.
+/// Anything else (no leader yet, a group not yet in the cached table, a
+/// master busy or refusing for want of live nodes) may pass.
 fn permanent(e: &DikeError) -> bool {
     matches!(
         e,
-        DikeError::UnknownKind(_) | DikeError::Decode(_) | DikeError::Application(_)
+        DikeError::UnknownKind(_)
+            | DikeError::Decode(_)
+            | DikeError::Application(_)
+            | DikeError::UnexpectedReply { .. }
     )
 }
 
