@@ -79,9 +79,26 @@ impl<M: StateMachine> Replica<M> {
                 self.send(from, Message::InstallSnapshot { snapshot });
             }
         }
-        if slot > self.commit {
-            return; // nothing chosen there yet (any input is accepted, none panics)
+        let all_sent = slot > self.commit || self.send_chosen_from(from, slot) >= self.commit;
+        // A sleeping leader tells a member that asks (one that restarted,
+        // say) that the group sleeps, once it sent all it was missing: else
+        // the member, hearing nothing, would wake the group with an election.
+        if let Role::Leader(l) = &self.role {
+            if l.asleep && all_sent && from != self.id {
+                let msg = Message::Heartbeat {
+                    ballot: l.ballot,
+                    commit: self.commit,
+                    read_round: 0,
+                    hibernate: true,
+                };
+                self.send(from, msg);
+            }
         }
+    }
+
+    /// Sends `to` the chosen entries from `slot` on, at most a catch-up
+    /// batch of them; returns the last slot of the batch.
+    fn send_chosen_from(&mut self, to: MemberId, slot: Slot) -> Slot {
         let end = self.commit.min(
             slot.saturating_add(self.opts.catchup_batch as u64)
                 .saturating_sub(1),
@@ -94,13 +111,14 @@ impl<M: StateMachine> Replica<M> {
             .collect();
         if !entries.is_empty() {
             self.send(
-                from,
+                to,
                 Message::Chosen {
                     entries,
                     commit: self.commit,
                 },
             );
         }
+        end
     }
 
     pub(super) fn on_chosen(

@@ -572,6 +572,38 @@ fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_dow
     );
 }
 
+/// A member that restarts while its group hibernates asks the others to
+/// catch it up; the sleeping leader's answer tells it the group sleeps, so
+/// it sleeps too instead of waking the whole group with an election (with
+/// 10,000 groups on the restarted node, 10,000 elections at once).
+#[test]
+fn a_member_restarted_in_a_hibernating_group_goes_back_to_sleep_without_an_election() {
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
+    let mut c = cluster(3, o);
+    c.propose(0, 1, 1, req(1, Action::Add(1)));
+    c.run_until_quiet();
+    for _ in 0..20 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    assert!((0..3).all(|i| !c.replica(i).wants_ticks()), "asleep");
+    c.crash(2);
+    c.restart(2).expect("restart");
+    c.run_until_quiet();
+    let promised = c.replica(0).promised();
+    for _ in 0..100 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    assert_eq!(c.leader(), Some(0));
+    assert_eq!(c.replica(0).promised(), promised, "no election");
+    assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
+    assert_eq!(c.replica(2).commit_index(), c.replica(0).commit_index());
+}
+
 /// A follower, then a candidate, each held back until the tick it named:
 /// the ticks before it change nothing, and the named one acts.
 #[test]
