@@ -639,7 +639,7 @@ impl<M: StateMachine> Replica<M> {
     /// to [`MAX_ELECTION_BACKOFF`].
     pub(crate) fn election_backoff(&self) -> u64 {
         let doublings = self.elections_in_a_row.saturating_sub(1);
-        (1u64 << doublings.min(MAX_ELECTION_BACKOFF.trailing_zeros())).min(MAX_ELECTION_BACKOFF)
+        1 << doublings.min(MAX_ELECTION_BACKOFF.trailing_zeros())
     }
 
     /// Notes a ballot seen anywhere; a higher one than ours ends our

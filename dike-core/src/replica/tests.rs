@@ -55,6 +55,27 @@ fn cluster(n: usize, o: ReplicaOptions) -> LocalCluster<Machine> {
     c
 }
 
+/// Ticks every replica `n` times, delivering everything after each tick.
+fn run_ticks(c: &mut LocalCluster<Machine>, n: usize) {
+    for _ in 0..n {
+        c.tick();
+        c.run_until_quiet();
+    }
+}
+
+/// A group of `n` that applied one command and then fell asleep.
+fn hibernated(n: usize) -> LocalCluster<Machine> {
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
+    let mut c = cluster(n, o);
+    c.propose(0, 1, 1, req(1, Action::Add(1)));
+    c.run_until_quiet();
+    run_ticks(&mut c, 20);
+    c
+}
+
 fn reply_of(c: &mut LocalCluster<Machine>, id: RequestId) -> Result<i64, RequestError> {
     let rs = c.take_responses();
     let (_, r) = rs
@@ -487,25 +508,12 @@ fn a_stale_retry_after_the_client_moved_on_is_refused() {
 
 #[test]
 fn an_idle_group_hibernates_and_wakes_on_a_command() {
-    let o = ReplicaOptions {
-        hibernate_after_ticks: 4,
-        ..opts()
-    };
-    let mut c = cluster(3, o);
-    c.propose(0, 1, 1, req(1, Action::Add(1)));
-    c.run_until_quiet();
-    for _ in 0..20 {
-        c.tick();
-        c.run_until_quiet();
-    }
+    let mut c = hibernated(3);
     for i in 0..3 {
         assert!(!c.replica(i).wants_ticks(), "replica {i} should hibernate");
     }
     let before = c.delivered;
-    for _ in 0..50 {
-        c.tick();
-        c.run_until_quiet();
-    }
+    run_ticks(&mut c, 50);
     assert_eq!(c.delivered, before, "a hibernating group sends nothing");
     c.propose(0, 2, 1, req(2, Action::Add(1)));
     c.run_until_quiet();
@@ -578,26 +586,13 @@ fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_dow
 /// 10,000 groups on the restarted node, 10,000 elections at once).
 #[test]
 fn a_member_restarted_in_a_hibernating_group_goes_back_to_sleep_without_an_election() {
-    let o = ReplicaOptions {
-        hibernate_after_ticks: 4,
-        ..opts()
-    };
-    let mut c = cluster(3, o);
-    c.propose(0, 1, 1, req(1, Action::Add(1)));
-    c.run_until_quiet();
-    for _ in 0..20 {
-        c.tick();
-        c.run_until_quiet();
-    }
+    let mut c = hibernated(3);
     assert!((0..3).all(|i| !c.replica(i).wants_ticks()), "asleep");
     c.crash(2);
     c.restart(2).expect("restart");
     c.run_until_quiet();
     let promised = c.replica(0).promised();
-    for _ in 0..100 {
-        c.tick();
-        c.run_until_quiet();
-    }
+    run_ticks(&mut c, 100);
     assert_eq!(c.leader(), Some(0));
     assert_eq!(c.replica(0).promised(), promised, "no election");
     assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
