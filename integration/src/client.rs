@@ -12,7 +12,7 @@ use crate::wait::{Check, NotYet};
 use dike_actors::cluster::wire::ReplicaStatus;
 use dike_actors::master::{MasterReply, MasterRequest};
 use dike_actors::routing::dispatcher::DispatcherMsg;
-use dike_actors::{DikeError, DikeNode, JoinOutcome, NodeConfig, NodeHandle};
+use dike_actors::{DikeError, DikeNode, JoinOutcome, NodeConfig, NodeHandle, StartError};
 use dike_core::routing::{NodeInfo, RoutingTable};
 use dike_core::MemberId;
 use std::future::Future;
@@ -48,6 +48,36 @@ impl Client {
 
     /// [`Client::connect`] with another request deadline.
     pub async fn connect_with(cluster: &Cluster, request_timeout: Duration) -> Client {
+        // The address is probed free, but another socket on the machine can
+        // take it before the node binds it: try a few fresh ones.
+        let mut tries = 0;
+        let node = loop {
+            tries += 1;
+            match Self::start_node(cluster, request_timeout).await {
+                Err(StartError::Listen { addr, reason }) if tries < 5 => {
+                    eprintln!("client node: cannot listen on {addr} ({reason}); another address");
+                }
+                started => break started.expect("the client node starts"),
+            }
+        };
+        dike_examples::cli::kinds::register_all(&node);
+        let client = Client {
+            node,
+            log_dir: cluster.log_dir().to_path_buf(),
+        };
+        client
+            .wait_until(CONNECT_WITHIN, "the master answers the client", || {
+                client.routing_table_check()
+            })
+            .await;
+        client
+    }
+
+    /// Starts a client node of `cluster` on a fresh address.
+    async fn start_node(
+        cluster: &Cluster,
+        request_timeout: Duration,
+    ) -> Result<NodeHandle, StartError> {
         let addr = cluster.client_addr();
         let last = match addr.ip() {
             std::net::IpAddr::V4(ip) => ip.octets()[3],
@@ -67,20 +97,7 @@ impl Client {
             .unwrap_or(if cluster.masters().len() == 1 { 1 } else { 5 });
         b = b.group_size(size);
         let config = b.build().expect("a valid client configuration");
-        let node = DikeNode::start(config)
-            .await
-            .expect("the client node starts");
-        dike_examples::cli::kinds::register_all(&node);
-        let client = Client {
-            node,
-            log_dir: cluster.log_dir().to_path_buf(),
-        };
-        client
-            .wait_until(CONNECT_WITHIN, "the master answers the client", || {
-                client.routing_table_check()
-            })
-            .await;
-        client
+        DikeNode::start(config).await
     }
 
     /// The client's node.

@@ -343,17 +343,15 @@ impl DikeNode {
         config: NodeConfig,
         supervisor: Option<ActorCell>,
     ) -> Result<NodeHandle, StartError> {
-        check_listen(config.listen)?;
+        let listen = config.listen;
+        check_listen(listen)?;
         let http = config.http.map(http::bind).transpose()?;
         let ctx = NodeContext::new(config);
         let spawned = match supervisor {
             Some(s) => Actor::spawn_linked(None, DikeNode, ctx.clone(), s).await,
             None => Actor::spawn(None, DikeNode, ctx.clone()).await,
         };
-        let (actor, _) = spawned.map_err(|e| StartError::Spawn {
-            what: "DikeNode",
-            reason: e.to_string(),
-        })?;
+        let (actor, _) = spawned.map_err(|e| spawn_failure(listen, &e.to_string()))?;
         let node = NodeHandle { ctx, actor };
         if let Some(server) = http {
             let runtime = tokio::runtime::Handle::current();
@@ -392,6 +390,26 @@ fn check_listen(addr: std::net::SocketAddr) -> Result<(), StartError> {
         addr,
         reason: bind_failure(&e),
     })
+}
+
+/// Why the node actor did not start. The probe of [`check_listen`] passed,
+/// but another socket can still take the address before ractor_cluster's
+/// listener binds it; that failure reaches us only as the text of nested
+/// startup panics, so the OS's wording of `EADDRINUSE` (glibc's and musl's
+/// `strerror`) is what marks it as [`StartError::Listen`], on which a
+/// caller may retry with another address.
+fn spawn_failure(listen: std::net::SocketAddr, reason: &str) -> StartError {
+    if reason.contains("Address already in use") || reason.contains("Address in use") {
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        return StartError::Listen {
+            addr: listen,
+            reason: bind_failure(&in_use),
+        };
+    }
+    StartError::Spawn {
+        what: "DikeNode",
+        reason: reason.to_owned(),
+    }
 }
 
 /// Why binding a listener failed, in the operator's words.
@@ -755,5 +773,31 @@ impl<S: PaxosServer> GroupHandle<S> {
             })
             .await?;
         Ok(codec::decode("reply", &bytes)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_that_lost_its_address_after_the_probe_is_a_listen_error() {
+        let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().expect("an address");
+        let ractor = "Actor panicked during startup 'Actor panicked during startup \
+                      'Address already in use (os error 98)''";
+        match spawn_failure(addr, ractor) {
+            StartError::Listen { addr: a, reason } => {
+                assert_eq!(a, addr);
+                assert!(reason.contains("already in use"), "{reason}");
+            }
+            other => panic!("expected a listen error, got {other:?}"),
+        }
+        assert!(matches!(
+            spawn_failure(addr, "Actor panicked during startup 'boom'"),
+            StartError::Spawn {
+                what: "DikeNode",
+                ..
+            }
+        ));
     }
 }
