@@ -297,6 +297,7 @@ impl<M: StateMachine> Replica<M> {
             for m in others {
                 r.send(m, Message::CatchUp { from });
             }
+            r.wait_for_catch_up();
         }
         Ok(r)
     }
@@ -436,7 +437,10 @@ impl<M: StateMachine> Replica<M> {
                 l.wake(self.now);
                 self.waiting.insert(id);
             }
-            _ => self.respond(id, Err(RequestError::NotLeader { leader })),
+            _ => {
+                self.leader_wanted();
+                self.respond(id, Err(RequestError::NotLeader { leader }));
+            }
         }
     }
 
@@ -624,14 +628,50 @@ impl<M: StateMachine> Replica<M> {
     /// never finish, and each adds messages to the congestion; backing off
     /// lets one finish.
     pub(crate) fn reset_election_timer(&mut self) {
-        let e = self.opts.election_ticks.max(1) * self.election_backoff();
+        self.election_deadline = self.now + self.election_timeout(self.election_backoff());
+    }
+
+    /// A random election timeout, stretched `factor` times (see
+    /// [`Replica::reset_election_timer`]).
+    fn election_timeout(&mut self, factor: u64) -> u64 {
+        let e = self.opts.election_ticks.max(1) * factor;
         let preferred = self.config.voters.first() == Some(&self.id);
         let (low, high) = if preferred && !self.is_draining() {
             (e.div_ceil(2), e)
         } else {
             (e, 2 * e)
         };
-        self.election_deadline = self.now + self.rng.range(low, high);
+        self.rng.range(low, high)
+    }
+
+    /// Puts a restarted replica's first election off by
+    /// [`MAX_ELECTION_BACKOFF`] election timeouts, for the answers to its
+    /// `CatchUp`s to arrive: the leader's tells it whom to follow (and, in a
+    /// sleeping group, to sleep). A node restarting with thousands of
+    /// replicas is slow to process those answers; each replica that gave up
+    /// waiting would wake its whole group with an election, and the
+    /// elections would slow everything further. A group that really has no
+    /// leader (every member restarted) still elects at once when it is
+    /// needed: a request to a member that knows no leader, or a report
+    /// that a node is down, brings the deadline back in.
+    fn wait_for_catch_up(&mut self) {
+        self.election_deadline = self.now + self.election_timeout(MAX_ELECTION_BACKOFF);
+    }
+
+    /// A request reached this follower while it knows no leader: nobody
+    /// can serve it until an election, so a deadline put off after a
+    /// restart comes back to the timeout it would have had (a stretch from
+    /// elections that did not finish stays: requests pour in exactly when
+    /// the network is congested).
+    pub(crate) fn leader_wanted(&mut self) {
+        if !matches!(self.role, Role::Follower)
+            || self.leader.is_some()
+            || !self.config.is_voter(self.id)
+        {
+            return;
+        }
+        let at = self.now + self.election_timeout(self.election_backoff());
+        self.election_deadline = self.election_deadline.min(at);
     }
 
     /// The factor on election timeouts and on a candidate's retransmissions:

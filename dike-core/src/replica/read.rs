@@ -85,6 +85,7 @@ impl<M: StateMachine> Replica<M> {
         let rid = RequestId::Query(id);
         let leader = self.leader;
         let Role::Leader(l) = &mut self.role else {
+            self.leader_wanted();
             self.respond(rid, Err(RequestError::NotLeader { leader }));
             return;
         };

@@ -599,6 +599,65 @@ fn a_member_restarted_in_a_hibernating_group_goes_back_to_sleep_without_an_elect
     assert_eq!(c.replica(2).commit_index(), c.replica(0).commit_index());
 }
 
+/// The same restart on a congested node: the answers to the restarted
+/// member's `CatchUp`s arrive only after twice an election timeout. It
+/// waits for them instead of electing, then sleeps like the others.
+#[test]
+fn a_restarted_member_whose_catch_up_answers_are_late_waits_for_them_instead_of_electing() {
+    let mut c = hibernated(3);
+    let promised = c.replica(0).promised();
+    c.crash(2);
+    c.restart(2).expect("restart");
+    let late = 2 * c.replica(2).opts.election_ticks;
+    for t in 0..late {
+        c.replica(2).tick();
+        assert!(
+            matches!(c.replica(2).role, super::Role::Follower),
+            "elected after {t} ticks without an answer"
+        );
+    }
+    c.run_until_quiet();
+    run_ticks(&mut c, 100);
+    assert_eq!(c.leader(), Some(0));
+    assert_eq!(c.replica(0).promised(), promised, "no election");
+    assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
+}
+
+/// When every member restarted, no leader answers the catch-up: the group
+/// elects once a request needs it, as soon as a group that was never put
+/// off would.
+#[test]
+fn a_group_whose_members_all_restarted_elects_when_a_request_comes() {
+    let mut c = cluster(3, opts());
+    c.propose(0, 1, 1, req(1, Action::Add(1)));
+    c.run_until_quiet();
+    for i in 0..3 {
+        c.crash(i);
+        c.restart(i).expect("restart");
+    }
+    c.run_until_quiet();
+    let e = c.replica(0).opts.election_ticks as usize;
+    run_ticks(&mut c, e / 2);
+    assert_eq!(c.leader(), None, "no election while nobody asks");
+    c.propose(1, 1, 2, req(2, Action::Add(1)));
+    c.run_until_quiet();
+    assert_eq!(
+        reply_of(&mut c, RequestId::Command(ClientId(1), 2)),
+        Err(RequestError::NotLeader { leader: None })
+    );
+    let mut ticks = 0;
+    while c.leader().is_none() {
+        assert!(ticks < 2 * e, "no leader {ticks} ticks after the request");
+        c.tick();
+        c.run_until_quiet();
+        ticks += 1;
+    }
+    let l = c.leader().expect("a leader");
+    c.propose(l, 1, 2, req(2, Action::Add(1)));
+    c.run_until_quiet();
+    assert_eq!(reply_of(&mut c, RequestId::Command(ClientId(1), 2)), Ok(2));
+}
+
 /// A follower, then a candidate, each held back until the tick it named:
 /// the ticks before it change nothing, and the named one acts.
 #[test]
