@@ -347,9 +347,17 @@ impl<M: StateMachine> Replica<M> {
     /// The runtime's node-level failure detector reports `node` down (or
     /// unreachable). If our leader lives there, an election starts after a
     /// short random delay — also in a hibernating group, which sends no
-    /// heartbeats that could time out.
+    /// heartbeats that could time out. A follower that knows no leader yet
+    /// (restarted, waiting for its catch-up answers) suspects the owner of
+    /// the highest ballot it promised, if any (itself, if it led before):
+    /// a restarting node that finds
+    /// a peer unresponsive must not start an election in every group it
+    /// hosts. Its election timer still runs, so a leader elsewhere that
+    /// died is replaced anyway.
     pub fn node_down(&mut self, node: crate::ids::NodeId) {
-        if !matches!(self.role, Role::Follower) || self.leader.is_some_and(|l| l.node != node) {
+        let promised = (self.promised != Ballot::ZERO).then_some(self.promised.leader);
+        let suspect = self.leader.or(promised);
+        if !matches!(self.role, Role::Follower) || suspect.is_some_and(|l| l.node != node) {
             return;
         }
         self.hibernating = false;

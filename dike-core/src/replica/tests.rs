@@ -623,6 +623,36 @@ fn a_restarted_member_whose_catch_up_answers_are_late_waits_for_them_instead_of_
     assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
 }
 
+/// While it waits for those answers, a report that some other node is down
+/// (a restarting node under load finds peers slow to answer its pings) does
+/// not make it elect; a report on the node of the leader it promised does.
+#[test]
+fn a_restarted_member_elects_early_only_when_the_node_of_the_leader_it_promised_is_down() {
+    let mut c = hibernated(3);
+    c.crash(2);
+    c.restart(2).expect("restart");
+    assert_eq!(c.replica(2).promised().leader, m(1), "replica 0 led");
+    c.replica(2).node_down(m(2).node);
+    let e = c.replica(2).opts.election_ticks;
+    for t in 0..2 * e {
+        c.replica(2).tick();
+        assert!(
+            matches!(c.replica(2).role, super::Role::Follower),
+            "elected {t} ticks after another node was reported down"
+        );
+    }
+    c.replica(2).node_down(m(1).node);
+    let mut ticks = 0;
+    while matches!(c.replica(2).role, super::Role::Follower) {
+        assert!(
+            ticks < e,
+            "no election {ticks} ticks after the leader's node was reported down"
+        );
+        c.replica(2).tick();
+        ticks += 1;
+    }
+}
+
 /// When every member restarted, no leader answers the catch-up: the group
 /// elects once a request needs it, as soon as a group that was never put
 /// off would.
