@@ -235,6 +235,17 @@ impl RoutingTable {
         RoutingTable::default()
     }
 
+    /// A fingerprint of the whole table: equal tables have equal digests,
+    /// as the encoding is deterministic (every map is ordered). The version
+    /// alone names a table only while the master keeps its state: masters
+    /// that all lost it (in memory, restarted) count versions again from 0.
+    pub fn digest(&self) -> u64 {
+        // Encoding a table cannot fail (string keys, no floats); were it to,
+        // every table would share one digest and be sent whole each time.
+        let bytes = crate::codec::encode("routing table", self).unwrap_or_default();
+        crate::hash::fnv1a(&bytes)
+    }
+
     /// The node with id `id`, if it joined.
     pub fn node(&self, id: NodeId) -> Option<&NodeInfo> {
         self.nodes.get(&id)
@@ -626,6 +637,22 @@ mod tests {
         let bytes = crate::codec::encode("node", &old).expect("encode");
         let n: NodeInfo = crate::codec::decode("node", &bytes).expect("decode");
         assert!(!n.draining);
+    }
+
+    #[test]
+    fn equal_tables_have_equal_digests_and_a_change_changes_it() {
+        let mut t = RoutingTable::new();
+        t.add_node(NodeId(1), "a", "h:1", Incarnation(1))
+            .expect("add");
+        let copy = t.clone();
+        assert_eq!(t.digest(), copy.digest());
+        let before = t.digest();
+        t.mark_down(NodeId(1), 5).expect("down");
+        assert_ne!(t.digest(), before);
+        let mut other = copy.clone();
+        other.nodes.get_mut(&NodeId(1)).expect("node").address = "h:2".into();
+        assert_eq!(other.version, copy.version);
+        assert_ne!(other.digest(), copy.digest(), "same version, other table");
     }
 
     #[test]

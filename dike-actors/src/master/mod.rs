@@ -85,6 +85,17 @@ pub enum MasterRequest {
     },
     /// The whole table (answered as a read-index query).
     GetTable,
+    /// The table, unless the asker's copy is the current one: then
+    /// [`MasterReply::TableUnchanged`]. A read-index query, like
+    /// `GetTable`. Dispatchers refresh with it every second, so an idle
+    /// cluster of 10,000 groups does not ship its whole table to every node
+    /// that often.
+    GetTableIfChanged {
+        /// The version of the asker's copy.
+        version: u64,
+        /// Its [`RoutingTable::digest`].
+        digest: u64,
+    },
     /// Marks a node draining or not (`dike node drain`/`undrain`):
     /// idempotent; an unknown node is refused.
     SetDraining {
@@ -109,8 +120,18 @@ impl MasterRequest {
             MasterRequest::RemoveNode { .. } => "RemoveNode",
             MasterRequest::ForgetNode { .. } => "ForgetNode",
             MasterRequest::GetTable => "GetTable",
+            MasterRequest::GetTableIfChanged { .. } => "GetTableIfChanged",
             MasterRequest::SetDraining { .. } => "SetDraining",
         }
+    }
+
+    /// Whether the request only reads (a read-index query, never a log
+    /// entry).
+    pub fn is_query(&self) -> bool {
+        matches!(
+            self,
+            MasterRequest::GetTable | MasterRequest::GetTableIfChanged { .. }
+        )
     }
 }
 
@@ -127,6 +148,9 @@ pub enum MasterReply {
     Removed(GroupInfo),
     /// The routing table.
     Table(RoutingTable),
+    /// The asker's copy of the table is the current one
+    /// ([`MasterRequest::GetTableIfChanged`]).
+    TableUnchanged,
     /// The change was recorded (or there was nothing to change).
     Done,
     /// A node is being removed and still hosts this many replicas.
@@ -155,6 +179,7 @@ impl MasterReply {
             MasterReply::Group(_) => "Group",
             MasterReply::Removed(_) => "Removed",
             MasterReply::Table(_) => "Table",
+            MasterReply::TableUnchanged => "TableUnchanged",
             MasterReply::Done => "Done",
             MasterReply::Removing { .. } => "Removing",
             MasterReply::NodeRemoved(_) => "NodeRemoved",
@@ -177,6 +202,9 @@ impl MasterReply {
 #[derive(Clone, Debug, Default)]
 pub struct MasterServer {
     table: RoutingTable,
+    /// The table's digest, computed at the first query that needs it
+    /// after a change (every command clears it).
+    digest: std::sync::OnceLock<u64>,
 }
 
 impl MasterServer {
@@ -233,7 +261,10 @@ impl PaxosServer for MasterServer {
     }
 
     fn restore(table: RoutingTable, _ctx: &GroupContext) -> Self {
-        MasterServer { table }
+        MasterServer {
+            table,
+            digest: std::sync::OnceLock::new(),
+        }
     }
 
     fn export_state(&self) -> RoutingTable {
@@ -241,6 +272,7 @@ impl PaxosServer for MasterServer {
     }
 
     fn handle_call(&mut self, req: MasterRequest) -> Outcome<MasterReply> {
+        self.digest = std::sync::OnceLock::new();
         let reply = match req {
             MasterRequest::Join {
                 name,
@@ -286,7 +318,9 @@ impl PaxosServer for MasterServer {
                 Ok(info) => MasterReply::NodeRemoved(info),
                 Err(e) => Self::refused(e),
             },
-            MasterRequest::GetTable => MasterReply::Table(self.table.clone()),
+            MasterRequest::GetTable | MasterRequest::GetTableIfChanged { .. } => {
+                MasterReply::Table(self.table.clone())
+            }
             MasterRequest::SetDraining { node, draining } => {
                 match self.table.set_draining(node, draining) {
                     Ok(_) => MasterReply::Done,
@@ -298,7 +332,18 @@ impl PaxosServer for MasterServer {
     }
 
     fn handle_query(&self, req: &MasterRequest) -> Option<MasterReply> {
-        matches!(req, MasterRequest::GetTable).then(|| MasterReply::Table(self.table.clone()))
+        match *req {
+            MasterRequest::GetTableIfChanged { version, digest }
+                if version == self.table.version
+                    && digest == *self.digest.get_or_init(|| self.table.digest()) =>
+            {
+                Some(MasterReply::TableUnchanged)
+            }
+            MasterRequest::GetTable | MasterRequest::GetTableIfChanged { .. } => {
+                Some(MasterReply::Table(self.table.clone()))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -541,5 +586,41 @@ mod tests {
         };
         assert_eq!(t.nodes.len(), 1);
         assert_eq!(m.handle_query(&join("b")), None);
+    }
+
+    #[test]
+    fn the_table_is_sent_only_to_an_asker_whose_copy_is_not_current() {
+        let mut m = master();
+        call(&mut m, join("a"));
+        let copy = m.table().clone();
+        let ask = |t: &RoutingTable| MasterRequest::GetTableIfChanged {
+            version: t.version,
+            digest: t.digest(),
+        };
+        assert_eq!(
+            m.handle_query(&ask(&copy)),
+            Some(MasterReply::TableUnchanged)
+        );
+        // A change: the copy is old, and the digest cached for it is gone.
+        call(&mut m, join("b"));
+        assert!(
+            matches!(m.handle_query(&ask(&copy)), Some(MasterReply::Table(t)) if t.nodes.len() == 2)
+        );
+        let current = m.table().clone();
+        assert_eq!(
+            m.handle_query(&ask(&current)),
+            Some(MasterReply::TableUnchanged)
+        );
+        // Another table of the same version (masters that lost their
+        // state and counted again) is not taken for the current one.
+        let mut other = current.clone();
+        other
+            .nodes
+            .values_mut()
+            .for_each(|n| n.address = "elsewhere:1".into());
+        assert!(matches!(
+            m.handle_query(&ask(&other)),
+            Some(MasterReply::Table(_))
+        ));
     }
 }

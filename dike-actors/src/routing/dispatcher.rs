@@ -2,7 +2,8 @@
 //! its routing-table cache.
 //!
 //! It refreshes the table periodically (and when a request names a group it
-//! does not know), keeps the node connected to the masters and to every node
+//! does not know; the master sends the table only if the node's copy is not
+//! the current one), keeps the node connected to the masters and to every node
 //! in the table, registers the node with the master (`join`), tells the
 //! group supervisor which replicas the table assigns to this node, and
 //! reports peers whose session dropped to the master (on master nodes).
@@ -91,6 +92,11 @@ impl ractor::Message for DispatcherMsg {}
 
 /// How long a peer may take to answer a liveness ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// A refresh that found the table unchanged reconciles the node's replicas
+/// with it only this often (a changed table, at once): with 10,000 groups a
+/// pass is not free, and one now and then still restarts a replica that
+/// stopped for good.
+const RECONCILE_UNCHANGED_EVERY: Duration = Duration::from_secs(5);
 
 /// The dispatcher actor.
 pub struct Dispatcher;
@@ -101,6 +107,8 @@ pub struct DispatcherState {
     router: Arc<Router>,
     refreshing: bool,
     pinging: bool,
+    /// The table last reconciled, and when.
+    reconciled: Option<(Arc<RoutingTable>, std::time::Instant)>,
     liveness: Liveness,
     timer: ractor::concurrency::JoinHandle<()>,
 }
@@ -122,6 +130,7 @@ impl Actor for Dispatcher {
             ctx,
             refreshing: false,
             pinging: false,
+            reconciled: None,
             liveness: Liveness::default(),
             timer,
         })
@@ -193,7 +202,7 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::Master(req, reply) => {
                 let router = state.router.clone();
-                let refresh = !matches!(req, MasterRequest::GetTable);
+                let refresh = !req.is_query();
                 let span = tracing::info_span!("master_request", ?req);
                 let me = myself.clone();
                 tokio::spawn(
@@ -247,7 +256,14 @@ impl Actor for Dispatcher {
             DispatcherMsg::Refreshed(r) => {
                 state.refreshing = false;
                 match r {
-                    Ok(table) => state.reconcile(&table),
+                    Ok(table) => {
+                        let fresh = state.reconciled.as_ref().is_some_and(|(t, at)| {
+                            Arc::ptr_eq(t, &table) && at.elapsed() < RECONCILE_UNCHANGED_EVERY
+                        });
+                        if !fresh {
+                            state.reconcile(&table);
+                        }
+                    }
                     Err(e) => tracing::debug!("routing table refresh failed: {e}"),
                 }
             }
@@ -276,7 +292,8 @@ impl Actor for Dispatcher {
 }
 
 impl DispatcherState {
-    fn reconcile(&self, table: &RoutingTable) {
+    fn reconcile(&mut self, table: &Arc<RoutingTable>) {
+        self.reconciled = Some((table.clone(), std::time::Instant::now()));
         self.ctx.metrics.learn_peers(table);
         if let Some(groups) = self.ctx.group_supervisor() {
             let draining = table.draining_nodes().collect();

@@ -187,10 +187,16 @@ fn next_random() -> u64 {
     z ^ (z >> 31)
 }
 
+/// The cached routing table, with its [`RoutingTable::digest`].
+struct Cached {
+    table: Arc<RoutingTable>,
+    digest: u64,
+}
+
 /// The routing state of one node. See the module documentation.
 pub struct Router {
     ctx: Arc<NodeContext>,
-    table: RwLock<Arc<RoutingTable>>,
+    table: RwLock<Cached>,
     leaders: Mutex<HashMap<String, MemberId>>,
     session: Mutex<ClientSession>,
     in_flight: tokio::sync::Semaphore,
@@ -202,7 +208,10 @@ impl Router {
         let client = ClientId(wall_nanos() ^ ctx.config.node_id().0.rotate_left(32));
         Router {
             ctx,
-            table: RwLock::new(Arc::new(RoutingTable::new())),
+            table: RwLock::new(Cached {
+                digest: RoutingTable::new().digest(),
+                table: Arc::new(RoutingTable::new()),
+            }),
             leaders: Mutex::new(HashMap::new()),
             session: Mutex::new(ClientSession::new(client)),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
@@ -240,17 +249,30 @@ impl Router {
     pub fn table(&self) -> Arc<RoutingTable> {
         self.table
             .read()
-            .map(|t| t.clone())
+            .map(|c| c.table.clone())
             .unwrap_or_else(|_| Arc::new(RoutingTable::new()))
     }
 
-    /// Replaces the cached table if `t` is newer; returns whether it was.
+    /// The version and digest of the cached table.
+    fn held(&self) -> (u64, u64) {
+        self.table
+            .read()
+            .map_or((0, 0), |c| (c.table.version, c.digest))
+    }
+
+    /// Replaces the cached table if `t` is newer, or another table of the
+    /// same version; returns whether it did.
     pub fn install(&self, t: RoutingTable) -> bool {
+        let digest = t.digest();
         let Ok(mut cur) = self.table.write() else {
             return false;
         };
-        if t.version > cur.version || (t.version == cur.version && **cur != t) {
-            *cur = Arc::new(t);
+        let held = cur.table.version;
+        if t.version > held || (t.version == held && digest != cur.digest) {
+            *cur = Cached {
+                table: Arc::new(t),
+                digest,
+            };
             true
         } else {
             false
@@ -277,14 +299,16 @@ impl Router {
     /// read-index query, so its success proves a master quorum answered:
     /// the node's readiness (`GET /ready`) is recorded here.
     pub async fn refresh(&self) -> Result<Arc<RoutingTable>, DikeError> {
-        let result = match self.master(MasterRequest::GetTable).await {
+        let (version, digest) = self.held();
+        let ask = MasterRequest::GetTableIfChanged { version, digest };
+        let kind = ask.kind();
+        let result = match self.master(ask).await {
             Ok(MasterReply::Table(t)) => {
                 self.install(t);
                 Ok(self.table())
             }
-            Ok(other) => Err(DikeError::Decode(format!(
-                "unexpected master reply {other:?}"
-            ))),
+            Ok(MasterReply::TableUnchanged) => Ok(self.table()),
+            Ok(other) => Err(other.unexpected(kind)),
             Err(e) => Err(e),
         };
         if let Ok(mut r) = self.ctx.readiness.lock() {
@@ -298,7 +322,7 @@ impl Router {
 
     /// Sends `req` to the master group.
     pub async fn master(&self, req: MasterRequest) -> Result<MasterReply, DikeError> {
-        let query = matches!(req, MasterRequest::GetTable);
+        let query = req.is_query();
         let payload = codec::encode("master request", &req)?;
         let voters = self.ctx.config.master_config().voters;
         let bytes = self.send(MASTER_GROUP, &voters, payload, query).await?;
