@@ -54,16 +54,7 @@ pub fn place_new_group(table: &RoutingTable, size: usize) -> Result<Vec<MemberId
         .take(size)
         .filter_map(|(_, node)| table.member_of(node))
         .collect();
-    let mut firsts: BTreeMap<NodeId, usize> = BTreeMap::new();
-    for first in table
-        .groups
-        .values()
-        .filter_map(|g| g.config.voters.first())
-    {
-        *firsts.entry(first.node).or_default() += 1;
-    }
-    let preferred =
-        (0..members.len()).min_by_key(|&i| (firsts.get(&members[i].node).copied().unwrap_or(0), i));
+    let preferred = (0..members.len()).min_by_key(|&i| (table.first_voter_of(members[i].node), i));
     if let Some(i) = preferred {
         members[..=i].rotate_right(1);
     }

@@ -211,14 +211,82 @@ pub struct RoutingTable {
     pub version: u64,
     /// Every node that ever joined, up or down.
     pub nodes: BTreeMap<NodeId, NodeInfo>,
-    /// Every group, by name.
+    /// Every group, by name. Read it freely; change it only through the
+    /// methods (`add_group`, `remove_group`, `record_config`), which keep
+    /// the per-node counts placement uses.
     pub groups: BTreeMap<String, GroupInfo>,
     /// Nodes removed by the operator, with the incarnation (data dir) they
     /// had: that data dir is refused if it comes back. A node may join again
     /// with an empty data dir, as a new member.
     #[serde(default)]
     pub removed: BTreeMap<NodeId, RemovedNode>,
+    /// Per-node counts derived from `groups`, computed at first use and then
+    /// kept up to date by the methods that change groups (so `groups` must
+    /// change only through them). Not part of the table: never sent, never
+    /// compared.
+    #[serde(skip)]
+    counts: Derived,
 }
+
+/// What placement needs per node, derived from the groups: how many
+/// members it hosts, and of how many groups it is the first voter (the
+/// preferred leader). Kept up to date instead of counted per decision: the
+/// master places each new group, and counting over 10,000 groups for each
+/// made creating them, and replaying the master's log after a restart,
+/// quadratic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct MemberCounts {
+    members: BTreeMap<NodeId, usize>,
+    firsts: BTreeMap<NodeId, usize>,
+}
+
+impl MemberCounts {
+    fn of<'a>(groups: impl Iterator<Item = &'a GroupInfo>) -> Self {
+        let mut c = MemberCounts::default();
+        for g in groups {
+            c.add(&g.config);
+        }
+        c
+    }
+
+    fn add(&mut self, config: &Config) {
+        for m in config.all_members() {
+            *self.members.entry(m.node).or_default() += 1;
+        }
+        if let Some(first) = config.voters.first() {
+            *self.firsts.entry(first.node).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, config: &Config) {
+        let drop_one = |map: &mut BTreeMap<NodeId, usize>, node: NodeId| {
+            if let Some(n) = map.get_mut(&node) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&node);
+                }
+            }
+        };
+        for m in config.all_members() {
+            drop_one(&mut self.members, m.node);
+        }
+        if let Some(first) = config.voters.first() {
+            drop_one(&mut self.firsts, first.node);
+        }
+    }
+}
+
+/// A cache that is not part of its table's value: every two are equal.
+#[derive(Clone, Debug, Default)]
+struct Derived(std::sync::OnceLock<MemberCounts>);
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
 
 /// A node the operator removed from the cluster (`dike node remove`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +301,30 @@ impl RoutingTable {
     /// An empty table at version 0.
     pub fn new() -> Self {
         RoutingTable::default()
+    }
+
+    fn counts(&self) -> &MemberCounts {
+        self.counts
+            .0
+            .get_or_init(|| MemberCounts::of(self.groups.values()))
+    }
+
+    /// Updates the counts, if computed, for a group whose configuration
+    /// goes from `old` to `new` (`None`: the group is new, or gone).
+    fn recount(&mut self, old: Option<&Config>, new: Option<&Config>) {
+        if let Some(c) = self.counts.0.get_mut() {
+            if let Some(old) = old {
+                c.remove(old);
+            }
+            if let Some(new) = new {
+                c.add(new);
+            }
+        }
+    }
+
+    /// Of how many groups `node` is the first voter (the preferred leader).
+    pub fn first_voter_of(&self, node: NodeId) -> usize {
+        self.counts().firsts.get(&node).copied().unwrap_or(0)
     }
 
     /// A fingerprint of the whole table: equal tables have equal digests,
@@ -280,13 +372,10 @@ impl RoutingTable {
     /// Down nodes are left out: they take no new replicas and give none up by
     /// rebalancing (their replicas are replaced instead).
     pub fn load(&self) -> BTreeMap<NodeId, usize> {
-        let mut load: BTreeMap<NodeId, usize> = self.live_nodes().map(|n| (n.id, 0)).collect();
-        for member in self.groups.values().flat_map(|g| g.config.all_members()) {
-            if let Some(count) = load.get_mut(&member.node) {
-                *count += 1;
-            }
-        }
-        load
+        let members = &self.counts().members;
+        self.live_nodes()
+            .map(|n| (n.id, members.get(&n.id).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// The groups with a member on `node`, in name order.
@@ -385,18 +474,12 @@ impl RoutingTable {
     /// replicas by rebalancing; a node being removed gives its replicas up
     /// through replacements (see `rebalance::dead_nodes`).
     pub fn placement_load(&self) -> BTreeMap<NodeId, usize> {
-        let mut load: BTreeMap<NodeId, usize> = self
-            .nodes
+        let members = &self.counts().members;
+        self.nodes
             .values()
             .filter(|n| n.takes_new_replicas())
-            .map(|n| (n.id, 0))
-            .collect();
-        for member in self.groups.values().flat_map(|g| g.config.all_members()) {
-            if let Some(count) = load.get_mut(&member.node) {
-                *count += 1;
-            }
-        }
-        load
+            .map(|n| (n.id, members.get(&n.id).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// Records that `node` is up again. A node already up is left unchanged.
@@ -452,6 +535,7 @@ impl RoutingTable {
             config: Config::initial(members),
             generation: self.version,
         };
+        self.recount(None, Some(&info.config));
         Ok(self.groups.entry(name).or_insert(info))
     }
 
@@ -465,6 +549,7 @@ impl RoutingTable {
             })?;
         tracing::debug!(group = %name, "group removed");
         self.version += 1;
+        self.recount(Some(&removed.config), None);
         Ok(removed)
     }
 
@@ -492,8 +577,9 @@ impl RoutingTable {
             return Ok(false);
         }
         tracing::debug!(group = %name, epoch = config.epoch, voters = ?config.voters, learners = ?config.learners, "configuration recorded");
-        group.config = config;
+        let old = std::mem::replace(&mut group.config, config.clone());
         self.version += 1;
+        self.recount(Some(&old), Some(&config));
         Ok(true)
     }
 
@@ -637,6 +723,43 @@ mod tests {
         let bytes = crate::codec::encode("node", &old).expect("encode");
         let n: NodeInfo = crate::codec::decode("node", &bytes).expect("decode");
         assert!(!n.draining);
+    }
+
+    #[test]
+    fn the_counts_placement_uses_follow_every_change_to_the_groups() {
+        let mut t = RoutingTable::new();
+        for i in 1..=6 {
+            t.add_node(NodeId(i), format!("n{i}"), format!("h:{i}"), Incarnation(1))
+                .expect("add");
+        }
+        let fresh = |t: &RoutingTable| MemberCounts::of(t.groups.values());
+        for g in 0..12 {
+            t.add_group(format!("g{g}"), "kv", if g % 2 == 0 { 3 } else { 5 })
+                .expect("placed");
+            assert_eq!(t.counts(), &fresh(&t), "after adding g{g}");
+        }
+        let mut copy: RoutingTable =
+            crate::codec::decode("table", &crate::codec::encode("table", &t).expect("encode"))
+                .expect("decode");
+        t.remove_group("g3").expect("remove");
+        let moved = {
+            let mut c = t.groups["g4"].config.clone();
+            c.epoch += 1;
+            c.voters.reverse();
+            c
+        };
+        t.record_config("g4", moved.clone()).expect("record");
+        assert_eq!(t.counts(), &fresh(&t));
+        assert_eq!(
+            t.first_voter_of(moved.voters[0].node),
+            fresh(&t).firsts[&moved.voters[0].node]
+        );
+        // A copy decoded from the wire counts for itself, and then keeps up.
+        copy.remove_group("g3").expect("remove");
+        copy.record_config("g4", moved).expect("record");
+        assert_eq!(copy, t);
+        assert_eq!(copy.counts(), t.counts());
+        assert_eq!(copy.placement_load(), t.placement_load());
     }
 
     #[test]
