@@ -277,8 +277,9 @@ impl MemberCounts {
 }
 
 /// A cache that is not part of its table's value: every two are equal.
+/// Boxed, so a table (and every message carrying one) grows by a pointer.
 #[derive(Clone, Debug, Default)]
-struct Derived(std::sync::OnceLock<MemberCounts>);
+struct Derived(std::sync::OnceLock<Box<MemberCounts>>);
 
 impl PartialEq for Derived {
     fn eq(&self, _: &Self) -> bool {
@@ -306,7 +307,7 @@ impl RoutingTable {
     fn counts(&self) -> &MemberCounts {
         self.counts
             .0
-            .get_or_init(|| MemberCounts::of(self.groups.values()))
+            .get_or_init(|| Box::new(MemberCounts::of(self.groups.values())))
     }
 
     /// Updates the counts, if computed, for a group whose configuration
