@@ -623,6 +623,23 @@ fn a_restarted_member_whose_catch_up_answers_are_late_waits_for_them_instead_of_
     assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
 }
 
+/// The group's preferred leader, restarted, waits as long as any other
+/// member: [8e, 16e) ticks, not the preferred [e/2, e) stretched 8 times.
+#[test]
+fn a_restarted_preferred_leader_waits_for_its_catch_up_as_long_as_the_others() {
+    let mut c = hibernated(3);
+    c.crash(0);
+    c.restart(0).expect("restart");
+    let wait = c.replica(0).opts.election_ticks * super::MAX_ELECTION_BACKOFF;
+    for t in 0..wait {
+        c.replica(0).tick();
+        assert!(
+            matches!(c.replica(0).role, super::Role::Follower),
+            "the preferred leader elected {t} ticks after its restart"
+        );
+    }
+}
+
 /// While it waits for those answers, a report that some other node is down
 /// (a restarting node under load finds peers slow to answer its pings) does
 /// not make it elect; a report on the node of the leader it promised does.
