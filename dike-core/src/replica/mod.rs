@@ -636,13 +636,13 @@ impl<M: StateMachine> Replica<M> {
     /// never finish, and each adds messages to the congestion; backing off
     /// lets one finish.
     pub(crate) fn reset_election_timer(&mut self) {
-        self.election_deadline = self.now + self.election_timeout(self.election_backoff());
+        self.election_deadline = self.now + self.election_timeout();
     }
 
-    /// A random election timeout, stretched `factor` times (see
+    /// A random election timeout, stretched by the current backoff (see
     /// [`Replica::reset_election_timer`]).
-    fn election_timeout(&mut self, factor: u64) -> u64 {
-        let e = self.opts.election_ticks.max(1) * factor;
+    fn election_timeout(&mut self) -> u64 {
+        let e = self.opts.election_ticks.max(1) * self.election_backoff();
         let preferred = self.config.voters.first() == Some(&self.id);
         let (low, high) = if preferred && !self.is_draining() {
             (e.div_ceil(2), e)
@@ -682,7 +682,7 @@ impl<M: StateMachine> Replica<M> {
         {
             return;
         }
-        let at = self.now + self.election_timeout(self.election_backoff());
+        let at = self.now + self.election_timeout();
         self.election_deadline = self.election_deadline.min(at);
     }
 
