@@ -153,12 +153,13 @@ pub enum StartError {
         /// The name this start asked for.
         given: String,
     },
-    /// The data directory holds data of another cluster (other masters).
-    #[error("data dir {} holds data of another cluster (masters {}), not of this one (masters {}): start with the masters it was created with, or use a fresh data dir", dir.display(), stored.join(","), given.join(","))]
+    /// The data directory holds data of another cluster (masters it does
+    /// not know).
+    #[error("data dir {} holds data of another cluster (masters {}), not of this one (masters {}): start with masters it knows (those it was created with, or the cluster's masters as it last learned them; it learns later changes by itself), or use a fresh data dir", dir.display(), stored.join(","), given.join(","))]
     OtherCluster {
         /// The data directory.
         dir: std::path::PathBuf,
-        /// The master names it was created with.
+        /// The master names it knows (created with, and learned).
         stored: Vec<String>,
         /// The master names this start asked for.
         given: Vec<String>,

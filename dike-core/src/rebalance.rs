@@ -118,6 +118,52 @@ pub fn start_moves(table: &RoutingTable, dead: &BTreeSet<NodeId>) -> Vec<(String
     moves.into_iter().collect()
 }
 
+/// The next change of the master group, whose configuration (as its leader
+/// knows it) is `config`, towards the masters the operator wants
+/// ([`crate::routing::MasterGroup::wanted`]), or `None` when it has them
+/// (or none were asked for).
+///
+/// In order: a learner that is not wanted, or whose node is down, is
+/// dropped; a learner takes the place of a voter that is not wanted (one
+/// on a down node first), or is promoted if none is left to replace; a
+/// wanted node that is up and has no member is added as a learner (the
+/// member of its current incarnation); and, last, a voter that is not
+/// wanted is removed, never the last voter. So a replacement (`add` and
+/// `remove` together) is one `Replace` once the new master has caught up,
+/// and the group never runs on fewer voters than the operator left it.
+pub fn next_master_change(table: &RoutingTable, config: &Config) -> Option<ConfigChange> {
+    let wanted = table.masters.wanted.as_ref()?;
+    let wants = |m: &MemberId| wanted.contains(&m.node);
+    let stranded = |m: &&MemberId| !wants(m) || !table.is_up(m.node);
+    if let Some(&learner) = config.learners.iter().find(stranded) {
+        return Some(ConfigChange::Remove(learner));
+    }
+    let leaving = config
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| !wants(v))
+        .max_by_key(|v| (!table.is_up(v.node), v.node));
+    if let Some(&new) = config.learners.first() {
+        return Some(match leaving {
+            Some(old) => ConfigChange::Replace { old, new },
+            None => ConfigChange::Promote(new),
+        });
+    }
+    let missing = wanted
+        .iter()
+        .filter(|&&n| !config.all_members().any(|m| m.node == n))
+        .filter_map(|&n| table.node(n))
+        .find(|n| n.is_up() && !n.removing);
+    if let Some(node) = missing {
+        return Some(ConfigChange::AddLearner(node.member()));
+    }
+    match leaving {
+        Some(old) if config.voters.len() > 1 => Some(ConfigChange::Remove(old)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +217,90 @@ mod tests {
             }
         }
         panic!("the rebalancer did not settle in 1000 rounds");
+    }
+
+    /// Runs the master changes on `config` until none is left; returns the
+    /// changes made.
+    fn settle_masters(t: &RoutingTable, mut config: Config) -> (Config, Vec<ConfigChange>) {
+        let mut made = Vec::new();
+        while let Some(change) = next_master_change(t, &config) {
+            config = change.apply_to(&config).expect("the change fits");
+            made.push(change);
+            assert!(
+                made.len() < 20,
+                "the master changes do not settle: {made:?}"
+            );
+        }
+        (config, made)
+    }
+
+    fn masters(nodes: &[u64]) -> Config {
+        Config::initial(nodes.iter().map(|&n| MemberId::new(n, 0)).collect())
+    }
+
+    #[test]
+    fn replacing_a_dead_master_adds_the_new_one_as_a_learner_then_swaps_them_in_one_change() {
+        let mut t = table(4);
+        t.record_master_config(masters(&[1, 2, 3]));
+        t.mark_down(NodeId(3), 1).expect("known");
+        t.change_masters(Some(NodeId(4)), Some(NodeId(3)))
+            .expect("wanted");
+        let (config, made) = settle_masters(&t, masters(&[1, 2, 3]));
+        assert_eq!(
+            made,
+            [
+                ConfigChange::AddLearner(m(4)),
+                ConfigChange::Replace {
+                    old: MemberId::new(3, 0),
+                    new: m(4)
+                }
+            ]
+        );
+        assert_eq!(config.voters.len(), 3, "never four voters");
+    }
+
+    #[test]
+    fn adding_masters_promotes_and_removing_one_never_removes_the_last() {
+        let mut t = table(3);
+        t.record_master_config(masters(&[1]));
+        t.change_masters(Some(NodeId(2)), None).expect("wanted");
+        t.change_masters(Some(NodeId(3)), None).expect("wanted");
+        let (config, made) = settle_masters(&t, masters(&[1]));
+        assert!(made.contains(&ConfigChange::Promote(m(2))), "{made:?}");
+        let mut nodes: Vec<u64> = config.voters.iter().map(|v| v.node.0).collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, [1, 2, 3]);
+        assert!(config.learners.is_empty());
+        t.change_masters(None, Some(NodeId(1))).expect("wanted");
+        let (after, made) = settle_masters(&t, config);
+        assert_eq!(made, [ConfigChange::Remove(MemberId::new(1, 0))]);
+        assert_eq!(after.voters.len(), 2);
+    }
+
+    #[test]
+    fn a_learner_for_a_master_that_went_down_or_is_no_longer_wanted_is_dropped() {
+        let mut t = table(4);
+        t.record_master_config(masters(&[1, 2, 3]));
+        t.change_masters(Some(NodeId(4)), None).expect("wanted");
+        let with_learner = ConfigChange::AddLearner(m(4))
+            .apply_to(&masters(&[1, 2, 3]))
+            .expect("fits");
+        t.mark_down(NodeId(4), 1).expect("known");
+        assert_eq!(
+            next_master_change(&t, &with_learner),
+            Some(ConfigChange::Remove(m(4)))
+        );
+        assert_eq!(
+            next_master_change(&t, &masters(&[1, 2, 3])),
+            None,
+            "a wanted master that is down waits"
+        );
+    }
+
+    #[test]
+    fn without_wanted_masters_the_master_group_is_left_alone() {
+        let t = table(4);
+        assert_eq!(next_master_change(&t, &masters(&[1, 2, 3])), None);
     }
 
     fn loads(t: &RoutingTable) -> Vec<usize> {

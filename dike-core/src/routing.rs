@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+mod masters;
+
+pub use masters::{MasterGroup, MAX_MASTERS};
+
 /// The replica counts a group may be configured with: odd, so a group of
 /// `size` replicas survives `size / 2` failures, and at most seven, so a quorum
 /// stays cheap to reach.
@@ -193,6 +197,34 @@ pub enum RoutingError {
         /// A group with a member on it.
         group: String,
     },
+    /// A change of the masters before the master group's configuration is
+    /// in the table (the master records it within a rebalancing step of
+    /// its start).
+    #[error("the master group's configuration is not recorded yet; retry in a moment")]
+    MastersNotRecorded,
+    /// A change that would leave the master group with no member, or more
+    /// than [`MAX_MASTERS`].
+    #[error("the cluster would have {count} masters; it needs 1 to {max}", max = MAX_MASTERS)]
+    MasterCount {
+        /// How many masters the change would leave.
+        count: usize,
+    },
+    /// A node that cannot become a master now.
+    #[error("node {name:?} cannot become a master: it is {why}")]
+    NotMasterMaterial {
+        /// The node's name.
+        name: String,
+        /// Why (down, being removed).
+        why: &'static str,
+    },
+    /// A node that is a master cannot be removed from the cluster.
+    #[error(
+        "node {name:?} is a master; take it out of the masters first (dike master remove {name})"
+    )]
+    IsMaster {
+        /// The node's name.
+        name: String,
+    },
 }
 
 /// Checks that `size` is one of [`GROUP_SIZES`].
@@ -220,6 +252,11 @@ pub struct RoutingTable {
     /// with an empty data dir, as a new member.
     #[serde(default)]
     pub removed: BTreeMap<NodeId, RemovedNode>,
+    /// The master group's own membership: its configuration as last
+    /// recorded and the master nodes the operator asked for. Boxed: the
+    /// table travels in messages, and this is seldom read.
+    #[serde(default)]
+    pub masters: Box<MasterGroup>,
     /// Per-node counts derived from `groups`, computed at first use and then
     /// kept up to date by the methods that change groups (so `groups` must
     /// change only through them). Not part of the table: never sent, never
@@ -589,6 +626,12 @@ impl RoutingTable {
     /// at once (the answer then has 0 and the node is no longer in the
     /// table).
     pub fn remove_node(&mut self, node: NodeId) -> Result<(NodeInfo, usize), RoutingError> {
+        if self.masters.nodes().contains(&node) {
+            let name = self
+                .node(node)
+                .map_or_else(|| format!("n{}", node.0), |n| n.name.clone());
+            return Err(RoutingError::IsMaster { name });
+        }
         let info = self
             .nodes
             .get_mut(&node)
@@ -619,6 +662,10 @@ impl RoutingTable {
             .nodes
             .get(&node)
             .ok_or(RoutingError::UnknownNode { node })?;
+        if self.masters.nodes().contains(&node) {
+            let name = info.name.clone();
+            return Err(RoutingError::IsMaster { name });
+        }
         if let Some(group) = self.groups_on(node).next() {
             return Err(RoutingError::StillHosts {
                 name: info.name.clone(),

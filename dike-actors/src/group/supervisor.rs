@@ -110,19 +110,7 @@ impl Actor for GroupSupervisor {
         ctx: Arc<NodeContext>,
     ) -> Result<GroupSupState, ActorProcessingErr> {
         let mut pinned = BTreeMap::new();
-        if let Some(me) = ctx
-            .config
-            .masters
-            .iter()
-            .find(|m| m.name == ctx.config.name)
-        {
-            let a = Assignment {
-                group: MASTER_GROUP.to_owned(),
-                kind: MASTER_KIND.to_owned(),
-                member: me.member(),
-                generation: 0,
-                config: ctx.config.master_config(),
-            };
+        if let Some(a) = master_assignment(&ctx) {
             pinned.insert(MASTER_GROUP.to_owned(), a);
         }
         let mut state = GroupSupState {
@@ -167,6 +155,7 @@ impl Actor for GroupSupervisor {
                 tick(state.children.values(), count, at);
             }
             GroupSupMsg::Reconcile(desired, existing) => {
+                state.repin_master(&myself);
                 state.ensure_pinned(&myself).await;
                 let running: BTreeMap<String, Assignment> = state
                     .children
@@ -268,7 +257,46 @@ impl Actor for GroupSupervisor {
     }
 }
 
+/// The master replica this node hosts, as the masters it knows now say
+/// (see [`crate::node::masters`]), if any. A fresh replica starts from the
+/// configuration known now (as a learner, when it is being added).
+fn master_assignment(ctx: &NodeContext) -> Option<Assignment> {
+    let masters = ctx.masters();
+    let member = masters.member_on(ctx.config.node_id(), ctx.incarnation)?;
+    Some(Assignment {
+        group: MASTER_GROUP.to_owned(),
+        kind: MASTER_KIND.to_owned(),
+        member,
+        generation: 0,
+        config: masters.config.clone(),
+    })
+}
+
 impl GroupSupState {
+    /// Follows the masters: pins the master replica of a node that became
+    /// a master, and lets that of a node that no longer is one linger (the
+    /// remaining masters may need it to learn the change that removed it)
+    /// and stop.
+    fn repin_master(&mut self, myself: &ActorRef<GroupSupMsg>) {
+        let now = master_assignment(&self.ctx);
+        let member = |a: Option<&Assignment>| a.map(|a| a.member);
+        if member(now.as_ref()) == member(self.pinned.get(MASTER_GROUP)) {
+            return;
+        }
+        tracing::info!(
+            master = now.is_some(),
+            "the masters changed: this node's master replica follows"
+        );
+        match now {
+            Some(a) => self.pinned.insert(MASTER_GROUP.to_owned(), a),
+            None => self.pinned.remove(MASTER_GROUP),
+        };
+        let running = self.children.get(MASTER_GROUP).map(|c| c.assignment.member);
+        if running.is_some() && running != member(self.pinned.get(MASTER_GROUP)) {
+            self.stop(myself, MASTER_GROUP, Some(LINGER));
+        }
+    }
+
     /// Sets the replicas-hosted gauge to the replicas running here.
     fn count_replicas(&self) {
         self.ctx.metrics.replicas.set(self.children.len() as i64);

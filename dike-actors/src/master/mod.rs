@@ -16,7 +16,8 @@ pub mod rebalancer;
 
 use crate::error::DikeError;
 use crate::node::config::node_id_of;
-use dike_core::routing::{GroupInfo, NodeInfo, RoutingError, RoutingTable};
+use crate::node::config::MASTER_GROUP;
+use dike_core::routing::{GroupInfo, MasterGroup, NodeInfo, RoutingError, RoutingTable};
 use dike_core::{Config, GroupContext, Incarnation, NodeId, Outcome, PaxosServer};
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +105,16 @@ pub enum MasterRequest {
         /// Draining (true) or not.
         draining: bool,
     },
+    /// The operator changes the masters (`dike master add|remove|replace`):
+    /// `add` becomes a master, `remove` stops being one. Recorded as the
+    /// masters wanted ([`dike_core::routing::MasterGroup`]); the rebalancer
+    /// changes the master group towards them. Idempotent.
+    ChangeMasters {
+        /// The node to make a master.
+        add: Option<NodeId>,
+        /// The master to take out.
+        remove: Option<NodeId>,
+    },
 }
 
 impl MasterRequest {
@@ -122,6 +133,7 @@ impl MasterRequest {
             MasterRequest::GetTable => "GetTable",
             MasterRequest::GetTableIfChanged { .. } => "GetTableIfChanged",
             MasterRequest::SetDraining { .. } => "SetDraining",
+            MasterRequest::ChangeMasters { .. } => "ChangeMasters",
         }
     }
 
@@ -167,6 +179,8 @@ pub enum MasterReply {
     WasRemoved(String),
     /// The change was refused, with the reason.
     Refused(String),
+    /// The master group's membership ([`MasterRequest::ChangeMasters`]).
+    Masters(MasterGroup),
 }
 
 impl MasterReply {
@@ -185,6 +199,7 @@ impl MasterReply {
             MasterReply::NodeRemoved(_) => "NodeRemoved",
             MasterReply::WasRemoved(_) => "WasRemoved",
             MasterReply::Refused(_) => "Refused",
+            MasterReply::Masters(_) => "Masters",
         }
     }
 
@@ -297,6 +312,10 @@ impl PaxosServer for MasterServer {
                 Ok(()) => MasterReply::Done,
                 Err(e) => Self::refused(e),
             },
+            MasterRequest::SetConfig { group, config } if group == MASTER_GROUP => {
+                self.table.record_master_config(config);
+                MasterReply::Done
+            }
             MasterRequest::SetConfig { group, config } => {
                 match self.table.record_config(&group, config) {
                     Ok(_) => MasterReply::Done,
@@ -324,6 +343,12 @@ impl PaxosServer for MasterServer {
             MasterRequest::SetDraining { node, draining } => {
                 match self.table.set_draining(node, draining) {
                     Ok(_) => MasterReply::Done,
+                    Err(e) => Self::refused(e),
+                }
+            }
+            MasterRequest::ChangeMasters { add, remove } => {
+                match self.table.change_masters(add, remove) {
+                    Ok(group) => MasterReply::Masters(group.clone()),
                     Err(e) => Self::refused(e),
                 }
             }

@@ -1,9 +1,14 @@
-//! The master's rebalancer: on master nodes, and acting only where the
+//! The master's rebalancer: on every node, and acting only where the
 //! local master replica leads, it carries out placement one membership
 //! change at a time — replicas move onto a node that joined, and away from a
-//! node down longer than [`NodeConfig::replace_after`](crate::NodeConfig).
+//! node down longer than [`NodeConfig::replace_after`](crate::NodeConfig) —
+//! and changes the master group itself towards the masters the operator
+//! asked for.
 //!
-//! Each step: read the table; for groups with a move in flight, read the
+//! Each step: read the table; read the master group's configuration from
+//! the local master replica, record it in the table if newer (how every
+//! node learns the masters) and propose its next change
+//! ([`dike_core::rebalance::next_master_change`]); for groups with a move in flight, read the
 //! group's configuration from its leader, record it in the table if newer,
 //! and propose the change that finishes the move
 //! ([`dike_core::rebalance::finish_move`]); then start new moves
@@ -22,7 +27,7 @@ use crate::cluster::wire::{ClientRequest, ReplicaMsg, ReplicaStatus};
 use crate::error::DikeError;
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
-use crate::node::config::{node_id_of, MASTER_GROUP};
+use crate::node::config::MASTER_GROUP;
 use crate::node::context::{wall_nanos, NodeContext};
 use crate::routing::router::Router;
 use dike_core::rebalance;
@@ -116,6 +121,7 @@ impl RebalancerState {
     /// One step: finish moves in flight, then start new ones.
     async fn step(&self) -> Result<(), DikeError> {
         let table = self.router.refresh().await?;
+        self.step_masters(&table).await;
         let now = wall_nanos() / 1_000_000_000;
         let grace = self.ctx.config.replace_after.as_secs();
         let dead = rebalance::dead_nodes(&table, now, grace);
@@ -157,17 +163,37 @@ impl RebalancerState {
         Ok(())
     }
 
+    /// Records the master group's configuration if the table's is older,
+    /// then proposes its next change towards the masters wanted, if any.
+    async fn step_masters(&self, table: &RoutingTable) {
+        let config = match self
+            .router
+            .membership(MASTER_GROUP, ClientRequest::Membership)
+            .await
+        {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::debug!("cannot read the master group's configuration: {e}");
+                return;
+            }
+        };
+        let recorded = table.masters.config.as_ref();
+        if recorded.is_none_or(|c| config.epoch > c.epoch) {
+            self.record(MASTER_GROUP, config.clone()).await;
+        }
+        if let Some(change) = rebalance::next_master_change(table, &config) {
+            self.change(MASTER_GROUP, change).await;
+        }
+    }
+
     /// Takes nodes whose replicas are all gone out of the table: those the
     /// operator removes, and those down longer than the grace period (never
-    /// a master node: its master replica is not in the table).
+    /// a master node, or one the operator wants as a master: the master
+    /// replica is not among the table's groups).
     async fn forget(&self, table: &RoutingTable, dead: &BTreeSet<NodeId>) {
-        let masters: BTreeSet<NodeId> = self
-            .ctx
-            .config
-            .masters
-            .iter()
-            .map(|m| node_id_of(&m.name))
-            .collect();
+        let mut masters = table.masters.nodes();
+        let known = self.ctx.masters();
+        masters.extend(known.config.all_members().map(|m| m.node));
         for (node, removed_by_operator) in rebalance::nodes_to_forget(table, dead, &masters) {
             let req = if removed_by_operator {
                 MasterRequest::RemoveNode { node }

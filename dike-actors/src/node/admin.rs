@@ -13,6 +13,7 @@
 //! so a caller never waits out its timeout for a malformed request. Variant
 //! names are wire tags: never rename one.
 
+use crate::node::config::MasterSpec;
 use crate::node::context::NodeContext;
 use crate::node::dial::dial;
 use crate::node::{JoinOutcome, NodeHandle};
@@ -42,8 +43,9 @@ pub enum AdminMsg {
     /// The liveness ping of DESIGN 4.3: answered at once with nothing.
     #[rpc]
     Ping(RpcReplyPort<Vec<u8>>),
-    /// The cluster's masters as this node knows them: an encoded
-    /// `Vec<String>` of `NAME@HOST:PORT` (see [`crate::node::discover`]).
+    /// The cluster's masters (the master group's voters) as this node
+    /// knows them: an encoded `Vec<String>` of `NAME@HOST:PORT` (see
+    /// [`crate::node::discover`]).
     #[rpc]
     Masters(RpcReplyPort<Vec<u8>>),
     /// The routing table this node has cached: an encoded
@@ -184,11 +186,15 @@ impl Actor for Admin {
                 let _ = reply.send(Vec::new());
             }
             AdminMsg::Masters(reply) => {
-                let masters: Vec<String> = node
-                    .ctx
-                    .config
-                    .masters
+                let known = node.ctx.masters();
+                let voter = |s: &&MasterSpec| {
+                    let id = crate::node::config::node_id_of(&s.name);
+                    known.config.voters.iter().any(|v| v.node == id)
+                };
+                let masters: Vec<String> = known
+                    .specs
                     .iter()
+                    .filter(voter)
                     .map(ToString::to_string)
                     .collect();
                 let _ = reply.send(codec::encode("masters", &masters).unwrap_or_default());

@@ -40,7 +40,7 @@ pub fn runtime_replica_options() -> ReplicaOptions {
 }
 
 /// A master node as configured: `NAME@HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MasterSpec {
     /// The node's name.
     pub name: String,
@@ -93,7 +93,9 @@ pub struct NodeConfig {
     pub advertise: String,
     /// The shared secret every node of the cluster must present.
     pub cookie: String,
-    /// The master nodes (1, 3 or 5). A node whose masters are only itself
+    /// The master nodes it starts from (1 to 7; 1, 3 or 5 for a new
+    /// cluster): the seeds, see [`crate::node::masters`]. A node whose
+    /// masters are only itself
     /// runs in single-node mode.
     pub masters: Vec<MasterSpec>,
     /// Where replicas keep their durable state.
@@ -381,10 +383,23 @@ impl NodeConfigBuilder {
                 address: advertise.clone(),
             });
         }
-        if ![1, 3, 5].contains(&masters.len()) {
+        // Any size the master group may have: a node of a cluster whose
+        // masters are changing may be given 2 or 4 (an odd count tolerates
+        // as many failures as the next even one, so a new cluster should
+        // start with 1, 3 or 5).
+        let max = dike_core::routing::MAX_MASTERS;
+        if masters.len() > max {
             return Err(StartError::Config(format!(
-                "{} masters configured; use 1, 3 or 5",
+                "{} masters configured; a cluster has 1 to {max} (1, 3 or 5 are best)",
                 masters.len()
+            )));
+        }
+        let mut names: Vec<&str> = masters.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(StartError::Config(format!(
+                "master {:?} is listed twice in --masters",
+                twice[0]
             )));
         }
         let single = masters.len() == 1 && masters[0].name == self.name;
@@ -494,15 +509,26 @@ mod tests {
     }
 
     #[test]
-    fn a_cookie_and_a_sane_master_count_are_required() {
+    fn a_cookie_and_a_sane_master_list_are_required() {
         let no_cookie = NodeConfig::builder("a", addr()).build();
         assert!(matches!(no_cookie, Err(StartError::Config(_))));
-        let two = NodeConfig::builder("a", addr())
-            .cookie("c")
-            .master("a@h:1")
-            .master("b@h:2")
-            .build();
-        assert!(matches!(two, Err(StartError::Config(_))));
+        let with = |masters: &[&str]| {
+            let mut b = NodeConfig::builder("a", addr()).cookie("c");
+            for m in masters {
+                b = b.master(*m);
+            }
+            b.build()
+        };
+        // Two masters: a cluster whose masters are changing.
+        assert!(with(&["a@h:1", "b@h:2"]).is_ok());
+        let twice = with(&["a@h:1", "b@h:2", "a@h:3"]);
+        assert!(
+            matches!(&twice, Err(StartError::Config(m)) if m.contains("listed twice")),
+            "{twice:?}"
+        );
+        let eight: Vec<String> = (0..8).map(|i| format!("m{i}@h:{i}")).collect();
+        let eight: Vec<&str> = eight.iter().map(String::as_str).collect();
+        assert!(matches!(with(&eight), Err(StartError::Config(_))));
     }
 
     #[test]

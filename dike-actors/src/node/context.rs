@@ -15,6 +15,7 @@ use crate::master::MasterServer;
 use crate::node::admin::AdminMsg;
 use crate::node::config::NodeConfig;
 use crate::node::http::{HttpServer, Readiness};
+use crate::node::masters::Masters;
 use crate::node::metrics::{MetricsOptions, NodeMetrics};
 use crate::routing::dispatcher::DispatcherMsg;
 use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
@@ -43,6 +44,8 @@ pub struct NodeContext {
     removed: AtomicBool,
     /// Casts still being sent by the dispatcher.
     casts: AtomicUsize,
+    /// The masters as this node knows them now (see [`crate::node::masters`]).
+    masters: RwLock<Arc<Masters>>,
     pub(crate) dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
     pub(crate) groups: RwLock<Option<ActorRef<GroupSupMsg>>>,
     pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
@@ -105,7 +108,13 @@ impl NodeContext {
             per_group: config.metrics_per_group,
         };
         let metrics = NodeMetrics::new(config.storage.as_ref(), options);
+        let stored = config.data_dir.as_ref().and_then(|d| d.identity().masters);
+        let masters = match stored {
+            Some(stored) => Masters::stored_over_seeds(stored, &config.masters),
+            None => Masters::seeds(&config.masters),
+        };
         let ctx = NodeContext {
+            masters: RwLock::new(Arc::new(masters)),
             joining: AtomicBool::new(config.join),
             removed: AtomicBool::new(false),
             config,
@@ -159,6 +168,40 @@ impl NodeContext {
     /// The dispatcher now running, if any.
     pub fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
         self.dispatcher.read().ok()?.clone()
+    }
+
+    /// The masters as this node knows them now.
+    pub fn masters(&self) -> Arc<Masters> {
+        self.masters
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Whether this node hosts a member of the master group now.
+    pub fn is_master(&self) -> bool {
+        self.masters()
+            .member_on(self.config.node_id(), self.incarnation)
+            .is_some()
+    }
+
+    /// Learns the masters `table` shows, if they changed: kept for the
+    /// node's requests and written to its data dir, if any, for its next
+    /// start. Returns whether they changed.
+    pub(crate) fn learn_masters(&self, table: &dike_core::routing::RoutingTable) -> bool {
+        let Some(next) = self.masters().learned(table) else {
+            return false;
+        };
+        tracing::info!(epoch = next.config.epoch, masters = ?next.specs.iter().map(ToString::to_string).collect::<Vec<_>>(), "the masters changed");
+        if let Some(dir) = &self.config.data_dir {
+            if let Err(e) = dir.record_masters(&next) {
+                tracing::warn!(dir = %dir.path().display(), "cannot record the masters: {e}");
+            }
+        }
+        if let Ok(mut m) = self.masters.write() {
+            *m = Arc::new(next);
+        }
+        true
     }
 
     /// Whether the node should be in the routing table and host replicas.

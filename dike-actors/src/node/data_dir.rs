@@ -16,13 +16,18 @@
 //!   (false to true, once the node has joined), and the incarnation if the
 //!   node log's files were removed and it started a new one.
 //!
-//! The cluster is named by its masters' names, sorted. The master group's
-//! members are derived from those names and never change (see
-//! docs/ARCHITECTURE.md), so they tell one cluster's data from another's
-//! without asking anyone; the masters' addresses may change.
+//! The cluster is named by the names of the masters the directory first
+//! started with, sorted, and the identity also keeps the masters the node
+//! learned since (`dike master add|remove` change them; see
+//! [`crate::node::masters`]). A start whose `--masters` name a master the
+//! directory does not know is refused as another cluster's: the masters'
+//! names tell one cluster's data from another's without asking anyone, and
+//! a node may be started with the masters it started with or those it
+//! learned last.
 
 use crate::error::StartError;
 use crate::node::config::{node_id_of, MasterSpec};
+use crate::node::masters::Masters;
 use crate::storage::files::Layout;
 use crate::storage::provider::NodeLogProvider;
 use dike_core::codec::{decode, encode};
@@ -53,6 +58,9 @@ pub struct NodeIdentity {
     /// directory is refused at once.
     #[serde(default)]
     pub removed: bool,
+    /// The masters the node last learned from the cluster, if it did.
+    #[serde(default)]
+    pub masters: Option<Masters>,
 }
 
 /// The cluster of `masters`, as an identity names it.
@@ -64,6 +72,17 @@ pub fn cluster_of(masters: &[MasterSpec]) -> Vec<String> {
 }
 
 impl NodeIdentity {
+    /// The names of the masters the directory knows, sorted: those it
+    /// was first started with and those it learned last.
+    pub fn known_masters(&self) -> Vec<String> {
+        let learned = self.masters.iter().flat_map(|m| m.specs.iter());
+        let mut known: Vec<String> = self.cluster.to_vec();
+        known.extend(learned.map(|s| s.name.clone()));
+        known.sort();
+        known.dedup();
+        known
+    }
+
     /// Whether node `name` of cluster `cluster` may use a directory of this
     /// identity.
     fn admits(&self, dir: &Path, name: &str, cluster: &[String]) -> Result<(), StartError> {
@@ -74,10 +93,11 @@ impl NodeIdentity {
                 given: name.to_owned(),
             });
         }
-        if self.cluster != cluster {
+        let known = self.known_masters();
+        if !cluster.iter().all(|c| known.contains(c)) {
             return Err(StartError::OtherCluster {
                 dir: dir.to_path_buf(),
-                stored: self.cluster.clone(),
+                stored: known,
                 given: cluster.to_vec(),
             });
         }
@@ -159,8 +179,9 @@ impl DataDir {
                     node_id: node_id_of(name),
                     incarnation,
                     cluster,
-                    joined: earlier.is_some_and(|e| e.joined),
+                    joined: earlier.as_ref().is_some_and(|e| e.joined),
                     removed: false,
+                    masters: earlier.and_then(|e| e.masters),
                 };
                 write(&layout, &identity).map_err(failed)?;
                 identity
@@ -205,6 +226,22 @@ impl DataDir {
 }
 
 impl DataDir {
+    /// Records the masters the node learned, for its next start. Returns
+    /// whether it wrote.
+    pub(crate) fn record_masters(&self, masters: &Masters) -> Result<bool, String> {
+        let mut identity = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
+        if identity.masters.as_ref() == Some(masters) {
+            return Ok(false);
+        }
+        let next = NodeIdentity {
+            masters: Some(masters.clone()),
+            ..identity.clone()
+        };
+        write(&self.layout, &next)?;
+        *identity = next;
+        Ok(true)
+    }
+
     /// Records that the operator removed the node from the cluster, so the
     /// next start on the directory is refused. Returns whether it wrote.
     pub(crate) fn record_removed(&self) -> Result<bool, String> {
@@ -362,6 +399,30 @@ mod tests {
         moved[0].address = "10.0.0.9:7000".into();
         let (again, _log) = DataDir::open(dir.path(), "n4", &moved, None).expect("same node");
         assert_eq!(again.identity(), first);
+    }
+
+    #[test]
+    fn the_masters_learned_are_kept_and_a_start_may_name_them_but_no_stranger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (held, log) =
+            DataDir::open(dir.path(), "n4", &masters(&["m1", "m2", "m3"]), None).expect("first");
+        let learned = Masters::seeds(&masters(&["m1", "m2", "n4"]));
+        assert_eq!(held.record_masters(&learned), Ok(true));
+        assert_eq!(held.record_masters(&learned), Ok(false), "written once");
+        drop((held, log));
+        let (held, log) = DataDir::open(dir.path(), "n4", &masters(&["m1", "m2", "n4"]), None)
+            .expect("the masters it learned");
+        assert_eq!(held.identity().masters, Some(learned));
+        assert_eq!(held.identity().known_masters(), ["m1", "m2", "m3", "n4"]);
+        drop((held, log));
+        let (held, log) = DataDir::open(dir.path(), "n4", &masters(&["m1", "m2", "m3"]), None)
+            .expect("the masters it started with");
+        drop((held, log));
+        let stranger = DataDir::open(dir.path(), "n4", &masters(&["m1", "m2", "x9"]), None);
+        assert!(
+            matches!(&stranger, Err(StartError::OtherCluster { .. })),
+            "{stranger:?}"
+        );
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl NodeHandle {
 
     /// How messages name `m`: its node's name from the cached routing
     /// table, else its id.
-    async fn member_name(&self, m: dike_core::MemberId) -> String {
+    pub(crate) async fn member_name(&self, m: dike_core::MemberId) -> String {
         match self.cached_table().await {
             Ok(t) => t.node(m.node).map(|n| n.name.clone()),
             Err(_) => None,

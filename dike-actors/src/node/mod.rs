@@ -22,6 +22,7 @@ pub mod discover;
 mod drain;
 mod handover;
 pub mod http;
+pub mod masters;
 pub mod metrics;
 pub mod page;
 mod remove;
@@ -109,14 +110,13 @@ async fn spawn_dispatcher(
     Ok(d)
 }
 
-/// The rebalancer runs on master nodes only.
+/// The rebalancer runs on every node: it acts only where the node's master
+/// replica leads, and any node that joined may become a master (`dike
+/// master add`). Elsewhere it costs one local question per step.
 async fn spawn_rebalancer(
     ctx: &Arc<NodeContext>,
     sup: ActorCell,
 ) -> Result<Option<ActorRef<RebalancerMsg>>, ActorProcessingErr> {
-    if !ctx.config.is_master() {
-        return Ok(None);
-    }
     let (r, _) = Actor::spawn_linked(None, Rebalancer, ctx.clone(), sup).await?;
     Ok(Some(r))
 }
@@ -163,7 +163,7 @@ impl Actor for DikeNode {
         spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
         ctx.set_running(true);
-        tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, http = ?c.http, master = c.is_master(), tls = c.tls.is_some(), "node started");
+        tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, http = ?c.http, master = ctx.is_master(), tls = c.tls.is_some(), "node started");
         Ok(DikeNodeState {
             budget: RestartBudget::new(c.restarts),
             ctx,
@@ -644,10 +644,11 @@ impl NodeHandle {
         .await
     }
 
-    /// The master group's configuration: its members, derived from the
-    /// masters this node was configured (or, for a client, learned) with.
+    /// The master group's configuration as this node knows it (see
+    /// [`masters`]): from its flags or data dir at start, then as the
+    /// routing table shows it.
     pub fn master_config(&self) -> dike_core::Config {
-        self.ctx.config.master_config()
+        self.ctx.masters().config.clone()
     }
 
     /// The routing table this node has cached (kept fresh from the master;
@@ -703,7 +704,16 @@ impl NodeHandle {
         member: dike_core::MemberId,
     ) -> Result<ReplicaStatus, DikeError> {
         let within = Duration::from_secs(1);
-        status::replica_status_within(group, None, member, within, true).await
+        match status::replica_status_within(group, None, member, within, true).await {
+            Err(DikeError::Unavailable { group, reason }) => {
+                let who = self.member_name(member).await;
+                Err(DikeError::Unavailable {
+                    group,
+                    reason: format!("the replica on node {who}: {reason}"),
+                })
+            }
+            other => other,
+        }
     }
 
     /// The cluster's status (see [`status`]): the routing table read from
@@ -713,7 +723,8 @@ impl NodeHandle {
         within: Duration,
     ) -> Result<status::ClusterStatus, DikeError> {
         let table = self.routing_table().await?;
-        let masters = self.ctx.config.master_config();
+        let masters = table.masters.config.clone();
+        let masters = masters.unwrap_or_else(|| self.ctx.masters().config.clone());
         Ok(status::gather(&table, &masters, within).await)
     }
 

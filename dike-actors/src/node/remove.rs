@@ -36,17 +36,19 @@ impl NodeHandle {
     /// Removes node `name` from the cluster, or says how far its removal
     /// is: the first call starts it, later calls (from any node) answer the
     /// same way, until [`NodeRemoval::Removed`]. See the module
-    /// documentation. A master node is refused: the master group's members
-    /// are fixed by the masters list.
+    /// documentation. A master node (or one the operator asked to become
+    /// a master) is refused: take it out of the masters first (`dike
+    /// master remove`).
     pub async fn remove_node(&self, name: &str) -> Result<NodeRemoval, DikeError> {
-        if self.ctx.config.masters.iter().any(|m| m.name == name) {
-            return Err(DikeError::Rejected(format!(
-                "node {name:?} is a master; a master cannot be removed (the masters are fixed by \
-                 the --masters list)"
-            )));
-        }
         let node = node_id_of(name);
         let table = self.routing_table().await?;
+        let known = self.ctx.masters();
+        let is_master = table.masters.nodes().contains(&node)
+            || (table.masters.config.is_none() && known.spec(node).is_some());
+        if is_master {
+            let e = dike_core::routing::RoutingError::IsMaster { name: name.into() };
+            return Err(DikeError::Rejected(e.to_string()));
+        }
         if table.node(node).is_none() {
             let why = if table.removed.contains_key(&node) {
                 "it was removed already"

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The kind shown for the master group (which is not in the routing
-/// table: its members are the configured masters).
+/// The kind shown for the master group (which is not among the routing
+/// table's groups: its members are the masters, `RoutingTable::masters`).
 pub const MASTER_KIND: &str = "master";
 
 /// A replica this many slots or more behind its group's most advanced
@@ -340,7 +340,9 @@ pub(crate) async fn of_node(
         wait
     )
     .map_err(|e| format!("the dispatcher did not answer: {e}"))?;
-    Ok(gather(&table, &ctx.config.master_config(), within).await)
+    let masters = table.masters.config.clone();
+    let masters = masters.unwrap_or_else(|| ctx.masters().config.clone());
+    Ok(gather(&table, &masters, within).await)
 }
 
 /// What the replica of `member` in `group` (of creation `generation`, or
@@ -357,11 +359,17 @@ pub async fn replica_status_within(
         group: group.to_owned(),
         reason,
     };
-    let replica = crate::routing::router::find_replica(group, member, generation)
-        .ok_or_else(|| unavailable(format!("{member} is not reachable")))?;
+    // The reasons name no member: callers say which node's replica it is
+    // (`dike status` by its row, `NodeHandle::replica_status` by name).
+    let replica =
+        crate::routing::router::find_replica(group, member, generation).ok_or_else(|| {
+            unavailable(
+                "not reachable (its node is down or cut off, or it does not run there)".into(),
+            )
+        })?;
     let wait = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
     let bytes: Vec<u8> = ractor::call_t!(replica, ReplicaMsg::Status, wait, with_digest)
-        .map_err(|e| unavailable(format!("{member} did not answer: {e}")))?;
+        .map_err(|e| unavailable(format!("no answer: {e}")))?;
     Ok(codec::decode("replica status", &bytes)?)
 }
 

@@ -334,7 +334,7 @@ impl DispatcherState {
             if let Some(groups) = ctx.group_supervisor() {
                 let _ = groups.cast(GroupSupMsg::NodeDown(node));
             }
-            if !ctx.config.is_master() || !router.table().is_up(node) {
+            if !ctx.is_master() || !router.table().is_up(node) {
                 return;
             }
             let since = crate::node::context::wall_nanos() / 1_000_000_000;
@@ -408,7 +408,8 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
     };
     let connected = connected_names(ctx).await;
     let me = &ctx.config.name;
-    let masters = ctx.config.masters.iter().map(|m| (&m.name, &m.address));
+    let known = ctx.masters();
+    let masters = known.specs.iter().map(|m| (&m.name, &m.address));
     let nodes = table.nodes.values().map(|n| (&n.name, &n.address));
     let mut tried = BTreeSet::new();
     let mut attempts = tokio::task::JoinSet::new();

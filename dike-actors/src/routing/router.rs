@@ -238,8 +238,7 @@ impl Router {
         if let Some(n) = self.table().node(m.node) {
             return format!("node {} ({})", n.name, n.address);
         }
-        let masters = &self.ctx.config.masters;
-        match masters.iter().find(|s| s.member().node == m.node) {
+        match self.ctx.masters().spec(m.node) {
             Some(s) => format!("node {} ({})", s.name, s.address),
             None => format!("node {m}"),
         }
@@ -261,22 +260,26 @@ impl Router {
     }
 
     /// Replaces the cached table if `t` is newer, or another table of the
-    /// same version; returns whether it did.
+    /// same version, and learns the masters it shows; returns whether it
+    /// replaced it.
     pub fn install(&self, t: RoutingTable) -> bool {
         let digest = t.digest();
-        let Ok(mut cur) = self.table.write() else {
-            return false;
-        };
-        let held = cur.table.version;
-        if t.version > held || (t.version == held && digest != cur.digest) {
+        let table = Arc::new(t);
+        {
+            let Ok(mut cur) = self.table.write() else {
+                return false;
+            };
+            let held = cur.table.version;
+            if table.version < held || (table.version == held && digest == cur.digest) {
+                return false;
+            }
             *cur = Cached {
-                table: Arc::new(t),
+                table: table.clone(),
                 digest,
             };
-            true
-        } else {
-            false
         }
+        self.ctx.learn_masters(&table);
+        true
     }
 
     /// The generation of `group` in the table (0 for the master group and
@@ -290,7 +293,7 @@ impl Router {
 
     fn voters(&self, group: &str) -> Option<Vec<MemberId>> {
         if group == MASTER_GROUP {
-            return Some(self.ctx.config.master_config().voters);
+            return Some(self.ctx.masters().config.voters.clone());
         }
         self.table().voters(group).ok().map(<[MemberId]>::to_vec)
     }
@@ -324,7 +327,7 @@ impl Router {
     pub async fn master(&self, req: MasterRequest) -> Result<MasterReply, DikeError> {
         let query = req.is_query();
         let payload = codec::encode("master request", &req)?;
-        let voters = self.ctx.config.master_config().voters;
+        let voters = self.ctx.masters().config.voters.clone();
         let bytes = self.send(MASTER_GROUP, &voters, payload, query).await?;
         Ok(codec::decode("master reply", &bytes)?)
     }

@@ -87,6 +87,11 @@ pub enum Command {
     /// Leadership of a group.
     #[command(subcommand)]
     Leader(LeaderOp),
+    /// The masters: list them, or change them (a Paxos reconfiguration of
+    /// the master group, one change at a time; a new master catches up as
+    /// a learner first).
+    #[command(subcommand)]
+    Master(MasterOp),
     /// Send a request through a group's log; the reply is printed as JSON.
     Request(RequestArgs),
     /// Send a command through a group's log without showing its reply
@@ -174,6 +179,72 @@ pub enum LeaderOp {
         /// The node that is to lead (its name).
         node: String,
     },
+}
+
+/// What `dike master` does. The changes record the masters wanted at
+/// once, then wait (at most --wait seconds) until the master group is made
+/// of them, printing progress on stderr; they fail (exit 8) if a node is
+/// unknown, (exit 7) if the change is refused (a node that is down, no
+/// master left, more than 7), and (exit 6) if the masters are still
+/// changing at the deadline (the change goes on; `dike master list`
+/// shows how far it is).
+#[derive(Subcommand, Debug)]
+pub enum MasterOp {
+    /// Print the masters (the master group's voters), the masters being
+    /// added (learners) and the masters wanted, if a change was asked for.
+    List {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+    },
+    /// Make node NAME (one that joined the cluster) a master.
+    Add {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The node (its name).
+        node: String,
+        /// How long to wait for the change, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Take master NAME out of the masters (it stays a node).
+    Remove {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The master (its name).
+        node: String,
+        /// How long to wait for the change, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Replace master OLD (a dead one, say) by node NEW in one change, once
+    /// NEW has caught up: the master group never has more voters than now.
+    Replace {
+        /// How to reach the cluster.
+        #[command(flatten)]
+        via: Via,
+        /// The master to take out.
+        old: String,
+        /// The node to make a master in its place.
+        new: String,
+        /// How long to wait for the change, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+}
+
+impl MasterOp {
+    /// How the command reaches the cluster.
+    pub fn via(&self) -> &Via {
+        match self {
+            MasterOp::List { via }
+            | MasterOp::Add { via, .. }
+            | MasterOp::Remove { via, .. }
+            | MasterOp::Replace { via, .. } => via,
+        }
+    }
 }
 
 /// One key-value operation.
@@ -369,8 +440,11 @@ pub struct NodeArgs {
     /// 0.0.0.0 or ::).
     #[arg(long, env = "DIKE_ADVERTISE")]
     pub advertise: Option<String>,
-    /// The master nodes, NAME@HOST:PORT, comma-separated (1, 3 or 5). Only
-    /// this node's own entry: single-node mode.
+    /// The master nodes, NAME@HOST:PORT, comma-separated: a new cluster's
+    /// masters (1, 3 or 5), or any masters the cluster had, as seeds (the
+    /// node learns the current masters from the cluster and keeps them in
+    /// its data dir; `dike master`). Only this node's own entry:
+    /// single-node mode.
     #[arg(long, value_delimiter = ',', required = true, env = "DIKE_MASTERS")]
     pub masters: Vec<String>,
     /// Keep replica state durably in this directory. One node uses it at a

@@ -127,6 +127,23 @@ pub enum CliError {
         /// Seconds waited.
         waited: u64,
     },
+    /// `dike master add|remove|replace` waited and the master group is not
+    /// made of the masters wanted yet.
+    #[error(
+        "the masters are still changing after {waited} s (voters: {voters}; being added: \
+         {learners}; wanted: {wanted}); the change goes on in the background: watch it with \
+         `dike master list`"
+    )]
+    MastersChanging {
+        /// The voters now.
+        voters: String,
+        /// The learners now.
+        learners: String,
+        /// The masters wanted.
+        wanted: String,
+        /// Seconds waited.
+        waited: u64,
+    },
     /// The running node stopped by itself.
     #[error("the node stopped unexpectedly")]
     NodeStopped,
@@ -228,7 +245,7 @@ impl CliError {
             }
             CliError::NotAVoter { .. } => exit::REFUSED,
             CliError::DrainTimeout { .. } => exit::UNAVAILABLE,
-            CliError::StillRemoving { .. } => exit::UNAVAILABLE,
+            CliError::StillRemoving { .. } | CliError::MastersChanging { .. } => exit::UNAVAILABLE,
             CliError::Join(
                 JoinNodeError::Unreachable { .. } | JoinNodeError::UnknownNode { .. },
             ) => exit::UNREACHABLE,

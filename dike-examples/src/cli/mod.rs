@@ -18,6 +18,7 @@ pub mod drain;
 pub mod error;
 pub mod kinds;
 pub mod kv;
+pub mod master;
 pub mod node;
 pub mod request;
 pub mod status;
@@ -63,6 +64,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Leader(args::LeaderOp::Transfer { via, group, node }) => {
             (via, Action::LeaderTransfer { group, node })
         }
+        Command::Master(op) => (op.via().clone(), Action::Master(op)),
         Command::Request(args) => (args.via.clone(), Action::Request(args, Mode::Call)),
         Command::Cast(args) => (args.via.clone(), Action::Cast(args)),
         Command::Query(args) => (args.via.clone(), Action::Request(args, Mode::Query)),
@@ -114,6 +116,7 @@ enum Action {
         node: String,
     },
     Node(args::NodeCommand),
+    Master(args::MasterOp),
     Request(args::RequestArgs, Mode),
     Cast(args::RequestArgs),
     Kv(args::KvOp),
@@ -146,6 +149,7 @@ impl Action {
             Action::Node(args::NodeCommand::Undrain { node, .. }) => {
                 drain::undrain(client, &node, json).await
             }
+            Action::Master(op) => master::run(client, op, json).await,
             Action::Request(args, mode) => request::run(client, &args, mode).await,
             Action::Cast(args) => request::cast(client, &args, json).await,
             Action::Kv(op) => kv::run(client, op).await,
