@@ -50,6 +50,12 @@ pub enum FaultKind {
     /// Transfer: the operator hands one data group's leadership to another
     /// voter (`dike leader transfer`).
     Transfer,
+    /// Master replacement: a node joins; later the master group's leader
+    /// is killed for good and the operator replaces it by that node (`dike
+    /// master replace`): it catches up as a learner, then takes the dead
+    /// master's place. Not part of [`FaultKind::ALL`]: it changes the
+    /// cluster's shape.
+    ReplaceMaster,
 }
 
 impl FaultKind {
@@ -74,6 +80,7 @@ impl FaultKind {
                 | FaultKind::Pause
                 | FaultKind::Churn
                 | FaultKind::Decommission
+                | FaultKind::ReplaceMaster
                 | FaultKind::Drain
                 | FaultKind::Transfer
         )
@@ -93,6 +100,7 @@ impl FaultKind {
             FaultKind::Decommission => "decommission",
             FaultKind::Drain => "drain",
             FaultKind::Transfer => "transfer",
+            FaultKind::ReplaceMaster => "replace-master",
         }
     }
 }
@@ -105,7 +113,7 @@ impl fmt::Display for FaultKind {
 
 /// A fault kind name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, drain, transfer, churn, decommission, all (all but churn and decommission)")]
+#[error("unknown fault {0:?}; known: kill, pause, partition, isolate-leader, bridge, one-way, loss, drain, transfer, churn, decommission, replace-master, all (all but churn, decommission and replace-master)")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultKind {
@@ -114,7 +122,11 @@ impl FromStr for FaultKind {
     fn from_str(s: &str) -> Result<Self, UnknownFault> {
         FaultKind::ALL
             .into_iter()
-            .chain([FaultKind::Churn, FaultKind::Decommission])
+            .chain([
+                FaultKind::Churn,
+                FaultKind::Decommission,
+                FaultKind::ReplaceMaster,
+            ])
             .find(|k| k.name() == s)
             .ok_or_else(|| UnknownFault(s.to_owned()))
     }
@@ -158,6 +170,14 @@ pub enum Action {
     Join,
     /// Kill this node for good; the master replaces its replicas.
     Remove(usize),
+    /// Kill master `old` for good and replace it by node `new` (`dike
+    /// master replace`).
+    ReplaceMaster {
+        /// The master killed.
+        old: usize,
+        /// The node that takes its place.
+        new: usize,
+    },
     /// Remove this running node from the cluster (`dike node remove`).
     Decommission(usize),
     /// Drain this node; undrain it at the heal.
@@ -188,6 +208,9 @@ impl fmt::Display for Fault {
             Action::Join => "a new node joins".to_owned(),
             Action::Remove(i) => format!("node {i} is removed for good"),
             Action::Decommission(i) => format!("node {i} is decommissioned"),
+            Action::ReplaceMaster { old, new } => {
+                format!("master {old} is killed for good and replaced by node {new}")
+            }
             Action::Drain(i) => format!("node {i} is drained"),
             Action::Transfer(i) => format!("node {i} hands a leadership over"),
         };
@@ -286,6 +309,16 @@ impl Scheduler {
             FaultKind::Decommission => match view.joined.first() {
                 Some(i) => (Action::Decommission(*i), "the node that joined".to_owned()),
                 None => (Action::Join, "groups move onto it".to_owned()),
+            },
+            FaultKind::ReplaceMaster => match (view.joined.first(), view.master_leader) {
+                (Some(&new), Some(old)) => (
+                    Action::ReplaceMaster { old, new },
+                    "the master group's leader, by the node that joined".to_owned(),
+                ),
+                // The master leader is not known now: a harmless operator
+                // action instead; a later fault replaces it.
+                (Some(_), None) => (Action::Transfer(first), why + " (no master leader known)"),
+                (None, _) => (Action::Join, "it will replace a master".to_owned()),
             },
             FaultKind::Drain => (Action::Drain(first), why),
             FaultKind::Transfer => (Action::Transfer(first), why),
@@ -391,7 +424,7 @@ pub fn nodes_down(fault: &Fault, addrs: &[Ipv4Addr]) -> usize {
         Action::Join | Action::Decommission(_) => 0,
         // Leaderships move; every replica keeps running.
         Action::Drain(_) | Action::Transfer(_) => 0,
-        Action::Remove(_) => 1,
+        Action::Remove(_) | Action::ReplaceMaster { .. } => 1,
     }
 }
 
@@ -502,6 +535,17 @@ mod tests {
         assert_eq!(s.next(&v).action, Action::Join);
         v.joined = vec![5];
         assert_eq!(s.next(&v).action, Action::Decommission(5));
+    }
+
+    #[test]
+    fn replace_master_joins_a_node_then_replaces_the_master_leader_by_it() {
+        let mut v = view();
+        let mut s = Scheduler::new(1, &[FaultKind::ReplaceMaster]);
+        assert_eq!(s.next(&v).action, Action::Join);
+        v.joined = vec![5];
+        v.master_leader = Some(2);
+        let replace = s.next(&v).action;
+        assert_eq!(replace, Action::ReplaceMaster { old: 2, new: 5 });
     }
 
     #[test]

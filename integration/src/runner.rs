@@ -23,7 +23,7 @@ use crate::nft::Partition;
 use crate::wait::{poll_until, NotYet};
 use crate::workload::{self, Workload, WorkloadConfig};
 use dike_actors::cluster::wire::ReplicaStatus;
-use dike_actors::node::config::{MasterSpec, MASTER_GROUP};
+use dike_actors::node::config::MASTER_GROUP;
 use dike_actors::{DikeError, NodeHandle};
 use dike_core::MemberId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,19 +179,16 @@ fn ipv4(cluster: &Cluster, i: usize) -> Ipv4Addr {
     }
 }
 
-fn masters_of(cluster: &Cluster) -> Vec<MemberId> {
-    cluster
-        .masters()
-        .iter()
-        .filter_map(|m| m.parse::<MasterSpec>().ok())
-        .map(|m| m.member())
-        .collect()
+/// The master group's voters as the client knows them now (the cluster's
+/// masters list at first; the client learns every change from the table).
+fn masters_of(client: &Client) -> Vec<MemberId> {
+    client.node().master_config().voters
 }
 
 /// The voters of `group` (the master group's from the cluster's masters).
-async fn voters(client: &Client, cluster: &Cluster, group: &str) -> Result<Vec<MemberId>, NotYet> {
+async fn voters(client: &Client, group: &str) -> Result<Vec<MemberId>, NotYet> {
     if group == MASTER_GROUP {
-        return Ok(masters_of(cluster));
+        return Ok(masters_of(client));
     }
     let t = client.routing_table().await?;
     Ok(t.voters(group)
@@ -219,7 +216,7 @@ async fn view(client: &Client, cluster: &Cluster, groups: &[String]) -> View {
         ..View::default()
     };
     for g in groups {
-        let Ok(vs) = voters(client, cluster, g).await else {
+        let Ok(vs) = voters(client, g).await else {
             continue;
         };
         if let Some(l) = leader_of(client.node(), g, &vs).await {
@@ -228,7 +225,7 @@ async fn view(client: &Client, cluster: &Cluster, groups: &[String]) -> View {
             }
         }
     }
-    let masters = masters_of(cluster);
+    let masters = masters_of(client);
     if let Some(l) = leader_of(client.node(), MASTER_GROUP, &masters).await {
         v.master_leader = cluster.index_of(l.node);
     }
@@ -309,6 +306,24 @@ async fn inject(
             run.joined.retain(|j| j != i);
             run.removed.insert(*i);
         }
+        Action::ReplaceMaster { old, new } => {
+            cluster.kill(*old);
+            run.removed.insert(*old);
+            run.joined.retain(|j| j != new);
+            // Only asks: the recovery waits until the masters changed. The
+            // master quorum may be electing a new leader: ask until it takes
+            // the request.
+            let (old, new) = (cluster.name(*old), cluster.name(*new));
+            let asked = poll_until(Duration::from_secs(30), || async {
+                let node = client.node();
+                node.change_masters(Some(new), Some(old))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| NotYet(e.to_string()))
+            })
+            .await;
+            asked.map_err(|e| format!("the master replacement was not taken: {}", e.0))?;
+        }
         Action::Kill(nodes) => nodes.iter().for_each(|i| cluster.kill(*i)),
         Action::Pause(nodes) => nodes.iter().for_each(|i| cluster.pause(*i)),
         Action::Partition(t) => match partition {
@@ -326,7 +341,11 @@ async fn heal(
     fault: &Fault,
 ) -> Result<(), String> {
     match &fault.action {
-        Action::Join | Action::Remove(_) | Action::Decommission(_) | Action::Transfer(_) => {}
+        Action::Join
+        | Action::Remove(_)
+        | Action::Decommission(_)
+        | Action::ReplaceMaster { .. }
+        | Action::Transfer(_) => {}
         Action::Drain(i) => client
             .node()
             .set_draining(cluster.name(*i), false)
@@ -380,8 +399,8 @@ async fn transfer_one(client: &Client, cluster: &Cluster, i: usize) {
 
 /// Every voter of `group` answers, names the same leader, applied the same
 /// slots and holds the same state.
-async fn replicas_agree(client: &Client, cluster: &Cluster, group: &str) -> Result<u64, NotYet> {
-    let vs = voters(client, cluster, group).await?;
+async fn replicas_agree(client: &Client, group: &str) -> Result<u64, NotYet> {
+    let vs = voters(client, group).await?;
     let mut seen = Vec::new();
     for m in &vs {
         let s = client
@@ -476,11 +495,15 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
         .nodes(config.nodes)
         .storage(Storage::Durable)
         .group_size(config.nodes.min(5))
-        .node_args(if config.kinds.contains(&FaultKind::Churn) {
-            &["--replace-after", "5"]
-        } else {
-            &[]
-        })
+        .node_args(
+            if config.kinds.contains(&FaultKind::Churn)
+                || config.kinds.contains(&FaultKind::ReplaceMaster)
+            {
+                &["--replace-after", "5"]
+            } else {
+                &[]
+            },
+        )
         .log_filter(
             std::env::var("DIKE_NODE_LOG").unwrap_or_else(|_| "info,ractor_cluster=warn".into()),
         )
@@ -614,6 +637,21 @@ async fn decommission_done(client: &Client, node: dike_core::NodeId) -> Result<(
     Ok(())
 }
 
+/// Whether the masters are settled with `new` a voter and `old` gone.
+async fn masters_replaced(client: &Client, old: &str, new: &str) -> Result<(), NotYet> {
+    let view = client
+        .node()
+        .masters()
+        .await
+        .map_err(|e| NotYet(e.to_string()))?;
+    let voters = &view.voters;
+    if view.settled() && voters.iter().any(|v| v == new) && !voters.iter().any(|v| v == old) {
+        Ok(())
+    } else {
+        Err(NotYet(format!("masters now: {view:?}")))
+    }
+}
+
 /// What the rounds of a run accumulate.
 struct RunState {
     /// Nodes that joined during the run (and were not removed).
@@ -708,6 +746,17 @@ async fn run_round(
                     Err(e) => Err(format!("the node was not decommissioned: {}", e.0)),
                 }
             }
+            Action::ReplaceMaster { old, new } => {
+                let moved = Instant::now();
+                let within = config.recover_within;
+                let (old, new) = (cluster.name(*old), cluster.name(*new));
+                match poll_until(within, || masters_replaced(client, old, new)).await {
+                    Ok(()) => wait_all_answer(client.node(), groups, within)
+                        .await
+                        .map(|_| moved.elapsed()),
+                    Err(e) => Err(format!("the master was not replaced: {}", e.0)),
+                }
+            }
             _ => wait_all_answer(client.node(), groups, config.recover_within).await,
         };
         let recovered_after = match recovered {
@@ -794,11 +843,7 @@ async fn check_after_heal(
     }
     let names = groups.iter().map(|(g, _)| g.as_str());
     for g in names.chain([MASTER_GROUP]) {
-        if let Err(e) = poll_until(Duration::from_secs(30), || {
-            replicas_agree(client, cluster, g)
-        })
-        .await
-        {
+        if let Err(e) = poll_until(Duration::from_secs(30), || replicas_agree(client, g)).await {
             failures.push(format!("replicas of {g} do not agree: {}", e.0));
         }
     }

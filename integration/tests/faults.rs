@@ -135,6 +135,22 @@ async fn a_node_decommissioned_under_load_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_replaced_under_load_loses_nothing() {
+    // Join; then the master group's leader is killed for good and the
+    // operator replaces it by the node that joined (`dike master replace`):
+    // it catches up as a learner and takes the dead master's place, while
+    // the clients write and read through the change.
+    fault_run_with(
+        "remaster",
+        &[FaultKind::ReplaceMaster],
+        23,
+        Duration::from_secs(30),
+        |c| c.recover_within = Duration::from_secs(90),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_random_mix_of_faults_loses_nothing() {
     let all = FaultKind::ALL.to_vec();
     // Without nft the mix still runs the faults that need none.

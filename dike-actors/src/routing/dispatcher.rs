@@ -20,6 +20,7 @@ use crate::master::{MasterReply, MasterRequest};
 use crate::node::context::NodeContext;
 use crate::node::dial::{dial, DialError};
 use crate::routing::router::Router;
+use dike_core::codec;
 use dike_core::routing::RoutingTable;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::NodeServerMessage;
@@ -371,7 +372,20 @@ async fn connected_names(ctx: &NodeContext) -> BTreeSet<String> {
 /// and join (or re-join after a restart) if this node should be in it.
 async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>, DikeError> {
     connect_missing(ctx, &router.table()).await;
-    let table = router.refresh().await?;
+    let table = match router.refresh().await {
+        Ok(table) => table,
+        // A node that knows only masters of an earlier configuration (its
+        // `--masters` seeds, say) may not reach the master leader, a master
+        // added since: learn the masters, and where they listen, from the
+        // table of a node it is connected to, and ask again.
+        Err(e) => match learn_masters_from_peers(ctx, router).await {
+            true => {
+                connect_missing(ctx, &router.table()).await;
+                router.refresh().await?
+            }
+            false => return Err(e),
+        },
+    };
     let me = ctx.config.node_id();
     let known = table.node(me).map(|n| (n.is_up(), n.incarnation));
     let must_join = ctx.joining() && !ctx.removed() && known != Some((true, ctx.incarnation));
@@ -397,6 +411,49 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
             "unexpected join reply {other:?}"
         ))),
     }
+}
+
+/// Asks every connected node for its cached routing table
+/// ([`AdminMsg::Table`](crate::node::admin::AdminMsg)) and installs the one
+/// that knows the latest master configuration, if that is newer than the
+/// masters this node knows. Returns whether the node learned new masters.
+async fn learn_masters_from_peers(ctx: &NodeContext, router: &Router) -> bool {
+    use crate::node::admin::{AdminMsg, ADMIN_PG};
+    let mut asks = tokio::task::JoinSet::new();
+    for cell in ractor::pg::get_members(&ADMIN_PG.to_owned()) {
+        if cell.get_id().is_local() {
+            continue;
+        }
+        let admin: ActorRef<AdminMsg> = cell.into();
+        asks.spawn(async move {
+            match admin.call(AdminMsg::Table, Some(PING_TIMEOUT)).await {
+                Ok(ractor::rpc::CallResult::Success(bytes)) => {
+                    codec::decode::<Option<RoutingTable>>("routing table", &bytes)
+                        .ok()
+                        .flatten()
+                }
+                _ => None,
+            }
+        });
+    }
+    let epoch = |t: &RoutingTable| t.masters.config.as_ref().map_or(0, |c| c.epoch);
+    let mut best: Option<RoutingTable> = None;
+    while let Some(answer) = asks.join_next().await {
+        if let Ok(Some(t)) = answer {
+            if best.as_ref().is_none_or(|b| epoch(&t) > epoch(b)) {
+                best = Some(t);
+            }
+        }
+    }
+    let Some(table) = best.filter(|t| epoch(t) > ctx.masters().config.epoch) else {
+        return false;
+    };
+    tracing::info!(
+        epoch = epoch(&table),
+        "the masters known here do not answer; learned newer ones from a peer's routing table"
+    );
+    router.install(table);
+    true
 }
 
 /// Opens a cluster session to every master and table node that has none,

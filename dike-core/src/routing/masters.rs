@@ -56,7 +56,7 @@ impl RoutingTable {
             .as_ref()
             .is_none_or(|c| config.epoch > c.epoch);
         if newer {
-            tracing::info!(epoch = config.epoch, voters = ?config.voters, learners = ?config.learners, "master configuration recorded");
+            tracing::debug!(epoch = config.epoch, voters = ?config.voters, learners = ?config.learners, "master configuration recorded");
             self.masters.config = Some(config);
             self.version += 1;
         }
@@ -114,7 +114,7 @@ impl RoutingTable {
             });
         }
         if self.masters.wanted.as_ref() != Some(&wanted) {
-            tracing::info!(?wanted, "masters wanted");
+            tracing::debug!(?wanted, "masters wanted");
             self.masters.wanted = Some(wanted);
             self.version += 1;
         }
