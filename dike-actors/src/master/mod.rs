@@ -1,5 +1,5 @@
 //! The master: a Dike group of a built-in kind whose state is the cluster's
-//! [`RoutingTable`]. It runs on the configured master nodes; every node's
+//! [`RoutingTable`]. It runs on the master nodes (the `--masters` seeds, then whatever `dike master` made them); every node's
 //! dispatcher reads the table from it and sends it joins and group changes.
 //!
 //! Invariants: the table changes only through commands applied in the
