@@ -279,7 +279,7 @@ fn a_data_dir_is_refused_to_another_name_and_to_another_cluster() {
 
 #[test]
 fn a_node_listening_on_every_address_publishes_the_address_it_advertises() {
-    let addr = free_addr();
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_wildcard_port()));
     let every = format!("0.0.0.0:{}", addr.port());
     let via = format!("wide@{addr}");
     let mut node = Node::spawn(
@@ -306,7 +306,7 @@ fn a_node_listening_on_every_address_publishes_the_address_it_advertises() {
     );
     assert!(!table.contains("0.0.0.0"), "{table}");
 
-    let port = free_addr().port();
+    let port = common::free_wildcard_port();
     let unspecified = format!("0.0.0.0:{port}");
     let log = Node::spawn(
         "wide-unadvertised",

@@ -27,6 +27,29 @@ pub fn poll<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Result<T
     }
 }
 
+/// A port free on every address (`0.0.0.0`) right now, for a node that
+/// listens on every address. It is below the range the system takes
+/// ephemeral ports from: a port from that range could become the source
+/// port of some outgoing connection (another test's, on 127.0.0.1) before
+/// the node binds it, and a listener on `0.0.0.0` collides with it (CI
+/// failed once that way).
+pub fn free_wildcard_port() -> u16 {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000.min(first_ephemeral / 2);
+    let span = u64::from(first_ephemeral - low);
+    let seed = u64::from(std::process::id()).wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    (0..1000u64)
+        .map(|i| low + ((seed + i * 7919) % span) as u16)
+        .find(|&p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
+        .unwrap_or_else(|| panic!("no free port on 0.0.0.0 below {first_ephemeral}"))
+}
+
 /// A loopback address with a port free right now.
 pub fn free_addr() -> SocketAddr {
     dike_examples::processes::free_loopback_addr().expect("a free loopback port")
