@@ -108,23 +108,6 @@ fn histogram() -> Result<Histogram<u64>, BenchError> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| BenchError::Config(e.to_string()))
 }
 
-/// The short name of an error, for counting.
-pub fn error_kind(e: &DikeError) -> &'static str {
-    match e {
-        DikeError::UnknownGroup(_) => "unknown_group",
-        DikeError::UnknownKind(_) => "unknown_kind",
-        DikeError::Unavailable { .. } => "unavailable",
-        DikeError::Timeout { .. } => "timeout",
-        DikeError::Application(_) => "application",
-        DikeError::Decode(_) => "decode",
-        DikeError::Rejected(_) => "rejected",
-        DikeError::SessionExpired { .. } => "session_expired",
-        DikeError::NodeStopped(_) => "node_stopped",
-        DikeError::DispatcherTimeout { .. } => "dispatcher_timeout",
-        DikeError::UnexpectedReply { .. } => "unexpected_reply",
-    }
-}
-
 /// One task's counts.
 struct Tally {
     latencies: Histogram<u64>,
@@ -160,7 +143,7 @@ pub async fn run(node: &NodeHandle, config: &BenchConfig) -> Result<BenchReport,
                             .latencies
                             .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
                     }
-                    Err(e) => *tally.errors.entry(error_kind(&e).to_owned()).or_default() += 1,
+                    Err(e) => *tally.errors.entry(e.label().to_owned()).or_default() += 1,
                 }
             }
             tally
