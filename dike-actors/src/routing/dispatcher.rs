@@ -413,20 +413,38 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
     }
 }
 
-/// Asks every connected node for its cached routing table
-/// ([`AdminMsg::Table`](crate::node::admin::AdminMsg)) and installs the one
-/// that knows the latest master configuration, if that is newer than the
-/// masters this node knows. Returns whether the node learned new masters.
+/// Asks every connected node which masters it knows
+/// ([`AdminMsg::Masters`](crate::node::admin::AdminMsg), a short list), then
+/// those that name a master this node does not know for their cached
+/// routing table ([`AdminMsg::Table`](crate::node::admin::AdminMsg)), and
+/// installs the one that knows the latest master configuration, if that is
+/// newer than the masters this node knows. Returns whether the node learned
+/// new masters. While the master quorum is down every refresh comes here,
+/// so a whole table (megabytes with many groups) is only asked of a node
+/// that knows other masters.
 async fn learn_masters_from_peers(ctx: &NodeContext, router: &Router) -> bool {
     use crate::node::admin::{AdminMsg, ADMIN_PG};
+    let known: BTreeSet<String> = ctx.masters().specs.iter().map(|s| s.name.clone()).collect();
+    let known = Arc::new(known);
     let mut asks = tokio::task::JoinSet::new();
     for cell in ractor::pg::get_members(&ADMIN_PG.to_owned()) {
         if cell.get_id().is_local() {
             continue;
         }
         let admin: ActorRef<AdminMsg> = cell.into();
+        let known = known.clone();
         asks.spawn(async move {
-            match admin.call(AdminMsg::Table, Some(PING_TIMEOUT)).await {
+            let call =
+                |msg: fn(RpcReplyPort<Vec<u8>>) -> AdminMsg| admin.call(msg, Some(PING_TIMEOUT));
+            let Ok(ractor::rpc::CallResult::Success(bytes)) = call(AdminMsg::Masters).await else {
+                return None;
+            };
+            let masters: Vec<String> = codec::decode("masters", &bytes).ok()?;
+            let name = |spec: &String| spec.split_once('@').map(|(n, _)| n.to_owned());
+            if masters.iter().filter_map(name).all(|n| known.contains(&n)) {
+                return None;
+            }
+            match call(AdminMsg::Table).await {
                 Ok(ractor::rpc::CallResult::Success(bytes)) => {
                     codec::decode::<Option<RoutingTable>>("routing table", &bytes)
                         .ok()
