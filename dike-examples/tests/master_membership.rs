@@ -172,6 +172,18 @@ fn a_dead_master_is_replaced_and_the_new_master_counts_in_the_quorum() {
         text(&out)
     );
     assert!(text(&out).contains("is a master"), "{}", text(&out));
+    let out = c.dike(&["master", "add", "mm44"], &[0]);
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "a typo names no node: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains(r#"no node named "mm44""#),
+        "{}",
+        text(&out)
+    );
 
     // mm3 dies for good: its data is gone with it.
     c.kill(2);
