@@ -94,17 +94,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        self.names
-            .iter()
-            .zip(&self.nodes)
-            .filter_map(|(n, node)| node.as_ref().map(|node| (n, node.log_text())))
-            .map(|(n, text)| {
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- {n} ---\n{}", tail.join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        common::log_tails(&self.names, &self.nodes, 15)
     }
 
     /// [`poll`]s `check` on this cluster, the logs added to the last

@@ -114,6 +114,22 @@ impl Drop for NodeChild {
     }
 }
 
+/// The last `lines` lines of the log of every running node of `nodes`
+/// (named by `names`, pairwise), each under a `--- NAME ---` header.
+pub fn log_tails(names: &[String], nodes: &[Option<NodeChild>], lines: usize) -> String {
+    names
+        .iter()
+        .zip(nodes)
+        .filter_map(|(n, node)| node.as_ref().map(|node| (n, node.log_text())))
+        .map(|(n, text)| {
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("--- {n} ---\n{}", tail.join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Starts `dike node --name NAME --listen ADDR --masters MASTERS ARGS…`
 /// with `cookie` as `DIKE_COOKIE`, its stderr (the log) in a file of the
 /// temporary directory named after `label` and `name`.
@@ -225,17 +241,7 @@ impl Cluster {
 
     /// The last lines of every running node's log.
     pub fn logs(&self) -> String {
-        self.names
-            .iter()
-            .zip(&self.nodes)
-            .filter_map(|(n, node)| node.as_ref().map(|node| (n, node.log_text())))
-            .map(|(n, text)| {
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- {n} ---\n{}", tail.join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        log_tails(&self.names, &self.nodes, 20)
     }
 
     fn wait_until_up(&self) {
