@@ -130,6 +130,50 @@ fn a_group_elects_and_serves_when_every_message_takes_longer_than_an_election_ti
     });
 }
 
+/// The same congested transport, and a failure detector that keeps
+/// reporting live nodes down (late pings on a busy cluster): each report
+/// used to start an election within one base timeout, however many had
+/// failed in a row, so elections restarted before their promises could
+/// arrive and the group never elected (a liveness failure with the fix
+/// undone: `node_down` ignoring `election_backoff`).
+#[test]
+fn a_congested_group_elects_and_serves_while_live_nodes_are_reported_down() {
+    check(61_000, 20, congested_with_false_suspicions);
+}
+
+fn congested_with_false_suspicions(s: u64) -> SimConfig {
+    use dike_core::sim::NetFaults;
+    let calm = SimConfig::calm(s, 5);
+    SimConfig {
+        net: NetFaults {
+            min_peer_delay: 120,
+            ..calm.net.clone()
+        },
+        query_pct: 0,
+        transfer_per_10k: 0,
+        drain_per_10k: 0,
+        // A report every 50 steps (5 ticks) on each node, one in four of
+        // them on the node of its leader: with each report starting an
+        // election within one base timeout, the first seed already fails.
+        false_suspicion_per_10k: 1000,
+        options: dike_core::ReplicaOptions {
+            hibernate_after_ticks: 6,
+            preferred_leader_after_ticks: 0,
+            ..calm.options.clone()
+        },
+        ..calm
+    }
+}
+
+/// Every fault, and false reports of live nodes down on top.
+#[test]
+fn five_replicas_survive_faults_and_false_suspicions() {
+    check(70_000, 300, |s| SimConfig {
+        false_suspicion_per_10k: 40,
+        ..SimConfig::faulty(s, 5)
+    });
+}
+
 /// Finds a seed in `0..limit` for which the run fails; panics if none does.
 fn some_seed_fails(limit: u64, make: impl Fn(u64) -> SimConfig) -> String {
     for seed in 0..limit {

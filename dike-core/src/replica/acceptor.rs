@@ -210,6 +210,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.leader = Some(ballot.leader);
+        self.catching_up = false;
         self.hibernating = false;
         // Timeouts go back to their base once this leader has lasted a
         // whole (stretched) one: sooner, and a round trip that is longer

@@ -140,6 +140,10 @@ pub struct Replica<M: StateMachine> {
     pub(crate) hibernating: bool,
     /// Re-applying the log at start-up: no role changes, no messages.
     pub(crate) recovering: bool,
+    /// Restarted, and waiting for the answers to its `CatchUp`s: its
+    /// election timer asks again instead of campaigning, until it hears
+    /// a leader or a reason to elect (see `ask_to_catch_up`).
+    pub(crate) catching_up: bool,
     /// About to stop: takes no leadership handed over (`set_leaving`).
     pub(crate) leaving: bool,
     /// The nodes the routing table marks draining (`set_draining_nodes`).
@@ -206,6 +210,7 @@ impl<M: StateMachine> Replica<M> {
             removed: false,
             hibernating: false,
             recovering: false,
+            catching_up: false,
             leaving: false,
             draining: BTreeSet::new(),
             role: Role::Follower,
@@ -292,12 +297,8 @@ impl<M: StateMachine> Replica<M> {
             // reported (say, the commit it acknowledged before its group
             // went to sleep): nobody would send them again, so it asks
             // every other member once for what was chosen after its commit.
-            let from = r.commit + 1;
-            let others: Vec<MemberId> = r.config.all_members().filter(|m| *m != id).collect();
-            for m in others {
-                r.send(m, Message::CatchUp { from });
-            }
-            r.wait_for_catch_up();
+            r.catching_up = true;
+            r.ask_to_catch_up();
         }
         Ok(r)
     }
@@ -337,7 +338,11 @@ impl<M: StateMachine> Replica<M> {
                     && self.now >= self.election_deadline
                     && self.config.is_voter(self.id)
                 {
-                    self.start_election();
+                    if self.catching_up {
+                        self.ask_to_catch_up();
+                    } else {
+                        self.start_election();
+                    }
                 }
             }
         }
@@ -353,7 +358,10 @@ impl<M: StateMachine> Replica<M> {
     /// a restarting node that finds
     /// a peer unresponsive must not start an election in every group it
     /// hosts. Its election timer still runs, so a leader elsewhere that
-    /// died is replaced anyway.
+    /// died is replaced anyway. After elections that failed in a row the
+    /// delay is stretched as the election timeout is (see
+    /// [`Replica::reset_election_timer`]): reports then come from a
+    /// congested cluster, and elections started sooner never finish.
     pub fn node_down(&mut self, node: crate::ids::NodeId) {
         let promised = (self.promised != Ballot::ZERO).then_some(self.promised.leader);
         let suspect = self.leader.or(promised);
@@ -361,7 +369,11 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.hibernating = false;
-        let e = self.opts.election_ticks.max(1);
+        self.catching_up = false;
+        // Within the stretched timeout once elections failed in a row: a
+        // report on a busy cluster (a ping answered late) must not start
+        // elections sooner than the congestion lets them finish.
+        let e = self.opts.election_ticks.max(1) * self.election_backoff();
         // A draining replica leaves the first try to the others.
         let later = if self.is_draining() { e } else { 0 };
         let at = self.now + later + self.rng.range(0, e);
@@ -652,20 +664,36 @@ impl<M: StateMachine> Replica<M> {
         self.rng.range(low, high)
     }
 
-    /// Puts a restarted replica's first election off by
-    /// [`MAX_ELECTION_BACKOFF`] election timeouts, for the answers to its
-    /// `CatchUp`s to arrive: the leader's tells it whom to follow (and, in a
-    /// sleeping group, to sleep). A node restarting with thousands of
-    /// replicas is slow to process those answers; each replica that gave up
-    /// waiting would wake its whole group with an election, and the
-    /// elections would slow everything further. A group that really has no
-    /// leader (every member restarted) still elects at once when it is
-    /// needed: a request to a member that knows no leader, or a report
-    /// that a node is down, brings the deadline back in.
+    /// A restarted replica asks every other member once for what was
+    /// chosen after its commit (a crash may have lost writes it had
+    /// already reported, say the commit it acknowledged before its group
+    /// went to sleep: nobody would send them again), and waits
+    /// [`MAX_ELECTION_BACKOFF`] election timeouts for the answers. The
+    /// leader's tells it whom to follow (and, in a sleeping group, to
+    /// sleep), which ends the wait.
+    ///
+    /// If no leader answered by then it asks again, and so on: it does not
+    /// campaign on its own timer while it waits. A node restarting with
+    /// 10,000 replicas takes longer than any fixed wait to process the
+    /// answers (measured: every replica of the restarted node campaigned
+    /// after its wait, deposing the leaders of all 10,000 groups, which
+    /// kept the cluster electing for a minute; docs/BENCHMARKS.md). A
+    /// group that really has no leader still elects when it is needed: a
+    /// request to a member that knows no leader, or a report that the node
+    /// of the leader it promised is down, ends the wait
+    /// (`leader_wanted`, `node_down`), as hearing a leader does.
     /// The preferred leader waits as long as the others: a restarted node
-    /// is the preferred leader of a fifth of its groups, and their
-    /// elections are what keeps a slow restart behind.
-    fn wait_for_catch_up(&mut self) {
+    /// is the preferred leader of a fifth of its groups.
+    pub(crate) fn ask_to_catch_up(&mut self) {
+        let from = self.commit + 1;
+        let others: Vec<MemberId> = self
+            .config
+            .all_members()
+            .filter(|m| *m != self.id)
+            .collect();
+        for m in others {
+            self.send(m, Message::CatchUp { from });
+        }
         let e = self.opts.election_ticks.max(1) * MAX_ELECTION_BACKOFF;
         self.election_deadline = self.now + self.rng.range(e, 2 * e);
     }
@@ -682,6 +710,7 @@ impl<M: StateMachine> Replica<M> {
         {
             return;
         }
+        self.catching_up = false;
         let at = self.now + self.election_timeout();
         self.election_deadline = self.election_deadline.min(at);
     }

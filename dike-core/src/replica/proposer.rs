@@ -137,6 +137,7 @@ impl LeaderState {
 
 impl<M: StateMachine> Replica<M> {
     pub(super) fn start_election(&mut self) {
+        self.catching_up = false;
         if !self.config.is_voter(self.id) || self.removed {
             self.role = Role::Follower;
             return;

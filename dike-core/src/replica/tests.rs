@@ -778,3 +778,90 @@ fn failed_elections_in_a_row_stretch_timeouts_until_a_leader_lasts() {
     let span = r.election_deadline - r.now;
     assert!((e..2 * e).contains(&span), "{span}");
 }
+
+/// After elections that failed in a row (a congested cluster), a report
+/// that the leader's node is down waits within the stretched timeout, as
+/// the election timer does: reports of busy peers as down started
+/// elections every half second in thousands of groups at once, each adding
+/// to the congestion that made them fail (docs/BENCHMARKS.md, 10,000
+/// groups). Without backoff the report still elects within one timeout.
+#[test]
+fn a_down_report_after_failed_elections_waits_within_the_stretched_timeout() {
+    let e = opts().election_ticks;
+    let span_after = |failed: usize, seed: u64| {
+        let config = Config::initial((1..=3).map(m).collect());
+        let mut r = Replica::new(m(2), config, machine(m(2)), opts(), seed, 1);
+        for _ in 0..failed {
+            r.start_election();
+            let _ = r.take_ready();
+        }
+        // Following member 1 again, not yet for a whole stretched timeout.
+        let leader = Ballot {
+            epoch: 0,
+            round: r.max_round_seen + 1,
+            leader: m(1),
+        };
+        r.step(
+            m(1),
+            Message::Heartbeat {
+                ballot: leader,
+                commit: 0,
+                read_round: 0,
+                hibernate: true,
+            },
+        );
+        let _ = r.take_ready();
+        r.node_down(m(1).node);
+        r.election_deadline - r.now
+    };
+    let fresh: Vec<u64> = (0..40).map(|seed| span_after(0, seed)).collect();
+    assert!(fresh.iter().all(|s| *s < e), "{fresh:?}");
+    let congested: Vec<u64> = (0..40).map(|seed| span_after(4, seed)).collect();
+    let stretched = e * super::MAX_ELECTION_BACKOFF;
+    assert!(congested.iter().all(|s| *s < stretched), "{congested:?}");
+    assert!(
+        congested.iter().filter(|s| **s >= e).count() > congested.len() / 2,
+        "most wait past one timeout: {congested:?}"
+    );
+}
+
+/// A restarted member whose `CatchUp` answers are late (its node is busy
+/// starting thousands of replicas) asks again instead of campaigning: an
+/// election from it would depose a leader that is alive. A request that
+/// finds it knowing no leader ends the wait, and it elects.
+#[test]
+fn a_restarted_member_asks_again_instead_of_campaigning_until_a_leader_is_wanted() {
+    let mut c = hibernated(3);
+    c.crash(2);
+    c.restart(2).expect("restart");
+    let catch_ups = |c: &mut LocalCluster<Machine>| {
+        let ready = c.replica(2).take_ready();
+        ready
+            .messages
+            .iter()
+            .filter(|env| matches!(env.msg, Message::CatchUp { .. }))
+            .count()
+    };
+    assert_eq!(catch_ups(&mut c), 2, "asks both others at the restart");
+    let e = c.replica(2).opts.election_ticks * super::MAX_ELECTION_BACKOFF;
+    let mut asked = 0;
+    for _ in 0..10 * e {
+        c.replica(2).tick();
+        asked += catch_ups(&mut c);
+        assert!(
+            matches!(c.replica(2).role, super::Role::Follower),
+            "campaigned while waiting for its catch-up answers"
+        );
+    }
+    assert!(asked >= 2 * 4, "asked again: {asked} CatchUps");
+    c.replica(2).leader_wanted();
+    let mut ticks = 0;
+    while matches!(c.replica(2).role, super::Role::Follower) {
+        assert!(
+            ticks < 4 * e,
+            "no election {ticks} ticks after a leader was wanted"
+        );
+        c.replica(2).tick();
+        ticks += 1;
+    }
+}

@@ -121,4 +121,19 @@ impl Simulation {
             }
         }
     }
+
+    /// A false positive of the failure detector: a random node's replica
+    /// hears that another node, which runs, is down.
+    pub(super) fn suspect_wrongly(&mut self) {
+        let n = self.nodes.len() as u64;
+        let a = self.rng.below(n) as usize;
+        let b = (a + 1 + self.rng.below(n - 1) as usize) % self.nodes.len();
+        if !self.nodes[b].running(self.now) {
+            return;
+        }
+        if let Some(d) = self.nodes[a].driver.as_mut() {
+            d.on_node_down(NodeId(b as u64 + 1));
+            self.log(|| format!("{} wrongly hears that {} is down", member(a), member(b)));
+        }
+    }
 }

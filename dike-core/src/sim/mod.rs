@@ -180,6 +180,12 @@ pub struct SimConfig {
     /// run, that the operator drains a random node or undrains a draining
     /// one (every node may end up draining: the group must still serve).
     pub drain_per_10k: u64,
+    /// Chance per step (in 1/10000), while faults are on or clients still
+    /// run, that the failure detector of a random node reports another,
+    /// live node down: a false positive, as the runtime's ping gives when a
+    /// busy cluster answers late. 0 leaves the seeds' schedules as they
+    /// were.
+    pub false_suspicion_per_10k: u64,
 }
 
 impl SimConfig {
@@ -242,6 +248,7 @@ impl SimConfig {
             tick_skew: 3,
             transfer_per_10k: 30,
             drain_per_10k: 10,
+            false_suspicion_per_10k: 0,
         }
     }
 
@@ -637,6 +644,12 @@ impl Simulation {
         }
         if running && self.rng.below(10_000) < self.cfg.drain_per_10k {
             self.drain_or_undrain();
+        }
+        if running
+            && self.cfg.false_suspicion_per_10k > 0
+            && self.rng.below(10_000) < self.cfg.false_suspicion_per_10k
+        {
+            self.suspect_wrongly();
         }
         self.restart_due();
         for i in 0..self.nodes.len() {
