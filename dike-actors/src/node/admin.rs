@@ -13,6 +13,7 @@
 //! so a caller never waits out its timeout for a malformed request. Variant
 //! names are wire tags: never rename one.
 
+use crate::cluster::liveness::Round;
 use crate::node::config::MasterSpec;
 use crate::node::context::NodeContext;
 use crate::node::dial::dial;
@@ -257,9 +258,10 @@ pub fn find_admin(name: &str) -> Option<ActorRef<AdminMsg>> {
         .map(ActorRef::from)
 }
 
-/// Pings the admin actor of every other node this node sees; answers, by
-/// node name, whether each answered within `timeout`.
-pub async fn ping_peers(me: &str, timeout: Duration) -> Vec<(String, bool)> {
+/// Pings the admin actor of every node this node sees, its own included;
+/// answers which answered within `timeout` (see
+/// [`crate::cluster::liveness`] for why its own).
+pub async fn ping_peers(me: &str, timeout: Duration) -> Round {
     let mut pings = tokio::task::JoinSet::new();
     for cell in ractor::pg::get_members(&ADMIN_PG.to_owned()) {
         let Some(name) = cell.get_name() else {
@@ -268,9 +270,6 @@ pub async fn ping_peers(me: &str, timeout: Duration) -> Vec<(String, bool)> {
         let Some(node) = name.strip_prefix("dike-admin/").map(str::to_owned) else {
             continue;
         };
-        if node == me {
-            continue;
-        }
         let admin: ActorRef<AdminMsg> = cell.into();
         pings.spawn(async move {
             let answered = admin.call(AdminMsg::Ping, Some(timeout)).await;
@@ -278,11 +277,16 @@ pub async fn ping_peers(me: &str, timeout: Duration) -> Vec<(String, bool)> {
             (node, ok)
         });
     }
-    let mut out = Vec::new();
-    while let Some(Ok(r)) = pings.join_next().await {
-        out.push(r);
+    let mut round = Round::default();
+    while let Some(Ok((node, ok))) = pings.join_next().await {
+        if node == me {
+            round.me = ok;
+        } else {
+            round.peers.push((node, ok));
+        }
     }
-    out
+    round.peers.sort();
+    round
 }
 
 /// Asks node `name`, listening at `address`, to join the cluster, from the

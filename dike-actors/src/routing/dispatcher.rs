@@ -12,7 +12,7 @@
 //! refresh and join runs in a task and reports back by message — so a slow
 //! or dead peer never blocks routing of other requests.
 
-use crate::cluster::liveness::{Liveness, Verdict};
+use crate::cluster::liveness::{Liveness, Round, Verdict};
 use crate::error::DikeError;
 use crate::group::reconcile;
 use crate::group::supervisor::GroupSupMsg;
@@ -85,8 +85,8 @@ pub enum DispatcherMsg {
     Refreshed(Result<Arc<RoutingTable>, DikeError>),
     /// The cluster session to node `name` dropped.
     PeerDown(String),
-    /// A liveness round ended: which peers answered their ping (internal).
-    Pinged(Vec<(String, bool)>),
+    /// A liveness round ended: which nodes answered their ping (internal).
+    Pinged(Round),
 }
 
 impl ractor::Message for DispatcherMsg {}
@@ -272,18 +272,27 @@ impl Actor for Dispatcher {
                 state.liveness.forget(&name);
                 state.peer_down(name, true);
             }
-            DispatcherMsg::Pinged(answers) => {
+            DispatcherMsg::Pinged(mut round) => {
                 state.pinging = false;
-                for (name, answered) in answers {
-                    match state.liveness.record(&name, answered) {
-                        Some(Verdict::Unresponsive) => {
+                // Clients (the `dike` program, an application's client
+                // node) answer pings too, but host no replica: only the
+                // cluster's nodes count.
+                let table = state.router.table();
+                round.peers.retain(|(name, _)| {
+                    table.node(crate::node::config::node_id_of(name)).is_some()
+                });
+                if !round.conclusive() {
+                    tracing::debug!(?round, "most nodes missed their ping: no peer judged");
+                }
+                for (name, verdict) in state.liveness.record_round(&round) {
+                    match verdict {
+                        Verdict::Unresponsive => {
                             tracing::warn!(peer = %name, "peer does not answer pings: treating it as down");
                             state.peer_down(name, false);
                         }
-                        Some(Verdict::Back) => {
+                        Verdict::Back => {
                             tracing::info!(peer = %name, "peer answers pings again");
                         }
-                        None => {}
                     }
                 }
             }
