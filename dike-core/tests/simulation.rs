@@ -102,32 +102,35 @@ fn membership_changes_while_two_leaders_duel_three_replicas() {
 /// group serves every operation.
 #[test]
 fn a_group_elects_and_serves_when_every_message_takes_longer_than_an_election_timeout() {
+    check(60_000, 20, congested);
+}
+
+/// A calm schedule on a transport where every message between replicas takes
+/// longer than an election timeout: round trips of 2 × 120 steps against
+/// candidacies of at most 2 × 8 ticks of 10 steps.
+fn congested(s: u64) -> SimConfig {
     use dike_core::sim::NetFaults;
-    check(60_000, 20, |s| {
-        let calm = SimConfig::calm(s, 5);
-        // Round trips of 2 × 120 steps against candidacies of at most
-        // 2 × 8 ticks of 10 steps.
-        SimConfig {
-            net: NetFaults {
-                min_peer_delay: 120,
-                ..calm.net.clone()
-            },
-            // A read's confirmation round takes longer than a client's
-            // timeout here, and each retry asks anew.
-            query_pct: 0,
-            // No operator moving leadership around.
-            transfer_per_10k: 0,
-            drain_per_10k: 0,
-            // The network is quiet only once the group hibernates:
-            // heartbeats are always in flight otherwise.
-            options: dike_core::ReplicaOptions {
-                hibernate_after_ticks: 6,
-                preferred_leader_after_ticks: 0,
-                ..calm.options.clone()
-            },
-            ..calm
-        }
-    });
+    let calm = SimConfig::calm(s, 5);
+    SimConfig {
+        net: NetFaults {
+            min_peer_delay: 120,
+            ..calm.net.clone()
+        },
+        // A read's confirmation round takes longer than a client's
+        // timeout here, and each retry asks anew.
+        query_pct: 0,
+        // No operator moving leadership around.
+        transfer_per_10k: 0,
+        drain_per_10k: 0,
+        // The network is quiet only once the group hibernates:
+        // heartbeats are always in flight otherwise.
+        options: dike_core::ReplicaOptions {
+            hibernate_after_ticks: 6,
+            preferred_leader_after_ticks: 0,
+            ..calm.options.clone()
+        },
+        ..calm
+    }
 }
 
 /// The same congested transport, and a failure detector that keeps
@@ -142,26 +145,12 @@ fn a_congested_group_elects_and_serves_while_live_nodes_are_reported_down() {
 }
 
 fn congested_with_false_suspicions(s: u64) -> SimConfig {
-    use dike_core::sim::NetFaults;
-    let calm = SimConfig::calm(s, 5);
     SimConfig {
-        net: NetFaults {
-            min_peer_delay: 120,
-            ..calm.net.clone()
-        },
-        query_pct: 0,
-        transfer_per_10k: 0,
-        drain_per_10k: 0,
         // A report every 50 steps (5 ticks) on each node, one in four of
         // them on the node of its leader: with each report starting an
         // election within one base timeout, the first seed already fails.
         false_suspicion_per_10k: 1000,
-        options: dike_core::ReplicaOptions {
-            hibernate_after_ticks: 6,
-            preferred_leader_after_ticks: 0,
-            ..calm.options.clone()
-        },
-        ..calm
+        ..congested(s)
     }
 }
 

@@ -686,16 +686,18 @@ impl<M: StateMachine> Replica<M> {
     /// is the preferred leader of a fifth of its groups.
     pub(crate) fn ask_to_catch_up(&mut self) {
         let from = self.commit + 1;
-        let others: Vec<MemberId> = self
-            .config
-            .all_members()
-            .filter(|m| *m != self.id)
-            .collect();
-        for m in others {
+        for m in self.other_members() {
             self.send(m, Message::CatchUp { from });
         }
         let e = self.opts.election_ticks.max(1) * MAX_ELECTION_BACKOFF;
         self.election_deadline = self.now + self.rng.range(e, 2 * e);
+    }
+
+    /// Every member of the group's configuration (voters and learners) but
+    /// this replica.
+    pub(crate) fn other_members(&self) -> Vec<MemberId> {
+        let me = self.id;
+        self.config.all_members().filter(|m| *m != me).collect()
     }
 
     /// A request reached this follower while it knows no leader: nobody

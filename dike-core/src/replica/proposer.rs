@@ -617,12 +617,7 @@ impl<M: StateMachine> Replica<M> {
         } else {
             l.reads.start_round()
         };
-        let members: Vec<MemberId> = self
-            .config
-            .all_members()
-            .filter(|m| *m != self.id)
-            .collect();
-        for m in members {
+        for m in self.other_members() {
             self.send(
                 m,
                 Message::Heartbeat {

@@ -55,6 +55,17 @@ fn cluster(n: usize, o: ReplicaOptions) -> LocalCluster<Machine> {
     c
 }
 
+/// Ticks replica `i` alone until it leaves the follower role; fails with
+/// `after` if that takes `within` ticks or more.
+fn ticks_until_it_campaigns(c: &mut LocalCluster<Machine>, i: usize, within: u64, after: &str) {
+    let mut ticks = 0;
+    while matches!(c.replica(i).role, super::Role::Follower) {
+        assert!(ticks < within, "no election {ticks} ticks after {after}");
+        c.replica(i).tick();
+        ticks += 1;
+    }
+}
+
 /// Ticks every replica `n` times, delivering everything after each tick.
 fn run_ticks(c: &mut LocalCluster<Machine>, n: usize) {
     for _ in 0..n {
@@ -659,15 +670,7 @@ fn a_restarted_member_elects_early_only_when_the_node_of_the_leader_it_promised_
         );
     }
     c.replica(2).node_down(m(1).node);
-    let mut ticks = 0;
-    while matches!(c.replica(2).role, super::Role::Follower) {
-        assert!(
-            ticks < e,
-            "no election {ticks} ticks after the leader's node was reported down"
-        );
-        c.replica(2).tick();
-        ticks += 1;
-    }
+    ticks_until_it_campaigns(&mut c, 2, e, "the leader's node was reported down");
 }
 
 /// When every member restarted, no leader answers the catch-up: the group
@@ -855,13 +858,5 @@ fn a_restarted_member_asks_again_instead_of_campaigning_until_a_leader_is_wanted
     }
     assert!(asked >= 2 * 4, "asked again: {asked} CatchUps");
     c.replica(2).leader_wanted();
-    let mut ticks = 0;
-    while matches!(c.replica(2).role, super::Role::Follower) {
-        assert!(
-            ticks < 4 * e,
-            "no election {ticks} ticks after a leader was wanted"
-        );
-        c.replica(2).tick();
-        ticks += 1;
-    }
+    ticks_until_it_campaigns(&mut c, 2, 4 * e, "a leader was wanted");
 }
