@@ -244,10 +244,22 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 /// 127.0.0.0/8), else on 127.0.0.1. Nodes' outgoing connections take
 /// ephemeral ports on 127.0.0.1, and one of those could take a port chosen
 /// there before the node meant to listen on it has bound it.
+///
+/// Never the same address twice in one process: the probe's port is free
+/// again once it returns, and the system may hand it to the next probe
+/// (two nodes of one test cluster were once given the same port).
 pub fn free_loopback_addr() -> Result<SocketAddr, ProcessError> {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<SocketAddr>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let own = std::net::Ipv4Addr::new(127, 0, (std::process::id() % 254 + 1) as u8, 1);
-    TcpListener::bind((own, 0))
-        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
-        .and_then(|l| l.local_addr())
-        .map_err(io("find a free loopback port"))
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let addr = TcpListener::bind((own, 0))
+            .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+            .and_then(|l| l.local_addr())
+            .map_err(io("find a free loopback port"))?;
+        if given.insert(addr) {
+            return Ok(addr);
+        }
+    }
 }

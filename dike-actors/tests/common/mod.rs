@@ -111,12 +111,24 @@ impl Drop for Processes {
 /// the system lacks it): nodes' outgoing connections take ephemeral ports
 /// on 127.0.0.1, and one of those could take a port chosen there before its
 /// node binds it ("Address already in use" in a spawned node).
+///
+/// Never the same address twice in one test binary: the probe's port is
+/// free again once it returns, and the system may hand it to the next
+/// probe (two nodes of one cluster were once given the same port).
 pub fn free_addr() -> SocketAddr {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<SocketAddr>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let own = std::net::Ipv4Addr::new(127, 0, (std::process::id() % 254 + 1) as u8, 1);
-    let l = TcpListener::bind((own, 0))
-        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
-        .expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind((own, 0))
+            .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+            .expect("bind an ephemeral port");
+        let addr = l.local_addr().expect("local addr");
+        if given.insert(addr) {
+            return addr;
+        }
+    }
 }
 
 pub async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Result<T, DikeError>
