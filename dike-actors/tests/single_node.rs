@@ -127,7 +127,10 @@ async fn undecodable_input_is_dropped_or_refused_and_the_replica_lives_on() {
     assert_eq!(first, Ok(3));
     let replica = node.local_replica("b").await.expect("replica runs here");
     replica
-        .cast(ReplicaMsg::Protocol(vec![0xc1, 0xff, 0x00]))
+        .cast(ReplicaMsg::Protocol(
+            node.node_id().0,
+            vec![0xc1, 0xff, 0x00],
+        ))
         .expect("cast");
     let answer = ractor::call_t!(replica, ReplicaMsg::Request, 2000, vec![0xff, 0xfe])
         .expect("a malformed request is answered");

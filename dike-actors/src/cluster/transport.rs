@@ -74,8 +74,9 @@ pub enum TransportMsg {
     /// `.2` with incarnation `.3`; the reply is an encoded [`ClientReply`].
     #[rpc]
     Request(String, u64, u64, u64, Vec<u8>, RpcReplyPort<Vec<u8>>),
-    /// From a peer node's transport: an encoded [`Batch`].
-    Deliver(Vec<u8>),
+    /// From the transport of node `.0` (as it says; see
+    /// [`crate::cluster::undecodable`]): an encoded [`Batch`].
+    Deliver(u64, Vec<u8>),
     /// Sends everything queued in the node's [`Outbox`] (cast by whoever
     /// queued the first item of a batch).
     Flush,
@@ -246,7 +247,7 @@ impl Actor for Transport {
                     state.flush(batches);
                 }
             }
-            TransportMsg::Deliver(bytes) => match decode_batch(&bytes) {
+            TransportMsg::Deliver(from, bytes) => match decode_batch(&bytes) {
                 Ok(batch) => {
                     state
                         .ctx
@@ -254,7 +255,7 @@ impl Actor for Transport {
                         .transport_received(batch.from, bytes.len());
                     state.deliver(&myself, batch)
                 }
-                Err(e) => state.ctx.drop_undecodable("a transport batch", &e),
+                Err(e) => state.ctx.drop_undecodable(from, "a transport batch", &e),
             },
             TransportMsg::Sweep(sent) => {
                 let waited = state.ctx.clock().saturating_sub(Duration::from_nanos(sent));
@@ -297,7 +298,7 @@ impl TransportState {
                 Ok(bytes) => match peer(&mut self.peers, node) {
                     Some(peer) => {
                         self.ctx.metrics.transport_sent(node, bytes.len());
-                        let ok = peer.cast(TransportMsg::Deliver(bytes)).is_ok();
+                        let ok = peer.cast(TransportMsg::Deliver(me, bytes)).is_ok();
                         if !ok {
                             // Its session stopped: look it up again next time.
                             self.peers.remove(&node);
@@ -324,7 +325,9 @@ impl TransportState {
     /// Hands what a peer sent to the local replicas and callers.
     fn deliver(&mut self, myself: &ActorRef<TransportMsg>, batch: Batch) {
         let from = batch.from;
-        batch.parcels.into_iter().for_each(deliver_parcel);
+        for parcel in batch.parcels {
+            deliver_parcel(from, parcel);
+        }
         for r in batch.requests {
             tracing::debug!(group = %r.group, from, id = r.id, "a request from another node");
             match local_replica(&r.group, r.generation, r.to) {
@@ -381,10 +384,10 @@ pub fn local_replica(
 }
 
 /// Hands `parcel` to the local replica it is for, if it runs here.
-pub(crate) fn deliver_parcel(parcel: Parcel) {
+pub(crate) fn deliver_parcel(from: u64, parcel: Parcel) {
     match local_replica(&parcel.group, parcel.generation, parcel.to) {
         Some(replica) => {
-            let _ = replica.cast(ReplicaMsg::Protocol(parcel.envelopes));
+            let _ = replica.cast(ReplicaMsg::Protocol(from, parcel.envelopes));
         }
         None => {
             tracing::trace!(group = %parcel.group, generation = parcel.generation, to = %parcel.to,
@@ -446,7 +449,7 @@ mod tests {
         let name = wire::replica_name("g", 1, m);
         let args = CountingArgs {
             count: count.clone(),
-            counts: |m| matches!(m, ReplicaMsg::Protocol(_)),
+            counts: |m| matches!(m, ReplicaMsg::Protocol(..)),
             group: None,
         };
         let (actor, handle) = Counting::spawn(Some(name), args).await;
@@ -459,8 +462,8 @@ mod tests {
         // A parcel of the group created again under its name, then one of
         // the replica's own generation: only the second arrives (the first
         // would have arrived before it, from the same sender).
-        deliver_parcel(parcel(2));
-        deliver_parcel(parcel(1));
+        deliver_parcel(1, parcel(2));
+        deliver_parcel(1, parcel(1));
         until_counted(&count, "the parcel never arrived").await;
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
         actor.stop(None);
@@ -483,7 +486,7 @@ mod tests {
         // A peer node's transport that takes batches and never answers.
         let args = CountingArgs {
             count: delivered.clone(),
-            counts: |m| matches!(m, TransportMsg::Deliver(_)),
+            counts: |m| matches!(m, TransportMsg::Deliver(..)),
             group: Some(TRANSPORT_PG.to_owned()),
         };
         let (silent, silent_handle) = Counting::spawn(Some(transport_name(peer)), args).await;

@@ -51,8 +51,9 @@ pub fn member_of_name(name: &str) -> Option<MemberId> {
 /// Messages to a replica actor, local or remote.
 #[derive(RactorClusterMessage)]
 pub enum ReplicaMsg {
-    /// Protocol messages from peers: an encoded `Vec<Envelope>`.
-    Protocol(Vec<u8>),
+    /// Protocol messages from the replicas of node `.0` (as it says; see
+    /// [`crate::cluster::undecodable`]): an encoded `Vec<Envelope>`.
+    Protocol(u64, Vec<u8>),
     /// A client request: an encoded [`ClientRequest`]; the reply is an
     /// encoded [`ClientReply`].
     #[rpc]

@@ -252,7 +252,7 @@ impl Actor for ReplicaActor {
             state.schedule_flush(&myself);
         }
         match msg {
-            ReplicaMsg::Protocol(bytes) => match wire::decode_envelopes(&bytes) {
+            ReplicaMsg::Protocol(from, bytes) => match wire::decode_envelopes(&bytes) {
                 Ok(envs) => {
                     let snapshots = envs
                         .iter()
@@ -268,9 +268,11 @@ impl Actor for ReplicaActor {
                     state.driver.step(envs);
                     state.schedule_flush(&myself);
                 }
-                Err(e) => state
-                    .ctx
-                    .drop_undecodable(&format!("a protocol message for {}", state.group), &e),
+                Err(e) => state.ctx.drop_undecodable(
+                    from,
+                    &format!("a protocol message for {}", state.group),
+                    &e,
+                ),
             },
             ReplicaMsg::Request(bytes, port) => {
                 state.on_request(&bytes, ReplyTo::Port(port));
@@ -635,7 +637,7 @@ impl ReplicaState {
             generation: self.generation,
         };
         if to.node == self.ctx.config.node_id() {
-            transport::deliver_parcel(parcel);
+            transport::deliver_parcel(self.ctx.config.node_id().0, parcel);
             return;
         }
         let Some(t) = self.ctx.transport() else {

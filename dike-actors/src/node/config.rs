@@ -133,7 +133,19 @@ pub struct NodeConfig {
     /// Mutual TLS for every cluster session this node opens or accepts
     /// (see [`crate::node::tls`]); `None`: plain TCP.
     pub tls: Option<Tls>,
+    /// The largest cluster frame the node takes from a peer, in bytes: a
+    /// session whose peer announces a longer one is closed before any of
+    /// it is read (see [`crate::cluster::undecodable`]).
+    pub max_frame_bytes: u64,
 }
+
+/// The default of [`NodeConfig::max_frame_bytes`]: 16 MiB, ractor_cluster's.
+pub const DEFAULT_MAX_FRAME_BYTES: u64 = ractor_cluster::node::DEFAULT_MAX_INBOUND_FRAME_SIZE;
+
+/// The smallest [`NodeConfig::max_frame_bytes`] a node accepts: 1 MiB. The
+/// replicas' catch-up messages are sized to stay below it with commands of
+/// a few KiB; a limit below what peers send closes their sessions.
+pub const MIN_MAX_FRAME_BYTES: u64 = 1 << 20;
 
 impl fmt::Debug for NodeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -148,6 +160,7 @@ impl fmt::Debug for NodeConfig {
             .field("http", &self.http)
             .field("metrics_per_group", &self.metrics_per_group)
             .field("tls", &self.tls.as_ref().map(Tls::files))
+            .field("max_frame_bytes", &self.max_frame_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +187,7 @@ impl NodeConfig {
             metrics_per_group: false,
             segment_bytes: None,
             tls: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
         }
     }
 
@@ -230,6 +244,7 @@ pub struct NodeConfigBuilder {
     metrics_per_group: bool,
     segment_bytes: Option<u64>,
     tls: Option<Tls>,
+    max_frame_bytes: u64,
 }
 
 impl NodeConfigBuilder {
@@ -357,6 +372,15 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// The largest cluster frame the node takes from a peer (default
+    /// [`DEFAULT_MAX_FRAME_BYTES`], at least [`MIN_MAX_FRAME_BYTES`]): a
+    /// peer announcing a longer frame is disconnected before any of it is
+    /// read. Every node of a cluster should have the same limit.
+    pub fn max_frame_bytes(mut self, bytes: u64) -> Self {
+        self.max_frame_bytes = bytes;
+        self
+    }
+
     /// Checks and builds the configuration; with a data dir, locks and
     /// opens it last, once everything else is known to be valid.
     pub fn build(self) -> Result<NodeConfig, StartError> {
@@ -412,6 +436,13 @@ impl NodeConfigBuilder {
                 self.listen
             )));
         }
+        if self.max_frame_bytes < MIN_MAX_FRAME_BYTES {
+            return Err(StartError::Config(format!(
+                "the largest cluster frame ({} bytes) must be at least {MIN_MAX_FRAME_BYTES} \
+                 bytes (1 MiB)",
+                self.max_frame_bytes
+            )));
+        }
         if self.tick.is_zero() {
             return Err(StartError::Config("the tick must be positive".into()));
         }
@@ -446,6 +477,7 @@ impl NodeConfigBuilder {
             http: self.http,
             metrics_per_group: self.metrics_per_group,
             tls: self.tls,
+            max_frame_bytes: self.max_frame_bytes,
         })
     }
 }

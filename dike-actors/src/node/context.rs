@@ -9,10 +9,11 @@
 //! the effects of an earlier life.
 
 use crate::cluster::transport::TransportMsg;
-use crate::cluster::undecodable::UndecodableLog;
+use crate::cluster::undecodable::{disconnect, Garbage, UndecodableLog};
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::MasterServer;
 use crate::node::admin::AdminMsg;
+use crate::node::config::node_id_of;
 use crate::node::config::NodeConfig;
 use crate::node::http::{HttpServer, Readiness};
 use crate::node::masters::Masters;
@@ -81,18 +82,32 @@ pub(crate) fn wall_nanos() -> u64 {
 }
 
 impl NodeContext {
-    /// Drops a message from another node that did not decode (`what` it
-    /// was meant to be): counted, and logged unless a warning went out
-    /// within the last minute (see [`crate::cluster::undecodable`]).
-    pub(crate) fn drop_undecodable(&self, what: &str, error: &dyn std::fmt::Display) {
+    /// Drops a message that did not decode (`what` it was meant to be),
+    /// which says node `from` sent it: counted, the cluster sessions with
+    /// that node closed (unless it is this node), and a warning logged
+    /// unless one went out about `from` within the last minute (see
+    /// [`crate::cluster::undecodable`]).
+    pub(crate) fn drop_undecodable(&self, from: u64, what: &str, error: &dyn std::fmt::Display) {
         self.metrics.undecodable_received.inc();
-        if let Some(n) = self.undecodable.dropped(std::time::Instant::now()) {
-            tracing::warn!(
-                dropped = n,
-                "dropping {what} from another node that does not decode: {error} \
-                 (further ones are counted in dike_undecodable_received_total and \
-                 logged at most once a minute)"
-            );
+        let warn = self.undecodable.dropped(from, std::time::Instant::now());
+        let garbage = Garbage {
+            from,
+            what: what.to_owned(),
+            error: error.to_string(),
+            warn,
+        };
+        match self.node_server() {
+            Some(server) if from != self.config.node_id().0 => {
+                disconnect(server, garbage, |name| node_id_of(name).0)
+            }
+            _ => {
+                if let Some(dropped) = garbage.warn {
+                    tracing::warn!(
+                        dropped,
+                        "dropping {what} from this node that does not decode: {error}"
+                    );
+                }
+            }
         }
     }
 

@@ -149,7 +149,8 @@ impl Actor for DikeNode {
             c.tls.as_ref().map(|t| t.incoming()),
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(c.listen.ip());
+        .with_listen_addr(c.listen.ip())
+        .with_max_inbound_frame_size(c.max_frame_bytes);
         let (node_server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
         node_server.cast(NodeServerMessage::SubscribeToEvents {
             id: format!("dike/{}", c.name),

@@ -78,6 +78,11 @@ impl Processes {
             .all(|(_, c)| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Everything node `name` has logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     pub fn log_tails(&self) -> String {
         let mut out = format!("node logs in {}\n", self.logs.display());
         for (name, _) in &self.children {

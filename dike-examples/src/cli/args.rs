@@ -478,6 +478,11 @@ pub struct NodeArgs {
     /// segment, so smaller segments return it sooner.
     #[arg(long, env = "DIKE_LOG_SEGMENT_MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub log_segment_mib: Option<u64>,
+    /// The largest cluster frame taken from a peer, in MiB (default 16): a
+    /// peer announcing a longer one is disconnected before any of it is
+    /// read. Give every node of a cluster the same value.
+    #[arg(long, env = "DIKE_MAX_FRAME_MIB", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_frame_mib: Option<u64>,
     /// Serve the status page (/), /health, /ready, /metrics (Prometheus)
     /// and /status.json over HTTP on HOST:PORT (default: no HTTP listener).
     #[arg(long, env = "DIKE_HTTP")]

@@ -54,6 +54,9 @@ fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
     if let Some(mib) = args.log_segment_mib {
         b = b.log_segment_bytes(mib << 20);
     }
+    if let Some(mib) = args.max_frame_mib {
+        b = b.max_frame_bytes(mib << 20);
+    }
     Ok(b)
 }
 
@@ -84,6 +87,7 @@ pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> 
         "worker_threads": args.worker_threads.map(|n| n.get()),
         "http": c.http.map(|a| a.to_string()),
         "metrics_per_group": c.metrics_per_group,
+        "max_frame_mib": c.max_frame_bytes >> 20,
         "log_format": format!("{:?}", args.log_format).to_lowercase(),
     }))
 }
