@@ -6,6 +6,9 @@
 # (the crashing input is in fuzz/artifacts/<target>/). Exits 2 if
 # cargo-fuzz cannot be installed (fuzzing skipped).
 #
+# With FUZZ_RUNS=N a target also stops after N executions, whichever
+# comes first (the long runs: FUZZ_RUNS=10000000 scripts/fuzz.sh 3600).
+#
 #   scripts/fuzz.sh [SECONDS]
 #   FUZZ_TARGETS="wire replica" scripts/fuzz.sh 300
 set -u
@@ -32,14 +35,17 @@ for t in $targets; do
     cp -r "corpus/$t/." "$work/" 2>/dev/null || true
     log="$root/fuzz/target/fuzz-$t.log"
     echo "fuzz.sh: $t for $seconds s (log: $log)"
+    runs=()
+    [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
+    t0=$(date +%s)
     cargo +nightly fuzz run -O "$t" "$work" -- \
-        -max_total_time="$seconds" -malloc_limit_mb=512 -rss_limit_mb=2048 \
+        -max_total_time="$seconds" "${runs[@]}" -malloc_limit_mb=512 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     cov=$(grep -o 'cov: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    line="$t: ${seconds}s execs=${execs:-?} exec/s=${rate:-?} cov=${cov:-?} corpus=$(ls "$work" | wc -l)"
+    line="$t: $(( $(date +%s) - t0 ))s execs=${execs:-?} exec/s=${rate:-?} cov=${cov:-?} corpus=$(ls "$work" | wc -l)"
     if [ $rc -ne 0 ]; then
         line="$line CRASHED (exit $rc; see $log and fuzz/artifacts/$t/)"
         failed+=("$t")

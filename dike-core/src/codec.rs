@@ -105,9 +105,104 @@ pub mod bytes {
     }
 }
 
+/// A sequence with a bound of its own, for what comes from the network:
+/// `#[serde(deserialize_with = "codec::bounded::vec::<_, _, MAX>")]` on a
+/// `Vec<T>` field, or [`bounded::decode_vec`] for a whole message. A
+/// longer sequence is refused when its length header says so (before any
+/// element is decoded) or, if it has none, at element `MAX + 1`. Serialised
+/// as a plain sequence, so a bound changes no bytes.
+pub mod bounded {
+    use serde::de::{DeserializeOwned, Error as _, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+    use std::marker::PhantomData;
+
+    /// Most elements reserved ahead, whatever the length header claims.
+    const MAX_PREALLOCATED: usize = 1024;
+
+    struct Bounded<T, const MAX: usize>(Vec<T>);
+
+    impl<'de, T: Deserialize<'de>, const MAX: usize> Deserialize<'de> for Bounded<T, MAX> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Seq<T, const MAX: usize>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>, const MAX: usize> Visitor<'de> for Seq<T, MAX> {
+                type Value = Bounded<T, MAX>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    write!(f, "a sequence of at most {MAX} elements")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                    let claimed = a.size_hint().unwrap_or(0);
+                    if claimed > MAX {
+                        return Err(A::Error::custom(format!(
+                            "{claimed} elements where at most {MAX} are allowed"
+                        )));
+                    }
+                    let mut out = Vec::with_capacity(claimed.min(MAX_PREALLOCATED));
+                    while let Some(x) = a.next_element()? {
+                        if out.len() == MAX {
+                            return Err(A::Error::custom(format!(
+                                "more than the {MAX} elements allowed"
+                            )));
+                        }
+                        out.push(x);
+                    }
+                    Ok(Bounded(out))
+                }
+            }
+            d.deserialize_seq(Seq::<T, MAX>(PhantomData))
+        }
+    }
+
+    /// Deserialises a `Vec<T>` of at most `MAX` elements.
+    pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>, const MAX: usize>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        Bounded::<T, MAX>::deserialize(d).map(|b| b.0)
+    }
+
+    /// Decodes bytes of [`super::encode`] or [`super::encode_compact`] of a
+    /// sequence into a `Vec<T>` of at most `MAX` elements.
+    pub fn decode_vec<T: DeserializeOwned, const MAX: usize>(
+        what: &'static str,
+        bytes: &[u8],
+    ) -> Result<Vec<T>, super::CodecError> {
+        super::decode::<Bounded<T, MAX>>(what, bytes).map(|b| b.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_sequence_decodes_up_to_its_bound_and_refuses_one_element_more() {
+        let three = encode_compact("v", &vec![1u32, 2, 3]).expect("encode");
+        assert_eq!(
+            bounded::decode_vec::<u32, 3>("v", &three),
+            Ok(vec![1, 2, 3])
+        );
+        let refused = bounded::decode_vec::<u32, 2>("v", &three).unwrap_err();
+        assert!(refused.to_string().contains("at most 2"), "{refused}");
+        // A length header claiming 4 billion elements is refused before
+        // any element is read.
+        let lie = [0xdd, 0xff, 0xff, 0xff, 0xff, 0x01];
+        let refused = bounded::decode_vec::<u32, 1000>("v", &lie).unwrap_err();
+        assert!(
+            refused.to_string().contains("4294967295 elements"),
+            "{refused}"
+        );
+        #[derive(serde::Deserialize, Debug)]
+        struct Holder {
+            #[serde(deserialize_with = "bounded::vec::<_, _, 2>")]
+            items: Vec<u32>,
+        }
+        let holder = encode_compact("h", &(vec![7u32, 8],)).expect("encode");
+        assert_eq!(
+            decode::<Holder>("h", &holder).map(|h| h.items),
+            Ok(vec![7, 8])
+        );
+        let over = encode_compact("h", &(vec![7u32, 8, 9],)).expect("encode");
+        assert!(decode::<Holder>("h", &over).is_err());
+    }
 
     #[test]
     fn garbage_is_a_decode_error_not_a_panic() {

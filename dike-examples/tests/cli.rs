@@ -442,7 +442,34 @@ fn any_node_as_host_port_reaches_the_cluster_and_failures_exit_by_cause() {
     let out = dike_via(&["routing-table"], &addr, "not-the-cookie");
     assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cookie"),
+        String::from_utf8_lossy(&out.stderr).contains("cookie came from --cookie or DIKE_COOKIE"),
+        "{}",
+        describe(&out)
+    );
+    // A wrong cookie from a file: the message names the file.
+    let wrong = std::env::temp_dir().join(format!("dike-cli-wrong-cookie-{}", std::process::id()));
+    std::fs::write(&wrong, "not-the-cookie\n").expect("write the cookie file");
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("make it private");
+    let out = Command::new(env!("CARGO_BIN_EXE_dike"))
+        .args([
+            "routing-table",
+            "--via",
+            &addr,
+            "--dial-timeout",
+            "3",
+            "--timeout",
+            "10",
+        ])
+        .env_remove("DIKE_COOKIE")
+        .env("DIKE_COOKIE_FILE", &wrong)
+        .output()
+        .expect("run dike");
+    let _ = std::fs::remove_file(&wrong);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("cookie came from file {}", wrong.display())),
         "{}",
         describe(&out)
     );

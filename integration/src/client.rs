@@ -84,6 +84,11 @@ impl Client {
             std::net::IpAddr::V6(_) => 0,
         };
         let name = format!("c{}-client{last}", cluster.octet());
+        let tls = cluster.tls_config(&name, addr.ip()).map(|files| {
+            files
+                .load()
+                .unwrap_or_else(|e| panic!("the client's TLS files: {e}"))
+        });
         let mut b = NodeConfig::builder(name, addr)
             .cookie(cluster.cookie())
             .join(false)
@@ -96,6 +101,9 @@ impl Client {
             .group_size()
             .unwrap_or(if cluster.masters().len() == 1 { 1 } else { 5 });
         b = b.group_size(size);
+        if let Some(tls) = tls {
+            b = b.tls(tls);
+        }
         let config = b.build().expect("a valid client configuration");
         DikeNode::start(config).await
     }

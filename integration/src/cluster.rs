@@ -20,6 +20,7 @@
 
 use crate::binary::dike_binary;
 use dike_actors::node::config::node_id_of;
+use dike_actors::node::tls::TlsConfig;
 use dike_core::NodeId;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -58,9 +59,19 @@ pub struct ClusterBuilder {
     log_filter: String,
     node_args: Vec<String>,
     http: bool,
+    tls: bool,
 }
 
 impl ClusterBuilder {
+    /// Runs every cluster session over mutual TLS (default: plain TCP): the
+    /// cluster gets a CA of its own (`dike certs create-ca`) and every node
+    /// and client a certificate from it for its name and address
+    /// ([`Cluster::tls_config`]).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
     /// Gives every node an HTTP listener (`--http`, on its own address and
     /// a free port; see [`Cluster::http_addr`]), which also makes it
     /// record its metrics (default: none).
@@ -126,6 +137,11 @@ impl ClusterBuilder {
             .expect("create the cluster's temporary directory");
         let log_dir = root.path().join("logs");
         std::fs::create_dir_all(&log_dir).expect("create the log directory");
+        let tls_dir = self.tls.then(|| {
+            let dir = root.path().join("certs");
+            dike_examples::cli::certs::create_ca(&dir).expect("create the cluster's CA");
+            dir
+        });
         let mut cluster = Cluster {
             test: self.test,
             octet,
@@ -137,6 +153,7 @@ impl ClusterBuilder {
             log_filter: self.log_filter,
             node_args: self.node_args,
             http: self.http,
+            tls_dir,
             masters: Vec::new(),
             nodes: Vec::new(),
             clients: AtomicU32::new(0),
@@ -180,6 +197,8 @@ pub struct Cluster {
     log_filter: String,
     node_args: Vec<String>,
     http: bool,
+    /// The CA and the certificates, if the cluster runs TLS.
+    tls_dir: Option<PathBuf>,
     masters: Vec<String>,
     nodes: Vec<Node>,
     clients: AtomicU32,
@@ -198,7 +217,26 @@ impl Cluster {
             log_filter: std::env::var("DIKE_NODE_LOG").unwrap_or_else(|_| "info".into()),
             node_args: Vec::new(),
             http: false,
+            tls: false,
         }
+    }
+
+    /// The TLS files of the node or client `name` at `ip` (issued from the
+    /// cluster's CA the first time, for its name, `ip`, `localhost` and
+    /// `127.0.0.1`), or `None` if the cluster runs without TLS.
+    pub fn tls_config(&self, name: &str, ip: std::net::IpAddr) -> Option<TlsConfig> {
+        let dir = self.tls_dir.as_ref()?;
+        let (cert, key) = dike_examples::cli::certs::paths(dir, name);
+        if !cert.exists() {
+            let names = [name, &ip.to_string(), "localhost", "127.0.0.1"].map(str::to_owned);
+            dike_examples::cli::certs::issue(name, dir, &names, 30, dir)
+                .unwrap_or_else(|e| panic!("issue a certificate for {name}: {e}"));
+        }
+        Some(TlsConfig {
+            cert,
+            key,
+            ca: dir.join(dike_examples::cli::certs::CA_CERT),
+        })
     }
 
     /// Number of nodes (running or not).
@@ -379,6 +417,13 @@ impl Cluster {
         if let Some(http) = node.http {
             cmd.args(["--http", &http.to_string()]);
         }
+        let (name, ip) = (node.name.clone(), node.addr.ip());
+        if let Some(tls) = self.tls_config(&name, ip) {
+            cmd.arg("--tls-cert").arg(&tls.cert);
+            cmd.arg("--tls-key").arg(&tls.key);
+            cmd.arg("--tls-ca").arg(&tls.ca);
+        }
+        let node = self.node_mut(i);
         cmd.args(&extra);
         node.child = Some(cmd.spawn().expect("spawn `dike node`"));
     }

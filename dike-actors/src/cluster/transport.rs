@@ -132,16 +132,29 @@ pub struct Answer {
     pub reply: Vec<u8>,
 }
 
+/// The most parcels a [`Batch`] may carry: one per replica and member the
+/// sender writes to on the receiver between two flushes, so far above any
+/// real batch; a batch claiming more is refused before decoding them.
+pub const MAX_PARCELS: usize = 1 << 18;
+/// The most requests, and the most answers, a [`Batch`] may carry: a node
+/// has at most 1,024 requests (the router's `MAX_IN_FLIGHT`) on the
+/// wire per dispatcher.
+pub const MAX_REQUESTS: usize = 1 << 16;
+
 /// Everything one node's transport sends another at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// The sending node's id.
     pub from: u64,
-    /// Replicas' protocol messages.
+    /// Replicas' protocol messages (at most [`MAX_PARCELS`]).
+    #[serde(deserialize_with = "codec::bounded::vec::<_, _, MAX_PARCELS>")]
     pub parcels: Vec<Parcel>,
-    /// Clients' requests.
+    /// Clients' requests (at most [`MAX_REQUESTS`]).
+    #[serde(deserialize_with = "codec::bounded::vec::<_, _, MAX_REQUESTS>")]
     pub requests: Vec<Forwarded>,
-    /// Replies to requests the receiver forwarded.
+    /// Replies to requests the receiver forwarded (at most
+    /// [`MAX_REQUESTS`]).
+    #[serde(deserialize_with = "codec::bounded::vec::<_, _, MAX_REQUESTS>")]
     pub answers: Vec<Answer>,
 }
 
@@ -440,6 +453,30 @@ mod tests {
         assert!(decode_batch(&[0xc1]).is_err());
         assert!(decode_batch(&bytes[..bytes.len() - 1]).is_err());
         assert!(Batch::default().is_empty());
+    }
+
+    #[test]
+    fn a_batch_with_more_requests_than_its_bound_is_refused() {
+        let request = |id| Forwarded {
+            id,
+            group: String::new(),
+            to: MemberId::new(1, 1),
+            request: Vec::new(),
+            generation: 0,
+        };
+        let mut batch = Batch {
+            requests: (0..MAX_REQUESTS as u64).map(request).collect(),
+            ..Batch::default()
+        };
+        let at_bound = encode_batch(&batch).expect("encodes");
+        assert_eq!(
+            decode_batch(&at_bound).map(|b| b.requests.len()),
+            Ok(MAX_REQUESTS)
+        );
+        batch.requests.push(request(0));
+        let over = encode_batch(&batch).expect("encodes");
+        let refused = decode_batch(&over).unwrap_err();
+        assert!(refused.to_string().contains("at most 65536"), "{refused}");
     }
 
     #[tokio::test]

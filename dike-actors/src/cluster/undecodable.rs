@@ -9,7 +9,7 @@
 //! garbage. The message says which node sent it (the sending transport or
 //! replica puts its node id beside the payload), and the node:
 //! - drops it and counts it (`dike_undecodable_received_total`);
-//! - closes its cluster sessions with that node ([`disconnect`]), so a peer
+//! - closes its cluster sessions with that node (`disconnect`), so a peer
 //!   that sends garbage stops being heard until it connects again;
 //! - warns the first time, then at most once per [`LOG_EVERY`] per sending
 //!   node with how many were dropped in between ([`UndecodableLog`]), so a

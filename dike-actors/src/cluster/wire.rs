@@ -79,8 +79,8 @@ pub enum ReplicaMsg {
     PersistFailed(u64, String),
     /// A client request forwarded by node `.0`'s transport under id `.1`:
     /// an encoded [`ClientRequest`] (`.2`); the encoded [`ClientReply`]
-    /// goes back through this node's transport
-    /// ([`crate::cluster::transport::TransportMsg::Reply`]).
+    /// goes back through this node's transport, as an
+    /// [`crate::cluster::transport::Answer`] in its next batch to node `.0`.
     Forwarded(u64, u64, Vec<u8>),
     /// The node is stopping: the replica takes no leadership handed over
     /// from now on and, if it leads, hands leadership to the most advanced
@@ -159,9 +159,15 @@ pub fn encode_envelopes(envs: &[Envelope]) -> Result<Vec<u8>, codec::CodecError>
     codec::encode_compact("envelopes", envs)
 }
 
-/// Decodes a [`ReplicaMsg::Protocol`] payload.
+/// The most envelopes one [`ReplicaMsg::Protocol`] may carry: what one
+/// drive of a replica sends one member (a window of accepts, catch-up,
+/// answers) is far below it.
+pub const MAX_ENVELOPES: usize = 1 << 16;
+
+/// Decodes a [`ReplicaMsg::Protocol`] payload (at most [`MAX_ENVELOPES`]
+/// envelopes; a longer one is refused before they are decoded).
 pub fn decode_envelopes(bytes: &[u8]) -> Result<Vec<Envelope>, codec::CodecError> {
-    codec::decode("envelopes", bytes)
+    codec::bounded::decode_vec::<Envelope, MAX_ENVELOPES>("envelopes", bytes)
 }
 
 #[cfg(test)]

@@ -59,7 +59,9 @@ pub enum DiscoverError {
     },
     /// The node closed the connection during authentication, and not for
     /// TLS: the cookies differ.
-    #[error("the node at {address} refused the cookie (authentication failed): check --cookie / DIKE_COOKIE")]
+    #[error(
+        "the node at {address} refused the cookie (authentication failed): the cookies differ"
+    )]
     Cookie {
         /// The address tried.
         address: String,

@@ -31,7 +31,8 @@ impl Client {
         let cookie = via.cookie.secret()?;
         let dial = Duration::from_secs(via.dial_timeout.max(1)).min(timeout);
         let tls = via.tls.load()?;
-        let (masters, table) = masters_of(&via.via, &cookie, tls.as_ref(), dial).await?;
+        let cookie_of = (cookie.as_str(), via.cookie.source());
+        let (masters, table) = masters_of(&via.via, cookie_of, tls.as_ref(), dial).await?;
         let listen = free_loopback_addr()?;
         let mut b = NodeConfig::builder(format!("dike-cli-{}", std::process::id()), listen)
             .cookie(cookie)
@@ -140,9 +141,11 @@ impl Client {
 /// entries still works), and its cached routing table comes along. With
 /// both kinds, the named masters are the fallback when no plain entry
 /// answers.
+/// `cookie` is the secret, `source` where it came from (named if a node
+/// refuses it).
 async fn masters_of(
     via: &[String],
-    cookie: &str,
+    (cookie, source): (&str, String),
     tls: Option<&Tls>,
     dial: Duration,
 ) -> Result<(Vec<MasterSpec>, Option<RoutingTable>), CliError> {
@@ -187,7 +190,10 @@ async fn masters_of(
     if !named.is_empty() {
         return Ok((named, None));
     }
-    Err(CliError::Discover(failures))
+    Err(CliError::Discover {
+        failures,
+        cookie: source,
+    })
 }
 
 /// Whether `e` may clear up by itself while the cluster settles.

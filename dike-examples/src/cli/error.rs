@@ -23,8 +23,14 @@ pub enum CliError {
     #[error("cannot start the node: {0}")]
     Start(#[from] StartError),
     /// No `--via` node told the masters.
-    #[error("{}", discover_message(.0))]
-    Discover(Vec<DiscoverError>),
+    #[error("{}", discover_message(failures, cookie))]
+    Discover {
+        /// What each `--via` node tried said.
+        failures: Vec<DiscoverError>,
+        /// Where the cookie came from (see `Cookie::source`), named if a
+        /// node refused it.
+        cookie: String,
+    },
     /// The masters did not answer before the deadline.
     #[error("no master quorum answered (masters {masters}): {reason}")]
     NoMasterQuorum {
@@ -150,8 +156,8 @@ pub enum CliError {
 }
 
 /// One line per `--via` node tried, or the one failure.
-fn discover_message(failures: &[DiscoverError]) -> String {
-    match failures {
+fn discover_message(failures: &[DiscoverError], cookie: &str) -> String {
+    let text = match failures {
         [] => "no --via node was tried".to_owned(),
         [one] => format!("cannot reach the cluster: {one}"),
         many => {
@@ -161,6 +167,14 @@ fn discover_message(failures: &[DiscoverError]) -> String {
                 lines.join("\n")
             )
         }
+    };
+    if failures
+        .iter()
+        .any(|f| matches!(f, DiscoverError::Cookie { .. }))
+    {
+        format!("{text}\n(this command's cookie came from {cookie}; it must be the cluster's)")
+    } else {
+        text
     }
 }
 
@@ -207,7 +221,7 @@ impl CliError {
             | CliError::Tls(_)
             | CliError::Certs(_) => exit::USAGE,
             CliError::Start(_) => exit::START,
-            CliError::Discover(failures) => {
+            CliError::Discover { failures, .. } => {
                 let any = |f: fn(&DiscoverError) -> bool| failures.iter().any(f);
                 if any(|f| {
                     matches!(

@@ -85,15 +85,42 @@ struct Args {
     /// Seconds between scrapes with `--metrics-ab`.
     #[arg(long, default_value_t = 1)]
     scrape_every: u64,
+    /// Mutual TLS on every link of both systems (`on`), none (`off`), or
+    /// each system both ways side by side (`both`: rows `+TLS` besides
+    /// the plain ones). etcd's TLS rows need the `etcd-grpc` feature (its
+    /// JSON gateway rows stay plain); each cluster gets a CA and
+    /// certificates of its own, made as `dike certs` makes them.
+    #[arg(long, value_enum, default_value_t = TlsMode::Off)]
+    tls: TlsMode,
+}
+
+/// `--tls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TlsMode {
+    Off,
+    On,
+    Both,
+}
+
+impl TlsMode {
+    /// The TLS settings of the runs of one system, in round order.
+    fn settings(self) -> &'static [bool] {
+        match self {
+            TlsMode::Off => &[false],
+            TlsMode::On => &[true],
+            TlsMode::Both => &[false, true],
+        }
+    }
 }
 
 /// What a run measures.
 #[derive(Clone, Copy, Debug)]
 enum System {
-    /// etcd, through the given API.
-    Etcd(EtcdApi),
-    /// dike-rs; with `metrics`, every node records metrics and is scraped.
-    Dike { metrics: bool },
+    /// etcd, through the given API; with `.1`, over mutual TLS.
+    Etcd(EtcdApi, bool),
+    /// dike-rs; with `metrics`, every node records metrics and is scraped;
+    /// with `tls`, every session runs over mutual TLS.
+    Dike { metrics: bool, tls: bool },
 }
 
 /// The API an etcd run's load goes through.
@@ -107,11 +134,13 @@ enum EtcdApi {
 }
 
 impl EtcdApi {
-    fn label(self) -> &'static str {
-        match self {
+    fn label(self, tls: bool) -> &'static str {
+        match (self, tls) {
             #[cfg(feature = "etcd-grpc")]
-            EtcdApi::Grpc => "etcd (gRPC)",
-            EtcdApi::Json => "etcd (JSON gateway)",
+            (EtcdApi::Grpc, false) => "etcd (gRPC)",
+            #[cfg(feature = "etcd-grpc")]
+            (EtcdApi::Grpc, true) => "etcd (gRPC) +TLS",
+            (EtcdApi::Json, _) => "etcd (JSON gateway)",
         }
     }
 }
@@ -122,8 +151,14 @@ fn systems(args: &Args) -> Vec<System> {
     if args.metrics_ab {
         // An A/B of metrics: dike-rs with them against dike-rs without.
         return vec![
-            System::Dike { metrics: true },
-            System::Dike { metrics: false },
+            System::Dike {
+                metrics: true,
+                tls: false,
+            },
+            System::Dike {
+                metrics: false,
+                tls: false,
+            },
         ];
     }
     let (etcd, dike) = match args.only.as_deref() {
@@ -131,10 +166,13 @@ fn systems(args: &Args) -> Vec<System> {
         Some("dike") => (false, true),
         _ => (true, true),
     };
+    let tls = args.tls.settings();
     let mut systems = Vec::new();
     if etcd {
         #[cfg(feature = "etcd-grpc")]
-        systems.push(System::Etcd(EtcdApi::Grpc));
+        for &t in tls {
+            systems.push(System::Etcd(EtcdApi::Grpc, t));
+        }
         #[cfg(not(feature = "etcd-grpc"))]
         eprintln!(
             "etcd (gRPC): skipped: vs-etcd was built without the `etcd-grpc` feature; \
@@ -142,11 +180,17 @@ fn systems(args: &Args) -> Vec<System> {
              `--features etcd-grpc` (--etcd-json runs etcd through its JSON gateway instead)"
         );
         if args.etcd_json {
-            systems.push(System::Etcd(EtcdApi::Json));
+            // The gateway rows stay plain: their client speaks plain HTTP.
+            systems.push(System::Etcd(EtcdApi::Json, false));
         }
     }
     if dike {
-        systems.push(System::Dike { metrics: false });
+        for &t in tls {
+            systems.push(System::Dike {
+                metrics: false,
+                tls: t,
+            });
+        }
     }
     systems
 }
@@ -238,7 +282,7 @@ impl EtcdConns {
             EtcdApi::Grpc => {
                 let mut pool = Vec::new();
                 for _ in 0..args.etcd_grpc_clients.max(1) {
-                    pool.push(GrpcClient::connect(&cluster.clients).await?);
+                    pool.push(GrpcClient::connect(&cluster.clients, cluster.tls.as_ref()).await?);
                 }
                 Ok(EtcdConns::Grpc(pool))
             }
@@ -263,9 +307,9 @@ impl EtcdConns {
     }
 }
 
-async fn run_etcd(args: &Args, clients: usize, api: EtcdApi) -> Run {
+async fn run_etcd(args: &Args, clients: usize, api: EtcdApi, tls: bool) -> Run {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let cluster = EtcdCluster::start(5, dir.path())
+    let cluster = EtcdCluster::start_with(5, dir.path(), tls)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let conns = EtcdConns::open(args, api, clients, &cluster)
@@ -287,7 +331,7 @@ async fn run_etcd(args: &Args, clients: usize, api: EtcdApi) -> Run {
     })
     .await;
     Run {
-        system: api.label(),
+        system: api.label(tls),
         load,
         server_cpu,
         loadgen_cpu,
@@ -308,7 +352,7 @@ async fn scrape(addr: std::net::SocketAddr) -> Result<usize, String> {
     Ok(reply.body.len())
 }
 
-async fn run_dike(args: &Args, clients: usize, metrics: bool) -> Run {
+async fn run_dike(args: &Args, clients: usize, metrics: bool, tls: bool) -> Run {
     let threads = args.node_threads.map(|n| n.to_string());
     let node_args: Vec<&str> = match &threads {
         Some(n) => vec!["--worker-threads", n],
@@ -322,6 +366,7 @@ async fn run_dike(args: &Args, clients: usize, metrics: bool) -> Run {
         .log_filter("warn")
         .node_args(&node_args)
         .http(metrics)
+        .tls(tls)
         .start();
     let client = Client::connect_with(&cluster, Duration::from_secs(10)).await;
     client
@@ -396,10 +441,10 @@ async fn run_dike(args: &Args, clients: usize, metrics: bool) -> Run {
     client.stop().await;
     drop(cluster);
     Run {
-        system: if metrics {
-            "dike-rs +metrics"
-        } else {
-            "dike-rs"
+        system: match (metrics, tls) {
+            (true, _) => "dike-rs +metrics",
+            (false, true) => "dike-rs +TLS",
+            (false, false) => "dike-rs",
         },
         load,
         server_cpu,
@@ -443,8 +488,8 @@ async fn main() {
             }
             for system in order {
                 let run = match system {
-                    System::Etcd(api) => run_etcd(&args, c, api).await,
-                    System::Dike { metrics } => run_dike(&args, c, metrics).await,
+                    System::Etcd(api, tls) => run_etcd(&args, c, api, tls).await,
+                    System::Dike { metrics, tls } => run_dike(&args, c, metrics, tls).await,
                 };
                 if args.json {
                     println!("{}", serde_json::to_string(&run).expect("a run serializes"));

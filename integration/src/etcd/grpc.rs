@@ -3,7 +3,7 @@
 //! compiles etcd's .proto files with protoc, which the test suite does not
 //! need.
 
-use super::EtcdError;
+use super::{EtcdError, EtcdTls};
 use std::net::SocketAddr;
 
 /// An etcd client over all the given members, as etcd's own clients are:
@@ -17,11 +17,28 @@ pub struct GrpcClient {
 }
 
 impl GrpcClient {
-    /// A client for the members at `members`. Connections are opened on
-    /// first use.
-    pub async fn connect(members: &[SocketAddr]) -> Result<GrpcClient, EtcdError> {
-        let endpoints: Vec<String> = members.iter().map(|a| format!("http://{a}")).collect();
-        let client = etcd_client::Client::connect(endpoints, None).await?;
+    /// A client for the members at `members`, over mutual TLS with `tls`'s
+    /// files if given (the members' certificates checked for `localhost`).
+    /// Connections are opened on first use.
+    pub async fn connect(
+        members: &[SocketAddr],
+        tls: Option<&EtcdTls>,
+    ) -> Result<GrpcClient, EtcdError> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoints: Vec<String> = members.iter().map(|a| format!("{scheme}://{a}")).collect();
+        let options = match tls {
+            Some(t) => {
+                let ca = std::fs::read(&t.ca)?;
+                let (cert, key) = (std::fs::read(&t.cert)?, std::fs::read(&t.key)?);
+                let tls = etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(ca))
+                    .identity(etcd_client::Identity::from_pem(cert, key))
+                    .domain_name("localhost");
+                Some(etcd_client::ConnectOptions::new().with_tls(tls))
+            }
+            None => None,
+        };
+        let client = etcd_client::Client::connect(endpoints, options).await?;
         Ok(GrpcClient { client })
     }
 
