@@ -6,7 +6,7 @@
 //! a child of its `DikeNode`, named [`admin_name`]`(node)` and a member of
 //! the process group [`ADMIN_PG`], which ractor_cluster shares with every
 //! connected node; a client finds a node's admin actor there by name
-//! ([`join_remote`]).
+//! (`join_remote`).
 //!
 //! Invariants: every payload is a `Vec<u8>` from [`dike_core::codec`]; a
 //! payload that fails to decode is answered with an error, never a panic,

@@ -6,7 +6,7 @@
 //! Invariant: with TLS configured, no stream reaches the node server
 //! before the node's certificate was verified (see [`crate::node::tls`]).
 //! Every site that connects to a node (the dispatcher, joins, the probe a
-//! client reaches the cluster with) goes through [`dial`].
+//! client reaches the cluster with) goes through `dial`.
 
 use crate::node::tls::{Tls, TlsFailure};
 use ractor::ActorRef;
