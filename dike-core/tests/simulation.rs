@@ -102,35 +102,7 @@ fn membership_changes_while_two_leaders_duel_three_replicas() {
 /// group serves every operation.
 #[test]
 fn a_group_elects_and_serves_when_every_message_takes_longer_than_an_election_timeout() {
-    check(60_000, 20, congested);
-}
-
-/// A calm schedule on a transport where every message between replicas takes
-/// longer than an election timeout: round trips of 2 × 120 steps against
-/// candidacies of at most 2 × 8 ticks of 10 steps.
-fn congested(s: u64) -> SimConfig {
-    use dike_core::sim::NetFaults;
-    let calm = SimConfig::calm(s, 5);
-    SimConfig {
-        net: NetFaults {
-            min_peer_delay: 120,
-            ..calm.net.clone()
-        },
-        // A read's confirmation round takes longer than a client's
-        // timeout here, and each retry asks anew.
-        query_pct: 0,
-        // No operator moving leadership around.
-        transfer_per_10k: 0,
-        drain_per_10k: 0,
-        // The network is quiet only once the group hibernates:
-        // heartbeats are always in flight otherwise.
-        options: dike_core::ReplicaOptions {
-            hibernate_after_ticks: 6,
-            preferred_leader_after_ticks: 0,
-            ..calm.options.clone()
-        },
-        ..calm
-    }
+    check(60_000, 20, |s| SimConfig::congested(s, 5));
 }
 
 /// The same congested transport, and a failure detector that keeps
@@ -141,26 +113,15 @@ fn congested(s: u64) -> SimConfig {
 /// undone: `node_down` ignoring `election_backoff`).
 #[test]
 fn a_congested_group_elects_and_serves_while_live_nodes_are_reported_down() {
-    check(61_000, 20, congested_with_false_suspicions);
-}
-
-fn congested_with_false_suspicions(s: u64) -> SimConfig {
-    SimConfig {
-        // A report every 50 steps (5 ticks) on each node, one in four of
-        // them on the node of its leader: with each report starting an
-        // election within one base timeout, the first seed already fails.
-        false_suspicion_per_10k: 1000,
-        ..congested(s)
-    }
+    // A report every 5 ticks on each node: with each report starting an
+    // election within one base timeout, the first seed already fails.
+    check(61_000, 20, |s| SimConfig::congested_suspicious(s, 5));
 }
 
 /// Every fault, and false reports of live nodes down on top.
 #[test]
 fn five_replicas_survive_faults_and_false_suspicions() {
-    check(70_000, 300, |s| SimConfig {
-        false_suspicion_per_10k: 40,
-        ..SimConfig::faulty(s, 5)
-    });
+    check(70_000, 300, |s| SimConfig::faulty_suspicious(s, 5));
 }
 
 /// Finds a seed in `0..limit` for which the run fails; panics if none does.

@@ -68,15 +68,27 @@ pub enum Schedule {
     /// flipping between two leaders that cannot hear each other while the
     /// members change.
     Dueling,
+    /// [`Schedule::Faulty`] with a failure detector that also reports live
+    /// nodes down now and then.
+    FaultySuspicious,
+    /// [`Schedule::Calm`] on a transport where every message between
+    /// replicas takes longer than an election timeout.
+    Congested,
+    /// [`Schedule::Congested`] with a failure detector that keeps reporting
+    /// live nodes down (late pings on a busy cluster).
+    CongestedSuspicious,
 }
 
 impl Schedule {
     /// Every schedule, in the order of their names.
-    pub const ALL: [Schedule; 4] = [
+    pub const ALL: [Schedule; 7] = [
         Schedule::Calm,
         Schedule::Faulty,
         Schedule::Membership,
         Schedule::Dueling,
+        Schedule::FaultySuspicious,
+        Schedule::Congested,
+        Schedule::CongestedSuspicious,
     ];
 
     /// The schedule's name (what `DIKE_SIM_SCHEDULE` takes).
@@ -86,6 +98,9 @@ impl Schedule {
             Schedule::Faulty => "faulty",
             Schedule::Membership => "membership",
             Schedule::Dueling => "dueling",
+            Schedule::FaultySuspicious => "faulty-suspicious",
+            Schedule::Congested => "congested",
+            Schedule::CongestedSuspicious => "congested-suspicious",
         }
     }
 
@@ -101,6 +116,9 @@ impl Schedule {
             Schedule::Faulty => SimConfig::faulty(seed, replicas),
             Schedule::Membership => SimConfig::membership(seed, replicas),
             Schedule::Dueling => SimConfig::dueling(seed, replicas),
+            Schedule::FaultySuspicious => SimConfig::faulty_suspicious(seed, replicas),
+            Schedule::Congested => SimConfig::congested(seed, replicas),
+            Schedule::CongestedSuspicious => SimConfig::congested_suspicious(seed, replicas),
         }
     }
 }
@@ -295,6 +313,55 @@ impl SimConfig {
             fsync_fail_pct: 0,
             fault_steps: 0,
             ..SimConfig::faulty(seed, replicas)
+        }
+    }
+
+    /// Every fault, and a false report of a live node down about every
+    /// 250 steps on each node.
+    pub fn faulty_suspicious(seed: u64, replicas: usize) -> Self {
+        SimConfig {
+            schedule: Schedule::FaultySuspicious,
+            false_suspicion_per_10k: 40,
+            ..SimConfig::faulty(seed, replicas)
+        }
+    }
+
+    /// A calm run on a transport where every message between replicas
+    /// takes longer than an election timeout: round trips of 2 × 120 steps
+    /// against candidacies of at most 2 × 8 ticks of 10 steps.
+    pub fn congested(seed: u64, replicas: usize) -> Self {
+        let calm = SimConfig::calm(seed, replicas);
+        SimConfig {
+            schedule: Schedule::Congested,
+            net: NetFaults {
+                min_peer_delay: 120,
+                ..calm.net.clone()
+            },
+            // A read's confirmation round takes longer than a client's
+            // timeout here, and each retry asks anew.
+            query_pct: 0,
+            // No operator moving leadership around.
+            transfer_per_10k: 0,
+            drain_per_10k: 0,
+            // The network is quiet only once the group hibernates:
+            // heartbeats are always in flight otherwise.
+            options: crate::ReplicaOptions {
+                hibernate_after_ticks: 6,
+                preferred_leader_after_ticks: 0,
+                ..calm.options.clone()
+            },
+            ..calm
+        }
+    }
+
+    /// [`SimConfig::congested`], and a false report of a live node down
+    /// every 50 steps (5 ticks) on each node, one in four of them on the
+    /// node of its leader.
+    pub fn congested_suspicious(seed: u64, replicas: usize) -> Self {
+        SimConfig {
+            schedule: Schedule::CongestedSuspicious,
+            false_suspicion_per_10k: 1000,
+            ..SimConfig::congested(seed, replicas)
         }
     }
 }
