@@ -17,6 +17,11 @@
 //! the client protocol differs between the rows: same load loop, same keys
 //! and values.
 //!
+//! `--tls on` runs both systems over mutual TLS (each cluster with a CA and
+//! certificates of its own); `--tls both` runs each system plain and over
+//! TLS side by side (rows `+TLS`), which is how docs/BENCHMARKS.md measures
+//! what TLS costs.
+//!
 //! ```text
 //! integration/scripts/install-etcd.sh   # etcd and protoc
 //! cargo run --release -p integration --bin vs-etcd --features etcd-grpc -- --concurrency 64,256 --seconds 20
