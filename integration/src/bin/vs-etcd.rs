@@ -77,6 +77,12 @@ struct Args {
     #[cfg(feature = "etcd-grpc")]
     #[arg(long, default_value_t = 1)]
     etcd_grpc_clients: usize,
+    /// Send every etcd gRPC request to the leader (found by asking the
+    /// members' status) instead of spreading them over the members, so no
+    /// follower forwards a write.
+    #[cfg(feature = "etcd-grpc")]
+    #[arg(long)]
+    etcd_leader_only: bool,
     /// Async runtime threads of each `dike node` (its `--worker-threads`;
     /// default: one per core).
     #[arg(long)]
@@ -285,9 +291,15 @@ impl EtcdConns {
             // check this at a given concurrency.
             #[cfg(feature = "etcd-grpc")]
             EtcdApi::Grpc => {
+                let tls = cluster.tls.as_ref();
+                let members = if args.etcd_leader_only {
+                    vec![GrpcClient::leader(&cluster.clients, tls).await?]
+                } else {
+                    cluster.clients.clone()
+                };
                 let mut pool = Vec::new();
                 for _ in 0..args.etcd_grpc_clients.max(1) {
-                    pool.push(GrpcClient::connect(&cluster.clients, cluster.tls.as_ref()).await?);
+                    pool.push(GrpcClient::connect(&members, tls).await?);
                 }
                 Ok(EtcdConns::Grpc(pool))
             }

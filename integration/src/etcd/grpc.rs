@@ -50,4 +50,21 @@ impl GrpcClient {
         self.client.kv_client().put(key, value, None).await?;
         Ok(())
     }
+
+    /// The client address of the member that leads, as the members at
+    /// `members` say (each asked for its status until one says it is the
+    /// leader).
+    pub async fn leader(
+        members: &[SocketAddr],
+        tls: Option<&EtcdTls>,
+    ) -> Result<SocketAddr, EtcdError> {
+        for &member in members {
+            let mut one = GrpcClient::connect(&[member], tls).await?.client;
+            let status = one.status().await?;
+            if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+                return Ok(member);
+            }
+        }
+        Err(EtcdError::NotReady("no member says it leads".into()))
+    }
 }
