@@ -60,8 +60,9 @@ pub enum ReconfigError {
     /// The member is not part of the group in the needed role.
     #[error("{0} is not a {1} of the group")]
     NotA(MemberId, &'static str),
-    /// The learner is too far behind to vote yet.
-    #[error("learner {member} is {lag} slots behind (at most {allowed} allowed)")]
+    /// The learner is too far behind to vote yet, or has not reported how
+    /// far it is to this leader.
+    #[error("learner {member} is not caught up: {lag} slots behind, or not heard from (at most {allowed} allowed)")]
     NotCaughtUp {
         /// The learner.
         member: MemberId,
@@ -163,9 +164,14 @@ impl<M: StateMachine> Replica<M> {
         }
         let next = change.apply_to(&self.config)?;
         if let Some(m) = change.promoted() {
-            let at = l.progress.get(&m).copied().unwrap_or(0);
-            let lag = commit.saturating_sub(at);
-            if lag > max_lag {
+            // A learner this leader never heard from is not caught up,
+            // however young the log: it may not even run yet, and a voter
+            // that does not answer costs the group a vote (a new master
+            // promoted before its replica started left the master group
+            // without a quorum when one more master died).
+            let heard = l.progress.get(&m).copied();
+            let lag = commit.saturating_sub(heard.unwrap_or(0));
+            if heard.is_none() || lag > max_lag {
                 return Err(ReconfigError::NotCaughtUp {
                     member: m,
                     lag,

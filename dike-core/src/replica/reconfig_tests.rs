@@ -155,6 +155,26 @@ fn a_learner_that_is_behind_is_not_promoted() {
     );
 }
 
+/// A young log is shorter than the allowed lag, so a learner's lag alone
+/// cannot tell: one the leader never heard from (its replica not running)
+/// must not be promoted.
+#[test]
+fn a_learner_never_heard_from_is_not_promoted_even_in_a_young_log() {
+    let mut c = cluster(3, 1);
+    c.crash(3);
+    change(&mut c, 1, ConfigChange::AddLearner(m(3)));
+    let leader = settle(&mut c);
+    let commit = c.replica(leader).commit_index();
+    assert!(commit <= 2, "the log is young: commit {commit}");
+    let refused = c
+        .replica(leader)
+        .propose_change(2, ConfigChange::Promote(m(3)));
+    assert!(
+        matches!(refused, Err(ReconfigError::NotCaughtUp { .. })),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn the_leader_can_remove_itself_and_a_remaining_member_takes_over() {
     let mut c = cluster(5, 0);
