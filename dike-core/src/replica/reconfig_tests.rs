@@ -146,6 +146,11 @@ fn a_learner_that_is_behind_is_not_promoted() {
         add(&mut c, k, 1);
     }
     let leader = settle(&mut c);
+    promoting_3_is_refused_as_not_caught_up(&mut c, leader);
+}
+
+/// The leader refuses to promote learner 3: it is not caught up.
+fn promoting_3_is_refused_as_not_caught_up(c: &mut Cluster, leader: usize) {
     let refused = c
         .replica(leader)
         .propose_change(2, ConfigChange::Promote(m(3)));
@@ -166,13 +171,7 @@ fn a_learner_never_heard_from_is_not_promoted_even_in_a_young_log() {
     let leader = settle(&mut c);
     let commit = c.replica(leader).commit_index();
     assert!(commit <= 2, "the log is young: commit {commit}");
-    let refused = c
-        .replica(leader)
-        .propose_change(2, ConfigChange::Promote(m(3)));
-    assert!(
-        matches!(refused, Err(ReconfigError::NotCaughtUp { .. })),
-        "{refused:?}"
-    );
+    promoting_3_is_refused_as_not_caught_up(&mut c, leader);
 }
 
 #[test]
