@@ -159,6 +159,13 @@ pub mod bounded {
         Bounded::<T, MAX>::deserialize(d).map(|b| b.0)
     }
 
+    /// Deserialises an `Arc<[T]>` of at most `MAX` elements.
+    pub fn arc_slice<'de, D: Deserializer<'de>, T: Deserialize<'de>, const MAX: usize>(
+        d: D,
+    ) -> Result<std::sync::Arc<[T]>, D::Error> {
+        vec::<D, T, MAX>(d).map(std::sync::Arc::from)
+    }
+
     /// Decodes bytes of [`super::encode`] or [`super::encode_compact`] of a
     /// sequence into a `Vec<T>` of at most `MAX` elements.
     pub fn decode_vec<T: DeserializeOwned, const MAX: usize>(

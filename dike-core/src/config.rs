@@ -6,14 +6,25 @@
 use crate::ids::MemberId;
 use serde::{Deserialize, Serialize};
 
+/// Most voters, and most learners, one configuration may hold: a change
+/// that would add one more is refused, and a configuration that claims more
+/// (from a peer or from disk) is refused when it is decoded. Groups have 1
+/// to 7 voters; the bound is far above that so it never refuses a
+/// configuration a cluster can make.
+pub const MAX_MEMBERS: usize = 256;
+
 /// The members of a group at one epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// Increases by one with every membership change.
     pub epoch: u64,
-    /// Members that vote (acceptors counted in quorums).
+    /// Members that vote (acceptors counted in quorums); at most
+    /// [`MAX_MEMBERS`].
+    #[serde(deserialize_with = "crate::codec::bounded::vec::<_, _, MAX_MEMBERS>")]
     pub voters: Vec<MemberId>,
-    /// Members that receive the log but do not vote.
+    /// Members that receive the log but do not vote; at most
+    /// [`MAX_MEMBERS`].
+    #[serde(deserialize_with = "crate::codec::bounded::vec::<_, _, MAX_MEMBERS>")]
     pub learners: Vec<MemberId>,
 }
 

@@ -34,6 +34,11 @@ impl Command {
     }
 }
 
+/// Most commands one batch may carry, whatever `ReplicaOptions::max_batch`
+/// says: a proposer never puts more in a slot, and a batch that claims more
+/// (from a peer or from disk) is refused when it is decoded.
+pub const MAX_BATCH_COMMANDS: usize = 1 << 16;
+
 /// A batch of commands proposed together in one slot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
@@ -43,7 +48,8 @@ pub struct Batch {
     /// The proposer's boot number when it proposed: a proposer that restarted
     /// never runs effects of batches proposed in an earlier life.
     pub boot: u64,
-    /// The commands, applied in order.
+    /// The commands, applied in order; at most [`MAX_BATCH_COMMANDS`].
+    #[serde(deserialize_with = "crate::codec::bounded::arc_slice::<_, _, MAX_BATCH_COMMANDS>")]
     pub commands: Arc<[Command]>,
 }
 

@@ -8,7 +8,7 @@
 use super::{Replica, Role};
 use crate::entry::Entry;
 use crate::ids::{Ballot, MemberId, Slot};
-use crate::message::Message;
+use crate::message::{Message, MAX_CHOSEN_ENTRIES};
 use crate::ready::{AppliedSlot, RequestError, RequestId, Response};
 use crate::server::{Applied, StateMachine};
 use crate::session::SessionCheck;
@@ -100,7 +100,7 @@ impl<M: StateMachine> Replica<M> {
     /// batch of them; returns the last slot of the batch.
     fn send_chosen_from(&mut self, to: MemberId, slot: Slot) -> Slot {
         let end = self.commit.min(
-            slot.saturating_add(self.opts.catchup_batch as u64)
+            slot.saturating_add(self.opts.catchup_batch.clamp(1, MAX_CHOSEN_ENTRIES) as u64)
                 .saturating_sub(1),
         );
         let entries: Vec<(Slot, Accepted)> = self

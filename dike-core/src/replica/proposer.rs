@@ -405,7 +405,11 @@ impl<M: StateMachine> Replica<M> {
             {
                 return;
             }
-            let n = l.queue.len().min(self.opts.max_batch.max(1));
+            let n = (l.queue.len()).min(
+                self.opts
+                    .max_batch
+                    .clamp(1, crate::entry::MAX_BATCH_COMMANDS),
+            );
             let commands: Arc<[Command]> = l.queue.drain(..n).collect();
             let slot = l.next_slot;
             l.next_slot += 1;

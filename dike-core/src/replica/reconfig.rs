@@ -74,6 +74,15 @@ pub enum ReconfigError {
     /// The change would leave the group without voters.
     #[error("the group would be left without voters")]
     NoVoters,
+    /// The group already has as many voters (or learners) as a
+    /// configuration may hold.
+    #[error("the group already has {max} {role}, the most a configuration may hold")]
+    TooMany {
+        /// "voters" or "learners".
+        role: &'static str,
+        /// [`crate::config::MAX_MEMBERS`].
+        max: usize,
+    },
     /// The leader is handing leadership over; ask the next leader.
     #[error("leadership is being handed to {to}; retry at the next leader")]
     TransferInProgress {
@@ -96,11 +105,23 @@ impl ConfigChange {
                 if is_member(&m) {
                     return Err(ReconfigError::AlreadyMember(m));
                 }
+                if next.learners.len() >= crate::config::MAX_MEMBERS {
+                    return Err(ReconfigError::TooMany {
+                        role: "learners",
+                        max: crate::config::MAX_MEMBERS,
+                    });
+                }
                 next.learners.push(m);
             }
             ConfigChange::Promote(m) => {
                 if !c.learners.contains(&m) {
                     return Err(ReconfigError::NotA(m, "learner"));
+                }
+                if next.voters.len() >= crate::config::MAX_MEMBERS {
+                    return Err(ReconfigError::TooMany {
+                        role: "voters",
+                        max: crate::config::MAX_MEMBERS,
+                    });
                 }
                 next.learners.retain(|x| *x != m);
                 next.voters.push(m);

@@ -362,3 +362,37 @@ fn a_value_of_a_later_epoch_after_a_stop_sign_does_not_overtake_it() {
     assert_eq!(settle_stop_signs(&mut values), Some(17));
     assert_eq!(values[&17].entry, stop);
 }
+
+#[test]
+fn a_configuration_never_grows_past_the_members_a_peer_would_decode() {
+    use crate::config::MAX_MEMBERS;
+    let member = |i: usize| MemberId::new(i as u64 + 1, 1);
+    let full = Config {
+        epoch: 3,
+        voters: (0..MAX_MEMBERS).map(member).collect(),
+        learners: (MAX_MEMBERS..2 * MAX_MEMBERS).map(member).collect(),
+    };
+    let newcomer = member(2 * MAX_MEMBERS);
+    assert_eq!(
+        ConfigChange::AddLearner(newcomer).apply_to(&full),
+        Err(ReconfigError::TooMany {
+            role: "learners",
+            max: MAX_MEMBERS
+        })
+    );
+    assert_eq!(
+        ConfigChange::Promote(member(MAX_MEMBERS)).apply_to(&full),
+        Err(ReconfigError::TooMany {
+            role: "voters",
+            max: MAX_MEMBERS
+        })
+    );
+    // A replacement keeps the count: allowed.
+    let next = ConfigChange::Replace {
+        old: member(0),
+        new: member(MAX_MEMBERS),
+    }
+    .apply_to(&full)
+    .expect("a replacement keeps the number of voters");
+    assert_eq!(next.voters.len(), MAX_MEMBERS);
+}

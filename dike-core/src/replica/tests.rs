@@ -343,6 +343,44 @@ fn five_replicas_choose_and_apply_a_command_in_order() {
     }
 }
 
+/// Whatever `max_batch` says, no slot carries more commands than a peer
+/// (or the log on disk) would decode.
+#[test]
+fn a_slot_never_carries_more_commands_than_a_batch_may_hold() {
+    use crate::entry::MAX_BATCH_COMMANDS;
+    let o = ReplicaOptions {
+        max_batch: usize::MAX,
+        max_queued: usize::MAX,
+        snapshot_interval: 10_000_000,
+        ..opts()
+    };
+    let mut c = cluster(1, o);
+    let window = c.replica(0).opts.window as usize;
+    // The window fills with one command per slot; the rest waits in the
+    // queue, more than a batch may hold.
+    let n = window + MAX_BATCH_COMMANDS + 1;
+    for client in 1..=n as u64 {
+        c.replica(0).propose(Command::new(
+            ClientId(client),
+            1,
+            req(client, Action::Add(1)),
+        ));
+    }
+    c.run_until_quiet();
+    let sizes: Vec<usize> = c
+        .replica(0)
+        .log
+        .values()
+        .map(|e| e.value.entry.len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), n, "every command was proposed");
+    let largest = sizes.iter().max().copied().unwrap_or(0);
+    assert!(
+        largest <= MAX_BATCH_COMMANDS,
+        "a slot of {largest} commands"
+    );
+}
+
 // ----- sessions and effects -----
 
 #[test]
@@ -513,6 +551,46 @@ fn a_stale_retry_after_the_client_moved_on_is_refused() {
         reply_of(&mut c, RequestId::Command(ClientId(1), 1)),
         Err(RequestError::Stale)
     );
+}
+
+/// Whatever `catchup_batch` says, a catch-up carries no more entries than a
+/// peer would decode.
+#[test]
+fn a_catch_up_never_carries_more_entries_than_a_peer_would_decode() {
+    use crate::message::MAX_CHOSEN_ENTRIES;
+    use crate::replica::LogEntry;
+    let o = ReplicaOptions {
+        catchup_batch: usize::MAX,
+        ..opts()
+    };
+    let config = Config::initial((1..=3).map(m).collect());
+    let mut r = Replica::new(m(1), config, machine(m(1)), o, 7, 1);
+    let last = MAX_CHOSEN_ENTRIES as u64 + 10;
+    for slot in 1..=last {
+        let value = Accepted {
+            ballot: Ballot::ZERO,
+            entry: Entry::Noop,
+        };
+        r.log.insert(
+            slot,
+            LogEntry {
+                value,
+                chosen: true,
+            },
+        );
+    }
+    r.commit = last;
+    r.step(m(2), Message::CatchUp { from: 1 });
+    let sent: Vec<usize> = r
+        .take_ready()
+        .messages
+        .iter()
+        .filter_map(|e| match &e.msg {
+            Message::Chosen { entries, .. } => Some(entries.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![MAX_CHOSEN_ENTRIES]);
 }
 
 // ----- hibernation -----
