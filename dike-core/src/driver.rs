@@ -293,6 +293,12 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         self.replica.propose_change(id, change)
     }
 
+    /// Someone needs the group's leader and this replica knows none (see
+    /// `Replica::leader_wanted`).
+    pub fn leader_wanted(&mut self) {
+        self.replica.leader_wanted();
+    }
+
     /// Hands leadership to voter `to` (leader only; see
     /// `Replica::transfer_leadership`).
     pub fn transfer_leadership(&mut self, to: MemberId) -> Result<(), TransferError> {

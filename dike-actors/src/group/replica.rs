@@ -449,6 +449,12 @@ impl ReplicaState {
                 self.reply(port, answer);
             }
             Ok(ClientRequest::Membership) => {
+                if !self.driver.replica().is_leader() {
+                    // The rebalancer needs a leader, as a command's sender
+                    // does: an idle group whose members restarted elects
+                    // only when one is needed.
+                    self.driver.leader_wanted();
+                }
                 let r = self.driver.replica();
                 let answer = if r.is_leader() {
                     codec::encode("config", r.config())

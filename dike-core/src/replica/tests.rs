@@ -712,6 +712,48 @@ fn a_restarted_member_whose_catch_up_answers_are_late_waits_for_them_instead_of_
     assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
 }
 
+/// Every member of an idle group restarted: nobody leads, and nobody
+/// elects until a leader is needed. A membership change (or a leadership
+/// transfer) asked of a member is such a need, as a command is: else a
+/// rebalancer could never move an idle group after a restart of the whole
+/// cluster (each member answers "no leader known", and waits on).
+#[test]
+fn a_membership_request_to_a_restarted_idle_group_gets_it_a_leader() {
+    use crate::replica::{ConfigChange, TransferError};
+    type Ask = fn(&mut Replica<Machine>) -> bool;
+    let change: Ask = |r| {
+        let change = ConfigChange::Remove(m(3));
+        matches!(
+            r.propose_change(1, change),
+            Err(crate::replica::ReconfigError::NotLeader { leader: None })
+        )
+    };
+    let transfer: Ask = |r| {
+        matches!(
+            r.transfer_leadership(m(2)),
+            Err(TransferError::NotLeader { leader: None })
+        )
+    };
+    for (what, ask) in [("a change", change), ("a transfer", transfer)] {
+        let mut c = hibernated(3);
+        for i in 0..3 {
+            c.crash(i);
+        }
+        for i in 0..3 {
+            c.restart(i).expect("restart");
+        }
+        run_ticks(&mut c, 10);
+        assert_eq!(c.leader(), None, "nobody leads an idle restarted group");
+        assert!(ask(c.replica(1)), "{what}: refused with no leader known");
+        let within = 2 * c.replica(1).opts.election_ticks as usize;
+        run_ticks(&mut c, within);
+        assert!(
+            c.leader().is_some(),
+            "{what}: no leader {within} ticks after it was asked of a member"
+        );
+    }
+}
+
 /// The group's preferred leader, restarted, waits as long as any other
 /// member: [8e, 16e) ticks, not the preferred [e/2, e) stretched 8 times.
 #[test]

@@ -85,6 +85,10 @@ impl<M: StateMachine> Replica<M> {
     /// it succeeds shows as `to` leading (and this replica following it),
     /// within about an election timeout, else this replica goes on leading.
     pub fn transfer_leadership(&mut self, to: MemberId) -> Result<(), TransferError> {
+        if !self.is_leader() {
+            // Whoever asks needs a leader, as a command's sender does.
+            self.leader_wanted();
+        }
         self.start_transfer(to, false)?;
         self.drain_inbox();
         Ok(())
