@@ -95,6 +95,14 @@ fn membership_changes_while_two_leaders_duel_three_replicas() {
     check(50_000, 300, |s| SimConfig::dueling(s, 3));
 }
 
+/// Learners whose replica starts late (their node is up, the replica
+/// answers nothing yet) are not promoted before the leader hears from them.
+#[test]
+fn membership_changes_with_learners_that_start_late() {
+    check(80_000, 300, |s| SimConfig::late_learners(s, 3));
+    check(81_000, 200, |s| SimConfig::late_learners(s, 5));
+}
+
 /// Every message between replicas takes longer than an election timeout (a
 /// congested transport):
 /// candidates that restarted before their promises could arrive would
@@ -242,6 +250,23 @@ fn the_checks_catch_two_membership_changes_in_flight() {
         membership_per_10k: 400,
         ..SimConfig::membership(s, 3)
     });
+    eprintln!("caught: {reason}");
+}
+
+/// A leader that took a learner it never heard from as being at slot 0
+/// promoted one whose replica had not started, in a log younger than
+/// `max_learner_lag` (`dike master replace` did, and a master group lost its
+/// quorum when one more master died).
+#[test]
+fn the_checks_catch_a_learner_promoted_before_its_replica_ran() {
+    let reason = some_seed_fails(400, |s| SimConfig {
+        bugs: Bugs {
+            promote_unheard_learners: true,
+            ..Bugs::default()
+        },
+        ..SimConfig::late_learners(s, 3)
+    });
+    assert!(reason.contains("before its replica ran"), "{reason}");
     eprintln!("caught: {reason}");
 }
 

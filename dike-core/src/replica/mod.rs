@@ -93,6 +93,10 @@ pub struct Bugs {
     /// leader the table has not recorded yet is never reached (the
     /// runtime's router did this once).
     pub hints_only_to_listed: bool,
+    /// A leader takes a learner it never heard from as being at slot 0, so
+    /// in a log younger than `max_learner_lag` it promotes a learner whose
+    /// replica never ran (`propose_change` did this once).
+    pub promote_unheard_learners: bool,
 }
 
 /// Why a replica could not be recovered from storage.
@@ -700,12 +704,14 @@ impl<M: StateMachine> Replica<M> {
         self.config.all_members().filter(|m| *m != me).collect()
     }
 
-    /// A request reached this follower while it knows no leader: nobody
-    /// can serve it until an election, so a deadline put off after a
-    /// restart comes back to the timeout it would have had (a stretch from
-    /// elections that did not finish stays: requests pour in exactly when
-    /// the network is congested).
-    pub(crate) fn leader_wanted(&mut self) {
+    /// Someone needs this group's leader (a command, a query, a membership
+    /// change or read, a leadership transfer reached this follower) while
+    /// it knows none: nobody can serve it until an election, so a deadline
+    /// put off after a restart comes back to the timeout it would have had
+    /// (a stretch from elections that did not finish stays: requests pour
+    /// in exactly when the network is congested). Does nothing on a leader,
+    /// a candidate, a follower that knows its leader, or a non-voter.
+    pub fn leader_wanted(&mut self) {
         if !matches!(self.role, Role::Follower)
             || self.leader.is_some()
             || !self.config.is_voter(self.id)

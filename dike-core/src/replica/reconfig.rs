@@ -174,7 +174,10 @@ impl<M: StateMachine> Replica<M> {
         let commit = self.commit;
         let max_lag = self.opts.max_learner_lag;
         let concurrent_ok = self.bugs.concurrent_changes;
+        let unheard_ok = self.bugs.promote_unheard_learners;
         let Role::Leader(l) = &mut self.role else {
+            // Whoever asks needs a leader, as a command's sender does.
+            self.leader_wanted();
             return Err(ReconfigError::NotLeader { leader });
         };
         if l.stop.is_some() && !concurrent_ok {
@@ -192,7 +195,7 @@ impl<M: StateMachine> Replica<M> {
             // without a quorum when one more master died).
             let heard = l.progress.get(&m).copied();
             let lag = commit.saturating_sub(heard.unwrap_or(0));
-            if heard.is_none() || lag > max_lag {
+            if (heard.is_none() && !unheard_ok) || lag > max_lag {
                 return Err(ReconfigError::NotCaughtUp {
                     member: m,
                     lag,

@@ -2,7 +2,7 @@
 //! restart (new incarnations), and the bookkeeping that keeps a quorum of
 //! every configuration recoverable (at most `f` voters down or lost).
 
-use super::{Node, Simulation};
+use super::{Node, Simulation, TICK};
 use crate::config::Config;
 use crate::ids::MemberId;
 use crate::replica::ConfigChange;
@@ -160,13 +160,52 @@ impl Simulation {
         let Some(r) = self.nodes[li].driver.as_mut() else {
             return;
         };
+        let leader_epoch = r.replica().config().epoch;
         let result = r.propose_change(id, change);
         self.log(|| format!("CHANGE {change:?}: {result:?}"));
         if result.is_ok() {
             self.report.changes += 1;
             let epoch = self.latest_config().epoch;
             self.pending_configs.retain(|p| p.epoch > epoch);
+            let epoch = next.epoch;
             self.pending_configs.push(next);
+            self.after_change(change, leader_epoch, epoch);
+        }
+    }
+
+    /// Follows a change a leader of configuration `leader_epoch` accepted
+    /// (it would make configuration `epoch`): a new learner has not run yet
+    /// (and now and then starts late), and a promoted one must have since
+    /// the change that added it, as the promoting leader knows it (a stale
+    /// leader may promote a learner of an older configuration, which ran).
+    fn after_change(&mut self, change: ConfigChange, leader_epoch: u64, epoch: u64) {
+        match change {
+            ConfigChange::AddLearner(m) => {
+                self.new_learners.entry(m).or_default().push((epoch, false));
+                if self.cfg.late_learner_pct > 0 && self.rng.chance(self.cfg.late_learner_pct) {
+                    let e = TICK * self.cfg.options.election_ticks.max(1);
+                    let until = self.now + self.rng.range(e, 6 * e);
+                    if let Some(n) = self.nodes.iter_mut().find(|n| n.member == m) {
+                        if n.driver.is_some() {
+                            n.paused_until = n.paused_until.max(Some(until));
+                        }
+                    }
+                    self.log(|| format!("LATE START {m} until {until}"));
+                }
+            }
+            ConfigChange::Promote(m) | ConfigChange::Replace { new: m, .. } => {
+                let added = self.new_learners.get(&m).and_then(|adds| {
+                    adds.iter()
+                        .filter(|(added, _)| *added <= leader_epoch)
+                        .max_by_key(|(added, _)| *added)
+                });
+                if added.is_some_and(|(_, ran)| !ran) {
+                    self.checker.fail(format!(
+                        "learner {m} was promoted to voter before its replica ran: it cannot have caught up"
+                    ));
+                }
+            }
+            ConfigChange::Remove(_) => {}
         }
     }
 

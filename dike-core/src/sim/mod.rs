@@ -77,11 +77,15 @@ pub enum Schedule {
     /// [`Schedule::Congested`] with a failure detector that keeps reporting
     /// live nodes down (late pings on a busy cluster).
     CongestedSuspicious,
+    /// [`Schedule::Membership`] where half the learners the operator adds
+    /// start their replica late, and a learner up to 1,000 slots behind
+    /// may be promoted (as any learner may in a log that young).
+    LateLearners,
 }
 
 impl Schedule {
     /// Every schedule, in the order of their names.
-    pub const ALL: [Schedule; 7] = [
+    pub const ALL: [Schedule; 8] = [
         Schedule::Calm,
         Schedule::Faulty,
         Schedule::Membership,
@@ -89,6 +93,7 @@ impl Schedule {
         Schedule::FaultySuspicious,
         Schedule::Congested,
         Schedule::CongestedSuspicious,
+        Schedule::LateLearners,
     ];
 
     /// The schedule's name (what `DIKE_SIM_SCHEDULE` takes).
@@ -101,6 +106,7 @@ impl Schedule {
             Schedule::FaultySuspicious => "faulty-suspicious",
             Schedule::Congested => "congested",
             Schedule::CongestedSuspicious => "congested-suspicious",
+            Schedule::LateLearners => "late-learners",
         }
     }
 
@@ -119,6 +125,7 @@ impl Schedule {
             Schedule::FaultySuspicious => SimConfig::faulty_suspicious(seed, replicas),
             Schedule::Congested => SimConfig::congested(seed, replicas),
             Schedule::CongestedSuspicious => SimConfig::congested_suspicious(seed, replicas),
+            Schedule::LateLearners => SimConfig::late_learners(seed, replicas),
         }
     }
 }
@@ -204,6 +211,11 @@ pub struct SimConfig {
     /// busy cluster answers late. 0 leaves the seeds' schedules as they
     /// were.
     pub false_suspicion_per_10k: u64,
+    /// Percent of the learners the operator adds whose replica starts late:
+    /// their node is up (the operator counts it as available) but answers
+    /// nothing for one to six election timeouts, as a node whose replica of
+    /// the group has not started yet.
+    pub late_learner_pct: u64,
 }
 
 impl SimConfig {
@@ -267,6 +279,7 @@ impl SimConfig {
             transfer_per_10k: 30,
             drain_per_10k: 10,
             false_suspicion_per_10k: 0,
+            late_learner_pct: 0,
         }
     }
 
@@ -313,6 +326,23 @@ impl SimConfig {
             fsync_fail_pct: 0,
             fault_steps: 0,
             ..SimConfig::faulty(seed, replicas)
+        }
+    }
+
+    /// Membership changes where half the learners added start their
+    /// replica late, and promotion allows a lag of 1,000 slots (as a log
+    /// younger than `max_learner_lag` does): a learner is promoted only
+    /// once the leader heard from it, or the check on promotions fails.
+    pub fn late_learners(seed: u64, replicas: usize) -> Self {
+        let membership = SimConfig::membership(seed, replicas);
+        SimConfig {
+            schedule: Schedule::LateLearners,
+            late_learner_pct: 50,
+            options: ReplicaOptions {
+                max_learner_lag: 1_000,
+                ..membership.options.clone()
+            },
+            ..membership
         }
     }
 
@@ -501,6 +531,11 @@ pub struct Simulation {
     table: Config,
     /// The newest epoch whose record was made or lost.
     table_decided: u64,
+    /// Learners the operator added: for each, the epochs of the
+    /// configurations that added it, and whether its replica has sent
+    /// anything since. One that has not cannot have caught up, and a leader
+    /// of such a configuration (or a later one) must not promote it.
+    new_learners: std::collections::BTreeMap<MemberId, Vec<(u64, bool)>>,
 }
 
 fn member(i: usize) -> MemberId {
@@ -528,6 +563,7 @@ impl Simulation {
             draining: BTreeSet::new(),
             table: config.clone(),
             table_decided: 0,
+            new_learners: std::collections::BTreeMap::new(),
             config,
             now: 0,
             rng: Rng::new(rng.next_u64()),
@@ -793,6 +829,11 @@ impl Simulation {
     fn release(&mut self, i: usize, out: Output) {
         let member = self.nodes[i].member;
         let boot = self.nodes[i].boot;
+        if !out.to_peers.is_empty() {
+            for (_, ran) in self.new_learners.get_mut(&member).into_iter().flatten() {
+                *ran = true;
+            }
+        }
         for a in &out.applied {
             self.checker.on_applied(member, boot, a);
         }
@@ -1114,13 +1155,25 @@ impl Simulation {
                 return;
             };
             let now = self.now;
-            let Some(r) = self
+            let Some(i) = self
                 .index_of(m)
-                .map(|i| &self.nodes[i])
-                .filter(|n| n.running(now))
-                .and_then(Node::replica)
-                .filter(|r| r.id() == m)
+                .filter(|&i| self.nodes[i].running(now))
+                .filter(|&i| self.nodes[i].replica().is_some_and(|r| r.id() == m))
             else {
+                continue;
+            };
+            // The runtime's rebalancer reads the configuration of every
+            // group with a learner (a move in flight) each step, and a
+            // member asked needs a leader to answer, so an idle group whose
+            // members restarted elects one.
+            if !self.table.learners.is_empty() {
+                if let Some(d) = self.nodes[i].driver.as_mut() {
+                    if !d.replica().is_leader() {
+                        d.leader_wanted();
+                    }
+                }
+            }
+            let Some(r) = self.nodes[i].replica() else {
                 continue;
             };
             if r.is_leader() {
