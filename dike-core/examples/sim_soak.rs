@@ -1,6 +1,7 @@
 //! A long simulator run: `count` schedules from seed `first`, rotating over
-//! the six configurations the tests use (faults, membership changes, and
-//! membership changes while two leaders duel, each on 5 and 3 replicas). Stops at the first failure,
+//! eight configurations the tests use (faults, membership changes,
+//! membership changes while two leaders duel, and membership changes with
+//! learners that start late, each on 5 and 3 replicas). Stops at the first failure,
 //! prints it with its replay command and exits 1.
 //!
 //! `cargo run --release -p dike-core --features sim --example sim_soak -- FIRST COUNT`
@@ -11,15 +12,17 @@ use std::time::Instant;
 
 /// The schedule and replica count of seed `seed`.
 fn config(seed: u64) -> (Schedule, usize) {
-    const ROTATION: [(Schedule, usize); 6] = [
+    const ROTATION: [(Schedule, usize); 8] = [
         (Schedule::Faulty, 5),
         (Schedule::Faulty, 3),
         (Schedule::Membership, 5),
         (Schedule::Membership, 3),
         (Schedule::Dueling, 5),
         (Schedule::Dueling, 3),
+        (Schedule::LateLearners, 5),
+        (Schedule::LateLearners, 3),
     ];
-    ROTATION[(seed % 6) as usize]
+    ROTATION[(seed % 8) as usize]
 }
 
 fn arg(n: usize, default: u64) -> u64 {

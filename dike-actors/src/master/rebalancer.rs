@@ -16,8 +16,16 @@
 //! recorded in the table (`SetConfig`) once the group has chosen it, and
 //! nodes start or stop replicas when their dispatchers see the table.
 //!
+//! A change whose answer or record did not come back (a timeout, a lost
+//! reply, a master that did not take the record) may still have been
+//! chosen: the rebalancer re-reads such a group every step until the table
+//! holds its configuration. Without that, an idle group whose table entry
+//! lists no learner would keep a learner the table does not know of.
+//!
 //! Invariants: every decision is a function of the table and the groups'
-//! own configurations, never of the rebalancer's memory, so a new master
+//! own configurations, never of the rebalancer's memory (the groups to
+//! re-read are a hint: a new master leader does not have it, and such a
+//! group is read again when it next moves), so a new master
 //! leader (or a restarted rebalancer) carries on where the last stopped; a
 //! group's change is proposed in the group's log, which refuses a second
 //! change while one is in flight, so two masters that both believe they
@@ -37,7 +45,7 @@ use dike_core::NodeId;
 use dike_core::{codec, Config};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
 /// At most this many membership changes are proposed per step, so one step
@@ -59,6 +67,9 @@ pub struct Rebalancer;
 pub struct RebalancerState {
     ctx: Arc<NodeContext>,
     router: Router,
+    /// Groups whose change this rebalancer could not record: re-read every
+    /// step until the table holds their configuration.
+    unrecorded: Mutex<BTreeSet<String>>,
 }
 
 impl Actor for Rebalancer {
@@ -75,6 +86,7 @@ impl Actor for Rebalancer {
         Ok(RebalancerState {
             router: Router::new(ctx.clone()),
             ctx,
+            unrecorded: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -126,6 +138,7 @@ impl RebalancerState {
         let grace = self.ctx.config.replace_after.as_secs();
         let dead = rebalance::dead_nodes(&table, now, grace);
         self.forget(&table, &dead).await;
+        self.reread_unrecorded(&table).await;
         let mut budget = CHANGES_PER_STEP;
         let in_flight = table
             .groups
@@ -210,6 +223,30 @@ impl RebalancerState {
         }
     }
 
+    /// Reads every group whose change this rebalancer could not record (its
+    /// configuration is recorded if newer); a group read is no longer one.
+    async fn reread_unrecorded(&self, table: &RoutingTable) {
+        let names: Vec<String> = self.unrecorded().iter().cloned().collect();
+        for name in names {
+            let read = match table.group(&name) {
+                // A move in flight: read this step anyway.
+                Some(group) if !group.config.learners.is_empty() => true,
+                Some(group) => self.read_config(group).await.is_some(),
+                // Removed meanwhile, or the master group (read every step).
+                None => true,
+            };
+            if read {
+                self.unrecorded().remove(&name);
+            }
+        }
+    }
+
+    fn unrecorded(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The group's configuration from its leader, recorded in the table if
     /// the table's is older. `None` if the leader could not be asked.
     async fn read_config(&self, group: &GroupInfo) -> Option<Config> {
@@ -246,8 +283,13 @@ impl RebalancerState {
                 drop(_enter);
                 self.record(group, config).await;
             }
-            // A learner still catching up is the common case: try next step.
-            Err(e) => tracing::debug!("membership change not made: {e}"),
+            // A learner still catching up is the common case: try next
+            // step. The change may have been made all the same (an answer
+            // lost on the way), so the group is read again.
+            Err(e) => {
+                tracing::debug!("membership change not made: {e}");
+                self.unrecorded().insert(group.to_owned());
+            }
         }
     }
 
@@ -257,11 +299,12 @@ impl RebalancerState {
             config,
         };
         match self.router.master(req).await {
-            Ok(MasterReply::Done) => {}
+            Ok(MasterReply::Done) => return,
             Ok(other) => {
                 tracing::warn!(%group, ?other, "the master did not record a configuration")
             }
             Err(e) => tracing::warn!(%group, "cannot record a configuration: {e}"),
         }
+        self.unrecorded().insert(group.to_owned());
     }
 }

@@ -1163,10 +1163,11 @@ impl Simulation {
                 continue;
             };
             // The runtime's rebalancer reads the configuration of every
-            // group with a learner (a move in flight) each step, and a
-            // member asked needs a leader to answer, so an idle group whose
-            // members restarted elects one.
-            if !self.table.learners.is_empty() {
+            // group with a learner (a move in flight) each step, and of
+            // every group whose change it could not record; a member asked
+            // needs a leader to answer, so an idle group whose members
+            // restarted elects one.
+            if !self.table.learners.is_empty() || self.table.epoch < self.table_decided {
                 if let Some(d) = self.nodes[i].driver.as_mut() {
                     if !d.replica().is_leader() {
                         d.leader_wanted();
