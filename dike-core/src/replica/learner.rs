@@ -69,6 +69,12 @@ impl<M: StateMachine> Replica<M> {
             let seen = l.progress.entry(from).or_insert(0);
             *seen = (*seen).max(slot.saturating_sub(1));
         }
+        // The sender knows every slot before `slot` chosen: if that is more
+        // than this replica knows, it asks back (in an idle group where
+        // nobody leads, nobody else would tell it).
+        if slot > self.commit.saturating_add(1) {
+            self.request_catch_up(from, false);
+        }
         let mut slot = slot;
         if slot <= self.snapshot_slot() {
             if let Some(snapshot) = self.snapshot.clone() {
