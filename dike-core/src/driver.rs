@@ -210,6 +210,19 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         &self.storage
     }
 
+    /// The replica, mutably, for the in-crate harnesses that drive it by
+    /// hand (`LocalCluster`); whatever it makes ready goes out through
+    /// [`GroupDriver::drive`] as usual.
+    pub(crate) fn replica_mut(&mut self) -> &mut Replica<M> {
+        &mut self.replica
+    }
+
+    /// Stops the driver and gives its storage back (a crash: what was
+    /// durable stays, nothing held is released).
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
     /// The storage, mutably (the simulator completes its syncs).
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage

@@ -107,8 +107,7 @@ impl<W: Write> Demo<'_, W> {
             .members
             .iter()
             .map(|m| {
-                m.replica
-                    .as_ref()
+                m.replica()
                     .map(|r| (r.machine().server().value(), r.applied()))
             })
             .collect()

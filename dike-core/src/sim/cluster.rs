@@ -1,27 +1,40 @@
 //! A lossless, instantaneous in-memory group: every message is delivered and
 //! every write is durable at once. For unit tests, benchmarks and demos that
 //! want to drive replicas by hand (crash one, restart it, partition it)
-//! without the randomised simulator.
+//! without the randomised simulator. Every replica runs through
+//! [`GroupDriver`], as in the runtime and the simulator, so what it makes
+//! ready goes out in production's order (a replica's messages to itself
+//! are fed back once their writes are done, before anything else).
 
 use crate::config::{Config, ReplicaOptions};
+use crate::driver::{Blocking, GroupDriver, Start};
 use crate::entry::Command;
 use crate::ids::{ClientId, MemberId, NodeId};
 use crate::message::Envelope;
 use crate::ready::Response;
 use crate::replica::Replica;
 use crate::server::StateMachine;
-use crate::storage::{MemoryStorage, Storage};
+use crate::storage::MemoryStorage;
 use std::collections::{BTreeSet, VecDeque};
+
+type Driver<M> = GroupDriver<M, Blocking<MemoryStorage>>;
 
 /// One member slot of the cluster.
 pub struct Member<M: StateMachine> {
     /// The member's identity (its incarnation changes when wiped).
     pub id: MemberId,
-    /// The replica, `None` while crashed.
-    pub replica: Option<Replica<M>>,
-    /// Its durable storage (survives crashes).
-    pub storage: MemoryStorage,
+    /// The replica and its storage, `None` while crashed.
+    driver: Option<Driver<M>>,
+    /// Its storage while crashed (it survives crashes).
+    parked: MemoryStorage,
     boot: u64,
+}
+
+impl<M: StateMachine> Member<M> {
+    /// The replica, `None` while crashed.
+    pub fn replica(&self) -> Option<&Replica<M>> {
+        self.driver.as_ref().map(GroupDriver::replica)
+    }
 }
 
 /// A group of replicas wired together in memory.
@@ -74,18 +87,13 @@ impl<M: StateMachine> LocalCluster<M> {
         };
         for i in 0..n + spares {
             let id = Self::member(i);
-            let r = Replica::new(
-                id,
-                c.config.clone(),
-                (c.make)(id),
-                c.opts.clone(),
-                i as u64,
-                1,
-            );
+            let driver = c
+                .start(i, id, 1, MemoryStorage::new())
+                .expect("a replica with empty storage starts");
             c.members.push(Member {
                 id,
-                replica: Some(r),
-                storage: MemoryStorage::new(),
+                driver: Some(driver),
+                parked: MemoryStorage::new(),
                 boot: 1,
             });
         }
@@ -97,38 +105,56 @@ impl<M: StateMachine> LocalCluster<M> {
         MemberId::new(i as u64 + 1, 1)
     }
 
+    /// Starts member `i` as `id` in its life `boot` on `storage`.
+    fn start(
+        &self,
+        i: usize,
+        id: MemberId,
+        boot: u64,
+        storage: MemoryStorage,
+    ) -> Result<Driver<M>, String> {
+        let start = Start {
+            member: id,
+            config: self.config.clone(),
+            machine: (self.make)(id),
+            options: self.opts.clone(),
+            boot,
+            seed: i as u64,
+        };
+        let mut d = GroupDriver::start(start, Blocking(storage)).map_err(|e| e.to_string())?;
+        d.set_draining_nodes(self.draining.iter().copied());
+        Ok(d)
+    }
+
     /// Restarts member `i` with an empty disk: a new incarnation, hence a
     /// new member the group does not know.
     pub fn wipe(&mut self, i: usize) {
         let m = &mut self.members[i];
         m.id.incarnation.0 += 1;
         m.boot += 1;
-        m.storage = MemoryStorage::new();
-        let mut r = Replica::new(
-            m.id,
-            self.config.clone(),
-            (self.make)(m.id),
-            self.opts.clone(),
-            i as u64,
-            m.boot,
-        );
-        r.set_draining_nodes(self.draining.iter().copied());
-        m.replica = Some(r);
+        let (id, boot) = (m.id, m.boot);
+        let driver = self
+            .start(i, id, boot, MemoryStorage::new())
+            .expect("a replica with empty storage starts");
+        let m = &mut self.members[i];
+        m.parked = MemoryStorage::new();
+        m.driver = Some(driver);
     }
 
     /// Replica `i` (panics if crashed: a test bug).
     pub fn replica(&mut self, i: usize) -> &mut Replica<M> {
         self.members[i]
-            .replica
+            .driver
             .as_mut()
             .expect("replica is crashed")
+            .replica_mut()
     }
 
     /// Index of the current leader, if any live replica leads.
     pub fn leader(&self) -> Option<usize> {
         self.members
             .iter()
-            .position(|m| m.replica.as_ref().is_some_and(|r| r.is_leader()))
+            .position(|m| m.driver.as_ref().is_some_and(|d| d.replica().is_leader()))
     }
 
     /// Makes replica `i` campaign and runs until quiet; returns the leader.
@@ -151,27 +177,21 @@ impl<M: StateMachine> LocalCluster<M> {
 
     /// Crashes replica `i` (its storage survives: every write was durable).
     pub fn crash(&mut self, i: usize) {
-        self.members[i].replica = None;
+        let m = &mut self.members[i];
+        if let Some(d) = m.driver.take() {
+            m.parked = d.into_storage().0;
+        }
     }
 
     /// Restarts replica `i` from its storage.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.crash(i);
         let m = &mut self.members[i];
-        let id = m.id;
         m.boot += 1;
-        let recovered = m.storage.load().map_err(|e| e.to_string())?;
-        let mut r = Replica::recover(
-            id,
-            self.config.clone(),
-            (self.make)(id),
-            self.opts.clone(),
-            i as u64,
-            m.boot,
-            recovered,
-        )
-        .map_err(|e| e.to_string())?;
-        r.set_draining_nodes(self.draining.iter().copied());
-        m.replica = Some(r);
+        let (id, boot) = (m.id, m.boot);
+        let storage = std::mem::take(&mut m.parked);
+        let driver = self.start(i, id, boot, storage)?;
+        self.members[i].driver = Some(driver);
         Ok(())
     }
 
@@ -180,8 +200,8 @@ impl<M: StateMachine> LocalCluster<M> {
     pub fn set_draining(&mut self, draining: &[usize]) {
         self.draining = draining.iter().map(|&i| Self::member(i).node).collect();
         for m in &mut self.members {
-            if let Some(r) = m.replica.as_mut() {
-                r.set_draining_nodes(self.draining.iter().copied());
+            if let Some(d) = m.driver.as_mut() {
+                d.set_draining_nodes(self.draining.iter().copied());
             }
         }
     }
@@ -189,33 +209,32 @@ impl<M: StateMachine> LocalCluster<M> {
     /// Ticks every live replica once.
     pub fn tick(&mut self) {
         for m in &mut self.members {
-            if let Some(r) = m.replica.as_mut() {
-                r.tick();
+            if let Some(d) = m.driver.as_mut() {
+                d.tick();
             }
         }
     }
 
+    /// Drives member `i`: queues what it sends, keeps its answers, runs
+    /// its effects. Returns whether it released anything.
     fn collect(&mut self, i: usize) -> bool {
-        let Some(r) = self.members[i].replica.as_mut() else {
+        let id = self.members[i].id;
+        let Some(d) = self.members[i].driver.as_mut() else {
             return false;
         };
-        if !r.has_ready() {
-            return false;
-        }
-        let ready = r.take_ready();
-        if let Err(e) = self.members[i].storage.write(&ready.writes) {
-            panic!("memory storage failed: {e}");
-        }
-        self.queue.extend(ready.messages);
-        self.queue.extend(ready.after_write);
-        let id = self.members[i].id;
+        let out = match d.drive() {
+            Ok(out) => out,
+            Err(e) => panic!("memory storage failed: {e}"),
+        };
+        let busy = !out.to_peers.is_empty() || !out.responses.is_empty() || !out.effects.is_empty();
+        self.queue.extend(out.to_peers.into_values().flatten());
         self.responses
-            .extend(ready.responses.into_iter().map(|r| (id, r)));
-        for e in ready.effects {
+            .extend(out.responses.into_iter().map(|r| (id, r)));
+        for e in out.effects {
             e.run();
             self.effects_run += 1;
         }
-        true
+        busy
     }
 
     /// Delivers messages and drains every replica's output until nothing is
@@ -232,13 +251,13 @@ impl<M: StateMachine> LocalCluster<M> {
                 if self.cut.contains(&(from, to)) {
                     continue;
                 }
-                if let Some(r) = self.members[to]
-                    .replica
+                if let Some(d) = self.members[to]
+                    .driver
                     .as_mut()
-                    .filter(|r| r.id() == env.to)
+                    .filter(|d| d.replica().id() == env.to)
                 {
                     self.delivered += 1;
-                    r.step(env.from, env.msg);
+                    d.step(vec![env]);
                 }
             }
             if !busy {
