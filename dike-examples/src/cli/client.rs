@@ -10,7 +10,7 @@ use dike_actors::node::tls::Tls;
 use dike_actors::{DikeError, DikeNode, MasterSpec, NodeConfig, NodeHandle};
 use dike_core::routing::RoutingTable;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -207,9 +207,9 @@ fn transient(e: &DikeError) -> bool {
     )
 }
 
-/// A loopback address with a port free right now.
+/// A loopback address with a port free right now (see
+/// [`crate::processes::free_loopback_addr`]).
 fn free_loopback_addr() -> Result<SocketAddr, CliError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
+    crate::processes::free_loopback_addr()
         .map_err(|e| CliError::Usage(format!("cannot find a free local port: {e}")))
 }
