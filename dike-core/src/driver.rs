@@ -27,11 +27,11 @@
 //! - a storage error stops the driver (fail-stop): nothing held is released
 //!   and every later input is refused.
 
-use crate::config::{Config, ReplicaOptions};
 use crate::entry::Command;
 use crate::ids::{MemberId, NodeId};
 use crate::message::Envelope;
 use crate::ready::{AppliedSlot, Response};
+pub use crate::replica::Start;
 use crate::replica::{Bugs, ConfigChange, ReconfigError, RecoverError, Replica, TransferError};
 use crate::server::{Effect, StateMachine};
 use crate::storage::{Recovered, Storage, StorageError, Write};
@@ -145,22 +145,6 @@ struct Held {
     durable: bool,
 }
 
-/// How a replica starts: who it is, what it serves, with which tuning.
-pub struct Start<M> {
-    /// This replica's member.
-    pub member: MemberId,
-    /// The group's initial configuration (a snapshot's later one wins).
-    pub config: Config,
-    /// The state machine.
-    pub machine: M,
-    /// Tuning.
-    pub options: ReplicaOptions,
-    /// Differs on every start of the member.
-    pub boot: u64,
-    /// Seeds election timeouts and snapshot jitter.
-    pub seed: u64,
-}
-
 /// A replica and its storage. See the module documentation.
 pub struct GroupDriver<M: StateMachine, S: ReplicaStorage> {
     replica: Replica<M>,
@@ -179,15 +163,7 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
     pub fn start(start: Start<M>, storage: S) -> Result<Self, DriverError> {
         let recovered = storage.load()?;
         let member = start.member;
-        let mut replica = Replica::recover(
-            member,
-            start.config,
-            start.machine,
-            start.options,
-            start.seed,
-            start.boot,
-            recovered,
-        )?;
+        let mut replica = Replica::recover(start, recovered)?;
         if replica.config().voters == [member] {
             replica.campaign();
         }

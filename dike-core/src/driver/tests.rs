@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::codec;
+use crate::config::{Config, ReplicaOptions};
 use crate::entry::Entry;
 use crate::ids::{Ballot, ClientId};
 use crate::message::Message;

@@ -176,20 +176,33 @@ pub struct Replica<M: StateMachine> {
     pub(crate) inbox: Vec<Message>,
 }
 
+/// How a replica starts: who it is, what it serves, with which tuning.
+pub struct Start<M> {
+    /// This replica's member.
+    pub member: MemberId,
+    /// The group's initial configuration (a snapshot's later one wins).
+    pub config: Config,
+    /// The state machine.
+    pub machine: M,
+    /// Tuning.
+    pub options: ReplicaOptions,
+    /// Differs on every start of the member (the runtime counts starts).
+    pub boot: u64,
+    /// Seeds election timeouts and snapshot jitter.
+    pub seed: u64,
+}
+
 impl<M: StateMachine> Replica<M> {
-    /// A replica of a new group with members `config`.
-    ///
-    /// `boot` must differ on every start of the same member (the runtime
-    /// counts starts), and `seed` drives election timeouts and snapshot
-    /// jitter.
-    pub fn new(
-        id: MemberId,
-        config: Config,
-        machine: M,
-        opts: ReplicaOptions,
-        seed: u64,
-        boot: u64,
-    ) -> Self {
+    /// A replica of a new group with members `start.config`.
+    pub fn new(start: Start<M>) -> Self {
+        let Start {
+            member: id,
+            config,
+            machine,
+            options: opts,
+            boot,
+            seed,
+        } = start;
         let mut rng = Rng::new(seed ^ id.node.0.rotate_left(17) ^ boot.rotate_left(41));
         let next_snapshot_at = opts.snapshot_interval + rng.below(opts.snapshot_jitter + 1);
         let mut r = Replica {
@@ -237,17 +250,9 @@ impl<M: StateMachine> Replica<M> {
     /// group's initial configuration, used when no snapshot records a later
     /// one. Chosen entries are re-applied; no side effect of an earlier life
     /// runs again.
-    pub fn recover(
-        id: MemberId,
-        config: Config,
-        machine: M,
-        opts: ReplicaOptions,
-        seed: u64,
-        boot: u64,
-        recovered: Recovered,
-    ) -> Result<Self, RecoverError> {
+    pub fn recover(start: Start<M>, recovered: Recovered) -> Result<Self, RecoverError> {
         let restarted = recovered != Recovered::default();
-        let mut r = Replica::new(id, config, machine, opts, seed, boot);
+        let mut r = Replica::new(start);
         r.promised = recovered.promised;
         r.max_round_seen = recovered.promised.round;
         if let Some(snap) = recovered.snapshot {

@@ -8,7 +8,7 @@ use crate::entry::{Batch, Command, Entry};
 use crate::ids::{Ballot, ClientId, MemberId};
 use crate::message::Message;
 use crate::ready::{RequestError, RequestId};
-use crate::replica::Replica;
+use crate::replica::{Replica, Start};
 use crate::server::{GroupContext, ServerMachine};
 use crate::sim::register::{Action, Register, RegisterRequest};
 use crate::sim::LocalCluster;
@@ -38,7 +38,14 @@ fn opts() -> ReplicaOptions {
 
 fn single(id: u64, n: u64) -> Replica<Machine> {
     let config = Config::initial((1..=n).map(m).collect());
-    Replica::new(m(id), config, machine(m(id)), opts(), 7, 1)
+    Replica::new(Start {
+        member: m(id),
+        config,
+        machine: machine(m(id)),
+        options: opts(),
+        boot: 1,
+        seed: 7,
+    })
 }
 
 fn req(op: u64, action: Action) -> Vec<u8> {
@@ -564,7 +571,14 @@ fn a_catch_up_never_carries_more_entries_than_a_peer_would_decode() {
         ..opts()
     };
     let config = Config::initial((1..=3).map(m).collect());
-    let mut r = Replica::new(m(1), config, machine(m(1)), o, 7, 1);
+    let mut r = Replica::new(Start {
+        member: m(1),
+        config,
+        machine: machine(m(1)),
+        options: o,
+        boot: 1,
+        seed: 7,
+    });
     let last = MAX_CHOSEN_ENTRIES as u64 + 10;
     for slot in 1..=last {
         let value = Accepted {
@@ -936,7 +950,14 @@ fn a_down_report_after_failed_elections_waits_within_the_stretched_timeout() {
     let e = opts().election_ticks;
     let span_after = |failed: usize, seed: u64| {
         let config = Config::initial((1..=3).map(m).collect());
-        let mut r = Replica::new(m(2), config, machine(m(2)), opts(), seed, 1);
+        let mut r = Replica::new(Start {
+            member: m(2),
+            config,
+            machine: machine(m(2)),
+            options: opts(),
+            boot: 1,
+            seed,
+        });
         for _ in 0..failed {
             r.start_election();
             let _ = r.take_ready();

@@ -8,7 +8,7 @@ use crate::config::{Config, ReplicaOptions};
 use crate::ids::{Ballot, ClientId, MemberId};
 use crate::message::Message;
 use crate::ready::{RequestError, RequestId};
-use crate::replica::{ConfigChange, ReconfigError, Replica};
+use crate::replica::{ConfigChange, ReconfigError, Replica, Start};
 use crate::server::{GroupContext, ServerMachine};
 use crate::sim::register::{Action, Register, RegisterRequest};
 use crate::sim::LocalCluster;
@@ -177,7 +177,14 @@ fn an_unfinished_transfer_gives_up_and_the_leader_resumes() {
 #[test]
 fn a_timeout_now_from_a_ballot_below_the_promise_is_ignored() {
     let config = Config::initial((0..3).map(m).collect());
-    let mut r = Replica::new(m(1), config, machine(m(1)), opts(), 1, 1);
+    let mut r = Replica::new(Start {
+        member: m(1),
+        config,
+        machine: machine(m(1)),
+        options: opts(),
+        boot: 1,
+        seed: 1,
+    });
     let old = Ballot::new(1, m(0));
     let newer = Ballot::new(2, m(2));
     r.step(
