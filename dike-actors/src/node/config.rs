@@ -85,58 +85,58 @@ impl fmt::Display for MasterSpec {
 #[derive(Clone)]
 pub struct NodeConfig {
     /// The node's name, unique in the cluster.
-    pub name: String,
+    pub(crate) name: String,
     /// Where the cluster listener binds.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Where other nodes reach this one, `HOST:PORT`: what the node
     /// publishes in the routing table (the listen address unless set).
-    pub advertise: String,
+    pub(crate) advertise: String,
     /// The shared secret every node of the cluster must present.
-    pub cookie: String,
+    pub(crate) cookie: String,
     /// The master nodes it starts from (1 to 7; 1, 3 or 5 for a new
     /// cluster): the seeds, see [`crate::node::masters`]. A node whose
     /// masters are only itself
     /// runs in single-node mode.
-    pub masters: Vec<MasterSpec>,
+    pub(crate) masters: Vec<MasterSpec>,
     /// Where replicas keep their durable state.
-    pub storage: Arc<dyn StorageProvider>,
+    pub(crate) storage: Arc<dyn StorageProvider>,
     /// The data directory this node holds (locked, with its identity), if
     /// its state is kept in one.
-    pub data_dir: Option<Arc<DataDir>>,
+    pub(crate) data_dir: Option<Arc<DataDir>>,
     /// Replicas per new group.
-    pub group_size: usize,
+    pub(crate) group_size: usize,
     /// Whether the node registers itself with the master (and so may host
     /// replicas). A node that does not join is a pure client.
-    pub join: bool,
+    pub(crate) join: bool,
     /// One logical tick of every replica on the node.
-    pub tick: Duration,
+    pub(crate) tick: Duration,
     /// How often the dispatcher refreshes its routing table.
-    pub refresh: Duration,
+    pub(crate) refresh: Duration,
     /// How long a request may take, retries included.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Replica tuning (in ticks).
-    pub replica: ReplicaOptions,
+    pub(crate) replica: ReplicaOptions,
     /// Restart bound for crashed replicas, the dispatcher and the group
     /// supervisor.
-    pub restarts: RestartPolicy,
+    pub(crate) restarts: RestartPolicy,
     /// How long a node may stay down before the master replaces its
     /// replicas on live nodes.
-    pub replace_after: Duration,
+    pub(crate) replace_after: Duration,
     /// How often the master's rebalancer takes a step.
-    pub rebalance_every: Duration,
+    pub(crate) rebalance_every: Duration,
     /// Where the HTTP endpoints (`/health`, `/ready`, `/metrics`) listen,
     /// if anywhere (see [`crate::node::http`]).
-    pub http: Option<SocketAddr>,
+    pub(crate) http: Option<SocketAddr>,
     /// Whether `/metrics` also has series per group (requests by outcome,
     /// commands applied): one set per hosted group, so off by default.
-    pub metrics_per_group: bool,
+    pub(crate) metrics_per_group: bool,
     /// Mutual TLS for every cluster session this node opens or accepts
     /// (see [`crate::node::tls`]); `None`: plain TCP.
-    pub tls: Option<Tls>,
+    pub(crate) tls: Option<Tls>,
     /// The largest cluster frame the node takes from a peer, in bytes: a
     /// session whose peer announces a longer one is closed before any of
     /// it is read (see [`crate::cluster::undecodable`]).
-    pub max_frame_bytes: u64,
+    pub(crate) max_frame_bytes: u64,
 }
 
 /// The default of [`NodeConfig::max_frame_bytes`]: 16 MiB, ractor_cluster's.
@@ -162,6 +162,98 @@ impl fmt::Debug for NodeConfig {
             .field("tls", &self.tls.as_ref().map(Tls::files))
             .field("max_frame_bytes", &self.max_frame_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+/// Read access to a built configuration; it changes only through
+/// [`NodeConfigBuilder`], which checks it.
+impl NodeConfig {
+    /// The node's name, unique in the cluster.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the cluster listener binds.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The master nodes it starts from.
+    pub fn masters(&self) -> &[MasterSpec] {
+        &self.masters
+    }
+
+    /// The data directory this node holds, if its state is kept in one.
+    pub fn data_dir(&self) -> Option<&DataDir> {
+        self.data_dir.as_deref()
+    }
+
+    /// Replicas per new group.
+    pub fn group_size(&self) -> usize {
+        self.group_size
+    }
+
+    /// Whether the node registers itself with the master (and so may host
+    /// replicas).
+    pub fn join(&self) -> bool {
+        self.join
+    }
+
+    /// One logical tick of every replica on the node.
+    pub fn tick(&self) -> Duration {
+        self.tick
+    }
+
+    /// How often the dispatcher refreshes its routing table.
+    pub fn refresh(&self) -> Duration {
+        self.refresh
+    }
+
+    /// How long a request may take, retries included.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Replica tuning (in ticks).
+    pub fn replica(&self) -> &ReplicaOptions {
+        &self.replica
+    }
+
+    /// Restart bound for crashed replicas, the dispatcher and the group
+    /// supervisor.
+    pub fn restarts(&self) -> &RestartPolicy {
+        &self.restarts
+    }
+
+    /// How long a node may stay down before the master replaces its
+    /// replicas on live nodes.
+    pub fn replace_after(&self) -> Duration {
+        self.replace_after
+    }
+
+    /// How often the master's rebalancer takes a step.
+    pub fn rebalance_every(&self) -> Duration {
+        self.rebalance_every
+    }
+
+    /// Where the HTTP endpoints listen, if anywhere.
+    pub fn http(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// Whether `/metrics` also has series per group.
+    pub fn metrics_per_group(&self) -> bool {
+        self.metrics_per_group
+    }
+
+    /// Mutual TLS for every cluster session, if configured.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// The largest cluster frame the node takes from a peer, in bytes.
+    pub fn max_frame_bytes(&self) -> u64 {
+        self.max_frame_bytes
     }
 }
 

@@ -67,27 +67,27 @@ fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
 pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> {
     let c = builder(args)?.in_memory().build()?;
     Ok(serde_json::json!({
-        "name": c.name,
-        "listen": c.listen.to_string(),
+        "name": c.name(),
+        "listen": c.listen().to_string(),
         "advertise": c.address(),
-        "masters": c.masters.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "masters": c.masters().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "master": c.is_master(),
         "data_dir": args.data_dir.as_ref().map(|d| d.display().to_string()),
         "cookie": args.cookie.source(),
-        "tls": c.tls.as_ref().map(|t| serde_json::json!({
+        "tls": c.tls().map(|t| serde_json::json!({
             "cert": t.files().cert.display().to_string(),
             "key": t.files().key.display().to_string(),
             "ca": t.files().ca.display().to_string(),
         })),
-        "join": c.join,
-        "group_size": c.group_size,
-        "replace_after_secs": c.replace_after.as_secs(),
-        "tick_ms": c.tick.as_millis() as u64,
-        "request_timeout_ms": c.request_timeout.as_millis() as u64,
+        "join": c.join(),
+        "group_size": c.group_size(),
+        "replace_after_secs": c.replace_after().as_secs(),
+        "tick_ms": c.tick().as_millis() as u64,
+        "request_timeout_ms": c.request_timeout().as_millis() as u64,
         "worker_threads": args.worker_threads.map(|n| n.get()),
-        "http": c.http.map(|a| a.to_string()),
-        "metrics_per_group": c.metrics_per_group,
-        "max_frame_mib": c.max_frame_bytes >> 20,
+        "http": c.http().map(|a| a.to_string()),
+        "metrics_per_group": c.metrics_per_group(),
+        "max_frame_mib": c.max_frame_bytes() >> 20,
         "log_format": format!("{:?}", args.log_format).to_lowercase(),
     }))
 }
