@@ -189,6 +189,7 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
     /// The replica, mutably, for the in-crate harnesses that drive it by
     /// hand (`LocalCluster`); whatever it makes ready goes out through
     /// [`GroupDriver::drive`] as usual.
+    #[cfg(feature = "sim")]
     pub(crate) fn replica_mut(&mut self) -> &mut Replica<M> {
         &mut self.replica
     }
