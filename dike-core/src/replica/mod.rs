@@ -369,7 +369,7 @@ impl<M: StateMachine> Replica<M> {
     /// hosts. Its election timer still runs, so a leader elsewhere that
     /// died is replaced anyway. After elections that failed in a row the
     /// delay is stretched as the election timeout is (see
-    /// [`Replica::reset_election_timer`]): reports then come from a
+    /// `Replica::reset_election_timer`): reports then come from a
     /// congested cluster, and elections started sooner never finish.
     pub fn node_down(&mut self, node: crate::ids::NodeId) {
         let promised = (self.promised != Ballot::ZERO).then_some(self.promised.leader);
