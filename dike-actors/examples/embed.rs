@@ -12,7 +12,7 @@ use dike_core::{GroupContext, Outcome, PaxosServer};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The application's paxos server: stock levels of one warehouse.
 #[derive(Default)]
@@ -95,7 +95,6 @@ impl Actor for App {
     ) -> Result<NodeHandle, ActorProcessingErr> {
         // The node is a child of this actor: if it gives up, we hear of it.
         let node = DikeNode::start_linked(config, myself.get_cell()).await?;
-        node.register::<Stock>();
         Ok(node)
     }
 
@@ -142,19 +141,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = NodeConfig::builder("app-1", listen)
         .cookie("secret")
+        .kind::<Stock>() // a PaxosServer of the application
         .build()?;
     let (app, handle) = Actor::spawn(None, App, config).await?;
 
-    // A single node joins its own master first: retry creating the group
-    // until it can (an existing group of that name is kept as it is).
+    // A single node joins its own master first: wait for that, then create
+    // the group (an existing group of that name is kept as it is).
     let node = ractor::call!(app, AppMsg::Node)?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while let Err(e) = node.add_group("warehouse-1", Stock::KIND).await {
-        if Instant::now() > deadline {
-            return Err(e.into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    node.ready(Duration::from_secs(15)).await?;
+    node.add_group::<Stock>("warehouse-1").await?;
 
     for req in [
         StockRequest::Receive("bolts".into(), 10),

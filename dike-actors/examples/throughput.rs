@@ -18,7 +18,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let callers: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
     let seconds: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let mut b = NodeConfig::builder("bench", listen).cookie("bench");
+    let mut b = NodeConfig::builder("bench", listen)
+        .cookie("bench")
+        .kind::<Counter>();
     if let Some(masters) = args.next() {
         let masters: Vec<&str> = masters.split(',').collect();
         b = b.join(false).group_size(masters.len());
@@ -26,23 +28,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             b = b.master(m);
         }
     }
-    let config = b.build()?;
-    let node = DikeNode::start(config).await?;
-    node.register::<Counter>();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match node.add_group("bench", "counter").await {
-            Ok(_) => break,
-            Err(e) if Instant::now() > deadline => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    let node = DikeNode::start(b.build()?).await?;
+    node.ready(Duration::from_secs(10)).await?;
+    node.add_group::<Counter>("bench").await?;
     let g = node.group::<Counter>("bench");
-    while g.call(CounterRequest::Add(0)).await.is_err() {
-        if Instant::now() > deadline {
-            return Err("the group never answered".into());
-        }
-    }
+    // The first call also waits for the new group to elect its leader.
+    g.call(CounterRequest::Add(0)).await?;
     let end = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..callers)
         .map(|_| {

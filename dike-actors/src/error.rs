@@ -10,8 +10,21 @@ pub enum DikeError {
     #[error("no group named {0:?}; create it with add_group first")]
     UnknownGroup(String),
     /// No server kind of this name is registered on this node.
-    #[error("server kind {0:?} is not registered on this node; call register::<S>() first")]
+    #[error(
+        "server kind {0:?} is not registered on this node; register it with \
+         NodeConfigBuilder::kind::<S>() before the node starts"
+    )]
     UnknownKind(String),
+    /// The node did not get ready (see [`crate::NodeHandle::ready`]) in time.
+    #[error("node {node} is not ready after {after:?}: {reason}")]
+    NotReady {
+        /// The node's name.
+        node: String,
+        /// How long it was waited for.
+        after: Duration,
+        /// What it is still waiting for.
+        reason: String,
+    },
     /// No replica of the group answered as leader (no quorum reachable, or
     /// the group is electing a leader) before the deadline.
     #[error("group {group:?} is unavailable: {reason}")]
@@ -92,6 +105,7 @@ impl DikeError {
         match self {
             DikeError::UnknownGroup(_) => "unknown_group",
             DikeError::UnknownKind(_) => "unknown_kind",
+            DikeError::NotReady { .. } => "not_ready",
             DikeError::Unavailable { .. } => "unavailable",
             DikeError::Timeout { .. } => "timeout",
             DikeError::Application(_) => "application_error",

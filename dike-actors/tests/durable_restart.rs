@@ -14,18 +14,17 @@ async fn node_on(dir: &Path) -> NodeHandle {
     let config = NodeConfig::builder("durable", free_addr())
         .cookie("test-cookie")
         .data_dir(dir)
+        .kind::<Counter>()
         .build()
         .expect("valid config");
-    let node = DikeNode::start(config).await.expect("node starts");
-    node.register::<Counter>();
-    node
+    DikeNode::start(config).await.expect("node starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_on_its_data_dir_serves_its_groups_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = node_on(dir.path()).await;
-    let added = eventually(Duration::from_secs(15), || node.add_group("d", "counter")).await;
+    let added = eventually(Duration::from_secs(15), || node.add_group::<Counter>("d")).await;
     assert!(added.is_ok(), "{added:?}");
     let d = node.group::<Counter>("d");
     let first = eventually(Duration::from_secs(10), || d.call(CounterRequest::Add(5))).await;

@@ -20,7 +20,7 @@ async fn a_paused_node_is_marked_down_by_pings_and_up_once_resumed() {
     .await;
     assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
     let added = eventually(Duration::from_secs(10), || {
-        node.add_group_sized("g", "counter", 3)
+        node.add_group_sized::<Counter>("g", 3)
     })
     .await;
     assert!(added.is_ok(), "{added:?}\n{}", procs.log_tails());

@@ -24,7 +24,7 @@ async fn a_group_without_a_quorum_says_how_many_replicas_are_reachable_and_how_m
     })
     .await;
     assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
-    let added = eventually(Duration::from_secs(10), || node.add_group("q", "counter")).await;
+    let added = eventually(Duration::from_secs(10), || node.add_group::<Counter>("q")).await;
     assert!(added.is_ok(), "{added:?}\n{}", procs.log_tails());
     let g = node.group::<Counter>("q");
     let first = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;

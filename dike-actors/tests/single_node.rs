@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::{eventually, free_addr};
+use common::{eventually, free_addr, not_yet};
 use dike_actors::counter::{Counter, CounterRequest};
+use dike_actors::routing::request::GroupRequest;
 use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
 use std::time::Duration;
 
@@ -20,17 +21,23 @@ async fn single_node(name: &str) -> NodeHandle {
     let config = NodeConfig::builder(name, free_addr())
         .cookie("test-cookie")
         .request_timeout(Duration::from_secs(3))
+        .kind::<Counter>()
         .build()
         .expect("valid config");
     let node = DikeNode::start(config).await.expect("node starts");
-    node.register::<Counter>();
+    node.ready(Duration::from_secs(15))
+        .await
+        .expect("ready once it read the table from its own master");
     node
 }
 
 async fn with_group(name: &str, group: &str) -> NodeHandle {
     let node = single_node(name).await;
-    let added = eventually(Duration::from_secs(15), || node.add_group(group, "counter")).await;
-    let g = added.expect("group added once the node joined its own master");
+    // Ready: no retry needed.
+    let g = node
+        .add_group::<Counter>(group)
+        .await
+        .expect("group added once the node is ready");
     assert_eq!(
         g.config.voters.len(),
         1,
@@ -80,10 +87,10 @@ async fn errors_are_typed() {
         .call(CounterRequest::Get)
         .await;
     assert_eq!(unknown, Err(DikeError::UnknownGroup("nope".into())));
-    let kind = node.add_group("x", "no-such-kind").await;
+    let kind = node.add_group_of_kind("x", "no-such-kind", None).await;
     assert_eq!(kind, Err(DikeError::UnknownKind("no-such-kind".into())));
     let again = node
-        .add_group("e", "counter")
+        .add_group::<Counter>("e")
         .await
         .expect("existing group");
     assert_eq!(again.name, "e");
@@ -154,8 +161,9 @@ async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node()
         .build()
         .expect("valid config");
     let node = DikeNode::start(config).await.expect("node starts");
+    // A kind registered after the start (not on the builder) works too.
     node.register::<Counter>();
-    let added = eventually(Duration::from_secs(15), || node.add_group("k", "counter")).await;
+    let added = eventually(Duration::from_secs(15), || node.add_group::<Counter>("k")).await;
     assert!(added.is_ok(), "{added:?}");
     let k = node.group::<Counter>("k");
     let first = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(10))).await;
@@ -237,38 +245,43 @@ impl ractor::Message for UserMsg {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_runs_under_a_users_supervisor_and_its_dispatcher_answers_call() {
-    use dike_actors::routing::dispatcher::DispatcherMsg;
     init_tracing();
     let (sup, _) = ractor::Actor::spawn(None, UserSupervisor, ())
         .await
         .expect("supervisor");
     let config = NodeConfig::builder("solo-linked", free_addr())
         .cookie("test-cookie")
+        .kind::<Counter>()
         .build()
         .expect("valid config");
     let node = DikeNode::start_linked(config, sup.get_cell())
         .await
         .expect("node starts");
-    node.register::<Counter>();
-    let added = eventually(Duration::from_secs(15), || node.add_group("u", "counter")).await;
-    assert!(added.is_ok(), "{added:?}");
+    node.ready(Duration::from_secs(15)).await.expect("ready");
+    node.add_group::<Counter>("u").await.expect("added");
 
-    // The dispatcher's messages work with ractor's call! macros.
-    let payload = dike_core::codec::encode("req", &CounterRequest::Add(9)).expect("encodes");
+    // The dispatcher's messages work with ractor's call! macros, typed.
     let dispatcher = node.dispatcher().expect("dispatcher runs");
-    let reply = ractor::call_t!(
-        dispatcher,
-        |reply| DispatcherMsg::Request {
-            group: "u".into(),
-            payload: payload.clone(),
-            query: false,
-            reply,
-        },
-        10_000
-    )
-    .expect("the dispatcher answers");
-    let value: i64 = dike_core::codec::decode("reply", &reply.expect("applied")).expect("decodes");
-    assert_eq!(value, 9);
+    let add = GroupRequest::<Counter>::command("u", &CounterRequest::Add(9)).expect("encodes");
+    let answer = ractor::call_t!(dispatcher, |reply| add.message(reply), 10_000)
+        .expect("the dispatcher answers");
+    assert_eq!(GroupRequest::<Counter>::reply(answer), Ok(9));
+    let cast = GroupRequest::<Counter>::command("u", &CounterRequest::Add(1)).expect("encodes");
+    dispatcher
+        .cast(cast.cast().expect("a command casts"))
+        .expect("cast");
+    let get = GroupRequest::<Counter>::query("u", &CounterRequest::Get).expect("encodes");
+    let read = eventually(Duration::from_secs(10), || async {
+        let get = GroupRequest::<Counter>::query("u", &CounterRequest::Get)?;
+        let answer = ractor::call_t!(dispatcher, |reply| get.message(reply), 10_000)
+            .map_err(|e| not_yet(format!("the dispatcher: {e}")))?;
+        match GroupRequest::<Counter>::reply(answer)? {
+            10 => Ok(10),
+            v => Err(not_yet(format!("the cast is not applied yet: {v}"))),
+        }
+    })
+    .await;
+    assert_eq!(read, Ok(10), "the query of {:?} sees the cast", get.group());
 
     let id = node.actor().get_id();
     node.stop().await;
@@ -398,4 +411,35 @@ async fn the_admin_actor_refuses_malformed_or_misaddressed_joins_and_is_restarte
     .await;
     assert_eq!(restarted, Ok(()), "the node restarts its admin actor");
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_masters_do_not_answer_is_not_ready_and_says_why() {
+    init_tracing();
+    let absent = free_addr();
+    let config = NodeConfig::builder("solo-unready", free_addr())
+        .cookie("test-cookie")
+        .master(format!("gone@{absent}"))
+        .request_timeout(Duration::from_millis(500))
+        .kind::<Counter>()
+        .build()
+        .expect("valid config");
+    let node = DikeNode::start(config).await.expect("node starts");
+    match node.ready(Duration::from_secs(2)).await {
+        Err(DikeError::NotReady {
+            node: name, reason, ..
+        }) => {
+            assert_eq!(name, "solo-unready");
+            assert!(reason.contains("routing table"), "{reason}");
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    node.stop().await;
+    assert!(
+        matches!(
+            node.ready(Duration::from_secs(2)).await,
+            Err(DikeError::NodeStopped(_))
+        ),
+        "a stopped node says it stopped"
+    );
 }

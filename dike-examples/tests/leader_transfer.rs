@@ -84,11 +84,9 @@ async fn client_node(c: &Cluster) -> NodeHandle {
     for m in c.masters.split(',') {
         b = b.master(m.to_owned());
     }
-    let node = DikeNode::start(b.build().expect("client config"))
+    DikeNode::start(b.kind::<Arithmetic>().build().expect("client config"))
         .await
-        .expect("client node");
-    node.register::<Arithmetic>();
-    node
+        .expect("client node")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,11 +75,9 @@ async fn client_node(c: &Cluster) -> NodeHandle {
     for m in c.masters.split(',') {
         b = b.master(m.to_owned());
     }
-    let node = DikeNode::start(b.build().expect("client config"))
+    DikeNode::start(b.kind::<Arithmetic>().build().expect("client config"))
         .await
-        .expect("client node");
-    node.register::<Arithmetic>();
-    node
+        .expect("client node")
 }
 
 /// What one writer saw: the value before it began, and every write's

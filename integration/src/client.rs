@@ -60,7 +60,6 @@ impl Client {
                 started => break started.expect("the client node starts"),
             }
         };
-        dike_examples::cli::kinds::register_all(&node);
         let client = Client {
             node,
             log_dir: cluster.log_dir().to_path_buf(),
@@ -104,6 +103,7 @@ impl Client {
         if let Some(tls) = tls {
             b = b.tls(tls);
         }
+        let b = dike_examples::cli::kinds::with_all(b);
         let config = b.build().expect("a valid client configuration");
         DikeNode::start(config).await
     }

@@ -518,7 +518,7 @@ pub async fn run(config: RunConfig, mut partition: Option<Partition>) -> Report 
             .wait_until(
                 Duration::from_secs(30),
                 &format!("group {g} is added"),
-                || async { Ok(client.add_group(g, kind).await?) },
+                || async { Ok(client.add_group_of_kind(g, kind, None).await?) },
             )
             .await;
     }

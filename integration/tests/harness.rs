@@ -20,7 +20,7 @@ async fn every_cluster_operation_works_on_real_processes() {
 
     client
         .wait_until(WITHIN, "group calc is created", || async {
-            Ok(client.add_group_sized("calc", "arithmetic", 3).await?)
+            Ok(client.add_group_sized::<Arithmetic>("calc", 3).await?)
         })
         .await;
     let calc = client.group::<Arithmetic>("calc");

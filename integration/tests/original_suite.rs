@@ -269,7 +269,7 @@ async fn eleven_nodes_agree_on_parallel_arithmetic_and_survive_two_stopped_repli
 
     let group = client
         .wait_until(WITHIN, "group calc is created", || async {
-            Ok(client.add_group_sized("calc", "arithmetic", 5).await?)
+            Ok(client.add_group_sized::<Arithmetic>("calc", 5).await?)
         })
         .await;
     let hosts: BTreeSet<_> = group.config.voters.iter().map(|m| m.node).collect();
@@ -653,7 +653,7 @@ async fn ring_scenario(ring: Ring) {
         client
             .wait_until(WITHIN, &what, || async {
                 Ok(client
-                    .add_group_sized(&group, "kv", ring.group_size)
+                    .add_group_sized::<KvServer>(&group, ring.group_size)
                     .await?)
             })
             .await;

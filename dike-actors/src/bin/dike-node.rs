@@ -81,9 +81,8 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(secs) = args.replace_after {
         b = b.replace_after(std::time::Duration::from_secs(secs));
     }
-    let config = b.build().map_err(|e| e.to_string())?;
+    let config = b.kind::<Counter>().build().map_err(|e| e.to_string())?;
     let node = DikeNode::start(config).await.map_err(|e| e.to_string())?;
-    node.register::<Counter>();
     println!("ready {}", node.name());
     let cell = node.actor().get_cell();
     tokio::select! {

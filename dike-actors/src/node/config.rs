@@ -8,10 +8,11 @@
 
 use crate::error::StartError;
 use crate::group::restart::RestartPolicy;
+use crate::node::context::Kinds;
 use crate::node::data_dir::DataDir;
 use crate::node::tls::Tls;
 use crate::storage::provider::{MemoryProvider, StorageProvider};
-use dike_core::{Config, MemberId, NodeId, ReplicaOptions};
+use dike_core::{Config, MemberId, NodeId, PaxosServer, ReplicaOptions};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -137,6 +138,9 @@ pub struct NodeConfig {
     /// session whose peer announces a longer one is closed before any of
     /// it is read (see [`crate::cluster::undecodable`]).
     pub(crate) max_frame_bytes: u64,
+    /// The server kinds the node can host (the master's is added by the
+    /// node itself).
+    pub(crate) kinds: Kinds,
 }
 
 /// The default of [`NodeConfig::max_frame_bytes`]: 16 MiB, ractor_cluster's.
@@ -161,6 +165,7 @@ impl fmt::Debug for NodeConfig {
             .field("metrics_per_group", &self.metrics_per_group)
             .field("tls", &self.tls.as_ref().map(Tls::files))
             .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("kinds", &self.kinds.names())
             .finish_non_exhaustive()
     }
 }
@@ -255,6 +260,11 @@ impl NodeConfig {
     pub fn max_frame_bytes(&self) -> u64 {
         self.max_frame_bytes
     }
+
+    /// The server kinds registered on the builder, sorted.
+    pub fn kinds(&self) -> Vec<&str> {
+        self.kinds.names()
+    }
 }
 
 impl NodeConfig {
@@ -280,6 +290,7 @@ impl NodeConfig {
             segment_bytes: None,
             tls: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            kinds: Kinds::default(),
         }
     }
 
@@ -337,9 +348,17 @@ pub struct NodeConfigBuilder {
     segment_bytes: Option<u64>,
     tls: Option<Tls>,
     max_frame_bytes: u64,
+    kinds: Kinds,
 }
 
 impl NodeConfigBuilder {
+    /// Registers server kind `S`, so the node can host groups of it from
+    /// its first replica on. Call it once per kind the application serves.
+    pub fn kind<S: PaxosServer>(mut self) -> Self {
+        self.kinds.insert::<S>();
+        self
+    }
+
     /// The cluster cookie (required).
     pub fn cookie(mut self, cookie: impl Into<String>) -> Self {
         self.cookie = Some(cookie.into());
@@ -570,6 +589,7 @@ impl NodeConfigBuilder {
             metrics_per_group: self.metrics_per_group,
             tls: self.tls,
             max_frame_bytes: self.max_frame_bytes,
+            kinds: self.kinds,
         })
     }
 }

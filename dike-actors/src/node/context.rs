@@ -30,13 +30,54 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Builds the state machine of a fresh replica of one kind.
 pub type MachineFactory = Arc<dyn Fn(GroupContext) -> Box<dyn StateMachine> + Send + Sync>;
 
+/// The server kinds a node can host, by [`PaxosServer::KIND`]. Filled on
+/// the config builder ([`crate::NodeConfigBuilder::kind`]), so every kind
+/// is known before the node starts its first replica.
+#[derive(Clone, Default)]
+pub struct Kinds(HashMap<String, MachineFactory>);
+
+impl Kinds {
+    /// Adds server kind `S` (again: replaces its constructor).
+    pub fn insert<S: PaxosServer>(&mut self) {
+        let make: MachineFactory = Arc::new(|ctx| Box::new(ServerMachine::<S>::new(ctx)));
+        self.0.insert(S::KIND.to_owned(), make);
+    }
+
+    /// The constructor of `kind`, if registered.
+    pub fn get(&self, kind: &str) -> Option<MachineFactory> {
+        self.0.get(kind).cloned()
+    }
+
+    /// The names of the kinds, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// How the dispatcher's last routing-table refresh ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LastRefresh {
+    /// No refresh has ended yet.
+    NotYet,
+    /// It failed, for this reason.
+    Failed(String),
+    /// The table was read; `listed`: it lists this node up, in its
+    /// current incarnation.
+    Read {
+        /// Whether this node is in the table, up, as itself.
+        listed: bool,
+    },
+}
+
 /// The node-wide shared state. See the module documentation.
 pub struct NodeContext {
     /// The node's configuration.
     pub config: NodeConfig,
     /// The life of this node's data (fresh per process with memory storage).
     pub incarnation: Incarnation,
-    kinds: RwLock<HashMap<String, MachineFactory>>,
+    kinds: RwLock<Kinds>,
     boots: AtomicU64,
     /// Whether the node belongs in the routing table: `config.join`, or
     /// asked to join later ([`NodeContext::set_joining`]).
@@ -63,6 +104,9 @@ pub struct NodeContext {
     pub metrics: NodeMetrics,
     /// What the node last heard from the masters (`GET /ready`).
     pub(crate) readiness: Mutex<Readiness>,
+    /// How the dispatcher's last routing-table refresh ended
+    /// ([`crate::NodeHandle::ready`] waits on it).
+    pub(crate) refreshed: tokio::sync::watch::Sender<LastRefresh>,
     /// Between the node's start and its stop (`GET /health`).
     running: AtomicBool,
     /// The HTTP endpoints, if configured and started.
@@ -111,7 +155,8 @@ impl NodeContext {
         }
     }
 
-    /// A context for `config`, with the master kind registered.
+    /// A context for `config`, with its kinds and the master kind
+    /// registered.
     pub fn new(config: NodeConfig) -> Arc<Self> {
         let now = wall_nanos();
         let incarnation = config
@@ -128,13 +173,15 @@ impl NodeContext {
             Some(stored) => Masters::stored_over_seeds(stored, &config.masters),
             None => Masters::seeds(&config.masters),
         };
+        let mut kinds = config.kinds.clone();
+        kinds.insert::<MasterServer>();
         let ctx = NodeContext {
+            kinds: RwLock::new(kinds),
             masters: RwLock::new(Arc::new(masters)),
             joining: AtomicBool::new(config.join),
             removed: AtomicBool::new(false),
             config,
             incarnation,
-            kinds: RwLock::new(HashMap::new()),
             boots: AtomicU64::new(now),
             casts: AtomicUsize::new(0),
             dispatcher: RwLock::new(None),
@@ -147,26 +194,25 @@ impl NodeContext {
             effects: Default::default(),
             metrics,
             readiness: Mutex::new(Readiness::default()),
+            refreshed: tokio::sync::watch::Sender::new(LastRefresh::NotYet),
             running: AtomicBool::new(false),
             http: Mutex::new(None),
             started: std::time::Instant::now(),
             undecodable: UndecodableLog::default(),
         };
-        ctx.register::<MasterServer>();
         Arc::new(ctx)
     }
 
     /// Registers server kind `S` (again: replaces the constructor).
     pub fn register<S: PaxosServer>(&self) {
-        let make: MachineFactory = Arc::new(|ctx| Box::new(ServerMachine::<S>::new(ctx)));
         if let Ok(mut kinds) = self.kinds.write() {
-            kinds.insert(S::KIND.to_owned(), make);
+            kinds.insert::<S>();
         }
     }
 
     /// The constructor of `kind`, if registered.
     pub fn kind(&self, kind: &str) -> Option<MachineFactory> {
-        self.kinds.read().ok()?.get(kind).cloned()
+        self.kinds.read().ok()?.get(kind)
     }
 
     /// The node's clock: time since its start, for messages that carry

@@ -42,8 +42,9 @@ use crate::master::rebalancer::{Rebalancer, RebalancerMsg};
 use crate::master::{MasterReply, MasterRequest};
 use crate::node::admin::{spawn_admin, JoinNodeError};
 use crate::node::config::NodeConfig;
-use crate::node::context::NodeContext;
-use crate::routing::dispatcher::{Dispatcher, DispatcherMsg};
+use crate::node::context::{LastRefresh, NodeContext};
+use crate::routing::dispatcher::{Dispatcher, DispatcherMsg, InternalMsg};
+use crate::routing::request::GroupRequest;
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
 use dike_core::{codec, NodeId, PaxosServer};
 use ractor::rpc::CallResult;
@@ -203,14 +204,14 @@ impl Actor for DikeNode {
                     let _ = t.cast(TransportMsg::PeerDown(node.0));
                 }
                 if let Some(d) = state.ctx.dispatcher() {
-                    let _ = d.cast(DispatcherMsg::PeerDown(name));
+                    let _ = d.cast(InternalMsg::PeerDown(name).into());
                 }
             }
             DikeNodeMsg::PeerUp(name) => {
                 tracing::debug!(peer = %name, "cluster session ready");
                 count_peers(&state.ctx);
                 if let Some(d) = state.ctx.dispatcher() {
-                    let _ = d.cast(DispatcherMsg::Refresh);
+                    let _ = d.cast(InternalMsg::Refresh.into());
                 }
             }
         }
@@ -228,47 +229,59 @@ impl Actor for DikeNode {
             SupervisionEvent::ActorFailed(cell, e) => (cell, e.to_string()),
             _ => return Ok(()),
         };
-        let id = cell.get_id();
-        let ctx = state.ctx.clone();
-        let is = |r: Option<ActorCell>| r.is_some_and(|c| c.get_id() == id);
-        let which = if is(ctx.dispatcher().map(|d| d.get_cell())) {
-            "dispatcher"
-        } else if is(ctx.group_supervisor().map(|g| g.get_cell())) {
-            "group supervisor"
-        } else if is(ctx.admin().map(|a| a.get_cell())) {
-            "admin"
-        } else if is(ctx.transport().map(|t| t.get_cell())) {
-            "transport"
-        } else if id == state.node_server.get_id() {
-            "node server"
-        } else if is(state.rebalancer.as_ref().map(|r| r.get_cell())) {
-            "rebalancer"
-        } else {
+        let Some(child) = state.child(cell.get_id()) else {
             return Ok(());
         };
-        tracing::warn!(%which, %why, "node child stopped");
-        if which == "node server" || !state.budget.allow(Instant::now()) {
+        tracing::warn!(which = %child, %why, "node child stopped");
+        if child == Child::NodeServer || !state.budget.allow(Instant::now()) {
             state.shutdown(&myself).await;
-            return Err(format!("{which} stopped ({why}); the node gives up").into());
+            return Err(format!("{child} stopped ({why}); the node gives up").into());
         }
-        match which {
-            "dispatcher" => {
+        let ctx = state.ctx.clone();
+        match child {
+            Child::Dispatcher => {
                 spawn_dispatcher(&ctx, myself.get_cell()).await?;
             }
-            "transport" => {
+            Child::Transport => {
                 spawn_transport(&ctx, myself.get_cell()).await?;
             }
-            "admin" => {
+            Child::Admin => {
                 spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
             }
-            "rebalancer" => {
+            Child::Rebalancer => {
                 state.rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
             }
-            _ => {
+            Child::GroupSupervisor => {
                 spawn_groups(&ctx, myself.get_cell()).await?;
             }
+            // Never restarted: the node gave up above.
+            Child::NodeServer => {}
         }
         Ok(())
+    }
+}
+
+/// The node actor's children, as its supervision tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Child {
+    Dispatcher,
+    GroupSupervisor,
+    Admin,
+    Transport,
+    NodeServer,
+    Rebalancer,
+}
+
+impl std::fmt::Display for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Child::Dispatcher => "dispatcher",
+            Child::GroupSupervisor => "group supervisor",
+            Child::Admin => "admin",
+            Child::Transport => "transport",
+            Child::NodeServer => "node server",
+            Child::Rebalancer => "rebalancer",
+        })
     }
 }
 
@@ -295,8 +308,31 @@ fn count_peers(ctx: &Arc<NodeContext>) {
 }
 
 impl DikeNodeState {
+    /// Which of the node's children the actor `id` is, if any.
+    fn child(&self, id: ractor::ActorId) -> Option<Child> {
+        let ctx = &self.ctx;
+        let is = |r: Option<ActorCell>| r.is_some_and(|c| c.get_id() == id);
+        if is(ctx.dispatcher().map(|d| d.get_cell())) {
+            Some(Child::Dispatcher)
+        } else if is(ctx.group_supervisor().map(|g| g.get_cell())) {
+            Some(Child::GroupSupervisor)
+        } else if is(ctx.admin().map(|a| a.get_cell())) {
+            Some(Child::Admin)
+        } else if is(ctx.transport().map(|t| t.get_cell())) {
+            Some(Child::Transport)
+        } else if id == self.node_server.get_id() {
+            Some(Child::NodeServer)
+        } else if is(self.rebalancer.as_ref().map(|r| r.get_cell())) {
+            Some(Child::Rebalancer)
+        } else {
+            None
+        }
+    }
+
     async fn shutdown(&mut self, myself: &ActorRef<DikeNodeMsg>) {
         self.ctx.set_running(false);
+        // Wakes whoever waits in `NodeHandle::ready`, to see the stop.
+        self.ctx.refreshed.send_modify(|_| {});
         let http = self.ctx.http.lock().ok().and_then(|mut h| h.take());
         if let Some(http) = http {
             http.stop();
@@ -319,10 +355,11 @@ impl DikeNode {
     /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
     /// let config = NodeConfig::builder("solo", "127.0.0.1:4100".parse()?)
     ///     .cookie("secret")
+    ///     .kind::<Counter>()
     ///     .build()?;
     /// let node = DikeNode::start(config).await?;
-    /// node.register::<Counter>();
-    /// node.add_group("c1", "counter").await?;
+    /// node.ready(std::time::Duration::from_secs(15)).await?;
+    /// node.add_group::<Counter>("c1").await?;
     /// let v = node.group::<Counter>("c1").call(CounterRequest::Add(5)).await?;
     /// assert_eq!(v, 5);
     /// # Ok(()) }
@@ -474,7 +511,10 @@ impl NodeHandle {
         self.ctx.dispatcher()
     }
 
-    /// Registers server kind `S`, so this node can host groups of it.
+    /// Registers server kind `S` on a running node, so it can host groups
+    /// of it. Prefer [`crate::NodeConfigBuilder::kind`]: until this call, a
+    /// replica of such a group that the node is asked to host does not
+    /// start (the node retries at its next routing-table refresh).
     pub fn register<S: PaxosServer>(&self) {
         self.ctx.register::<S>();
     }
@@ -482,6 +522,45 @@ impl NodeHandle {
     /// Whether `kind` is registered on this node.
     pub fn has_kind(&self, kind: &str) -> bool {
         self.ctx.kind(kind).is_some()
+    }
+
+    /// Waits until the node is ready to serve, at most `within`: its
+    /// dispatcher has read the routing table from a master quorum and, if
+    /// the node joins the cluster (the default), the table lists it. Then
+    /// [`NodeHandle::add_group`] and requests can be sent without a retry
+    /// loop. Fails with [`DikeError::NotReady`] saying what it still waits
+    /// for (the masters' last error, or its join), or with
+    /// [`DikeError::NodeStopped`].
+    pub async fn ready(&self, within: Duration) -> Result<(), DikeError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut refreshed = self.ctx.refreshed.subscribe();
+        loop {
+            if !self.ctx.running() {
+                return Err(DikeError::NodeStopped("the node stopped".into()));
+            }
+            let reason = match &*refreshed.borrow_and_update() {
+                LastRefresh::Read { listed: true } => return Ok(()),
+                LastRefresh::Read { listed: false } if !self.ctx.joining() => return Ok(()),
+                LastRefresh::Read { listed: false } => {
+                    "the routing table does not list it yet (it is joining)".to_owned()
+                }
+                LastRefresh::Failed(e) => format!("no routing table from the masters: {e}"),
+                LastRefresh::NotYet => {
+                    "no routing table yet: the first read from the masters has not finished"
+                        .to_owned()
+                }
+            };
+            let not_ready = || DikeError::NotReady {
+                node: self.ctx.config.name.clone(),
+                after: within,
+                reason,
+            };
+            match tokio::time::timeout_at(deadline, refreshed.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(DikeError::NodeStopped("the node stopped".into())),
+                Err(_) => return Err(not_ready()),
+            }
+        }
     }
 
     /// Hands the dispatcher the message `msg` makes and waits for its
@@ -606,19 +685,29 @@ impl NodeHandle {
         true
     }
 
-    /// Creates group `name` of `kind` with the configured group size. An
-    /// existing group of that name is returned unchanged.
-    pub async fn add_group(&self, name: &str, kind: &str) -> Result<GroupInfo, DikeError> {
-        self.add_group_sized(name, kind, self.ctx.config.group_size)
-            .await
+    /// Creates group `name` of server kind `S` with the configured group
+    /// size. An existing group of that name is returned unchanged.
+    pub async fn add_group<S: PaxosServer>(&self, name: &str) -> Result<GroupInfo, DikeError> {
+        self.add_group_of_kind(name, S::KIND, None).await
     }
 
-    /// Creates group `name` of `kind` with `size` replicas.
-    pub async fn add_group_sized(
+    /// Creates group `name` of server kind `S` with `size` replicas.
+    pub async fn add_group_sized<S: PaxosServer>(
+        &self,
+        name: &str,
+        size: usize,
+    ) -> Result<GroupInfo, DikeError> {
+        self.add_group_of_kind(name, S::KIND, Some(size)).await
+    }
+
+    /// Creates group `name` of the kind named `kind` (its
+    /// [`PaxosServer::KIND`]) with `size` replicas, or the configured group
+    /// size: for a kind known only at run time, as a command line names it.
+    pub async fn add_group_of_kind(
         &self,
         name: &str,
         kind: &str,
-        size: usize,
+        size: Option<usize>,
     ) -> Result<GroupInfo, DikeError> {
         if !self.has_kind(kind) {
             return Err(DikeError::UnknownKind(kind.to_owned()));
@@ -626,7 +715,7 @@ impl NodeHandle {
         let req = MasterRequest::AddGroup {
             name: name.to_owned(),
             kind: kind.to_owned(),
-            size,
+            size: size.unwrap_or(self.ctx.config.group_size),
         };
         self.master_as(req, |reply| match reply {
             MasterReply::Group(g) => Ok(g),
@@ -772,19 +861,13 @@ impl<S: PaxosServer> GroupHandle<S> {
     }
 
     async fn send(&self, req: S::Request, query: bool) -> Result<S::Reply, DikeError> {
-        let payload = codec::encode("request", &req)?;
-        let group = self.group.clone();
+        let req = match query {
+            true => GroupRequest::<S>::query(&self.group, &req)?,
+            false => GroupRequest::<S>::command(&self.group, &req)?,
+        };
         let request = || format!("a request to group {:?}", self.group);
-        let bytes = self
-            .node
-            .ask(request, |reply| DispatcherMsg::Request {
-                group,
-                payload,
-                query,
-                reply,
-            })
-            .await?;
-        Ok(codec::decode("reply", &bytes)?)
+        let answer = self.node.ask(request, |reply| req.message(reply)).await;
+        GroupRequest::<S>::reply(answer)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::error::DikeError;
 use crate::group::reconcile;
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
-use crate::node::context::NodeContext;
+use crate::node::context::{LastRefresh, NodeContext};
 use crate::node::dial::{dial, DialError};
 use crate::routing::router::Router;
 use dike_core::codec;
@@ -41,7 +41,8 @@ use tracing::Instrument;
 /// ```
 pub enum DispatcherMsg {
     /// An encoded request to `group` (a read-index query if `query`); the
-    /// answer is the encoded reply.
+    /// answer is the encoded reply. Build it typed with
+    /// [`GroupRequest::message`](crate::routing::request::GroupRequest::message).
     Request {
         /// The group.
         group: String,
@@ -79,14 +80,32 @@ pub enum DispatcherMsg {
     /// A routing table learnt elsewhere (another node's cached one): kept
     /// if newer than the cached one.
     Install(RoutingTable),
+    /// What the node sends its own dispatcher (its timer, its tasks'
+    /// results, cluster sessions that dropped). Opaque outside this crate:
+    /// nothing a user sends.
+    Internal(Internal),
+}
+
+/// A message the node sends its own dispatcher. See
+/// [`DispatcherMsg::Internal`].
+pub struct Internal(pub(crate) InternalMsg);
+
+/// The dispatcher's own messages.
+pub(crate) enum InternalMsg {
     /// Refreshes the table now (also sent by the dispatcher's timer).
     Refresh,
-    /// A refresh finished (internal).
+    /// A refresh finished.
     Refreshed(Result<Arc<RoutingTable>, DikeError>),
     /// The cluster session to node `name` dropped.
     PeerDown(String),
-    /// A liveness round ended: which nodes answered their ping (internal).
+    /// A liveness round ended: which nodes answered their ping.
     Pinged(Round),
+}
+
+impl From<InternalMsg> for DispatcherMsg {
+    fn from(msg: InternalMsg) -> Self {
+        DispatcherMsg::Internal(Internal(msg))
+    }
 }
 
 impl ractor::Message for DispatcherMsg {}
@@ -124,8 +143,8 @@ impl Actor for Dispatcher {
         myself: ActorRef<DispatcherMsg>,
         ctx: Arc<NodeContext>,
     ) -> Result<DispatcherState, ActorProcessingErr> {
-        let timer = myself.send_interval(ctx.config.refresh, || DispatcherMsg::Refresh);
-        let _ = myself.cast(DispatcherMsg::Refresh);
+        let timer = myself.send_interval(ctx.config.refresh, || InternalMsg::Refresh.into());
+        let _ = myself.cast(InternalMsg::Refresh.into());
         Ok(DispatcherState {
             router: Arc::new(Router::new(ctx.clone())),
             ctx,
@@ -210,7 +229,7 @@ impl Actor for Dispatcher {
                     async move {
                         let r = router.master(req).await;
                         if refresh && r.is_ok() {
-                            let _ = me.cast(DispatcherMsg::Refresh);
+                            let _ = me.cast(InternalMsg::Refresh.into());
                         }
                         let _ = reply.send(r);
                     }
@@ -229,66 +248,86 @@ impl Actor for Dispatcher {
                     tokio::spawn(async move { connect_missing(&ctx, &router.table()).await });
                 }
             }
-            DispatcherMsg::Refresh => {
-                if !state.pinging {
-                    state.pinging = true;
-                    let (me, name) = (myself.clone(), state.ctx.config.name.clone());
+            DispatcherMsg::Internal(Internal(msg)) => state.internal(&myself, msg),
+        }
+        Ok(())
+    }
+}
+
+impl DispatcherState {
+    /// Handles one of the dispatcher's own messages.
+    fn internal(&mut self, myself: &ActorRef<DispatcherMsg>, msg: InternalMsg) {
+        match msg {
+            InternalMsg::Refresh => {
+                if !self.pinging {
+                    self.pinging = true;
+                    let (me, name) = (myself.clone(), self.ctx.config.name.clone());
                     tokio::spawn(async move {
                         let answers = crate::node::admin::ping_peers(&name, PING_TIMEOUT).await;
-                        let _ = me.cast(DispatcherMsg::Pinged(answers));
+                        let _ = me.cast(InternalMsg::Pinged(answers).into());
                     });
                 }
-                if !state.refreshing {
-                    state.refreshing = true;
-                    let (ctx, router, me) = (state.ctx.clone(), state.router.clone(), myself);
+                if !self.refreshing {
+                    self.refreshing = true;
+                    let (ctx, router, me) = (self.ctx.clone(), self.router.clone(), myself.clone());
                     tokio::spawn(async move {
                         let r = refresh(&ctx, &router).await;
-                        let _ = me.cast(DispatcherMsg::Refreshed(r));
+                        let _ = me.cast(InternalMsg::Refreshed(r).into());
                     });
                 } else {
                     // A refresh in flight may wait a whole request timeout
                     // for a master it has no session to; reconnecting must
                     // not wait for it, or a peer that was down (or not yet
                     // listening) stays unreachable that long.
-                    let (ctx, router) = (state.ctx.clone(), state.router.clone());
+                    let (ctx, router) = (self.ctx.clone(), self.router.clone());
                     tokio::spawn(async move { connect_missing(&ctx, &router.table()).await });
                 }
             }
-            DispatcherMsg::Refreshed(r) => {
-                state.refreshing = false;
+            InternalMsg::Refreshed(r) => {
+                self.refreshing = false;
+                let me = self.ctx.config.node_id();
+                let outcome = match &r {
+                    Ok(table) => LastRefresh::Read {
+                        listed: table
+                            .node(me)
+                            .is_some_and(|n| n.is_up() && n.incarnation == self.ctx.incarnation),
+                    },
+                    Err(e) => LastRefresh::Failed(e.to_string()),
+                };
+                self.ctx.refreshed.send_replace(outcome);
                 match r {
                     Ok(table) => {
-                        let fresh = state.reconciled.as_ref().is_some_and(|(t, at)| {
+                        let fresh = self.reconciled.as_ref().is_some_and(|(t, at)| {
                             Arc::ptr_eq(t, &table) && at.elapsed() < RECONCILE_UNCHANGED_EVERY
                         });
                         if !fresh {
-                            state.reconcile(&table);
+                            self.reconcile(&table);
                         }
                     }
                     Err(e) => tracing::debug!("routing table refresh failed: {e}"),
                 }
             }
-            DispatcherMsg::PeerDown(name) => {
-                state.liveness.forget(&name);
-                state.peer_down(name, true);
+            InternalMsg::PeerDown(name) => {
+                self.liveness.forget(&name);
+                self.peer_down(name, true);
             }
-            DispatcherMsg::Pinged(mut round) => {
-                state.pinging = false;
+            InternalMsg::Pinged(mut round) => {
+                self.pinging = false;
                 // Clients (the `dike` program, an application's client
                 // node) answer pings too, but host no replica: only the
                 // cluster's nodes count.
-                let table = state.router.table();
+                let table = self.router.table();
                 round.peers.retain(|(name, _)| {
                     table.node(crate::node::config::node_id_of(name)).is_some()
                 });
                 if !round.conclusive() {
                     tracing::debug!(?round, "most nodes missed their ping: no peer judged");
                 }
-                for (name, verdict) in state.liveness.record_round(&round) {
+                for (name, verdict) in self.liveness.record_round(&round) {
                     match verdict {
                         Verdict::Unresponsive => {
                             tracing::warn!(peer = %name, "peer does not answer pings: treating it as down");
-                            state.peer_down(name, false);
+                            self.peer_down(name, false);
                         }
                         Verdict::Back => {
                             tracing::info!(peer = %name, "peer answers pings again");
@@ -297,11 +336,8 @@ impl Actor for Dispatcher {
                 }
             }
         }
-        Ok(())
     }
-}
 
-impl DispatcherState {
     fn reconcile(&mut self, table: &Arc<RoutingTable>) {
         self.reconciled = Some((table.clone(), std::time::Instant::now()));
         self.ctx.metrics.learn_peers(table);
@@ -406,6 +442,7 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
         address: ctx.config.address(),
         incarnation: ctx.incarnation.0,
     };
+    let kind = join.kind();
     match router.master(join).await? {
         MasterReply::Joined(_) | MasterReply::AlreadyKnown(_) => {
             ctx.record_joined();
@@ -416,9 +453,7 @@ async fn refresh(ctx: &NodeContext, router: &Router) -> Result<Arc<RoutingTable>
             Err(DikeError::Rejected(r))
         }
         MasterReply::Refused(r) => Err(DikeError::Rejected(r)),
-        other => Err(DikeError::Decode(format!(
-            "unexpected join reply {other:?}"
-        ))),
+        other => Err(other.unexpected(kind)),
     }
 }
 

@@ -3,4 +3,5 @@
 //! session, the retry loop of one request).
 
 pub mod dispatcher;
+pub mod request;
 pub mod router;

@@ -228,11 +228,9 @@ async fn build_client(masters: &[String], cookie: &str, size: usize) -> NodeHand
     for m in masters {
         b = b.master(m.clone());
     }
-    let node = DikeNode::start(b.build().expect("valid config"))
+    DikeNode::start(b.kind::<Counter>().build().expect("valid config"))
         .await
-        .expect("client node starts");
-    node.register::<Counter>();
-    node
+        .expect("client node starts")
 }
 
 /// The scenario of the cluster tests: `n` masters form a cluster, a group of
@@ -272,7 +270,7 @@ pub async fn group_survives_killed_replicas_on(
     .await;
     assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
 
-    let group = eventually(Duration::from_secs(10), || node.add_group("g", "counter")).await;
+    let group = eventually(Duration::from_secs(10), || node.add_group::<Counter>("g")).await;
     let group = match group {
         Ok(g) => g,
         Err(e) => panic!("add_group: {e}\n{}", procs.log_tails()),
@@ -408,7 +406,7 @@ pub async fn groups_with_values(procs: &Processes, node: &NodeHandle) -> BTreeMa
     for i in 1..=GROUPS {
         let name = format!("g{i}");
         let added = eventually(Duration::from_secs(10), || {
-            node.add_group_sized(&name, "counter", 3)
+            node.add_group_sized::<Counter>(&name, 3)
         })
         .await;
         assert!(added.is_ok(), "{added:?}\n{}", procs.log_tails());

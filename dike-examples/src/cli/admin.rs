@@ -47,7 +47,7 @@ pub async fn add_group(
     };
     // Adding a group that exists returns it unchanged, so a retry is safe.
     let g = client
-        .retry(|n| async move { n.add_group_sized(group, kind, size).await })
+        .retry(|n| async move { n.add_group_of_kind(group, kind, Some(size)).await })
         .await?;
     if json {
         return json_line(&serde_json::json!({

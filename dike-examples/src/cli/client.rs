@@ -39,6 +39,7 @@ impl Client {
             .join(false)
             .in_memory()
             .request_timeout(timeout);
+        b = kinds::with_all(b);
         if let Some(tls) = tls {
             b = b.tls(tls);
         }
@@ -46,7 +47,6 @@ impl Client {
             b = b.master(m.to_string());
         }
         let node = DikeNode::start(b.build()?).await?;
-        kinds::register_all(&node);
         let client = Client { node, timeout };
         if let Some(table) = table {
             // The node reached gave its routing table: data requests are

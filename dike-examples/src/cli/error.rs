@@ -247,6 +247,7 @@ impl CliError {
                 DikeError::Unavailable { .. }
                 | DikeError::Timeout { .. }
                 | DikeError::DispatcherTimeout { .. }
+                | DikeError::NotReady { .. }
                 | DikeError::SessionExpired { .. } => exit::UNAVAILABLE,
                 DikeError::Application(_) | DikeError::Rejected(_) => exit::REFUSED,
                 DikeError::UnknownKind(_)

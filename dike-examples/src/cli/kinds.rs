@@ -7,7 +7,7 @@ use crate::arithmetic::{Arithmetic, ArithmeticRequest};
 use crate::kv::{KvRequest, KvServer};
 use crate::lock::{LockRequest, LockServer};
 use crate::set::{SetRequest, SetServer};
-use dike_actors::NodeHandle;
+use dike_actors::{NodeConfigBuilder, NodeHandle};
 use dike_core::{codec, PaxosServer};
 
 /// The kinds this program registers and can speak JSON to.
@@ -18,12 +18,13 @@ pub const KNOWN_KINDS: [&str; 4] = [
     SetServer::KIND,
 ];
 
-/// Registers every example kind on `node`.
-pub fn register_all(node: &NodeHandle) {
-    node.register::<Arithmetic>();
-    node.register::<KvServer>();
-    node.register::<LockServer>();
-    node.register::<SetServer>();
+/// `builder` with every example kind registered.
+pub fn with_all(builder: NodeConfigBuilder) -> NodeConfigBuilder {
+    builder
+        .kind::<Arithmetic>()
+        .kind::<KvServer>()
+        .kind::<LockServer>()
+        .kind::<SetServer>()
 }
 
 /// Whether a request goes through the log or is a read-index query.

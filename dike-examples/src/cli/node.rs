@@ -25,7 +25,8 @@ pub fn config(args: &NodeArgs) -> Result<NodeConfig, CliError> {
 
 /// Everything of the configuration but the storage.
 fn builder(args: &NodeArgs) -> Result<NodeConfigBuilder, CliError> {
-    let mut b = NodeConfig::builder(args.name.clone(), args.listen).cookie(args.cookie.secret()?);
+    let b = NodeConfig::builder(args.name.clone(), args.listen).cookie(args.cookie.secret()?);
+    let mut b = kinds::with_all(b);
     if let Some(tls) = args.tls.load()? {
         b = b.tls(tls);
     }
@@ -102,7 +103,6 @@ pub async fn run(args: NodeArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let node = DikeNode::start(config(&args)?).await?;
-    kinds::register_all(&node);
     tracing::info!(name = %node.name(), kinds = ?kinds::KNOWN_KINDS, "node ready");
     let cell = node.actor().get_cell();
     tokio::select! {

@@ -390,7 +390,10 @@ async fn run_dike(args: &Args, clients: usize, metrics: bool, tls: bool) -> Run 
         .wait_for_live_nodes(&cluster.names(), Duration::from_secs(60))
         .await;
     for g in vnodes(args.groups) {
-        client.add_group(&g, "kv").await.expect("add a kv group");
+        client
+            .add_group::<KvServer>(&g)
+            .await
+            .expect("add a kv group");
         let handle = client.group::<KvServer>(&g);
         client
             .wait_until(Duration::from_secs(30), "the group answers", || async {

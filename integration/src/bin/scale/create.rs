@@ -13,9 +13,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// The server kind every scale group runs.
-const KIND: &str = <Arithmetic as dike_core::PaxosServer>::KIND;
-
 /// Failures listed by name in a report; the rest are only counted.
 pub const LISTED: usize = 10;
 
@@ -60,7 +57,7 @@ pub async fn create_all(
     let adds = each_concurrently(names.to_vec(), concurrency, move |name| {
         let node = node.clone();
         async move {
-            let a = retry_until(deadline, || node.add_group_sized(&name, KIND, size)).await;
+            let a = retry_until(deadline, || node.add_group_sized::<Arithmetic>(&name, size)).await;
             (name, a)
         }
     })
