@@ -9,65 +9,44 @@
 //!           [--in-memory | --data-dir DIR] [--group-size 3] [--replace-after SECS]
 //! ```
 
+use clap::Parser;
 use dike_actors::counter::Counter;
 use dike_actors::{DikeNode, NodeConfig};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
+/// Runs one dike-rs node hosting the `counter` kind until it is killed.
+#[derive(Parser, Debug)]
+#[command(name = "dike-node")]
 struct Args {
+    /// The node's name, unique in the cluster.
+    #[arg(long)]
     name: String,
-    listen: String,
+    /// Where the cluster listener binds, `HOST:PORT`.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The cluster cookie.
+    #[arg(long, env = "DIKE_COOKIE", hide_env_values = true)]
     cookie: String,
+    /// The master nodes, `NAME@HOST:PORT,...` (none: the node is its own).
+    #[arg(long, value_delimiter = ',')]
     masters: Vec<String>,
+    /// Replicas per new group.
+    #[arg(long)]
     group_size: Option<usize>,
+    /// Keeps replicas in memory (the default).
+    #[arg(long, conflicts_with = "data_dir")]
+    in_memory: bool,
+    /// Keeps replicas in this data directory.
+    #[arg(long)]
     data_dir: Option<String>,
+    /// Seconds a node may stay down before its replicas are replaced.
+    #[arg(long)]
     replace_after: Option<u64>,
 }
 
-fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let (mut name, mut listen, mut cookie) = (None, None, None);
-    let mut masters = Vec::new();
-    let mut group_size = None;
-    let mut data_dir = None;
-    let mut replace_after = None;
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--name" => name = Some(value()?),
-            "--listen" => listen = Some(value()?),
-            "--cookie" => cookie = Some(value()?),
-            "--masters" => masters = value()?.split(',').map(str::to_owned).collect(),
-            "--group-size" => {
-                let v = value()?;
-                group_size = Some(v.parse().map_err(|_| format!("bad group size {v:?}"))?);
-            }
-            "--in-memory" => data_dir = None,
-            "--data-dir" => data_dir = Some(value()?),
-            "--replace-after" => {
-                let v = value()?;
-                replace_after = Some(v.parse().map_err(|_| format!("bad seconds {v:?}"))?);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(Args {
-        name: name.ok_or("--name is required")?,
-        listen: listen.ok_or("--listen is required")?,
-        cookie: cookie
-            .or_else(|| std::env::var("DIKE_COOKIE").ok())
-            .ok_or("--cookie (or DIKE_COOKIE) is required")?,
-        masters,
-        group_size,
-        data_dir,
-        replace_after,
-    })
-}
-
 async fn run(args: Args) -> Result<(), String> {
-    let listen = args
-        .listen
-        .parse()
-        .map_err(|e| format!("bad --listen {:?}: {e}", args.listen))?;
-    let mut b = NodeConfig::builder(args.name, listen).cookie(args.cookie);
+    let mut b = NodeConfig::builder(args.name, args.listen).cookie(args.cookie);
     b = match &args.data_dir {
         Some(dir) => b.data_dir(dir),
         None => b.in_memory(),
@@ -99,14 +78,8 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let args = match parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("dike-node: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
+    // Bad arguments: clap prints why and exits with 2.
+    match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dike-node: {e}");
