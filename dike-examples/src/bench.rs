@@ -1,23 +1,18 @@
-//! A closed-loop load generator against running groups: `C` tasks each send
-//! a write command, wait for its reply and send the next, for a fixed time;
-//! every answered command's latency goes into an HDR histogram, every
-//! failure is counted by kind.
-//!
-//! Used by `dike bench` and meant for the `integration` harness too: it
-//! needs only a [`NodeHandle`] of a node that can reach the groups.
-//!
-//! Invariant: a task never has more than one command in flight, so the
-//! offered load is exactly `concurrency` outstanding commands.
+//! The load of `dike bench`: write commands to the example kinds' groups,
+//! sent by [`crate::loadgen::closed_loop`] (`C` tasks, each with one command
+//! in flight); every failure is counted by kind. It needs only a
+//! [`NodeHandle`] of a node that can reach the groups.
 
 use crate::arithmetic::{Arithmetic, ArithmeticRequest};
 use crate::kv::{vnode_for, KvRequest, KvServer};
+use crate::loadgen::{closed_loop, LoadReport};
 use dike_actors::{DikeError, NodeHandle};
 use dike_core::rng::Rng;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Which example kind to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -98,70 +93,36 @@ pub enum BenchError {
     /// The configuration cannot run.
     #[error("invalid bench configuration: {0}")]
     Config(String),
-    /// A load task failed (a bug: please report it).
-    #[error("a load task failed: {0}")]
-    Task(String),
 }
 
-/// The latency histogram: 1 µs to 1 hour, 3 significant digits.
-fn histogram() -> Result<Histogram<u64>, BenchError> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| BenchError::Config(e.to_string()))
-}
-
-/// One task's counts.
-struct Tally {
-    latencies: Histogram<u64>,
-    errors: BTreeMap<String, u64>,
-}
-
-/// Runs the load of `config` through `node` (the groups must exist).
+/// Runs the load of `config` through `node` (the groups must exist), with
+/// [`closed_loop`]; failures are counted by kind (`timeout`,
+/// `unavailable`, …).
 pub async fn run(node: &NodeHandle, config: &BenchConfig) -> Result<BenchReport, BenchError> {
     if config.concurrency == 0 || config.groups == 0 {
         return Err(BenchError::Config(
             "concurrency and groups must be at least 1".into(),
         ));
     }
-    let started = Instant::now();
-    let deadline = started + config.duration;
-    let mut tasks = Vec::with_capacity(config.concurrency);
-    for task in 0..config.concurrency {
-        let (node, config) = (node.clone(), config.clone());
-        let latencies = histogram()?;
-        tasks.push(tokio::spawn(async move {
-            let mut tally = Tally {
-                latencies,
-                errors: BTreeMap::new(),
-            };
-            let mut rng = Rng::new(0x5eed ^ task as u64);
-            let value = "x".repeat(config.value_size);
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                match one_command(&node, &config, &mut rng, &value).await {
-                    Ok(()) => {
-                        let us = sent.elapsed().as_micros();
-                        tally
-                            .latencies
-                            .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
-                    }
-                    Err(e) => *tally.errors.entry(e.label().to_owned()).or_default() += 1,
-                }
+    let (node, shared) = (node.clone(), Arc::new(config.clone()));
+    let value: Arc<str> = "x".repeat(config.value_size).into();
+    let load = closed_loop(
+        config.concurrency,
+        Duration::ZERO,
+        config.duration,
+        move |task, i| {
+            let (node, config, value) = (node.clone(), shared.clone(), value.clone());
+            async move {
+                // One stream of draws per task, the same on every run.
+                let mut rng = Rng::new((0x5eed ^ task as u64).wrapping_add(i << 32));
+                one_command(&node, &config, &mut rng, &value)
+                    .await
+                    .map_err(|e| e.label())
             }
-            tally
-        }));
-    }
-    let mut latencies = histogram()?;
-    let mut errors = BTreeMap::new();
-    for t in tasks {
-        let tally = t.await.map_err(|e| BenchError::Task(e.to_string()))?;
-        latencies
-            .add(&tally.latencies)
-            .map_err(|e| BenchError::Task(e.to_string()))?;
-        for (kind, n) in tally.errors {
-            *errors.entry(kind).or_default() += n;
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok(BenchReport::new(config, elapsed, &latencies, errors))
+        },
+    )
+    .await;
+    Ok(BenchReport::new(config, load))
 }
 
 /// Sends one write command of the configured kind and waits for its reply.
@@ -192,30 +153,20 @@ async fn one_command(
 }
 
 impl BenchReport {
-    /// The report of a run of `config` that took `elapsed` seconds.
-    pub fn new(
-        config: &BenchConfig,
-        elapsed: f64,
-        latencies: &Histogram<u64>,
-        errors: BTreeMap<String, u64>,
-    ) -> BenchReport {
-        let ops = latencies.len();
+    /// The report of a run of `config` that measured `load`.
+    pub fn new(config: &BenchConfig, load: LoadReport) -> BenchReport {
         BenchReport {
             kind: config.kind,
             groups: config.groups,
             concurrency: config.concurrency,
-            duration_s: elapsed,
-            ops,
-            errors,
-            throughput: if elapsed > 0.0 {
-                ops as f64 / elapsed
-            } else {
-                0.0
-            },
-            p50_us: latencies.value_at_quantile(0.50),
-            p90_us: latencies.value_at_quantile(0.90),
-            p99_us: latencies.value_at_quantile(0.99),
-            max_us: latencies.max(),
+            duration_s: load.seconds,
+            ops: load.ok,
+            errors: load.errors,
+            throughput: load.throughput,
+            p50_us: load.p50_us,
+            p90_us: load.p90_us,
+            p99_us: load.p99_us,
+            max_us: load.max_us,
         }
     }
 
@@ -275,12 +226,18 @@ mod tests {
             duration: Duration::from_secs(2),
             value_size: 16,
         };
-        let mut h = histogram().expect("histogram");
-        for us in [100, 200, 300, 400, 5000] {
-            h.record(us).expect("record");
-        }
-        let errors = BTreeMap::from([("timeout".to_owned(), 2), ("unavailable".to_owned(), 1)]);
-        BenchReport::new(&config, 2.0, &h, errors)
+        let load = LoadReport {
+            clients: 8,
+            ok: 5,
+            errors: BTreeMap::from([("timeout".to_owned(), 2), ("unavailable".to_owned(), 1)]),
+            seconds: 2.0,
+            throughput: 2.5,
+            p50_us: 300,
+            p90_us: 400,
+            p99_us: 5000,
+            max_us: 5000,
+        };
+        BenchReport::new(&config, load)
     }
 
     #[test]

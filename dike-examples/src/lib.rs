@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod kv;
+pub mod loadgen;
 pub mod lock;
 pub mod processes;
 pub mod set;

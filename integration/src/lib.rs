@@ -13,8 +13,8 @@
 //! [`nft`] cuts links between node processes, [`faults`] plans faults,
 //! [`workload`] drives the clients and [`runner`] puts them together.
 //!
-//! The benchmarks (`src/bin/vs-etcd.rs`, `src/bin/scale/`): [`loadgen`]
-//! runs closed-loop load, [`proc_stat`] reads a process's CPU and memory,
+//! The benchmarks (`src/bin/vs-etcd.rs`, `src/bin/scale/`):
+//! `dike_examples::loadgen` runs closed-loop load, [`proc_stat`] reads a process's CPU and memory,
 //! [`node_http`] asks a node's `/ready` and `/metrics`.
 
 pub mod binary;
@@ -24,7 +24,6 @@ pub mod etcd;
 pub mod faults;
 pub mod history;
 pub mod linearizability;
-pub mod loadgen;
 pub mod nft;
 pub mod node_http;
 pub mod proc_stat;

@@ -29,10 +29,10 @@
 
 use clap::Parser;
 use dike_examples::kv::{vnode_for, vnodes, KvRequest, KvServer};
+use dike_examples::loadgen::{closed_loop, LoadReport};
 #[cfg(feature = "etcd-grpc")]
 use integration::etcd::GrpcClient;
 use integration::etcd::{EtcdCluster, EtcdError, JsonGatewayClient};
-use integration::loadgen::{closed_loop, LoadReport};
 use integration::node_http;
 use integration::proc_stat::{cpu_seconds, own_cpu_seconds};
 use integration::{Client, Cluster, Storage};

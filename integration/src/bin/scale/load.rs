@@ -1,13 +1,13 @@
 //! Writes spread over many groups against writes over few: closed-loop
 //! `Add(1)` commands from `--clients` clients, each to a group drawn from
 //! the run's set (the first 1, 16 or min(N, 1000) scale groups), with
-//! [`integration::loadgen::closed_loop`]. The sets alternate in order from
+//! [`dike_examples::loadgen::closed_loop`]. The sets alternate in order from
 //! round to round, so none always runs first; each run has an unmeasured
 //! warm-up (which also wakes the set's hibernating groups).
 
 use crate::Args;
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
-use integration::loadgen::{closed_loop, LoadReport};
+use dike_examples::loadgen::{closed_loop, LoadReport};
 use integration::proc_stat::cpu_seconds;
 use integration::{Client, Cluster};
 use serde::Serialize;

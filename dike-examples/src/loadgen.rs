@@ -2,8 +2,12 @@
 //! waiting for its answer and sending the next, for a fixed time. Latencies
 //! go into an HDR histogram; errors are counted by their message.
 //!
-//! Used by the side-by-side benchmark (`vs-etcd`), so both systems are driven
-//! by the same loop, in the same process, with the same accounting.
+//! Used by `dike bench` ([`crate::bench`]) and by the benchmarks of the
+//! `integration` crate (`vs-etcd`, where both systems are driven by the same
+//! loop, in the same process, with the same accounting, and `scale`).
+//!
+//! Invariant: a task never has more than one request in flight, so the
+//! offered load is exactly `clients` outstanding requests.
 
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -34,6 +38,12 @@ pub struct LoadReport {
     pub max_us: u64,
 }
 
+/// The latency histogram: 1 µs to 1 hour (longer ones count as 1 hour),
+/// 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("1 µs to 1 hour are valid bounds")
+}
+
 /// Runs `op(client, i)` in a closed loop from `clients` tasks: first for
 /// `warmup` (not measured), then for `measure`.
 pub async fn closed_loop<F, Fut, E>(
@@ -55,8 +65,7 @@ where
     for client in 0..clients {
         let op = op.clone();
         tasks.spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                .expect("valid histogram bounds");
+            let mut hist = histogram();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut i = 0u64;
             loop {
@@ -71,8 +80,8 @@ where
                 }
                 match r {
                     Ok(()) => {
-                        let us = sent.elapsed().as_micros().min(60_000_000) as u64;
-                        let _ = hist.record(us.max(1));
+                        let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        hist.saturating_record(us.max(1));
                     }
                     Err(e) => *errors.entry(e.to_string()).or_default() += 1,
                 }
@@ -80,7 +89,7 @@ where
             (hist, errors)
         });
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut hist = histogram();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         if let Ok((h, e)) = joined {
