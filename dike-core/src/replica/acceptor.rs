@@ -4,7 +4,7 @@
 //! accepted; and every `Promise`/`Accepted` is sent after the write that
 //! backs it, so a restarted acceptor never contradicts what it said.
 
-use super::{LogEntry, Replica, Role};
+use super::{Replica, Role};
 use crate::entry::Entry;
 use crate::ids::{Ballot, MemberId, Slot};
 use crate::message::Message;
@@ -14,8 +14,7 @@ use crate::storage::{Accepted, Write};
 impl<M: StateMachine> Replica<M> {
     /// Raises the promise to `b` (with a write) if it is higher.
     fn promise(&mut self, b: Ballot) {
-        if b > self.promised {
-            self.promised = b;
+        if self.votes.promise(b) {
             self.ready.writes.push(Write::Promise(b));
         }
     }
@@ -30,9 +29,10 @@ impl<M: StateMachine> Replica<M> {
                 round: 0,
                 leader: MemberId::new(0, 0),
             };
-            return Some(self.promised.max(floor));
+            return Some(self.votes.promised().max(floor));
         }
-        (ballot < self.promised).then_some(self.promised)
+        let promised = self.votes.promised();
+        (ballot < promised).then_some(promised)
     }
 
     /// Whether `ballot` belongs to a configuration this replica has not
@@ -70,7 +70,7 @@ impl<M: StateMachine> Replica<M> {
             slot,
             value: value.clone(),
         });
-        self.log.insert(slot, LogEntry { value, chosen });
+        self.votes.insert(slot, value, chosen);
     }
 
     pub(super) fn snapshot_slot(&self) -> Slot {
@@ -82,21 +82,17 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         // Only voters vote.
-        let votes = self.config.is_voter(self.id) && !self.removed;
-        if !votes && !self.bugs.count_non_voters {
+        let voting = self.config.is_voter(self.id) && !self.removed;
+        if !voting && !self.bugs.count_non_voters {
             return;
         }
-        if ballot > self.promised && from != self.id {
+        if ballot > self.votes.promised() && from != self.id {
             // Someone is campaigning: give it time before competing.
             self.leader = None;
             self.reset_election_timer();
         }
         self.promise(ballot);
-        let accepted = self
-            .log
-            .range(slot..)
-            .map(|(s, e)| (*s, e.value.clone()))
-            .collect();
+        let accepted = self.votes.accepted_from(slot);
         let reply = Message::Promise {
             ballot,
             from: slot,
@@ -129,7 +125,7 @@ impl<M: StateMachine> Replica<M> {
                 },
             );
         } else {
-            match self.log.get(&slot) {
+            match self.votes.get(slot) {
                 // A chosen value is never replaced. A proposal from a ballot at
                 // or above the chosen value's ballot carries the same value, so
                 // acknowledging it is truthful; a lower one may not, so the
@@ -166,7 +162,7 @@ impl<M: StateMachine> Replica<M> {
         read_round: u64,
         hibernate: bool,
     ) {
-        if self.bugs.ack_stale_read_rounds && read_round > 0 && ballot < self.promised {
+        if self.bugs.ack_stale_read_rounds && read_round > 0 && ballot < self.votes.promised() {
             self.ack_heartbeat(from, ballot, read_round);
         }
         if !self.admit(from, ballot, false) {

@@ -22,13 +22,15 @@ impl<M: StateMachine> Replica<M> {
     pub(super) fn learn_commit(&mut self, leader: MemberId, ballot: Ballot, commit: Slot) {
         while self.commit < commit {
             let next = self.commit + 1;
-            match self.log.get_mut(&next) {
-                Some(e) if e.chosen || e.value.ballot == ballot => {
-                    e.chosen = true;
-                    self.commit = next;
-                }
-                _ => break,
+            let known = self
+                .votes
+                .get(next)
+                .is_some_and(|e| e.chosen || e.value.ballot == ballot);
+            if !known {
+                break;
             }
+            self.votes.mark_chosen(next);
+            self.commit = next;
         }
         self.apply_chosen();
         if self.commit < commit {
@@ -54,7 +56,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// Extends `commit` over contiguous chosen slots and applies them.
     pub(super) fn advance_commit(&mut self) {
-        while let Some(e) = self.log.get(&(self.commit + 1)) {
+        while let Some(e) = self.votes.get(self.commit + 1) {
             if !e.chosen {
                 break;
             }
@@ -110,10 +112,10 @@ impl<M: StateMachine> Replica<M> {
                 .saturating_sub(1),
         );
         let entries: Vec<(Slot, Accepted)> = self
-            .log
+            .votes
             .range(slot..=end)
             .filter(|(_, e)| e.chosen)
-            .map(|(s, e)| (*s, e.value.clone()))
+            .map(|(s, e)| (s, e.value.clone()))
             .collect();
         if !entries.is_empty() {
             self.send(
@@ -177,7 +179,7 @@ impl<M: StateMachine> Replica<M> {
         }
         self.applied = snap.slot;
         self.commit = self.commit.max(snap.slot);
-        self.log = self.log.split_off(&(snap.slot + 1));
+        self.votes.compact_through(snap.slot);
         self.failed.clear();
         self.next_snapshot_at =
             snap.slot + self.opts.snapshot_interval + self.rng.below(self.opts.snapshot_jitter + 1);
@@ -214,7 +216,7 @@ impl<M: StateMachine> Replica<M> {
     pub(super) fn apply_chosen(&mut self) {
         while self.applied < self.commit {
             let slot = self.applied + 1;
-            let Some(e) = self.log.get(&slot) else { break };
+            let Some(e) = self.votes.get(slot) else { break };
             let entry = e.value.entry.clone();
             self.apply_slot(slot, &entry);
             self.applied = slot;
@@ -303,9 +305,9 @@ impl<M: StateMachine> Replica<M> {
             }
         };
         let entries: Vec<(Slot, Entry)> = self
-            .log
+            .votes
             .range(base + 1..=slot)
-            .map(|(s, e)| (*s, e.value.entry.clone()))
+            .map(|(s, e)| (s, e.value.entry.clone()))
             .collect();
         for (s, entry) in entries {
             let Entry::Batch(batch) = entry else { continue };
@@ -369,7 +371,7 @@ impl<M: StateMachine> Replica<M> {
             state,
             sessions: self.sessions.clone(),
         });
-        self.log = self.log.split_off(&(self.applied + 1));
+        self.votes.compact_through(self.applied);
         self.failed.clear();
         self.next_snapshot_at = self.applied
             + self.opts.snapshot_interval.max(1)

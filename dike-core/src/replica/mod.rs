@@ -19,7 +19,8 @@
 //! (commit, apply, catch-up, snapshots), `read` (read-index queries),
 //! `reconfig` (membership changes), `transfer` (leadership transfer and
 //! the hand-back to the preferred leader) and `drain` (leadership moving
-//! off draining nodes).
+//! off draining nodes). State that a rule set of its own keeps lives in
+//! parts with private fields: `votes` (the acceptor's promise and log).
 
 mod acceptor;
 mod drain;
@@ -28,6 +29,7 @@ mod proposer;
 mod read;
 mod reconfig;
 mod transfer;
+mod votes;
 
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::{Command, Entry};
@@ -37,22 +39,14 @@ use crate::ready::{Ready, RequestError, RequestId, Response};
 use crate::rng::Rng;
 use crate::server::StateMachine;
 use crate::session::SessionTable;
-use crate::storage::{Accepted, Recovered, Snapshot};
+use crate::storage::{Recovered, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub(crate) use proposer::{CandidateState, LeaderState};
 pub use reconfig::{ConfigChange, ReconfigError};
 pub use transfer::TransferError;
-
-/// A log slot as this replica holds it.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct LogEntry {
-    pub value: Accepted,
-    /// Known to be chosen (by a quorum of `Accepted`, a commit index, or a
-    /// catch-up from a replica that knew).
-    pub chosen: bool,
-}
+use votes::Votes;
 
 /// The replica's current role.
 #[derive(Debug)]
@@ -122,9 +116,8 @@ pub struct Replica<M: StateMachine> {
     pub(crate) bugs: Bugs,
     pub(crate) trace: bool,
 
-    // Acceptor.
-    pub(crate) promised: Ballot,
-    pub(crate) log: BTreeMap<Slot, LogEntry>,
+    /// The acceptor's promise and log.
+    votes: Votes,
 
     // Learner.
     pub(crate) commit: Slot,
@@ -213,8 +206,7 @@ impl<M: StateMachine> Replica<M> {
             machine,
             bugs: Bugs::default(),
             trace: false,
-            promised: Ballot::ZERO,
-            log: BTreeMap::new(),
+            votes: Votes::new(),
             commit: 0,
             commit_written: 0,
             applied: 0,
@@ -253,7 +245,6 @@ impl<M: StateMachine> Replica<M> {
     pub fn recover(start: Start<M>, recovered: Recovered) -> Result<Self, RecoverError> {
         let restarted = recovered != Recovered::default();
         let mut r = Replica::new(start);
-        r.promised = recovered.promised;
         r.max_round_seen = recovered.promised.round;
         if let Some(snap) = recovered.snapshot {
             r.machine
@@ -269,30 +260,13 @@ impl<M: StateMachine> Replica<M> {
             r.next_snapshot_at += snap.slot;
             r.snapshot = Some(snap);
         }
-        r.log = recovered
-            .log
-            .into_iter()
-            .filter(|(s, _)| *s > r.applied)
-            .map(|(s, value)| {
-                (
-                    s,
-                    LogEntry {
-                        value,
-                        chosen: false,
-                    },
-                )
-            })
-            .collect();
+        let applied = r.applied;
+        let above_snapshot = recovered.log.into_iter().filter(|(s, _)| *s > applied);
+        r.votes = Votes::restored(recovered.promised, above_snapshot);
         // Entries up to the stored commit point are chosen, as far as they
         // are contiguous.
-        while r.commit < recovered.commit {
-            match r.log.get_mut(&(r.commit + 1)) {
-                Some(e) => {
-                    e.chosen = true;
-                    r.commit += 1;
-                }
-                None => break,
-            }
+        while r.commit < recovered.commit && r.votes.mark_chosen(r.commit + 1) {
+            r.commit += 1;
         }
         r.commit_written = r.commit;
         r.recovering = true;
@@ -372,7 +346,8 @@ impl<M: StateMachine> Replica<M> {
     /// `Replica::reset_election_timer`): reports then come from a
     /// congested cluster, and elections started sooner never finish.
     pub fn node_down(&mut self, node: crate::ids::NodeId) {
-        let promised = (self.promised != Ballot::ZERO).then_some(self.promised.leader);
+        let promised = self.votes.promised();
+        let promised = (promised != Ballot::ZERO).then_some(promised.leader);
         let suspect = self.leader.or(promised);
         if !matches!(self.role, Role::Follower) || suspect.is_some_and(|l| l.node != node) {
             return;
@@ -517,7 +492,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// The highest ballot promised.
     pub fn promised(&self) -> Ballot {
-        self.promised
+        self.votes.promised()
     }
 
     /// Every slot up to this one is known chosen here.
@@ -552,8 +527,8 @@ impl<M: StateMachine> Replica<M> {
 
     /// The chosen entry at `slot`, if still in the log.
     pub fn chosen_entry(&self, slot: Slot) -> Option<&Entry> {
-        self.log
-            .get(&slot)
+        self.votes
+            .get(slot)
             .filter(|e| e.chosen)
             .map(|e| &e.value.entry)
     }

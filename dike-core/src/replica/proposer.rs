@@ -142,13 +142,13 @@ impl<M: StateMachine> Replica<M> {
             self.role = Role::Follower;
             return;
         }
-        let round = self.max_round_seen.max(self.promised.round) + 1;
+        let round = self.max_round_seen.max(self.votes.promised().round) + 1;
         let ballot = Ballot {
             epoch: self.config.epoch,
             round,
             leader: self.id,
         };
-        if ballot <= self.promised {
+        if ballot <= self.votes.promised() {
             // We promised a ballot of a later configuration than ours: we
             // are behind and cannot campaign in it; catch up first.
             self.reset_election_timer();
@@ -469,28 +469,21 @@ impl<M: StateMachine> Replica<M> {
         if slot <= self.snapshot_slot() {
             return;
         }
-        match self.log.get_mut(&slot) {
+        match self.votes.get(slot) {
             Some(e) if e.chosen => {}
-            Some(e) => {
-                if e.value.entry != value.entry {
-                    // We hold a value from an older ballot that lost: the
-                    // chosen one replaces it, on disk too, before any commit
-                    // point that covers it is written.
-                    e.value = value.clone();
-                    self.ready
-                        .writes
-                        .push(crate::storage::Write::Accept { slot, value });
-                }
-                e.chosen = true;
+            // We hold a value from an older ballot that lost: the chosen one
+            // replaces it, on disk too, before any commit point that covers
+            // it is written.
+            Some(e) if e.value.entry != value.entry => self.store(slot, value, true),
+            Some(_) => {
+                self.votes.mark_chosen(slot);
             }
-            None => {
-                self.store(slot, value, true);
-            }
+            None => self.store(slot, value, true),
         }
         let lost_slot = match &mut self.role {
             Role::Leader(l) => l.in_flight.remove(&slot).is_some_and(|p| {
-                self.log
-                    .get(&slot)
+                self.votes
+                    .get(slot)
                     .is_some_and(|e| e.value.entry != p.entry)
             }),
             _ => false,
@@ -518,8 +511,8 @@ impl<M: StateMachine> Replica<M> {
                 continue;
             };
             let chosen_same = self
-                .log
-                .get(&slot)
+                .votes
+                .get(slot)
                 .is_some_and(|e| e.value.entry == p.entry);
             if let (false, Entry::Batch(b)) = (chosen_same, p.entry) {
                 requeue.extend(b.commands.iter().cloned());

@@ -376,9 +376,9 @@ fn a_slot_never_carries_more_commands_than_a_batch_may_hold() {
     c.run_until_quiet();
     let sizes: Vec<usize> = c
         .replica(0)
-        .log
-        .values()
-        .map(|e| e.value.entry.len())
+        .votes
+        .range(..)
+        .map(|(_, e)| e.value.entry.len())
         .collect();
     assert_eq!(sizes.iter().sum::<usize>(), n, "every command was proposed");
     let largest = sizes.iter().max().copied().unwrap_or(0);
@@ -565,7 +565,6 @@ fn a_stale_retry_after_the_client_moved_on_is_refused() {
 #[test]
 fn a_catch_up_never_carries_more_entries_than_a_peer_would_decode() {
     use crate::message::MAX_CHOSEN_ENTRIES;
-    use crate::replica::LogEntry;
     let o = ReplicaOptions {
         catchup_batch: usize::MAX,
         ..opts()
@@ -585,13 +584,7 @@ fn a_catch_up_never_carries_more_entries_than_a_peer_would_decode() {
             ballot: Ballot::ZERO,
             entry: Entry::Noop,
         };
-        r.log.insert(
-            slot,
-            LogEntry {
-                value,
-                chosen: true,
-            },
-        );
+        r.votes.insert(slot, value, true);
     }
     r.commit = last;
     r.step(m(2), Message::CatchUp { from: 1 });

@@ -327,7 +327,7 @@ impl<M: StateMachine> Replica<M> {
 
     pub(super) fn on_timeout_now(&mut self, from: MemberId, ballot: Ballot) {
         self.observe_ballot(ballot);
-        let current = ballot.leader == from && ballot >= self.promised;
+        let current = ballot.leader == from && ballot >= self.votes.promised();
         // A draining replica takes no leadership handed to it (its own
         // election timer still runs: see `drain`).
         if !current || self.leaving || self.is_draining() || self.is_leader() || self.removed {
