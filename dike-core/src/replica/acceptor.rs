@@ -209,17 +209,8 @@ impl<M: StateMachine> Replica<M> {
         self.catching_up = false;
         self.hibernating = false;
         // Timeouts go back to their base once this leader has lasted a
-        // whole (stretched) one: sooner, and a round trip that is longer
-        // than the base timeout would unseat every new leader.
-        match self.following {
-            Some((b, since)) if b == ballot => {
-                let timeout = self.opts.election_ticks * self.election_backoff();
-                if self.now >= since + timeout {
-                    self.elections_in_a_row = 0;
-                }
-            }
-            _ => self.following = Some((ballot, self.now)),
-        }
+        // whole (stretched) one.
+        self.clock.follow(ballot);
         self.reset_election_timer();
     }
 }

@@ -38,7 +38,7 @@ impl<M: StateMachine> Replica<M> {
         }
         tracing::info!(member = %self.id, draining = ?nodes, "draining nodes changed");
         self.draining = nodes;
-        let now = self.now;
+        let now = self.clock.now();
         if let Role::Leader(l) = &mut self.role {
             // An asleep leader gets no ticks: wake it to hand off (or to
             // hand back to a preferred leader that was undrained).
@@ -61,7 +61,7 @@ impl<M: StateMachine> Replica<M> {
     /// best voter heard from recently on a node that is not draining, if
     /// any and no backoff holds it.
     pub(super) fn hand_off_while_draining(&mut self) {
-        let (now, e) = (self.now, self.opts.election_ticks.max(1));
+        let (now, e) = (self.clock.now(), self.opts.election_ticks.max(1));
         let Role::Leader(l) = &self.role else {
             return;
         };

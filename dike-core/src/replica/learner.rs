@@ -46,9 +46,9 @@ impl<M: StateMachine> Replica<M> {
         }
         let due = self
             .last_catchup_at
-            .is_none_or(|t| self.now >= t + self.opts.heartbeat_ticks);
+            .is_none_or(|t| self.clock.now() >= t + self.opts.heartbeat_ticks);
         if now || due {
-            self.last_catchup_at = Some(self.now);
+            self.last_catchup_at = Some(self.clock.now());
             let from_slot = self.commit + 1;
             self.send(from, Message::CatchUp { from: from_slot });
         }

@@ -20,9 +20,11 @@
 //! `reconfig` (membership changes), `transfer` (leadership transfer and
 //! the hand-back to the preferred leader) and `drain` (leadership moving
 //! off draining nodes). State that a rule set of its own keeps lives in
-//! parts with private fields: `votes` (the acceptor's promise and log).
+//! parts with private fields: `votes` (the acceptor's promise and log) and
+//! `clock` (logical time and the election timer).
 
 mod acceptor;
+mod clock;
 mod drain;
 mod learner;
 mod proposer;
@@ -43,6 +45,8 @@ use crate::storage::{Recovered, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use clock::ElectionClock;
+pub use clock::MAX_ELECTION_BACKOFF;
 pub(crate) use proposer::{CandidateState, LeaderState};
 pub use reconfig::{ConfigChange, ReconfigError};
 pub use transfer::TransferError;
@@ -149,18 +153,8 @@ pub struct Replica<M: StateMachine> {
     // Role and time.
     pub(crate) role: Role,
     pub(crate) leader: Option<MemberId>,
-    pub(crate) now: u64,
-    pub(crate) election_deadline: u64,
-    pub(crate) max_round_seen: u64,
-    /// Elections this replica started in a row without following a leader
-    /// for a whole election timeout since (winning does not count: a new
-    /// leader that went back to short timeouts would unseat its successor
-    /// the same way it unseated its predecessor): each doubles
-    /// its election timeouts, up to [`MAX_ELECTION_BACKOFF`] times the base
-    /// (see `reset_election_timer`).
-    pub(crate) elections_in_a_row: u32,
-    /// The leader's ballot this follower hears, and since when.
-    pub(crate) following: Option<(Ballot, u64)>,
+    /// Logical time and the election timer.
+    clock: ElectionClock,
 
     // Local clients.
     pub(crate) waiting: BTreeSet<RequestId>,
@@ -198,6 +192,7 @@ impl<M: StateMachine> Replica<M> {
         } = start;
         let mut rng = Rng::new(seed ^ id.node.0.rotate_left(17) ^ boot.rotate_left(41));
         let next_snapshot_at = opts.snapshot_interval + rng.below(opts.snapshot_jitter + 1);
+        let clock = ElectionClock::new(opts.election_ticks);
         let mut r = Replica {
             id,
             boot,
@@ -224,11 +219,7 @@ impl<M: StateMachine> Replica<M> {
             draining: BTreeSet::new(),
             role: Role::Follower,
             leader: None,
-            now: 0,
-            election_deadline: 0,
-            max_round_seen: 0,
-            elections_in_a_row: 0,
-            following: None,
+            clock,
             waiting: BTreeSet::new(),
             ready: Ready::default(),
             inbox: Vec::new(),
@@ -245,7 +236,7 @@ impl<M: StateMachine> Replica<M> {
     pub fn recover(start: Start<M>, recovered: Recovered) -> Result<Self, RecoverError> {
         let restarted = recovered != Recovered::default();
         let mut r = Replica::new(start);
-        r.max_round_seen = recovered.promised.round;
+        r.clock.note_round(recovered.promised.round);
         if let Some(snap) = recovered.snapshot {
             r.machine
                 .import(&snap.state)
@@ -306,21 +297,18 @@ impl<M: StateMachine> Replica<M> {
     /// Advances logical time by one tick: heartbeats, retransmissions,
     /// election timeouts.
     pub fn tick(&mut self) {
-        self.now += 1;
+        self.clock.advance(1);
         match self.role {
             Role::Leader(_) => self.leader_tick(),
             Role::Candidate(_) => {
-                if self.now >= self.election_deadline {
+                if self.clock.expired() {
                     self.start_election();
                 } else {
                     self.candidate_tick();
                 }
             }
             Role::Follower => {
-                if !self.hibernating
-                    && self.now >= self.election_deadline
-                    && self.config.is_voter(self.id)
-                {
+                if !self.hibernating && self.clock.expired() && self.config.is_voter(self.id) {
                     if self.catching_up {
                         self.ask_to_catch_up();
                     } else {
@@ -357,11 +345,11 @@ impl<M: StateMachine> Replica<M> {
         // Within the stretched timeout once elections failed in a row: a
         // report on a busy cluster (a ping answered late) must not start
         // elections sooner than the congestion lets them finish.
-        let e = self.opts.election_ticks.max(1) * self.election_backoff();
+        let e = self.clock.timeout();
         // A draining replica leaves the first try to the others.
         let later = if self.is_draining() { e } else { 0 };
-        let at = self.now + later + self.rng.range(0, e);
-        self.election_deadline = self.election_deadline.min(at);
+        let wait = later + self.rng.range(0, e);
+        self.clock.expire_within(wait);
     }
 
     /// Whether this replica needs `tick` calls: not while its group
@@ -386,14 +374,14 @@ impl<M: StateMachine> Replica<M> {
         if !self.wants_ticks() {
             return u64::MAX;
         }
-        let until = |at: u64| at.saturating_sub(self.now).max(1);
+        let deadline = self.clock.deadline();
         match &self.role {
             Role::Leader(_) => 1,
             Role::Candidate(c) => {
-                let resend = c.resend_at(self.opts.heartbeat_ticks * self.election_backoff());
-                until(self.election_deadline.min(resend))
+                let resend = c.resend_at(self.opts.heartbeat_ticks * self.clock.backoff());
+                self.clock.ticks_until(deadline.min(resend))
             }
-            Role::Follower if self.config.is_voter(self.id) => until(self.election_deadline),
+            Role::Follower if self.config.is_voter(self.id) => self.clock.ticks_until(deadline),
             Role::Follower => u64::MAX,
         }
     }
@@ -438,7 +426,7 @@ impl<M: StateMachine> Replica<M> {
                     return;
                 }
                 l.queue.push_back(cmd);
-                l.wake(self.now);
+                l.wake(self.clock.now());
                 self.waiting.insert(id);
             }
             _ => {
@@ -535,7 +523,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// The current logical time.
     pub fn now(&self) -> u64 {
-        self.now
+        self.clock.now()
     }
 
     // ----- plumbing shared by the role modules -----
@@ -630,21 +618,17 @@ impl<M: StateMachine> Replica<M> {
     /// messages take longer than an election timeout (a congested node, a
     /// slow link), elections that restart before their promises can arrive
     /// never finish, and each adds messages to the congestion; backing off
-    /// lets one finish.
+    /// lets one finish (see `ElectionClock::backoff`).
     pub(crate) fn reset_election_timer(&mut self) {
-        self.election_deadline = self.now + self.election_timeout();
+        let timeout = self.election_timeout();
+        self.clock.reset(timeout);
     }
 
     /// A random election timeout, stretched by the current backoff (see
     /// [`Replica::reset_election_timer`]).
     fn election_timeout(&mut self) -> u64 {
-        let e = self.opts.election_ticks.max(1) * self.election_backoff();
         let preferred = self.config.voters.first() == Some(&self.id);
-        let (low, high) = if preferred && !self.is_draining() {
-            (e.div_ceil(2), e)
-        } else {
-            (e, 2 * e)
-        };
+        let (low, high) = self.clock.timeout_range(preferred && !self.is_draining());
         self.rng.range(low, high)
     }
 
@@ -673,8 +657,9 @@ impl<M: StateMachine> Replica<M> {
         for m in self.other_members() {
             self.send(m, Message::CatchUp { from });
         }
-        let e = self.opts.election_ticks.max(1) * MAX_ELECTION_BACKOFF;
-        self.election_deadline = self.now + self.rng.range(e, 2 * e);
+        let (low, high) = self.clock.catch_up_wait_range();
+        let wait = self.rng.range(low, high);
+        self.clock.reset(wait);
     }
 
     /// Every member of the group's configuration (voters and learners) but
@@ -699,22 +684,14 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.catching_up = false;
-        let at = self.now + self.election_timeout();
-        self.election_deadline = self.election_deadline.min(at);
-    }
-
-    /// The factor on election timeouts and on a candidate's retransmissions:
-    /// 1 for the first election in a row, doubling with each further one up
-    /// to [`MAX_ELECTION_BACKOFF`].
-    pub(crate) fn election_backoff(&self) -> u64 {
-        let doublings = self.elections_in_a_row.saturating_sub(1);
-        1 << doublings.min(MAX_ELECTION_BACKOFF.trailing_zeros())
+        let timeout = self.election_timeout();
+        self.clock.expire_within(timeout);
     }
 
     /// Notes a ballot seen anywhere; a higher one than ours ends our
     /// candidacy or leadership.
     pub(crate) fn observe_ballot(&mut self, b: Ballot) {
-        self.max_round_seen = self.max_round_seen.max(b.round);
+        self.clock.note_round(b.round);
         let mine = match &self.role {
             Role::Leader(l) => Some(l.ballot),
             Role::Candidate(c) => Some(c.ballot),
@@ -748,10 +725,6 @@ impl<M: StateMachine> Replica<M> {
         self.reset_election_timer();
     }
 }
-
-/// The most election timeouts are stretched by after elections that did
-/// not finish (a power of two).
-pub const MAX_ELECTION_BACKOFF: u64 = 8;
 
 #[cfg(test)]
 mod drain_tests;

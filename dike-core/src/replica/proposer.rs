@@ -142,7 +142,7 @@ impl<M: StateMachine> Replica<M> {
             self.role = Role::Follower;
             return;
         }
-        let round = self.max_round_seen.max(self.votes.promised().round) + 1;
+        let round = self.clock.max_round_seen().max(self.votes.promised().round) + 1;
         let ballot = Ballot {
             epoch: self.config.epoch,
             round,
@@ -170,12 +170,12 @@ impl<M: StateMachine> Replica<M> {
     /// Campaigns in `ballot` (above every ballot this replica promised,
     /// except with the deliberate bug `transfer_reuses_ballot`).
     pub(super) fn campaign_in(&mut self, ballot: Ballot) {
-        self.max_round_seen = self.max_round_seen.max(ballot.round);
+        self.clock.note_round(ballot.round);
         if matches!(self.role, Role::Leader(_)) {
             self.step_down(None);
         }
         self.leader = None;
-        self.elections_in_a_row = self.elections_in_a_row.saturating_add(1);
+        self.clock.count_election();
         self.reset_election_timer();
         let from = self.commit + 1;
         tracing::debug!(member = %self.id, %ballot, from, "starting election");
@@ -185,7 +185,7 @@ impl<M: StateMachine> Replica<M> {
             promised_by: Vec::new(),
             best: BTreeMap::new(),
             must_reach: 0,
-            last_sent: self.now,
+            last_sent: self.clock.now(),
         });
         // Our own promise of `ballot` is written in this same `Ready`; the
         // others hear of `ballot` only once that write is durable. A ballot
@@ -205,15 +205,15 @@ impl<M: StateMachine> Replica<M> {
 
     pub(super) fn candidate_tick(&mut self) {
         // Resent as often as the election timeout allows (see
-        // `election_backoff`): under congestion resending adds to it.
-        let every = self.opts.heartbeat_ticks * self.election_backoff();
+        // `ElectionClock::backoff`): under congestion resending adds to it.
+        let every = self.opts.heartbeat_ticks * self.clock.backoff();
         let Role::Candidate(c) = &mut self.role else {
             return;
         };
-        if self.now < c.last_sent + every {
+        if self.clock.now() < c.last_sent + every {
             return;
         }
-        c.last_sent = self.now;
+        c.last_sent = self.clock.now();
         let (ballot, from) = (c.ballot, c.from);
         let missing: Vec<MemberId> = self
             .config
@@ -329,12 +329,12 @@ impl<M: StateMachine> Replica<M> {
             in_flight: BTreeMap::new(),
             queue: VecDeque::new(),
             phase1_end: last,
-            last_heartbeat: self.now,
+            last_heartbeat: self.clock.now(),
             reads: ReadIndex::default(),
             stop,
             progress: BTreeMap::new(),
             commit_acks: BTreeMap::new(),
-            idle_since: self.now,
+            idle_since: self.clock.now(),
             asleep: false,
             transfer: None,
             heard_at: BTreeMap::new(),
@@ -342,7 +342,7 @@ impl<M: StateMachine> Replica<M> {
             retry_transfer_at: 0,
             transfers_given_up: 0,
             preferred_missed: false,
-            since: self.now,
+            since: self.clock.now(),
             slept: false,
         }));
         for slot in self.commit + 1..=last {
@@ -365,7 +365,7 @@ impl<M: StateMachine> Replica<M> {
             Proposal {
                 entry: entry.clone(),
                 acks: Vec::new(),
-                sent_at: self.now,
+                sent_at: self.clock.now(),
             },
         );
         let members: Vec<MemberId> = self.config.all_members().collect();
@@ -436,7 +436,7 @@ impl<M: StateMachine> Replica<M> {
         if l.ballot != ballot {
             return;
         }
-        l.heard(from, self.now);
+        l.heard(from, self.clock.now());
         let seen = l.progress.entry(from).or_insert(0);
         *seen = (*seen).max(slot);
         if !counts {
@@ -535,7 +535,7 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        if self.now < l.last_heartbeat + self.opts.heartbeat_ticks {
+        if self.clock.now() < l.last_heartbeat + self.opts.heartbeat_ticks {
             return;
         }
         let idle = l.in_flight.is_empty()
@@ -543,10 +543,10 @@ impl<M: StateMachine> Replica<M> {
             && l.reads.is_empty()
             && l.stop.is_none()
             && l.transfer.is_none()
-            && !l.hand_back_due(self.now)
+            && !l.hand_back_due(self.clock.now())
             && !hand_off_due;
         if !idle {
-            l.idle_since = self.now;
+            l.idle_since = self.clock.now();
             l.asleep = false;
         }
         if l.asleep {
@@ -554,14 +554,14 @@ impl<M: StateMachine> Replica<M> {
         }
         let hibernate = idle
             && self.opts.hibernate_after_ticks > 0
-            && self.now >= l.idle_since + self.opts.hibernate_after_ticks;
+            && self.clock.now() >= l.idle_since + self.opts.hibernate_after_ticks;
         // Retransmit proposals that have waited too long (lost messages).
         let ballot = l.ballot;
         let resend_after = 2 * self.opts.heartbeat_ticks;
         let mut resend = Vec::new();
         for (slot, p) in l.in_flight.iter_mut() {
-            if self.now >= p.sent_at + resend_after {
-                p.sent_at = self.now;
+            if self.clock.now() >= p.sent_at + resend_after {
+                p.sent_at = self.clock.now();
                 resend.push((*slot, p.entry.clone(), p.acks.clone()));
             }
         }
@@ -603,7 +603,7 @@ impl<M: StateMachine> Replica<M> {
         if !hibernate {
             l.asleep = false;
         }
-        l.last_heartbeat = self.now;
+        l.last_heartbeat = self.clock.now();
         let ballot = l.ballot;
         // During a transfer every member reports its commit index, so the
         // leader sees when the target holds everything (in an idle group

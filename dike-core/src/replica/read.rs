@@ -90,7 +90,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         let read_index = self.commit.max(l.phase1_end);
-        l.wake(self.now);
+        l.wake(self.clock.now());
         l.reads.pending.push(PendingRead {
             id,
             payload,
@@ -120,7 +120,7 @@ impl<M: StateMachine> Replica<M> {
         if l.ballot != ballot {
             return;
         }
-        l.heard(from, self.now);
+        l.heard(from, self.clock.now());
         let seen = l.progress.entry(from).or_insert(0);
         *seen = (*seen).max(commit);
         let acked = l.commit_acks.entry(from).or_insert(0);

@@ -204,7 +204,7 @@ impl<M: StateMachine> Replica<M> {
             }
         }
         tracing::info!(member = %self.id, ?change, epoch = next.epoch, "proposing membership change");
-        l.wake(self.now);
+        l.wake(self.clock.now());
         self.flush_proposals();
         self.propose_stop_sign(next);
         self.waiting.insert(RequestId::Reconfig(id));

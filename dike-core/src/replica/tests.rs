@@ -901,8 +901,9 @@ fn failed_elections_in_a_row_stretch_timeouts_until_a_leader_lasts() {
     for _ in 0..6 {
         r.start_election();
         let _ = r.take_ready();
-        spans.push(r.election_deadline - r.now);
-        r.now = r.election_deadline;
+        let span = r.clock.deadline() - r.clock.now();
+        spans.push(span);
+        r.clock.advance(span);
     }
     for (i, span) in spans.iter().enumerate() {
         let factor = (1u64 << i.min(3)).min(super::MAX_ELECTION_BACKOFF);
@@ -914,7 +915,7 @@ fn failed_elections_in_a_row_stretch_timeouts_until_a_leader_lasts() {
     // A leader heard, then heard for a whole stretched timeout.
     let leader = Ballot {
         epoch: 0,
-        round: r.max_round_seen + 1,
+        round: r.clock.max_round_seen() + 1,
         leader: m(1),
     };
     let heartbeat = |commit| Message::Heartbeat {
@@ -924,11 +925,11 @@ fn failed_elections_in_a_row_stretch_timeouts_until_a_leader_lasts() {
         hibernate: false,
     };
     r.step(m(1), heartbeat(0));
-    assert_eq!(r.election_backoff(), super::MAX_ELECTION_BACKOFF, "not yet");
-    r.now += e * super::MAX_ELECTION_BACKOFF;
+    assert_eq!(r.clock.backoff(), super::MAX_ELECTION_BACKOFF, "not yet");
+    r.clock.advance(e * super::MAX_ELECTION_BACKOFF);
     r.step(m(1), heartbeat(0));
-    assert_eq!(r.election_backoff(), 1, "the leader lasted");
-    let span = r.election_deadline - r.now;
+    assert_eq!(r.clock.backoff(), 1, "the leader lasted");
+    let span = r.clock.deadline() - r.clock.now();
     assert!((e..2 * e).contains(&span), "{span}");
 }
 
@@ -958,7 +959,7 @@ fn a_down_report_after_failed_elections_waits_within_the_stretched_timeout() {
         // Following member 1 again, not yet for a whole stretched timeout.
         let leader = Ballot {
             epoch: 0,
-            round: r.max_round_seen + 1,
+            round: r.clock.max_round_seen() + 1,
             leader: m(1),
         };
         r.step(
@@ -972,7 +973,7 @@ fn a_down_report_after_failed_elections_waits_within_the_stretched_timeout() {
         );
         let _ = r.take_ready();
         r.node_down(m(1).node);
-        r.election_deadline - r.now
+        r.clock.deadline() - r.clock.now()
     };
     let fresh: Vec<u64> = (0..40).map(|seed| span_after(0, seed)).collect();
     assert!(fresh.iter().all(|s| *s < e), "{fresh:?}");

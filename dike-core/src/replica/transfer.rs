@@ -140,7 +140,7 @@ impl<M: StateMachine> Replica<M> {
         automatic: bool,
     ) -> Result<(), TransferError> {
         let leader = self.leader;
-        let (now, commit) = (self.now, self.commit);
+        let (now, commit) = (self.clock.now(), self.commit);
         let until = now + self.opts.election_ticks.max(1);
         let Role::Leader(l) = &mut self.role else {
             return Err(TransferError::NotLeader { leader });
@@ -183,7 +183,7 @@ impl<M: StateMachine> Replica<M> {
     /// Sends `TimeoutNow` to the transfer's target once it holds everything
     /// this leader proposed (again at most once per heartbeat interval).
     fn try_hand_over(&mut self) {
-        let now = self.now;
+        let now = self.clock.now();
         let Role::Leader(l) = &mut self.role else {
             return;
         };
@@ -223,7 +223,7 @@ impl<M: StateMachine> Replica<M> {
     /// draining (see `drain`), else starts the hand-back to the preferred
     /// leader when it is due.
     pub(super) fn transfer_tick(&mut self) {
-        let now = self.now;
+        let now = self.clock.now();
         let after = self.opts.preferred_leader_after_ticks;
         let Role::Leader(l) = &mut self.role else {
             return;
@@ -265,7 +265,7 @@ impl<M: StateMachine> Replica<M> {
         if after == 0 || preferred == self.id {
             return;
         }
-        let (now, commit) = (self.now, self.commit);
+        let (now, commit) = (self.clock.now(), self.commit);
         // The preferred voter acknowledges every heartbeat.
         let recently = 2 * self.opts.heartbeat_ticks.max(1) + 1;
         let Role::Leader(l) = &mut self.role else {
