@@ -7,7 +7,6 @@ use crate::arithmetic::{Arithmetic, ArithmeticRequest};
 use crate::kv::{vnode_for, KvRequest, KvServer};
 use crate::loadgen::{closed_loop, LoadReport};
 use dike_actors::{DikeError, NodeHandle};
-use dike_core::rng::Rng;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,7 +19,8 @@ use std::time::Duration;
 pub enum BenchKind {
     /// `Add(1)` on arithmetic groups `bench-1` … `bench-G`.
     Arithmetic,
-    /// `Put` of random keys on the kv ring `vnode-1` … `vnode-G`.
+    /// `Put`s on the kv ring `vnode-1` … `vnode-G`: task `c`'s `i`-th
+    /// writes [`kv_key`]`(c, i)`, the keys the vs-etcd harness writes.
     Kv,
 }
 
@@ -54,8 +54,10 @@ pub struct BenchConfig {
     pub groups: u32,
     /// Concurrent closed-loop tasks.
     pub concurrency: usize,
-    /// How long to send.
+    /// How long to send, after the warm-up.
     pub duration: Duration,
+    /// How long to send before the measured part (not counted).
+    pub warmup: Duration,
     /// Bytes per value (kv only).
     pub value_size: usize,
 }
@@ -105,17 +107,14 @@ pub async fn run(node: &NodeHandle, config: &BenchConfig) -> Result<BenchReport,
         ));
     }
     let (node, shared) = (node.clone(), Arc::new(config.clone()));
-    let value: Arc<str> = "x".repeat(config.value_size).into();
     let load = closed_loop(
         config.concurrency,
-        Duration::ZERO,
+        config.warmup,
         config.duration,
         move |task, i| {
-            let (node, config, value) = (node.clone(), shared.clone(), value.clone());
+            let (node, config) = (node.clone(), shared.clone());
             async move {
-                // One stream of draws per task, the same on every run.
-                let mut rng = Rng::new((0x5eed ^ task as u64).wrapping_add(i << 32));
-                one_command(&node, &config, &mut rng, &value)
+                one_command(&node, &config, task, i)
                     .await
                     .map_err(|e| e.label())
             }
@@ -125,18 +124,33 @@ pub async fn run(node: &NodeHandle, config: &BenchConfig) -> Result<BenchReport,
     Ok(BenchReport::new(config, load))
 }
 
-/// Sends one write command of the configured kind and waits for its reply.
+/// The key task `client` writes with its `i`-th put: 1,024 keys per task,
+/// written in turn, so the state stays the same size however long a run
+/// is. The vs-etcd harness writes the same keys to both systems.
+pub fn kv_key(client: usize, i: u64) -> String {
+    format!("k{client}-{}", i % 1024)
+}
+
+/// The value of the `i`-th put: `size` bytes of `i`'s decimal digits.
+pub fn kv_value(size: usize, i: u64) -> String {
+    let digits = format!("{i:016}");
+    digits.chars().cycle().take(size).collect()
+}
+
+/// Sends task `task`'s `i`-th write command of the configured kind and
+/// waits for its reply.
 async fn one_command(
     node: &NodeHandle,
     config: &BenchConfig,
-    rng: &mut Rng,
-    value: &str,
+    task: usize,
+    i: u64,
 ) -> Result<(), DikeError> {
     match config.kind {
         BenchKind::Arithmetic => {
-            let group = format!("bench-{}", rng.below(u64::from(config.groups)) + 1);
+            // Each task walks the groups from its own starting point.
+            let group = (task as u64 + i) % u64::from(config.groups) + 1;
             let reply = node
-                .group::<Arithmetic>(&group)
+                .group::<Arithmetic>(&format!("bench-{group}"))
                 .call(ArithmeticRequest::Add(1))
                 .await?;
             reply
@@ -144,9 +158,9 @@ async fn one_command(
                 .map_err(|e| DikeError::Application(e.to_string()))
         }
         BenchKind::Kv => {
-            let key = format!("key-{}", rng.below(1_000_000));
+            let key = kv_key(task, i);
             let group = vnode_for(&key, config.groups);
-            let req = KvRequest::Put(key, value.to_owned());
+            let req = KvRequest::Put(key, kv_value(config.value_size, i));
             node.group::<KvServer>(&group).call(req).await.map(drop)
         }
     }
@@ -224,6 +238,7 @@ mod tests {
             groups: 4,
             concurrency: 8,
             duration: Duration::from_secs(2),
+            warmup: Duration::ZERO,
             value_size: 16,
         };
         let load = LoadReport {

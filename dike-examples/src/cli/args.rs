@@ -706,7 +706,8 @@ pub struct BenchArgs {
     /// How to reach the cluster.
     #[command(flatten)]
     pub via: Via,
-    /// What to load: arithmetic adds, or kv puts of random keys.
+    /// What to load: arithmetic adds, or kv puts (1,024 keys per task, as
+    /// the vs-etcd harness writes them).
     #[arg(long, value_enum, default_value_t = BenchKind::Arithmetic)]
     pub kind: BenchKind,
     /// Number of groups (G).
@@ -715,9 +716,13 @@ pub struct BenchArgs {
     /// Concurrent closed-loop tasks (C).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// How long to send, in seconds (S).
+    /// How long to send, in seconds (S), after the warm-up.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Seconds of load before the measured part (not counted): leaders
+    /// settle, connections open, caches fill.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
     /// Bytes per value (kv only).
     #[arg(long, default_value_t = 64)]
     pub value_size: usize,
@@ -734,6 +739,7 @@ impl BenchArgs {
             groups: self.groups,
             concurrency: self.concurrency,
             duration: std::time::Duration::from_secs(self.duration),
+            warmup: std::time::Duration::from_secs(self.warmup),
             value_size: self.value_size,
         }
     }

@@ -28,6 +28,7 @@
 //! ```
 
 use clap::Parser;
+use dike_examples::bench::{kv_key, kv_value};
 use dike_examples::kv::{vnode_for, vnodes, KvRequest, KvServer};
 use dike_examples::loadgen::{closed_loop, LoadReport};
 #[cfg(feature = "etcd-grpc")]
@@ -236,11 +237,6 @@ impl Run {
     }
 }
 
-fn value(size: usize, i: u64) -> String {
-    let digits = format!("{i:016}");
-    digits.chars().cycle().take(size).collect()
-}
-
 fn cpu_of(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|&p| cpu_seconds(p)).sum()
 }
@@ -339,9 +335,9 @@ async fn run_etcd(args: &Args, clients: usize, api: EtcdApi, tls: bool) -> Run {
         Box::pin(closed_loop(clients, Duration::ZERO, d, move |c, i| {
             let conns = conns.clone();
             async move {
-                let key = format!("k{c}-{}", i % 1024);
+                let key = kv_key(c, i);
                 conns
-                    .put(c, key.as_bytes(), value(size, i).as_bytes())
+                    .put(c, key.as_bytes(), kv_value(size, i).as_bytes())
                     .await
             }
         }))
@@ -442,10 +438,10 @@ async fn run_dike(args: &Args, clients: usize, metrics: bool, tls: bool) -> Run 
         Box::pin(closed_loop(clients, Duration::ZERO, d, move |c, i| {
             let node = node.clone();
             async move {
-                let key = format!("k{c}-{}", i % 1024);
+                let key = kv_key(c, i);
                 let group = vnode_for(&key, groups);
                 node.group::<KvServer>(&group)
-                    .call(KvRequest::Put(key, value(size, i)))
+                    .call(KvRequest::Put(key, kv_value(size, i)))
                     .await
                     .map(|_| ())
             }
