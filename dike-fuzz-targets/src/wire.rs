@@ -4,11 +4,14 @@
 //! first byte picks the decoder, the rest is the payload. A decoder must
 //! return a value or an error, never panic, and never allocate more than
 //! the input can justify (libFuzzer's `-malloc_limit_mb` catches a huge
-//! preallocation from a length that lies).
+//! preallocation from a length that lies). Protocol envelopes that decode
+//! must re-encode to the same bytes through `EnvelopeEncoder` (which shares
+//! an `Accept` among followers) as through `encode_envelopes`.
 
 use dike_actors::cluster::transport::{decode_batch, TransportMsg};
 use dike_actors::cluster::wire::{
-    decode_envelopes, ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus,
+    decode_envelopes, encode_envelopes, ClientReply, ClientRequest, EnvelopeEncoder, ReplicaMsg,
+    ReplicaStatus,
 };
 use dike_actors::master::{MasterReply, MasterRequest};
 use dike_actors::node::admin::{AdminMsg, AdminReply, JoinRequest};
@@ -84,7 +87,15 @@ pub fn run(data: &[u8]) {
         return;
     };
     match pick % 14 {
-        0 => drop(decode_envelopes(rest)),
+        0 => {
+            // What decodes re-encodes to the same bytes whichever encoder
+            // a replica uses (the one that shares Accepts, or the plain one).
+            if let Ok(envs) = decode_envelopes(rest) {
+                let plain = encode_envelopes(&envs);
+                let shared = EnvelopeEncoder::default().encode(&envs);
+                assert_eq!(plain.ok(), shared.ok(), "the two encoders differ");
+            }
+        }
         1 => drop(decode_batch(rest)),
         2 => decode::<ClientRequest>(rest),
         3 => decode::<ClientReply>(rest),

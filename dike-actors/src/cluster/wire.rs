@@ -9,7 +9,7 @@
 //! Variant names are the wire tags: never rename one.
 
 use dike_core::replica::ConfigChange;
-use dike_core::{codec, Command, Envelope, MemberId, RequestError};
+use dike_core::{codec, Ballot, Command, Entry, Envelope, MemberId, Message, RequestError, Slot};
 use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,90 @@ pub fn encode_envelopes(envs: &[Envelope]) -> Result<Vec<u8>, codec::CodecError>
     codec::encode_compact("envelopes", envs)
 }
 
+/// Encodes the envelope lists one drive of a replica sends, one list per
+/// member, as [`encode_envelopes`] does (the same bytes), but an `Accept`
+/// that goes to several followers is encoded once: its bytes are copied
+/// into each follower's list. Keep one encoder per drive: it holds the
+/// bytes of every `Accept` it encoded.
+///
+/// An `Accept` is reused only for an equal message (same ballot, slot,
+/// commit index and entry), so the bytes are always those of the message.
+#[derive(Default)]
+pub struct EnvelopeEncoder {
+    /// Encoded `Accept`s by (ballot, slot, commit), with the entry encoded.
+    accepts: std::collections::HashMap<(Ballot, Slot, Slot), (Entry, Vec<u8>)>,
+    /// `Accept`s encoded, and encodings reused: for tests and benches.
+    encoded: u64,
+    reused: u64,
+}
+
+impl EnvelopeEncoder {
+    /// `envs` encoded as one [`ReplicaMsg::Protocol`] payload.
+    pub fn encode(&mut self, envs: &[Envelope]) -> Result<Vec<u8>, codec::CodecError> {
+        let mut out = Vec::with_capacity(64 * envs.len());
+        write_array_len(&mut out, envs.len());
+        for e in envs {
+            // An envelope is a struct of three fields: an array of three.
+            write_array_len(&mut out, 3);
+            write(&mut out, &e.from)?;
+            write(&mut out, &e.to)?;
+            match &e.msg {
+                Message::Accept {
+                    ballot,
+                    slot,
+                    entry,
+                    commit,
+                } => {
+                    let key = (*ballot, *slot, *commit);
+                    match self.accepts.get(&key) {
+                        Some((cached, bytes)) if cached == entry => {
+                            self.reused += 1;
+                            out.extend_from_slice(bytes);
+                        }
+                        _ => {
+                            let bytes = codec::encode_compact("envelopes", &e.msg)?;
+                            self.encoded += 1;
+                            out.extend_from_slice(&bytes);
+                            self.accepts.insert(key, (entry.clone(), bytes));
+                        }
+                    }
+                }
+                other => write(&mut out, other)?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many `Accept`s it encoded, and how many times it reused one.
+    pub fn accepts(&self) -> (u64, u64) {
+        (self.encoded, self.reused)
+    }
+}
+
+/// Appends `value`, encoded as [`codec::encode_compact`] does.
+fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), codec::CodecError> {
+    rmp_serde::encode::write(out, value).map_err(|e| codec::CodecError::Encode {
+        what: "envelopes",
+        reason: e.to_string(),
+    })
+}
+
+/// Appends a MessagePack array header of `len` elements, in the shortest
+/// form, as rmp-serde writes a sequence's.
+fn write_array_len(out: &mut Vec<u8>, len: usize) {
+    match len {
+        0..=15 => out.push(0x90 | len as u8),
+        16..=0xffff => {
+            out.push(0xdc);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdd);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+}
+
 /// The most envelopes one [`ReplicaMsg::Protocol`] may carry: what one
 /// drive of a replica sends one member (a window of accepts, catch-up,
 /// answers) is far below it.
@@ -209,6 +293,139 @@ mod tests {
         let s: ReplicaStatus = codec::decode("status", &bytes).expect("decode");
         assert_eq!((s.applied, s.state_digest, s.hibernating), (3, None, None));
         assert_ne!(digest(b"a"), digest(b"b"));
+    }
+
+    fn accept(slot: Slot, value: u8, commit: Slot) -> Message {
+        let command = Command::new(dike_core::ClientId(7), slot, vec![value; 16]);
+        Message::Accept {
+            ballot: Ballot {
+                epoch: 0,
+                round: 2,
+                leader: MemberId::new(1, 1),
+            },
+            slot,
+            entry: Entry::Batch(dike_core::Batch {
+                proposer: MemberId::new(1, 1),
+                boot: 3,
+                commands: vec![command].into(),
+            }),
+            commit,
+        }
+    }
+
+    fn envelopes(to: MemberId, msgs: &[Message]) -> Vec<Envelope> {
+        let from = MemberId::new(1, 1);
+        msgs.iter()
+            .map(|msg| Envelope {
+                from,
+                to,
+                msg: msg.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shared_accepts_encode_to_the_bytes_of_each_list_and_once_each() {
+        let mut encoder = EnvelopeEncoder::default();
+        let msgs = [
+            accept(5, 1, 4),
+            Message::Nack {
+                promised: Ballot::ZERO,
+            },
+            accept(6, 2, 4),
+        ];
+        for follower in 2..=5 {
+            let envs = envelopes(MemberId::new(follower, 1), &msgs);
+            let shared = encoder.encode(&envs).expect("encodes");
+            assert_eq!(shared, encode_envelopes(&envs).expect("encodes"));
+            assert_eq!(decode_envelopes(&shared).expect("decodes"), envs);
+        }
+        assert_eq!(encoder.accepts(), (2, 6), "two Accepts, each encoded once");
+    }
+
+    #[test]
+    fn an_accept_that_differs_in_anything_is_encoded_anew() {
+        let mut encoder = EnvelopeEncoder::default();
+        let to = MemberId::new(2, 1);
+        let first = envelopes(to, &[accept(5, 1, 4)]);
+        encoder.encode(&first).expect("encodes");
+        for other in [accept(5, 9, 4), accept(5, 1, 5), accept(6, 1, 4)] {
+            let envs = envelopes(to, &[other]);
+            let bytes = encoder.encode(&envs).expect("encodes");
+            assert_eq!(decode_envelopes(&bytes).expect("decodes"), envs);
+        }
+        assert_eq!(encoder.accepts(), (4, 0));
+    }
+
+    #[test]
+    fn a_leaders_accept_to_its_followers_is_encoded_once() {
+        use crate::counter::{Counter, CounterRequest};
+        use dike_core::{Blocking, Config, GroupContext, GroupDriver, MemoryStorage};
+        use dike_core::{ServerMachine, Start};
+        type Driver = GroupDriver<ServerMachine<Counter>, Blocking<MemoryStorage>>;
+        let members: Vec<MemberId> = (1..=3).map(|n| MemberId::new(n, 1)).collect();
+        let mut drivers: std::collections::BTreeMap<MemberId, Driver> = members
+            .iter()
+            .map(|&member| {
+                let machine = ServerMachine::<Counter>::new(GroupContext {
+                    group: "g".into(),
+                    kind: "counter".into(),
+                    member,
+                });
+                let start = Start {
+                    member,
+                    config: Config::initial(members.clone()),
+                    machine,
+                    options: crate::node::config::runtime_replica_options(),
+                    boot: 1,
+                    seed: member.node.0,
+                };
+                let storage = Blocking(MemoryStorage::default());
+                (member, GroupDriver::start(start, storage).expect("starts"))
+            })
+            .collect();
+        let leader = members[0];
+        drivers.get_mut(&leader).expect("member").campaign();
+        // Relay until nothing is sent: the election, and the leader's first
+        // slot of its ballot.
+        loop {
+            let mut sent = Vec::new();
+            for d in drivers.values_mut() {
+                sent.extend(d.drive().expect("drives").to_peers);
+            }
+            if sent.is_empty() {
+                break;
+            }
+            for (to, envs) in sent {
+                drivers.get_mut(&to).expect("member").step(envs);
+            }
+        }
+        let l = drivers.get_mut(&leader).expect("leader");
+        assert!(l.replica().is_leader(), "member 1 leads");
+        let add = codec::encode("request", &CounterRequest::Add(1)).expect("encodes");
+        l.propose(Command::new(dike_core::ClientId(9), 1, add));
+        let out = l.drive().expect("drives");
+        assert_eq!(out.to_peers.len(), 2, "both followers are sent to");
+        let mut encoder = EnvelopeEncoder::default();
+        for envs in out.to_peers.values() {
+            let bytes = encoder.encode(envs).expect("encodes");
+            assert_eq!(bytes, encode_envelopes(envs).expect("encodes"));
+        }
+        assert_eq!(
+            encoder.accepts(),
+            (1, 1),
+            "one Accept, encoded once for two"
+        );
+    }
+
+    #[test]
+    fn array_headers_are_the_shortest_form_at_every_boundary() {
+        for len in [0usize, 1, 15, 16, 0xffff, 0x1_0000] {
+            let mut header = Vec::new();
+            write_array_len(&mut header, len);
+            let encoded = codec::encode_compact("seq", &vec![0u8; len]).expect("encodes");
+            assert_eq!(header, encoded[..header.len()], "length {len}");
+        }
     }
 
     #[test]

@@ -510,8 +510,11 @@ impl ReplicaState {
         self.count_leader_change();
         self.observe_role();
         self.ctx.effects.run(&self.group, out.effects);
+        // One encoder for the drive: an Accept to every follower is
+        // encoded once.
+        let mut encoder = wire::EnvelopeEncoder::default();
         for (to, envs) in out.to_peers {
-            self.send(to, &envs);
+            self.send(to, &envs, &mut encoder);
         }
         for Response { to, result } in out.responses {
             if let Some((port, since)) = self.waiting.remove(&to) {
@@ -620,8 +623,13 @@ impl ReplicaState {
     }
 
     /// Hands `envs` for `to` to the node's transport (which drops them if
-    /// `to` is unreachable, as the network may).
-    fn send(&mut self, to: MemberId, envs: &[dike_core::Envelope]) {
+    /// `to` is unreachable, as the network may), encoded by `encoder`.
+    fn send(
+        &mut self,
+        to: MemberId,
+        envs: &[dike_core::Envelope],
+        encoder: &mut wire::EnvelopeEncoder,
+    ) {
         for e in envs {
             match e.msg {
                 Message::InstallSnapshot { .. } => self.ctx.metrics.snapshots_sent.inc(),
@@ -629,7 +637,7 @@ impl ReplicaState {
                 _ => 0,
             };
         }
-        let bytes = match wire::encode_envelopes(envs) {
+        let bytes = match encoder.encode(envs) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(group = %self.group, "cannot encode protocol messages: {e}");
