@@ -73,10 +73,6 @@ impl<M: StateMachine> Replica<M> {
         self.votes.insert(slot, value, chosen);
     }
 
-    pub(super) fn snapshot_slot(&self) -> Slot {
-        self.snapshot.as_ref().map_or(0, |s| s.slot)
-    }
-
     pub(super) fn on_prepare(&mut self, from: MemberId, ballot: Ballot, slot: Slot) {
         if !self.admit(from, ballot, false) {
             return;
@@ -97,8 +93,8 @@ impl<M: StateMachine> Replica<M> {
             ballot,
             from: slot,
             accepted,
-            commit: self.commit,
-            snapshot_slot: self.snapshot_slot(),
+            commit: self.cursor.commit(),
+            snapshot_slot: self.cursor.snapshot_slot(),
         };
         self.send_after_write(from, reply);
     }
@@ -116,12 +112,12 @@ impl<M: StateMachine> Replica<M> {
         }
         self.follow(ballot);
         self.promise(ballot);
-        if slot <= self.snapshot_slot() {
+        if slot <= self.cursor.snapshot_slot() {
             // Chosen and compacted here; the sender is behind.
             self.send(
                 from,
                 Message::Compacted {
-                    upto: self.snapshot_slot(),
+                    upto: self.cursor.snapshot_slot(),
                 },
             );
         } else {
@@ -136,7 +132,7 @@ impl<M: StateMachine> Replica<M> {
                         from,
                         Message::Chosen {
                             entries: chosen,
-                            commit: self.commit,
+                            commit: self.cursor.commit(),
                         },
                     );
                 }
@@ -184,7 +180,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn ack_heartbeat(&mut self, to: MemberId, ballot: Ballot, read_round: u64) {
-        let commit = self.commit;
+        let commit = self.cursor.commit();
         self.send(
             to,
             Message::HeartbeatAck {

@@ -1,9 +1,11 @@
 //! The learner: which slots are chosen, applying them in order, catching up
 //! from other replicas, and snapshots with log truncation.
 //!
-//! Invariant: `applied <= commit`, every slot up to `commit` is chosen, and
-//! slots are applied one by one in order, each exactly once per life of the
-//! state machine (a rebuild after a panic replays without effects).
+//! Invariant: every slot up to the commit index is chosen, and slots are
+//! applied one by one in order, each exactly once per life of the state
+//! machine (a rebuild after a panic replays without effects). How far the
+//! log is known chosen, written down and applied is kept by the `cursor`
+//! part (`applied <= commit` and the rest of its rules live there).
 
 use super::{Replica, Role};
 use crate::entry::Entry;
@@ -20,8 +22,8 @@ impl<M: StateMachine> Replica<M> {
     /// entries accepted in that same ballot carry the leader's value, so
     /// they are chosen; for others we ask the leader.
     pub(super) fn learn_commit(&mut self, leader: MemberId, ballot: Ballot, commit: Slot) {
-        while self.commit < commit {
-            let next = self.commit + 1;
+        while self.cursor.commit() < commit {
+            let next = self.cursor.commit() + 1;
             let known = self
                 .votes
                 .get(next)
@@ -30,10 +32,10 @@ impl<M: StateMachine> Replica<M> {
                 break;
             }
             self.votes.mark_chosen(next);
-            self.commit = next;
+            self.cursor.commit_through(next);
         }
         self.apply_chosen();
-        if self.commit < commit {
+        if self.cursor.commit() < commit {
             self.request_catch_up(leader, false);
         }
     }
@@ -44,23 +46,19 @@ impl<M: StateMachine> Replica<M> {
         if from == self.id {
             return;
         }
-        let due = self
-            .last_catchup_at
-            .is_none_or(|t| self.clock.now() >= t + self.opts.heartbeat_ticks);
-        if now || due {
-            self.last_catchup_at = Some(self.clock.now());
-            let from_slot = self.commit + 1;
+        let every = self.opts.heartbeat_ticks;
+        if let Some(from_slot) = self.cursor.ask_catch_up(self.clock.now(), every, now) {
             self.send(from, Message::CatchUp { from: from_slot });
         }
     }
 
     /// Extends `commit` over contiguous chosen slots and applies them.
     pub(super) fn advance_commit(&mut self) {
-        while let Some(e) = self.votes.get(self.commit + 1) {
+        while let Some(e) = self.votes.get(self.cursor.commit() + 1) {
             if !e.chosen {
                 break;
             }
-            self.commit += 1;
+            self.cursor.commit_through(self.cursor.commit() + 1);
         }
         self.prune_in_flight();
         self.apply_chosen();
@@ -74,12 +72,12 @@ impl<M: StateMachine> Replica<M> {
         // The sender knows every slot before `slot` chosen: if that is more
         // than this replica knows, it asks back (in an idle group where
         // nobody leads, nobody else would tell it).
-        if slot > self.commit.saturating_add(1) {
+        if slot > self.cursor.commit().saturating_add(1) {
             self.request_catch_up(from, false);
         }
         let mut slot = slot;
-        if slot <= self.snapshot_slot() {
-            if let Some(snapshot) = self.snapshot.clone() {
+        if slot <= self.cursor.snapshot_slot() {
+            if let Some(snapshot) = self.cursor.snapshot().cloned() {
                 // The snapshot, then what was chosen after it: a member that
                 // gets only the snapshot from a group about to sleep would
                 // hear of the later slots from nobody.
@@ -87,7 +85,8 @@ impl<M: StateMachine> Replica<M> {
                 self.send(from, Message::InstallSnapshot { snapshot });
             }
         }
-        let all_sent = slot > self.commit || self.send_chosen_from(from, slot) >= self.commit;
+        let commit = self.cursor.commit();
+        let all_sent = slot > commit || self.send_chosen_from(from, slot) >= commit;
         // A sleeping leader tells a member that asks (one that restarted,
         // say) that the group sleeps, once it sent all it was missing: else
         // the member, hearing nothing, would wake the group with an election.
@@ -95,7 +94,7 @@ impl<M: StateMachine> Replica<M> {
             if l.asleep && all_sent && from != self.id {
                 let msg = Message::Heartbeat {
                     ballot: l.ballot,
-                    commit: self.commit,
+                    commit,
                     read_round: 0,
                     hibernate: true,
                 };
@@ -107,7 +106,8 @@ impl<M: StateMachine> Replica<M> {
     /// Sends `to` the chosen entries from `slot` on, at most a catch-up
     /// batch of them; returns the last slot of the batch.
     fn send_chosen_from(&mut self, to: MemberId, slot: Slot) -> Slot {
-        let end = self.commit.min(
+        let commit = self.cursor.commit();
+        let end = commit.min(
             slot.saturating_add(self.opts.catchup_batch.clamp(1, MAX_CHOSEN_ENTRIES) as u64)
                 .saturating_sub(1),
         );
@@ -118,13 +118,7 @@ impl<M: StateMachine> Replica<M> {
             .map(|(s, e)| (s, e.value.clone()))
             .collect();
         if !entries.is_empty() {
-            self.send(
-                to,
-                Message::Chosen {
-                    entries,
-                    commit: self.commit,
-                },
-            );
+            self.send(to, Message::Chosen { entries, commit });
         }
         end
     }
@@ -136,7 +130,7 @@ impl<M: StateMachine> Replica<M> {
         their_commit: Slot,
     ) {
         for (slot, value) in entries {
-            if slot > self.commit {
+            if slot > self.cursor.commit() {
                 // A value chosen in a higher ballot means our own leadership
                 // (if any) is over: a leader's commit index must only cover
                 // slots its own ballot's proposals won, because followers
@@ -147,13 +141,13 @@ impl<M: StateMachine> Replica<M> {
         }
         self.advance_commit();
         self.try_become_leader();
-        if self.commit < their_commit {
+        if self.cursor.commit() < their_commit {
             self.request_catch_up(from, true);
         }
     }
 
     pub(super) fn on_install_snapshot(&mut self, snap: Arc<Snapshot>) {
-        if snap.slot <= self.applied {
+        if snap.slot <= self.cursor.applied() {
             return;
         }
         if let Err(e) = self.machine.import(&snap.state) {
@@ -177,14 +171,11 @@ impl<M: StateMachine> Replica<M> {
             self.config = snap.config.clone();
             self.removed = !self.config.all_members().any(|m| m == self.id);
         }
-        self.applied = snap.slot;
-        self.commit = self.commit.max(snap.slot);
         self.votes.compact_through(snap.slot);
         self.failed.clear();
-        self.next_snapshot_at =
-            snap.slot + self.opts.snapshot_interval + self.rng.below(self.opts.snapshot_jitter + 1);
+        let gap = self.opts.snapshot_interval + self.rng.below(self.opts.snapshot_jitter + 1);
         self.ready.writes.push(Write::Snapshot(snap.clone()));
-        self.snapshot = Some(snap);
+        self.cursor.install(snap, gap);
         self.answer_waiters_from_sessions();
         self.prune_in_flight();
         self.advance_commit();
@@ -214,12 +205,11 @@ impl<M: StateMachine> Replica<M> {
 
     /// Applies every chosen slot after `applied`.
     pub(super) fn apply_chosen(&mut self) {
-        while self.applied < self.commit {
-            let slot = self.applied + 1;
+        while let Some(slot) = self.cursor.next_to_apply() {
             let Some(e) = self.votes.get(slot) else { break };
             let entry = e.value.entry.clone();
             self.apply_slot(slot, &entry);
-            self.applied = slot;
+            self.cursor.applied_next();
             self.maybe_snapshot();
         }
         self.serve_reads();
@@ -289,7 +279,7 @@ impl<M: StateMachine> Replica<M> {
     /// on every replica; effects are not run again.
     fn rebuild_state(&mut self, slot: Slot, index: usize) {
         tracing::warn!(member = %self.id, slot, index, "server panicked; rebuilding its state");
-        let base = match &self.snapshot {
+        let base = match self.cursor.snapshot() {
             Some(s) => {
                 if let Err(e) = self.machine.import(&s.state) {
                     // The snapshot loaded before; it must load again.
@@ -354,29 +344,23 @@ impl<M: StateMachine> Replica<M> {
     /// Takes a snapshot when enough slots were applied since the last one,
     /// and drops the log at or below it.
     fn maybe_snapshot(&mut self) {
-        if self.applied < self.next_snapshot_at {
+        if !self.cursor.snapshot_due() {
             return;
         }
         let state = match self.machine.export() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(member = %self.id, error = %e, "cannot export state; snapshot skipped");
-                self.next_snapshot_at = self.applied + self.opts.snapshot_interval;
+                self.cursor.postpone_snapshot(self.opts.snapshot_interval);
                 return;
             }
         };
-        let snap = Arc::new(Snapshot {
-            slot: self.applied,
-            config: self.config.clone(),
-            state,
-            sessions: self.sessions.clone(),
-        });
-        self.votes.compact_through(self.applied);
+        let gap =
+            self.opts.snapshot_interval.max(1) + self.rng.below(self.opts.snapshot_jitter + 1);
+        let (config, sessions) = (self.config.clone(), self.sessions.clone());
+        let snap = self.cursor.take_snapshot(config, state, sessions, gap);
+        self.votes.compact_through(snap.slot);
         self.failed.clear();
-        self.next_snapshot_at = self.applied
-            + self.opts.snapshot_interval.max(1)
-            + self.rng.below(self.opts.snapshot_jitter + 1);
-        self.ready.writes.push(Write::Snapshot(snap.clone()));
-        self.snapshot = Some(snap);
+        self.ready.writes.push(Write::Snapshot(snap));
     }
 }

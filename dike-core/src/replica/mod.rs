@@ -20,11 +20,14 @@
 //! `reconfig` (membership changes), `transfer` (leadership transfer and
 //! the hand-back to the preferred leader) and `drain` (leadership moving
 //! off draining nodes). State that a rule set of its own keeps lives in
-//! parts with private fields: `votes` (the acceptor's promise and log) and
-//! `clock` (logical time and the election timer).
+//! parts with private fields: `votes` (the acceptor's promise and log),
+//! `cursor` (how far the log is known chosen, written down and applied,
+//! and the latest snapshot) and `clock` (logical time and the election
+//! timer).
 
 mod acceptor;
 mod clock;
+mod cursor;
 mod drain;
 mod learner;
 mod proposer;
@@ -47,6 +50,7 @@ use std::sync::Arc;
 
 use clock::ElectionClock;
 pub use clock::MAX_ELECTION_BACKOFF;
+use cursor::Cursor;
 pub(crate) use proposer::{CandidateState, LeaderState};
 pub use reconfig::{ConfigChange, ReconfigError};
 pub use transfer::TransferError;
@@ -123,17 +127,15 @@ pub struct Replica<M: StateMachine> {
     /// The acceptor's promise and log.
     votes: Votes,
 
+    /// How far the log is known chosen, written down and applied, and the
+    /// latest snapshot.
+    cursor: Cursor,
+
     // Learner.
-    pub(crate) commit: Slot,
-    pub(crate) commit_written: Slot,
-    pub(crate) applied: Slot,
-    pub(crate) snapshot: Option<Arc<Snapshot>>,
     pub(crate) config: Config,
     pub(crate) sessions: SessionTable,
     /// Commands that panicked since the snapshot, with their messages.
     pub(crate) failed: BTreeMap<(Slot, usize), String>,
-    pub(crate) next_snapshot_at: Slot,
-    pub(crate) last_catchup_at: Option<u64>,
     /// This replica applied a configuration it is not part of.
     pub(crate) removed: bool,
     /// The leader said the group is idle: no election timeout until it
@@ -191,7 +193,7 @@ impl<M: StateMachine> Replica<M> {
             seed,
         } = start;
         let mut rng = Rng::new(seed ^ id.node.0.rotate_left(17) ^ boot.rotate_left(41));
-        let next_snapshot_at = opts.snapshot_interval + rng.below(opts.snapshot_jitter + 1);
+        let first_snapshot_at = opts.snapshot_interval + rng.below(opts.snapshot_jitter + 1);
         let clock = ElectionClock::new(opts.election_ticks);
         let mut r = Replica {
             id,
@@ -202,15 +204,10 @@ impl<M: StateMachine> Replica<M> {
             bugs: Bugs::default(),
             trace: false,
             votes: Votes::new(),
-            commit: 0,
-            commit_written: 0,
-            applied: 0,
-            snapshot: None,
+            cursor: Cursor::new(first_snapshot_at),
             config,
             sessions: SessionTable::new(),
             failed: BTreeMap::new(),
-            next_snapshot_at,
-            last_catchup_at: None,
             removed: false,
             hibernating: false,
             recovering: false,
@@ -246,20 +243,21 @@ impl<M: StateMachine> Replica<M> {
                 })?;
             r.sessions = snap.sessions.clone();
             r.config = snap.config.clone();
-            r.applied = snap.slot;
-            r.commit = snap.slot;
-            r.next_snapshot_at += snap.slot;
-            r.snapshot = Some(snap);
+            // The first snapshot of this life is due as far after the
+            // stored one as it would have been after slot 0.
+            let gap = r.cursor.next_snapshot_at();
+            r.cursor.install(snap, gap);
         }
-        let applied = r.applied;
+        let applied = r.cursor.applied();
         let above_snapshot = recovered.log.into_iter().filter(|(s, _)| *s > applied);
         r.votes = Votes::restored(recovered.promised, above_snapshot);
         // Entries up to the stored commit point are chosen, as far as they
         // are contiguous.
-        while r.commit < recovered.commit && r.votes.mark_chosen(r.commit + 1) {
-            r.commit += 1;
+        while r.cursor.commit() < recovered.commit && r.votes.mark_chosen(r.cursor.commit() + 1) {
+            r.cursor.commit_through(r.cursor.commit() + 1);
         }
-        r.commit_written = r.commit;
+        // The storage holds this commit index already.
+        let _ = r.cursor.take_unwritten_commit();
         r.recovering = true;
         r.apply_chosen();
         r.recovering = false;
@@ -442,11 +440,10 @@ impl<M: StateMachine> Replica<M> {
         self.flush_proposals();
         self.flush_reads();
         self.drain_inbox();
-        if self.commit > self.commit_written {
+        if let Some(commit) = self.cursor.take_unwritten_commit() {
             self.ready
                 .writes
-                .push(crate::storage::Write::Commit(self.commit));
-            self.commit_written = self.commit;
+                .push(crate::storage::Write::Commit(commit));
         }
         std::mem::take(&mut self.ready)
     }
@@ -454,7 +451,7 @@ impl<M: StateMachine> Replica<M> {
     /// Whether `take_ready` has something (or queued commands to batch).
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
-            || self.commit > self.commit_written
+            || self.cursor.has_unwritten_commit()
             || matches!(&self.role, Role::Leader(l)
                 if (!l.queue.is_empty() && l.transfer.is_none()) || l.reads_unsent())
     }
@@ -485,12 +482,12 @@ impl<M: StateMachine> Replica<M> {
 
     /// Every slot up to this one is known chosen here.
     pub fn commit_index(&self) -> Slot {
-        self.commit
+        self.cursor.commit()
     }
 
     /// Every slot up to this one is applied here.
     pub fn applied(&self) -> Slot {
-        self.applied
+        self.cursor.applied()
     }
 
     /// The membership in force.
@@ -510,7 +507,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// The latest snapshot, if any.
     pub fn snapshot(&self) -> Option<&Arc<Snapshot>> {
-        self.snapshot.as_ref()
+        self.cursor.snapshot()
     }
 
     /// The chosen entry at `slot`, if still in the log.
@@ -653,7 +650,7 @@ impl<M: StateMachine> Replica<M> {
     /// The preferred leader waits as long as the others: a restarted node
     /// is the preferred leader of a fifth of its groups.
     pub(crate) fn ask_to_catch_up(&mut self) {
-        let from = self.commit + 1;
+        let from = self.cursor.commit() + 1;
         for m in self.other_members() {
             self.send(m, Message::CatchUp { from });
         }

@@ -157,7 +157,7 @@ impl<M: StateMachine> Replica<M> {
                     self.send(
                         m,
                         Message::CatchUp {
-                            from: self.commit + 1,
+                            from: self.cursor.commit() + 1,
                         },
                     );
                 }
@@ -177,7 +177,7 @@ impl<M: StateMachine> Replica<M> {
         self.leader = None;
         self.clock.count_election();
         self.reset_election_timer();
-        let from = self.commit + 1;
+        let from = self.cursor.commit() + 1;
         tracing::debug!(member = %self.id, %ballot, from, "starting election");
         self.role = Role::Candidate(CandidateState {
             ballot,
@@ -276,8 +276,8 @@ impl<M: StateMachine> Replica<M> {
         }
         // The acceptor knows of chosen slots we do not: fetch them (they
         // may hold a stop-sign that ends this configuration).
-        if self.commit < commit.max(snapshot_slot) {
-            let from_slot = self.commit + 1;
+        if self.cursor.commit() < commit.max(snapshot_slot) {
+            let from_slot = self.cursor.commit() + 1;
             self.send(from, Message::CatchUp { from: from_slot });
         }
         self.try_become_leader();
@@ -289,7 +289,7 @@ impl<M: StateMachine> Replica<M> {
         let Role::Candidate(c) = &self.role else {
             return;
         };
-        if c.promised_by.len() < self.config.quorum() || self.commit < c.must_reach {
+        if c.promised_by.len() < self.config.quorum() || self.cursor.commit() < c.must_reach {
             return;
         }
         let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
@@ -299,7 +299,7 @@ impl<M: StateMachine> Replica<M> {
         let mut values: BTreeMap<Slot, Accepted> = c
             .best
             .into_iter()
-            .filter(|(s, _)| *s > self.commit)
+            .filter(|(s, _)| *s > self.cursor.commit())
             .map(|(s, (v, _))| (s, v))
             .collect();
         // A stop-sign for any epoch but the next one is left over from an
@@ -320,8 +320,8 @@ impl<M: StateMachine> Replica<M> {
             .next_back()
             .copied()
             .unwrap_or(0)
-            .max(self.commit);
-        tracing::debug!(member = %self.id, %ballot, from = self.commit + 1, last, "elected leader");
+            .max(self.cursor.commit());
+        tracing::debug!(member = %self.id, %ballot, from = self.cursor.commit() + 1, last, "elected leader");
         self.leader = Some(self.id);
         self.role = Role::Leader(Box::new(LeaderState {
             ballot,
@@ -345,7 +345,7 @@ impl<M: StateMachine> Replica<M> {
             since: self.clock.now(),
             slept: false,
         }));
-        for slot in self.commit + 1..=last {
+        for slot in self.cursor.commit() + 1..=last {
             let entry = values.remove(&slot).map_or(Entry::Noop, |v| v.entry);
             self.propose_entry(slot, entry);
         }
@@ -355,7 +355,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// Proposes `entry` at `slot` in the leader's ballot.
     pub(super) fn propose_entry(&mut self, slot: Slot, entry: Entry) {
-        let commit = self.commit;
+        let commit = self.cursor.commit();
         let Role::Leader(l) = &mut self.role else {
             return;
         };
@@ -466,7 +466,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// Records that `value` is chosen at `slot`.
     pub(super) fn mark_chosen(&mut self, slot: Slot, value: Accepted) {
-        if slot <= self.snapshot_slot() {
+        if slot <= self.cursor.snapshot_slot() {
             return;
         }
         match self.votes.get(slot) {
@@ -500,7 +500,7 @@ impl<M: StateMachine> Replica<M> {
     /// another value go back to the queue; the session table keeps a command
     /// that was chosen elsewhere from applying twice.
     pub(super) fn prune_in_flight(&mut self) {
-        let commit = self.commit;
+        let commit = self.cursor.commit();
         let Role::Leader(l) = &mut self.role else {
             return;
         };
@@ -530,7 +530,7 @@ impl<M: StateMachine> Replica<M> {
 
     pub(super) fn leader_tick(&mut self) {
         self.transfer_tick();
-        let commit = self.commit;
+        let commit = self.cursor.commit();
         let hand_off_due = self.drain_hand_off_due();
         let Role::Leader(l) = &mut self.role else {
             return;
@@ -577,7 +577,7 @@ impl<M: StateMachine> Replica<M> {
         if hibernate {
             // Sleep only once every member acknowledged the commit index:
             // a member left behind would have nothing to catch up from.
-            let commit = self.commit;
+            let commit = self.cursor.commit();
             let me = self.id;
             let members: Vec<MemberId> = self.config.all_members().filter(|m| *m != me).collect();
             if let Role::Leader(l) = &mut self.role {
@@ -595,7 +595,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn send_heartbeat(&mut self, hibernate: bool) {
-        let commit = self.commit;
+        let commit = self.cursor.commit();
         let hand_off_due = self.drain_hand_off_due();
         let Role::Leader(l) = &mut self.role else {
             return;
@@ -626,7 +626,7 @@ impl<M: StateMachine> Replica<M> {
             );
         }
         if read_round > 0 {
-            let commit = self.commit;
+            let commit = self.cursor.commit();
             self.send(
                 self.id,
                 Message::HeartbeatAck {
@@ -648,8 +648,8 @@ impl<M: StateMachine> Replica<M> {
     }
 
     pub(super) fn on_compacted(&mut self, from: MemberId, upto: Slot) {
-        if upto > self.commit {
-            let from_slot = self.commit + 1;
+        if upto > self.cursor.commit() {
+            let from_slot = self.cursor.commit() + 1;
             self.send(from, Message::CatchUp { from: from_slot });
         }
     }

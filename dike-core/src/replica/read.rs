@@ -89,7 +89,7 @@ impl<M: StateMachine> Replica<M> {
             self.respond(rid, Err(RequestError::NotLeader { leader }));
             return;
         };
-        let read_index = self.commit.max(l.phase1_end);
+        let read_index = self.cursor.commit().max(l.phase1_end);
         l.wake(self.clock.now());
         l.reads.pending.push(PendingRead {
             id,
@@ -140,7 +140,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         let confirmed = l.reads.confirmed(&self.config.voters, self.config.quorum());
-        let applied = self.applied;
+        let applied = self.cursor.applied();
         let (ready, waiting): (Vec<PendingRead>, Vec<PendingRead>) =
             std::mem::take(&mut l.reads.pending)
                 .into_iter()

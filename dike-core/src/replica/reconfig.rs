@@ -171,7 +171,7 @@ impl<M: StateMachine> Replica<M> {
     /// flight, or if a learner to promote is not caught up.
     pub fn propose_change(&mut self, id: u64, change: ConfigChange) -> Result<(), ReconfigError> {
         let leader = self.leader;
-        let commit = self.commit;
+        let commit = self.cursor.commit();
         let max_lag = self.opts.max_learner_lag;
         let concurrent_ok = self.bugs.concurrent_changes;
         let unheard_ok = self.bugs.promote_unheard_learners;
@@ -239,7 +239,7 @@ impl<M: StateMachine> Replica<M> {
             // replica at once), and without this the members that stay
             // would learn the stop-sign only from an election timeout in
             // the old epoch — never, in a hibernating group.
-            let (ballot, commit) = (l.ballot, self.commit);
+            let (ballot, commit) = (l.ballot, self.cursor.commit());
             let leader_leaves = !next.is_voter(self.id);
             let told: Vec<MemberId> = self
                 .config

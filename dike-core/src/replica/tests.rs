@@ -586,7 +586,7 @@ fn a_catch_up_never_carries_more_entries_than_a_peer_would_decode() {
         };
         r.votes.insert(slot, value, true);
     }
-    r.commit = last;
+    r.cursor.commit_through(last);
     r.step(m(2), Message::CatchUp { from: 1 });
     let sent: Vec<usize> = r
         .take_ready()

@@ -140,7 +140,7 @@ impl<M: StateMachine> Replica<M> {
         automatic: bool,
     ) -> Result<(), TransferError> {
         let leader = self.leader;
-        let (now, commit) = (self.clock.now(), self.commit);
+        let (now, commit) = (self.clock.now(), self.cursor.commit());
         let until = now + self.opts.election_ticks.max(1);
         let Role::Leader(l) = &mut self.role else {
             return Err(TransferError::NotLeader { leader });
@@ -265,7 +265,7 @@ impl<M: StateMachine> Replica<M> {
         if after == 0 || preferred == self.id {
             return;
         }
-        let (now, commit) = (self.clock.now(), self.commit);
+        let (now, commit) = (self.clock.now(), self.cursor.commit());
         // The preferred voter acknowledges every heartbeat.
         let recently = 2 * self.opts.heartbeat_ticks.max(1) + 1;
         let Role::Leader(l) = &mut self.role else {
