@@ -73,7 +73,7 @@ impl<M: StateMachine> Replica<M> {
                 .voters
                 .iter()
                 .filter(|v| v.node == n)
-                .any(|v| l.heard_at.get(v).is_some_and(|t| now <= t + e))
+                .any(|v| l.progress.heard_at(*v).is_some_and(|t| now <= t + e))
         };
         let Some(to) = self.hand_over_target(heard) else {
             return;

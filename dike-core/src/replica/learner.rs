@@ -66,8 +66,7 @@ impl<M: StateMachine> Replica<M> {
 
     pub(super) fn on_catch_up(&mut self, from: MemberId, slot: Slot) {
         if let Role::Leader(l) = &mut self.role {
-            let seen = l.progress.entry(from).or_insert(0);
-            *seen = (*seen).max(slot.saturating_sub(1));
+            l.progress.note_acked(from, slot.saturating_sub(1));
         }
         // The sender knows every slot before `slot` chosen: if that is more
         // than this replica knows, it asks back (in an idle group where

@@ -22,17 +22,24 @@
 //! off draining nodes). State that a rule set of its own keeps lives in
 //! parts with private fields: `votes` (the acceptor's promise and log),
 //! `cursor` (how far the log is known chosen, written down and applied,
-//! and the latest snapshot) and `clock` (logical time and the election
-//! timer).
+//! and the latest snapshot), `clock` (logical time and the election
+//! timer), and the candidate's and leader's: `promises` (phase 1's tally
+//! and the values a new leader re-proposes), `tally` (proposals in flight
+//! and who accepted each), `progress` (each member's progress as the
+//! leader saw it) and `read_index` (the read-index rounds).
 
 mod acceptor;
 mod clock;
 mod cursor;
 mod drain;
 mod learner;
+mod progress;
+mod promises;
 mod proposer;
 mod read;
+mod read_index;
 mod reconfig;
+mod tally;
 mod transfer;
 mod votes;
 

@@ -5,8 +5,15 @@
 //! Invariant: a leader proposes at most one value per slot in its ballot, and
 //! for every slot that might have been chosen before, the value with the
 //! highest ballot among a quorum of promises.
+//!
+//! The rules of phase 1's tally and of the values a new leader adopts live
+//! in the `promises` part, those of the quorum tally of `Accepted` in
+//! `tally`, and each member's progress in `progress`.
 
-use super::read::ReadIndex;
+use super::progress::Progress;
+use super::promises::{keep_first_stop_sign, settle_stop_signs, Promises};
+use super::read_index::ReadIndex;
+use super::tally::Tally;
 use super::transfer::Transfer;
 use super::{Replica, Role};
 use crate::entry::{Batch, Command, Entry};
@@ -14,20 +21,21 @@ use crate::ids::{Ballot, MemberId, Slot};
 use crate::message::Message;
 use crate::server::StateMachine;
 use crate::storage::Accepted;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A candidate collecting promises.
 #[derive(Debug)]
 pub(crate) struct CandidateState {
+    /// The ballot it campaigns in.
     pub ballot: Ballot,
     /// Phase 1 covers every slot from here on.
     from: Slot,
-    promised_by: Vec<MemberId>,
-    /// Best value reported per slot: (value, known chosen).
-    best: BTreeMap<Slot, (Accepted, bool)>,
+    /// The promises so far and the values they reported.
+    promises: Promises,
     /// Some acceptor compacted up to here: catch up before leading.
     must_reach: Slot,
+    /// When its `Prepare`s last went out.
     last_sent: u64,
 }
 
@@ -38,33 +46,29 @@ impl CandidateState {
     }
 }
 
-/// A slot proposed in the leader's ballot and not yet chosen.
-#[derive(Debug)]
-struct Proposal {
-    entry: Entry,
-    acks: Vec<MemberId>,
-    sent_at: u64,
-}
-
 /// A leader's state.
 #[derive(Debug)]
 pub(crate) struct LeaderState {
+    /// The ballot it leads in.
     pub ballot: Ballot,
+    /// The slot the next proposal takes.
     pub next_slot: Slot,
-    in_flight: BTreeMap<Slot, Proposal>,
+    /// The proposals not chosen yet, with who accepted each.
+    in_flight: Tally,
     /// Commands waiting for a slot.
     pub queue: VecDeque<Command>,
     /// Slots up to here were settled by phase 1; reads wait for them.
     pub phase1_end: Slot,
+    /// When the last heartbeat went out.
     last_heartbeat: u64,
+    /// The queries waiting for a read-index round.
     pub reads: ReadIndex,
     /// The slot of the stop-sign this leader proposed: nothing goes after it.
     pub stop: Option<Slot>,
-    /// Highest slot each member acknowledged (for learner catch-up).
-    pub progress: BTreeMap<MemberId, Slot>,
-    /// The commit index each member reported (heartbeat acks): the group
-    /// hibernates only once every member knows the latest one.
-    pub commit_acks: BTreeMap<MemberId, Slot>,
+    /// Each member's progress: the slot it acknowledged, the commit index
+    /// it reported (the group hibernates only once every member knows the
+    /// latest one), when it was last heard from in this ballot.
+    pub progress: Progress,
     /// Nothing has happened since this tick.
     pub idle_since: u64,
     /// Hibernating: no heartbeats until something happens.
@@ -72,8 +76,6 @@ pub(crate) struct LeaderState {
     /// The leadership transfer under way: no new slot is proposed until it
     /// ends (see `transfer`).
     pub transfer: Option<Transfer>,
-    /// The tick each member was last heard from in this ballot.
-    pub heard_at: BTreeMap<MemberId, u64>,
     /// Since this tick the preferred leader has been heard from and caught
     /// up without a break.
     pub preferred_since: Option<u64>,
@@ -103,9 +105,8 @@ impl LeaderState {
         self.idle_since = now;
         self.asleep = false;
     }
-}
 
-impl LeaderState {
+    /// Whether queries wait for a read round to be started.
     pub(crate) fn reads_unsent(&self) -> bool {
         self.reads.has_unsent()
     }
@@ -113,8 +114,7 @@ impl LeaderState {
     /// Whether `m` acknowledged every slot this leader has in flight and
     /// some slot (or commit index) at or after `last`.
     pub(crate) fn acked_everything(&self, m: MemberId, last: Slot) -> bool {
-        self.progress.get(&m).is_some_and(|s| *s >= last)
-            && self.in_flight.values().all(|p| p.acks.contains(&m))
+        self.progress.acked(m).is_some_and(|s| s >= last) && self.in_flight.accepted_by(m)
     }
 
     /// The last slot this leader proposed (or settled in phase 1).
@@ -131,7 +131,7 @@ impl LeaderState {
 
     /// Notes that `m` answered in this ballot.
     pub(crate) fn heard(&mut self, m: MemberId, now: u64) {
-        self.heard_at.insert(m, now);
+        self.progress.heard(m, now);
     }
 }
 
@@ -182,8 +182,7 @@ impl<M: StateMachine> Replica<M> {
         self.role = Role::Candidate(CandidateState {
             ballot,
             from,
-            promised_by: Vec::new(),
-            best: BTreeMap::new(),
+            promises: Promises::new(),
             must_reach: 0,
             last_sent: self.clock.now(),
         });
@@ -220,7 +219,7 @@ impl<M: StateMachine> Replica<M> {
             .voters
             .iter()
             .copied()
-            .filter(|m| !c.promised_by.contains(m))
+            .filter(|m| !c.promises.has_promised(*m))
             .collect();
         for m in missing {
             self.send_prepare(m, ballot, from);
@@ -253,23 +252,13 @@ impl<M: StateMachine> Replica<M> {
         };
         if c.ballot != ballot
             || c.from != slot
-            || c.promised_by.contains(&from)
             || (!self.config.is_voter(from) && !self.bugs.count_non_voters)
+            || !c.promises.record(from)
         {
             return;
         }
-        c.promised_by.push(from);
         if !ignore_values {
-            for (s, value) in accepted {
-                let chosen = s <= commit;
-                match c.best.get(&s) {
-                    Some((_, true)) => {}
-                    Some((old, false)) if !chosen && old.ballot >= value.ballot => {}
-                    _ => {
-                        c.best.insert(s, (value, chosen));
-                    }
-                }
-            }
+            c.promises.adopt(accepted, commit);
         }
         if snapshot_slot >= c.from {
             c.must_reach = c.must_reach.max(snapshot_slot);
@@ -289,19 +278,14 @@ impl<M: StateMachine> Replica<M> {
         let Role::Candidate(c) = &self.role else {
             return;
         };
-        if c.promised_by.len() < self.config.quorum() || self.cursor.commit() < c.must_reach {
+        if c.promises.count() < self.config.quorum() || self.cursor.commit() < c.must_reach {
             return;
         }
         let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
             return;
         };
         let ballot = c.ballot;
-        let mut values: BTreeMap<Slot, Accepted> = c
-            .best
-            .into_iter()
-            .filter(|(s, _)| *s > self.cursor.commit())
-            .map(|(s, (v, _))| (s, v))
-            .collect();
+        let mut values = c.promises.into_values(self.cursor.commit());
         // A stop-sign for any epoch but the next one is left over from an
         // older configuration (never chosen here): it changes nothing.
         let next_epoch = self.config.epoch + 1;
@@ -326,18 +310,16 @@ impl<M: StateMachine> Replica<M> {
         self.role = Role::Leader(Box::new(LeaderState {
             ballot,
             next_slot: last + 1,
-            in_flight: BTreeMap::new(),
+            in_flight: Tally::new(),
             queue: VecDeque::new(),
             phase1_end: last,
             last_heartbeat: self.clock.now(),
-            reads: ReadIndex::default(),
+            reads: ReadIndex::new(),
             stop,
-            progress: BTreeMap::new(),
-            commit_acks: BTreeMap::new(),
+            progress: Progress::new(),
             idle_since: self.clock.now(),
             asleep: false,
             transfer: None,
-            heard_at: BTreeMap::new(),
             preferred_since: None,
             retry_transfer_at: 0,
             transfers_given_up: 0,
@@ -360,14 +342,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         let ballot = l.ballot;
-        l.in_flight.insert(
-            slot,
-            Proposal {
-                entry: entry.clone(),
-                acks: Vec::new(),
-                sent_at: self.clock.now(),
-            },
-        );
+        l.in_flight.propose(slot, entry.clone(), self.clock.now());
         let members: Vec<MemberId> = self.config.all_members().collect();
         self.send_accept(&members, ballot, slot, entry, commit);
     }
@@ -437,30 +412,14 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         l.heard(from, self.clock.now());
-        let seen = l.progress.entry(from).or_insert(0);
-        *seen = (*seen).max(slot);
+        l.progress.note_acked(from, slot);
         if !counts {
             return;
         }
-        let Some(p) = l.in_flight.get_mut(&slot) else {
+        let Some(entry) = l.in_flight.accept(slot, from, quorum) else {
             return;
         };
-        if !p.acks.contains(&from) {
-            p.acks.push(from);
-        }
-        if p.acks.len() < quorum {
-            return;
-        }
-        let Some(p) = l.in_flight.remove(&slot) else {
-            return;
-        };
-        self.mark_chosen(
-            slot,
-            Accepted {
-                ballot,
-                entry: p.entry,
-            },
-        );
+        self.mark_chosen(slot, Accepted { ballot, entry });
         self.advance_commit();
     }
 
@@ -481,10 +440,10 @@ impl<M: StateMachine> Replica<M> {
             None => self.store(slot, value, true),
         }
         let lost_slot = match &mut self.role {
-            Role::Leader(l) => l.in_flight.remove(&slot).is_some_and(|p| {
+            Role::Leader(l) => l.in_flight.remove(slot).is_some_and(|proposed| {
                 self.votes
                     .get(slot)
-                    .is_some_and(|e| e.value.entry != p.entry)
+                    .is_some_and(|e| e.value.entry != proposed)
             }),
             _ => false,
         };
@@ -504,17 +463,13 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        let stale: Vec<Slot> = l.in_flight.range(..=commit).map(|(s, _)| *s).collect();
         let mut requeue = Vec::new();
-        for slot in stale {
-            let Some(p) = l.in_flight.remove(&slot) else {
-                continue;
-            };
+        for (slot, proposed) in l.in_flight.remove_through(commit) {
             let chosen_same = self
                 .votes
                 .get(slot)
-                .is_some_and(|e| e.value.entry == p.entry);
-            if let (false, Entry::Batch(b)) = (chosen_same, p.entry) {
+                .is_some_and(|e| e.value.entry == proposed);
+            if let (false, Entry::Batch(b)) = (chosen_same, proposed) {
                 requeue.extend(b.commands.iter().cloned());
             }
         }
@@ -558,32 +513,19 @@ impl<M: StateMachine> Replica<M> {
         // Retransmit proposals that have waited too long (lost messages).
         let ballot = l.ballot;
         let resend_after = 2 * self.opts.heartbeat_ticks;
-        let mut resend = Vec::new();
-        for (slot, p) in l.in_flight.iter_mut() {
-            if self.clock.now() >= p.sent_at + resend_after {
-                p.sent_at = self.clock.now();
-                resend.push((*slot, p.entry.clone(), p.acks.clone()));
-            }
-        }
         let members: Vec<MemberId> = self.config.all_members().collect();
-        for (slot, entry, acks) in resend {
-            let missing: Vec<MemberId> = members
-                .iter()
-                .copied()
-                .filter(|m| !acks.contains(m))
-                .collect();
+        let resend = l
+            .in_flight
+            .resend_due(self.clock.now(), resend_after, &members);
+        for (slot, entry, missing) in resend {
             self.send_accept(&missing, ballot, slot, entry, commit);
         }
         if hibernate {
             // Sleep only once every member acknowledged the commit index:
             // a member left behind would have nothing to catch up from.
-            let commit = self.cursor.commit();
-            let me = self.id;
-            let members: Vec<MemberId> = self.config.all_members().filter(|m| *m != me).collect();
+            let (commit, others) = (self.cursor.commit(), self.other_members());
             if let Role::Leader(l) = &mut self.role {
-                l.asleep = members
-                    .iter()
-                    .all(|m| l.commit_acks.get(m).is_some_and(|c| *c >= commit));
+                l.asleep = l.progress.all_know(&others, commit);
             }
         }
         self.send_heartbeat(hibernate);
@@ -653,45 +595,4 @@ impl<M: StateMachine> Replica<M> {
             self.send(from, Message::CatchUp { from: from_slot });
         }
     }
-}
-
-/// The deliberate bug [`super::Bugs::stop_sign_never_overtaken`]: the first
-/// stop-sign stands, whatever came after it.
-fn keep_first_stop_sign(values: &mut BTreeMap<Slot, Accepted>) -> Option<Slot> {
-    let slot = values
-        .iter()
-        .find(|(_, v)| matches!(v.entry, Entry::StopSign(_)))
-        .map(|(s, _)| *s)?;
-    values.split_off(&(slot + 1));
-    Some(slot)
-}
-
-/// Applies the stop-sign rule to the values a new leader will re-propose:
-/// a stop-sign at slot `i` stands only if no later slot holds a value from a
-/// higher ballot of the same epoch (then nothing after `i` can have been
-/// chosen in that epoch, and those later values are dropped); otherwise it
-/// cannot have been chosen and becomes a no-op. Returns the slot of the stop-sign that stands, if any.
-pub(super) fn settle_stop_signs(values: &mut BTreeMap<Slot, Accepted>) -> Option<Slot> {
-    let stops: Vec<(Slot, Ballot)> = values
-        .iter()
-        .filter(|(_, v)| matches!(v.entry, Entry::StopSign(_)))
-        .map(|(s, v)| (*s, v.ballot))
-        .collect();
-    for (slot, ballot) in stops {
-        // Only a later value of the stop-sign's own epoch can overtake it:
-        // a value of a later epoch exists only because the stop-sign was
-        // chosen and started that epoch.
-        let overtaken = values
-            .range(slot + 1..)
-            .any(|(_, v)| v.ballot > ballot && v.ballot.epoch == ballot.epoch);
-        if overtaken {
-            if let Some(v) = values.get_mut(&slot) {
-                v.entry = Entry::Noop;
-            }
-        } else {
-            values.split_off(&(slot + 1));
-            return Some(slot);
-        }
-    }
-    None
 }

@@ -193,7 +193,7 @@ impl<M: StateMachine> Replica<M> {
             // that does not answer costs the group a vote (a new master
             // promoted before its replica started left the master group
             // without a quorum when one more master died).
-            let heard = l.progress.get(&m).copied();
+            let heard = l.progress.acked(m);
             let lag = commit.saturating_sub(heard.unwrap_or(0));
             if (heard.is_none() && !unheard_ok) || lag > max_lag {
                 return Err(ReconfigError::NotCaughtUp {

@@ -1,7 +1,7 @@
 //! Membership changes, by property: learners catch up before they vote, one
 //! change at a time, the leader can leave, and a wiped node is a stranger.
 
-use super::proposer::settle_stop_signs;
+use super::promises::settle_stop_signs;
 use crate::codec;
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::Entry;

@@ -127,8 +127,8 @@ impl<M: StateMachine> Replica<M> {
             .filter(|v| *v != self.id && alive(v.node) && !self.draining.contains(&v.node))
             .max_by_key(|v| {
                 (
-                    l.progress.get(v).copied().unwrap_or(0),
-                    l.heard_at.get(v).copied().unwrap_or(0),
+                    l.progress.acked(*v).unwrap_or(0),
+                    l.progress.heard_at(*v).unwrap_or(0),
                     std::cmp::Reverse(*v),
                 )
             })
@@ -191,7 +191,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         let to = t.to;
-        let reported = l.commit_acks.get(&to).copied().unwrap_or(0);
+        let reported = l.progress.commit(to).unwrap_or(0);
         if reported < t.commit_at_start || !l.acked_everything(to, l.last_proposed()) {
             return;
         }
@@ -286,12 +286,7 @@ impl<M: StateMachine> Replica<M> {
         if std::mem::take(&mut l.slept) {
             l.since = now;
         }
-        let last_heard = l
-            .heard_at
-            .get(&preferred)
-            .copied()
-            .unwrap_or(0)
-            .max(l.since);
+        let last_heard = l.progress.heard_at(preferred).unwrap_or(0).max(l.since);
         if now >= last_heard + self.opts.election_ticks.max(1) {
             l.preferred_missed = true;
         }
@@ -299,10 +294,10 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         let heard = l
-            .heard_at
-            .get(&preferred)
+            .progress
+            .heard_at(preferred)
             .is_some_and(|t| now <= t + recently);
-        let caught_up = l.progress.get(&preferred).is_some_and(|s| *s >= commit);
+        let caught_up = l.progress.acked(preferred).is_some_and(|s| s >= commit);
         if l.stop.is_some() || !heard || !caught_up {
             l.preferred_since = None;
             return;
