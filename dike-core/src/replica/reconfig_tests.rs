@@ -137,6 +137,48 @@ fn a_second_change_is_refused_while_one_is_in_flight() {
     );
 }
 
+/// A leader cut off from the others proposes a change: until its
+/// stop-sign is chosen, no command goes into a slot after it (the slots
+/// after it belong to the next configuration), however long it waits.
+#[test]
+fn a_leader_proposes_nothing_after_its_stop_sign() {
+    let mut c = cluster(3, 1);
+    c.cut.extend([(0, 1), (0, 2), (1, 0), (2, 0)]);
+    c.replica(0)
+        .propose_change(1, ConfigChange::AddLearner(m(3)))
+        .expect("change accepted");
+    c.run_until_quiet();
+    let stop = c
+        .replica(0)
+        .votes
+        .range(..)
+        .find(|(_, e)| matches!(e.value.entry, Entry::StopSign(_)))
+        .map(|(s, _)| s)
+        .expect("the leader accepted its own stop-sign");
+    let payload = codec::encode(
+        "request",
+        &RegisterRequest {
+            op: 1,
+            action: Action::Add(1),
+        },
+    )
+    .expect("encode");
+    c.propose(0, 7, 1, payload);
+    c.run_until_quiet();
+    for _ in 0..20 {
+        c.tick();
+        c.run_until_quiet();
+    }
+    assert!(c.replica(0).is_leader(), "still leading, cut off");
+    let after: Vec<u64> = c
+        .replica(0)
+        .votes
+        .range(stop + 1..)
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(after, Vec::<u64>::new(), "proposed after the stop-sign");
+}
+
 #[test]
 fn a_learner_that_is_behind_is_not_promoted() {
     let mut c = cluster(3, 1);

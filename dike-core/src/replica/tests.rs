@@ -213,6 +213,200 @@ fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
     assert!(matches!(ready.messages[..], [ref e] if e.msg == Message::Nack { promised: high }));
 }
 
+/// A value learnt chosen in ballot 5 sits at slot 1 of replica 2 of 3,
+/// whose promise stays below it (a catch-up stores chosen values without
+/// a promise); then the leader of the lower ballot 4 asks it to accept
+/// another value there.
+#[test]
+fn a_lower_ballot_accept_on_a_chosen_slot_is_answered_with_the_chosen_value() {
+    let mut r = single(2, 3);
+    let ballot = |round, leader| Ballot {
+        epoch: 0,
+        round,
+        leader,
+    };
+    let chosen = Accepted {
+        ballot: ballot(5, m(3)),
+        entry: batch(&[(1, 1)]),
+    };
+    r.step(
+        m(3),
+        Message::Chosen {
+            entries: vec![(1, chosen.clone())],
+            commit: 1,
+        },
+    );
+    let _ = r.take_ready();
+    assert!(r.promised() < ballot(4, m(1)));
+    r.step(
+        m(1),
+        Message::Accept {
+            ballot: ballot(4, m(1)),
+            slot: 1,
+            entry: batch(&[(2, 1)]),
+            commit: 0,
+        },
+    );
+    let ready = r.take_ready();
+    let to_proposer: Vec<&Message> = ready
+        .messages
+        .iter()
+        .chain(&ready.after_write)
+        .filter(|e| e.to == m(1))
+        .map(|e| &e.msg)
+        .collect();
+    assert_eq!(
+        to_proposer,
+        vec![&Message::Chosen {
+            entries: vec![(1, chosen.clone())],
+            commit: 1,
+        }],
+        "told what was chosen, and no Accepted"
+    );
+    assert!(
+        !ready
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::Accept { slot: 1, .. })),
+        "the chosen value is not overwritten on disk"
+    );
+    assert_eq!(r.chosen_entry(1), Some(&chosen.entry));
+}
+
+/// Replica 2 applied the membership change that started epoch 1; a
+/// leader still in epoch 0 campaigns and proposes with a higher round.
+#[test]
+fn a_ballot_of_an_older_epoch_is_refused_with_the_fence() {
+    let config = Config {
+        epoch: 1,
+        voters: (1..=3).map(m).collect(),
+        learners: Vec::new(),
+    };
+    let mut r = Replica::new(Start {
+        member: m(2),
+        config,
+        machine: machine(m(2)),
+        options: opts(),
+        boot: 1,
+        seed: 7,
+    });
+    let old = Ballot {
+        epoch: 0,
+        round: 9,
+        leader: m(1),
+    };
+    let fence = Ballot {
+        epoch: 1,
+        round: 0,
+        leader: MemberId::new(0, 0),
+    };
+    r.step(
+        m(1),
+        Message::Prepare {
+            ballot: old,
+            from: 1,
+        },
+    );
+    r.step(
+        m(1),
+        Message::Accept {
+            ballot: old,
+            slot: 1,
+            entry: Entry::Noop,
+            commit: 0,
+        },
+    );
+    let ready = r.take_ready();
+    assert!(ready.writes.is_empty(), "neither promised nor accepted");
+    assert!(ready.after_write.is_empty());
+    let answers: Vec<&Message> = ready.messages.iter().map(|e| &e.msg).collect();
+    assert_eq!(
+        answers,
+        vec![
+            &Message::Nack { promised: fence },
+            &Message::Nack { promised: fence }
+        ]
+    );
+    assert_eq!(r.promised(), Ballot::ZERO);
+}
+
+// ----- learner -----
+
+/// Replica 2 of 3 accepted slot 1 from the leader of ballot `b`.
+fn accepted_at_slot_1(b: Ballot) -> Replica<Machine> {
+    let mut r = single(2, 3);
+    r.step(
+        b.leader,
+        Message::Accept {
+            ballot: b,
+            slot: 1,
+            entry: batch(&[(1, 1)]),
+            commit: 0,
+        },
+    );
+    let _ = r.take_ready();
+    r
+}
+
+#[test]
+fn a_commit_index_from_the_leader_of_an_entrys_ballot_marks_it_chosen() {
+    let b = Ballot {
+        epoch: 0,
+        round: 1,
+        leader: m(1),
+    };
+    let mut r = accepted_at_slot_1(b);
+    assert_eq!(r.chosen_entry(1), None);
+    r.step(
+        m(1),
+        Message::Heartbeat {
+            ballot: b,
+            commit: 1,
+            read_round: 0,
+            hibernate: false,
+        },
+    );
+    assert_eq!(r.commit_index(), 1);
+    assert_eq!(r.chosen_entry(1), Some(&batch(&[(1, 1)])));
+}
+
+/// The leader of ballot 2 may have chosen another value at slot 1 than
+/// the one accepted there in ballot 1: its commit index says nothing
+/// about that one, and the replica asks it instead.
+#[test]
+fn a_commit_index_from_the_leader_of_another_ballot_marks_nothing_chosen() {
+    let b1 = Ballot {
+        epoch: 0,
+        round: 1,
+        leader: m(1),
+    };
+    let b2 = Ballot {
+        epoch: 0,
+        round: 2,
+        leader: m(3),
+    };
+    let mut r = accepted_at_slot_1(b1);
+    r.step(
+        m(3),
+        Message::Heartbeat {
+            ballot: b2,
+            commit: 1,
+            read_round: 0,
+            hibernate: false,
+        },
+    );
+    assert_eq!(r.commit_index(), 0);
+    assert_eq!(r.chosen_entry(1), None);
+    let asked: Vec<Message> = r
+        .take_ready()
+        .messages
+        .into_iter()
+        .filter(|e| e.to == m(3))
+        .map(|e| e.msg)
+        .collect();
+    assert_eq!(asked, vec![Message::CatchUp { from: 1 }]);
+}
+
 // ----- proposer -----
 
 #[test]
