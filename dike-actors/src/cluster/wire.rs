@@ -195,7 +195,7 @@ impl EnvelopeEncoder {
                 } => {
                     let key = (*ballot, *slot, *commit);
                     match self.accepts.get(&key) {
-                        Some((cached, bytes)) if cached == entry => {
+                        Some((cached, bytes)) if same_entry(cached, entry) => {
                             self.reused += 1;
                             out.extend_from_slice(bytes);
                         }
@@ -216,6 +216,20 @@ impl EnvelopeEncoder {
     /// How many `Accept`s it encoded, and how many times it reused one.
     pub fn accepts(&self) -> (u64, u64) {
         (self.encoded, self.reused)
+    }
+}
+
+/// Whether two entries are equal, checking first whether two batches
+/// share their commands (the followers' copies of one `Accept` do): `Arc`'s
+/// own `==` compares a slice of commands element by element.
+fn same_entry(a: &Entry, b: &Entry) -> bool {
+    match (a, b) {
+        (Entry::Batch(x), Entry::Batch(y)) => {
+            x.proposer == y.proposer
+                && x.boot == y.boot
+                && (std::sync::Arc::ptr_eq(&x.commands, &y.commands) || x.commands == y.commands)
+        }
+        _ => a == b,
     }
 }
 
