@@ -36,6 +36,17 @@ fn opts() -> ReplicaOptions {
     }
 }
 
+/// What `r` sends `to` now (not after a write).
+fn sent_to(r: &mut Replica<Machine>, to: MemberId) -> Vec<Message> {
+    let ready = r.take_ready();
+    ready
+        .messages
+        .into_iter()
+        .filter(|e| e.to == to)
+        .map(|e| e.msg)
+        .collect()
+}
+
 fn single(id: u64, n: u64) -> Replica<Machine> {
     let config = Config::initial((1..=n).map(m).collect());
     Replica::new(Start {
@@ -397,13 +408,7 @@ fn a_commit_index_from_the_leader_of_another_ballot_marks_nothing_chosen() {
     );
     assert_eq!(r.commit_index(), 0);
     assert_eq!(r.chosen_entry(1), None);
-    let asked: Vec<Message> = r
-        .take_ready()
-        .messages
-        .into_iter()
-        .filter(|e| e.to == m(3))
-        .map(|e| e.msg)
-        .collect();
+    let asked: Vec<Message> = sent_to(&mut r, m(3));
     assert_eq!(asked, vec![Message::CatchUp { from: 1 }]);
 }
 
@@ -804,13 +809,7 @@ fn a_member_asked_to_catch_up_from_beyond_its_commit_asks_back() {
     let mut r = single(3, 3);
     assert_eq!(r.commit_index(), 0);
     r.step(m(1), Message::CatchUp { from: 9 });
-    let asked: Vec<_> = r
-        .take_ready()
-        .messages
-        .into_iter()
-        .filter(|e| e.to == m(1))
-        .map(|e| e.msg)
-        .collect();
+    let asked: Vec<_> = sent_to(&mut r, m(1));
     assert_eq!(asked, vec![Message::CatchUp { from: 1 }]);
     // Asked from where it is, it has nothing to ask for.
     r.step(m(1), Message::CatchUp { from: 1 });
