@@ -48,7 +48,11 @@ fn sent_to(r: &mut Replica<Machine>, to: MemberId) -> Vec<Message> {
 }
 
 fn single(id: u64, n: u64) -> Replica<Machine> {
-    let config = Config::initial((1..=n).map(m).collect());
+    in_config(id, Config::initial((1..=n).map(m).collect()))
+}
+
+/// Replica `id` of a group in `config`.
+fn in_config(id: u64, config: Config) -> Replica<Machine> {
     Replica::new(Start {
         member: m(id),
         config,
@@ -141,11 +145,7 @@ fn batch(cmds: &[(u64, u64)]) -> Entry {
 #[test]
 fn a_promise_leaves_only_after_its_write() {
     let mut r = single(2, 3);
-    let b = Ballot {
-        epoch: 0,
-        round: 3,
-        leader: m(1),
-    };
+    let b = Ballot::new(3, m(1));
     r.step(m(1), Message::Prepare { ballot: b, from: 1 });
     let ready = r.take_ready();
     assert_eq!(ready.writes, vec![Write::Promise(b)]);
@@ -158,11 +158,7 @@ fn a_promise_leaves_only_after_its_write() {
 #[test]
 fn an_accepted_leaves_only_after_the_accept_is_written() {
     let mut r = single(2, 3);
-    let b = Ballot {
-        epoch: 0,
-        round: 1,
-        leader: m(1),
-    };
+    let b = Ballot::new(1, m(1));
     r.step(
         m(1),
         Message::Accept {
@@ -189,11 +185,7 @@ fn an_accepted_leaves_only_after_the_accept_is_written() {
 #[test]
 fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
     let mut r = single(2, 3);
-    let high = Ballot {
-        epoch: 0,
-        round: 5,
-        leader: m(3),
-    };
+    let high = Ballot::new(5, m(3));
     r.step(
         m(3),
         Message::Prepare {
@@ -202,11 +194,7 @@ fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
         },
     );
     let _ = r.take_ready();
-    let low = Ballot {
-        epoch: 0,
-        round: 4,
-        leader: m(1),
-    };
+    let low = Ballot::new(4, m(1));
     r.step(
         m(1),
         Message::Accept {
@@ -231,11 +219,7 @@ fn an_acceptor_rejects_a_lower_ballot_with_its_promise() {
 #[test]
 fn a_lower_ballot_accept_on_a_chosen_slot_is_answered_with_the_chosen_value() {
     let mut r = single(2, 3);
-    let ballot = |round, leader| Ballot {
-        epoch: 0,
-        round,
-        leader,
-    };
+    let ballot = Ballot::new;
     let chosen = Accepted {
         ballot: ballot(5, m(3)),
         entry: batch(&[(1, 1)]),
@@ -293,19 +277,8 @@ fn a_ballot_of_an_older_epoch_is_refused_with_the_fence() {
         voters: (1..=3).map(m).collect(),
         learners: Vec::new(),
     };
-    let mut r = Replica::new(Start {
-        member: m(2),
-        config,
-        machine: machine(m(2)),
-        options: opts(),
-        boot: 1,
-        seed: 7,
-    });
-    let old = Ballot {
-        epoch: 0,
-        round: 9,
-        leader: m(1),
-    };
+    let mut r = in_config(2, config);
+    let old = Ballot::new(9, m(1));
     let fence = Ballot {
         epoch: 1,
         round: 0,
@@ -361,11 +334,7 @@ fn accepted_at_slot_1(b: Ballot) -> Replica<Machine> {
 
 #[test]
 fn a_commit_index_from_the_leader_of_an_entrys_ballot_marks_it_chosen() {
-    let b = Ballot {
-        epoch: 0,
-        round: 1,
-        leader: m(1),
-    };
+    let b = Ballot::new(1, m(1));
     let mut r = accepted_at_slot_1(b);
     assert_eq!(r.chosen_entry(1), None);
     r.step(
@@ -386,16 +355,8 @@ fn a_commit_index_from_the_leader_of_an_entrys_ballot_marks_it_chosen() {
 /// about that one, and the replica asks it instead.
 #[test]
 fn a_commit_index_from_the_leader_of_another_ballot_marks_nothing_chosen() {
-    let b1 = Ballot {
-        epoch: 0,
-        round: 1,
-        leader: m(1),
-    };
-    let b2 = Ballot {
-        epoch: 0,
-        round: 2,
-        leader: m(3),
-    };
+    let b1 = Ballot::new(1, m(1));
+    let b2 = Ballot::new(2, m(3));
     let mut r = accepted_at_slot_1(b1);
     r.step(
         m(3),
@@ -435,16 +396,8 @@ fn a_new_leader_reproposes_the_highest_ballot_values_and_fills_holes_with_noops(
         panic!("expected a prepare")
     };
     r.step(own.from, own.msg);
-    let old = Ballot {
-        epoch: 0,
-        round: 0,
-        leader: m(2),
-    };
-    let older = Ballot {
-        epoch: 0,
-        round: 0,
-        leader: m(1),
-    };
+    let old = Ballot::new(0, m(2));
+    let older = Ballot::new(0, m(1));
     let accepted = vec![
         (
             1,
