@@ -4,9 +4,10 @@
 //!
 //! Invariants: every command of one router carries the router's client id
 //! and a fresh sequence number, and a retry reuses both, so a command is
-//! applied at most once however often it is retried; `ack_floor` is the
-//! lowest sequence number still in flight, so replicas forget only replies
-//! the router no longer waits for.
+//! applied at most once however often it is retried (or sent to a second
+//! member while the first has not answered: see [`HEDGE_AFTER`]);
+//! `ack_floor` is the lowest sequence number still in flight, so replicas
+//! forget only replies the router no longer waits for.
 
 use crate::cluster::transport::{local_replica, TransportMsg};
 use crate::cluster::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
@@ -30,6 +31,19 @@ use tokio::time::Instant;
 const MAX_IN_FLIGHT: usize = 1024;
 /// One attempt may wait at most this long for a replica.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// An attempt that has waited this long for its replica asks another voter
+/// too, and again each time this passes. A replica that does not answer
+/// may be on a node that hangs (its connections stay open, so nothing
+/// tells the router): the group elects a new leader within an election
+/// timeout or two, and the other voter's answer names it (or it is the new
+/// leader and serves the command) long before the attempt's own timeout.
+/// An answer that only says "wait" (the leader waited on, no leader yet,
+/// busy, no answer) leaves the attempt waiting. The second member gets the
+/// same command (client id and sequence number), so it is applied once.
+/// Half a base election timeout (10 ticks of 50 ms): a probe costs a
+/// follower one message to decode and refuse, and no new leader can be
+/// known sooner.
+pub const HEDGE_AFTER: Duration = Duration::from_millis(250);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(400);
 
@@ -200,6 +214,8 @@ pub struct Router {
     leaders: Mutex<HashMap<String, MemberId>>,
     session: Mutex<ClientSession>,
     in_flight: tokio::sync::Semaphore,
+    /// [`ATTEMPT_TIMEOUT`] (the tests take a longer one).
+    attempt_timeout: Duration,
 }
 
 impl Router {
@@ -215,6 +231,7 @@ impl Router {
             leaders: Mutex::new(HashMap::new()),
             session: Mutex::new(ClientSession::new(client)),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            attempt_timeout: ATTEMPT_TIMEOUT,
         }
     }
 
@@ -487,13 +504,13 @@ impl Router {
             let Some(target) = route.next(&voters) else {
                 break;
             };
-            let name = self.member_name(target);
             let generation = self.generation(group);
-            tracing::debug!(to = %name, member = %target, generation, "sending to a replica");
-            let next = match self
-                .call_member(group, generation, target, bytes, deadline)
-                .await
-            {
+            tracing::debug!(member = %target, generation, "sending to a replica");
+            let (target, answer) = self
+                .hedged_call(group, generation, target, &voters, bytes, deadline)
+                .await;
+            let name = self.member_name(target);
+            let next = match answer {
                 // Each member counts as its latest attempt found it.
                 Ok(answer) => {
                     // Reached, answered or not (a leader that cannot commit
@@ -556,6 +573,47 @@ impl Router {
         ))
     }
 
+    /// One attempt at `target`, hedged: each time [`HEDGE_AFTER`] passes
+    /// without its answer, the same request goes to another of `voters` in
+    /// turn, and an answer from it that does more than say "wait" (see
+    /// [`decisive`]) ends the attempt in its place. Returns who answered
+    /// and what.
+    async fn hedged_call(
+        &self,
+        group: &str,
+        generation: u64,
+        target: MemberId,
+        voters: &[MemberId],
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> (MemberId, Result<Option<ClientReply>, ()>) {
+        let first = self.call_member(group, generation, target, bytes, deadline);
+        tokio::pin!(first);
+        let others: Vec<MemberId> = voters.iter().copied().filter(|m| *m != target).collect();
+        if others.is_empty() {
+            return (target, first.await);
+        }
+        // Requests waiting on the same replica ask different others first.
+        let mut turn = usize::try_from(next_random() % others.len() as u64).unwrap_or(0);
+        loop {
+            if let Ok(answer) = tokio::time::timeout(HEDGE_AFTER, &mut first).await {
+                return (target, answer);
+            }
+            let other = others[turn % others.len()];
+            turn += 1;
+            tracing::debug!(%group, waiting_on = %target, asking = %other, "no answer yet; asking another voter");
+            let probe = self.call_member(group, generation, other, bytes, deadline);
+            tokio::select! {
+                answer = &mut first => return (target, answer),
+                answer = probe => {
+                    if decisive(target, &answer) {
+                        return (other, answer);
+                    }
+                }
+            }
+        }
+    }
+
     /// One attempt at `member`'s replica of `group`: directly if it runs
     /// on this node, else through the node's transport, which coalesces
     /// the requests (and brings back the replies) of many callers.
@@ -573,9 +631,9 @@ impl Router {
             let actor = local_replica(group, generation, member)
                 .or_else(|| find_replica(group, member, Some(generation)))
                 .ok_or(())?;
-            return call(&actor, bytes, deadline).await;
+            return call(&actor, bytes, self.attempt_wait(deadline)).await;
         };
-        let wait = attempt_wait(deadline);
+        let wait = self.attempt_wait(deadline);
         let (group, payload) = (group.to_owned(), bytes.to_vec());
         let (node, incarnation) = (member.node.0, member.incarnation.0);
         let result = transport
@@ -610,20 +668,38 @@ pub fn find_replica(
         .map(|(_, c)| c.into())
 }
 
-/// How long one attempt may wait.
-fn attempt_wait(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .min(ATTEMPT_TIMEOUT)
+/// Whether another voter's `answer`, given while the attempt waits on
+/// `waited_on`, ends the attempt: it served or refused the request, or
+/// names a leader other than `waited_on`. Not when it says to wait: it
+/// believes in `waited_on` too, knows no leader yet (an election may be
+/// under way), is busy, did not answer or cannot be reached.
+fn decisive(waited_on: MemberId, answer: &Result<Option<ClientReply>, ()>) -> bool {
+    match answer {
+        Err(()) | Ok(None) => false,
+        Ok(Some(Err(ReplyError::Request(e)))) => match e {
+            RequestError::NotLeader { leader: Some(l) } => *l != waited_on,
+            RequestError::NotLeader { leader: None } | RequestError::Busy => false,
+            _ => true,
+        },
+        Ok(Some(_)) => true,
+    }
 }
 
-/// One call straight to a replica actor with the attempt timeout.
+impl Router {
+    /// How long one attempt may wait.
+    fn attempt_wait(&self, deadline: Instant) -> Duration {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.attempt_timeout)
+    }
+}
+
+/// One call straight to a replica actor, waiting at most `wait`.
 async fn call(
     actor: &ActorRef<ReplicaMsg>,
     bytes: &[u8],
-    deadline: Instant,
+    wait: Duration,
 ) -> Result<Option<ClientReply>, ()> {
-    let wait = attempt_wait(deadline);
     let payload = bytes.to_vec();
     let result = actor
         .call(|port| ReplicaMsg::Request(payload, port), Some(wait))
@@ -723,6 +799,145 @@ mod tests {
         };
         assert!(why.contains("node n2 (127.0.0.1:7002)"), "{why}");
         assert!(!why.contains("626980046172116160"), "{why}");
+    }
+
+    /// A stand-in for a replica actor of group `group`: it keeps every
+    /// request unanswered, or answers each with `NotLeader` naming a
+    /// member, or with a reply.
+    struct FakeReplica;
+
+    enum Answers {
+        Never,
+        NotLeader(MemberId),
+        Reply(Vec<u8>),
+    }
+
+    impl ractor::Actor for FakeReplica {
+        type Msg = ReplicaMsg;
+        type State = (Answers, Vec<ractor::RpcReplyPort<Vec<u8>>>);
+        type Arguments = Answers;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<ReplicaMsg>,
+            answers: Answers,
+        ) -> Result<Self::State, ractor::ActorProcessingErr> {
+            Ok((answers, Vec::new()))
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<ReplicaMsg>,
+            msg: ReplicaMsg,
+            (answers, kept): &mut Self::State,
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            let ReplicaMsg::Request(_, port) = msg else {
+                return Ok(());
+            };
+            let reply: ClientReply = match answers {
+                Answers::Never => {
+                    kept.push(port);
+                    return Ok(());
+                }
+                Answers::NotLeader(l) => Err(ReplyError::Request(RequestError::NotLeader {
+                    leader: Some(*l),
+                })),
+                Answers::Reply(r) => Ok(r.clone()),
+            };
+            let _ = port.send(codec::encode_compact("client reply", &reply)?);
+            Ok(())
+        }
+    }
+
+    /// A router of a node without a transport (every replica is local) that
+    /// believes `leader` leads `group`, with an attempt timeout longer than
+    /// any test: only a hedge can end an attempt at a silent replica.
+    fn router_believing(name: &str, group: &str, leader: MemberId) -> Router {
+        let config =
+            crate::node::config::NodeConfig::builder(name, "127.0.0.1:1".parse().expect("address"))
+                .cookie("c")
+                .in_memory()
+                .request_timeout(Duration::from_secs(60))
+                .build()
+                .expect("config");
+        let mut router = Router::new(NodeContext::new(config));
+        router.attempt_timeout = Duration::from_secs(600);
+        router
+            .leaders
+            .lock()
+            .expect("lock")
+            .insert(group.to_owned(), leader);
+        router
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_leader_hangs_is_answered_by_the_leader_another_voter_names() {
+        let group = "hedge-hung-leader";
+        let (hung, follower, new_leader) = (
+            MemberId::new(1, 1),
+            MemberId::new(2, 1),
+            MemberId::new(3, 1),
+        );
+        let mut actors = Vec::new();
+        for (m, answers) in [
+            (hung, Answers::Never),
+            (follower, Answers::NotLeader(new_leader)),
+            (new_leader, Answers::Reply(vec![42])),
+        ] {
+            let name = wire::replica_name(group, 0, m);
+            actors.push(
+                ractor::Actor::spawn(Some(name), FakeReplica, answers)
+                    .await
+                    .expect("spawn a fake replica"),
+            );
+        }
+        let router = router_believing("hedge-a", group, hung);
+        let voters = [hung, follower, new_leader];
+        let answered = router.send(group, &voters, vec![1], false).await;
+        assert_eq!(answered, Ok(vec![42]));
+        for (actor, handle) in actors {
+            actor.stop(None);
+            handle.await.expect("stopped");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_on_its_leader_while_the_others_name_it_too() {
+        let group = "hedge-slow-leader";
+        let (slow, f1, f2) = (
+            MemberId::new(1, 1),
+            MemberId::new(2, 1),
+            MemberId::new(3, 1),
+        );
+        let mut actors = Vec::new();
+        for (m, answers) in [
+            (slow, Answers::Never),
+            (f1, Answers::NotLeader(slow)),
+            (f2, Answers::NotLeader(slow)),
+        ] {
+            let name = wire::replica_name(group, 0, m);
+            actors.push(
+                ractor::Actor::spawn(Some(name), FakeReplica, answers)
+                    .await
+                    .expect("spawn a fake replica"),
+            );
+        }
+        let mut router = router_believing("hedge-b", group, slow);
+        // The request's deadline ends the wait: the others' answers never
+        // do, nor send it elsewhere.
+        router.attempt_timeout = ATTEMPT_TIMEOUT;
+        let timeout = Duration::from_millis(3 * HEDGE_AFTER.as_millis() as u64);
+        let deadline = Instant::now() + timeout;
+        let bytes = codec::encode_compact("client request", &ClientRequest::Query(vec![1]))
+            .expect("encode");
+        let (from, answer) = router
+            .hedged_call(group, 0, slow, &[slow, f1, f2], &bytes, deadline)
+            .await;
+        assert_eq!((from, answer), (slow, Ok(None)));
+        for (actor, handle) in actors {
+            actor.stop(None);
+            handle.await.expect("stopped");
+        }
     }
 
     #[test]
