@@ -89,6 +89,9 @@ pub struct NodeContext {
     /// The masters as this node knows them now (see [`crate::node::masters`]).
     masters: RwLock<Arc<Masters>>,
     pub(crate) dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
+    /// The running dispatcher's router, which [`crate::GroupHandle`]s use
+    /// directly (set and cleared by the dispatcher).
+    pub(crate) router: RwLock<Option<Arc<crate::routing::router::Router>>>,
     pub(crate) groups: RwLock<Option<ActorRef<GroupSupMsg>>>,
     pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
     pub(crate) admin: RwLock<Option<ActorRef<AdminMsg>>>,
@@ -185,6 +188,7 @@ impl NodeContext {
             boots: AtomicU64::new(now),
             casts: AtomicUsize::new(0),
             dispatcher: RwLock::new(None),
+            router: RwLock::new(None),
             groups: RwLock::new(None),
             node_server: RwLock::new(None),
             admin: RwLock::new(None),
@@ -229,6 +233,11 @@ impl NodeContext {
     /// The dispatcher now running, if any.
     pub fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
         self.dispatcher.read().ok()?.clone()
+    }
+
+    /// The running dispatcher's router, if any.
+    pub(crate) fn router(&self) -> Option<Arc<crate::routing::router::Router>> {
+        self.router.read().ok()?.clone()
     }
 
     /// The masters as this node knows them now.

@@ -54,6 +54,7 @@ use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Messages to the node actor (local only).
 pub enum DikeNodeMsg {
@@ -860,13 +861,26 @@ impl<S: PaxosServer> GroupHandle<S> {
         self.node.cast_encoded(&self.group, payload)
     }
 
+    /// Sends `req` with the dispatcher's router from this task: the
+    /// dispatcher's mailbox is not on the way (a request sent as a
+    /// [`DispatcherMsg::Request`] takes the same router after it).
     async fn send(&self, req: S::Request, query: bool) -> Result<S::Reply, DikeError> {
-        let req = match query {
-            true => GroupRequest::<S>::query(&self.group, &req)?,
-            false => GroupRequest::<S>::command(&self.group, &req)?,
-        };
-        let request = || format!("a request to group {:?}", self.group);
-        let answer = self.node.ask(request, |reply| req.message(reply)).await;
+        let payload = codec::encode("request", &req)?;
+        let router = self
+            .node
+            .ctx
+            .router()
+            .ok_or_else(|| DikeError::NodeStopped("no dispatcher".into()))?;
+        let span = tracing::info_span!(
+            "request",
+            group = %self.group,
+            query,
+            request = tracing::field::Empty
+        );
+        let answer = router
+            .request(&self.group, payload, query)
+            .instrument(span)
+            .await;
         GroupRequest::<S>::reply(answer)
     }
 }

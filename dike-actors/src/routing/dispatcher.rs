@@ -145,8 +145,10 @@ impl Actor for Dispatcher {
     ) -> Result<DispatcherState, ActorProcessingErr> {
         let timer = myself.send_interval(ctx.config.refresh, || InternalMsg::Refresh.into());
         let _ = myself.cast(InternalMsg::Refresh.into());
+        let router = Arc::new(Router::new(ctx.clone()));
+        NodeContext::set(&ctx.router, Some(router.clone()));
         Ok(DispatcherState {
-            router: Arc::new(Router::new(ctx.clone())),
+            router,
             ctx,
             refreshing: false,
             pinging: false,
@@ -162,6 +164,12 @@ impl Actor for Dispatcher {
         state: &mut DispatcherState,
     ) -> Result<(), ActorProcessingErr> {
         state.timer.abort();
+        // A dispatcher started in its place has set its own already.
+        if let Ok(mut r) = state.ctx.router.write() {
+            if r.as_ref().is_some_and(|r| Arc::ptr_eq(r, &state.router)) {
+                *r = None;
+            }
+        }
         Ok(())
     }
 
