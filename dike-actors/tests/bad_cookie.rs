@@ -23,7 +23,7 @@ async fn a_wrong_cookie_is_refused_and_the_cluster_stays_up() {
     assert!(procs.all_running(), "the master survives a bad handshake");
 
     let friend = common::client(&masters).await;
-    let table = common::eventually(Duration::from_secs(20), || friend.routing_table()).await;
+    let table = common::poll_until(Duration::from_secs(20), || friend.routing_table()).await;
     assert!(table.is_ok(), "{table:?}\n{}", procs.log_tails());
     friend.stop().await;
 }

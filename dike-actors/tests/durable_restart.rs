@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, free_addr};
+use common::{free_addr, poll_until};
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::{DikeNode, NodeConfig, NodeHandle};
 use std::path::Path;
@@ -24,10 +24,10 @@ async fn node_on(dir: &Path) -> NodeHandle {
 async fn a_node_restarted_on_its_data_dir_serves_its_groups_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = node_on(dir.path()).await;
-    let added = eventually(Duration::from_secs(15), || node.add_group::<Counter>("d")).await;
+    let added = poll_until(Duration::from_secs(15), || node.add_group::<Counter>("d")).await;
     assert!(added.is_ok(), "{added:?}");
     let d = node.group::<Counter>("d");
-    let first = eventually(Duration::from_secs(10), || d.call(CounterRequest::Add(5))).await;
+    let first = poll_until(Duration::from_secs(10), || d.call(CounterRequest::Add(5))).await;
     assert_eq!(first, Ok(5));
     assert_eq!(d.call(CounterRequest::Add(2)).await, Ok(7));
     node.stop().await;
@@ -36,7 +36,7 @@ async fn a_node_restarted_on_its_data_dir_serves_its_groups_state() {
 
     let node = node_on(dir.path()).await;
     let d = node.group::<Counter>("d");
-    let after = eventually(Duration::from_secs(15), || d.call(CounterRequest::Add(1))).await;
+    let after = poll_until(Duration::from_secs(15), || d.call(CounterRequest::Add(1))).await;
     assert_eq!(after, Ok(8), "the group's state survived the restart");
     let table = node.routing_table().await.expect("table");
     assert_eq!(table.groups.len(), 1, "the master's table survived too");

@@ -6,7 +6,6 @@ mod common;
 
 use dike_actors::cluster::transport::{transport_name, TransportMsg, TRANSPORT_PG};
 use dike_actors::node::config::node_id_of;
-use dike_actors::DikeError;
 use ractor::{ActorCell, ActorRef};
 use std::time::Duration;
 
@@ -14,14 +13,14 @@ use std::time::Duration;
 /// cluster session with that node is up.
 async fn remote_transport(name: &str, other_than: Option<&ActorCell>) -> ActorRef<TransportMsg> {
     let wanted = transport_name(node_id_of(name));
-    let found = common::eventually(Duration::from_secs(20), || async {
+    let found = common::poll_until(Duration::from_secs(20), || async {
         ractor::pg::get_members(&TRANSPORT_PG.to_owned())
             .into_iter()
             .find(|c| {
                 c.get_name().as_deref() == Some(wanted.as_str())
                     && other_than.is_none_or(|o| o.get_id() != c.get_id())
             })
-            .ok_or_else(|| common::not_yet(format!("no session with {name}'s transport")))
+            .ok_or_else(|| common::NotYet(format!("no session with {name}'s transport")))
     })
     .await;
     found.expect("the node's transport is reachable").into()
@@ -33,13 +32,13 @@ async fn logged(
     name: &str,
     what: &str,
     at_least: usize,
-) -> Result<usize, DikeError> {
-    common::eventually(Duration::from_secs(20), || async {
+) -> dike_harness::wait::Check<usize> {
+    common::poll_until(Duration::from_secs(20), || async {
         let n = procs.log(name).matches(what).count();
         if n >= at_least {
             Ok(n)
         } else {
-            Err(common::not_yet(format!("{n} × {what:?} logged")))
+            Err(common::NotYet(format!("{n} × {what:?} logged")))
         }
     })
     .await
@@ -50,7 +49,7 @@ async fn a_peer_sending_garbage_is_disconnected_and_logged_once() {
     let (mut procs, masters) = common::start_masters("garbage", 1);
     let node = "garbage-m1";
     let client = common::client(&masters).await;
-    let table = common::eventually(Duration::from_secs(20), || client.routing_table()).await;
+    let table = common::poll_until(Duration::from_secs(20), || client.routing_table()).await;
     assert!(table.is_ok(), "{table:?}\n{}", procs.log_tails());
     let me = client.node_id().0;
 
@@ -85,7 +84,7 @@ async fn a_peer_sending_garbage_is_disconnected_and_logged_once() {
         procs.log_tails()
     );
 
-    let served = common::eventually(Duration::from_secs(20), || client.routing_table()).await;
+    let served = common::poll_until(Duration::from_secs(20), || client.routing_table()).await;
     assert!(served.is_ok(), "{served:?}\n{}", procs.log_tails());
     assert!(procs.all_running(), "garbage does not stop the node");
     client.stop().await;

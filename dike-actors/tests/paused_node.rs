@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, not_yet, sized_client, start_cluster};
+use common::{poll_until, sized_client, start_cluster, NotYet};
 use dike_actors::counter::{Counter, CounterRequest};
 use std::time::Duration;
 
@@ -13,13 +13,13 @@ use std::time::Duration;
 async fn a_paused_node_is_marked_down_by_pings_and_up_once_resumed() {
     let (mut procs, masters) = start_cluster("paused", 3, 2);
     let node = sized_client(&masters, 3).await;
-    let formed = eventually(Duration::from_secs(30), || async {
+    let formed = poll_until(Duration::from_secs(30), || async {
         let up = node.routing_table().await?.live_nodes().count();
-        (up == 5).then_some(()).ok_or(not_yet(format!("{up} up")))
+        (up == 5).then_some(()).ok_or(NotYet(format!("{up} up")))
     })
     .await;
     assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
-    let added = eventually(Duration::from_secs(10), || {
+    let added = poll_until(Duration::from_secs(10), || {
         node.add_group_sized::<Counter>("g", 3)
     })
     .await;
@@ -28,24 +28,22 @@ async fn a_paused_node_is_marked_down_by_pings_and_up_once_resumed() {
     let victim = "paused-w1";
     let id = dike_actors::node::config::node_id_of(victim);
     procs.signal(victim, "STOP");
-    let marked = eventually(Duration::from_secs(30), || async {
+    let marked = poll_until(Duration::from_secs(30), || async {
         let t = node.routing_table().await?;
         (!t.is_up(id))
             .then_some(())
-            .ok_or(not_yet("still up".into()))
+            .ok_or(NotYet("still up".into()))
     })
     .await;
     assert!(marked.is_ok(), "{marked:?}\n{}", procs.log_tails());
     let g = node.group::<Counter>("g");
-    let answered = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
+    let answered = poll_until(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
     assert!(answered.is_ok(), "{answered:?}\n{}", procs.log_tails());
 
     procs.signal(victim, "CONT");
-    let back = eventually(Duration::from_secs(30), || async {
+    let back = poll_until(Duration::from_secs(30), || async {
         let t = node.routing_table().await?;
-        t.is_up(id)
-            .then_some(())
-            .ok_or(not_yet("still down".into()))
+        t.is_up(id).then_some(()).ok_or(NotYet("still down".into()))
     })
     .await;
     assert!(back.is_ok(), "{back:?}\n{}", procs.log_tails());

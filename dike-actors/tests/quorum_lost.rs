@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, sized_client, start_cluster};
+use common::{poll_until, sized_client, start_cluster};
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::DikeError;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 async fn a_group_without_a_quorum_says_how_many_replicas_are_reachable_and_how_many_it_needs() {
     let (mut procs, masters) = start_cluster("quorum", 1, 2);
     let node = sized_client(&masters, 3).await;
-    let formed = eventually(Duration::from_secs(30), || async {
+    let formed = poll_until(Duration::from_secs(30), || async {
         let t = node.routing_table().await?;
         let up = t.live_nodes().count();
         if up == 3 {
@@ -24,10 +24,10 @@ async fn a_group_without_a_quorum_says_how_many_replicas_are_reachable_and_how_m
     })
     .await;
     assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
-    let added = eventually(Duration::from_secs(10), || node.add_group::<Counter>("q")).await;
+    let added = poll_until(Duration::from_secs(10), || node.add_group::<Counter>("q")).await;
     assert!(added.is_ok(), "{added:?}\n{}", procs.log_tails());
     let g = node.group::<Counter>("q");
-    let first = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
+    let first = poll_until(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
     assert_eq!(first, Ok(1), "{}", procs.log_tails());
 
     procs.kill("quorum-w1");

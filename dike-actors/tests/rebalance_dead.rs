@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, groups_with_values, not_yet, settled, sized_client};
+use common::{groups_with_values, poll_until, settled, sized_client, NotYet};
 use common::{start_cluster_with, values_kept};
 use dike_core::NodeId;
 use std::time::Duration;
@@ -23,19 +23,19 @@ async fn replicas_of_a_node_down_past_its_grace_are_replaced() {
     assert!(hosted > 0, "the victim hosts replicas");
     procs.kill(victim);
 
-    let replaced = eventually(Duration::from_secs(90), || async {
+    let replaced = poll_until(Duration::from_secs(90), || async {
         let t = node.routing_table().await?;
         let left = t.groups_on(dead).count();
         if left == 0 && settled(&t) {
             Ok(t)
         } else {
-            Err(not_yet(format!("{left} groups still on the dead node")))
+            Err(NotYet(format!("{left} groups still on the dead node")))
         }
     })
     .await;
     let table = match replaced {
         Ok(t) => t,
-        Err(e) => panic!("{e}\n{}", procs.log_tails()),
+        Err(e) => panic!("{}\n{}", e.0, procs.log_tails()),
     };
     assert!(table
         .groups

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, free_addr, groups_with_values, not_yet, settled, sized_client};
+use common::{free_addr, groups_with_values, poll_until, settled, sized_client, NotYet};
 use common::{start_cluster_with, values_kept};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ async fn replicas_move_to_a_node_that_joins_until_loads_are_even() {
 
     procs.spawn("rebal-join-w3", free_addr(), &["--group-size", "5"]);
     let newcomer = dike_actors::node::config::node_id_of("rebal-join-w3");
-    let balanced = eventually(Duration::from_secs(90), || async {
+    let balanced = poll_until(Duration::from_secs(90), || async {
         let t = node.routing_table().await?;
         let load = t.load();
         let (min, max) = (load.values().min(), load.values().max());
@@ -26,24 +26,24 @@ async fn replicas_move_to_a_node_that_joins_until_loads_are_even() {
         if load.len() == 6 && even && settled(&t) && on_new > 0 {
             Ok(t)
         } else {
-            Err(not_yet(format!("load {load:?}, {on_new} on the new node")))
+            Err(NotYet(format!("load {load:?}, {on_new} on the new node")))
         }
     })
     .await;
     let table = match balanced {
         Ok(t) => t,
-        Err(e) => panic!("{e}\n{}", procs.log_tails()),
+        Err(e) => panic!("{}\n{}", e.0, procs.log_tails()),
     };
     values_kept(&procs, &node, &values).await;
 
     // The new members caught up, and the members that left stopped.
     for g in table.groups_on(newcomer) {
         let member = g.member_on(newcomer).expect("hosted");
-        let caught_up = eventually(Duration::from_secs(15), || async {
+        let caught_up = poll_until(Duration::from_secs(15), || async {
             let s = node.replica_status(&g.name, member).await?;
             (s.applied > 0)
                 .then_some(())
-                .ok_or(not_yet(format!("{member} applied {}", s.applied)))
+                .ok_or(NotYet(format!("{member} applied {}", s.applied)))
         })
         .await;
         assert!(caught_up.is_ok(), "{}: {caught_up:?}", g.name);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{eventually, free_addr, not_yet};
+use common::{free_addr, poll_until, NotYet};
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::routing::request::GroupRequest;
 use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
@@ -50,7 +50,7 @@ async fn with_group(name: &str, group: &str) -> NodeHandle {
 async fn calls_and_queries_are_answered_in_single_node_mode() {
     let node = with_group("solo-calls", "c").await;
     let c = node.group::<Counter>("c");
-    let first = eventually(Duration::from_secs(10), || c.call(CounterRequest::Add(5))).await;
+    let first = poll_until(Duration::from_secs(10), || c.call(CounterRequest::Add(5))).await;
     assert_eq!(first, Ok(5));
     assert_eq!(c.call(CounterRequest::Add(2)).await, Ok(7));
     assert_eq!(c.query(CounterRequest::Get).await, Ok(7));
@@ -69,7 +69,7 @@ async fn calls_and_queries_are_answered_in_single_node_mode() {
 async fn errors_are_typed() {
     let node = with_group("solo-errors", "e").await;
     let e = node.group::<Counter>("e");
-    let failed = eventually(Duration::from_secs(10), || async {
+    let failed = poll_until(Duration::from_secs(10), || async {
         match e.call(CounterRequest::Fail).await {
             Err(DikeError::Application(m)) => Ok(m),
             other => Err(DikeError::Decode(format!("{other:?}"))),
@@ -101,11 +101,11 @@ async fn errors_are_typed() {
 async fn a_crashed_replica_is_restarted_and_recovers_its_state() {
     let node = with_group("solo-crash", "r").await;
     let r = node.group::<Counter>("r");
-    let first = eventually(Duration::from_secs(10), || r.call(CounterRequest::Add(40))).await;
+    let first = poll_until(Duration::from_secs(10), || r.call(CounterRequest::Add(40))).await;
     assert_eq!(first, Ok(40));
     let old = node.local_replica("r").await.expect("replica runs here");
     old.kill();
-    let restarted = eventually(Duration::from_secs(10), || async {
+    let restarted = poll_until(Duration::from_secs(10), || async {
         match node.local_replica("r").await {
             Some(new) if new.get_id() != old.get_id() => Ok(new),
             _ => Err(DikeError::NodeStopped("not restarted yet".into())),
@@ -116,7 +116,7 @@ async fn a_crashed_replica_is_restarted_and_recovers_its_state() {
         restarted.is_ok(),
         "the group supervisor restarts the replica"
     );
-    let after = eventually(Duration::from_secs(10), || r.call(CounterRequest::Add(2))).await;
+    let after = poll_until(Duration::from_secs(10), || r.call(CounterRequest::Add(2))).await;
     assert_eq!(
         after,
         Ok(42),
@@ -130,7 +130,7 @@ async fn undecodable_input_is_dropped_or_refused_and_the_replica_lives_on() {
     use dike_actors::cluster::wire::{ClientReply, ReplicaMsg, ReplyError};
     let node = with_group("solo-garbage", "b").await;
     let b = node.group::<Counter>("b");
-    let first = eventually(Duration::from_secs(10), || b.call(CounterRequest::Add(3))).await;
+    let first = poll_until(Duration::from_secs(10), || b.call(CounterRequest::Add(3))).await;
     assert_eq!(first, Ok(3));
     let replica = node.local_replica("b").await.expect("replica runs here");
     replica
@@ -163,10 +163,10 @@ async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node()
     let node = DikeNode::start(config).await.expect("node starts");
     // A kind registered after the start (not on the builder) works too.
     node.register::<Counter>();
-    let added = eventually(Duration::from_secs(15), || node.add_group::<Counter>("k")).await;
+    let added = poll_until(Duration::from_secs(15), || node.add_group::<Counter>("k")).await;
     assert!(added.is_ok(), "{added:?}");
     let k = node.group::<Counter>("k");
-    let first = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(10))).await;
+    let first = poll_until(Duration::from_secs(10), || k.call(CounterRequest::Add(10))).await;
     assert_eq!(first, Ok(10));
     let master = dike_actors::node::config::MASTER_GROUP;
     let old_master = node.local_replica(master).await.expect("master replica");
@@ -175,7 +175,7 @@ async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node()
     for _ in 0..2 {
         let old = node.local_replica("k").await.expect("replica runs here");
         old.kill();
-        let back = eventually(Duration::from_secs(10), || async {
+        let back = poll_until(Duration::from_secs(10), || async {
             match node.local_replica("k").await {
                 Some(new) if new.get_id() != old.get_id() => Ok(new),
                 _ => Err(DikeError::NodeStopped("not back yet".into())),
@@ -184,7 +184,7 @@ async fn past_its_restart_budget_the_group_supervisor_is_restarted_by_the_node()
         .await;
         assert!(back.is_ok(), "the replica comes back");
     }
-    let after = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(1))).await;
+    let after = poll_until(Duration::from_secs(10), || k.call(CounterRequest::Add(1))).await;
     assert_eq!(after, Ok(11), "state recovered from the node's storage");
     let new_master = node.local_replica(master).await.expect("master replica");
     assert_ne!(
@@ -271,13 +271,13 @@ async fn a_node_runs_under_a_users_supervisor_and_its_dispatcher_answers_call() 
         .cast(cast.cast().expect("a command casts"))
         .expect("cast");
     let get = GroupRequest::<Counter>::query("u", &CounterRequest::Get).expect("encodes");
-    let read = eventually(Duration::from_secs(10), || async {
+    let read = poll_until(Duration::from_secs(10), || async {
         let get = GroupRequest::<Counter>::query("u", &CounterRequest::Get)?;
         let answer = ractor::call_t!(dispatcher, |reply| get.message(reply), 10_000)
-            .map_err(|e| not_yet(format!("the dispatcher: {e}")))?;
+            .map_err(|e| NotYet(format!("the dispatcher: {e}")))?;
         match GroupRequest::<Counter>::reply(answer)? {
             10 => Ok(10),
-            v => Err(not_yet(format!("the cast is not applied yet: {v}"))),
+            v => Err(NotYet(format!("the cast is not applied yet: {v}"))),
         }
     })
     .await;
@@ -297,11 +297,11 @@ async fn a_node_runs_under_a_users_supervisor_and_its_dispatcher_answers_call() 
 async fn a_removed_group_stops_its_replica_and_becomes_unknown() {
     let node = with_group("solo-remove", "gone").await;
     let g = node.group::<Counter>("gone");
-    let first = eventually(Duration::from_secs(10), || g.call(CounterRequest::Add(1))).await;
+    let first = poll_until(Duration::from_secs(10), || g.call(CounterRequest::Add(1))).await;
     assert_eq!(first, Ok(1));
     let removed = node.remove_group("gone").await.expect("removed");
     assert_eq!(removed.name, "gone");
-    let stopped = eventually(Duration::from_secs(10), || async {
+    let stopped = poll_until(Duration::from_secs(10), || async {
         match node.local_replica("gone").await {
             None => Ok(()),
             Some(_) => Err(DikeError::NodeStopped("still running".into())),
@@ -309,7 +309,7 @@ async fn a_removed_group_stops_its_replica_and_becomes_unknown() {
     })
     .await;
     assert!(stopped.is_ok(), "reconciliation stops the replica");
-    let unknown = eventually(Duration::from_secs(10), || async {
+    let unknown = poll_until(Duration::from_secs(10), || async {
         match g.call(CounterRequest::Get).await {
             Err(DikeError::UnknownGroup(_)) => Ok(()),
             other => Err(DikeError::Decode(format!("{other:?}"))),
@@ -324,11 +324,11 @@ async fn a_removed_group_stops_its_replica_and_becomes_unknown() {
 async fn a_cast_command_is_applied_without_the_caller_waiting_for_it() {
     let node = with_group("solo-cast", "k").await;
     let k = node.group::<Counter>("k");
-    let first = eventually(Duration::from_secs(10), || k.call(CounterRequest::Add(1))).await;
+    let first = poll_until(Duration::from_secs(10), || k.call(CounterRequest::Add(1))).await;
     assert_eq!(first, Ok(1));
     k.cast(CounterRequest::Add(41))
         .expect("the dispatcher takes the cast");
-    let seen = eventually(Duration::from_secs(10), || async {
+    let seen = poll_until(Duration::from_secs(10), || async {
         match k.query(CounterRequest::Get).await {
             Ok(42) => Ok(()),
             other => Err(DikeError::Decode(format!("not applied yet: {other:?}"))),
@@ -380,7 +380,7 @@ async fn the_admin_actor_refuses_malformed_or_misaddressed_joins_and_is_restarte
 
     // The node joins its own master in the background; wait for that, so
     // the join below meets a table that has it (and not the other way round).
-    let in_table = eventually(Duration::from_secs(15), || async {
+    let in_table = poll_until(Duration::from_secs(15), || async {
         let table = node.routing_table().await?;
         if table.is_up(node.node_id()) {
             Ok(())
@@ -390,7 +390,7 @@ async fn the_admin_actor_refuses_malformed_or_misaddressed_joins_and_is_restarte
     })
     .await;
     assert_eq!(in_table, Ok(()), "the node joins its own master");
-    let joined = eventually(Duration::from_secs(15), || async {
+    let joined = poll_until(Duration::from_secs(15), || async {
         node.join_node("solo-admin", "127.0.0.1:1")
             .await
             .map_err(|e| DikeError::Rejected(e.to_string()))
@@ -402,7 +402,7 @@ async fn the_admin_actor_refuses_malformed_or_misaddressed_joins_and_is_restarte
     );
 
     admin.kill();
-    let restarted = eventually(Duration::from_secs(10), || async {
+    let restarted = poll_until(Duration::from_secs(10), || async {
         match find_admin("solo-admin") {
             Some(a) if a.get_id() != admin.get_id() => Ok(()),
             _ => Err(DikeError::NodeStopped("not restarted yet".into())),

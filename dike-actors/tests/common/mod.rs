@@ -11,20 +11,19 @@
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::{DikeError, DikeNode, NodeConfig, NodeHandle};
 use dike_core::routing::RoutingTable;
+pub use dike_harness::wait::{poll_until, NotYet};
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
 const COOKIE: &str = "cluster-test-cookie";
 
-/// Kills every child process when dropped, also when the test panics.
+/// The `dike-node` processes of one test: every node is a child process
+/// (see [`dike_harness::process`]), killed when this is dropped, also when
+/// the test panics; the logs are removed unless the test failed.
 pub struct Processes {
-    children: Vec<(String, Child)>,
-    logs: PathBuf,
+    processes: dike_harness::Processes,
     masters: Vec<String>,
     extra: Vec<String>,
 }
@@ -33,8 +32,7 @@ impl Processes {
     /// Starts node `name` on `addr` (in memory) with `args` besides the
     /// cluster's.
     pub fn spawn(&mut self, name: &str, addr: SocketAddr, args: &[&str]) {
-        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_dike-node"))
+        let launch = dike_harness::Launch::new(env!("CARGO_BIN_EXE_dike-node"))
             .args(["--name", name, "--listen", &addr.to_string()])
             .args(["--cookie", COOKIE, "--masters", &self.masters.join(",")])
             .arg("--in-memory")
@@ -43,112 +41,44 @@ impl Processes {
             .env(
                 "RUST_LOG",
                 std::env::var("DIKE_NODE_LOG").unwrap_or("info,ractor_cluster=warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dike-node");
-        self.children.push((name.to_owned(), child));
+            );
+        self.processes
+            .spawn(name, launch)
+            .unwrap_or_else(|e| panic!("spawn dike-node: {e}"));
     }
 
+    /// Kills node `name` (SIGKILL) and waits until it is gone.
     pub fn kill(&mut self, name: &str) {
-        if let Some((_, c)) = self.children.iter_mut().find(|(n, _)| n == name) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.processes.kill(name).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// The tail of every node's log, for a failing test's message.
-    /// Sends signal `sig` (`STOP`, `CONT`, …) to node `name` with kill(1).
+    /// Sends signal `sig` (`STOP`, `CONT`, …) to node `name`.
     pub fn signal(&mut self, name: &str, sig: &str) {
-        if let Some((_, c)) = self.children.iter_mut().find(|(n, _)| n == name) {
-            let status = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(c.id().to_string())
-                .status()
-                .expect("run kill");
-            assert!(status.success(), "kill -{sig} {name}");
-        }
+        self.processes
+            .signal(name, sig)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// Whether every child is still running.
+    /// Whether every node is still running.
     pub fn all_running(&mut self) -> bool {
-        self.children
-            .iter_mut()
-            .all(|(_, c)| matches!(c.try_wait(), Ok(None)))
+        self.processes.all_running()
     }
 
     /// Everything node `name` has logged so far.
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default()
+        self.processes.log(name)
     }
 
+    /// The tail of every node's log, for a failing test's message.
     pub fn log_tails(&self) -> String {
-        let mut out = format!("node logs in {}\n", self.logs.display());
-        for (name, _) in &self.children {
-            let log =
-                std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            out += &format!("--- {name} ---\n");
-            for l in tail.into_iter().rev() {
-                out += l;
-                out += "\n";
-            }
-        }
-        out
+        self.processes.log_tails(15)
     }
 }
 
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        // Logs are kept only when the test fails.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.logs);
-        }
-    }
-}
-
-/// A free port on `127.0.X.1` (X from this process's id; 127.0.0.1 where
-/// the system lacks it): nodes' outgoing connections take ephemeral ports
-/// on 127.0.0.1, and one of those could take a port chosen there before its
-/// node binds it ("Address already in use" in a spawned node).
-///
-/// Never the same address twice in one test binary: the probe's port is
-/// free again once it returns, and the system may hand it to the next
-/// probe (two nodes of one cluster were once given the same port).
+/// A free loopback address, never the same twice in this test binary
+/// ([`dike_harness::free_loopback_addr`]).
 pub fn free_addr() -> SocketAddr {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<SocketAddr>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let own = std::net::Ipv4Addr::new(127, 0, (std::process::id() % 254 + 1) as u8, 1);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let l = TcpListener::bind((own, 0))
-            .or_else(|_| TcpListener::bind("127.0.0.1:0"))
-            .expect("bind an ephemeral port");
-        let addr = l.local_addr().expect("local addr");
-        if given.insert(addr) {
-            return addr;
-        }
-    }
-}
-
-pub async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Result<T, DikeError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DikeError>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        let r = f().await;
-        if r.is_ok() || Instant::now() >= deadline {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    dike_harness::free_loopback_addr().expect("a free loopback port")
 }
 
 /// `n` master nodes as processes.
@@ -170,7 +100,6 @@ pub fn start_cluster_with(
     args: &[&str],
 ) -> (Processes, Vec<String>) {
     let logs = std::env::temp_dir().join(format!("dike-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&logs).expect("log dir");
     let nodes: Vec<(String, SocketAddr)> = (1..=masters)
         .map(|i| format!("{test}-m{i}"))
         .chain((1..=workers).map(|i| format!("{test}-w{i}")))
@@ -181,8 +110,9 @@ pub fn start_cluster_with(
         .map(|(n, a)| format!("{n}@{a}"))
         .collect();
     let mut procs = Processes {
-        children: Vec::new(),
-        logs,
+        processes: dike_harness::Processes::new(logs)
+            .expect("log dir")
+            .removing_logs(),
         masters: list.clone(),
         extra: args.iter().map(|a| a.to_string()).collect(),
     };
@@ -258,7 +188,7 @@ pub async fn group_survives_killed_replicas_on(
     let (mut procs, masters) = start_cluster(test, masters_n, workers);
     let node = sized_client(&masters, n).await;
 
-    let formed = eventually(Duration::from_secs(30), || async {
+    let formed = poll_until(Duration::from_secs(30), || async {
         let t = node.routing_table().await?;
         let up = t.live_nodes().count();
         if up == n {
@@ -270,15 +200,15 @@ pub async fn group_survives_killed_replicas_on(
     .await;
     assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
 
-    let group = eventually(Duration::from_secs(10), || node.add_group::<Counter>("g")).await;
+    let group = poll_until(Duration::from_secs(10), || node.add_group::<Counter>("g")).await;
     let group = match group {
         Ok(g) => g,
-        Err(e) => panic!("add_group: {e}\n{}", procs.log_tails()),
+        Err(e) => panic!("add_group: {}\n{}", e.0, procs.log_tails()),
     };
     assert_eq!(group.config.voters.len(), n);
 
     let g = node.group::<Counter>("g");
-    let first = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
+    let first = poll_until(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
     assert!(first.is_ok(), "{first:?}\n{}", procs.log_tails());
     let mut acked = 1;
     for _ in 0..20 {
@@ -290,7 +220,7 @@ pub async fn group_survives_killed_replicas_on(
 
     // Kill the leader's process first: the others must elect a new one.
     let voters = group.config.voters.clone();
-    let leader = eventually(Duration::from_secs(5), || async {
+    let leader = poll_until(Duration::from_secs(5), || async {
         let status = node.replica_status("g", voters[0]).await?;
         status
             .leader
@@ -343,7 +273,7 @@ pub async fn group_survives_killed_replicas_on(
         .filter(|v| masters.iter().any(|m| m.starts_with(&format!("{v}@"))))
         .count();
     let master_alive = masters_dead * 2 < masters_n;
-    let marked = eventually(Duration::from_secs(15), || async {
+    let marked = poll_until(Duration::from_secs(15), || async {
         if !master_alive {
             return Ok(());
         }
@@ -389,29 +319,25 @@ pub async fn group_survives_killed_replicas_on(
 
 pub const GROUPS: usize = 4;
 
-pub fn not_yet(why: String) -> DikeError {
-    DikeError::NodeStopped(why)
-}
-
 /// Forms the five-node cluster, creates the groups (3 replicas each) and gives each a
 /// distinct value; returns the values by group.
 pub async fn groups_with_values(procs: &Processes, node: &NodeHandle) -> BTreeMap<String, i64> {
-    let formed = eventually(Duration::from_secs(30), || async {
+    let formed = poll_until(Duration::from_secs(30), || async {
         let up = node.routing_table().await?.live_nodes().count();
-        (up == 5).then_some(()).ok_or(not_yet(format!("{up} up")))
+        (up == 5).then_some(()).ok_or(NotYet(format!("{up} up")))
     })
     .await;
     assert!(formed.is_ok(), "{formed:?}\n{}", procs.log_tails());
     let mut values = BTreeMap::new();
     for i in 1..=GROUPS {
         let name = format!("g{i}");
-        let added = eventually(Duration::from_secs(10), || {
+        let added = poll_until(Duration::from_secs(10), || {
             node.add_group_sized::<Counter>(&name, 3)
         })
         .await;
         assert!(added.is_ok(), "{added:?}\n{}", procs.log_tails());
         let g = node.group::<Counter>(&name);
-        let first = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(0))).await;
+        let first = poll_until(Duration::from_secs(15), || g.call(CounterRequest::Add(0))).await;
         assert!(first.is_ok(), "{first:?}\n{}", procs.log_tails());
         for _ in 0..i {
             g.call(CounterRequest::Add(10)).await.expect("healthy");
@@ -425,7 +351,7 @@ pub async fn groups_with_values(procs: &Processes, node: &NodeHandle) -> BTreeMa
 pub async fn values_kept(procs: &Processes, node: &NodeHandle, values: &BTreeMap<String, i64>) {
     for (name, v) in values {
         let g = node.group::<Counter>(name);
-        let r = eventually(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
+        let r = poll_until(Duration::from_secs(15), || g.call(CounterRequest::Add(1))).await;
         assert_eq!(
             r.as_ref().ok(),
             Some(&(v + 1)),
