@@ -83,7 +83,7 @@ pub async fn run<W: Write>(out: &mut W, exe: &Path) -> Result<(), DemoError> {
         // The logs go with the temporary directory: show their ends first.
         for n in demo.cluster.nodes() {
             eprintln!("--- end of {}'s log ---", n.name);
-            eprintln!("{}", crate::processes::log_tail(&n.log, 8));
+            eprint!("{}", demo.cluster.log_tail(&n.name, 8));
         }
     }
     result?;

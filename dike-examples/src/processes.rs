@@ -1,42 +1,18 @@
-//! A local cluster of `dike node` child processes on loopback, for the demo
-//! and for tests: each node has its own free port, data directory and log
-//! file under one temporary directory.
+//! The demo's local cluster: `dike node` child processes on loopback, each
+//! with its own free port, data directory and log file under one temporary
+//! directory. The processes themselves are [`dike_harness::Processes`].
 //!
 //! Invariant: no child outlives the [`ProcessCluster`]: dropping it (at the
 //! end, on an error, on Ctrl-C, or while a panic unwinds) kills every child
 //! and waits for it, then removes the temporary directory.
 
-use std::fs::OpenOptions;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use dike_harness::wait::poll_until_blocking;
+use dike_harness::{free_loopback_addr, Launch, Processes};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Why the cluster could not be started or changed.
-#[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
-    /// A file, directory, port or process operation failed.
-    #[error("cannot {what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A node process exited by itself.
-    #[error("node {name} exited by itself ({status}); the end of its log:\n{log_tail}")]
-    Exited {
-        /// The node.
-        name: String,
-        /// How it exited.
-        status: String,
-        /// The last lines of its log.
-        log_tail: String,
-    },
-    /// No node of that name is in the cluster.
-    #[error("no node named {0:?} in the local cluster")]
-    NoSuchNode(String),
-}
+pub use dike_harness::ProcessError;
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
     let what = what.into();
@@ -61,8 +37,8 @@ pub struct ProcessCluster {
     exe: PathBuf,
     cookie: String,
     nodes: Vec<NodeSpec>,
-    children: Vec<Option<Child>>,
-    // Dropped after `Drop::drop` has killed the children.
+    // Dropped (every child killed) before `dir` is removed.
+    processes: Processes,
     dir: tempfile::TempDir,
 }
 
@@ -74,14 +50,15 @@ impl ProcessCluster {
             .prefix("dike-demo-")
             .tempdir()
             .map_err(io("create a temporary directory"))?;
+        let processes = Processes::new(dir.path())?;
         let mut nodes = Vec::with_capacity(n);
         for i in 1..=n {
             let name = format!("n{i}");
             let data_dir = dir.path().join(&name);
             std::fs::create_dir_all(&data_dir).map_err(io(format!("create {data_dir:?}")))?;
             nodes.push(NodeSpec {
-                addr: free_loopback_addr()?,
-                log: dir.path().join(format!("{name}.log")),
+                addr: free_loopback_addr().map_err(io("find a free loopback port"))?,
+                log: processes.dir().join(format!("{name}.log")),
                 name,
                 data_dir,
             });
@@ -89,8 +66,8 @@ impl ProcessCluster {
         let mut cluster = ProcessCluster {
             exe: exe.to_owned(),
             cookie: cookie.to_owned(),
-            children: (0..n).map(|_| None).collect(),
             nodes,
+            processes,
             dir,
         };
         // One at a time: nodes that all dial each other at the same instant
@@ -103,23 +80,23 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
-    /// Polls node `i`'s port until it accepts connections (10 s at most).
+    /// Polls node `i`'s port until it accepts connections (10 s at most);
+    /// fails at once if a node exited.
     fn await_listening(&mut self, i: usize) -> Result<(), ProcessError> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let addr = self.nodes[i].addr;
-        loop {
-            self.check_running()?;
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
+        let processes = &mut self.processes;
+        let listening = poll_until_blocking(Duration::from_secs(10), || {
+            if let Err(exited) = processes.check_running() {
+                return Ok(Err(exited));
             }
-            if std::time::Instant::now() > deadline {
-                return Err(ProcessError::Io {
-                    what: format!("reach node {} at {addr}", self.nodes[i].name),
-                    source: std::io::Error::from(std::io::ErrorKind::TimedOut),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).map(|_| Ok(()))
+        });
+        listening.unwrap_or_else(|_| {
+            Err(ProcessError::Io {
+                what: format!("reach node {} at {addr}", self.nodes[i].name),
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            })
+        })
     }
 
     /// The temporary directory holding data and logs.
@@ -142,57 +119,45 @@ impl ProcessCluster {
 
     /// The process id of a running node.
     pub fn pid(&self, name: &str) -> Option<u32> {
-        let i = self.index(name).ok()?;
-        self.children[i].as_ref().map(Child::id)
+        self.processes.pid(name)
     }
 
-    fn index(&self, name: &str) -> Result<usize, ProcessError> {
-        self.nodes
-            .iter()
-            .position(|n| n.name == name)
-            .ok_or_else(|| ProcessError::NoSuchNode(name.to_owned()))
+    /// The last `lines` lines of node `name`'s log.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        self.processes
+            .get(name)
+            .map(|p| p.log_tail(lines))
+            .unwrap_or_default()
     }
 
     fn spawn(&mut self, i: usize) -> Result<(), ProcessError> {
         let node = &self.nodes[i];
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .map_err(io(format!("open {:?}", node.log)))?;
-        let child = Command::new(&self.exe)
+        let launch = Launch::new(&self.exe)
             .arg("node")
             .args(["--name", &node.name, "--listen", &node.addr.to_string()])
             .args(["--masters", &self.masters().join(",")])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .env("DIKE_COOKIE", &self.cookie)
-            .env("RUST_LOG", "info,ractor_cluster=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(io(format!("start node {}", node.name)))?;
-        self.children[i] = Some(child);
-        Ok(())
+            .env("RUST_LOG", "info,ractor_cluster=warn");
+        self.processes.spawn(&node.name, launch)
     }
 
     /// Kills node `name` with SIGKILL (no chance to clean up) and waits
     /// until it is gone.
     pub fn kill(&mut self, name: &str) -> Result<(), ProcessError> {
-        let i = self.index(name)?;
-        if let Some(mut child) = self.children[i].take() {
-            child.kill().map_err(io(format!("kill node {name}")))?;
-            child.wait().map_err(io(format!("wait for node {name}")))?;
-        }
-        Ok(())
+        self.processes.kill(name)
     }
 
     /// Starts a killed node again on its data directory (and port).
     pub fn restart(&mut self, name: &str) -> Result<(), ProcessError> {
-        let i = self.index(name)?;
-        if self.children[i].is_none() {
-            self.spawn(i)?;
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| ProcessError::NoSuchProcess(name.to_owned()))?;
+        if !self.processes.get_mut(name)?.is_running() {
+            self.processes.restart(name)?;
             self.await_listening(i)?;
         }
         Ok(())
@@ -200,66 +165,11 @@ impl ProcessCluster {
 
     /// Fails if a node that should run has exited by itself.
     pub fn check_running(&mut self) -> Result<(), ProcessError> {
-        for (i, slot) in self.children.iter_mut().enumerate() {
-            if let Some(child) = slot {
-                if let Ok(Some(status)) = child.try_wait() {
-                    *slot = None;
-                    let node = &self.nodes[i];
-                    return Err(ProcessError::Exited {
-                        name: node.name.clone(),
-                        status: status.to_string(),
-                        log_tail: log_tail(&node.log, 15),
-                    });
-                }
-            }
-        }
-        Ok(())
+        self.processes.check_running()
     }
 
     /// Kills every node and waits for them.
     pub fn stop_all(&mut self) {
-        for child in self.children.iter_mut().filter_map(Option::take) {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ProcessCluster {
-    fn drop(&mut self) {
-        self.stop_all();
-    }
-}
-
-/// The last `lines` lines of the file at `path` (empty if unreadable).
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A loopback address whose port is free right now: on `127.0.X.1`, with X
-/// from this process's id, where the system has it (Linux has all of
-/// 127.0.0.0/8), else on 127.0.0.1. Nodes' outgoing connections take
-/// ephemeral ports on 127.0.0.1, and one of those could take a port chosen
-/// there before the node meant to listen on it has bound it.
-///
-/// Never the same address twice in one process: the probe's port is free
-/// again once it returns, and the system may hand it to the next probe
-/// (two nodes of one test cluster were once given the same port).
-pub fn free_loopback_addr() -> Result<SocketAddr, ProcessError> {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<SocketAddr>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let own = std::net::Ipv4Addr::new(127, 0, (std::process::id() % 254 + 1) as u8, 1);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let addr = TcpListener::bind((own, 0))
-            .or_else(|_| TcpListener::bind("127.0.0.1:0"))
-            .and_then(|l| l.local_addr())
-            .map_err(io("find a free loopback port"))?;
-        if given.insert(addr) {
-            return Ok(addr);
-        }
+        self.processes.kill_all();
     }
 }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{free_addr, get, poll};
+use common::{free_addr, get, wait_until_blocking};
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -58,7 +58,7 @@ fn run_chromium(browser: &PathBuf, what: &str, url: &str, within: Duration) -> S
         .spawn()
         .expect("start chromium");
     let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        poll("chromium finishing", within, || {
+        wait_until_blocking(within, "chromium finishing", || {
             match child.try_wait().expect("wait for chromium") {
                 Some(_) => Ok(()),
                 None => Err(format!("it still runs on {url}")),
@@ -144,7 +144,7 @@ fn the_status_page_in_chromium_shows_every_group_with_its_leader() {
     let https: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let names = ["b1", "b2", "b3"];
     let masters = common::masters_list(&names, &addrs);
-    let nodes: Vec<common::NodeChild> = names
+    let nodes: Vec<common::ChildProcess> = names
         .iter()
         .zip(addrs.iter().zip(&https))
         .map(|(n, (a, h))| {
@@ -154,14 +154,14 @@ fn the_status_page_in_chromium_shows_every_group_with_its_leader() {
         })
         .collect();
     let logs = || {
-        let texts: Vec<String> = nodes.iter().map(|n| n.log_text()).collect();
+        let texts: Vec<String> = nodes.iter().map(|n| n.log()).collect();
         texts.join("\n---\n")
     };
     let via = addrs[0].to_string();
     let groups: Vec<String> = (0..12).map(|i| format!("page-{i:02}")).collect();
     for (i, g) in groups.iter().enumerate() {
         let kind = ["arithmetic", "kv", "set"][i % 3];
-        poll(&format!("add-group {g}"), Duration::from_secs(60), || {
+        wait_until_blocking(Duration::from_secs(60), &format!("add-group {g}"), || {
             let out = dike(&via, &["add-group", g, kind, "--size", "3"]);
             if out.status.success() {
                 Ok(())
@@ -176,9 +176,9 @@ fn the_status_page_in_chromium_shows_every_group_with_its_leader() {
     }
     // Read the page from the second node: any node shows the cluster.
     let http = https[1];
-    let status = poll(
-        "every group led in /status.json",
+    let status = wait_until_blocking(
         Duration::from_secs(60),
+        "every group led in /status.json",
         || {
             let (code, body) = get(http, "/status.json").map_err(|e| e.to_string())?;
             if code != 200 {

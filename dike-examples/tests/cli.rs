@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_addr, poll};
+use common::{free_addr, wait_until_blocking};
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -14,7 +14,7 @@ const COOKIE: &str = "cli-test-cookie";
 
 /// The `dike node` child, killed when the test ends however it ends.
 struct NodeProcess {
-    node: common::NodeChild,
+    node: common::ChildProcess,
     via: String,
 }
 
@@ -69,13 +69,13 @@ impl NodeProcess {
     }
 
     fn log_text(&self) -> String {
-        self.node.log_text()
+        self.node.log()
     }
 
     /// Polls `dike routing-table` until it succeeds or `within` passes.
     fn wait_until_serving(&mut self, within: Duration) {
-        poll("the node serving the routing table", within, || {
-            if let Ok(Some(status)) = self.node.child.try_wait() {
+        wait_until_blocking(within, "the node serving the routing table", || {
+            if let Some(status) = self.node.exited() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             let out = self.dike(&["routing-table"]);
@@ -159,7 +159,7 @@ fn a_malformed_request_fails_with_a_clear_error_and_a_nonzero_exit() {
 
 /// Polls `dike ARGS` until it succeeds or `within` passes; returns stdout.
 fn ok_within(node: &NodeProcess, args: &[&str], within: Duration) -> String {
-    poll(&format!("dike {args:?} succeeding"), within, || {
+    wait_until_blocking(within, &format!("dike {args:?} succeeding"), || {
         let out = node.dike(args);
         if out.status.success() {
             Ok(String::from_utf8(out.stdout).expect("utf-8 output"))
@@ -211,7 +211,7 @@ fn join_cast_and_compare_and_set_from_the_command_line() {
 
     chief.ok(&["add-group", "calc", "arithmetic", "--size", "1"]);
     assert_eq!(chief.ok(&["cast", "calc", r#"{"Add":7}"#]).trim(), "sent");
-    poll("the cast applied", Duration::from_secs(10), || {
+    wait_until_blocking(Duration::from_secs(10), "the cast applied", || {
         let read = chief.ok(&["query", "calc", r#""Read""#]);
         if read.trim() == r#"{"Ok":7}"# {
             Ok(())
@@ -290,9 +290,9 @@ fn a_group_removed_and_added_again_starts_empty_also_after_a_kill_9() {
     drop(node);
     let mut node = NodeProcess::start_durable("durable", addr, &dir);
     node.wait_until_serving(Duration::from_secs(30));
-    let reply = poll(
-        "calc answering after the restart",
+    let reply = wait_until_blocking(
         Duration::from_secs(30),
+        "calc answering after the restart",
         || {
             let out = node.dike(&["request", "calc", r#"{"Add":0}"#]);
             if out.status.success() {
@@ -338,7 +338,7 @@ fn an_existing_group_name_with_another_kind_is_refused_and_casts_reach_set_group
     node.ok(&["add-group", "tags", "set"]);
     let sent = node.ok(&["cast", "tags", r#"{"Add":{"set":"s","element":7}}"#]);
     assert_eq!(sent.trim(), "sent");
-    poll("the cast arriving", Duration::from_secs(20), || {
+    wait_until_blocking(Duration::from_secs(20), "the cast arriving", || {
         let read = node.ok(&["request", "tags", r#"{"Read":"s"}"#]);
         if read.contains('7') {
             Ok(())
@@ -559,7 +559,7 @@ fn a_nodes_disk_use_returns_near_its_size_before_once_its_groups_are_removed() {
     }
     // Another group keeps writing, so the log rolls and compacts; poll
     // (driving writes) until the space is back.
-    let now = poll("the disk space back", Duration::from_secs(60), || {
+    let now = wait_until_blocking(Duration::from_secs(60), "the disk space back", || {
         let now = dir_bytes(&dir);
         if now <= before + 4 * (1 << 20) {
             return Ok(now);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_addr, get, poll};
+use common::{free_addr, get, wait_until_blocking};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ const COOKIE: &str = "http-test-cookie";
 /// A single-node `dike node` child with an HTTP address, killed when the
 /// test ends however it ends.
 struct NodeProcess {
-    node: common::NodeChild,
+    node: common::ChildProcess,
     via: String,
     http: SocketAddr,
 }
@@ -34,7 +34,7 @@ impl NodeProcess {
     }
 
     fn log_text(&self) -> String {
-        self.node.log_text()
+        self.node.log()
     }
 
     /// Runs `dike ARGS --via <this node>`, failing the test if it fails.
@@ -58,8 +58,8 @@ impl NodeProcess {
     /// Polls `GET path` until it answers 200 or `within` passes; returns
     /// the body.
     fn await_200(&mut self, path: &str, within: Duration) -> String {
-        poll(&format!("GET {path} answering 200"), within, || {
-            if let Ok(Some(status)) = self.node.child.try_wait() {
+        wait_until_blocking(within, &format!("GET {path} answering 200"), || {
+            if let Some(status) = self.node.exited() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             match get(self.http, path) {
@@ -132,7 +132,7 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
     let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
     let https: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
     let masters = common::masters_list(&names, &addrs);
-    let mut nodes: Vec<common::NodeChild> = names
+    let mut nodes: Vec<common::ChildProcess> = names
         .iter()
         .zip(addrs.iter().zip(&https))
         .map(|(n, (a, h))| {
@@ -141,8 +141,8 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
             common::spawn_node("metrics", n, *a, &masters, &args, COOKIE)
         })
         .collect();
-    let logs = |nodes: &[common::NodeChild]| {
-        let texts: Vec<String> = nodes.iter().map(|n| n.log_text()).collect();
+    let logs = |nodes: &[common::ChildProcess]| {
+        let texts: Vec<String> = nodes.iter().map(|n| n.log()).collect();
         texts.join("\n---\n")
     };
     let via = addrs
@@ -158,7 +158,7 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
             .output()
             .expect("run dike")
     };
-    poll("add-group calc", Duration::from_secs(60), || {
+    wait_until_blocking(Duration::from_secs(60), "add-group calc", || {
         let out = dike(&["add-group", "calc", "arithmetic", "--size", "3"]);
         if out.status.success() {
             Ok(())
@@ -197,7 +197,7 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
         .map(|i| scrape(https[*i]).expect("scrape"))
         .collect();
     // One leader for calc and one for the masters, however placed.
-    poll("two replicas leading", Duration::from_secs(30), || {
+    wait_until_blocking(Duration::from_secs(30), "two replicas leading", || {
         let leading: f64 = (0..3)
             .map(|i| scrape(https[i]).expect("scrape"))
             .map(|e| e.value("dike_replicas_leading", &[]).unwrap_or(0.0))
@@ -224,12 +224,12 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
         .map(|e| e.value("dike_leaderships_won_total", &[]).unwrap_or(0.0))
         .sum();
 
-    nodes[victim].kill();
+    nodes[victim].kill().expect("kill");
 
     // Each survivor sees one peer less, and one of them wins calc.
-    poll(
-        "the survivors' metrics showing the kill",
+    wait_until_blocking(
         Duration::from_secs(60),
+        "the survivors' metrics showing the kill",
         || {
             let now: Result<Vec<Exposition>, String> =
                 survivors.iter().map(|i| scrape(https[*i])).collect();

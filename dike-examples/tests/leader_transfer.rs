@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::{free_addr, poll, text, Cluster};
+use common::{free_addr, text, wait_until_blocking, Cluster};
 use dike_actors::{DikeNode, NodeConfig, NodeHandle};
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,9 +125,9 @@ async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a
     });
     // The old leader acknowledges some writes before the SIGTERM.
     tokio::task::block_in_place(|| {
-        poll(
-            "writes under the old leader",
+        wait_until_blocking(
             Duration::from_secs(30),
+            "writes under the old leader",
             || match acked.load(Ordering::SeqCst) {
                 n if n >= 20 => Ok(()),
                 n => Err(format!("{n} acknowledged")),
@@ -136,25 +135,20 @@ async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a
         )
     });
     let i = c.index_of(&stopping);
-    let pid = c.nodes[i].as_ref().expect("running").child.id();
-    let stopped_at = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(kill.success());
     let node = c.nodes[i].as_mut().expect("running");
-    // `poll` sleeps on this thread; block_in_place tells the runtime, so
+    let stopped_at = Instant::now();
+    node.signal("TERM").expect("kill -TERM");
+    // `wait_until_blocking` sleeps on this thread; block_in_place tells the runtime, so
     // the writer and the client node go on meanwhile.
     tokio::task::block_in_place(|| {
-        poll("the node exiting", Duration::from_secs(15), || {
-            match node.child.try_wait().expect("wait") {
+        wait_until_blocking(Duration::from_secs(15), "the node exiting", || {
+            match node.exited() {
                 Some(_) => Ok(()),
                 None => Err("it still runs".to_owned()),
             }
         })
     });
-    let log = node.log_text();
+    let log = node.log();
     let acks = writer.await.expect("writer");
 
     let failed: Vec<&String> = acks.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
@@ -187,7 +181,7 @@ async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a
     let new_leader = c.leader_of("calc");
     assert_ne!(new_leader, stopping);
     let j = c.index_of(&new_leader);
-    let new_log = c.nodes[j].as_ref().expect("running").log_text();
+    let new_log = c.nodes[j].as_ref().expect("running").log();
     assert!(
         new_log.contains("leadership handed over: campaigning"),
         "{new_leader} was elected by the transfer:\n{new_log}"

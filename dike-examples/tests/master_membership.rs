@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_addr, masters_list, poll, spawn_node, text, NodeChild};
+use common::{free_addr, masters_list, spawn_node, text, wait_until_blocking, ChildProcess};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -21,7 +21,7 @@ struct Cluster {
     addrs: Vec<SocketAddr>,
     masters: String,
     dirs: tempfile::TempDir,
-    nodes: Vec<Option<NodeChild>>,
+    nodes: Vec<Option<ChildProcess>>,
 }
 
 impl Cluster {
@@ -57,7 +57,7 @@ impl Cluster {
 
     /// Starts node `i` on its data dir with the cluster's first masters
     /// list, whatever the masters are now.
-    fn spawn(&self, i: usize) -> NodeChild {
+    fn spawn(&self, i: usize) -> ChildProcess {
         let dir = self.dir(i);
         let mut args = vec!["--worker-threads", "2", "--data-dir"];
         args.push(dir.to_str().expect("a UTF-8 path"));
@@ -76,7 +76,7 @@ impl Cluster {
 
     fn kill(&mut self, i: usize) {
         if let Some(mut n) = self.nodes[i].take() {
-            n.kill();
+            n.kill().expect("kill");
         }
     }
 
@@ -100,11 +100,11 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        common::log_tails(&self.names, &self.nodes, 15)
+        common::log_tails(self.nodes.iter().flatten(), 15)
     }
 
     fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&Cluster) -> Result<T, String>) -> T {
-        poll(what, Duration::from_secs(60), || {
+        wait_until_blocking(Duration::from_secs(60), what, || {
             check(self).map_err(|last| format!("{last}\n{}", self.logs()))
         })
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_addr, poll};
+use common::{free_addr, wait_until_blocking};
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -15,7 +15,7 @@ const COOKIE: &str = "master-quorum-cookie";
 
 /// `dike node` children, killed when the test ends however it ends.
 struct Nodes {
-    children: Vec<(String, common::NodeChild)>,
+    children: Vec<common::ChildProcess>,
 }
 
 impl Nodes {
@@ -23,28 +23,19 @@ impl Nodes {
         let mut args = vec!["--in-memory"];
         args.extend_from_slice(extra);
         let node = common::spawn_node("mq", name, addr, masters, &args, COOKIE);
-        self.children.push((name.to_owned(), node));
+        self.children.push(node);
     }
 
     fn kill(&mut self, name: &str) {
-        for (n, node) in &mut self.children {
-            if n == name {
-                node.kill();
+        for node in &mut self.children {
+            if node.name() == name {
+                node.kill().expect("kill");
             }
         }
     }
 
     fn logs(&self) -> String {
-        self.children
-            .iter()
-            .map(|(n, node)| {
-                let text = node.log_text();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- {n} ---\n{}", tail.join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        common::log_tails(&self.children, 15)
     }
 }
 
@@ -69,9 +60,9 @@ fn text(out: &Output) -> String {
 /// Runs `dike ARGS --via VIA` until it succeeds with `expected` on stdout
 /// or `within` passes.
 fn until_answers(nodes: &Nodes, via: &str, args: &[&str], expected: &str, within: Duration) {
-    poll(
-        &format!("dike {args:?} answering {expected}"),
+    wait_until_blocking(
         within,
+        &format!("dike {args:?} answering {expected}"),
         || {
             let out = dike(via, args);
             if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == expected {
@@ -97,7 +88,7 @@ fn data_groups_answer_through_any_node_while_the_master_quorum_is_down() {
     }
     let worker = addrs[3].to_string();
     // Every node up, then a group on all five.
-    poll("the cluster up", Duration::from_secs(60), || {
+    wait_until_blocking(Duration::from_secs(60), "the cluster up", || {
         let out = dike(&worker, &["routing-table", "--json"]);
         let ups = String::from_utf8_lossy(&out.stdout)
             .matches("\"up\"")

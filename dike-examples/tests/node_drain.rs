@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{free_addr, text, Cluster};
+use common::{free_addr, text, wait_until_blocking, Cluster};
 use dike_actors::{DikeNode, NodeConfig, NodeHandle};
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ const GROUPS: [&str; 4] = ["d1", "d2", "d3", "d4"];
 /// load a debug build's status can miss its 10 s deadline) is asked again,
 /// for up to 30 s; the panic shows the last failure.
 fn status(c: &Cluster) -> serde_json::Value {
-    common::poll("dike status", Duration::from_secs(30), || {
+    wait_until_blocking(Duration::from_secs(30), "dike status", || {
         let out = c.dike(&["status", "-o", "json"]);
         if !out.status.success() {
             return Err(text(&out));
@@ -190,11 +190,11 @@ async fn a_drained_node_leads_nothing_until_undrained_and_no_acknowledged_write_
         !back.is_empty(),
         "{drained} is the preferred leader of some group: {preferred:?}"
     );
-    // `poll` sleeps on this thread; block_in_place tells the runtime, so
+    // `wait_until_blocking` sleeps on this thread; block_in_place tells the runtime, so
     // the writers go on meanwhile.
     tokio::task::block_in_place(|| {
         let what = format!("{drained} leading {back:?} again");
-        common::poll(&what, Duration::from_secs(30), || {
+        wait_until_blocking(Duration::from_secs(30), &what, || {
             let now = leaders(&status(&c));
             if back.iter().all(|g| now.get(*g) == Some(&drained)) {
                 Ok(())

@@ -6,10 +6,11 @@
 
 mod common;
 
-use common::{free_addr, poll};
+use common::{free_addr, wait_until_blocking, ChildProcess};
+use dike_harness::Launch;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Output};
 use std::time::Duration;
 
 const COOKIE: &str = "identity-test-cookie";
@@ -30,8 +31,7 @@ fn dike_command() -> Command {
 
 /// A `dike node` child, killed (SIGKILL) when dropped.
 struct Node {
-    child: Child,
-    log: PathBuf,
+    process: ChildProcess,
 }
 
 impl Node {
@@ -42,32 +42,38 @@ impl Node {
             std::process::id(),
             unique()
         ));
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = dike_command();
-        cmd.arg("node").args(args);
+        // None of the caller's `DIKE_*` settings, as in [`dike_command`].
+        let mut launch = std::env::vars_os()
+            .map(|(key, _)| key)
+            .filter(|key| key.to_string_lossy().starts_with("DIKE_"))
+            .fold(Launch::new(env!("CARGO_BIN_EXE_dike")), Launch::env_remove)
+            .arg("node")
+            .args(args);
         if !args.iter().any(|a| a.starts_with("--cookie")) {
-            cmd.env("DIKE_COOKIE", COOKIE);
+            launch = launch.env("DIKE_COOKIE", COOKIE);
         }
-        let child = cmd
-            .env("RUST_LOG", "info,ractor_cluster=warn")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn dike node");
-        Node { child, log }
+        let launch = launch.env("RUST_LOG", "info,ractor_cluster=warn");
+        let process = ChildProcess::spawn(label, launch, log)
+            .unwrap_or_else(|e| panic!("spawn dike node: {e}"))
+            .removing_log();
+        Node { process }
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("wait for dike node")
+        self.process.exited()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.process.pid()
     }
 
     /// Polls `dike routing-table --via VIA` until it answers.
     fn wait_serving(&mut self, via: &str) {
-        poll("the node serving", START, || {
+        wait_until_blocking(START, "the node serving", || {
             if let Some(status) = self.exited() {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
@@ -88,7 +94,7 @@ impl Node {
     /// successfully, says it is ready, or is still running at the deadline.
     /// Returns its log (stderr).
     fn refused(mut self) -> String {
-        let status = poll("the refused node exiting", START, || {
+        let status = wait_until_blocking(START, "the refused node exiting", || {
             if let Some(status) = self.exited() {
                 return Ok(status);
             }
@@ -106,18 +112,7 @@ impl Node {
 
     /// kill -9, and wait until it is gone.
     fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
+        self.process.kill().expect("SIGKILL");
     }
 }
 
@@ -217,7 +212,10 @@ fn a_second_node_on_a_data_dir_in_use_is_refused_and_after_a_kill_9_the_dir_is_f
         "{same}"
     );
     assert!(
-        same.contains(&format!("pid {}, node keeper", first.child.id())),
+        same.contains(&format!(
+            "pid {}, node keeper",
+            first.pid().expect("running")
+        )),
         "the message names the holder: {same}"
     );
     let other = Node::spawn("intruder", &strs(&single("intruder", free_addr(), &dir))).refused();
@@ -233,7 +231,7 @@ fn a_second_node_on_a_data_dir_in_use_is_refused_and_after_a_kill_9_the_dir_is_f
     first.kill9();
     let mut again = Node::spawn("keeper-3", &strs(&single("keeper", addr, &dir)));
     again.wait_serving(&via);
-    let reply = poll("calc answering after the restart", START, || {
+    let reply = wait_until_blocking(START, "calc answering after the restart", || {
         let out = dike(&via, &["request", "calc", r#"{"Add":0}"#]);
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -360,7 +358,7 @@ fn a_node_that_joined_once_is_up_again_after_a_kill_9_without_being_asked() {
     ];
     let worker = Node::spawn("worker", &strs(&worker_args));
     // Asked to join once, the way an operator adds a node.
-    poll("dike join succeeding", START, || {
+    wait_until_blocking(START, "dike join succeeding", || {
         let out = dike(&masters, &["join", &format!("worker@{worker_addr}")]);
         if out.status.success() {
             Ok(())
@@ -372,18 +370,18 @@ fn a_node_that_joined_once_is_up_again_after_a_kill_9_without_being_asked() {
             ))
         }
     });
-    poll("the worker up", START, || {
+    wait_until_blocking(START, "the worker up", || {
         table_shows(&masters, "worker", "up")
     });
 
     worker.kill9();
-    poll("the master seeing the worker down", START, || {
+    wait_until_blocking(START, "the master seeing the worker down", || {
         table_shows(&masters, "worker", "down")
     });
 
     // The same command as before: no --join, and nobody runs `dike join`.
     let worker = Node::spawn("worker-again", &strs(&worker_args));
-    poll("the restarted worker up", START, || {
+    wait_until_blocking(START, "the restarted worker up", || {
         table_shows(&masters, "worker", "up")
             .map_err(|table| format!("{table}\nworker log:\n{}", worker.log_text()))
     });
@@ -652,7 +650,7 @@ fn a_node_logs_one_json_object_per_line_when_asked() {
             }
         }
     });
-    // Not `poll`: the lines are taken as they come, and this child (no
+    // Not `wait_until_blocking`: the lines are taken as they come, and this child (no
     // `Node`) is not killed on a panic, so it is killed before the assert.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut seen = Vec::new();

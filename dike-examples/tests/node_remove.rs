@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_addr, poll, NodeChild};
+use common::{free_addr, wait_until_blocking, ChildProcess};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,7 +23,7 @@ struct Cluster {
     addrs: Vec<SocketAddr>,
     masters: String,
     dirs: tempfile::TempDir,
-    nodes: Vec<Option<NodeChild>>,
+    nodes: Vec<Option<ChildProcess>>,
 }
 
 impl Cluster {
@@ -63,7 +63,7 @@ impl Cluster {
         self.dirs.path().join(&self.names[i])
     }
 
-    fn spawn(&self, i: usize, args: &[&str]) -> NodeChild {
+    fn spawn(&self, i: usize, args: &[&str]) -> ChildProcess {
         let dir = self.dir(i);
         let mut all = vec!["--data-dir", path_str(&dir)];
         all.extend(args);
@@ -94,10 +94,10 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        common::log_tails(&self.names, &self.nodes, 15)
+        common::log_tails(self.nodes.iter().flatten(), 15)
     }
 
-    /// [`poll`]s `check` on this cluster, the logs added to the last
+    /// [`wait_until_blocking`] on `check` on this cluster, the logs added to the last
     /// answer when it fails.
     fn wait_for<T>(
         &self,
@@ -105,7 +105,7 @@ impl Cluster {
         what: &str,
         mut check: impl FnMut(&Cluster) -> Result<T, String>,
     ) -> T {
-        poll(what, within, || {
+        wait_until_blocking(within, what, || {
             check(self).map_err(|last| format!("{last}\n{}", self.logs()))
         })
     }
@@ -174,12 +174,9 @@ fn text(out: &Output) -> String {
 }
 
 /// Waits (up to 30 s) for `node` to exit by itself; its exit code.
-fn exit_code(node: &mut NodeChild) -> Option<i32> {
-    let status = poll("the node exiting", Duration::from_secs(30), || {
-        node.child
-            .try_wait()
-            .expect("wait")
-            .ok_or_else(|| "it still runs".to_owned())
+fn exit_code(node: &mut ChildProcess) -> Option<i32> {
+    let status = wait_until_blocking(Duration::from_secs(30), "the node exiting", || {
+        node.exited().ok_or_else(|| "it still runs".to_owned())
     });
     status.code()
 }
@@ -219,7 +216,7 @@ fn dike_node_remove_moves_the_replicas_away_and_the_removed_data_dir_is_refused(
     c.wait_for(Duration::from_secs(30), "the node logs its removal", |c| {
         let log = c.nodes[3]
             .as_ref()
-            .map(NodeChild::log_text)
+            .map(ChildProcess::log)
             .unwrap_or_default();
         (log.matches("was removed from the cluster").count() == 1)
             .then_some(())
@@ -229,8 +226,8 @@ fn dike_node_remove_moves_the_replicas_away_and_the_removed_data_dir_is_refused(
     // Restarted on its data dir, it is refused at once with exit code 9.
     c.nodes[3] = None;
     let mut again = c.spawn(3, &["--join"]);
-    assert_eq!(exit_code(&mut again), Some(9), "{}", again.log_text());
-    let log = again.log_text();
+    assert_eq!(exit_code(&mut again), Some(9), "{}", again.log());
+    let log = again.log();
     assert!(
         log.contains("was removed from the cluster") && log.contains("empty data dir"),
         "{log}"
@@ -254,7 +251,7 @@ fn a_dead_node_whose_replicas_were_replaced_leaves_the_table_and_may_come_back()
         c.add_group_with(&format!("g{i}"), 1);
     }
     assert!(!c.groups_on(&worker).is_empty());
-    c.nodes[3].as_mut().expect("running").kill();
+    c.nodes[3].as_mut().expect("running").kill().expect("kill");
 
     c.wait_for(
         Duration::from_secs(90),

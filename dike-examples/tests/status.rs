@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_addr, get};
+use common::{free_addr, get, wait_until_blocking};
 
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ const COOKIE: &str = "status-test-cookie";
 /// A `dike node` child, killed when the test ends however it ends.
 struct NodeProcess {
     name: String,
-    node: common::NodeChild,
+    node: common::ChildProcess,
 }
 
 impl NodeProcess {
@@ -32,13 +32,13 @@ impl NodeProcess {
     }
 
     fn log_text(&self) -> String {
-        let text = self.node.log_text();
+        let text = self.node.log();
         format!("--- {} log ---\n{text}", self.name)
     }
 
     /// Fails the test if the node exited.
     fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.node.child.try_wait() {
+        if let Some(status) = self.node.exited() {
             panic!(
                 "dike node {} exited with {status}\n{}",
                 self.name,
@@ -72,7 +72,7 @@ fn status_json(via: &str) -> Result<Value, String> {
         .map_err(|e| format!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// [`common::poll`] while `nodes` run: fails at once if one exited, and
+/// [`common::wait_until_blocking`] while `nodes` run: fails at once if one exited, and
 /// adds their logs to the last error.
 fn poll_running<T>(
     what: &str,
@@ -80,7 +80,7 @@ fn poll_running<T>(
     nodes: &mut [&mut NodeProcess],
     mut probe: impl FnMut() -> Result<T, String>,
 ) -> T {
-    common::poll(what, within, || {
+    wait_until_blocking(within, what, || {
         for n in nodes.iter_mut() {
             n.assert_running();
         }
@@ -210,7 +210,7 @@ fn status_shows_every_replica_and_a_killed_node_as_down_with_its_replica_unreach
 
     drop(all);
     let mut killed = nodes.pop().expect("s3");
-    killed.node.kill();
+    killed.node.kill().expect("kill");
     let mut alive: Vec<&mut NodeProcess> = nodes.iter_mut().collect();
 
     let after = poll_running(

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_addr, poll, text, Cluster, NodeChild};
+use common::{free_addr, text, wait_until_blocking, ChildProcess, Cluster};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -75,21 +75,21 @@ fn single_node(
     label: &str,
     node_args: &[String],
     client_args: &[String],
-) -> (NodeChild, SocketAddr) {
+) -> (ChildProcess, SocketAddr) {
     let addr = free_addr();
     let mut args = vec!["--in-memory", "--worker-threads", "2"];
     args.extend(node_args.iter().map(String::as_str));
     let masters = format!("{label}@{addr}");
     let mut node = common::spawn_node("tls", label, addr, &masters, &args, COOKIE);
-    poll("the node serving", Duration::from_secs(30), || {
-        if let Ok(Some(status)) = node.child.try_wait() {
-            panic!("dike node exited with {status}\n{}", node.log_text());
+    wait_until_blocking(Duration::from_secs(30), "the node serving", || {
+        if let Some(status) = node.exited() {
+            panic!("dike node exited with {status}\n{}", node.log());
         }
         let out = table_via(addr, client_args);
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("{}\n{}", text(&out), node.log_text()))
+            Err(format!("{}\n{}", text(&out), node.log()))
         }
     });
     (node, addr)
@@ -127,9 +127,13 @@ fn a_tls_cluster_made_with_dike_certs_serves_kv_and_survives_a_kill_9() {
 
     // Any node may go: the group keeps a quorum of two.
     let victim = cluster.index_of(&cluster.leader_of("vnode-1"));
-    cluster.nodes[victim].as_mut().expect("running").kill();
+    cluster.nodes[victim]
+        .as_mut()
+        .expect("running")
+        .kill()
+        .expect("kill");
     cluster.nodes[victim] = None;
-    poll("a write after the kill", Duration::from_secs(30), || {
+    wait_until_blocking(Duration::from_secs(30), "a write after the kill", || {
         let out = cluster.dike(&["kv", "put", "colour", "blue"]);
         if out.status.success() {
             Ok(())
@@ -242,14 +246,11 @@ fn an_expired_certificate_is_refused_by_client_and_node_naming_the_file() {
     let mut args = vec!["--in-memory"];
     args.extend(old.iter().map(String::as_str));
     let mut node = common::spawn_node("tls", "old", addr, &masters, &args, COOKIE);
-    let status = poll("the node exiting", Duration::from_secs(20), || {
-        match node.child.try_wait() {
-            Ok(Some(status)) => Ok(status),
-            _ => Err("it still runs".to_owned()),
-        }
+    let status = wait_until_blocking(Duration::from_secs(20), "the node exiting", || {
+        node.exited().ok_or_else(|| "it still runs".to_owned())
     });
-    assert_eq!(status.code(), Some(EXIT_USAGE), "{}", node.log_text());
-    let log = node.log_text();
+    assert_eq!(status.code(), Some(EXIT_USAGE), "{}", node.log());
+    let log = node.log();
     assert!(
         log.contains("old.pem") && log.contains("has expired"),
         "{log}"

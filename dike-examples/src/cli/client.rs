@@ -208,8 +208,8 @@ fn transient(e: &DikeError) -> bool {
 }
 
 /// A loopback address with a port free right now (see
-/// [`crate::processes::free_loopback_addr`]).
+/// [`dike_harness::free_loopback_addr`]).
 fn free_loopback_addr() -> Result<SocketAddr, CliError> {
-    crate::processes::free_loopback_addr()
+    dike_harness::free_loopback_addr()
         .map_err(|e| CliError::Usage(format!("cannot find a free local port: {e}")))
 }

@@ -2,57 +2,23 @@
 // Each test file uses what it needs.
 #![allow(dead_code)]
 
+pub use dike_harness::process::log_tails;
+pub use dike_harness::wait::wait_until_blocking;
+pub use dike_harness::ChildProcess;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-/// Polls `probe` until it returns `Ok` or `within` passes; the panic names
-/// `what` and the last reason `probe` gave. The one wait-with-a-deadline of
-/// these tests: a probe that must stop at once (a node exited) panics itself.
-/// An async test calls it inside `tokio::task::block_in_place`.
-pub fn poll<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        let last = match probe() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A port free on every address (`0.0.0.0`) right now, for a node that
-/// listens on every address. It is below the range the system takes
-/// ephemeral ports from: a port from that range could become the source
-/// port of some outgoing connection (another test's, on 127.0.0.1) before
-/// the node binds it, and a listener on `0.0.0.0` collides with it (CI
-/// failed once that way).
+/// A port free on every address (`0.0.0.0`) right now, below the ephemeral
+/// range ([`dike_harness::free_wildcard_port`]).
 pub fn free_wildcard_port() -> u16 {
-    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let low = 10_000.min(first_ephemeral / 2);
-    let span = u64::from(first_ephemeral - low);
-    let seed = u64::from(std::process::id()).wrapping_mul(2_654_435_761)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::from(d.subsec_nanos()));
-    (0..1000u64)
-        .map(|i| low + ((seed + i * 7919) % span) as u16)
-        .find(|&p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
-        .unwrap_or_else(|| panic!("no free port on 0.0.0.0 below {first_ephemeral}"))
+    dike_harness::free_wildcard_port().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A loopback address with a port free right now.
 pub fn free_addr() -> SocketAddr {
-    dike_examples::processes::free_loopback_addr().expect("a free loopback port")
+    dike_harness::free_loopback_addr().expect("a free loopback port")
 }
 
 /// The `--masters` list `NAME@ADDR,…` of `names` at `addrs` (pairwise;
@@ -83,53 +49,6 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body.to_owned()))
 }
 
-/// A `dike node` child process and its log file; killed when dropped
-/// however the test ends, its log removed unless the test failed.
-pub struct NodeChild {
-    /// The process.
-    pub child: Child,
-    /// Its stderr.
-    pub log: PathBuf,
-}
-
-impl NodeChild {
-    /// The log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// kill -9, and waits for the process to be gone.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeChild {
-    fn drop(&mut self) {
-        self.kill();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
-
-/// The last `lines` lines of the log of every running node of `nodes`
-/// (named by `names`, pairwise), each under a `--- NAME ---` header.
-pub fn log_tails(names: &[String], nodes: &[Option<NodeChild>], lines: usize) -> String {
-    names
-        .iter()
-        .zip(nodes)
-        .filter_map(|(n, node)| node.as_ref().map(|node| (n, node.log_text())))
-        .map(|(n, text)| {
-            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!("--- {n} ---\n{}", tail.join("\n"))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Starts `dike node --name NAME --listen ADDR --masters MASTERS ARGS…`
 /// with `cookie` as `DIKE_COOKIE`, its stderr (the log) in a file of the
 /// temporary directory named after `label` and `name`.
@@ -140,20 +59,17 @@ pub fn spawn_node(
     masters: &str,
     args: &[&str],
     cookie: &str,
-) -> NodeChild {
+) -> ChildProcess {
     let log = std::env::temp_dir().join(format!("dike-{label}-{name}-{}.log", std::process::id()));
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_dike"))
+    let launch = dike_harness::Launch::new(env!("CARGO_BIN_EXE_dike"))
         .args(["node", "--name", name, "--listen", &addr.to_string()])
         .args(["--masters", masters])
         .args(args)
         .env("DIKE_COOKIE", cookie)
-        .env("RUST_LOG", "info,ractor_cluster=warn")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn dike node");
-    NodeChild { child, log }
+        .env("RUST_LOG", "info,ractor_cluster=warn");
+    ChildProcess::spawn(name, launch, log)
+        .unwrap_or_else(|e| panic!("spawn dike node: {e}"))
+        .removing_log()
 }
 
 /// Three master nodes as `dike node` processes, killed when dropped.
@@ -165,7 +81,7 @@ pub struct Cluster {
     /// The masters list, NAME@HOST:PORT,…
     pub masters: String,
     /// The node processes (`None`: stopped).
-    pub nodes: Vec<Option<NodeChild>>,
+    pub nodes: Vec<Option<ChildProcess>>,
     cookie: String,
     client_args: Vec<String>,
 }
@@ -241,11 +157,11 @@ impl Cluster {
 
     /// The last lines of every running node's log.
     pub fn logs(&self) -> String {
-        log_tails(&self.names, &self.nodes, 20)
+        log_tails(self.nodes.iter().flatten(), 20)
     }
 
     fn wait_until_up(&self) {
-        poll("the cluster up", Duration::from_secs(60), || {
+        wait_until_blocking(Duration::from_secs(60), "the cluster up", || {
             let out = self.dike(&["routing-table", "--json"]);
             let ups = String::from_utf8_lossy(&out.stdout)
                 .matches("\"up\"")
@@ -262,9 +178,9 @@ impl Cluster {
     pub fn add_group(&self, name: &str) {
         let out = self.dike(&["add-group", name, "arithmetic", "--size", "3"]);
         assert!(out.status.success(), "{}\n{}", text(&out), self.logs());
-        poll(
-            &format!("{name} answering"),
+        wait_until_blocking(
             Duration::from_secs(30),
+            &format!("{name} answering"),
             || {
                 let out = self.dike(&["query", name, r#""Read""#]);
                 if out.status.success() {
@@ -278,9 +194,9 @@ impl Cluster {
 
     /// The node `dike status -o json` shows leading `group`, once one does.
     pub fn leader_of(&self, group: &str) -> String {
-        poll(
-            &format!("a leader of {group} shown"),
+        wait_until_blocking(
             Duration::from_secs(20),
+            &format!("a leader of {group} shown"),
             || {
                 let out = self.dike(&["status", "-o", "json"]);
                 let status: serde_json::Value =
