@@ -247,7 +247,7 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         let leader_gone = r.leader().is_some_and(|l| l.node == node && l != me);
         let successor = r.config().voters.iter().find(|v| v.node != node).copied();
         self.replica.node_down(node);
-        if leader_gone && successor == Some(me) {
+        if leader_gone && successor == Some(me) && self.replica.elections_settled() {
             self.replica.campaign();
             true
         } else {

@@ -124,6 +124,14 @@ fn a_congested_group_elects_and_serves_while_live_nodes_are_reported_down() {
     // A report every 5 ticks on each node: with each report starting an
     // election within one base timeout, the first seed already fails.
     check(61_000, 20, |s| SimConfig::congested_suspicious(s, 5));
+    // With three voters a candidate needs one promise besides its own, so
+    // each false report about the leader's node used to depose it: the
+    // first other voter campaigned at once, however many elections had
+    // failed in a row, and the three deposed one another (10 of these
+    // 100 seeds failed). It now campaigns at once only when its elections
+    // have settled (`Replica::elections_settled`). Seed 197 still fails,
+    // for another reason: an open finding in docs/TESTING.md.
+    check(0, 100, |s| SimConfig::congested_suspicious(s, 3));
 }
 
 /// Every fault, and false reports of live nodes down on top.

@@ -123,6 +123,30 @@ fn a_group_of_one_leads_at_once_and_answers_queries() {
     assert_eq!(responses[0].to, RequestId::Query(41));
 }
 
+/// False reports (late pings on a busy cluster) would otherwise let the
+/// voters of a small group depose one another faster than a leader gets a
+/// slot chosen: a report campaigns at once only for a replica whose
+/// elections have settled.
+#[test]
+fn a_report_of_the_leaders_node_down_does_not_campaign_at_once_before_elections_settle() {
+    let mut ds = group(3);
+    // ds[0] wins an election, then ds[1] deposes it: ds[0] has started an
+    // election and not yet followed a leader for a whole timeout since.
+    ds[0].campaign();
+    settle(&mut ds);
+    ds[1].campaign();
+    settle(&mut ds);
+    assert!(ds[1].replica().is_leader());
+    assert!(!ds[0].replica().elections_settled());
+    let leader_node = ds[1].replica().id().node;
+    assert!(
+        !ds[0].on_node_down(leader_node),
+        "the first survivor campaigned at once"
+    );
+    // A replica that never started an election has nothing to settle.
+    assert!(ds[2].replica().elections_settled());
+}
+
 #[test]
 fn when_the_leaders_node_goes_down_exactly_the_first_survivor_campaigns() {
     let mut ds = group(3);

@@ -89,6 +89,13 @@ impl ElectionClock {
         self.deadline = self.deadline.min(self.now + timeout);
     }
 
+    /// Whether every election this replica started has settled: it has
+    /// followed one leader for a whole timeout since its last (or never
+    /// started one).
+    pub(super) fn settled(&self) -> bool {
+        self.elections_in_a_row == 0
+    }
+
     /// The factor on election timeouts and on a candidate's retransmissions:
     /// 1 for the first election in a row, doubling with each further one up
     /// to [`MAX_ELECTION_BACKOFF`].

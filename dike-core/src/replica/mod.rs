@@ -357,6 +357,17 @@ impl<M: StateMachine> Replica<M> {
         self.clock.expire_within(wait);
     }
 
+    /// Whether every election this replica started has settled (it has
+    /// followed one leader for a whole election timeout since): only then
+    /// may a report of its leader's node down make it campaign at once
+    /// (`GroupDriver::on_node_down`). Reports that keep coming about live
+    /// nodes (late pings on a busy cluster) would otherwise have the
+    /// members of a small group depose one another faster than a leader
+    /// gets a slot chosen.
+    pub fn elections_settled(&self) -> bool {
+        self.clock.settled()
+    }
+
     /// Whether this replica needs `tick` calls: not while its group
     /// hibernates (a hibernating follower, or a leader with nothing to do),
     /// so a runtime can skip idle groups.

@@ -1,6 +1,6 @@
 //! Partition shapes: which directed links a fault cuts.
 
-use super::{member, Simulation};
+use super::{member, SimDriver, Simulation};
 use crate::ids::NodeId;
 use crate::rng::Rng;
 use std::collections::BTreeSet;
@@ -93,6 +93,24 @@ pub(crate) fn duel(
     )
 }
 
+/// Reports `node` down to `d`; in a duel (`duel`: `node` runs, only the
+/// link is cut) the first voter off that node campaigns at once if its
+/// leader is there, whatever its election history. The runtime's
+/// `GroupDriver::on_node_down` campaigns at once only when the replica's
+/// elections have settled, so that false reports cannot keep a small group
+/// electing; the dueling schedule forces the campaign itself, so that its
+/// leadership keeps flipping between the two nodes as it is meant to.
+fn duel_report(d: &mut SimDriver, node: NodeId, duel: bool) {
+    let r = d.replica();
+    let me = r.id();
+    let leader_there = r.leader().is_some_and(|l| l.node == node && l != me);
+    let successor = r.config().voters.iter().find(|v| v.node != node).copied();
+    let campaigned = d.on_node_down(node);
+    if duel && leader_there && successor == Some(me) && !campaigned {
+        d.campaign();
+    }
+}
+
 /// Ticks a node must stay unreachable before an observer reports it down.
 pub(super) const SUSPECT_AFTER: u32 = 3;
 
@@ -114,8 +132,10 @@ impl Simulation {
                     0
                 };
                 if *count == SUSPECT_AFTER {
+                    // A duel's cut (the other node runs): see `duel_report`.
+                    let duel = self.cfg.duel_pct > 0 && self.nodes[b].running(self.now);
                     if let Some(d) = self.nodes[a].driver.as_mut() {
-                        d.on_node_down(NodeId(b as u64 + 1));
+                        duel_report(d, NodeId(b as u64 + 1), duel);
                     }
                 }
             }
