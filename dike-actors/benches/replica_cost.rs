@@ -10,20 +10,32 @@
 //!   heard from the others, on in-memory storage.
 //! - `replica, node log`: the same on the durable node log in a temporary
 //!   directory, as `dike node --data-dir` runs it.
+//! - `driven, …`: groups of 5 replicas all hosted in this process (five
+//!   members of this node), driven as the scale benchmark drives its
+//!   groups, then some writes: the live heap per replica once spawned,
+//!   once each group elected a leader and answered one query, after
+//!   `DIKE_BENCH_WRITES` writes to each group, and once every replica
+//!   hibernates. A stand-in for the group supervisor ticks the node
+//!   every `TICK` (faster than a node's 50 ms: only the count matters).
 //!
 //! `cargo bench -p dike-actors --bench replica_cost`
-//! Environment: `DIKE_BENCH_REPLICAS` (default 2000) per part.
+//! Environment: `DIKE_BENCH_REPLICAS` (default 2000) for the first three
+//! parts, `DIKE_BENCH_GROUPS` (default 400, five replicas each) and
+//! `DIKE_BENCH_WRITES` (default 20) for the driven ones.
 
-use dike_actors::cluster::wire::{self, ReplicaMsg};
-use dike_actors::counter::Counter;
+use dike_actors::cluster::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
+use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::group::replica::{Assignment, NextTick, ReplicaActor, ReplicaArgs};
 use dike_actors::node::context::NodeContext;
 use dike_actors::NodeConfig;
-use dike_core::{Config, MemberId, PaxosServer};
+use dike_core::{codec, ClientId, Command, Config, MemberId, PaxosServer, RequestError};
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -177,4 +189,197 @@ async fn main() {
     replicas(n, None, "replica, memory storage", "mem").await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     replicas(n, Some(dir.path()), "replica, node log", "log").await;
+    let groups = env("DIKE_BENCH_GROUPS", 400);
+    let writes = env("DIKE_BENCH_WRITES", 20) as u64;
+    driven(groups, writes, None, "memory storage", "dmem").await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    driven(groups, writes, Some(dir.path()), "node log", "dlog").await;
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The members of every driven group: five of this node.
+const MEMBERS: u64 = 5;
+
+/// How often the stand-in ticks the node.
+const TICK: Duration = Duration::from_millis(5);
+
+/// One hosted replica, as its supervisor knows it.
+struct Hosted {
+    actor: ActorRef<ReplicaMsg>,
+    handle: tokio::task::JoinHandle<()>,
+    next_tick: Arc<NextTick>,
+}
+
+/// `groups` groups of [`MEMBERS`] replicas here, driven through an
+/// election, one query and `writes` commands each, then left to hibernate;
+/// prints the live heap per replica after each step.
+async fn driven(
+    groups: usize,
+    writes: u64,
+    dir: Option<&std::path::Path>,
+    storage: &str,
+    prefix: &str,
+) {
+    let ctx = context(dir);
+    let node = ctx.config.node_id().0;
+    let voters: Vec<MemberId> = (1..=MEMBERS).map(|i| MemberId::new(node, i)).collect();
+    let name = |g: usize| format!("{prefix}-{g}");
+    let start = LIVE.load(Ordering::Relaxed);
+    let mut hosted = Vec::new();
+    for g in 0..groups {
+        for &member in &voters {
+            let next_tick = Arc::new(NextTick::now());
+            let args = ReplicaArgs {
+                ctx: ctx.clone(),
+                assignment: Assignment {
+                    group: name(g),
+                    kind: Counter::KIND.into(),
+                    member,
+                    generation: 1,
+                    config: Config::initial(voters.clone()),
+                },
+                next_tick: next_tick.clone(),
+            };
+            let (actor, handle) = Actor::spawn(
+                Some(wire::replica_name(&name(g), 1, member)),
+                ReplicaActor,
+                args,
+            )
+            .await
+            .expect("a replica starts");
+            hosted.push(Hosted {
+                actor,
+                handle,
+                next_tick,
+            });
+        }
+    }
+    let replicas = hosted.len();
+    let per_replica = |what: &str| {
+        let bytes = (LIVE.load(Ordering::Relaxed) - start) as f64 / replicas as f64;
+        report(&format!("driven, {storage}: {what}"), replicas, bytes);
+    };
+    per_replica("spawned");
+    let hosted = Arc::new(hosted);
+    let ticking = Arc::new(AtomicBool::new(true));
+    let ticker = tokio::spawn(ticks(ctx.clone(), hosted.clone(), ticking.clone()));
+
+    let requests = |make: fn(usize, u64) -> ClientRequest, count: u64| {
+        let hosted = hosted.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for g in 0..groups {
+                let members: Vec<ActorRef<ReplicaMsg>> = (0..MEMBERS as usize)
+                    .map(|m| hosted[g * MEMBERS as usize + m].actor.clone())
+                    .collect();
+                tasks.spawn(async move {
+                    for seq in 1..=count {
+                        until_answered(&members, &make(g, seq)).await;
+                    }
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.expect("a group's requests");
+            }
+        }
+    };
+    requests(|_, _| query(), 1).await;
+    per_replica("elected, one query answered");
+    requests(
+        |g, seq| {
+            let add = codec::encode("add", &CounterRequest::Add(1)).expect("encodes");
+            ClientRequest::Command(Command::new(ClientId(g as u64 + 1), seq, add))
+        },
+        writes,
+    )
+    .await;
+    per_replica(&format!("after {writes} writes"));
+    while !all_hibernate(&hosted).await {
+        tokio::time::sleep(TICK * 10).await;
+    }
+    per_replica("hibernating");
+    ticking.store(false, Ordering::Relaxed);
+    ticker.await.expect("the ticker");
+    let hosted = Arc::try_unwrap(hosted).ok().expect("the only owner");
+    for h in hosted {
+        h.actor.stop(None);
+        h.handle.await.expect("stopped");
+    }
+}
+
+fn query() -> ClientRequest {
+    ClientRequest::Query(codec::encode("get", &CounterRequest::Get).expect("encodes"))
+}
+
+/// What the group supervisor does on each node tick: counts it and sends
+/// it to the replicas it is due for.
+async fn ticks(ctx: Arc<NodeContext>, hosted: Arc<Vec<Hosted>>, ticking: Arc<AtomicBool>) {
+    while ticking.load(Ordering::Relaxed) {
+        let tick = ctx.count_tick();
+        let at = u64::try_from(ctx.clock().as_nanos()).unwrap_or(u64::MAX);
+        for h in hosted.iter().filter(|h| h.next_tick.due(tick)) {
+            let _ = h.actor.cast(ReplicaMsg::Tick(at));
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Sends `request` to the group's members, following leader hints, until
+/// one answers it.
+async fn until_answered(members: &[ActorRef<ReplicaMsg>], request: &ClientRequest) {
+    let bytes = codec::encode("request", request).expect("encodes");
+    let mut to = 0;
+    loop {
+        let payload = bytes.clone();
+        let answer = members[to]
+            .call(
+                |port| ReplicaMsg::Request(payload, port),
+                Some(Duration::from_secs(5)),
+            )
+            .await;
+        let reply = match answer {
+            Ok(CallResult::Success(reply)) => {
+                codec::decode::<ClientReply>("reply", &reply).expect("a reply")
+            }
+            _ => panic!("replica {to} did not answer"),
+        };
+        match reply {
+            Ok(_) => return,
+            Err(ReplyError::Request(RequestError::NotLeader { leader: Some(l) })) => {
+                to = (l.incarnation.0 - 1) as usize;
+            }
+            Err(_) => {
+                // No leader yet (or busy): the next member, a tick later.
+                to = (to + 1) % members.len();
+                tokio::time::sleep(TICK).await;
+            }
+        }
+    }
+}
+
+/// Whether every replica says it hibernates.
+async fn all_hibernate(hosted: &[Hosted]) -> bool {
+    for h in hosted {
+        let status = h
+            .actor
+            .call(
+                |port| ReplicaMsg::Status(false, port),
+                Some(Duration::from_secs(5)),
+            )
+            .await;
+        let Ok(CallResult::Success(bytes)) = status else {
+            panic!("a replica did not answer its status");
+        };
+        let status: wire::ReplicaStatus = codec::decode("status", &bytes).expect("a status");
+        if status.hibernating != Some(true) {
+            return false;
+        }
+    }
+    true
 }

@@ -221,7 +221,7 @@ impl NodeContext {
 
     /// The node's clock: time since its start, for messages that carry
     /// when they were sent (to measure how long they waited in a mailbox).
-    pub(crate) fn clock(&self) -> std::time::Duration {
+    pub fn clock(&self) -> std::time::Duration {
         self.started.elapsed()
     }
 
@@ -354,8 +354,10 @@ impl NodeContext {
         self.ticks.load(Ordering::Acquire)
     }
 
-    /// Counts one more node tick; returns the count.
-    pub(crate) fn count_tick(&self) -> u64 {
+    /// Counts one more node tick; returns the count. The group supervisor
+    /// calls it on each tick of the node's ticker; a benchmark that hosts
+    /// replicas without a node stands in for it.
+    pub fn count_tick(&self) -> u64 {
         self.ticks.fetch_add(1, Ordering::AcqRel) + 1
     }
 
