@@ -6,11 +6,14 @@ use dike_examples::cli::{self, Cli, Command};
 use std::process::ExitCode;
 
 /// mimalloc: the node's many small, short-lived messages cost less than with
-/// the system allocator (see `docs/BENCHMARKS.md`).
+/// the system allocator (see `docs/BENCHMARKS.md`). The `system-allocator`
+/// feature leaves it out, for heap profilers that hook `malloc` (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     // `dike node --config FILE` sets defaults through DIKE_* variables:
     // before parsing, while the program has one thread.
     let args: Vec<String> = std::env::args().collect();
@@ -65,6 +68,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Turns transparent huge pages off for this process. mimalloc asks for
+/// them on its arenas (`madvise(MADV_HUGEPAGE)`), and a 2 MiB page stays
+/// resident as a whole while any small object in it lives: with 1,000
+/// idle groups that was a fifth of a node's RSS, about 25 KiB per hosted
+/// replica (docs/ARCHITECTURE.md, "What a hosted replica costs"). It is
+/// what `MIMALLOC_ALLOW_THP=0` does, which must be set before the process
+/// starts.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integers only and touches no memory
+    // of ours; a kernel without it fails the call, which changes nothing.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// The async runtime: multi-threaded, with a node's `--worker-threads` if
 /// given.
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
@@ -90,5 +109,16 @@ fn default_filter(command: &Command) -> tracing_subscriber::EnvFilter {
         // The demo's own client node would only repeat what the demo says.
         Command::Demo => tracing_subscriber::EnvFilter::new("off"),
         _ => tracing_subscriber::EnvFilter::new("error"),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn the_program_runs_without_transparent_huge_pages() {
+        super::no_transparent_huge_pages();
+        // SAFETY: PR_GET_THP_DISABLE reads a flag of the process.
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(disabled, 1);
     }
 }
