@@ -12,6 +12,10 @@
 //! memory) and writes its log to `<log_dir>/<name>.log`, one file across
 //! all its lives.
 //!
+//! The processes are [`dike_harness::Processes`]; this module adds what a
+//! dike cluster needs around them (addresses, TLS, data directories, the
+//! masters list, restarts that keep all of it).
+//!
 //! Invariants: every child is killed when the [`Cluster`] is dropped,
 //! also when the test panics; a node keeps its name, address and data
 //! directory across [`Cluster::restart`]; on a panic (or with
@@ -22,13 +26,14 @@ use crate::binary::dike_binary;
 use dike_actors::node::config::node_id_of;
 use dike_actors::node::tls::TlsConfig;
 use dike_core::NodeId;
+use dike_harness::{Launch, Processes};
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// How long a graceful stop may take before the test fails.
@@ -142,12 +147,14 @@ impl ClusterBuilder {
             dike_examples::cli::certs::create_ca(&dir).expect("create the cluster's CA");
             dir
         });
+        let processes = Processes::new(&log_dir).unwrap_or_else(|e| panic!("{e}"));
         let mut cluster = Cluster {
             test: self.test,
             octet,
             cookie: format!("dike-test-{}-{octet}-{}", std::process::id(), nanos()),
             root: Some(root),
             log_dir,
+            processes,
             storage: self.storage,
             group_size: self.group_size,
             log_filter: self.log_filter,
@@ -179,8 +186,6 @@ struct Node {
     master: bool,
     data_dir: Option<PathBuf>,
     log: PathBuf,
-    child: Option<Child>,
-    lives: u32,
     /// Its HTTP listener, if the cluster has them.
     http: Option<SocketAddr>,
 }
@@ -192,6 +197,8 @@ pub struct Cluster {
     cookie: String,
     root: Option<tempfile::TempDir>,
     log_dir: PathBuf,
+    /// The node processes, by node name.
+    processes: Processes,
     storage: Storage,
     group_size: Option<usize>,
     log_filter: String,
@@ -317,7 +324,7 @@ impl Cluster {
 
     /// Node `i`'s process id while it runs.
     pub fn pid(&self, i: usize) -> Option<u32> {
-        self.node(i).child.as_ref().map(Child::id)
+        self.processes.pid(self.name(i))
     }
 
     /// Node `i`'s data directory (`None` in memory).
@@ -337,7 +344,7 @@ impl Cluster {
 
     /// How many times node `i` was started.
     pub fn lives(&self, i: usize) -> u32 {
-        self.node(i).lives
+        self.processes.get(self.name(i)).map_or(0, |p| p.lives())
     }
 
     /// A fresh address for a client node of this cluster (`127.0.X.200+`).
@@ -349,39 +356,22 @@ impl Cluster {
 
     /// Whether node `i`'s process is running (paused counts as running).
     pub fn is_running(&mut self, i: usize) -> bool {
-        let node = self.node_mut(i);
-        match node.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(Ok(Some(_)) | Err(_)) | None => false,
-        }
+        let name = self.node(i).name.clone();
+        self.processes.get_mut(&name).is_ok_and(|p| p.is_running())
     }
 
     /// The nodes whose process ended although the harness did not stop it,
     /// with how it ended.
     pub fn unexpected_exits(&mut self) -> Vec<(String, ExitStatus)> {
-        let mut out = Vec::new();
-        for n in &mut self.nodes {
-            if let Some(Ok(Some(status))) = n.child.as_mut().map(Child::try_wait) {
-                out.push((n.name.clone(), status));
-            }
-        }
-        out
+        self.processes.unexpected_exits()
     }
 
     /// Starts node `i`'s process (with its name, address and data
-    /// directory). Panics if it is running.
+    /// directory; the same command in every life). Panics if it is running.
     pub fn start(&mut self, i: usize) {
         assert!(!self.is_running(i), "{} is already running", self.name(i));
-        let masters = self.masters.join(",");
-        let (storage, group_size, filter, cookie, extra) = (
-            self.storage,
-            self.group_size,
-            self.log_filter.clone(),
-            self.cookie.clone(),
-            self.node_args.clone(),
-        );
-        let node = self.node_mut(i);
-        node.lives += 1;
+        let lives = self.lives(i) + 1;
+        let node = self.node(i);
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -389,93 +379,92 @@ impl Cluster {
             .expect("open the node's log");
         let _ = writeln!(
             log,
-            "===== harness: life {} of {} on {} (pid of the test {}) =====",
-            node.lives,
+            "===== harness: life {lives} of {} on {} (pid of the test {}) =====",
             node.name,
             node.addr,
             std::process::id()
         );
-        let mut cmd = Command::new(dike_binary());
-        cmd.arg("node")
-            .args(["--name", &node.name, "--listen", &node.addr.to_string()])
-            .args(["--masters", &masters])
-            .env("DIKE_COOKIE", cookie)
-            .env("RUST_LOG", filter)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log);
-        if !node.master {
-            cmd.arg("--join");
+        let name = node.name.clone();
+        if self.processes.contains(&name) {
+            self.processes
+                .restart(&name)
+                .unwrap_or_else(|e| panic!("{e}"));
+            return;
         }
-        match (&node.data_dir, storage) {
-            (Some(dir), Storage::Durable) => cmd.arg("--data-dir").arg(dir),
-            _ => cmd.arg("--in-memory"),
+        let launch = self.launch(i);
+        self.processes
+            .spawn(&name, launch)
+            .unwrap_or_else(|e| panic!("spawn `dike node`: {e}"));
+    }
+
+    /// The command of node `i`: `dike node` with its name, address, data
+    /// directory and TLS files, its output to its log.
+    fn launch(&self, i: usize) -> Launch {
+        let node = self.node(i);
+        let mut launch = Launch::new(dike_binary())
+            .arg("node")
+            .args(["--name", &node.name, "--listen", &node.addr.to_string()])
+            .args(["--masters", &self.masters.join(",")])
+            .env("DIKE_COOKIE", &self.cookie)
+            .env("RUST_LOG", &self.log_filter)
+            .stdout_to_log(true);
+        if !node.master {
+            launch = launch.arg("--join");
+        }
+        launch = match (&node.data_dir, self.storage) {
+            (Some(dir), Storage::Durable) => launch.arg("--data-dir").arg(dir),
+            _ => launch.arg("--in-memory"),
         };
-        if let Some(size) = group_size {
-            cmd.args(["--group-size", &size.to_string()]);
+        if let Some(size) = self.group_size {
+            launch = launch.args(["--group-size", &size.to_string()]);
         }
         if let Some(http) = node.http {
-            cmd.args(["--http", &http.to_string()]);
+            launch = launch.args(["--http", &http.to_string()]);
         }
-        let (name, ip) = (node.name.clone(), node.addr.ip());
-        if let Some(tls) = self.tls_config(&name, ip) {
-            cmd.arg("--tls-cert").arg(&tls.cert);
-            cmd.arg("--tls-key").arg(&tls.key);
-            cmd.arg("--tls-ca").arg(&tls.ca);
+        if let Some(tls) = self.tls_config(&node.name, node.addr.ip()) {
+            launch = launch.arg("--tls-cert").arg(&tls.cert);
+            launch = launch.arg("--tls-key").arg(&tls.key);
+            launch = launch.arg("--tls-ca").arg(&tls.ca);
         }
-        let node = self.node_mut(i);
-        cmd.args(&extra);
-        node.child = Some(cmd.spawn().expect("spawn `dike node`"));
+        launch.args(&self.node_args)
     }
 
     /// Stops node `i` gracefully: SIGTERM, then waits for the process to
     /// exit (panics after [`STOP_GRACE`], killing it). A paused node is
     /// resumed so it can handle the signal.
     pub fn stop(&mut self, i: usize) -> ExitStatus {
-        let pid = self.running_pid(i);
-        signal(pid, libc::SIGTERM);
-        signal(pid, libc::SIGCONT);
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            let node = self.node_mut(i);
-            let child = node.child.as_mut().expect("running");
-            if let Ok(Some(status)) = child.try_wait() {
-                node.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                node.child = None;
-                panic!(
-                    "{} did not stop within {STOP_GRACE:?} of SIGTERM; log: {}",
-                    node.name,
-                    node.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let name = self.name(i).to_owned();
+        self.processes
+            .stop(&name, STOP_GRACE)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Kills node `i` with SIGKILL (a crash: nothing is flushed or closed)
     /// and reaps it; a node that already exited is only reaped.
     pub fn kill(&mut self, i: usize) {
-        let node = self.node_mut(i);
-        if let Some(mut child) = node.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let name = self.name(i).to_owned();
+        if self.processes.contains(&name) {
+            self.processes.kill(&name).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 
     /// Freezes node `i` (SIGSTOP): its sockets stay open but it answers
     /// nothing, as a hung machine would.
     pub fn pause(&mut self, i: usize) {
-        signal(self.running_pid(i), libc::SIGSTOP);
+        self.signal(i, "STOP");
     }
 
     /// Lets a paused node `i` go on (SIGCONT).
     pub fn resume(&mut self, i: usize) {
-        signal(self.running_pid(i), libc::SIGCONT);
+        self.signal(i, "CONT");
+    }
+
+    fn signal(&mut self, i: usize, signal: &str) {
+        assert!(self.is_running(i), "{} is not running", self.name(i));
+        let name = self.name(i).to_owned();
+        self.processes
+            .signal(&name, signal)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Stops node `i` gracefully if it runs, then starts it again with the
@@ -496,12 +485,7 @@ impl Cluster {
 
     /// The last `lines` lines of every node's log, for a failure message.
     pub fn log_tails(&self, lines: usize) -> String {
-        let mut out = format!("node logs in {}\n", self.log_dir.display());
-        for n in &self.nodes {
-            out += &format!("--- {} ({}) ---\n", n.name, n.log.display());
-            out += &tail(&n.log, lines);
-        }
-        out
+        self.processes.log_tails(lines)
     }
 
     fn define_node(&mut self, master: bool) -> usize {
@@ -528,8 +512,6 @@ impl Cluster {
             name,
             master,
             data_dir,
-            child: None,
-            lives: 0,
         });
         i
     }
@@ -540,29 +522,11 @@ impl Cluster {
             .get(i)
             .unwrap_or_else(|| panic!("no node {i}: the cluster has {n}"))
     }
-
-    fn node_mut(&mut self, i: usize) -> &mut Node {
-        let n = self.nodes.len();
-        self.nodes
-            .get_mut(i)
-            .unwrap_or_else(|| panic!("no node {i}: the cluster has {n}"))
-    }
-
-    fn running_pid(&mut self, i: usize) -> i32 {
-        assert!(self.is_running(i), "{} is not running", self.name(i));
-        let pid = self.pid(i).expect("running");
-        i32::try_from(pid).expect("a pid fits in pid_t")
-    }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(mut child) = n.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.processes.kill_all();
         let keep = std::thread::panicking() || std::env::var_os("DIKE_KEEP_LOGS").is_some();
         if keep {
             eprintln!("{}", self.log_tails(20));
@@ -597,35 +561,10 @@ pub fn cluster_octet(pid: u32, counter: u32) -> u8 {
     u8::try_from(x).unwrap_or(1)
 }
 
-/// An address on `ip` whose port is free right now.
+/// An address on `ip` whose port is free right now
+/// ([`dike_harness::free_port`]); panics if there is none.
 pub fn free_port(ip: Ipv4Addr) -> SocketAddr {
-    let l = TcpListener::bind((IpAddr::V4(ip), 0))
-        .unwrap_or_else(|e| panic!("cannot bind {ip}:0 (is 127.0.0.0/8 on lo?): {e}"));
-    l.local_addr().expect("a bound listener has an address")
-}
-
-fn signal(pid: i32, sig: libc::c_int) {
-    // SAFETY: kill(2) has no memory effects; `pid` is our own child, not
-    // yet reaped, so it cannot name another process.
-    let r = unsafe { libc::kill(pid, sig) };
-    assert_eq!(
-        r,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// The last `lines` lines of the file at `path` (empty if unreadable).
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    let mut out = String::new();
-    for l in &all[all.len().saturating_sub(lines)..] {
-        out += l;
-        out += "\n";
-    }
-    out
+    dike_harness::free_port(ip).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn nanos() -> u128 {
@@ -646,23 +585,6 @@ mod tests {
         assert_eq!(xs.len(), 254);
         assert!(!xs.contains(&0) && !xs.contains(&255));
         assert_ne!(cluster_octet(1000, 0), cluster_octet(1001, 0));
-    }
-
-    #[test]
-    fn every_loopback_address_gets_a_free_port() {
-        let a = free_port(Ipv4Addr::new(127, 0, 9, 3));
-        assert_eq!(a.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 9, 3)));
-        assert_ne!(a.port(), 0);
-    }
-
-    #[test]
-    fn a_tail_is_the_last_lines() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let f = dir.path().join("x.log");
-        std::fs::write(&f, "a\nb\nc\n").expect("write");
-        assert_eq!(tail(&f, 2), "b\nc\n");
-        assert_eq!(tail(&f, 10), "a\nb\nc\n");
-        assert_eq!(tail(&dir.path().join("missing"), 3), "");
     }
 
     #[test]

@@ -28,11 +28,12 @@ pub mod nft;
 pub mod node_http;
 pub mod proc_stat;
 pub mod runner;
-pub mod wait;
 pub mod wgl;
 pub mod workload;
 
 pub use binary::dike_binary;
 pub use client::Client;
 pub use cluster::{one_at_a_time, Cluster, ClusterBuilder, Storage};
+/// The waits of the tests: one rule for every crate, in dike-harness.
+pub use dike_harness::wait;
 pub use wait::{wait_until, Check, NotYet};

@@ -269,7 +269,7 @@ async fn wait_all_answer(
                 .await
                 .map_err(|e| NotYet(format!("{g}: {e}")))?;
         }
-        Ok(())
+        Ok::<(), NotYet>(())
     })
     .await
     .map(|()| started.elapsed())

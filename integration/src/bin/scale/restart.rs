@@ -180,7 +180,7 @@ async fn see_every_replica(client: &Client, group: &str) {
         for (m, s) in client.replica_statuses(group).await? {
             s.map_err(|e| NotYet(format!("{m}: {e}")))?;
         }
-        Ok(())
+        Ok::<(), NotYet>(())
     })
     .await;
     if let Err(why) = seen {
