@@ -11,7 +11,6 @@
 use dike_core::replica::ConfigChange;
 use dike_core::{codec, Ballot, Command, Entry, Envelope, MemberId, Message, RequestError, Slot};
 use ractor::RpcReplyPort;
-use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
 /// The process group of the replicas of `group`.
@@ -48,15 +47,17 @@ pub fn member_of_name(name: &str) -> Option<MemberId> {
     parse_replica_name(name).map(|(m, _)| m)
 }
 
-/// Messages to a replica actor, local or remote.
-#[derive(RactorClusterMessage)]
+/// Messages to a replica actor. They are local only: other nodes reach a
+/// replica through their transports (protocol messages, client requests,
+/// [`ClientRequest::Status`]), so ractor_cluster keeps no proxy of it on
+/// every other node (a proxy cost about 11 KiB per remote member: 45 of a
+/// hosted replica's 73 KiB of heap, docs/ARCHITECTURE.md).
 pub enum ReplicaMsg {
     /// Protocol messages from the replicas of node `.0` (as it says; see
     /// [`crate::cluster::undecodable`]): an encoded `Vec<Envelope>`.
     Protocol(u64, Vec<u8>),
     /// A client request: an encoded [`ClientRequest`]; the reply is an
     /// encoded [`ClientReply`].
-    #[rpc]
     Request(Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// One logical tick (from the node's ticker), sent at this time of the
     /// node's clock (nanoseconds since its start).
@@ -67,7 +68,6 @@ pub enum ReplicaMsg {
     /// The replica's view, an encoded [`ReplicaStatus`]; with its
     /// [`ReplicaStatus::state_digest`] if `.0` (which exports the whole
     /// state: costly for a large one).
-    #[rpc]
     Status(bool, RpcReplyPort<Vec<u8>>),
     /// The node with this id is down (from the node's failure detector).
     NodeDown(u64),
@@ -86,12 +86,13 @@ pub enum ReplicaMsg {
     /// from now on and, if it leads, hands leadership to the most advanced
     /// voter on one of the live nodes named (an encoded `Vec<u64>` of node
     /// ids). The reply is the encoded `Option<MemberId>` it hands over to.
-    #[rpc]
     HandOver(Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// The nodes the routing table marks draining, an encoded `Vec<u64>`
     /// of node ids (see `dike_core::Replica::set_draining_nodes`).
     Draining(Vec<u8>),
 }
+
+impl ractor::Message for ReplicaMsg {}
 
 /// A client request as it travels to a replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +111,10 @@ pub enum ClientRequest {
     /// target, means the transfer started (or the target leads already);
     /// whether it succeeded shows as the target leading.
     Transfer(MemberId),
+    /// What the replica says about itself (any replica answers, leader or
+    /// not); with its state's digest if `.0`. The reply is the encoded
+    /// [`ReplicaStatus`].
+    Status(bool),
 }
 
 /// Why a replica did not answer a request with a reply.

@@ -349,18 +349,7 @@ impl Actor for ReplicaActor {
                 }
             }
             ReplicaMsg::Status(with_digest, port) => {
-                let r = state.driver.replica();
-                let status = ReplicaStatus {
-                    member: r.id(),
-                    leader: r.leader(),
-                    applied: r.applied(),
-                    starts: state.boot,
-                    state_digest: with_digest
-                        .then(|| r.machine().export().ok().map(|b| wire::digest(&b)))
-                        .flatten(),
-                    hibernating: Some(!state.driver.wants_ticks()),
-                };
-                match codec::encode("status", &status) {
+                match codec::encode("status", &state.status(with_digest)) {
                     Ok(bytes) => {
                         let _ = port.send(bytes);
                     }
@@ -380,6 +369,22 @@ impl ReplicaState {
     fn schedule_flush(&mut self, myself: &ActorRef<ReplicaMsg>) {
         if self.flush.on_input() {
             self.flush.cast(myself.cast(ReplicaMsg::Flush).is_ok());
+        }
+    }
+
+    /// What this replica says about itself; with its state's digest if
+    /// `with_digest` (which exports the whole state).
+    fn status(&self, with_digest: bool) -> ReplicaStatus {
+        let r = self.driver.replica();
+        ReplicaStatus {
+            member: r.id(),
+            leader: r.leader(),
+            applied: r.applied(),
+            starts: self.boot,
+            state_digest: with_digest
+                .then(|| r.machine().export().ok().map(|b| wire::digest(&b)))
+                .flatten(),
+            hibernating: Some(!self.driver.wants_ticks()),
         }
     }
 
@@ -430,6 +435,11 @@ impl ReplicaState {
                     }
                     Err(e) => self.reply(port, Err(ReplyError::Reconfig(e.to_string()))),
                 }
+            }
+            Ok(ClientRequest::Status(with_digest)) => {
+                let answer = codec::encode("status", &self.status(with_digest))
+                    .map_err(|e| ReplyError::Request(RequestError::Application(e.to_string())));
+                self.reply(port, answer);
             }
             Ok(ClientRequest::Transfer(to)) => {
                 let r = self.driver.replica();

@@ -56,7 +56,9 @@ impl NodeHandle {
                 asked_at = Some(Instant::now());
             }
             let wait = Duration::from_millis(300);
-            if let Ok(s) = status::replica_status_within(group, None, to, wait, false).await {
+            if let Ok(s) =
+                status::replica_status_within(&self.ctx, group, None, to, wait, false).await
+            {
                 if s.leader == Some(to) {
                     return Ok(());
                 }
@@ -140,7 +142,8 @@ impl NodeHandle {
             let mut still = Vec::new();
             for (group, replica, to) in pending {
                 let wait = Duration::from_millis(300);
-                match status::replica_status_within(&group, None, to, wait, false).await {
+                match status::replica_status_within(&self.ctx, &group, None, to, wait, false).await
+                {
                     Ok(s) if s.leader == Some(to) => report.handed_over.push((group, to)),
                     _ if again => match ask(replica.clone(), live.clone()).await {
                         Some(to) => still.push((group, replica, to)),

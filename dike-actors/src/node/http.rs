@@ -146,7 +146,7 @@ pub(crate) fn answer(ctx: &NodeContext, method: &str, path: &str) -> Reply {
 /// the cluster's status as JSON or as the status page, or 503 with why not
 /// (the node is stopping, or the status took longer than
 /// [`STATUS_DEADLINE`]).
-pub(crate) async fn status_reply(ctx: &NodeContext, page: Option<u32>) -> Reply {
+pub(crate) async fn status_reply(ctx: &Arc<NodeContext>, page: Option<u32>) -> Reply {
     let gathering = status::of_node(ctx, STATUS_PER_REPLICA);
     let status = match tokio::time::timeout(STATUS_DEADLINE, gathering).await {
         Ok(Ok(s)) => s,

@@ -795,7 +795,7 @@ impl NodeHandle {
         member: dike_core::MemberId,
     ) -> Result<ReplicaStatus, DikeError> {
         let within = Duration::from_secs(1);
-        match status::replica_status_within(group, None, member, within, true).await {
+        match status::replica_status_within(&self.ctx, group, None, member, within, true).await {
             Err(DikeError::Unavailable { group, reason }) => {
                 let who = self.member_name(member).await;
                 Err(DikeError::Unavailable {
@@ -816,7 +816,7 @@ impl NodeHandle {
         let table = self.routing_table().await?;
         let masters = table.masters.config.clone();
         let masters = masters.unwrap_or_else(|| self.ctx.masters().config.clone());
-        Ok(status::gather(&table, &masters, within).await)
+        Ok(status::gather(&self.ctx, &table, &masters, within).await)
     }
 
     /// Stops the node and waits until its actors are gone.

@@ -11,14 +11,18 @@
 //! Invariant: ids (64-bit numbers that JSON readers such as jq round) are
 //! shown as node names or strings, never as JSON numbers.
 
-use crate::cluster::wire::{ReplicaMsg, ReplicaStatus};
+use crate::cluster::transport::TransportMsg;
+use crate::cluster::wire::{ClientReply, ClientRequest, ReplicaMsg, ReplicaStatus, ReplyError};
 use crate::error::DikeError;
 use crate::node::admin::{AdminMsg, NodeAbout};
 use crate::node::config::MASTER_GROUP;
+use crate::node::context::NodeContext;
 use dike_core::routing::RoutingTable;
-use dike_core::{codec, Config, MemberId};
+use dike_core::{codec, Config, MemberId, RequestError};
+use ractor::rpc::CallResult;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The kind shown for the master group (which is not among the routing
@@ -273,14 +277,20 @@ impl ClusterStatus {
 /// The status of the cluster of `table` with masters `masters`: asks every
 /// replica of every group at once, each within `within`, from the node this
 /// runs on (which must be connected to the cluster).
-pub async fn gather(table: &RoutingTable, masters: &Config, within: Duration) -> ClusterStatus {
+pub async fn gather(
+    ctx: &Arc<NodeContext>,
+    table: &RoutingTable,
+    masters: &Config,
+    within: Duration,
+) -> ClusterStatus {
     let mut asks = tokio::task::JoinSet::new();
     for g in groups_of(table, masters) {
         let members = g.config.voters.iter().chain(&g.config.learners);
         for &member in members {
             let (group, generation) = (g.name.to_owned(), g.generation);
+            let ctx = ctx.clone();
             asks.spawn(async move {
-                let answer = replica_status_within(&group, generation, member, within, false)
+                let answer = replica_status_within(&ctx, &group, generation, member, within, false)
                     .await
                     .map_err(|e| match e {
                         DikeError::Unavailable { reason, .. } => reason,
@@ -329,7 +339,7 @@ async fn node_about_within(name: &str, within: Duration) -> Option<NodeAbout> {
 /// table its dispatcher holds (no master round trip): for the node's own
 /// `GET /status.json`.
 pub(crate) async fn of_node(
-    ctx: &crate::node::context::NodeContext,
+    ctx: &Arc<NodeContext>,
     within: Duration,
 ) -> Result<ClusterStatus, String> {
     let dispatcher = ctx.dispatcher().ok_or("the node is stopping")?;
@@ -342,35 +352,65 @@ pub(crate) async fn of_node(
     .map_err(|e| format!("the dispatcher did not answer: {e}"))?;
     let masters = table.masters.config.clone();
     let masters = masters.unwrap_or_else(|| ctx.masters().config.clone());
-    Ok(gather(&table, &masters, within).await)
+    Ok(gather(ctx, &table, &masters, within).await)
 }
 
 /// What the replica of `member` in `group` (of creation `generation`, or
-/// the latest one running) says about itself, within `within`; with the
-/// digest of its state if `with_digest` (see [`ReplicaMsg::Status`]).
+/// the one the cached routing table names) says about itself, within
+/// `within`; with the digest of its state if `with_digest` (see
+/// [`ClientRequest::Status`]). Asked from the node of `ctx`: directly if
+/// the replica runs there, else through the node's transport, as client
+/// requests go.
 pub async fn replica_status_within(
+    ctx: &NodeContext,
     group: &str,
     generation: Option<u64>,
     member: MemberId,
     within: Duration,
     with_digest: bool,
 ) -> Result<ReplicaStatus, DikeError> {
-    let unavailable = |reason: String| DikeError::Unavailable {
+    let unavailable = |reason: &str| DikeError::Unavailable {
         group: group.to_owned(),
-        reason,
+        reason: reason.to_owned(),
     };
     // The reasons name no member: callers say which node's replica it is
     // (`dike status` by its row, `NodeHandle::replica_status` by name).
-    let replica =
-        crate::routing::router::find_replica(group, member, generation).ok_or_else(|| {
-            unavailable(
-                "not reachable (its node is down or cut off, or it does not run there)".into(),
-            )
-        })?;
+    const GONE: &str = "not reachable (its node is down or cut off, or it does not run there)";
     let wait = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
-    let bytes: Vec<u8> = ractor::call_t!(replica, ReplicaMsg::Status, wait, with_digest)
-        .map_err(|e| unavailable(format!("no answer: {e}")))?;
-    Ok(codec::decode("replica status", &bytes)?)
+    let transport = ctx.transport();
+    let Some(transport) = transport.filter(|_| member.node != ctx.config.node_id()) else {
+        let replica = crate::routing::router::find_replica(group, member, generation)
+            .ok_or_else(|| unavailable(GONE))?;
+        let bytes: Vec<u8> = ractor::call_t!(replica, ReplicaMsg::Status, wait, with_digest)
+            .map_err(|e| unavailable(&format!("no answer: {e}")))?;
+        return Ok(codec::decode("replica status", &bytes)?);
+    };
+    let generation = match generation {
+        Some(g) => g,
+        None => ctx.router().map_or(0, |r| r.generation(group)),
+    };
+    let request = codec::encode_compact("status request", &ClientRequest::Status(with_digest))?;
+    let (node, incarnation) = (member.node.0, member.incarnation.0);
+    let group_name = group.to_owned();
+    let answer = transport
+        .call(
+            |port| TransportMsg::Request(group_name, generation, node, incarnation, request, port),
+            Some(within),
+        )
+        .await;
+    match answer {
+        Ok(CallResult::Success(bytes)) => {
+            match codec::decode::<ClientReply>("status reply", &bytes)? {
+                Ok(status) => Ok(codec::decode("replica status", &status)?),
+                // What a transport answers for a replica that does not run
+                // on its node.
+                Err(ReplyError::Request(RequestError::NotLeader { .. })) => Err(unavailable(GONE)),
+                Err(e) => Err(unavailable(&format!("refused: {e:?}"))),
+            }
+        }
+        Ok(CallResult::Timeout) => Err(unavailable(&format!("no answer within {within:?}"))),
+        Ok(CallResult::SenderError) | Err(_) => Err(unavailable(GONE)),
+    }
 }
 
 #[cfg(test)]

@@ -301,7 +301,7 @@ impl Router {
 
     /// The generation of `group` in the table (0 for the master group and
     /// for a group the table does not know).
-    fn generation(&self, group: &str) -> u64 {
+    pub(crate) fn generation(&self, group: &str) -> u64 {
         if group == MASTER_GROUP {
             return 0;
         }
