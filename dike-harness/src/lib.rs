@@ -16,6 +16,9 @@ pub mod process;
 pub mod processes;
 pub mod wait;
 
+#[cfg(test)]
+mod test_support;
+
 pub use ports::{free_loopback_addr, free_port, free_wildcard_port};
 pub use process::{ChildProcess, Launch, ProcessError};
 pub use processes::Processes;

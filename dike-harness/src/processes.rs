@@ -161,17 +161,7 @@ mod tests {
     use super::*;
     use crate::wait::wait_until_blocking;
 
-    fn dir(test: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("dike-harness-{test}-{}", std::process::id()))
-    }
-
-    fn sleeper() -> Launch {
-        Launch::new("sleep").arg("600")
-    }
-
-    fn gone(pid: u32) -> bool {
-        !Path::new(&format!("/proc/{pid}")).exists()
-    }
+    use crate::test_support::{dir, gone, sleeper};
 
     #[test]
     fn dropping_the_set_kills_and_reaps_every_child_and_removes_the_logs() {

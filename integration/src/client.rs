@@ -227,6 +227,21 @@ impl Client {
         }
     }
 
+    /// The node whose replica leads the master group, as the masters say
+    /// (`None` if none that answers names a leader).
+    pub async fn master_leader(&self) -> Option<dike_core::NodeId> {
+        for m in self.node.master_config().voters {
+            let status = self
+                .node
+                .replica_status(dike_actors::node::config::MASTER_GROUP, m)
+                .await;
+            if let Some(l) = status.ok().and_then(|s| s.leader) {
+                return Some(l.node);
+            }
+        }
+        None
+    }
+
     /// Stops the client node.
     pub async fn stop(self) {
         self.node.stop().await;

@@ -849,6 +849,33 @@ mod tests {
         }
     }
 
+    type Spawned = (ActorRef<ReplicaMsg>, tokio::task::JoinHandle<()>);
+
+    /// Fake replicas of `group` (generation 0), one per member, answering
+    /// as told.
+    async fn fake_replicas(
+        group: &str,
+        members: impl IntoIterator<Item = (MemberId, Answers)>,
+    ) -> Vec<Spawned> {
+        let mut actors = Vec::new();
+        for (m, answers) in members {
+            let name = wire::replica_name(group, 0, m);
+            actors.push(
+                ractor::Actor::spawn(Some(name), FakeReplica, answers)
+                    .await
+                    .expect("spawn a fake replica"),
+            );
+        }
+        actors
+    }
+
+    async fn stop_all(actors: Vec<Spawned>) {
+        for (actor, handle) in actors {
+            actor.stop(None);
+            handle.await.expect("stopped");
+        }
+    }
+
     /// A router of a node without a transport (every replica is local) that
     /// believes `leader` leads `group`, with an attempt timeout longer than
     /// any test: only a hedge can end an attempt at a silent replica.
@@ -878,27 +905,20 @@ mod tests {
             MemberId::new(2, 1),
             MemberId::new(3, 1),
         );
-        let mut actors = Vec::new();
-        for (m, answers) in [
-            (hung, Answers::Never),
-            (follower, Answers::NotLeader(new_leader)),
-            (new_leader, Answers::Reply(vec![42])),
-        ] {
-            let name = wire::replica_name(group, 0, m);
-            actors.push(
-                ractor::Actor::spawn(Some(name), FakeReplica, answers)
-                    .await
-                    .expect("spawn a fake replica"),
-            );
-        }
+        let actors = fake_replicas(
+            group,
+            [
+                (hung, Answers::Never),
+                (follower, Answers::NotLeader(new_leader)),
+                (new_leader, Answers::Reply(vec![42])),
+            ],
+        )
+        .await;
         let router = router_believing("hedge-a", group, hung);
         let voters = [hung, follower, new_leader];
         let answered = router.send(group, &voters, vec![1], false).await;
         assert_eq!(answered, Ok(vec![42]));
-        for (actor, handle) in actors {
-            actor.stop(None);
-            handle.await.expect("stopped");
-        }
+        stop_all(actors).await;
     }
 
     #[tokio::test]
@@ -909,19 +929,15 @@ mod tests {
             MemberId::new(2, 1),
             MemberId::new(3, 1),
         );
-        let mut actors = Vec::new();
-        for (m, answers) in [
-            (slow, Answers::Never),
-            (f1, Answers::NotLeader(slow)),
-            (f2, Answers::NotLeader(slow)),
-        ] {
-            let name = wire::replica_name(group, 0, m);
-            actors.push(
-                ractor::Actor::spawn(Some(name), FakeReplica, answers)
-                    .await
-                    .expect("spawn a fake replica"),
-            );
-        }
+        let actors = fake_replicas(
+            group,
+            [
+                (slow, Answers::Never),
+                (f1, Answers::NotLeader(slow)),
+                (f2, Answers::NotLeader(slow)),
+            ],
+        )
+        .await;
         let mut router = router_believing("hedge-b", group, slow);
         // The request's deadline ends the wait: the others' answers never
         // do, nor send it elsewhere.
@@ -934,10 +950,7 @@ mod tests {
             .hedged_call(group, 0, slow, &[slow, f1, f2], &bytes, deadline)
             .await;
         assert_eq!((from, answer), (slow, Ok(None)));
-        for (actor, handle) in actors {
-            actor.stop(None);
-            handle.await.expect("stopped");
-        }
+        stop_all(actors).await;
     }
 
     #[test]

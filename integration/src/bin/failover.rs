@@ -28,7 +28,6 @@
 //! ```
 
 use clap::Parser;
-use dike_actors::node::config::MASTER_GROUP;
 use dike_actors::NodeHandle;
 use dike_core::NodeId;
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
@@ -330,18 +329,6 @@ async fn settle(cluster: &Cluster, client: &Client, before: &[u64], group: &str)
     })
 }
 
-/// The node whose replica leads the master group, as the masters say.
-async fn master_leader(client: &Client) -> Option<NodeId> {
-    for m in client.master_config().voters {
-        if let Ok(s) = client.replica_status(MASTER_GROUP, m).await {
-            if let Some(l) = s.leader {
-                return Some(l.node);
-            }
-        }
-    }
-    None
-}
-
 /// The node whose replica of `group` leads it, as any replica says.
 async fn leader_of(client: &Client, group: &str) -> Option<NodeId> {
     let statuses = client.replica_statuses(group).await.ok()?;
@@ -359,7 +346,7 @@ async fn trial(
     victim: usize,
     fault: Fault,
 ) -> Trial {
-    let killed_master_leader = master_leader(client).await == Some(cluster.node_id(victim));
+    let killed_master_leader = client.master_leader().await == Some(cluster.node_id(victim));
     let mut probe = Probe::start(client.node(), group);
     // The probe's first writes reach the leader before the kill.
     let warm = poll_until(Duration::from_secs(10), || async {

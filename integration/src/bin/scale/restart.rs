@@ -13,7 +13,6 @@
 use crate::attempt::{count_retries, each_concurrently, retry_until};
 use crate::create::{since, LISTED};
 use crate::{gauges, http_of, ready, PREFIX};
-use dike_actors::node::config::MASTER_GROUP;
 use dike_actors::NodeHandle;
 use dike_core::{MemberId, NodeId};
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
@@ -67,7 +66,7 @@ pub struct Restart {
 /// the last node if the leader cannot be told), starts it again and
 /// measures how soon it serves.
 pub async fn measure(cluster: &mut Cluster, client: &Client, concurrency: usize) -> Restart {
-    let leader = master_leader(client).await;
+    let leader = client.master_leader().await;
     let victim = (0..cluster.len())
         .rev()
         .find(|&i| Some(cluster.node_id(i)) != leader)
@@ -156,18 +155,6 @@ pub async fn measure(cluster: &mut Cluster, client: &Client, concurrency: usize)
     restart.writes_acked_s = acked;
     restart.writes_applied_s = applied;
     restart
-}
-
-/// The node whose replica leads the master group, as the masters say.
-async fn master_leader(client: &Client) -> Option<NodeId> {
-    for m in client.master_config().voters {
-        if let Ok(s) = client.replica_status(MASTER_GROUP, m).await {
-            if let Some(l) = s.leader {
-                return Some(l.node);
-            }
-        }
-    }
-    None
 }
 
 /// Waits (within [`SEE_WITHIN`]) until every replica of `group` answers
