@@ -235,19 +235,27 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         self.replica.campaign();
     }
 
-    /// The node-level failure detector saw `node` go down. The replica is
-    /// told (`Replica::node_down`: if its leader was there it wakes from
-    /// hibernation and elects after a short random delay); and if this
-    /// replica is the first voter not on that node (a deterministic
-    /// tie-break, so survivors do not duel) it campaigns now. Returns
-    /// whether it campaigned.
-    pub fn on_node_down(&mut self, node: NodeId) -> bool {
+    /// Whether this replica takes over when `node` goes down: its leader is
+    /// there (and is not itself), and it is the first voter not on that
+    /// node (a deterministic tie-break, so survivors do not duel).
+    pub fn succeeds_leader_on(&self, node: NodeId) -> bool {
         let r = &self.replica;
         let me = r.id();
         let leader_gone = r.leader().is_some_and(|l| l.node == node && l != me);
         let successor = r.config().voters.iter().find(|v| v.node != node).copied();
+        leader_gone && successor == Some(me)
+    }
+
+    /// The node-level failure detector saw `node` go down. The replica is
+    /// told (`Replica::node_down`: if its leader was there it wakes from
+    /// hibernation and elects after a short random delay); and if it
+    /// [succeeds the leader there](Self::succeeds_leader_on) and its own
+    /// elections have settled, it campaigns now. Returns whether it
+    /// campaigned.
+    pub fn on_node_down(&mut self, node: NodeId) -> bool {
+        let succeeds = self.succeeds_leader_on(node);
         self.replica.node_down(node);
-        if leader_gone && successor == Some(me) && self.replica.elections_settled() {
+        if succeeds && self.replica.elections_settled() {
             self.replica.campaign();
             true
         } else {

@@ -101,12 +101,9 @@ pub(crate) fn duel(
 /// electing; the dueling schedule forces the campaign itself, so that its
 /// leadership keeps flipping between the two nodes as it is meant to.
 fn duel_report(d: &mut SimDriver, node: NodeId, duel: bool) {
-    let r = d.replica();
-    let me = r.id();
-    let leader_there = r.leader().is_some_and(|l| l.node == node && l != me);
-    let successor = r.config().voters.iter().find(|v| v.node != node).copied();
+    let succeeds = d.succeeds_leader_on(node);
     let campaigned = d.on_node_down(node);
-    if duel && leader_there && successor == Some(me) && !campaigned {
+    if duel && succeeds && !campaigned {
         d.campaign();
     }
 }
