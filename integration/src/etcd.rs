@@ -193,26 +193,17 @@ impl EtcdCluster {
         self.children.iter().map(Child::id).collect()
     }
 
+    /// Polls until every member takes a put through the JSON gateway.
     async fn wait_ready(&self, within: Duration) -> Result<(), EtcdError> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut last = String::from("no attempt");
-        while tokio::time::Instant::now() < deadline {
-            let mut ok = 0;
+        crate::wait::poll_until(within, || async {
             for addr in &self.ready {
-                match JsonGatewayClient::connect(*addr).await {
-                    Ok(mut c) => match c.put(b"ready", b"1").await {
-                        Ok(()) => ok += 1,
-                        Err(e) => last = e.to_string(),
-                    },
-                    Err(e) => last = e.to_string(),
-                }
+                let mut c = JsonGatewayClient::connect(*addr).await?;
+                c.put(b"ready", b"1").await?;
             }
-            if ok == self.ready.len() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Err(EtcdError::NotReady(last))
+            Ok::<(), crate::wait::NotYet>(())
+        })
+        .await
+        .map_err(|last| EtcdError::NotReady(last.0))
     }
 }
 

@@ -13,7 +13,7 @@
 //! [`nft`] cuts links between node processes, [`faults`] plans faults,
 //! [`workload`] drives the clients and [`runner`] puts them together.
 //!
-//! The benchmarks (`src/bin/vs-etcd.rs`, `src/bin/scale/`):
+//! The benchmarks (`src/bin/vs-etcd.rs`, `src/bin/scale/`, `src/bin/failover.rs`):
 //! `dike_examples::loadgen` runs closed-loop load, [`proc_stat`] reads a process's CPU and memory,
 //! [`node_http`] asks a node's `/ready` and `/metrics`.
 
@@ -37,3 +37,16 @@ pub use cluster::{one_at_a_time, Cluster, ClusterBuilder, Storage};
 /// The waits of the tests: one rule for every crate, in dike-harness.
 pub use dike_harness::wait;
 pub use wait::{wait_until, Check, NotYet};
+
+/// Prints a benchmark's `report` on stdout: one JSON object if `json`,
+/// else its `text` (the tables).
+pub fn print_report<R: serde::Serialize>(json: bool, report: &R, text: impl FnOnce(&R) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("a report serializes")
+        );
+    } else {
+        println!("{}", text(report));
+    }
+}

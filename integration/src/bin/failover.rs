@@ -535,14 +535,7 @@ async fn main() {
         load_ok,
         load_failed,
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("a report serializes")
-        );
-    } else {
-        println!("{}", report.text());
-    }
+    integration::print_report(args.json, &report, Report::text);
 }
 
 #[cfg(test)]

@@ -233,13 +233,6 @@ async fn main() {
     let args = Args::parse();
     for &groups in &args.groups {
         let report = run(&args, groups).await;
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string(&report).expect("a report serializes")
-            );
-        } else {
-            println!("{}", report.text());
-        }
+        integration::print_report(args.json, &report, Report::text);
     }
 }
