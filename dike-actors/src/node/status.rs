@@ -385,9 +385,18 @@ pub async fn replica_status_within(
             .map_err(|e| unavailable(&format!("no answer: {e}")))?;
         return Ok(codec::decode("replica status", &bytes)?);
     };
-    let generation = match generation {
-        Some(g) => g,
-        None => ctx.router().map_or(0, |r| r.generation(group)),
+    let generation = match (generation, ctx.router()) {
+        (Some(g), _) => g,
+        (None, Some(router)) => {
+            // A node that just started (a CLI command's) may not have read
+            // the table with this group yet: the replica's name holds the
+            // generation, so a wrong one finds nothing.
+            if group != MASTER_GROUP && router.table().group(group).is_none() {
+                let _ = router.refresh().await;
+            }
+            router.generation(group)
+        }
+        (None, None) => 0,
     };
     let request = codec::encode_compact("status request", &ClientRequest::Status(with_digest))?;
     let (node, incarnation) = (member.node.0, member.incarnation.0);
