@@ -90,6 +90,12 @@ pub struct ReplicaOptions {
     /// when the runtime reports the leader's node down (`node_down`).
     /// 0 disables hibernation.
     pub hibernate_after_ticks: u64,
+    /// A replica whose group goes to sleep (hibernates) with at least this
+    /// many slots applied since its last snapshot takes one then, drops its
+    /// log up to it and shrinks its buffers: a sleeping group holds fewer
+    /// than this many slots per replica, however much it was written
+    /// before. 0: only `snapshot_interval` takes snapshots.
+    pub hibernate_snapshot_slots: u64,
     /// A leader that is not its group's preferred leader (the first voter)
     /// hands leadership to it once it has been heard from and caught up for
     /// this many ticks in a row (so a voter that comes and goes does not
@@ -112,6 +118,7 @@ impl Default for ReplicaOptions {
             max_queued: 1 << 16,
             max_learner_lag: 64,
             hibernate_after_ticks: 20,
+            hibernate_snapshot_slots: 16,
             preferred_leader_after_ticks: 10,
         }
     }

@@ -263,6 +263,13 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         }
     }
 
+    /// Frees the spare space of the driver's buffers (the group went to
+    /// sleep: the replica shed its own, see
+    /// `ReplicaOptions::hibernate_snapshot_slots`).
+    pub fn shrink_to_fit(&mut self) {
+        self.held.shrink_to_fit();
+    }
+
     /// Whether the replica needs ticks (not while its group hibernates).
     pub fn wants_ticks(&self) -> bool {
         self.replica.wants_ticks()

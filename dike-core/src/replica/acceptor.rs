@@ -164,9 +164,13 @@ impl<M: StateMachine> Replica<M> {
         if !self.admit(from, ballot, false) {
             return;
         }
+        let was_asleep = self.hibernating;
         self.follow(ballot);
         self.learn_commit(from, ballot, commit);
         self.hibernating = hibernate && self.leader == Some(ballot.leader);
+        if self.hibernating && !was_asleep {
+            self.on_sleep();
+        }
         // Voters answer read rounds and hibernation requests (with their
         // commit index); learners always report progress, and so does the
         // preferred leader while another leads (see `transfer`).

@@ -343,9 +343,31 @@ impl<M: StateMachine> Replica<M> {
     /// Takes a snapshot when enough slots were applied since the last one,
     /// and drops the log at or below it.
     fn maybe_snapshot(&mut self) {
-        if !self.cursor.snapshot_due() {
-            return;
+        if self.cursor.snapshot_due() {
+            self.snapshot_now();
         }
+    }
+
+    /// The group goes to sleep (see `ReplicaOptions::hibernate_snapshot_slots`):
+    /// a replica that applied that many slots since its last snapshot
+    /// takes one now and drops its log up to it, and every replica frees
+    /// its spare buffer space, so a sleeping group holds its state and
+    /// little more, however much it was written before.
+    pub(super) fn on_sleep(&mut self) {
+        let every = self.opts.hibernate_snapshot_slots;
+        if every > 0 && self.cursor.applied() >= self.cursor.snapshot_slot() + every {
+            self.snapshot_now();
+        }
+        self.inbox.shrink_to_fit();
+        if let Role::Leader(l) = &mut self.role {
+            l.queue.shrink_to_fit();
+        }
+    }
+
+    /// Takes a snapshot of the state applied so far and drops the log at
+    /// or below it; the next one is due `snapshot_interval` (plus jitter)
+    /// slots later.
+    fn snapshot_now(&mut self) {
         let state = match self.machine.export() {
             Ok(s) => s,
             Err(e) => {

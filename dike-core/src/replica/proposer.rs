@@ -524,8 +524,13 @@ impl<M: StateMachine> Replica<M> {
             // Sleep only once every member acknowledged the commit index:
             // a member left behind would have nothing to catch up from.
             let (commit, others) = (self.cursor.commit(), self.other_members());
+            let mut asleep = false;
             if let Role::Leader(l) = &mut self.role {
                 l.asleep = l.progress.all_know(&others, commit);
+                asleep = l.asleep;
+            }
+            if asleep {
+                self.on_sleep();
             }
         }
         self.send_heartbeat(hibernate);

@@ -1164,3 +1164,57 @@ fn a_restarted_member_asks_again_instead_of_campaigning_until_a_leader_is_wanted
     c.replica(2).leader_wanted();
     ticks_until_it_campaigns(&mut c, 2, 4 * e, "a leader was wanted");
 }
+
+/// A group of 3 that applied `writes` commands and then fell asleep, with
+/// a snapshot as it goes to sleep after 3 slots.
+fn asleep_after(writes: u64) -> LocalCluster<Machine> {
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        hibernate_snapshot_slots: 3,
+        ..opts()
+    };
+    let mut c = cluster(3, o);
+    for seq in 1..=writes {
+        c.propose(0, 1, seq, req(seq, Action::Add(1)));
+        c.run_until_quiet();
+    }
+    run_ticks(&mut c, 20);
+    assert!((0..3).all(|i| !c.replica(i).wants_ticks()), "asleep");
+    c
+}
+
+/// Rule: a group going to sleep sheds its log. Every replica that applied
+/// `hibernate_snapshot_slots` since its last snapshot takes one as the
+/// leader's sleep heartbeat reaches it (the leader as it falls asleep),
+/// so a sleeping group holds its state, not the slots that made it.
+#[test]
+fn a_replica_whose_group_goes_to_sleep_snapshots_and_drops_its_log() {
+    let mut c = asleep_after(5);
+    for i in 0..3 {
+        let r = c.replica(i);
+        let applied = r.applied();
+        assert!(applied >= 5, "replica {i} applied the writes");
+        assert_eq!(r.snapshot().map(|s| s.slot), Some(applied), "replica {i}");
+        assert!(
+            r.chosen_entry(applied).is_none(),
+            "replica {i} dropped its log"
+        );
+        assert_eq!(value(&mut c, i), 5);
+    }
+    // It wakes and serves as before.
+    c.propose(0, 1, 6, req(6, Action::Add(1)));
+    c.run_until_quiet();
+    assert_eq!(value(&mut c, 0), 6);
+}
+
+/// Rule: fewer slots than `hibernate_snapshot_slots` since the last
+/// snapshot are kept through a sleep (no snapshot per short wake).
+#[test]
+fn a_group_written_less_than_the_sleep_threshold_keeps_its_log_asleep() {
+    let mut c = asleep_after(1);
+    for i in 0..3 {
+        let r = c.replica(i);
+        assert!(r.snapshot().is_none(), "replica {i} took no snapshot");
+        assert!(r.chosen_entry(r.applied()).is_some(), "replica {i}");
+    }
+}

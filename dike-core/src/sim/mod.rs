@@ -254,6 +254,8 @@ impl SimConfig {
                 // Half the seeds hibernate idle periods (elections then rely
                 // on the simulated failure detector).
                 hibernate_after_ticks: if seed % 2 == 0 { 6 } else { 0 },
+                // Of those, half snapshot as their group goes to sleep.
+                hibernate_snapshot_slots: if seed % 4 == 0 { 1 } else { 0 },
                 // After a failover, leadership goes back to the first voter
                 // by transfer once it is back and caught up.
                 preferred_leader_after_ticks: 6,
