@@ -21,14 +21,18 @@
 //! `cargo bench -p dike-actors --bench replica_cost`
 //! Environment: `DIKE_BENCH_REPLICAS` (default 2000) for the first three
 //! parts, `DIKE_BENCH_GROUPS` (default 400, five replicas each) and
-//! `DIKE_BENCH_WRITES` (default 20) for the driven ones.
+//! `DIKE_BENCH_WRITES` (default 20) for the driven ones;
+//! `DIKE_BENCH_SLEEP_SNAPSHOT` sets `hibernate_snapshot_slots` (default:
+//! the runtime's, 16; 0 keeps every slot while asleep).
 
 use dike_actors::cluster::wire::{self, ClientReply, ClientRequest, ReplicaMsg, ReplyError};
 use dike_actors::counter::{Counter, CounterRequest};
 use dike_actors::group::replica::{Assignment, NextTick, ReplicaActor, ReplicaArgs};
 use dike_actors::node::context::NodeContext;
 use dike_actors::NodeConfig;
-use dike_core::{codec, ClientId, Command, Config, MemberId, PaxosServer, RequestError};
+use dike_core::{
+    codec, ClientId, Command, Config, MemberId, PaxosServer, ReplicaOptions, RequestError,
+};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -103,6 +107,15 @@ fn context(dir: Option<&std::path::Path>) -> std::sync::Arc<NodeContext> {
     let builder = match dir {
         Some(d) => builder.data_dir(d),
         None => builder.in_memory(),
+    };
+    // `DIKE_BENCH_SLEEP_SNAPSHOT=0` measures replicas that keep their log
+    // asleep (as before `hibernate_snapshot_slots`).
+    let builder = match std::env::var("DIKE_BENCH_SLEEP_SNAPSHOT") {
+        Ok(v) => builder.replica_options(ReplicaOptions {
+            hibernate_snapshot_slots: v.parse().expect("DIKE_BENCH_SLEEP_SNAPSHOT: slots"),
+            ..dike_actors::node::config::runtime_replica_options()
+        }),
+        Err(_) => builder,
     };
     let ctx = NodeContext::new(builder.build().expect("a config"));
     ctx.register::<Counter>();

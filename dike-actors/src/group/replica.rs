@@ -550,7 +550,8 @@ impl ReplicaState {
     /// ([`ReplicaArgs::next_tick`]). A change of whether it wants ticks at
     /// all also updates the role
     /// gauges, which ticks keep current otherwise and a hibernating
-    /// replica no longer gets.
+    /// replica no longer gets. A replica that stops wanting ticks (its
+    /// group went to sleep) frees its buffers' spare space.
     fn publish_ticks(&mut self) {
         let wants = self.driver.wants_ticks();
         let due = self.driver.ticks_until_due();
@@ -558,6 +559,10 @@ impl ReplicaState {
         if self.wanted_ticks != wants {
             self.wanted_ticks = wants;
             self.observe_role();
+            if !wants {
+                self.driver.shrink_to_fit();
+                self.waiting.shrink_to_fit();
+            }
         }
     }
 
