@@ -123,13 +123,13 @@ pub enum RecoverError {
 
 /// One replica of one group. See the module documentation.
 pub struct Replica<M: StateMachine> {
-    pub(crate) id: MemberId,
-    pub(crate) boot: u64,
-    pub(crate) opts: ReplicaOptions,
-    pub(crate) rng: Rng,
-    pub(crate) machine: M,
-    pub(crate) bugs: Bugs,
-    pub(crate) trace: bool,
+    id: MemberId,
+    boot: u64,
+    opts: ReplicaOptions,
+    rng: Rng,
+    machine: M,
+    bugs: Bugs,
+    trace: bool,
 
     /// The acceptor's promise and log.
     votes: Votes,
@@ -139,37 +139,37 @@ pub struct Replica<M: StateMachine> {
     cursor: Cursor,
 
     // Learner.
-    pub(crate) config: Config,
-    pub(crate) sessions: SessionTable,
+    config: Config,
+    sessions: SessionTable,
     /// Commands that panicked since the snapshot, with their messages.
-    pub(crate) failed: BTreeMap<(Slot, usize), String>,
+    failed: BTreeMap<(Slot, usize), String>,
     /// This replica applied a configuration it is not part of.
-    pub(crate) removed: bool,
+    removed: bool,
     /// The leader said the group is idle: no election timeout until it
     /// speaks again or its node is reported down.
-    pub(crate) hibernating: bool,
+    hibernating: bool,
     /// Re-applying the log at start-up: no role changes, no messages.
-    pub(crate) recovering: bool,
+    recovering: bool,
     /// Restarted, and waiting for the answers to its `CatchUp`s: its
     /// election timer asks again instead of campaigning, until it hears
     /// a leader or a reason to elect (see `ask_to_catch_up`).
-    pub(crate) catching_up: bool,
+    catching_up: bool,
     /// About to stop: takes no leadership handed over (`set_leaving`).
-    pub(crate) leaving: bool,
+    leaving: bool,
     /// The nodes the routing table marks draining (`set_draining_nodes`).
-    pub(crate) draining: BTreeSet<NodeId>,
+    draining: BTreeSet<NodeId>,
 
     // Role and time.
-    pub(crate) role: Role,
-    pub(crate) leader: Option<MemberId>,
+    role: Role,
+    leader: Option<MemberId>,
     /// Logical time and the election timer.
     clock: ElectionClock,
 
     // Local clients.
-    pub(crate) waiting: BTreeSet<RequestId>,
-    pub(crate) ready: Ready,
+    waiting: BTreeSet<RequestId>,
+    ready: Ready,
     /// Messages to this replica itself, handled before returning.
-    pub(crate) inbox: Vec<Message>,
+    inbox: Vec<Message>,
 }
 
 /// How a replica starts: who it is, what it serves, with which tuning.
