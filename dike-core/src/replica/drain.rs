@@ -53,8 +53,8 @@ impl<M: StateMachine> Replica<M> {
 
     /// Whether this leader is draining and must look for a voter to hand
     /// off to: it stays awake and its heartbeats ask every member to answer.
-    pub(crate) fn drain_hand_off_due(&self) -> bool {
-        self.is_draining() && matches!(&self.role, Role::Leader(l) if l.transfer.is_none())
+    pub(super) fn drain_hand_off_due(&self) -> bool {
+        self.is_draining() && matches!(&self.role, Role::Leader(l) if !l.is_transferring())
     }
 
     /// A draining leader's tick (no transfer under way): hands off to the
@@ -65,7 +65,7 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &self.role else {
             return;
         };
-        if now < l.retry_transfer_at {
+        if !l.hand_back().may_retry(now) {
             return;
         }
         let heard = |n: NodeId| {
@@ -73,7 +73,7 @@ impl<M: StateMachine> Replica<M> {
                 .voters
                 .iter()
                 .filter(|v| v.node == n)
-                .any(|v| l.progress.heard_at(*v).is_some_and(|t| now <= t + e))
+                .any(|v| l.progress().heard_at(*v).is_some_and(|t| now <= t + e))
         };
         let Some(to) = self.hand_over_target(heard) else {
             return;

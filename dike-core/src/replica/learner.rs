@@ -66,7 +66,7 @@ impl<M: StateMachine> Replica<M> {
 
     pub(super) fn on_catch_up(&mut self, from: MemberId, slot: Slot) {
         if let Role::Leader(l) = &mut self.role {
-            l.progress.note_acked(from, slot.saturating_sub(1));
+            l.note_catch_up(from, slot.saturating_sub(1));
         }
         // The sender knows every slot before `slot` chosen: if that is more
         // than this replica knows, it asks back (in an idle group where
@@ -90,9 +90,9 @@ impl<M: StateMachine> Replica<M> {
         // say) that the group sleeps, once it sent all it was missing: else
         // the member, hearing nothing, would wake the group with an election.
         if let Role::Leader(l) = &self.role {
-            if l.asleep && all_sent && from != self.id {
+            if l.is_asleep() && all_sent && from != self.id {
                 let msg = Message::Heartbeat {
-                    ballot: l.ballot,
+                    ballot: l.ballot(),
                     commit,
                     read_round: 0,
                     hibernate: true,
@@ -360,7 +360,7 @@ impl<M: StateMachine> Replica<M> {
         }
         self.inbox.shrink_to_fit();
         if let Role::Leader(l) = &mut self.role {
-            l.queue.shrink_to_fit();
+            l.shrink_to_fit();
         }
     }
 

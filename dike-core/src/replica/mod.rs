@@ -26,12 +26,17 @@
 //! timer), and the candidate's and leader's: `promises` (phase 1's tally
 //! and the values a new leader re-proposes), `tally` (proposals in flight
 //! and who accepted each), `progress` (each member's progress as the
-//! leader saw it) and `read_index` (the read-index rounds).
+//! leader saw it), `read_index` (the read-index rounds) and `hand_back`
+//! (when leadership goes back to the preferred leader, and the backoff of
+//! the transfers a leader starts by itself). The candidate's and leader's
+//! own fields (`CandidateState`, `LeaderState`) are private to `proposer`;
+//! the other role files use their methods.
 
 mod acceptor;
 mod clock;
 mod cursor;
 mod drain;
+mod hand_back;
 mod learner;
 mod progress;
 mod promises;
@@ -58,14 +63,14 @@ use std::sync::Arc;
 use clock::ElectionClock;
 pub use clock::MAX_ELECTION_BACKOFF;
 use cursor::Cursor;
-pub(crate) use proposer::{CandidateState, LeaderState};
+use proposer::{CandidateState, LeaderState};
 pub use reconfig::{ConfigChange, ReconfigError};
 pub use transfer::TransferError;
 use votes::Votes;
 
 /// The replica's current role.
 #[derive(Debug)]
-pub(crate) enum Role {
+enum Role {
     Follower,
     Candidate(CandidateState),
     Leader(Box<LeaderState>),
@@ -375,7 +380,7 @@ impl<M: StateMachine> Replica<M> {
         match &self.role {
             Role::Follower => !self.hibernating,
             Role::Candidate(_) => true,
-            Role::Leader(l) => !l.asleep,
+            Role::Leader(l) => !l.is_asleep(),
         }
     }
 
@@ -437,12 +442,10 @@ impl<M: StateMachine> Replica<M> {
                 if self.waiting.contains(&id) {
                     return; // already queued or in flight: the same answer serves both
                 }
-                if l.queue.len() >= self.opts.max_queued {
+                if !l.enqueue(cmd, self.opts.max_queued, self.clock.now()) {
                     self.respond(id, Err(RequestError::Busy));
                     return;
                 }
-                l.queue.push_back(cmd);
-                l.wake(self.clock.now());
                 self.waiting.insert(id);
             }
             _ => {
@@ -470,8 +473,7 @@ impl<M: StateMachine> Replica<M> {
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
             || self.cursor.has_unwritten_commit()
-            || matches!(&self.role, Role::Leader(l)
-                if (!l.queue.is_empty() && l.transfer.is_none()) || l.reads_unsent())
+            || matches!(&self.role, Role::Leader(l) if l.has_unsent())
     }
 
     /// This replica's identity.
@@ -590,7 +592,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Sends `msg` now (to itself: handled before the current input returns).
-    pub(crate) fn send(&mut self, to: MemberId, msg: Message) {
+    fn send(&mut self, to: MemberId, msg: Message) {
         if to == self.id {
             self.inbox.push(msg);
         } else {
@@ -603,7 +605,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Sends `msg` once this `Ready`'s writes are durable.
-    pub(crate) fn send_after_write(&mut self, to: MemberId, msg: Message) {
+    fn send_after_write(&mut self, to: MemberId, msg: Message) {
         if self.bugs.reply_before_persist {
             self.send(to, msg);
         } else {
@@ -615,7 +617,7 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
-    pub(crate) fn respond(&mut self, to: RequestId, result: Result<Vec<u8>, RequestError>) {
+    fn respond(&mut self, to: RequestId, result: Result<Vec<u8>, RequestError>) {
         self.waiting.remove(&to);
         self.ready.responses.push(Response { to, result });
     }
@@ -634,7 +636,7 @@ impl<M: StateMachine> Replica<M> {
     /// slow link), elections that restart before their promises can arrive
     /// never finish, and each adds messages to the congestion; backing off
     /// lets one finish (see `ElectionClock::backoff`).
-    pub(crate) fn reset_election_timer(&mut self) {
+    fn reset_election_timer(&mut self) {
         let timeout = self.election_timeout();
         self.clock.reset(timeout);
     }
@@ -667,7 +669,7 @@ impl<M: StateMachine> Replica<M> {
     /// (`leader_wanted`, `node_down`), as hearing a leader does.
     /// The preferred leader waits as long as the others: a restarted node
     /// is the preferred leader of a fifth of its groups.
-    pub(crate) fn ask_to_catch_up(&mut self) {
+    fn ask_to_catch_up(&mut self) {
         let from = self.cursor.commit() + 1;
         for m in self.other_members() {
             self.send(m, Message::CatchUp { from });
@@ -679,7 +681,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// Every member of the group's configuration (voters and learners) but
     /// this replica.
-    pub(crate) fn other_members(&self) -> Vec<MemberId> {
+    fn other_members(&self) -> Vec<MemberId> {
         let me = self.id;
         self.config.all_members().filter(|m| *m != me).collect()
     }
@@ -705,11 +707,11 @@ impl<M: StateMachine> Replica<M> {
 
     /// Notes a ballot seen anywhere; a higher one than ours ends our
     /// candidacy or leadership.
-    pub(crate) fn observe_ballot(&mut self, b: Ballot) {
+    fn observe_ballot(&mut self, b: Ballot) {
         self.clock.note_round(b.round);
         let mine = match &self.role {
-            Role::Leader(l) => Some(l.ballot),
-            Role::Candidate(c) => Some(c.ballot),
+            Role::Leader(l) => Some(l.ballot()),
+            Role::Candidate(c) => Some(c.ballot()),
             Role::Follower => None,
         };
         if let Some(mine) = mine {
@@ -722,7 +724,7 @@ impl<M: StateMachine> Replica<M> {
     /// Becomes a follower; local clients waiting on this leader are told to
     /// go elsewhere (their commands may still be chosen: a retry is answered
     /// from the session table).
-    pub(crate) fn step_down(&mut self, leader: Option<MemberId>) {
+    fn step_down(&mut self, leader: Option<MemberId>) {
         let was = std::mem::replace(&mut self.role, Role::Follower);
         self.leader = leader.filter(|l| *l != self.id);
         if let Role::Leader(l) = was {

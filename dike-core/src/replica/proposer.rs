@@ -10,6 +10,7 @@
 //! in the `promises` part, those of the quorum tally of `Accepted` in
 //! `tally`, and each member's progress in `progress`.
 
+use super::hand_back::HandBack;
 use super::progress::Progress;
 use super::promises::{keep_first_stop_sign, settle_stop_signs, Promises};
 use super::read_index::ReadIndex;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub(crate) struct CandidateState {
     /// The ballot it campaigns in.
-    pub ballot: Ballot,
+    ballot: Ballot,
     /// Phase 1 covers every slot from here on.
     from: Slot,
     /// The promises so far and the values they reported.
@@ -40,97 +41,272 @@ pub(crate) struct CandidateState {
 }
 
 impl CandidateState {
+    /// The ballot it campaigns in.
+    pub(super) fn ballot(&self) -> Ballot {
+        self.ballot
+    }
+
     /// When its `Prepare`s go out again if resent every `every` ticks.
-    pub(crate) fn resend_at(&self, every: u64) -> u64 {
+    pub(super) fn resend_at(&self, every: u64) -> u64 {
         self.last_sent + every
     }
 }
 
-/// A leader's state.
+/// A leader's state. The proposer drives it; the other roles go through
+/// its methods, and borrow its parts (`progress`, the transfer under way,
+/// the hand-back) whose own rules keep them consistent.
 #[derive(Debug)]
 pub(crate) struct LeaderState {
     /// The ballot it leads in.
-    pub ballot: Ballot,
+    ballot: Ballot,
     /// The slot the next proposal takes.
-    pub next_slot: Slot,
+    next_slot: Slot,
     /// The proposals not chosen yet, with who accepted each.
     in_flight: Tally,
     /// Commands waiting for a slot.
-    pub queue: VecDeque<Command>,
+    queue: VecDeque<Command>,
     /// Slots up to here were settled by phase 1; reads wait for them.
-    pub phase1_end: Slot,
+    phase1_end: Slot,
     /// When the last heartbeat went out.
     last_heartbeat: u64,
     /// The queries waiting for a read-index round.
-    pub reads: ReadIndex,
+    reads: ReadIndex,
     /// The slot of the stop-sign this leader proposed: nothing goes after it.
-    pub stop: Option<Slot>,
+    stop: Option<Slot>,
     /// Each member's progress: the slot it acknowledged, the commit index
     /// it reported (the group hibernates only once every member knows the
     /// latest one), when it was last heard from in this ballot.
-    pub progress: Progress,
+    progress: Progress,
     /// Nothing has happened since this tick.
-    pub idle_since: u64,
+    idle_since: u64,
     /// Hibernating: no heartbeats until something happens.
-    pub asleep: bool,
+    asleep: bool,
     /// The leadership transfer under way: no new slot is proposed until it
     /// ends (see `transfer`).
-    pub transfer: Option<Transfer>,
-    /// Since this tick the preferred leader has been heard from and caught
-    /// up without a break.
-    pub preferred_since: Option<u64>,
-    /// No transfer this leader starts by itself (a hand-back to the
-    /// preferred leader, a hand-off while draining) before this tick, after
-    /// one that gave up.
-    pub retry_transfer_at: u64,
-    /// Transfers this leader started by itself that gave up, for the
-    /// backoff.
-    pub transfers_given_up: u32,
-    /// The preferred leader was silent for an election timeout during this
-    /// leadership (a failover, a partition): only then is leadership handed
-    /// back, never after an operator moved it away from a live one.
-    pub preferred_missed: bool,
-    /// The tick this leadership began, or last woke from hibernation:
-    /// members are not heard from while the group sleeps, so silence
-    /// counts only from here.
-    pub since: u64,
-    /// The leader was seen asleep since it last checked on the preferred
-    /// leader (`since` moves when it wakes).
-    pub slept: bool,
+    transfer: Option<Transfer>,
+    /// When leadership goes back to the preferred leader, and the backoff
+    /// of the transfers this leader starts by itself.
+    hand_back: HandBack,
 }
 
 impl LeaderState {
+    /// A leader elected in `ballot` at `now`, after a phase 1 that settled
+    /// every slot up to `last` (`stop`: the slot of a stop-sign among them,
+    /// which nothing may follow).
+    pub(super) fn new(
+        ballot: Ballot,
+        last: Slot,
+        stop: Option<Slot>,
+        now: u64,
+        hand_back: HandBack,
+    ) -> Self {
+        LeaderState {
+            ballot,
+            next_slot: last + 1,
+            in_flight: Tally::new(),
+            queue: VecDeque::new(),
+            phase1_end: last,
+            last_heartbeat: now,
+            reads: ReadIndex::new(),
+            stop,
+            progress: Progress::new(),
+            idle_since: now,
+            asleep: false,
+            transfer: None,
+            hand_back,
+        }
+    }
+
+    /// The ballot it leads in.
+    pub(super) fn ballot(&self) -> Ballot {
+        self.ballot
+    }
+
     /// Something happened: heartbeats resume.
-    pub(crate) fn wake(&mut self, now: u64) {
+    pub(super) fn wake(&mut self, now: u64) {
         self.idle_since = now;
         self.asleep = false;
     }
 
+    /// Whether the group hibernates under this leader: no heartbeats until
+    /// something happens.
+    pub(super) fn is_asleep(&self) -> bool {
+        self.asleep
+    }
+
+    /// Frees the spare space of its command queue (the group went to
+    /// sleep: see `Replica::on_sleep`).
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.queue.shrink_to_fit();
+    }
+
+    /// Queues `cmd` for a slot unless `max` commands wait already (then
+    /// `false`), and wakes the leader.
+    pub(super) fn enqueue(&mut self, cmd: Command, max: usize, now: u64) -> bool {
+        if self.queue.len() >= max {
+            return false;
+        }
+        self.queue.push_back(cmd);
+        self.wake(now);
+        true
+    }
+
+    /// The next batch of queued commands (at most `max_batch`, at least
+    /// one) and the slot it takes, unless none waits, a stop-sign or a
+    /// transfer holds new slots back, or `window` slots are in flight.
+    pub(super) fn take_batch(
+        &mut self,
+        window: u64,
+        max_batch: usize,
+    ) -> Option<(Slot, Arc<[Command]>)> {
+        if self.stop.is_some()
+            || self.transfer.is_some()
+            || self.queue.is_empty()
+            || self.in_flight.len() as u64 >= window
+        {
+            return None;
+        }
+        let n = self
+            .queue
+            .len()
+            .min(max_batch.clamp(1, crate::entry::MAX_BATCH_COMMANDS));
+        let commands: Arc<[Command]> = self.queue.drain(..n).collect();
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        Some((slot, commands))
+    }
+
+    /// Whether `take_ready` has something to send: commands to batch (no
+    /// transfer holding them) or queries waiting for a read round.
+    pub(super) fn has_unsent(&self) -> bool {
+        (!self.queue.is_empty() && self.transfer.is_none()) || self.reads_unsent()
+    }
+
     /// Whether queries wait for a read round to be started.
-    pub(crate) fn reads_unsent(&self) -> bool {
+    pub(super) fn reads_unsent(&self) -> bool {
         self.reads.has_unsent()
+    }
+
+    /// Queues query `id` for a read round. Its read index is the commit
+    /// index, and at least every slot phase 1 settled.
+    pub(super) fn add_read(&mut self, id: u64, payload: Vec<u8>, commit: Slot, now: u64) {
+        let read_index = commit.max(self.phase1_end);
+        self.wake(now);
+        self.reads.add(id, payload, read_index);
+    }
+
+    /// The queries a quorum of `voters` confirmed whose read index is
+    /// `applied` already, to answer now.
+    pub(super) fn take_ready_reads(
+        &mut self,
+        voters: &[MemberId],
+        quorum: usize,
+        applied: Slot,
+    ) -> Vec<(u64, Vec<u8>)> {
+        self.reads.take_ready(voters, quorum, applied)
+    }
+
+    /// Notes `m`'s answer to a heartbeat at `now`: it knows every slot up
+    /// to `commit` chosen, and acknowledges read round `round`.
+    pub(super) fn note_heartbeat_ack(&mut self, m: MemberId, commit: Slot, round: u64, now: u64) {
+        self.heard(m, now);
+        self.progress.note_commit(m, commit);
+        self.reads.ack(m, round);
+    }
+
+    /// Notes that `m` asked for the chosen slots from `slot + 1` on: it
+    /// knows those up to `slot`.
+    pub(super) fn note_catch_up(&mut self, m: MemberId, slot: Slot) {
+        self.progress.note_acked(m, slot);
+    }
+
+    /// Each member's progress as this leader saw it.
+    pub(super) fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// Whether `m` acknowledged every slot this leader has in flight and
     /// some slot (or commit index) at or after `last`.
-    pub(crate) fn acked_everything(&self, m: MemberId, last: Slot) -> bool {
+    pub(super) fn acked_everything(&self, m: MemberId, last: Slot) -> bool {
         self.progress.acked(m).is_some_and(|s| s >= last) && self.in_flight.accepted_by(m)
     }
 
     /// The last slot this leader proposed (or settled in phase 1).
-    pub(crate) fn last_proposed(&self) -> Slot {
+    pub(super) fn last_proposed(&self) -> Slot {
         self.next_slot - 1
     }
 
-    /// Whether a hand-back to the preferred leader is coming (it is back
-    /// and caught up, and no backoff holds it): the group stays awake for
-    /// it, so an idle group sleeps under its preferred leader.
-    pub(crate) fn hand_back_due(&self, now: u64) -> bool {
-        self.preferred_since.is_some() && now >= self.retry_transfer_at
+    /// Whether a membership change (a stop-sign this leader proposed) is
+    /// in flight.
+    pub(super) fn change_in_flight(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// Takes the next slot for a stop-sign: nothing is proposed after it.
+    pub(super) fn propose_stop(&mut self) -> Slot {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.stop = Some(slot);
+        slot
+    }
+
+    /// The stop-sign at `slot` turned out to be left over from an older
+    /// configuration: if it is the one this leader proposed, proposing goes
+    /// on.
+    pub(super) fn forget_stop(&mut self, slot: Slot) {
+        if self.stop == Some(slot) {
+            self.stop = None;
+        }
+    }
+
+    /// The transfer under way, if any.
+    pub(super) fn transfer(&self) -> Option<&Transfer> {
+        self.transfer.as_ref()
+    }
+
+    /// The transfer under way, if any, to note progress in.
+    pub(super) fn transfer_mut(&mut self) -> Option<&mut Transfer> {
+        self.transfer.as_mut()
+    }
+
+    /// The member leadership is being handed to, if a transfer is under way.
+    pub(super) fn transfer_target(&self) -> Option<MemberId> {
+        self.transfer.as_ref().map(Transfer::to)
+    }
+
+    /// Whether a transfer is under way (no new slot is proposed).
+    pub(super) fn is_transferring(&self) -> bool {
+        self.transfer.is_some()
+    }
+
+    /// Starts `transfer` at `now`, waking the leader.
+    pub(super) fn begin_transfer(&mut self, transfer: Transfer, now: u64) {
+        self.transfer = Some(transfer);
+        self.wake(now);
+    }
+
+    /// The transfer under way gave up at `now`: the leader leads on (and
+    /// backs off if it started it by itself). Returns it.
+    pub(super) fn give_up_transfer(&mut self, now: u64) -> Option<Transfer> {
+        let t = self.transfer.take()?;
+        self.wake(now);
+        self.hand_back.note_gave_up(now, t.is_automatic());
+        Some(t)
+    }
+
+    /// When leadership goes back to the preferred leader, and the backoff
+    /// of the transfers this leader starts by itself.
+    pub(super) fn hand_back(&self) -> &HandBack {
+        &self.hand_back
+    }
+
+    /// The hand-back, to note what the leader saw of the preferred leader.
+    pub(super) fn hand_back_mut(&mut self) -> &mut HandBack {
+        &mut self.hand_back
     }
 
     /// Notes that `m` answered in this ballot.
-    pub(crate) fn heard(&mut self, m: MemberId, now: u64) {
+    fn heard(&mut self, m: MemberId, now: u64) {
         self.progress.heard(m, now);
     }
 }
@@ -307,26 +483,15 @@ impl<M: StateMachine> Replica<M> {
             .max(self.cursor.commit());
         tracing::debug!(member = %self.id, %ballot, from = self.cursor.commit() + 1, last, "elected leader");
         self.leader = Some(self.id);
-        self.role = Role::Leader(Box::new(LeaderState {
-            ballot,
-            next_slot: last + 1,
-            in_flight: Tally::new(),
-            queue: VecDeque::new(),
-            phase1_end: last,
-            last_heartbeat: self.clock.now(),
-            reads: ReadIndex::new(),
-            stop,
-            progress: Progress::new(),
-            idle_since: self.clock.now(),
-            asleep: false,
-            transfer: None,
-            preferred_since: None,
-            retry_transfer_at: 0,
-            transfers_given_up: 0,
-            preferred_missed: false,
-            since: self.clock.now(),
-            slept: false,
-        }));
+        let now = self.clock.now();
+        let hand_back = HandBack::new(
+            now,
+            self.opts.preferred_leader_after_ticks,
+            self.opts.election_ticks,
+        );
+        self.role = Role::Leader(Box::new(LeaderState::new(
+            ballot, last, stop, now, hand_back,
+        )));
         for slot in self.cursor.commit() + 1..=last {
             let entry = values.remove(&slot).map_or(Entry::Noop, |v| v.entry);
             self.propose_entry(slot, entry);
@@ -373,21 +538,9 @@ impl<M: StateMachine> Replica<M> {
             let Role::Leader(l) = &mut self.role else {
                 return;
             };
-            if l.stop.is_some()
-                || l.transfer.is_some()
-                || l.queue.is_empty()
-                || l.in_flight.len() as u64 >= self.opts.window
-            {
+            let Some((slot, commands)) = l.take_batch(self.opts.window, self.opts.max_batch) else {
                 return;
-            }
-            let n = (l.queue.len()).min(
-                self.opts
-                    .max_batch
-                    .clamp(1, crate::entry::MAX_BATCH_COMMANDS),
-            );
-            let commands: Arc<[Command]> = l.queue.drain(..n).collect();
-            let slot = l.next_slot;
-            l.next_slot += 1;
+            };
             let entry = Entry::Batch(Batch {
                 proposer: self.id,
                 boot: self.boot,
@@ -498,7 +651,7 @@ impl<M: StateMachine> Replica<M> {
             && l.reads.is_empty()
             && l.stop.is_none()
             && l.transfer.is_none()
-            && !l.hand_back_due(self.clock.now())
+            && !l.hand_back.due(self.clock.now())
             && !hand_off_due;
         if !idle {
             l.idle_since = self.clock.now();
@@ -599,5 +752,150 @@ impl<M: StateMachine> Replica<M> {
             let from_slot = self.cursor.commit() + 1;
             self.send(from, Message::CatchUp { from: from_slot });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hand_back::HandBack;
+    use super::super::transfer::Transfer;
+    use super::LeaderState;
+    use crate::entry::{Command, Entry};
+    use crate::ids::{Ballot, ClientId, MemberId, Slot};
+
+    fn m(i: u64) -> MemberId {
+        MemberId::new(i, 0)
+    }
+
+    /// A leader elected at tick 0 whose phase 1 settled slots up to `last`.
+    fn leader(last: Slot) -> LeaderState {
+        let ballot = Ballot {
+            epoch: 0,
+            round: 1,
+            leader: m(1),
+        };
+        LeaderState::new(ballot, last, None, 0, HandBack::new(0, 10, 10))
+    }
+
+    fn cmd(seq: u64) -> Command {
+        Command::new(ClientId(1), seq, vec![])
+    }
+
+    /// Queues commands `1..=n`.
+    fn queue(l: &mut LeaderState, n: u64) {
+        for seq in 1..=n {
+            assert!(l.enqueue(cmd(seq), 100, 0));
+        }
+    }
+
+    #[test]
+    fn a_leader_queues_no_more_commands_than_allowed() {
+        let mut l = leader(0);
+        assert!(l.enqueue(cmd(1), 2, 0));
+        assert!(l.enqueue(cmd(2), 2, 0));
+        assert!(!l.enqueue(cmd(3), 2, 0), "the queue is full");
+    }
+
+    #[test]
+    fn new_slots_follow_the_slots_phase_1_settled() {
+        let mut l = leader(7);
+        queue(&mut l, 2);
+        assert_eq!(l.take_batch(10, 1).map(|(s, _)| s), Some(8));
+        assert_eq!(l.take_batch(10, 1).map(|(s, _)| s), Some(9));
+        assert_eq!(l.last_proposed(), 9);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_commands_and_at_least_one() {
+        let mut l = leader(0);
+        queue(&mut l, 5);
+        let (_, batch) = l.take_batch(10, 3).expect("a batch");
+        assert_eq!(batch.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let (_, batch) = l.take_batch(10, 0).expect("a batch");
+        assert_eq!(batch.len(), 1, "max_batch 0 still carries one command");
+    }
+
+    #[test]
+    fn at_most_a_window_of_slots_is_in_flight() {
+        let mut l = leader(0);
+        queue(&mut l, 3);
+        for _ in 0..2 {
+            let (slot, _) = l.take_batch(2, 1).expect("room in the window");
+            l.in_flight.propose(slot, Entry::Noop, 0);
+        }
+        assert_eq!(
+            l.take_batch(2, 1),
+            None,
+            "two slots in flight fill the window"
+        );
+    }
+
+    #[test]
+    fn nothing_is_proposed_after_a_stop_sign() {
+        let mut l = leader(0);
+        queue(&mut l, 1);
+        assert_eq!(l.propose_stop(), 1);
+        assert!(l.change_in_flight());
+        assert_eq!(l.take_batch(10, 10), None);
+    }
+
+    #[test]
+    fn a_stop_sign_found_left_over_lets_proposing_go_on() {
+        let mut l = leader(0);
+        queue(&mut l, 1);
+        let stop = l.propose_stop();
+        l.forget_stop(stop + 1);
+        assert!(
+            l.change_in_flight(),
+            "another slot's stop-sign changes nothing"
+        );
+        l.forget_stop(stop);
+        assert!(!l.change_in_flight());
+        assert_eq!(l.take_batch(10, 10).map(|(s, _)| s), Some(stop + 1));
+    }
+
+    #[test]
+    fn no_slot_is_proposed_while_leadership_is_being_handed_over() {
+        let mut l = leader(0);
+        queue(&mut l, 1);
+        l.begin_transfer(Transfer::new(m(2), 0, 0, 10, false), 0);
+        assert_eq!(l.take_batch(10, 10), None);
+        assert!(
+            !l.has_unsent(),
+            "commands held by a transfer are nothing to send"
+        );
+        assert!(l.give_up_transfer(10).is_some());
+        assert!(l.has_unsent());
+        assert!(l.take_batch(10, 10).is_some());
+    }
+
+    #[test]
+    fn a_query_reads_at_least_every_slot_phase_1_settled() {
+        let mut l = leader(5);
+        l.add_read(1, vec![], 3, 0);
+        assert_eq!(l.reads.start_round(), 1);
+        let voters = [m(1), m(2), m(3)];
+        for v in voters {
+            l.note_heartbeat_ack(v, 3, 1, 0);
+        }
+        assert!(
+            l.take_ready_reads(&voters, 2, 4).is_empty(),
+            "slot 5 not applied yet"
+        );
+        assert_eq!(l.take_ready_reads(&voters, 2, 5), vec![(1, vec![])]);
+    }
+
+    #[test]
+    fn anything_a_leader_is_handed_wakes_it() {
+        let mut l = leader(0);
+        l.asleep = true;
+        assert!(l.enqueue(cmd(1), 10, 3));
+        assert!(!l.is_asleep());
+        l.asleep = true;
+        l.add_read(1, vec![], 0, 4);
+        assert!(!l.is_asleep());
+        l.asleep = true;
+        l.begin_transfer(Transfer::new(m(2), 0, 5, 10, false), 5);
+        assert!(!l.is_asleep());
     }
 }

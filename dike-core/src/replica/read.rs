@@ -25,15 +25,13 @@ impl<M: StateMachine> Replica<M> {
             self.respond(rid, Err(RequestError::NotLeader { leader }));
             return;
         };
-        let read_index = self.cursor.commit().max(l.phase1_end);
-        l.wake(self.clock.now());
-        l.reads.add(id, payload, read_index);
+        l.add_read(id, payload, self.cursor.commit(), self.clock.now());
         self.waiting.insert(rid);
     }
 
     /// Starts a read round if queries wait for one.
     pub(super) fn flush_reads(&mut self) {
-        if matches!(&self.role, Role::Leader(l) if l.reads.has_unsent()) {
+        if matches!(&self.role, Role::Leader(l) if l.reads_unsent()) {
             self.heartbeat();
         }
     }
@@ -48,12 +46,10 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        if l.ballot != ballot {
+        if l.ballot() != ballot {
             return;
         }
-        l.heard(from, self.clock.now());
-        l.progress.note_commit(from, commit);
-        l.reads.ack(from, round);
+        l.note_heartbeat_ack(from, commit, round, self.clock.now());
         self.serve_reads();
         self.on_member_progress(from, ballot);
     }
@@ -64,9 +60,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         let applied = self.cursor.applied();
-        let ready = l
-            .reads
-            .take_ready(&self.config.voters, self.config.quorum(), applied);
+        let ready = l.take_ready_reads(&self.config.voters, self.config.quorum(), applied);
         for (id, payload) in ready {
             let result = match self.machine.query(&payload) {
                 Some(reply) => reply.map_err(RequestError::Application),

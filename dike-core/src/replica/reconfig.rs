@@ -180,11 +180,11 @@ impl<M: StateMachine> Replica<M> {
             self.leader_wanted();
             return Err(ReconfigError::NotLeader { leader });
         };
-        if l.stop.is_some() && !concurrent_ok {
+        if l.change_in_flight() && !concurrent_ok {
             return Err(ReconfigError::InProgress);
         }
-        if let Some(t) = &l.transfer {
-            return Err(ReconfigError::TransferInProgress { to: t.to });
+        if let Some(to) = l.transfer_target() {
+            return Err(ReconfigError::TransferInProgress { to });
         }
         let next = change.apply_to(&self.config)?;
         if let Some(m) = change.promoted() {
@@ -193,7 +193,7 @@ impl<M: StateMachine> Replica<M> {
             // that does not answer costs the group a vote (a new master
             // promoted before its replica started left the master group
             // without a quorum when one more master died).
-            let heard = l.progress.acked(m);
+            let heard = l.progress().acked(m);
             let lag = commit.saturating_sub(heard.unwrap_or(0));
             if (heard.is_none() && !unheard_ok) || lag > max_lag {
                 return Err(ReconfigError::NotCaughtUp {
@@ -223,9 +223,7 @@ impl<M: StateMachine> Replica<M> {
             // Left over from an older configuration: changes nothing. A
             // leader that re-proposed it may go on proposing.
             if let Role::Leader(l) = &mut self.role {
-                if l.stop == Some(slot) {
-                    l.stop = None;
-                }
+                l.forget_stop(slot);
             }
             return;
         }
@@ -239,7 +237,7 @@ impl<M: StateMachine> Replica<M> {
             // replica at once), and without this the members that stay
             // would learn the stop-sign only from an election timeout in
             // the old epoch — never, in a hibernating group.
-            let (ballot, commit) = (l.ballot, self.cursor.commit());
+            let (ballot, commit) = (l.ballot(), self.cursor.commit());
             let leader_leaves = !next.is_voter(self.id);
             let told: Vec<MemberId> = self
                 .config
@@ -298,9 +296,7 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        let slot = l.next_slot;
-        l.next_slot += 1;
-        l.stop = Some(slot);
+        let slot = l.propose_stop();
         self.propose_entry(slot, Entry::StopSign(next));
     }
 }

@@ -23,7 +23,8 @@
 //! off) hands leadership back once it has been heard from and caught up
 //! for `preferred_leader_after_ticks` in a row (with a doubling wait after
 //! each attempt that gave up). A leader that never missed it (an operator
-//! moved leadership away from a live preferred leader) keeps leading.
+//! moved leadership away from a live preferred leader) keeps leading. These
+//! rules are kept, and tested, by the `hand_back` part.
 
 use super::{Replica, Role};
 use crate::ids::{Ballot, MemberId, NodeId, Slot};
@@ -35,19 +36,67 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Transfer {
     /// The voter that is to lead.
-    pub to: MemberId,
+    to: MemberId,
     /// The leader's commit index when the transfer began: the target must
     /// have reported at least this much.
-    pub commit_at_start: Slot,
+    commit_at_start: Slot,
     /// The leader gives up at this tick.
-    pub until: u64,
+    until: u64,
     /// When `TimeoutNow` was last sent (resent once per heartbeat interval
     /// while the transfer lasts, in case it was lost).
-    pub sent_at: Option<u64>,
+    sent_at: Option<u64>,
     /// Started by the leader itself (a hand-back to the preferred leader,
     /// a hand-off while draining), not by a caller: it backs off if it
     /// gives up.
-    pub automatic: bool,
+    automatic: bool,
+}
+
+impl Transfer {
+    /// A transfer to `to` that a leader whose commit index is `commit`
+    /// begins at `now` and gives up `timeout` ticks later (at least one);
+    /// `automatic` if the leader starts it by itself.
+    pub(super) fn new(to: MemberId, commit: Slot, now: u64, timeout: u64, automatic: bool) -> Self {
+        Transfer {
+            to,
+            commit_at_start: commit,
+            until: now + timeout.max(1),
+            sent_at: None,
+            automatic,
+        }
+    }
+
+    /// The voter that is to lead.
+    pub(super) fn to(&self) -> MemberId {
+        self.to
+    }
+
+    /// Whether the leader started it by itself (it backs off if it gives
+    /// up).
+    pub(super) fn is_automatic(&self) -> bool {
+        self.automatic
+    }
+
+    /// Whether the leader gives up at `now`.
+    pub(super) fn expired(&self, now: u64) -> bool {
+        now >= self.until
+    }
+
+    /// Whether the target, having reported commit index `reported`, holds
+    /// every slot the leader knew chosen when the transfer began.
+    pub(super) fn target_caught_up(&self, reported: Slot) -> bool {
+        reported >= self.commit_at_start
+    }
+
+    /// Whether `TimeoutNow` may go (again) at `now`, if resent at most
+    /// once every `every` ticks.
+    pub(super) fn may_send(&self, now: u64, every: u64) -> bool {
+        self.sent_at.is_none_or(|s| now >= s + every)
+    }
+
+    /// Notes that `TimeoutNow` went out at `now`.
+    pub(super) fn note_sent(&mut self, now: u64) {
+        self.sent_at = Some(now);
+    }
 }
 
 /// Why a leadership transfer was refused.
@@ -98,7 +147,7 @@ impl<M: StateMachine> Replica<M> {
     /// under way.
     pub fn transfer_target(&self) -> Option<MemberId> {
         match &self.role {
-            Role::Leader(l) => l.transfer.as_ref().map(|t| t.to),
+            Role::Leader(l) => l.transfer_target(),
             _ => None,
         }
     }
@@ -127,8 +176,8 @@ impl<M: StateMachine> Replica<M> {
             .filter(|v| *v != self.id && alive(v.node) && !self.draining.contains(&v.node))
             .max_by_key(|v| {
                 (
-                    l.progress.acked(*v).unwrap_or(0),
-                    l.progress.heard_at(*v).unwrap_or(0),
+                    l.progress().acked(*v).unwrap_or(0),
+                    l.progress().heard_at(*v).unwrap_or(0),
                     std::cmp::Reverse(*v),
                 )
             })
@@ -141,7 +190,7 @@ impl<M: StateMachine> Replica<M> {
     ) -> Result<(), TransferError> {
         let leader = self.leader;
         let (now, commit) = (self.clock.now(), self.cursor.commit());
-        let until = now + self.opts.election_ticks.max(1);
+        let timeout = self.opts.election_ticks;
         let Role::Leader(l) = &mut self.role else {
             return Err(TransferError::NotLeader { leader });
         };
@@ -154,25 +203,18 @@ impl<M: StateMachine> Replica<M> {
         if self.draining.contains(&to.node) {
             return Err(TransferError::Draining(to));
         }
-        if l.stop.is_some() {
+        if l.change_in_flight() {
             return Err(TransferError::ReconfigInProgress);
         }
-        if let Some(t) = &l.transfer {
-            return if t.to == to {
+        if let Some(target) = l.transfer_target() {
+            return if target == to {
                 Ok(())
             } else {
-                Err(TransferError::InProgress { to: t.to })
+                Err(TransferError::InProgress { to: target })
             };
         }
         tracing::info!(member = %self.id, %to, automatic, "handing leadership over");
-        l.transfer = Some(Transfer {
-            to,
-            commit_at_start: commit,
-            until,
-            sent_at: None,
-            automatic,
-        });
-        l.wake(now);
+        l.begin_transfer(Transfer::new(to, commit, now, timeout, automatic), now);
         // The heartbeat asks every member for its commit index (a probe
         // round), so an idle group learns at once how far the target is.
         self.heartbeat();
@@ -183,26 +225,24 @@ impl<M: StateMachine> Replica<M> {
     /// Sends `TimeoutNow` to the transfer's target once it holds everything
     /// this leader proposed (again at most once per heartbeat interval).
     fn try_hand_over(&mut self) {
-        let now = self.clock.now();
+        let (now, every) = (self.clock.now(), self.opts.heartbeat_ticks);
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        let Some(t) = &l.transfer else {
+        let Some(t) = l.transfer() else {
             return;
         };
-        let to = t.to;
-        let reported = l.progress.commit(to).unwrap_or(0);
-        if reported < t.commit_at_start || !l.acked_everything(to, l.last_proposed()) {
+        let to = t.to();
+        let reported = l.progress().commit(to).unwrap_or(0);
+        if !t.target_caught_up(reported) || !l.acked_everything(to, l.last_proposed()) {
             return;
         }
-        if t.sent_at
-            .is_some_and(|s| now < s + self.opts.heartbeat_ticks)
-        {
+        if !t.may_send(now, every) {
             return;
         }
-        let ballot = l.ballot;
-        if let Some(t) = l.transfer.as_mut() {
-            t.sent_at = Some(now);
+        let ballot = l.ballot();
+        if let Some(t) = l.transfer_mut() {
+            t.note_sent(now);
         }
         tracing::debug!(member = %self.id, %to, "target caught up: TimeoutNow");
         self.send(to, Message::TimeoutNow { ballot });
@@ -212,7 +252,7 @@ impl<M: StateMachine> Replica<M> {
     /// target catching up.
     pub(super) fn on_member_progress(&mut self, from: MemberId, ballot: Ballot) {
         let target = matches!(&self.role, Role::Leader(l)
-            if l.ballot == ballot && l.transfer.as_ref().is_some_and(|t| t.to == from));
+            if l.ballot() == ballot && l.transfer_target() == Some(from));
         if target {
             self.try_hand_over();
         }
@@ -224,26 +264,17 @@ impl<M: StateMachine> Replica<M> {
     /// leader when it is due.
     pub(super) fn transfer_tick(&mut self) {
         let now = self.clock.now();
-        let after = self.opts.preferred_leader_after_ticks;
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        if let Some(t) = &l.transfer {
-            if now < t.until {
+        if let Some(t) = l.transfer() {
+            if !t.expired(now) {
                 self.try_hand_over();
                 return;
             }
-            let (to, automatic) = (t.to, t.automatic);
-            tracing::info!(member = %self.id, %to, "leadership transfer gave up; leading on");
-            l.transfer = None;
-            l.wake(now);
-            l.preferred_since = None;
-            if automatic {
-                l.transfers_given_up = l.transfers_given_up.saturating_add(1);
-                let wait = after
-                    .max(1)
-                    .saturating_mul(1 << l.transfers_given_up.min(5));
-                l.retry_transfer_at = now + wait;
+            if let Some(t) = l.give_up_transfer(now) {
+                let to = t.to();
+                tracing::info!(member = %self.id, %to, "leadership transfer gave up; leading on");
             }
             return;
         }
@@ -271,39 +302,21 @@ impl<M: StateMachine> Replica<M> {
         let Role::Leader(l) = &mut self.role else {
             return;
         };
-        if l.asleep {
-            l.slept = true;
-            l.preferred_since = None;
+        if l.is_asleep() {
+            l.hand_back_mut().note_asleep();
             return;
         }
         if self.draining.contains(&preferred.node) {
             // No hand-back to a draining node; once it is undrained,
             // leadership goes back to it as after a failover.
-            l.preferred_missed = true;
-            l.preferred_since = None;
+            l.hand_back_mut().note_draining();
             return;
         }
-        if std::mem::take(&mut l.slept) {
-            l.since = now;
-        }
-        let last_heard = l.progress.heard_at(preferred).unwrap_or(0).max(l.since);
-        if now >= last_heard + self.opts.election_ticks.max(1) {
-            l.preferred_missed = true;
-        }
-        if !l.preferred_missed {
-            return;
-        }
-        let heard = l
-            .progress
-            .heard_at(preferred)
-            .is_some_and(|t| now <= t + recently);
-        let caught_up = l.progress.acked(preferred).is_some_and(|s| s >= commit);
-        if l.stop.is_some() || !heard || !caught_up {
-            l.preferred_since = None;
-            return;
-        }
-        let since = *l.preferred_since.get_or_insert(now);
-        if now < since + after || now < l.retry_transfer_at {
+        let last_heard = l.progress().heard_at(preferred);
+        let heard = last_heard.is_some_and(|t| now <= t + recently);
+        let caught_up = l.progress().acked(preferred).is_some_and(|s| s >= commit);
+        let ready = !l.change_in_flight() && heard && caught_up;
+        if !l.hand_back_mut().look(now, last_heard, ready) {
             return;
         }
         if let Err(e) = self.start_transfer(preferred, true) {
@@ -337,5 +350,48 @@ impl<M: StateMachine> Replica<M> {
         } else {
             self.start_election();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transfer;
+    use crate::ids::MemberId;
+
+    /// A transfer to member 2 begun at tick 100 with commit index 7,
+    /// giving up after 10 ticks.
+    fn transfer() -> Transfer {
+        Transfer::new(MemberId::new(2, 0), 7, 100, 10, false)
+    }
+
+    #[test]
+    fn a_transfer_gives_up_an_election_timeout_after_it_began() {
+        let t = transfer();
+        assert!(!t.expired(109));
+        assert!(t.expired(110));
+    }
+
+    #[test]
+    fn a_transfer_lasts_at_least_one_tick() {
+        let t = Transfer::new(MemberId::new(2, 0), 7, 100, 0, false);
+        assert!(!t.expired(100));
+        assert!(t.expired(101));
+    }
+
+    #[test]
+    fn the_target_must_report_the_commit_index_the_leader_had_when_the_transfer_began() {
+        let t = transfer();
+        assert!(!t.target_caught_up(6));
+        assert!(t.target_caught_up(7));
+        assert!(t.target_caught_up(8));
+    }
+
+    #[test]
+    fn timeout_now_goes_out_at_most_once_per_heartbeat_interval() {
+        let mut t = transfer();
+        assert!(t.may_send(100, 3), "the first may go at once");
+        t.note_sent(100);
+        assert!(!t.may_send(102, 3));
+        assert!(t.may_send(103, 3));
     }
 }
