@@ -45,7 +45,7 @@
 
 use crate::cluster::outbox::{FlushNow, Outbox};
 use crate::cluster::wire::{self, ClientReply, ReplicaMsg, ReplyError};
-use crate::node::context::NodeContext;
+use crate::node::context::{NodeChild, NodeContext};
 use crate::node::metrics::Mailbox;
 use dike_core::{codec, MemberId, NodeId, RequestError};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -409,6 +409,13 @@ pub(crate) fn deliver_parcel(from: u64, parcel: Parcel) {
     }
 }
 
+impl NodeContext {
+    /// The node's transport now running, if any.
+    pub(crate) fn transport(&self) -> Option<ActorRef<TransportMsg>> {
+        self.actor(NodeChild::Transport)
+    }
+}
+
 /// Spawns the node's transport under `supervisor` and records it in the
 /// node's context.
 pub(crate) async fn spawn_transport(
@@ -417,7 +424,7 @@ pub(crate) async fn spawn_transport(
 ) -> Result<ActorRef<TransportMsg>, ActorProcessingErr> {
     let name = transport_name(ctx.config.node_id());
     let (t, _) = Actor::spawn_linked(Some(name), Transport, ctx.clone(), supervisor).await?;
-    NodeContext::set(&ctx.transport, Some(t.clone()));
+    ctx.set_actor(NodeChild::Transport, Some(t.get_cell()));
     Ok(t)
 }
 

@@ -14,7 +14,7 @@ use crate::group::replica::{Assignment, NextTick, ReplicaActor, ReplicaArgs};
 use crate::group::restart::RestartBudget;
 use crate::master::MASTER_KIND;
 use crate::node::config::MASTER_GROUP;
-use crate::node::context::NodeContext;
+use crate::node::context::{NodeChild, NodeContext};
 use crate::node::metrics::Mailbox;
 use dike_core::codec;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -97,6 +97,13 @@ pub struct GroupSupState {
     warned_kinds: BTreeSet<String>,
     /// The nodes the routing table marks draining, as last told.
     draining: BTreeSet<dike_core::NodeId>,
+}
+
+impl NodeContext {
+    /// The node's group supervisor now running, if any.
+    pub(crate) fn group_supervisor(&self) -> Option<ActorRef<GroupSupMsg>> {
+        self.actor(NodeChild::GroupSupervisor)
+    }
 }
 
 impl Actor for GroupSupervisor {

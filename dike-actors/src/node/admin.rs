@@ -15,7 +15,7 @@
 
 use crate::cluster::liveness::Round;
 use crate::node::config::MasterSpec;
-use crate::node::context::NodeContext;
+use crate::node::context::{NodeChild, NodeContext};
 use crate::node::dial::dial;
 use crate::node::{JoinOutcome, NodeHandle};
 use dike_core::codec;
@@ -244,7 +244,7 @@ pub(crate) async fn spawn_admin(
 ) -> Result<ActorRef<AdminMsg>, ActorProcessingErr> {
     let name = admin_name(&ctx.config.name);
     let (a, _) = Actor::spawn_linked(Some(name), Admin, node, supervisor).await?;
-    NodeContext::set(&ctx.admin, Some(a.clone()));
+    ctx.set_actor(NodeChild::Admin, Some(a.get_cell()));
     Ok(a)
 }
 

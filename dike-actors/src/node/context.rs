@@ -8,20 +8,15 @@
 //! (they are seeded from the wall clock), so a restarted replica never runs
 //! the effects of an earlier life.
 
-use crate::cluster::transport::TransportMsg;
 use crate::cluster::undecodable::{disconnect, Garbage, UndecodableLog};
-use crate::group::supervisor::GroupSupMsg;
 use crate::master::MasterServer;
-use crate::node::admin::AdminMsg;
 use crate::node::config::node_id_of;
 use crate::node::config::NodeConfig;
 use crate::node::http::{HttpServer, Readiness};
 use crate::node::masters::Masters;
 use crate::node::metrics::{MetricsOptions, NodeMetrics};
-use crate::routing::dispatcher::DispatcherMsg;
 use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
-use ractor::ActorRef;
-use ractor_cluster::NodeServerMessage;
+use ractor::{ActorCell, ActorId, ActorRef, Message};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -71,6 +66,54 @@ pub(crate) enum LastRefresh {
     },
 }
 
+/// The node actor's children, as its supervision tells them apart. The
+/// context keeps the current reference of each ([`NodeContext::actor`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NodeChild {
+    /// The dispatcher ([`crate::routing::dispatcher`]).
+    Dispatcher,
+    /// The group supervisor ([`crate::group::supervisor`]).
+    GroupSupervisor,
+    /// The admin actor ([`crate::node::admin`]).
+    Admin,
+    /// The transport ([`crate::cluster::transport`]).
+    Transport,
+    /// ractor_cluster's node server (never restarted: the node fails).
+    NodeServer,
+    /// The rebalancer ([`crate::master::rebalancer`]).
+    Rebalancer,
+}
+
+impl NodeChild {
+    /// Every child, each at its index in [`Children`].
+    const ALL: [NodeChild; 6] = [
+        NodeChild::Dispatcher,
+        NodeChild::GroupSupervisor,
+        NodeChild::Admin,
+        NodeChild::Transport,
+        NodeChild::NodeServer,
+        NodeChild::Rebalancer,
+    ];
+}
+
+impl std::fmt::Display for NodeChild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeChild::Dispatcher => "dispatcher",
+            NodeChild::GroupSupervisor => "group supervisor",
+            NodeChild::Admin => "admin",
+            NodeChild::Transport => "transport",
+            NodeChild::NodeServer => "node server",
+            NodeChild::Rebalancer => "rebalancer",
+        })
+    }
+}
+
+/// The running actor of each [`NodeChild`] (by `child as usize`), untyped:
+/// the module of each actor converts it to its own message type.
+#[derive(Default)]
+struct Children([RwLock<Option<ActorCell>>; NodeChild::ALL.len()]);
+
 /// The node-wide shared state. See the module documentation.
 pub struct NodeContext {
     /// The node's configuration.
@@ -88,14 +131,11 @@ pub struct NodeContext {
     casts: AtomicUsize,
     /// The masters as this node knows them now (see [`crate::node::masters`]).
     masters: RwLock<Arc<Masters>>,
-    pub(crate) dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
+    /// The node's children now running (see [`NodeChild`]).
+    children: Children,
     /// The running dispatcher's router, which [`crate::GroupHandle`]s use
     /// directly (set and cleared by the dispatcher).
     pub(crate) router: RwLock<Option<Arc<crate::routing::router::Router>>>,
-    pub(crate) groups: RwLock<Option<ActorRef<GroupSupMsg>>>,
-    pub(crate) node_server: RwLock<Option<ActorRef<NodeServerMessage>>>,
-    pub(crate) admin: RwLock<Option<ActorRef<AdminMsg>>>,
-    pub(crate) transport: RwLock<Option<ActorRef<TransportMsg>>>,
     /// What waits to leave for other nodes (sent by the transport).
     pub(crate) outbox: crate::cluster::outbox::Outbox,
     /// Node ticks so far (the group supervisor counts them; replicas make
@@ -187,12 +227,8 @@ impl NodeContext {
             incarnation,
             boots: AtomicU64::new(now),
             casts: AtomicUsize::new(0),
-            dispatcher: RwLock::new(None),
+            children: Children::default(),
             router: RwLock::new(None),
-            groups: RwLock::new(None),
-            node_server: RwLock::new(None),
-            admin: RwLock::new(None),
-            transport: RwLock::new(None),
             outbox: Default::default(),
             ticks: AtomicU64::new(0),
             effects: Default::default(),
@@ -230,9 +266,27 @@ impl NodeContext {
         self.boots.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The dispatcher now running, if any.
-    pub fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
-        self.dispatcher.read().ok()?.clone()
+    /// The running `child` as an actor of message type `M`, if it runs:
+    /// `None` also if `M` is not its message type (the module of each
+    /// actor asks with its own, in a typed accessor beside the actor).
+    pub(crate) fn actor<M: Message>(&self, child: NodeChild) -> Option<ActorRef<M>> {
+        let cell = self.children.0[child as usize].read().ok()?.clone()?;
+        (cell.is_message_type_of::<M>() == Some(true)).then(|| cell.into())
+    }
+
+    /// Records `cell` as the running `child` (`None`: none runs).
+    pub(crate) fn set_actor(&self, child: NodeChild, cell: Option<ActorCell>) {
+        if let Ok(mut slot) = self.children.0[child as usize].write() {
+            *slot = cell;
+        }
+    }
+
+    /// Which of the node's children the actor `id` is, if any.
+    pub(crate) fn child(&self, id: ActorId) -> Option<NodeChild> {
+        NodeChild::ALL.into_iter().find(|&child| {
+            let slot = self.children.0[child as usize].read();
+            slot.is_ok_and(|cell| cell.as_ref().is_some_and(|c| c.get_id() == id))
+        })
     }
 
     /// The running dispatcher's router, if any.
@@ -344,11 +398,6 @@ impl NodeContext {
         CastGuard(self.clone())
     }
 
-    pub(crate) fn admin(&self) -> Option<ActorRef<AdminMsg>> {
-        self.admin.read().ok()?.clone()
-    }
-
-    /// The node's transport now running, if any.
     /// Node ticks so far.
     pub(crate) fn ticks(&self) -> u64 {
         self.ticks.load(Ordering::Acquire)
@@ -359,18 +408,6 @@ impl NodeContext {
     /// replicas without a node stands in for it.
     pub fn count_tick(&self) -> u64 {
         self.ticks.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    pub(crate) fn transport(&self) -> Option<ActorRef<TransportMsg>> {
-        self.transport.read().ok()?.clone()
-    }
-
-    pub(crate) fn group_supervisor(&self) -> Option<ActorRef<GroupSupMsg>> {
-        self.groups.read().ok()?.clone()
-    }
-
-    pub(crate) fn node_server(&self) -> Option<ActorRef<NodeServerMessage>> {
-        self.node_server.read().ok()?.clone()
     }
 
     pub(crate) fn set<T>(slot: &RwLock<Option<T>>, value: Option<T>) {

@@ -42,7 +42,7 @@ use crate::master::rebalancer::{Rebalancer, RebalancerMsg};
 use crate::master::{MasterReply, MasterRequest};
 use crate::node::admin::{spawn_admin, JoinNodeError};
 use crate::node::config::NodeConfig;
-use crate::node::context::{LastRefresh, NodeContext};
+use crate::node::context::{LastRefresh, NodeChild, NodeContext};
 use crate::routing::dispatcher::{Dispatcher, DispatcherMsg, InternalMsg};
 use crate::routing::request::GroupRequest;
 use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
@@ -76,9 +76,7 @@ pub struct DikeNode;
 pub struct DikeNodeState {
     ctx: Arc<NodeContext>,
     budget: RestartBudget,
-    node_server: ActorRef<NodeServerMessage>,
     ticker: ractor::concurrency::JoinHandle<()>,
-    rebalancer: Option<ActorRef<RebalancerMsg>>,
 }
 
 struct Events(ActorRef<DikeNodeMsg>);
@@ -108,7 +106,7 @@ async fn spawn_dispatcher(
     sup: ActorCell,
 ) -> Result<ActorRef<DispatcherMsg>, ActorProcessingErr> {
     let (d, _) = Actor::spawn_linked(None, Dispatcher, ctx.clone(), sup).await?;
-    NodeContext::set(&ctx.dispatcher, Some(d.clone()));
+    ctx.set_actor(NodeChild::Dispatcher, Some(d.get_cell()));
     Ok(d)
 }
 
@@ -118,9 +116,10 @@ async fn spawn_dispatcher(
 async fn spawn_rebalancer(
     ctx: &Arc<NodeContext>,
     sup: ActorCell,
-) -> Result<Option<ActorRef<RebalancerMsg>>, ActorProcessingErr> {
+) -> Result<ActorRef<RebalancerMsg>, ActorProcessingErr> {
     let (r, _) = Actor::spawn_linked(None, Rebalancer, ctx.clone(), sup).await?;
-    Ok(Some(r))
+    ctx.set_actor(NodeChild::Rebalancer, Some(r.get_cell()));
+    Ok(r)
 }
 
 async fn spawn_groups(
@@ -128,7 +127,7 @@ async fn spawn_groups(
     sup: ActorCell,
 ) -> Result<ActorRef<GroupSupMsg>, ActorProcessingErr> {
     let (g, _) = Actor::spawn_linked(None, GroupSupervisor, ctx.clone(), sup).await?;
-    NodeContext::set(&ctx.groups, Some(g.clone()));
+    ctx.set_actor(NodeChild::GroupSupervisor, Some(g.get_cell()));
     Ok(g)
 }
 
@@ -158,11 +157,11 @@ impl Actor for DikeNode {
             id: format!("dike/{}", c.name),
             subscription: Box::new(Events(myself.clone())),
         })?;
-        NodeContext::set(&ctx.node_server, Some(node_server.clone()));
+        ctx.set_actor(NodeChild::NodeServer, Some(node_server.get_cell()));
         spawn_transport(&ctx, myself.get_cell()).await?;
         spawn_groups(&ctx, myself.get_cell()).await?;
         spawn_dispatcher(&ctx, myself.get_cell()).await?;
-        let rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
+        spawn_rebalancer(&ctx, myself.get_cell()).await?;
         spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
         ctx.set_running(true);
@@ -170,9 +169,7 @@ impl Actor for DikeNode {
         Ok(DikeNodeState {
             budget: RestartBudget::new(c.restarts),
             ctx,
-            node_server,
             ticker,
-            rebalancer,
         })
     }
 
@@ -230,59 +227,35 @@ impl Actor for DikeNode {
             SupervisionEvent::ActorFailed(cell, e) => (cell, e.to_string()),
             _ => return Ok(()),
         };
-        let Some(child) = state.child(cell.get_id()) else {
+        let Some(child) = state.ctx.child(cell.get_id()) else {
             return Ok(());
         };
         tracing::warn!(which = %child, %why, "node child stopped");
-        if child == Child::NodeServer || !state.budget.allow(Instant::now()) {
+        if child == NodeChild::NodeServer || !state.budget.allow(Instant::now()) {
             state.shutdown(&myself).await;
             return Err(format!("{child} stopped ({why}); the node gives up").into());
         }
         let ctx = state.ctx.clone();
         match child {
-            Child::Dispatcher => {
+            NodeChild::Dispatcher => {
                 spawn_dispatcher(&ctx, myself.get_cell()).await?;
             }
-            Child::Transport => {
+            NodeChild::Transport => {
                 spawn_transport(&ctx, myself.get_cell()).await?;
             }
-            Child::Admin => {
+            NodeChild::Admin => {
                 spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
             }
-            Child::Rebalancer => {
-                state.rebalancer = spawn_rebalancer(&ctx, myself.get_cell()).await?;
+            NodeChild::Rebalancer => {
+                spawn_rebalancer(&ctx, myself.get_cell()).await?;
             }
-            Child::GroupSupervisor => {
+            NodeChild::GroupSupervisor => {
                 spawn_groups(&ctx, myself.get_cell()).await?;
             }
             // Never restarted: the node gave up above.
-            Child::NodeServer => {}
+            NodeChild::NodeServer => {}
         }
         Ok(())
-    }
-}
-
-/// The node actor's children, as its supervision tells them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Child {
-    Dispatcher,
-    GroupSupervisor,
-    Admin,
-    Transport,
-    NodeServer,
-    Rebalancer,
-}
-
-impl std::fmt::Display for Child {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Child::Dispatcher => "dispatcher",
-            Child::GroupSupervisor => "group supervisor",
-            Child::Admin => "admin",
-            Child::Transport => "transport",
-            Child::NodeServer => "node server",
-            Child::Rebalancer => "rebalancer",
-        })
     }
 }
 
@@ -309,27 +282,6 @@ fn count_peers(ctx: &Arc<NodeContext>) {
 }
 
 impl DikeNodeState {
-    /// Which of the node's children the actor `id` is, if any.
-    fn child(&self, id: ractor::ActorId) -> Option<Child> {
-        let ctx = &self.ctx;
-        let is = |r: Option<ActorCell>| r.is_some_and(|c| c.get_id() == id);
-        if is(ctx.dispatcher().map(|d| d.get_cell())) {
-            Some(Child::Dispatcher)
-        } else if is(ctx.group_supervisor().map(|g| g.get_cell())) {
-            Some(Child::GroupSupervisor)
-        } else if is(ctx.admin().map(|a| a.get_cell())) {
-            Some(Child::Admin)
-        } else if is(ctx.transport().map(|t| t.get_cell())) {
-            Some(Child::Transport)
-        } else if id == self.node_server.get_id() {
-            Some(Child::NodeServer)
-        } else if is(self.rebalancer.as_ref().map(|r| r.get_cell())) {
-            Some(Child::Rebalancer)
-        } else {
-            None
-        }
-    }
-
     async fn shutdown(&mut self, myself: &ActorRef<DikeNodeMsg>) {
         self.ctx.set_running(false);
         // Wakes whoever waits in `NodeHandle::ready`, to see the stop.
@@ -339,12 +291,24 @@ impl DikeNodeState {
             http.stop();
         }
         self.ticker.abort();
-        NodeContext::set(&self.ctx.dispatcher, None);
-        NodeContext::set(&self.ctx.groups, None);
-        NodeContext::set(&self.ctx.transport, None);
+        for child in [
+            NodeChild::Dispatcher,
+            NodeChild::GroupSupervisor,
+            NodeChild::Transport,
+        ] {
+            self.ctx.set_actor(child, None);
+        }
         myself
             .stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(5)))
             .await;
+    }
+}
+
+impl NodeContext {
+    /// ractor_cluster's node server, which the node actor started, if
+    /// recorded.
+    pub(crate) fn node_server(&self) -> Option<ActorRef<NodeServerMessage>> {
+        self.actor(NodeChild::NodeServer)
     }
 }
 

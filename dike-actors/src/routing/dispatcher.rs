@@ -17,7 +17,7 @@ use crate::error::DikeError;
 use crate::group::reconcile;
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
-use crate::node::context::{LastRefresh, NodeContext};
+use crate::node::context::{LastRefresh, NodeChild, NodeContext};
 use crate::node::dial::{dial, DialError};
 use crate::routing::router::Router;
 use dike_core::codec;
@@ -131,6 +131,13 @@ pub struct DispatcherState {
     reconciled: Option<(Arc<RoutingTable>, std::time::Instant)>,
     liveness: Liveness,
     timer: ractor::concurrency::JoinHandle<()>,
+}
+
+impl NodeContext {
+    /// The dispatcher now running, if any.
+    pub fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
+        self.actor(NodeChild::Dispatcher)
+    }
 }
 
 impl Actor for Dispatcher {
