@@ -26,6 +26,7 @@
 
 use crate::cluster::transport::Batch;
 use crate::coalesce::Coalescer;
+use crate::node::context::{NodeContext, NodePart, Part};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -96,6 +97,18 @@ impl Outbox {
             let ok = schedule();
             inner.flush.cast(ok);
         }
+    }
+}
+
+impl NodePart for Outbox {
+    const PART: Part = Part::Outbox;
+}
+
+impl NodeContext {
+    /// What waits to leave this node for other nodes (sent by the
+    /// transport; it outlives a transport that restarts).
+    pub(crate) fn outbox(&self) -> &Outbox {
+        self.part()
     }
 }
 

@@ -208,7 +208,7 @@ impl Actor for Transport {
             TransportMsg::Sweep(u64::try_from(clock.clock().as_nanos()).unwrap_or(u64::MAX))
         });
         // What a predecessor left queued goes now.
-        ctx.outbox
+        ctx.outbox()
             .restart(|| myself.cast(TransportMsg::Flush).is_ok());
         Ok(TransportState {
             me: ctx.config.node_id(),
@@ -246,7 +246,7 @@ impl Actor for Transport {
                         request,
                         generation,
                     };
-                    queue(&state.ctx.outbox, &myself, node, |b| {
+                    queue(state.ctx.outbox(), &myself, node, |b| {
                         b.requests.push(forwarded)
                     });
                 }
@@ -254,7 +254,7 @@ impl Actor for Transport {
             TransportMsg::Flush => {
                 let ctx = state.ctx.clone();
                 if let FlushNow::Send(batches) = ctx
-                    .outbox
+                    .outbox()
                     .on_flush(|| myself.cast(TransportMsg::Flush).is_ok())
                 {
                     state.flush(batches);
@@ -353,7 +353,7 @@ impl TransportState {
                     }));
                     if let Ok(reply) = codec::encode_compact("client reply", &answer) {
                         let id = r.id;
-                        queue(&self.ctx.outbox, myself, from, |b| {
+                        queue(self.ctx.outbox(), myself, from, |b| {
                             b.answers.push(Answer { id, reply })
                         });
                     }

@@ -19,6 +19,8 @@
 //! protocol message anyway. The worst a lie does is close another node's
 //! session, which that node opens again.
 
+use crate::node::config::node_id_of;
+use crate::node::context::{NodeContext, NodePart, Part};
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
 use std::collections::HashMap;
@@ -136,6 +138,43 @@ pub(crate) fn disconnect(
             ),
         }
     });
+}
+
+impl NodePart for UndecodableLog {
+    const PART: Part = Part::Undecodable;
+}
+
+impl NodeContext {
+    /// Drops a message that did not decode (`what` it was meant to be),
+    /// which says node `from` sent it: counted, the cluster sessions with
+    /// that node closed (unless it is this node), and a warning logged
+    /// unless one went out about `from` within the last minute (see
+    /// [`crate::cluster::undecodable`]).
+    pub(crate) fn drop_undecodable(&self, from: u64, what: &str, error: &dyn std::fmt::Display) {
+        self.metrics.undecodable_received.inc();
+        let warn = self
+            .part::<UndecodableLog>()
+            .dropped(from, std::time::Instant::now());
+        let garbage = Garbage {
+            from,
+            what: what.to_owned(),
+            error: error.to_string(),
+            warn,
+        };
+        match self.node_server() {
+            Some(server) if from != self.config.node_id().0 => {
+                disconnect(server, garbage, |name| node_id_of(name).0)
+            }
+            _ => {
+                if let Some(dropped) = garbage.warn {
+                    tracing::warn!(
+                        dropped,
+                        "dropping {what} from this node that does not decode: {error}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

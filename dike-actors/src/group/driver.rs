@@ -7,6 +7,7 @@
 //! takes nothing down, and a slow one delays only the effects queued behind
 //! it, never a group's protocol work.
 
+use crate::node::context::{NodeContext, NodePart, Part};
 use dike_core::codec::CodecError;
 use dike_core::server::{panic_message, StateMachine};
 use dike_core::{Applied, Effect, StoredReply};
@@ -75,6 +76,17 @@ pub struct EffectRunner {
     /// Started on first use; `None` inside once the thread could not start
     /// (effects then run inline, still caught).
     tx: Mutex<Option<Option<Sender<Job>>>>,
+}
+
+impl NodePart for EffectRunner {
+    const PART: Part = Part::Effects;
+}
+
+impl NodeContext {
+    /// Runs the effects of every replica on this node.
+    pub(crate) fn effects(&self) -> &EffectRunner {
+        self.part()
+    }
 }
 
 impl Default for EffectRunner {

@@ -519,7 +519,7 @@ impl ReplicaState {
     fn release(&mut self, out: Output) {
         self.count_leader_change();
         self.observe_role();
-        self.ctx.effects.run(&self.group, out.effects);
+        self.ctx.effects().run(&self.group, out.effects);
         // One encoder for the drive: an Accept to every follower is
         // encoded once.
         let mut encoder = wire::EnvelopeEncoder::default();
@@ -629,7 +629,7 @@ impl ReplicaState {
             }
             ReplyTo::Remote { node, id } => {
                 if let Some(t) = self.ctx.transport() {
-                    transport::queue(&self.ctx.outbox, &t, node, |b| {
+                    transport::queue(self.ctx.outbox(), &t, node, |b| {
                         b.answers.push(Answer { id, reply: bytes })
                     });
                 }
@@ -673,7 +673,7 @@ impl ReplicaState {
             tracing::trace!(group = %self.group, %to, "no transport (node stopping)");
             return;
         };
-        transport::queue(&self.ctx.outbox, &t, to.node.0, |b| b.parcels.push(parcel));
+        transport::queue(self.ctx.outbox(), &t, to.node.0, |b| b.parcels.push(parcel));
     }
 }
 

@@ -1,25 +1,39 @@
 //! What every actor of one node shares: the configuration, the registry of
-//! server kinds, the node's incarnation, the current references of the
-//! node's restartable actors, and what the HTTP endpoints report (metrics,
-//! readiness, whether the node runs).
+//! server kinds, the node's incarnation, the masters as the node knows
+//! them, the node's metrics, whether it runs and has joined; and, untyped,
+//! the current references of the node's children and what single concerns
+//! keep for the whole node.
+//!
+//! The context sits under every other module of the runtime and names none
+//! of the actors above it: it imports nothing from `cluster/`, `group/` or
+//! `routing/`, so the folders read from the node down. Two
+//! things make that possible:
+//! - the node's children (`NodeChild`) are kept as [`ractor::ActorCell`]s;
+//!   the module of each actor converts its own back to a typed
+//!   [`ActorRef`] in an accessor beside the actor (e.g.
+//!   `NodeContext::transport` in `cluster/transport.rs`), and the
+//!   conversion checks the message type, so a wrong one finds no actor
+//!   rather than one it cannot talk to;
+//! - what one concern keeps for the whole node (the outbox, the effect
+//!   runner, the dispatcher's router, ...: see `Part`) is stored here as
+//!   `dyn Any` and typed by that concern's module (`NodePart`), whose
+//!   accessor is the only way to it.
 //!
 //! Invariant: `boot` numbers handed out by [`NodeContext::next_boot`] never
 //! repeat within the node's process and start above any earlier process's
 //! (they are seeded from the wall clock), so a restarted replica never runs
 //! the effects of an earlier life.
 
-use crate::cluster::undecodable::{disconnect, Garbage, UndecodableLog};
 use crate::master::MasterServer;
-use crate::node::config::node_id_of;
 use crate::node::config::NodeConfig;
-use crate::node::http::{HttpServer, Readiness};
 use crate::node::masters::Masters;
 use crate::node::metrics::{MetricsOptions, NodeMetrics};
 use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
 use ractor::{ActorCell, ActorId, ActorRef, Message};
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Builds the state machine of a fresh replica of one kind.
@@ -114,6 +128,44 @@ impl std::fmt::Display for NodeChild {
 #[derive(Default)]
 struct Children([RwLock<Option<ActorCell>>; NodeChild::ALL.len()]);
 
+/// What one concern keeps for the whole node: in the context, so every
+/// actor and handle of the node reaches it, but typed only by the module
+/// of that concern, which implements [`NodePart`] for its type and the
+/// accessor beside it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Part {
+    /// What waits to leave for other nodes ([`crate::cluster::outbox`]).
+    Outbox,
+    /// The runner of every replica's effects ([`crate::group::driver`]).
+    Effects,
+    /// The running dispatcher's router ([`crate::routing::dispatcher`]).
+    Router,
+    /// The rate limit of warnings about messages that do not decode
+    /// ([`crate::cluster::undecodable`]).
+    Undecodable,
+    /// What the node last heard from the masters, for `GET /ready`
+    /// ([`crate::node::http`]).
+    Readiness,
+    /// The HTTP endpoints, once started ([`crate::node::http`]).
+    Http,
+}
+
+impl Part {
+    /// How many parts there are.
+    const COUNT: usize = 6;
+}
+
+/// A type that one concern keeps in the node context as its [`Part`]: one
+/// value per node, made with `Default` on first use.
+pub(crate) trait NodePart: Any + Default + Send + Sync {
+    /// Its part; no other type claims the same.
+    const PART: Part;
+}
+
+/// The value of each [`Part`] (by `part as usize`), once made.
+#[derive(Default)]
+struct Parts([OnceLock<Box<dyn Any + Send + Sync>>; Part::COUNT]);
+
 /// The node-wide shared state. See the module documentation.
 pub struct NodeContext {
     /// The node's configuration.
@@ -133,31 +185,20 @@ pub struct NodeContext {
     masters: RwLock<Arc<Masters>>,
     /// The node's children now running (see [`NodeChild`]).
     children: Children,
-    /// The running dispatcher's router, which [`crate::GroupHandle`]s use
-    /// directly (set and cleared by the dispatcher).
-    pub(crate) router: RwLock<Option<Arc<crate::routing::router::Router>>>,
-    /// What waits to leave for other nodes (sent by the transport).
-    pub(crate) outbox: crate::cluster::outbox::Outbox,
     /// Node ticks so far (the group supervisor counts them; replicas make
     /// up the ticks they were not sent, see [`crate::group::replica`]).
     ticks: AtomicU64,
-    /// Runs the effects of every replica on this node.
-    pub(crate) effects: crate::group::driver::EffectRunner,
     /// The node's metrics (`GET /metrics`).
     pub metrics: NodeMetrics,
-    /// What the node last heard from the masters (`GET /ready`).
-    pub(crate) readiness: Mutex<Readiness>,
     /// How the dispatcher's last routing-table refresh ended
     /// ([`crate::NodeHandle::ready`] waits on it).
     pub(crate) refreshed: tokio::sync::watch::Sender<LastRefresh>,
     /// Between the node's start and its stop (`GET /health`).
     running: AtomicBool,
-    /// The HTTP endpoints, if configured and started.
-    pub(crate) http: Mutex<Option<HttpServer>>,
     /// When the context was made (the node's start, for its uptime).
     pub(crate) started: std::time::Instant,
-    /// The rate limit of warnings about messages that do not decode.
-    undecodable: UndecodableLog,
+    /// What single concerns keep for the whole node (see `Part`).
+    parts: Parts,
 }
 
 /// Nanoseconds since the epoch (0 if the clock is before it).
@@ -169,35 +210,6 @@ pub(crate) fn wall_nanos() -> u64 {
 }
 
 impl NodeContext {
-    /// Drops a message that did not decode (`what` it was meant to be),
-    /// which says node `from` sent it: counted, the cluster sessions with
-    /// that node closed (unless it is this node), and a warning logged
-    /// unless one went out about `from` within the last minute (see
-    /// [`crate::cluster::undecodable`]).
-    pub(crate) fn drop_undecodable(&self, from: u64, what: &str, error: &dyn std::fmt::Display) {
-        self.metrics.undecodable_received.inc();
-        let warn = self.undecodable.dropped(from, std::time::Instant::now());
-        let garbage = Garbage {
-            from,
-            what: what.to_owned(),
-            error: error.to_string(),
-            warn,
-        };
-        match self.node_server() {
-            Some(server) if from != self.config.node_id().0 => {
-                disconnect(server, garbage, |name| node_id_of(name).0)
-            }
-            _ => {
-                if let Some(dropped) = garbage.warn {
-                    tracing::warn!(
-                        dropped,
-                        "dropping {what} from this node that does not decode: {error}"
-                    );
-                }
-            }
-        }
-    }
-
     /// A context for `config`, with its kinds and the master kind
     /// registered.
     pub fn new(config: NodeConfig) -> Arc<Self> {
@@ -228,17 +240,12 @@ impl NodeContext {
             boots: AtomicU64::new(now),
             casts: AtomicUsize::new(0),
             children: Children::default(),
-            router: RwLock::new(None),
-            outbox: Default::default(),
             ticks: AtomicU64::new(0),
-            effects: Default::default(),
             metrics,
-            readiness: Mutex::new(Readiness::default()),
             refreshed: tokio::sync::watch::Sender::new(LastRefresh::NotYet),
             running: AtomicBool::new(false),
-            http: Mutex::new(None),
             started: std::time::Instant::now(),
-            undecodable: UndecodableLog::default(),
+            parts: Parts::default(),
         };
         Arc::new(ctx)
     }
@@ -274,6 +281,15 @@ impl NodeContext {
         (cell.is_message_type_of::<M>() == Some(true)).then(|| cell.into())
     }
 
+    /// The node's value of `T`'s part, made on first use.
+    pub(crate) fn part<T: NodePart>(&self) -> &T {
+        let value = self.parts.0[T::PART as usize].get_or_init(|| Box::new(T::default()));
+        match value.downcast_ref() {
+            Some(value) => value,
+            None => unreachable!("two types claim {:?} of the node context", T::PART),
+        }
+    }
+
     /// Records `cell` as the running `child` (`None`: none runs).
     pub(crate) fn set_actor(&self, child: NodeChild, cell: Option<ActorCell>) {
         if let Ok(mut slot) = self.children.0[child as usize].write() {
@@ -287,11 +303,6 @@ impl NodeContext {
             let slot = self.children.0[child as usize].read();
             slot.is_ok_and(|cell| cell.as_ref().is_some_and(|c| c.get_id() == id))
         })
-    }
-
-    /// The running dispatcher's router, if any.
-    pub(crate) fn router(&self) -> Option<Arc<crate::routing::router::Router>> {
-        self.router.read().ok()?.clone()
     }
 
     /// The masters as this node knows them now.
@@ -408,18 +419,6 @@ impl NodeContext {
     /// replicas without a node stands in for it.
     pub fn count_tick(&self) -> u64 {
         self.ticks.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    pub(crate) fn set<T>(slot: &RwLock<Option<T>>, value: Option<T>) {
-        if let Ok(mut s) = slot.write() {
-            *s = value;
-        }
-    }
-
-    pub(crate) fn set_mutex<T>(slot: &Mutex<Option<T>>, value: Option<T>) {
-        if let Ok(mut s) = slot.lock() {
-            *s = value;
-        }
     }
 }
 

@@ -27,11 +27,11 @@
 //! [`NodeConfig::http`]: crate::node::config::NodeConfig::http
 
 use crate::error::StartError;
-use crate::node::context::NodeContext;
+use crate::node::context::{NodeContext, NodePart, Part};
 use crate::node::status::{self, ClusterStatus};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the node last heard from the master group, for `/ready`.
@@ -116,7 +116,7 @@ pub(crate) fn answer(ctx: &NodeContext, method: &str, path: &str) -> Reply {
         "/health" => text(503, "stopped"),
         "/ready" => {
             let within = ctx.config.refresh * 3;
-            let check = match ctx.readiness.lock() {
+            let check = match ctx.readiness().lock() {
                 Ok(r) => r.check(Instant::now(), within),
                 Err(_) => Err("readiness record poisoned".into()),
             };
@@ -204,6 +204,34 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<tiny_http::Server, StartError> {
         addr,
         reason: e.to_string(),
     })
+}
+
+impl NodePart for Mutex<Readiness> {
+    const PART: Part = Part::Readiness;
+}
+
+impl NodePart for Mutex<Option<HttpServer>> {
+    const PART: Part = Part::Http;
+}
+
+impl NodeContext {
+    /// What the node last heard from the masters (`GET /ready`).
+    pub(crate) fn readiness(&self) -> &Mutex<Readiness> {
+        self.part()
+    }
+
+    /// Keeps `server`, the node's running HTTP endpoints, until
+    /// [`NodeContext::take_http`].
+    pub(crate) fn keep_http(&self, server: HttpServer) {
+        if let Ok(mut kept) = self.part::<Mutex<Option<HttpServer>>>().lock() {
+            *kept = Some(server);
+        }
+    }
+
+    /// The node's running HTTP endpoints, if kept, to stop them.
+    pub(crate) fn take_http(&self) -> Option<HttpServer> {
+        self.part::<Mutex<Option<HttpServer>>>().lock().ok()?.take()
+    }
 }
 
 /// The running HTTP endpoints of a node; [`HttpServer::stop`] ends them.
@@ -316,7 +344,7 @@ mod tests {
         assert!(r.body.starts_with("no routing table yet"), "{}", r.body);
         assert_eq!(r.body.lines().count(), 1, "{}", r.body);
 
-        ctx.readiness
+        ctx.readiness()
             .lock()
             .expect("lock")
             .table_read(Instant::now());

@@ -286,7 +286,7 @@ impl DikeNodeState {
         self.ctx.set_running(false);
         // Wakes whoever waits in `NodeHandle::ready`, to see the stop.
         self.ctx.refreshed.send_modify(|_| {});
-        let http = self.ctx.http.lock().ok().and_then(|mut h| h.take());
+        let http = self.ctx.take_http();
         if let Some(http) = http {
             http.stop();
         }
@@ -359,7 +359,7 @@ impl DikeNode {
         if let Some(server) = http {
             let runtime = tokio::runtime::Handle::current();
             match http::HttpServer::start(server, node.ctx.clone(), runtime) {
-                Ok(serving) => NodeContext::set_mutex(&node.ctx.http, Some(serving)),
+                Ok(serving) => node.ctx.keep_http(serving),
                 Err(e) => {
                     node.stop().await;
                     return Err(StartError::Spawn {

@@ -17,7 +17,7 @@ use crate::error::DikeError;
 use crate::group::reconcile;
 use crate::group::supervisor::GroupSupMsg;
 use crate::master::{MasterReply, MasterRequest};
-use crate::node::context::{LastRefresh, NodeChild, NodeContext};
+use crate::node::context::{LastRefresh, NodeChild, NodeContext, NodePart, Part};
 use crate::node::dial::{dial, DialError};
 use crate::routing::router::Router;
 use dike_core::codec;
@@ -25,7 +25,7 @@ use dike_core::routing::RoutingTable;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::NodeServerMessage;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -133,7 +133,20 @@ pub struct DispatcherState {
     timer: ractor::concurrency::JoinHandle<()>,
 }
 
+/// The running dispatcher's router, which [`crate::GroupHandle`]s use
+/// directly: set by each dispatcher as it starts, cleared as it stops.
+type CurrentRouter = RwLock<Option<Arc<Router>>>;
+
+impl NodePart for CurrentRouter {
+    const PART: Part = Part::Router;
+}
+
 impl NodeContext {
+    /// The running dispatcher's router, if any.
+    pub(crate) fn router(&self) -> Option<Arc<Router>> {
+        self.part::<CurrentRouter>().read().ok()?.clone()
+    }
+
     /// The dispatcher now running, if any.
     pub fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
         self.actor(NodeChild::Dispatcher)
@@ -153,7 +166,9 @@ impl Actor for Dispatcher {
         let timer = myself.send_interval(ctx.config.refresh, || InternalMsg::Refresh.into());
         let _ = myself.cast(InternalMsg::Refresh.into());
         let router = Arc::new(Router::new(ctx.clone()));
-        NodeContext::set(&ctx.router, Some(router.clone()));
+        if let Ok(mut current) = ctx.part::<CurrentRouter>().write() {
+            *current = Some(router.clone());
+        }
         Ok(DispatcherState {
             router,
             ctx,
@@ -172,7 +187,7 @@ impl Actor for Dispatcher {
     ) -> Result<(), ActorProcessingErr> {
         state.timer.abort();
         // A dispatcher started in its place has set its own already.
-        if let Ok(mut r) = state.ctx.router.write() {
+        if let Ok(mut r) = state.ctx.part::<CurrentRouter>().write() {
             if r.as_ref().is_some_and(|r| Arc::ptr_eq(r, &state.router)) {
                 *r = None;
             }

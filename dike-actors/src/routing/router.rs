@@ -331,7 +331,7 @@ impl Router {
             Ok(other) => Err(other.unexpected(kind)),
             Err(e) => Err(e),
         };
-        if let Ok(mut r) = self.ctx.readiness.lock() {
+        if let Ok(mut r) = self.ctx.readiness().lock() {
             match &result {
                 Ok(_) => r.table_read(std::time::Instant::now()),
                 Err(e) => r.read_failed(e.to_string()),
