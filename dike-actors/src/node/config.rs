@@ -8,17 +8,49 @@
 
 use crate::error::StartError;
 use crate::group::restart::RestartPolicy;
-use crate::node::context::Kinds;
 use crate::node::data_dir::DataDir;
 use crate::node::tls::Tls;
 use crate::storage::provider::{MemoryProvider, StorageProvider};
-use dike_core::{Config, MemberId, NodeId, PaxosServer, ReplicaOptions};
+use dike_core::{
+    Config, GroupContext, MemberId, NodeId, PaxosServer, ReplicaOptions, ServerMachine,
+    StateMachine,
+};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Builds the state machine of a fresh replica of one kind.
+pub type MachineFactory = Arc<dyn Fn(GroupContext) -> Box<dyn StateMachine> + Send + Sync>;
+
+/// The server kinds a node can host, by [`PaxosServer::KIND`]. Filled on
+/// the config builder ([`crate::NodeConfigBuilder::kind`]), so every kind
+/// is known before the node starts its first replica.
+#[derive(Clone, Default)]
+pub struct Kinds(HashMap<String, MachineFactory>);
+
+impl Kinds {
+    /// Adds server kind `S` (again: replaces its constructor).
+    pub fn insert<S: PaxosServer>(&mut self) {
+        let make: MachineFactory = Arc::new(|ctx| Box::new(ServerMachine::<S>::new(ctx)));
+        self.0.insert(S::KIND.to_owned(), make);
+    }
+
+    /// The constructor of `kind`, if registered.
+    pub fn get(&self, kind: &str) -> Option<MachineFactory> {
+        self.0.get(kind).cloned()
+    }
+
+    /// The names of the kinds, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
 
 /// The name of the master group in the routing and in process groups.
 pub const MASTER_GROUP: &str = "dike.master";

@@ -5,9 +5,11 @@
 //! keep for the whole node.
 //!
 //! The context sits under every other module of the runtime and names none
-//! of the actors above it: it imports nothing from `cluster/`, `group/` or
-//! `routing/`, so the folders read from the node down. Two
-//! things make that possible:
+//! of the actors above it: it imports nothing from `cluster/`, `group/`,
+//! `routing/` or `master/` (only the node's configuration, its masters and
+//! its metrics, which import no actor either), so the folders read from the
+//! node down (docs/ARCHITECTURE.md, "Modules"). Two things make that
+//! possible:
 //! - the node's children (`NodeChild`) are kept as [`ractor::ActorCell`]s;
 //!   the module of each actor converts its own back to a typed
 //!   [`ActorRef`] in an accessor beside the actor (e.g.
@@ -24,46 +26,17 @@
 //! (they are seeded from the wall clock), so a restarted replica never runs
 //! the effects of an earlier life.
 
-use crate::master::MasterServer;
+pub use crate::node::config::{Kinds, MachineFactory};
+
 use crate::node::config::NodeConfig;
 use crate::node::masters::Masters;
 use crate::node::metrics::{MetricsOptions, NodeMetrics};
-use dike_core::{GroupContext, Incarnation, PaxosServer, ServerMachine, StateMachine};
+use dike_core::{Incarnation, PaxosServer};
 use ractor::{ActorCell, ActorId, ActorRef, Message};
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Builds the state machine of a fresh replica of one kind.
-pub type MachineFactory = Arc<dyn Fn(GroupContext) -> Box<dyn StateMachine> + Send + Sync>;
-
-/// The server kinds a node can host, by [`PaxosServer::KIND`]. Filled on
-/// the config builder ([`crate::NodeConfigBuilder::kind`]), so every kind
-/// is known before the node starts its first replica.
-#[derive(Clone, Default)]
-pub struct Kinds(HashMap<String, MachineFactory>);
-
-impl Kinds {
-    /// Adds server kind `S` (again: replaces its constructor).
-    pub fn insert<S: PaxosServer>(&mut self) {
-        let make: MachineFactory = Arc::new(|ctx| Box::new(ServerMachine::<S>::new(ctx)));
-        self.0.insert(S::KIND.to_owned(), make);
-    }
-
-    /// The constructor of `kind`, if registered.
-    pub fn get(&self, kind: &str) -> Option<MachineFactory> {
-        self.0.get(kind).cloned()
-    }
-
-    /// The names of the kinds, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names
-    }
-}
 
 /// How the dispatcher's last routing-table refresh ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,9 +183,9 @@ pub(crate) fn wall_nanos() -> u64 {
 }
 
 impl NodeContext {
-    /// A context for `config`, with its kinds and the master kind
-    /// registered.
-    pub fn new(config: NodeConfig) -> Arc<Self> {
+    /// A context for `config` that hosts `kinds` (see
+    /// [`NodeContext::new`], which adds the master's).
+    pub(crate) fn with_kinds(config: NodeConfig, kinds: Kinds) -> Arc<Self> {
         let now = wall_nanos();
         let incarnation = config
             .storage
@@ -228,8 +201,6 @@ impl NodeContext {
             Some(stored) => Masters::stored_over_seeds(stored, &config.masters),
             None => Masters::seeds(&config.masters),
         };
-        let mut kinds = config.kinds.clone();
-        kinds.insert::<MasterServer>();
         let ctx = NodeContext {
             kinds: RwLock::new(kinds),
             masters: RwLock::new(Arc::new(masters)),
@@ -428,5 +399,26 @@ pub(crate) struct CastGuard(Arc<NodeContext>);
 impl Drop for CastGuard {
     fn drop(&mut self) {
         self.0.casts.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_context_names_no_module_of_the_actors_above_it() {
+        let source = include_str!("context.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        let above = [
+            "crate::cluster",
+            "crate::group",
+            "crate::routing",
+            "crate::master",
+        ];
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            assert!(
+                !above.iter().any(|m| line.contains(m)),
+                "node/context.rs names an actor's module: {line}"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! currently running dispatcher and group supervisor.
 
 pub mod admin;
+mod change_masters;
 pub mod config;
 pub mod context;
 pub mod data_dir;
@@ -39,7 +40,7 @@ use crate::error::{DikeError, StartError};
 use crate::group::restart::RestartBudget;
 use crate::group::supervisor::{GroupSupMsg, GroupSupervisor};
 use crate::master::rebalancer::{Rebalancer, RebalancerMsg};
-use crate::master::{MasterReply, MasterRequest};
+use crate::master::{MasterReply, MasterRequest, MasterServer};
 use crate::node::admin::{spawn_admin, JoinNodeError};
 use crate::node::config::NodeConfig;
 use crate::node::context::{LastRefresh, NodeChild, NodeContext};
@@ -305,6 +306,14 @@ impl DikeNodeState {
 }
 
 impl NodeContext {
+    /// A context for `config`, with its kinds and the master kind
+    /// registered (every node may host a master replica).
+    pub fn new(config: NodeConfig) -> Arc<Self> {
+        let mut kinds = config.kinds.clone();
+        kinds.insert::<MasterServer>();
+        Self::with_kinds(config, kinds)
+    }
+
     /// ractor_cluster's node server, which the node actor started, if
     /// recorded.
     pub(crate) fn node_server(&self) -> Option<ActorRef<NodeServerMessage>> {
