@@ -24,7 +24,7 @@
 //! (the transport is gone: the next item, or the next transport's start,
 //! schedules again).
 
-use crate::cluster::transport::Batch;
+use crate::cluster::wire::Batch;
 use crate::coalesce::Coalescer;
 use crate::node::context::{NodeContext, NodePart, Part};
 use std::collections::HashMap;
@@ -115,7 +115,7 @@ impl NodeContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::transport::Answer;
+    use crate::cluster::wire::Answer;
     use std::cell::Cell;
 
     fn answer(id: u64) -> impl FnOnce(&mut Batch) {

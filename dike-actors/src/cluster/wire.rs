@@ -273,6 +273,91 @@ pub fn decode_envelopes(bytes: &[u8]) -> Result<Vec<Envelope>, codec::CodecError
     codec::bounded::decode_vec::<Envelope, MAX_ENVELOPES>("envelopes", bytes)
 }
 
+/// One replica's batch of envelopes for one member, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    /// The group.
+    pub group: String,
+    /// The member it is for.
+    pub to: MemberId,
+    /// The encoded `Vec<Envelope>`.
+    #[serde(with = "dike_core::codec::bytes")]
+    pub envelopes: Vec<u8>,
+    /// The group's generation (which creation of its name).
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// A client request for a replica, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The sending transport's id for it (its reply carries it back).
+    pub id: u64,
+    /// The group.
+    pub group: String,
+    /// The member it is for.
+    pub to: MemberId,
+    /// The encoded [`ClientRequest`].
+    #[serde(with = "dike_core::codec::bytes")]
+    pub request: Vec<u8>,
+    /// The group's generation (which creation of its name).
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// A replica's reply to a [`Forwarded`] request, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The id of the request.
+    pub id: u64,
+    /// The encoded [`ClientReply`].
+    #[serde(with = "dike_core::codec::bytes")]
+    pub reply: Vec<u8>,
+}
+
+/// The most parcels a [`Batch`] may carry: one per replica and member the
+/// sender writes to on the receiver between two flushes, so far above any
+/// real batch; a batch claiming more is refused before decoding them.
+pub const MAX_PARCELS: usize = 1 << 18;
+/// The most requests, and the most answers, a [`Batch`] may carry: a node
+/// has at most 1,024 requests (the router's `MAX_IN_FLIGHT`) on the
+/// wire per dispatcher.
+pub const MAX_REQUESTS: usize = 1 << 16;
+
+/// Everything one node's transport sends another at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The sending node's id.
+    pub from: u64,
+    /// Replicas' protocol messages (at most [`MAX_PARCELS`]).
+    #[serde(deserialize_with = "codec::bounded::vec::<_, _, MAX_PARCELS>")]
+    pub parcels: Vec<Parcel>,
+    /// Clients' requests (at most [`MAX_REQUESTS`]).
+    #[serde(deserialize_with = "codec::bounded::vec::<_, _, MAX_REQUESTS>")]
+    pub requests: Vec<Forwarded>,
+    /// Replies to requests the receiver forwarded (at most
+    /// [`MAX_REQUESTS`]).
+    #[serde(deserialize_with = "codec::bounded::vec::<_, _, MAX_REQUESTS>")]
+    pub answers: Vec<Answer>,
+}
+
+impl Batch {
+    /// Whether it carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.parcels.is_empty() && self.requests.is_empty() && self.answers.is_empty()
+    }
+}
+
+/// Encodes a [`TransportMsg::Deliver`](crate::cluster::transport::TransportMsg::Deliver) payload.
+pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, codec::CodecError> {
+    codec::encode_compact("transport batch", batch)
+}
+
+/// Decodes a [`TransportMsg::Deliver`](crate::cluster::transport::TransportMsg::Deliver) payload.
+pub fn decode_batch(bytes: &[u8]) -> Result<Batch, codec::CodecError> {
+    codec::decode("transport batch", bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! itself from another process (today: join the cluster).
 //!
 //! Only the node itself knows its incarnation, so only the node can join
-//! itself ([`NodeHandle::join`]). Every node therefore runs one admin actor,
+//! itself ([`crate::NodeHandle::join`]). Every node therefore runs one admin actor,
 //! a child of its `DikeNode`, named [`admin_name`]`(node)` and a member of
 //! the process group [`ADMIN_PG`], which ractor_cluster shares with every
 //! connected node; a client finds a node's admin actor there by name
@@ -17,12 +17,14 @@ use crate::cluster::liveness::Round;
 use crate::node::config::MasterSpec;
 use crate::node::context::{NodeChild, NodeContext};
 use crate::node::dial::dial;
-use crate::node::{JoinOutcome, NodeHandle};
 use dike_core::codec;
-use dike_core::routing::NodeInfo;
+use dike_core::routing::{NodeInfo, RoutingTable};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -149,19 +151,47 @@ pub enum JoinNodeError {
     NodeStopped,
 }
 
+/// What joining answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The node was added to the routing table.
+    Joined(NodeInfo),
+    /// The node was known already (it is marked up).
+    AlreadyKnown(NodeInfo),
+}
+
+/// A future an [`AdminNode`] returns.
+pub(crate) type NodeFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the admin actor asks of its own node: implemented by the node's
+/// handle (`crate::NodeHandle`), above this module, so the admin actor
+/// (which the dispatcher and the operator's commands talk to) does not
+/// import the root actor that starts it.
+pub(crate) trait AdminNode: Send + Sync + 'static {
+    /// The node's shared context.
+    fn context(&self) -> &Arc<NodeContext>;
+    /// Joins the cluster (`NodeHandle::join`), or says why not.
+    fn join(&self) -> NodeFuture<'_, Result<JoinOutcome, String>>;
+    /// The routing table the node has cached, if it can say.
+    fn cached_table(&self) -> NodeFuture<'_, Option<RoutingTable>>;
+}
+
+/// The node the admin actor answers for.
+type Node = Arc<dyn AdminNode>;
+
 /// The admin actor.
-pub struct Admin;
+pub(crate) struct Admin;
 
 impl Actor for Admin {
     type Msg = AdminMsg;
-    type State = NodeHandle;
-    type Arguments = NodeHandle;
+    type State = Node;
+    type Arguments = Node;
 
     async fn pre_start(
         &self,
         myself: ActorRef<AdminMsg>,
-        node: NodeHandle,
-    ) -> Result<NodeHandle, ActorProcessingErr> {
+        node: Node,
+    ) -> Result<Node, ActorProcessingErr> {
         ractor::pg::join(ADMIN_PG.to_owned(), vec![myself.get_cell()]);
         Ok(node)
     }
@@ -170,7 +200,7 @@ impl Actor for Admin {
         &self,
         _myself: ActorRef<AdminMsg>,
         msg: AdminMsg,
-        node: &mut NodeHandle,
+        node: &mut Node,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AdminMsg::Join(bytes, reply) => {
@@ -187,7 +217,7 @@ impl Actor for Admin {
                 let _ = reply.send(Vec::new());
             }
             AdminMsg::Masters(reply) => {
-                let known = node.ctx.masters();
+                let known = node.context().masters();
                 let voter = |s: &&MasterSpec| {
                     let id = crate::node::config::node_id_of(&s.name);
                     known.config.voters.iter().any(|v| v.node == id)
@@ -204,12 +234,12 @@ impl Actor for Admin {
                 // Asks the dispatcher: answer from a task.
                 let node = node.clone();
                 tokio::spawn(async move {
-                    let table = node.cached_table().await.ok().map(|t| (*t).clone());
+                    let table = node.cached_table().await;
                     let _ = reply.send(codec::encode("routing table", &table).unwrap_or_default());
                 });
             }
             AdminMsg::About(reply) => {
-                let about = NodeAbout::of(&node.ctx);
+                let about = NodeAbout::of(node.context());
                 let _ = reply.send(codec::encode("node about", &about).unwrap_or_default());
             }
         }
@@ -218,20 +248,16 @@ impl Actor for Admin {
 }
 
 /// Handles one [`AdminMsg::Join`] payload on `node`.
-async fn join_self(node: &NodeHandle, bytes: &[u8]) -> AdminReply {
+async fn join_self(node: &Node, bytes: &[u8]) -> AdminReply {
     let req: JoinRequest =
         codec::decode("join request", bytes).map_err(|e| format!("malformed join request: {e}"))?;
-    if req.node != node.name() {
-        return Err(format!(
-            "this is node {:?}, not {:?}",
-            node.name(),
-            req.node
-        ));
+    let name = &node.context().config.name;
+    if &req.node != name {
+        return Err(format!("this is node {name:?}, not {:?}", req.node));
     }
-    match node.join().await {
-        Ok(JoinOutcome::Joined(n)) => Ok(JoinAnswer::Joined(n)),
-        Ok(JoinOutcome::AlreadyKnown(n)) => Ok(JoinAnswer::AlreadyKnown(n)),
-        Err(e) => Err(e.to_string()),
+    match node.join().await? {
+        JoinOutcome::Joined(n) => Ok(JoinAnswer::Joined(n)),
+        JoinOutcome::AlreadyKnown(n) => Ok(JoinAnswer::AlreadyKnown(n)),
     }
 }
 
@@ -239,7 +265,7 @@ async fn join_self(node: &NodeHandle, bytes: &[u8]) -> AdminReply {
 /// node's context.
 pub(crate) async fn spawn_admin(
     ctx: &NodeContext,
-    node: NodeHandle,
+    node: Node,
     supervisor: ActorCell,
 ) -> Result<ActorRef<AdminMsg>, ActorProcessingErr> {
     let name = admin_name(&ctx.config.name);

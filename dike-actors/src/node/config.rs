@@ -9,17 +9,16 @@
 use crate::error::StartError;
 use crate::group::restart::RestartPolicy;
 use crate::node::data_dir::DataDir;
+pub use crate::node::identity::{node_id_of, MasterSpec};
 use crate::node::tls::Tls;
 use crate::storage::provider::{MemoryProvider, StorageProvider};
 use dike_core::{
-    Config, GroupContext, MemberId, NodeId, PaxosServer, ReplicaOptions, ServerMachine,
-    StateMachine,
+    Config, GroupContext, NodeId, PaxosServer, ReplicaOptions, ServerMachine, StateMachine,
 };
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,12 +54,6 @@ impl Kinds {
 /// The name of the master group in the routing and in process groups.
 pub const MASTER_GROUP: &str = "dike.master";
 
-/// The node id of the node named `name`: FNV-1a of the name, never 0
-/// (node 0 is the owner of `Ballot::ZERO`).
-pub fn node_id_of(name: &str) -> NodeId {
-    NodeId(dike_core::hash::fnv1a(name.as_bytes()).max(1))
-}
-
 /// The replica tuning the runtime starts from: the core's defaults with
 /// smaller catch-up messages (16 slots of up to `max_batch` commands each,
 /// rather than 256), so one cluster frame stays far below ractor_cluster's
@@ -69,48 +62,6 @@ pub fn runtime_replica_options() -> ReplicaOptions {
     ReplicaOptions {
         catchup_batch: 16,
         ..ReplicaOptions::default()
-    }
-}
-
-/// A master node as configured: `NAME@HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MasterSpec {
-    /// The node's name.
-    pub name: String,
-    /// Its cluster listener, `HOST:PORT`.
-    pub address: String,
-}
-
-impl MasterSpec {
-    /// The member of the master group on this node.
-    pub fn member(&self) -> MemberId {
-        MemberId {
-            node: node_id_of(&self.name),
-            incarnation: dike_core::Incarnation(0),
-        }
-    }
-}
-
-impl FromStr for MasterSpec {
-    type Err = StartError;
-
-    fn from_str(s: &str) -> Result<Self, StartError> {
-        let bad = || StartError::Config(format!("master {s:?} is not NAME@HOST:PORT"));
-        let (name, address) = s.split_once('@').ok_or_else(bad)?;
-        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
-        if name.is_empty() || host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(bad());
-        }
-        Ok(MasterSpec {
-            name: name.to_owned(),
-            address: address.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for MasterSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, self.address)
     }
 }
 

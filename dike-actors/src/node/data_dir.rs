@@ -26,7 +26,7 @@
 //! learned last.
 
 use crate::error::StartError;
-use crate::node::config::{node_id_of, MasterSpec};
+use crate::node::identity::{node_id_of, MasterSpec};
 use crate::node::masters::Masters;
 use crate::storage::files::Layout;
 use crate::storage::provider::NodeLogProvider;

@@ -17,7 +17,7 @@
 //! its node whose incarnation is its own (or 0: the seeds' members, which
 //! are derived from their names alone).
 
-use crate::node::config::{node_id_of, MasterSpec};
+use crate::node::identity::{node_id_of, MasterSpec};
 use dike_core::routing::{MasterGroup, RoutingTable};
 use dike_core::{Config, Incarnation, MemberId, NodeId};
 use serde::{Deserialize, Serialize};

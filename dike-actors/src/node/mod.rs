@@ -23,6 +23,7 @@ pub mod discover;
 mod drain;
 mod handover;
 pub mod http;
+pub mod identity;
 pub mod masters;
 pub mod metrics;
 pub mod page;
@@ -41,12 +42,13 @@ use crate::group::restart::RestartBudget;
 use crate::group::supervisor::{GroupSupMsg, GroupSupervisor};
 use crate::master::rebalancer::{Rebalancer, RebalancerMsg};
 use crate::master::{MasterReply, MasterRequest, MasterServer};
-use crate::node::admin::{spawn_admin, JoinNodeError};
+pub use crate::node::admin::JoinOutcome;
+use crate::node::admin::{spawn_admin, AdminNode, JoinNodeError, NodeFuture};
 use crate::node::config::NodeConfig;
 use crate::node::context::{LastRefresh, NodeChild, NodeContext};
 use crate::routing::dispatcher::{Dispatcher, DispatcherMsg, InternalMsg};
 use crate::routing::request::GroupRequest;
-use dike_core::routing::{GroupInfo, NodeInfo, RoutingTable};
+use dike_core::routing::{GroupInfo, RoutingTable};
 use dike_core::{codec, NodeId, PaxosServer};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -163,7 +165,12 @@ impl Actor for DikeNode {
         spawn_groups(&ctx, myself.get_cell()).await?;
         spawn_dispatcher(&ctx, myself.get_cell()).await?;
         spawn_rebalancer(&ctx, myself.get_cell()).await?;
-        spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
+        spawn_admin(
+            &ctx,
+            Arc::new(NodeHandle::of(&ctx, &myself)),
+            myself.get_cell(),
+        )
+        .await?;
         let ticker = myself.send_interval(c.tick, || DikeNodeMsg::Tick);
         ctx.set_running(true);
         tracing::info!(name = %c.name, listen = %c.listen, advertise = %c.advertise, http = ?c.http, master = ctx.is_master(), tls = c.tls.is_some(), "node started");
@@ -245,7 +252,12 @@ impl Actor for DikeNode {
                 spawn_transport(&ctx, myself.get_cell()).await?;
             }
             NodeChild::Admin => {
-                spawn_admin(&ctx, NodeHandle::of(&ctx, &myself), myself.get_cell()).await?;
+                spawn_admin(
+                    &ctx,
+                    Arc::new(NodeHandle::of(&ctx, &myself)),
+                    myself.get_cell(),
+                )
+                .await?;
             }
             NodeChild::Rebalancer => {
                 spawn_rebalancer(&ctx, myself.get_cell()).await?;
@@ -441,13 +453,23 @@ pub(crate) fn bind_failure(e: &std::io::Error) -> String {
     }
 }
 
-/// What joining answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JoinOutcome {
-    /// The node was added to the routing table.
-    Joined(NodeInfo),
-    /// The node was known already (it is marked up).
-    AlreadyKnown(NodeInfo),
+impl AdminNode for NodeHandle {
+    fn context(&self) -> &Arc<NodeContext> {
+        &self.ctx
+    }
+
+    fn join(&self) -> NodeFuture<'_, Result<JoinOutcome, String>> {
+        Box::pin(async move { NodeHandle::join(self).await.map_err(|e| e.to_string()) })
+    }
+
+    fn cached_table(&self) -> NodeFuture<'_, Option<RoutingTable>> {
+        Box::pin(async move {
+            NodeHandle::cached_table(self)
+                .await
+                .ok()
+                .map(|t| (*t).clone())
+        })
+    }
 }
 
 /// A handle on a running node. Cheap to clone.

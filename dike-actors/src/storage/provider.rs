@@ -109,7 +109,7 @@ impl NodeLogProvider {
         if n > 0 {
             key.push_str(&format!("~{n}"));
         }
-        crate::node::config::node_id_of(&key).0
+        crate::node::identity::node_id_of(&key).0
     }
 
     /// The replica's current id: the first not erased.
