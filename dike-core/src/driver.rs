@@ -32,7 +32,9 @@ use crate::ids::{MemberId, NodeId};
 use crate::message::Envelope;
 use crate::ready::{AppliedSlot, Response};
 pub use crate::replica::Start;
-use crate::replica::{Bugs, ConfigChange, ReconfigError, RecoverError, Replica, TransferError};
+use crate::replica::{
+    Bugs, ConfigChange, DownReport, ReconfigError, RecoverError, Replica, TransferError,
+};
 use crate::server::{Effect, StateMachine};
 use crate::storage::{Recovered, Storage, StorageError, Write};
 use std::collections::{BTreeMap, VecDeque};
@@ -246,16 +248,17 @@ impl<M: StateMachine, S: ReplicaStorage> GroupDriver<M, S> {
         leader_gone && successor == Some(me)
     }
 
-    /// The node-level failure detector saw `node` go down. The replica is
-    /// told (`Replica::node_down`: if its leader was there it wakes from
-    /// hibernation and elects after a short random delay); and if it
-    /// [succeeds the leader there](Self::succeeds_leader_on) and its own
-    /// elections have settled, it campaigns now. Returns whether it
-    /// campaigned.
-    pub fn on_node_down(&mut self, node: NodeId) -> bool {
+    /// The node-level failure detector saw `node` go down (`report`: how).
+    /// The replica is told (`Replica::node_down`: if its leader was there
+    /// it wakes from hibernation and elects after a short random delay,
+    /// unless the report is a suspicion and it heard the leader within an
+    /// election timeout); and if it acted on the report, [succeeds the
+    /// leader there](Self::succeeds_leader_on) and its own elections have
+    /// settled, it campaigns now. Returns whether it campaigned.
+    pub fn on_node_down(&mut self, node: NodeId, report: DownReport) -> bool {
         let succeeds = self.succeeds_leader_on(node);
-        self.replica.node_down(node);
-        if succeeds && self.replica.elections_settled() {
+        let acted = self.replica.node_down(node, report);
+        if acted && succeeds && self.replica.elections_settled() {
             self.replica.campaign();
             true
         } else {

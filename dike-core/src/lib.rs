@@ -38,7 +38,7 @@ pub use entry::{Batch, Command, Entry};
 pub use ids::{Ballot, ClientId, Incarnation, MemberId, NodeId, Slot};
 pub use message::{Envelope, Message};
 pub use ready::{AppliedSlot, Ready, RequestError, RequestId, Response};
-pub use replica::{Bugs, RecoverError, Replica};
+pub use replica::{Bugs, DownReport, RecoverError, Replica};
 pub use server::{
     Applied, Effect, GroupContext, Outcome, PaxosServer, ServerMachine, StateMachine,
 };

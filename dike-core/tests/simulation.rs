@@ -129,9 +129,12 @@ fn a_congested_group_elects_and_serves_while_live_nodes_are_reported_down() {
     // first other voter campaigned at once, however many elections had
     // failed in a row, and the three deposed one another (10 of these
     // 100 seeds failed). It now campaigns at once only when its elections
-    // have settled (`Replica::elections_settled`). Seed 197 still fails,
-    // for another reason: an open finding in docs/TESTING.md.
-    check(0, 100, |s| SimConfig::congested_suspicious(s, 3));
+    // have settled (`Replica::elections_settled`). Then seed 197 still
+    // failed: every replica heard its leader's node reported down every
+    // ~10 ticks, faster than a round trip, and each report brought its
+    // election forward. A suspicion (pings missed) of a leader heard
+    // within an election timeout now changes nothing (`DownReport`).
+    check(0, 200, |s| SimConfig::congested_suspicious(s, 3));
 }
 
 /// Every fault, and false reports of live nodes down on top.

@@ -19,9 +19,9 @@
 use arbitrary::{Arbitrary, Unstructured};
 use dike_core::sim::register::{Action, Register, RegisterRequest};
 use dike_core::{
-    codec, Accepted, Ballot, Batch, ClientId, Command, Config, Entry, Envelope, GroupContext,
-    GroupDriver, MemberId, Message, NodeId, Output, Persist, Recovered, ReplicaOptions,
-    ReplicaStorage, ServerMachine, Start, StorageError, Write, WriteToken,
+    codec, Accepted, Ballot, Batch, ClientId, Command, Config, DownReport, Entry, Envelope,
+    GroupContext, GroupDriver, MemberId, Message, NodeId, Output, Persist, Recovered,
+    ReplicaOptions, ReplicaStorage, ServerMachine, Start, StorageError, Write, WriteToken,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -83,7 +83,8 @@ pub enum Op {
     Query(u8),
     /// The replica is told to campaign.
     Campaign,
-    /// Node `n % 4 + 1` is reported down.
+    /// Node `n % 4 + 1` is reported down: its session closed, or (the
+    /// high bit set) its pings went unanswered.
     NodeDown(u8),
     /// The oldest write in flight is durable.
     Durable,
@@ -355,7 +356,16 @@ pub fn run(ops: Vec<Op>) {
             )),
             Op::Query(q) => d.query(u64::from(q), register_request(u64::from(q), 0)),
             Op::Campaign => d.campaign(),
-            Op::NodeDown(n) => drop(d.on_node_down(NodeId(u64::from(n % 4) + 1))),
+            Op::NodeDown(n) => {
+                // The high bit: a suspicion (pings missed) rather than a
+                // closed session.
+                let report = if n & 0x80 == 0 {
+                    DownReport::SessionClosed
+                } else {
+                    DownReport::Unresponsive
+                };
+                let _ = d.on_node_down(NodeId(u64::from(n % 4) + 1), report);
+            }
             Op::Durable => {
                 if let Some((token, writes)) = d.storage_mut().in_flight.pop_front() {
                     d.storage_mut().durable.apply(&writes);

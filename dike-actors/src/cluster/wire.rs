@@ -69,8 +69,9 @@ pub enum ReplicaMsg {
     /// [`ReplicaStatus::state_digest`] if `.0` (which exports the whole
     /// state: costly for a large one).
     Status(bool, RpcReplyPort<Vec<u8>>),
-    /// The node with this id is down (from the node's failure detector).
-    NodeDown(u64),
+    /// The node with this id is down (from the node's failure detector),
+    /// as it knows (a session closed, or pings unanswered).
+    NodeDown(u64, dike_core::DownReport),
     /// The write in flight with this token is durable (sent by the storage
     /// writer's completion to the replica itself; any other token is
     /// ignored).

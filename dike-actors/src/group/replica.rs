@@ -303,8 +303,8 @@ impl Actor for ReplicaActor {
             ReplicaMsg::PersistFailed(token, why) => {
                 state.on_persisted(token, Err(dike_core::StorageError::Failed(why)))?
             }
-            ReplicaMsg::NodeDown(node) => {
-                if state.driver.on_node_down(dike_core::NodeId(node)) {
+            ReplicaMsg::NodeDown(node, report) => {
+                if state.driver.on_node_down(dike_core::NodeId(node), report) {
                     tracing::info!(group = %state.group, node, "leader's node down: campaigning");
                     state.drive()?;
                 }

@@ -37,8 +37,9 @@ pub enum GroupSupMsg {
     /// One node tick, passed on to every replica; sent at this time of the
     /// node's clock (its time since start).
     Tick(std::time::Duration),
-    /// Node `NodeId` is down: tell every replica.
-    NodeDown(dike_core::NodeId),
+    /// Node `NodeId` is down, as the failure detector knows: tell every
+    /// replica.
+    NodeDown(dike_core::NodeId, dike_core::DownReport),
     /// The replica actor of a group, if running here.
     Replica(String, RpcReplyPort<Option<ActorRef<ReplicaMsg>>>),
     /// Every replica actor assigned here, by group.
@@ -187,9 +188,9 @@ impl Actor for GroupSupervisor {
                     state.start(&myself, a).await;
                 }
             }
-            GroupSupMsg::NodeDown(node) => {
+            GroupSupMsg::NodeDown(node, report) => {
                 for c in state.children.values() {
-                    let _ = c.actor.cast(ReplicaMsg::NodeDown(node.0));
+                    let _ = c.actor.cast(ReplicaMsg::NodeDown(node.0, report));
                 }
             }
             GroupSupMsg::Replica(group, port) => {

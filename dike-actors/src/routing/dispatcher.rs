@@ -407,8 +407,16 @@ impl DispatcherState {
             if session_dropped && connected_names(&ctx).await.contains(&name) {
                 return;
             }
+            // A closed session is certain; unanswered pings only a
+            // suspicion, which a replica that still hears its leader there
+            // ignores (`dike_core::Replica::node_down`).
+            let report = if session_dropped {
+                dike_core::DownReport::SessionClosed
+            } else {
+                dike_core::DownReport::Unresponsive
+            };
             if let Some(groups) = ctx.group_supervisor() {
-                let _ = groups.cast(GroupSupMsg::NodeDown(node));
+                let _ = groups.cast(GroupSupMsg::NodeDown(node, report));
             }
             if !ctx.is_master() || !router.table().is_up(node) {
                 return;

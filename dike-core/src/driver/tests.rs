@@ -140,7 +140,7 @@ fn a_report_of_the_leaders_node_down_does_not_campaign_at_once_before_elections_
     assert!(!ds[0].replica().elections_settled());
     let leader_node = ds[1].replica().id().node;
     assert!(
-        !ds[0].on_node_down(leader_node),
+        !ds[0].on_node_down(leader_node, DownReport::SessionClosed),
         "the first survivor campaigned at once"
     );
     // A replica that never started an election has nothing to settle.
@@ -154,9 +154,15 @@ fn when_the_leaders_node_goes_down_exactly_the_first_survivor_campaigns() {
     settle(&mut ds);
     let dead = ds[0].replica().id().node;
     let mut survivors = ds.split_off(1);
-    assert!(!survivors[1].on_node_down(dead), "not the first survivor");
-    assert!(!survivors[0].on_node_down(NodeId(99)), "leader alive");
-    assert!(survivors[0].on_node_down(dead));
+    assert!(
+        !survivors[1].on_node_down(dead, DownReport::SessionClosed),
+        "not the first survivor"
+    );
+    assert!(
+        !survivors[0].on_node_down(NodeId(99), DownReport::SessionClosed),
+        "leader alive"
+    );
+    assert!(survivors[0].on_node_down(dead, DownReport::SessionClosed));
     for _ in 0..10 {
         for i in 0..2 {
             let out = survivors[i].drive().expect("memory storage");
@@ -688,4 +694,22 @@ fn a_catch_up_past_a_snapshot_brings_the_slots_after_it_too() {
     net.settle();
     assert_eq!(net.d(2).replica().applied(), commit);
     assert_eq!(net.d(2).replica().machine().server().value, 5);
+}
+
+/// The successor of a leader it hears does not campaign on a suspicion of
+/// the leader's node (pings missed on a congested cluster), only on its
+/// session closing.
+#[test]
+fn a_suspicion_of_a_leader_still_heard_does_not_make_its_successor_campaign() {
+    let mut ds = group(3);
+    ds[0].campaign();
+    settle(&mut ds);
+    let leader = ds[0].replica().id().node;
+    assert!(ds[1].succeeds_leader_on(leader));
+    assert!(ds[1].replica().elections_settled());
+    assert!(
+        !ds[1].on_node_down(leader, DownReport::Unresponsive),
+        "campaigned on a suspicion of a leader it hears"
+    );
+    assert!(ds[1].on_node_down(leader, DownReport::SessionClosed));
 }

@@ -87,6 +87,9 @@ impl<M: StateMachine> Replica<M> {
             self.leader = None;
             self.reset_election_timer();
         }
+        if from != self.id && ballot >= self.votes.promised() {
+            self.clock.heard();
+        }
         self.promise(ballot);
         let accepted = self.votes.accepted_from(slot);
         let reply = Message::Promise {
@@ -205,6 +208,7 @@ impl<M: StateMachine> Replica<M> {
             // equal one cannot come from someone else.
             return;
         }
+        self.clock.heard();
         self.leader = Some(ballot.leader);
         self.catching_up = false;
         self.hibernating = false;

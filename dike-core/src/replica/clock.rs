@@ -37,6 +37,9 @@ pub(super) struct ElectionClock {
     elections_in_a_row: u32,
     /// The leader's ballot this follower hears, and since when.
     following: Option<(Ballot, u64)>,
+    /// When this replica last heard its leader, or the candidate it
+    /// promised.
+    heard_at: Option<u64>,
 }
 
 impl ElectionClock {
@@ -50,7 +53,22 @@ impl ElectionClock {
             max_round_seen: 0,
             elections_in_a_row: 0,
             following: None,
+            heard_at: None,
         }
+    }
+
+    /// Notes that the leader, or the candidate this replica promises,
+    /// was heard now.
+    pub(super) fn heard(&mut self) {
+        self.heard_at = Some(self.now);
+    }
+
+    /// Whether the leader (or promised candidate) was heard within the
+    /// last base election timeout: a suspicion of its node then says
+    /// less than its own messages do.
+    pub(super) fn heard_within_timeout(&self) -> bool {
+        self.heard_at
+            .is_some_and(|at| self.now < at + self.base.max(1))
     }
 
     /// The current logical time.
@@ -303,6 +321,18 @@ mod tests {
         assert_eq!(c.max_round_seen(), 5);
         c.note_round(6);
         assert_eq!(c.max_round_seen(), 6);
+    }
+
+    #[test]
+    fn a_leader_heard_counts_as_heard_for_one_base_timeout() {
+        let mut c = ElectionClock::new(E);
+        assert!(!c.heard_within_timeout(), "nobody heard yet");
+        c.advance(5);
+        c.heard();
+        c.advance(E - 1);
+        assert!(c.heard_within_timeout());
+        c.advance(1);
+        assert!(!c.heard_within_timeout(), "silent for a whole timeout");
     }
 
     #[test]

@@ -113,6 +113,18 @@ pub struct Bugs {
     pub promote_unheard_learners: bool,
 }
 
+/// How the runtime's failure detector knows a node is down
+/// ([`Replica::node_down`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownReport {
+    /// Its cluster session closed and none is left: its process exited
+    /// (or its host is gone).
+    SessionClosed,
+    /// It stopped answering pings while its session stays open: hung, cut
+    /// off, or only slow on a congested cluster.
+    Unresponsive,
+}
+
 /// Why a replica could not be recovered from storage.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoverError {
@@ -343,12 +355,23 @@ impl<M: StateMachine> Replica<M> {
     /// delay is stretched as the election timeout is (see
     /// `Replica::reset_election_timer`): reports then come from a
     /// congested cluster, and elections started sooner never finish.
-    pub fn node_down(&mut self, node: crate::ids::NodeId) {
+    ///
+    /// A suspicion ([`DownReport::Unresponsive`]: pings missed) of a
+    /// node whose leader (or promised candidate) this replica heard within
+    /// the last base election timeout changes nothing: on a congested
+    /// cluster pings go unanswered while the leader's own messages still
+    /// arrive, and reports about a live leader that come faster than a
+    /// round trip would depose every leader before it gets a slot chosen.
+    /// Returns whether the report was acted on.
+    pub fn node_down(&mut self, node: crate::ids::NodeId, report: DownReport) -> bool {
         let promised = self.votes.promised();
         let promised = (promised != Ballot::ZERO).then_some(promised.leader);
         let suspect = self.leader.or(promised);
         if !matches!(self.role, Role::Follower) || suspect.is_some_and(|l| l.node != node) {
-            return;
+            return false;
+        }
+        if report == DownReport::Unresponsive && self.clock.heard_within_timeout() {
+            return false;
         }
         self.hibernating = false;
         self.catching_up = false;
@@ -360,6 +383,7 @@ impl<M: StateMachine> Replica<M> {
         let later = if self.is_draining() { e } else { 0 };
         let wait = later + self.rng.range(0, e);
         self.clock.expire_within(wait);
+        true
     }
 
     /// Whether every election this replica started has settled (it has

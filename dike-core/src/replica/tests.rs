@@ -8,7 +8,7 @@ use crate::entry::{Batch, Command, Entry};
 use crate::ids::{Ballot, ClientId, MemberId};
 use crate::message::Message;
 use crate::ready::{RequestError, RequestId};
-use crate::replica::{Replica, Start};
+use crate::replica::{DownReport, Replica, Start};
 use crate::server::{GroupContext, ServerMachine};
 use crate::sim::register::{Action, Register, RegisterRequest};
 use crate::sim::LocalCluster;
@@ -833,7 +833,7 @@ fn a_hibernating_group_elects_a_new_leader_when_the_leaders_node_is_reported_dow
         "without a failure report, hibernating followers wait"
     );
     for i in 1..3 {
-        c.replica(i).node_down(m(1).node);
+        c.replica(i).node_down(m(1).node, DownReport::SessionClosed);
     }
     for _ in 0..40 {
         c.tick();
@@ -956,7 +956,7 @@ fn a_restarted_member_elects_early_only_when_the_node_of_the_leader_it_promised_
     c.crash(2);
     c.restart(2).expect("restart");
     assert_eq!(c.replica(2).promised().leader, m(1), "replica 0 led");
-    c.replica(2).node_down(m(2).node);
+    c.replica(2).node_down(m(2).node, DownReport::SessionClosed);
     let e = c.replica(2).opts.election_ticks;
     for t in 0..2 * e {
         c.replica(2).tick();
@@ -965,7 +965,7 @@ fn a_restarted_member_elects_early_only_when_the_node_of_the_leader_it_promised_
             "elected {t} ticks after another node was reported down"
         );
     }
-    c.replica(2).node_down(m(1).node);
+    c.replica(2).node_down(m(1).node, DownReport::SessionClosed);
     ticks_until_it_campaigns(&mut c, 2, e, "the leader's node was reported down");
 }
 
@@ -1118,7 +1118,7 @@ fn a_down_report_after_failed_elections_waits_within_the_stretched_timeout() {
             },
         );
         let _ = r.take_ready();
-        r.node_down(m(1).node);
+        r.node_down(m(1).node, DownReport::SessionClosed);
         r.clock.deadline() - r.clock.now()
     };
     let fresh: Vec<u64> = (0..40).map(|seed| span_after(0, seed)).collect();
@@ -1217,4 +1217,44 @@ fn a_group_written_less_than_the_sleep_threshold_keeps_its_log_asleep() {
         assert!(r.snapshot().is_none(), "replica {i} took no snapshot");
         assert!(r.chosen_entry(r.applied()).is_some(), "replica {i}");
     }
+}
+
+/// A follower of a leader that heartbeats, `ticks` ticks after its last
+/// heartbeat, with the leader on node 1.
+fn following_for(ticks: u64) -> LocalCluster<Machine> {
+    let mut c = cluster(3, opts());
+    c.propose(0, 1, 1, req(1, Action::Add(1)));
+    c.run_until_quiet();
+    assert_eq!(c.leader(), Some(0));
+    for _ in 0..ticks {
+        c.replica(1).tick();
+    }
+    c
+}
+
+/// Rule: a suspicion (pings missed) of the node of a leader heard within
+/// the last election timeout changes nothing: its own messages say more
+/// than missed pings on a congested cluster do.
+#[test]
+fn a_suspicion_of_a_leader_heard_within_an_election_timeout_changes_nothing() {
+    let mut c = following_for(1);
+    let deadline = c.replica(1).clock.deadline();
+    assert!(!c.replica(1).node_down(m(1).node, DownReport::Unresponsive));
+    assert_eq!(
+        c.replica(1).clock.deadline(),
+        deadline,
+        "the timer is unchanged"
+    );
+}
+
+/// Rule: the same suspicion once the leader has been silent for an
+/// election timeout brings the election forward, as a closed session
+/// does at once.
+#[test]
+fn a_suspicion_of_a_leader_silent_for_an_election_timeout_brings_the_election_forward() {
+    let e = opts().election_ticks;
+    let mut c = following_for(e);
+    assert!(c.replica(1).node_down(m(1).node, DownReport::Unresponsive));
+    let mut c = following_for(1);
+    assert!(c.replica(1).node_down(m(1).node, DownReport::SessionClosed));
 }

@@ -2,6 +2,7 @@
 
 use super::{member, SimDriver, Simulation};
 use crate::ids::NodeId;
+use crate::replica::DownReport;
 use crate::rng::Rng;
 use std::collections::BTreeSet;
 
@@ -100,9 +101,9 @@ pub(crate) fn duel(
 /// elections have settled, so that false reports cannot keep a small group
 /// electing; the dueling schedule forces the campaign itself, so that its
 /// leadership keeps flipping between the two nodes as it is meant to.
-fn duel_report(d: &mut SimDriver, node: NodeId, duel: bool) {
+fn duel_report(d: &mut SimDriver, node: NodeId, duel: bool, report: DownReport) {
     let succeeds = d.succeeds_leader_on(node);
-    let campaigned = d.on_node_down(node);
+    let campaigned = d.on_node_down(node, report);
     if duel && succeeds && !campaigned {
         d.campaign();
     }
@@ -129,10 +130,18 @@ impl Simulation {
                     0
                 };
                 if *count == SUSPECT_AFTER {
+                    // A crashed node's sessions close; a cut link leaves
+                    // them open and only pings go unanswered.
+                    let running = self.nodes[b].running(self.now);
+                    let report = if running {
+                        DownReport::Unresponsive
+                    } else {
+                        DownReport::SessionClosed
+                    };
                     // A duel's cut (the other node runs): see `duel_report`.
-                    let duel = self.cfg.duel_pct > 0 && self.nodes[b].running(self.now);
+                    let duel = self.cfg.duel_pct > 0 && running;
                     if let Some(d) = self.nodes[a].driver.as_mut() {
-                        duel_report(d, NodeId(b as u64 + 1), duel);
+                        duel_report(d, NodeId(b as u64 + 1), duel, report);
                     }
                 }
             }
@@ -149,7 +158,9 @@ impl Simulation {
             return;
         }
         if let Some(d) = self.nodes[a].driver.as_mut() {
-            d.on_node_down(NodeId(b as u64 + 1));
+            // Pings that went unanswered: a suspicion (a live node's
+            // session does not close).
+            d.on_node_down(NodeId(b as u64 + 1), DownReport::Unresponsive);
             self.log(|| format!("{} wrongly hears that {} is down", member(a), member(b)));
         }
     }
