@@ -1,49 +1,23 @@
 //! Draining (`drain`), one rule per test, on the lossless in-memory
 //! `LocalCluster`.
 
+use super::test_support::{machine, opts, ticks, Cluster};
 use super::TransferError;
 use crate::codec;
 use crate::config::ReplicaOptions;
 use crate::ids::{ClientId, MemberId};
 use crate::ready::RequestId;
-use crate::server::{GroupContext, ServerMachine};
-use crate::sim::register::{Action, Register, RegisterRequest};
+use crate::sim::register::{Action, RegisterRequest};
 use crate::sim::LocalCluster;
-
-type Machine = ServerMachine<Register>;
-type Cluster = LocalCluster<Machine>;
 
 fn m(i: usize) -> MemberId {
     Cluster::member(i)
-}
-
-fn machine(id: MemberId) -> Machine {
-    ServerMachine::new(GroupContext {
-        group: "g".into(),
-        kind: "sim-register".into(),
-        member: id,
-    })
-}
-
-fn opts() -> ReplicaOptions {
-    ReplicaOptions {
-        snapshot_interval: 1_000,
-        snapshot_jitter: 0,
-        ..ReplicaOptions::default()
-    }
 }
 
 fn cluster(n: usize, o: ReplicaOptions) -> Cluster {
     let mut c = LocalCluster::new(n, o, machine);
     assert_eq!(c.elect(0), Some(0));
     c
-}
-
-fn ticks(c: &mut Cluster, n: usize) {
-    for _ in 0..n {
-        c.tick();
-        c.run_until_quiet();
-    }
 }
 
 /// Ticks until `done` holds, at most `max` ticks; whether it held.

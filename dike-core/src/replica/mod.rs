@@ -772,6 +772,8 @@ mod drain_tests;
 #[cfg(test)]
 mod reconfig_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod transfer_tests;

@@ -2,6 +2,7 @@
 //! sessions, reads, snapshots, failures. Each test drives replicas by hand
 //! (directly, or through the lossless in-memory `LocalCluster`).
 
+use super::test_support::{machine, opts, req, ticks, Machine};
 use crate::codec;
 use crate::config::{Config, ReplicaOptions};
 use crate::entry::{Batch, Command, Entry};
@@ -9,31 +10,12 @@ use crate::ids::{Ballot, ClientId, MemberId};
 use crate::message::Message;
 use crate::ready::{RequestError, RequestId};
 use crate::replica::{DownReport, Replica, Start};
-use crate::server::{GroupContext, ServerMachine};
-use crate::sim::register::{Action, Register, RegisterRequest};
+use crate::sim::register::Action;
 use crate::sim::LocalCluster;
 use crate::storage::{Accepted, Write};
 
-type Machine = ServerMachine<Register>;
-
 fn m(i: u64) -> MemberId {
     MemberId::new(i, 1)
-}
-
-fn machine(id: MemberId) -> Machine {
-    ServerMachine::new(GroupContext {
-        group: "g".into(),
-        kind: "sim-register".into(),
-        member: id,
-    })
-}
-
-fn opts() -> ReplicaOptions {
-    ReplicaOptions {
-        snapshot_interval: 1_000,
-        snapshot_jitter: 0,
-        ..ReplicaOptions::default()
-    }
 }
 
 /// What `r` sends `to` now (not after a write).
@@ -63,10 +45,6 @@ fn in_config(id: u64, config: Config) -> Replica<Machine> {
     })
 }
 
-fn req(op: u64, action: Action) -> Vec<u8> {
-    codec::encode("request", &RegisterRequest { op, action }).expect("encode")
-}
-
 fn cluster(n: usize, o: ReplicaOptions) -> LocalCluster<Machine> {
     let mut c = LocalCluster::new(n, o, machine);
     assert_eq!(
@@ -88,14 +66,6 @@ fn ticks_until_it_campaigns(c: &mut LocalCluster<Machine>, i: usize, within: u64
     }
 }
 
-/// Ticks every replica `n` times, delivering everything after each tick.
-fn run_ticks(c: &mut LocalCluster<Machine>, n: usize) {
-    for _ in 0..n {
-        c.tick();
-        c.run_until_quiet();
-    }
-}
-
 /// A group of `n` that applied one command and then fell asleep.
 fn hibernated(n: usize) -> LocalCluster<Machine> {
     let o = ReplicaOptions {
@@ -105,7 +75,7 @@ fn hibernated(n: usize) -> LocalCluster<Machine> {
     let mut c = cluster(n, o);
     c.propose(0, 1, 1, req(1, Action::Add(1)));
     c.run_until_quiet();
-    run_ticks(&mut c, 20);
+    ticks(&mut c, 20);
     c
 }
 
@@ -778,7 +748,7 @@ fn an_idle_group_hibernates_and_wakes_on_a_command() {
         assert!(!c.replica(i).wants_ticks(), "replica {i} should hibernate");
     }
     let before = c.delivered;
-    run_ticks(&mut c, 50);
+    ticks(&mut c, 50);
     assert_eq!(c.delivered, before, "a hibernating group sends nothing");
     c.propose(0, 2, 1, req(2, Action::Add(1)));
     c.run_until_quiet();
@@ -857,7 +827,7 @@ fn a_member_restarted_in_a_hibernating_group_goes_back_to_sleep_without_an_elect
     c.restart(2).expect("restart");
     c.run_until_quiet();
     let promised = c.replica(0).promised();
-    run_ticks(&mut c, 100);
+    ticks(&mut c, 100);
     assert_eq!(c.leader(), Some(0));
     assert_eq!(c.replica(0).promised(), promised, "no election");
     assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
@@ -882,7 +852,7 @@ fn a_restarted_member_whose_catch_up_answers_are_late_waits_for_them_instead_of_
         );
     }
     c.run_until_quiet();
-    run_ticks(&mut c, 100);
+    ticks(&mut c, 100);
     assert_eq!(c.leader(), Some(0));
     assert_eq!(c.replica(0).promised(), promised, "no election");
     assert!(!c.replica(2).wants_ticks(), "the restarted member sleeps");
@@ -918,11 +888,11 @@ fn a_membership_request_to_a_restarted_idle_group_gets_it_a_leader() {
         for i in 0..3 {
             c.restart(i).expect("restart");
         }
-        run_ticks(&mut c, 10);
+        ticks(&mut c, 10);
         assert_eq!(c.leader(), None, "nobody leads an idle restarted group");
         assert!(ask(c.replica(1)), "{what}: refused with no leader known");
         let within = 2 * c.replica(1).opts.election_ticks as usize;
-        run_ticks(&mut c, within);
+        ticks(&mut c, within);
         assert!(
             c.leader().is_some(),
             "{what}: no leader {within} ticks after it was asked of a member"
@@ -983,7 +953,7 @@ fn a_group_whose_members_all_restarted_elects_when_a_request_comes() {
     }
     c.run_until_quiet();
     let e = c.replica(0).opts.election_ticks as usize;
-    run_ticks(&mut c, e / 2);
+    ticks(&mut c, e / 2);
     assert_eq!(c.leader(), None, "no election while nobody asks");
     c.propose(1, 1, 2, req(2, Action::Add(1)));
     c.run_until_quiet();
@@ -1178,7 +1148,7 @@ fn asleep_after(writes: u64) -> LocalCluster<Machine> {
         c.propose(0, 1, seq, req(seq, Action::Add(1)));
         c.run_until_quiet();
     }
-    run_ticks(&mut c, 20);
+    ticks(&mut c, 20);
     assert!((0..3).all(|i| !c.replica(i).wants_ticks()), "asleep");
     c
 }

@@ -2,6 +2,7 @@
 //! per test, on the lossless in-memory `LocalCluster` (or a replica driven
 //! by hand).
 
+use super::test_support::{machine, opts, ticks, Cluster};
 use super::TransferError;
 use crate::codec;
 use crate::config::{Config, ReplicaOptions};
@@ -9,31 +10,11 @@ use crate::ids::{Ballot, ClientId, MemberId};
 use crate::message::Message;
 use crate::ready::{RequestError, RequestId};
 use crate::replica::{ConfigChange, ReconfigError, Replica, Start};
-use crate::server::{GroupContext, ServerMachine};
-use crate::sim::register::{Action, Register, RegisterRequest};
+use crate::sim::register::{Action, RegisterRequest};
 use crate::sim::LocalCluster;
-
-type Machine = ServerMachine<Register>;
-type Cluster = LocalCluster<Machine>;
 
 fn m(i: usize) -> MemberId {
     Cluster::member(i)
-}
-
-fn machine(id: MemberId) -> Machine {
-    ServerMachine::new(GroupContext {
-        group: "g".into(),
-        kind: "sim-register".into(),
-        member: id,
-    })
-}
-
-fn opts() -> ReplicaOptions {
-    ReplicaOptions {
-        snapshot_interval: 1_000,
-        snapshot_jitter: 0,
-        ..ReplicaOptions::default()
-    }
 }
 
 fn cluster(n: usize) -> Cluster {
@@ -67,13 +48,6 @@ fn answer(c: &mut Cluster, client: u64) -> Option<Result<i64, RequestError>> {
 
 fn value(c: &mut Cluster, i: usize) -> i64 {
     c.replica(i).machine().server().value
-}
-
-fn ticks(c: &mut Cluster, n: usize) {
-    for _ in 0..n {
-        c.tick();
-        c.run_until_quiet();
-    }
 }
 
 fn ballot_of(c: &mut Cluster, i: usize) -> Ballot {
