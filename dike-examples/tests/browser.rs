@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{free_addr, get, wait_until_blocking};
+use common::{free_addr, get, succeeded, wait_until_blocking};
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -163,15 +163,7 @@ fn the_status_page_in_chromium_shows_every_group_with_its_leader() {
         let kind = ["arithmetic", "kv", "set"][i % 3];
         wait_until_blocking(Duration::from_secs(60), &format!("add-group {g}"), || {
             let out = dike(&via, &["add-group", g, kind, "--size", "3"]);
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{}\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    logs()
-                ))
-            }
+            succeeded(&out, logs)
         });
     }
     // Read the page from the second node: any node shows the cluster.

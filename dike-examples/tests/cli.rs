@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_addr, wait_until_blocking};
+use common::{free_addr, succeeded, wait_until_blocking};
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -79,15 +79,7 @@ impl NodeProcess {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             let out = self.dike(&["routing-table"]);
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{}\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log_text()
-                ))
-            }
+            succeeded(&out, || self.log_text())
         })
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_addr, get, wait_until_blocking};
+use common::{free_addr, get, succeeded, wait_until_blocking};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -160,15 +160,7 @@ fn after_a_kill_9_the_survivors_count_one_peer_less_and_a_new_leader() {
     };
     wait_until_blocking(Duration::from_secs(60), "add-group calc", || {
         let out = dike(&["add-group", "calc", "arithmetic", "--size", "3"]);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                logs(&nodes)
-            ))
-        }
+        succeeded(&out, || logs(&nodes))
     });
     for _ in 0..5 {
         let out = dike(&["request", "calc", r#"{"Add":1}"#]);

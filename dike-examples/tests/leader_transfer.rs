@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{free_addr, text, wait_until_blocking, Cluster};
-use dike_actors::{DikeNode, NodeConfig, NodeHandle};
+use common::{text, wait_until_blocking, Cluster};
+use dike_actors::NodeHandle;
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -72,22 +72,6 @@ fn dike_leader_transfer_moves_the_leader_to_the_node_asked_for() {
     );
 }
 
-/// A client node in the test process (it does not join, so it hosts no
-/// replica), routing through the three masters.
-async fn client_node(c: &Cluster) -> NodeHandle {
-    let mut b = NodeConfig::builder("lt-client", free_addr())
-        .cookie(COOKIE)
-        .join(false)
-        .in_memory()
-        .request_timeout(Duration::from_secs(5));
-    for m in c.masters.split(',') {
-        b = b.master(m.to_owned());
-    }
-    DikeNode::start(b.kind::<Arithmetic>().build().expect("client config"))
-        .await
-        .expect("client node")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a_write() {
     let mut c = Cluster::start("gs", COOKIE);
@@ -95,7 +79,7 @@ async fn a_node_stopped_with_sigterm_hands_its_leaderships_over_without_losing_a
     // The node that leads the group is the one stopped.
     let stopping = c.leader_of("calc");
 
-    let client = client_node(&c).await;
+    let client = c.client_node("lt-client").await;
     let calc = client.group::<Arithmetic>("calc");
     let first = calc.call(ArithmeticRequest::Read).await.expect("read");
     let first = first.expect("a value");

@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::{free_addr, text, wait_until_blocking, Cluster};
-use dike_actors::{DikeNode, NodeConfig, NodeHandle};
+use common::{text, wait_until_blocking, Cluster};
+use dike_actors::NodeHandle;
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,21 +65,6 @@ fn preferred_leaders(c: &Cluster) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A client node in the test process (it hosts no replica).
-async fn client_node(c: &Cluster) -> NodeHandle {
-    let mut b = NodeConfig::builder("dr-client", free_addr())
-        .cookie(COOKIE)
-        .join(false)
-        .in_memory()
-        .request_timeout(Duration::from_secs(5));
-    for m in c.masters.split(',') {
-        b = b.master(m.to_owned());
-    }
-    DikeNode::start(b.kind::<Arithmetic>().build().expect("client config"))
-        .await
-        .expect("client node")
-}
-
 /// What one writer saw: the value before it began, and every write's
 /// outcome (the new value, or why it failed).
 struct Writes {
@@ -133,7 +118,7 @@ async fn a_drained_node_leads_nothing_until_undrained_and_no_acknowledged_write_
         .expect("leaders shown");
     eprintln!("leaders before: {before:?}; draining {drained} ({count} groups)");
 
-    let client = client_node(&c).await;
+    let client = c.client_node("dr-client").await;
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = GROUPS
         .iter()

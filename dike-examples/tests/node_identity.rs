@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_addr, wait_until_blocking, ChildProcess};
+use common::{free_addr, succeeded, wait_until_blocking, ChildProcess};
 use dike_harness::Launch;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -78,15 +78,7 @@ impl Node {
                 panic!("dike node exited with {status}\n{}", self.log_text());
             }
             let out = dike(via, &["routing-table"]);
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{}\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log_text()
-                ))
-            }
+            succeeded(&out, || self.log_text())
         })
     }
 
@@ -360,15 +352,7 @@ fn a_node_that_joined_once_is_up_again_after_a_kill_9_without_being_asked() {
     // Asked to join once, the way an operator adds a node.
     wait_until_blocking(START, "dike join succeeding", || {
         let out = dike(&masters, &["join", &format!("worker@{worker_addr}")]);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                worker.log_text()
-            ))
-        }
+        succeeded(&out, || worker.log_text())
     });
     wait_until_blocking(START, "the worker up", || {
         table_shows(&masters, "worker", "up")

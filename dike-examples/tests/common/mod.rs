@@ -87,6 +87,24 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A node in the test process named `name`, routing through the
+    /// masters, that hosts no replica (it does not join); it knows the
+    /// `arithmetic` kind.
+    pub async fn client_node(&self, name: &str) -> dike_actors::NodeHandle {
+        let mut b = dike_actors::NodeConfig::builder(name, free_addr())
+            .cookie(self.cookie.clone())
+            .join(false)
+            .in_memory()
+            .request_timeout(Duration::from_secs(5));
+        for m in self.masters.split(',') {
+            b = b.master(m.to_owned());
+        }
+        let config = b.kind::<dike_examples::arithmetic::Arithmetic>().build();
+        dike_actors::DikeNode::start(config.expect("client config"))
+            .await
+            .expect("client node")
+    }
+
     /// Starts nodes LABEL1…LABEL3 in memory with `cookie` and waits until
     /// the routing table shows all three up.
     pub fn start(label: &str, cookie: &str) -> Cluster {
@@ -227,4 +245,18 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `Ok` if the command succeeded; otherwise its stderr and `context` (the
+/// nodes' logs), for a poll that retries a command until it works.
+pub fn succeeded(out: &Output, context: impl FnOnce() -> String) -> Result<(), String> {
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            context()
+        ))
+    }
 }
