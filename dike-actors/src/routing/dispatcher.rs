@@ -408,8 +408,9 @@ impl DispatcherState {
                 return;
             }
             // A closed session is certain; unanswered pings only a
-            // suspicion, which a replica that still hears its leader there
-            // ignores (`dike_core::Replica::node_down`).
+            // suspicion, which a replica counts only once its leader there
+            // has been silent for an election timeout
+            // (`dike_core::Replica::node_down`).
             let report = if session_dropped {
                 dike_core::DownReport::SessionClosed
             } else {

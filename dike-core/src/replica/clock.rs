@@ -63,12 +63,13 @@ impl ElectionClock {
         self.heard_at = Some(self.now);
     }
 
-    /// Whether the leader (or promised candidate) was heard within the
-    /// last base election timeout: a suspicion of its node then says
-    /// less than its own messages do.
-    pub(super) fn heard_within_timeout(&self) -> bool {
+    /// How many ticks from now until the leader (or promised candidate)
+    /// has been silent for a base election timeout (0: it already has, or
+    /// was never heard): a suspicion of its node says less than its own
+    /// messages until then.
+    pub(super) fn ticks_until_silent(&self) -> u64 {
         self.heard_at
-            .is_some_and(|at| self.now < at + self.base.max(1))
+            .map_or(0, |at| (at + self.base.max(1)).saturating_sub(self.now))
     }
 
     /// The current logical time.
@@ -324,15 +325,15 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_heard_counts_as_heard_for_one_base_timeout() {
+    fn a_leader_heard_is_silent_only_a_base_timeout_later() {
         let mut c = ElectionClock::new(E);
-        assert!(!c.heard_within_timeout(), "nobody heard yet");
+        assert_eq!(c.ticks_until_silent(), 0, "nobody heard yet");
         c.advance(5);
         c.heard();
         c.advance(E - 1);
-        assert!(c.heard_within_timeout());
+        assert_eq!(c.ticks_until_silent(), 1);
         c.advance(1);
-        assert!(!c.heard_within_timeout(), "silent for a whole timeout");
+        assert_eq!(c.ticks_until_silent(), 0, "silent for a whole timeout");
     }
 
     #[test]

@@ -356,13 +356,14 @@ impl<M: StateMachine> Replica<M> {
     /// `Replica::reset_election_timer`): reports then come from a
     /// congested cluster, and elections started sooner never finish.
     ///
-    /// A suspicion ([`DownReport::Unresponsive`]: pings missed) of a
-    /// node whose leader (or promised candidate) this replica heard within
-    /// the last base election timeout changes nothing: on a congested
-    /// cluster pings go unanswered while the leader's own messages still
-    /// arrive, and reports about a live leader that come faster than a
-    /// round trip would depose every leader before it gets a slot chosen.
-    /// Returns whether the report was acted on.
+    /// A suspicion ([`DownReport::Unresponsive`]: pings missed) counts only
+    /// from the time the leader (or promised candidate) has been silent
+    /// for a base election timeout: on a congested cluster pings go
+    /// unanswered while the leader's own messages still arrive (each of
+    /// which puts the election off again), and reports about a live leader
+    /// that came faster than a round trip deposed every leader before it
+    /// got a slot chosen. Returns whether the report acts now (not put off
+    /// until that silence).
     pub fn node_down(&mut self, node: crate::ids::NodeId, report: DownReport) -> bool {
         let promised = self.votes.promised();
         let promised = (promised != Ballot::ZERO).then_some(promised.leader);
@@ -370,20 +371,21 @@ impl<M: StateMachine> Replica<M> {
         if !matches!(self.role, Role::Follower) || suspect.is_some_and(|l| l.node != node) {
             return false;
         }
-        if report == DownReport::Unresponsive && self.clock.heard_within_timeout() {
-            return false;
-        }
         self.hibernating = false;
         self.catching_up = false;
+        let until_silent = match report {
+            DownReport::SessionClosed => 0,
+            DownReport::Unresponsive => self.clock.ticks_until_silent(),
+        };
         // Within the stretched timeout once elections failed in a row: a
         // report on a busy cluster (a ping answered late) must not start
         // elections sooner than the congestion lets them finish.
         let e = self.clock.timeout();
         // A draining replica leaves the first try to the others.
         let later = if self.is_draining() { e } else { 0 };
-        let wait = later + self.rng.range(0, e);
+        let wait = until_silent + later + self.rng.range(0, e);
         self.clock.expire_within(wait);
-        true
+        until_silent == 0
     }
 
     /// Whether every election this replica started has settled (it has

@@ -1203,18 +1203,28 @@ fn following_for(ticks: u64) -> LocalCluster<Machine> {
 }
 
 /// Rule: a suspicion (pings missed) of the node of a leader heard within
-/// the last election timeout changes nothing: its own messages say more
-/// than missed pings on a congested cluster do.
+/// the last election timeout counts only once the leader has been silent
+/// for a whole one: its own messages say more than missed pings on a
+/// congested cluster do, and each puts the election off again.
 #[test]
-fn a_suspicion_of_a_leader_heard_within_an_election_timeout_changes_nothing() {
+fn a_suspicion_of_a_leader_heard_within_an_election_timeout_waits_for_its_silence() {
+    let e = opts().election_ticks;
     let mut c = following_for(1);
-    let deadline = c.replica(1).clock.deadline();
     assert!(!c.replica(1).node_down(m(1).node, DownReport::Unresponsive));
-    assert_eq!(
-        c.replica(1).clock.deadline(),
-        deadline,
-        "the timer is unchanged"
-    );
+    for t in 1..e {
+        assert!(
+            matches!(c.replica(1).role, super::Role::Follower),
+            "elected {t} ticks after hearing its leader"
+        );
+        c.replica(1).tick();
+    }
+    // Heard again: the election is put off again.
+    let mut c = following_for(1);
+    c.replica(1).node_down(m(1).node, DownReport::Unresponsive);
+    for t in 0..3 * e {
+        ticks(&mut c, 1);
+        assert_eq!(c.leader(), Some(0), "deposed {t} ticks after a suspicion");
+    }
 }
 
 /// Rule: the same suspicion once the leader has been silent for an
@@ -1227,4 +1237,33 @@ fn a_suspicion_of_a_leader_silent_for_an_election_timeout_brings_the_election_fo
     assert!(c.replica(1).node_down(m(1).node, DownReport::Unresponsive));
     let mut c = following_for(1);
     assert!(c.replica(1).node_down(m(1).node, DownReport::SessionClosed));
+}
+
+/// Rule: a suspicion put off because the leader was heard just before
+/// its group fell asleep still wakes the group: once the leader has been
+/// silent for a timeout, the followers elect (the report comes once per
+/// outage, and a sleeping group has no other timer).
+#[test]
+fn a_suspicion_of_a_leader_heard_just_before_its_group_slept_still_brings_an_election() {
+    let o = ReplicaOptions {
+        hibernate_after_ticks: 4,
+        ..opts()
+    };
+    let mut c = cluster(3, o);
+    c.propose(0, 1, 1, req(1, Action::Add(1)));
+    c.run_until_quiet();
+    let mut slept_after = 0;
+    while c.replica(1).wants_ticks() {
+        ticks(&mut c, 1);
+        slept_after += 1;
+        assert!(slept_after < 40, "the group never slept");
+    }
+    c.crash(0);
+    for i in 1..3 {
+        assert!(!c.replica(i).node_down(m(1).node, DownReport::Unresponsive));
+        assert!(c.replica(i).wants_ticks(), "replica {i} woke");
+    }
+    let e = opts().election_ticks as usize;
+    ticks(&mut c, 4 * e);
+    assert!(c.leader().is_some_and(|l| l != 0), "a new leader");
 }
