@@ -717,13 +717,22 @@ impl<M: StateMachine> Replica<M> {
     /// it knows none: nobody can serve it until an election, so a deadline
     /// put off after a restart comes back to the timeout it would have had
     /// (a stretch from elections that did not finish stays: requests pour
-    /// in exactly when the network is congested). Does nothing on a leader,
-    /// a candidate, a follower that knows its leader, or a non-voter.
+    /// in exactly when the network is congested). A follower of a sleeping
+    /// group that knows its leader wakes: its election timer runs again,
+    /// and the leader's next message (the same request wakes the leader)
+    /// puts it off; a leader that hung while its group slept (its session
+    /// stays open, so no report comes for seconds) is replaced within an
+    /// election timeout. Does nothing on a leader, a candidate, an awake
+    /// follower that knows its leader, or a non-voter.
     pub fn leader_wanted(&mut self) {
-        if !matches!(self.role, Role::Follower)
-            || self.leader.is_some()
-            || !self.config.is_voter(self.id)
-        {
+        if !matches!(self.role, Role::Follower) || !self.config.is_voter(self.id) {
+            return;
+        }
+        if self.leader.is_some() {
+            if self.hibernating {
+                self.hibernating = false;
+                self.reset_election_timer();
+            }
             return;
         }
         self.catching_up = false;

@@ -1267,3 +1267,45 @@ fn a_suspicion_of_a_leader_heard_just_before_its_group_slept_still_brings_an_ele
     ticks(&mut c, 4 * e);
     assert!(c.leader().is_some_and(|l| l != 0), "a new leader");
 }
+
+/// Rule: a request that reaches a follower of a sleeping group, instead of
+/// its leader, wakes the follower's election timer: a leader that hung
+/// while its group slept (no message, no report for seconds) is replaced
+/// within an election timeout.
+#[test]
+fn a_request_at_a_sleeping_follower_wakes_its_election_timer() {
+    let mut c = hibernated(3);
+    assert!((0..3).all(|i| !c.replica(i).wants_ticks()), "asleep");
+    c.crash(0);
+    let cmd = Command {
+        client: ClientId(7),
+        seq: 1,
+        ack_floor: 1,
+        payload: req(7, Action::Add(1)),
+    };
+    c.replica(1).propose(cmd);
+    assert!(c.replica(1).wants_ticks(), "the follower woke");
+    let e = opts().election_ticks as usize;
+    ticks(&mut c, 3 * e);
+    assert!(c.leader().is_some_and(|l| l != 0), "a new leader");
+}
+
+/// Rule: the same request while the leader is alive wakes the follower
+/// only until the leader's next message: the leader keeps its leadership.
+#[test]
+fn a_request_at_a_sleeping_follower_of_a_live_leader_deposes_nobody() {
+    let mut c = hibernated(3);
+    let promised = c.replica(0).promised();
+    let cmd = Command {
+        client: ClientId(7),
+        seq: 1,
+        ack_floor: 1,
+        payload: req(7, Action::Add(1)),
+    };
+    c.replica(1).propose(cmd.clone());
+    c.replica(0).propose(cmd);
+    let e = opts().election_ticks as usize;
+    ticks(&mut c, 3 * e);
+    assert_eq!(c.leader(), Some(0));
+    assert_eq!(c.replica(0).promised(), promised, "no election");
+}
