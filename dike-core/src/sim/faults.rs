@@ -130,13 +130,13 @@ impl Simulation {
                     0
                 };
                 if *count == SUSPECT_AFTER {
-                    // A crashed node's sessions close; a cut link leaves
-                    // them open and only pings go unanswered.
+                    // A crashed node's sessions close; a paused node's and
+                    // a cut link's stay open, and only pings go unanswered.
                     let running = self.nodes[b].running(self.now);
-                    let report = if running {
-                        DownReport::Unresponsive
-                    } else {
+                    let report = if self.nodes[b].crashed() {
                         DownReport::SessionClosed
+                    } else {
+                        DownReport::Unresponsive
                     };
                     // A duel's cut (the other node runs): see `duel_report`.
                     let duel = self.cfg.duel_pct > 0 && running;

@@ -491,6 +491,12 @@ impl Node {
         }
     }
 
+    /// Whether the node's process is gone (crashed, not restarted yet): its
+    /// sessions closed, unlike a paused node's.
+    fn crashed(&self) -> bool {
+        self.driver.is_none()
+    }
+
     /// Whether the node runs: up and not paused.
     fn running(&self, now: u64) -> bool {
         self.driver.is_some() && self.paused_until.is_none_or(|t| t <= now)
