@@ -1277,12 +1277,7 @@ fn a_request_at_a_sleeping_follower_wakes_its_election_timer() {
     let mut c = hibernated(3);
     assert!((0..3).all(|i| !c.replica(i).wants_ticks()), "asleep");
     c.crash(0);
-    let cmd = Command {
-        client: ClientId(7),
-        seq: 1,
-        ack_floor: 1,
-        payload: req(7, Action::Add(1)),
-    };
+    let cmd = Command::new(ClientId(7), 1, req(7, Action::Add(1)));
     c.replica(1).propose(cmd);
     assert!(c.replica(1).wants_ticks(), "the follower woke");
     let e = opts().election_ticks as usize;
@@ -1296,12 +1291,7 @@ fn a_request_at_a_sleeping_follower_wakes_its_election_timer() {
 fn a_request_at_a_sleeping_follower_of_a_live_leader_deposes_nobody() {
     let mut c = hibernated(3);
     let promised = c.replica(0).promised();
-    let cmd = Command {
-        client: ClientId(7),
-        seq: 1,
-        ack_floor: 1,
-        payload: req(7, Action::Add(1)),
-    };
+    let cmd = Command::new(ClientId(7), 1, req(7, Action::Add(1)));
     c.replica(1).propose(cmd.clone());
     c.replica(0).propose(cmd);
     let e = opts().election_ticks as usize;
