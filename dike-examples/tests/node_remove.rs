@@ -212,19 +212,18 @@ fn dike_node_remove_moves_the_replicas_away_and_the_removed_data_dir_is_refused(
         );
     }
 
-    // The removed node learns it and says so once.
-    c.wait_for(Duration::from_secs(30), "the node logs its removal", |c| {
-        let log = c.nodes[3]
-            .as_ref()
-            .map(ChildProcess::log)
-            .unwrap_or_default();
-        (log.matches("was removed from the cluster").count() == 1)
-            .then_some(())
-            .ok_or(log)
-    });
+    // The removed node learns it, says so once, marks its data dir and
+    // exits with code 9.
+    let mut removed = c.nodes[3].take().expect("the worker runs");
+    assert_eq!(exit_code(&mut removed), Some(9), "{}", removed.log());
+    let log = removed.log();
+    let said = |l: &&str| l.contains("was removed from the cluster");
+    let logged = log.lines().filter(said).filter(|l| l.contains("ERROR"));
+    assert_eq!(logged.count(), 1, "{log}");
+    let last = log.lines().rfind(said).unwrap_or_default();
+    assert!(last.starts_with("dike: node"), "the exit names it: {log}");
 
     // Restarted on its data dir, it is refused at once with exit code 9.
-    c.nodes[3] = None;
     let mut again = c.spawn(3, &["--join"]);
     assert_eq!(exit_code(&mut again), Some(9), "{}", again.log());
     let log = again.log();
@@ -280,4 +279,28 @@ fn a_dead_node_whose_replicas_were_replaced_leaves_the_table_and_may_come_back()
                 .ok_or(format!("{nodes:?}"))
         },
     );
+}
+
+#[test]
+fn a_node_removed_while_it_was_down_exits_9_when_it_comes_back() {
+    let mut c = Cluster::start("nw", 1, &[]);
+    let worker = c.names[3].clone();
+    for i in 0..3 {
+        c.add_group_with(&format!("w{i}"), 1);
+    }
+    c.nodes[3].as_mut().expect("running").kill().expect("kill");
+    c.nodes[3] = None;
+
+    let out = c.dike(&["node", "remove", &worker, "--wait", "120"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), c.logs());
+    assert!(!c.table_nodes().contains(&worker), "{}", c.table());
+
+    // Its data dir was not marked (it was down): the master refuses its
+    // join, and it marks the dir and exits 9 all the same.
+    let mut back = c.spawn(3, &["--join"]);
+    assert_eq!(exit_code(&mut back), Some(9), "{}", back.log());
+    let mut again = c.spawn(3, &["--join"]);
+    assert_eq!(exit_code(&mut again), Some(9), "{}", again.log());
+    assert!(again.log().contains("empty data dir"), "{}", again.log());
+    assert!(!c.table_nodes().contains(&worker), "{}", c.table());
 }

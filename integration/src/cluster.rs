@@ -360,6 +360,13 @@ impl Cluster {
         self.processes.get_mut(&name).is_ok_and(|p| p.is_running())
     }
 
+    /// How node `i`'s process ended, if it exited by itself (`None` while
+    /// it runs or once reaped).
+    pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
+        let name = self.name(i).to_owned();
+        self.processes.get_mut(&name).ok()?.exited()
+    }
+
     /// The nodes whose process ended although the harness did not stop it,
     /// with how it ended.
     pub fn unexpected_exits(&mut self) -> Vec<(String, ExitStatus)> {

@@ -736,12 +736,23 @@ async fn run_round(
                 let node = cluster.node_id(*i);
                 match poll_until(within, || decommission_done(client, node)).await {
                     Ok(()) => {
-                        // Out of the table, it hosts nothing: stopping it
-                        // changes nothing the checks see.
-                        cluster.stop(*i);
-                        wait_all_answer(client.node(), groups, within)
-                            .await
-                            .map(|_| moved.elapsed())
+                        // Out of the table, it learns it was removed, marks
+                        // its data dir and exits 9 by itself.
+                        let gone = poll_until(within, || {
+                            std::future::ready(match cluster.exited(*i) {
+                                Some(s) if s.code() == Some(9) => Ok(()),
+                                Some(s) => Err(NotYet(format!("it exited with {s}, not 9"))),
+                                None => Err(NotYet("it still runs".into())),
+                            })
+                        })
+                        .await;
+                        cluster.kill(*i);
+                        match gone {
+                            Ok(()) => wait_all_answer(client.node(), groups, within)
+                                .await
+                                .map(|_| moved.elapsed()),
+                            Err(e) => Err(format!("the removed node did not exit: {}", e.0)),
+                        }
                     }
                     Err(e) => Err(format!("the node was not decommissioned: {}", e.0)),
                 }

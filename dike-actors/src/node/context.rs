@@ -152,6 +152,9 @@ pub struct NodeContext {
     joining: AtomicBool,
     /// The master refused this node's data dir: the operator removed it.
     removed: AtomicBool,
+    /// The master's reason for that refusal, announced once the data dir
+    /// is marked (see [`NodeContext::set_removed`]).
+    removal: tokio::sync::watch::Sender<Option<String>>,
     /// Casts still being sent by the dispatcher.
     casts: AtomicUsize,
     /// The masters as this node knows them now (see [`crate::node::masters`]).
@@ -206,6 +209,7 @@ impl NodeContext {
             masters: RwLock::new(Arc::new(masters)),
             joining: AtomicBool::new(config.join),
             removed: AtomicBool::new(false),
+            removal: tokio::sync::watch::Sender::new(None),
             config,
             incarnation,
             boots: AtomicU64::new(now),
@@ -344,20 +348,35 @@ impl NodeContext {
         self.removed.load(Ordering::Relaxed)
     }
 
+    /// Waits until the node learns that the operator removed it from the
+    /// cluster; the master's reason (see [`crate::NodeHandle::removed`]).
+    pub(crate) async fn wait_removed(&self) -> String {
+        let mut removal = self.removal.subscribe();
+        let reason = match removal.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The sender lives as long as the context, which `self` holds.
+            Err(_) => std::future::pending().await,
+        };
+        reason
+    }
+
     /// Records that the operator removed this node from the cluster
     /// (`reason` is the master's refusal): the node stops trying to join,
     /// and its data dir, if any, is marked so the next start is refused.
-    /// Logged once.
+    /// The mark is written before the removal is logged or announced, so
+    /// whoever sees either and stops the node finds the dir marked. Done
+    /// once.
     pub(crate) fn set_removed(&self, reason: &str) {
         if self.removed.swap(true, Ordering::Relaxed) {
             return;
         }
-        tracing::error!("{reason}");
         if let Some(dir) = &self.config.data_dir {
             if let Err(e) = dir.record_removed() {
                 tracing::warn!(dir = %dir.path().display(), "cannot record the removal: {e}");
             }
         }
+        tracing::error!("{reason}");
+        self.removal.send_replace(Some(reason.to_owned()));
     }
 
     /// Whether the node runs (started and not stopping).

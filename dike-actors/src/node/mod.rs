@@ -520,6 +520,17 @@ impl NodeHandle {
         self.ctx.kind(kind).is_some()
     }
 
+    /// Waits until this node learns that the operator removed it from the
+    /// cluster (`dike node remove`, or a restart on the data dir of a
+    /// removed node that had not learned it yet); the master's reason. By
+    /// then the data dir, if any, is marked, so a restart on it is refused
+    /// with [`StartError::Removed`]. A removed node hosts no replica and
+    /// does not try to join again; a program usually stops it (the `dike
+    /// node` program exits with its start-failure code).
+    pub async fn removed(&self) -> String {
+        self.ctx.wait_removed().await
+    }
+
     /// Waits until the node is ready to serve, at most `within`: its
     /// dispatcher has read the routing table from a master quorum and, if
     /// the node joins the cluster (the default), the table lists it. Then

@@ -153,6 +153,10 @@ pub enum CliError {
     /// The running node stopped by itself.
     #[error("the node stopped unexpectedly")]
     NodeStopped,
+    /// The node learned that the operator removed it from the cluster
+    /// (the master's reason, which says what to do).
+    #[error("{0}")]
+    Removed(String),
 }
 
 /// One line per `--via` node tried, or the one failure.
@@ -203,7 +207,8 @@ pub mod exit {
     pub const REFUSED: u8 = 7;
     /// No such group.
     pub const NOT_FOUND: u8 = 8;
-    /// The node could not start (a port in use, a data dir in use, ...).
+    /// The node could not start (a port in use, a data dir in use, ...),
+    /// or it stopped because the operator removed it from the cluster.
     pub const START: u8 = 9;
     /// A TLS handshake with the cluster failed: certificates of another
     /// CA, an expired certificate, a node that requires TLS of a client
@@ -220,7 +225,7 @@ impl CliError {
             | CliError::UnknownKind { .. }
             | CliError::Tls(_)
             | CliError::Certs(_) => exit::USAGE,
-            CliError::Start(_) => exit::START,
+            CliError::Start(_) | CliError::Removed(_) => exit::START,
             CliError::Discover { failures, .. } => {
                 let any = |f: fn(&DiscoverError) -> bool| failures.iter().any(f);
                 if any(|f| {

@@ -94,7 +94,9 @@ pub fn effective_config(args: &NodeArgs) -> Result<serde_json::Value, CliError> 
 }
 
 /// Runs the node until a stop signal, then stops it; with
-/// `--print-config`, prints the configuration instead.
+/// `--print-config`, prints the configuration instead. A node that learns
+/// the operator removed it from the cluster stops and fails with
+/// [`CliError::Removed`] (exit code 9, as a start on its data dir would).
 pub async fn run(args: NodeArgs) -> Result<(), CliError> {
     if args.print_config {
         let text = serde_json::to_string_pretty(&effective_config(&args)?)
@@ -117,6 +119,11 @@ pub async fn run(args: NodeArgs) -> Result<(), CliError> {
             );
             node.stop().await;
             Ok(())
+        }
+        reason = node.removed() => {
+            tracing::info!("removed from the cluster; stopping the node");
+            node.stop().await;
+            Err(CliError::Removed(reason))
         }
         _ = cell.wait(None) => Err(CliError::NodeStopped),
     }
