@@ -18,7 +18,8 @@ fn check(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) {
     match run_many(first, count * scale(), make) {
         Ok((n, total)) => eprintln!(
             "{n} schedules passed: {} ops, {} slots, {} crashes, {} partitions, {} leader changes, \
-             {} membership changes, {} leadership transfers, {} drains, {}/{} messages dropped",
+             {} membership changes, {} leadership transfers, {} drains, {}/{} messages dropped, \
+             slowest operation {} steps",
             total.ops,
             total.slots,
             total.crashes,
@@ -28,7 +29,8 @@ fn check(first: u64, count: u64, make: impl Fn(u64) -> SimConfig) {
             total.transfers,
             total.drains,
             total.messages.1,
-            total.messages.0
+            total.messages.0,
+            total.slowest
         ),
         Err(f) => panic!("{f}"),
     }
@@ -135,6 +137,18 @@ fn a_congested_group_elects_and_serves_while_live_nodes_are_reported_down() {
     // election forward. A suspicion (pings missed) of a leader heard
     // within an election timeout now changes nothing (`DownReport`).
     check(0, 200, |s| SimConfig::congested_suspicious(s, 3));
+}
+
+/// A leader's node hangs, mostly while its group sleeps: a paused process
+/// keeps its sessions, so the failure detector reports it only after 25
+/// election timeouts, as the runtime's pings take seconds. Every operation
+/// is answered within 15 election timeouts all the same: a request that
+/// reaches a sleeping follower wakes its election timer
+/// (`Replica::leader_wanted`).
+#[test]
+fn a_hung_leader_is_replaced_in_time_also_while_its_group_sleeps() {
+    check(80_000, 100, |s| SimConfig::hung_leader(s, 5));
+    check(81_000, 100, |s| SimConfig::hung_leader(s, 3));
 }
 
 /// Every fault, and false reports of live nodes down on top.
@@ -311,6 +325,23 @@ fn the_checks_catch_callers_that_follow_hints_only_to_listed_members() {
 /// campaigns in the old leader's ballot (instead of a fresh, higher one of
 /// its own) makes two leaders propose in one ballot once the old leader
 /// gives the transfer up and resumes.
+/// A bug the simulator could not see until it checked how long operations
+/// wait (the `dike node` processes showed it: 5.4–6.1 s for a request to a
+/// sleeping group whose leader hung): a sleeping follower that knows its
+/// leader stayed asleep when a request reached it.
+#[test]
+fn the_checks_catch_a_sleeping_follower_that_waits_for_the_failure_detector() {
+    let reason = some_seed_fails(20, |s| SimConfig {
+        bugs: Bugs {
+            sleeping_follower_stays_asleep: true,
+            ..Bugs::default()
+        },
+        ..SimConfig::hung_leader(s, 3)
+    });
+    assert!(reason.starts_with("latency"), "{reason}");
+    eprintln!("caught: {reason}");
+}
+
 #[test]
 fn the_checks_catch_a_transfer_target_reusing_the_old_leaders_ballot() {
     let reason = some_seed_fails(400, |s| SimConfig {

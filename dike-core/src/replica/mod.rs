@@ -111,6 +111,11 @@ pub struct Bugs {
     /// in a log younger than `max_learner_lag` it promotes a learner whose
     /// replica never ran (`propose_change` did this once).
     pub promote_unheard_learners: bool,
+    /// A follower of a sleeping group that knows its leader stays asleep
+    /// when a request reaches it, so a leader that hung while its group
+    /// slept is replaced only once the failure detector reports its node
+    /// (`leader_wanted` did this once).
+    pub sleeping_follower_stays_asleep: bool,
 }
 
 /// How the runtime's failure detector knows a node is down
@@ -729,7 +734,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         if self.leader.is_some() {
-            if self.hibernating {
+            if self.hibernating && !self.bugs.sleeping_follower_stays_asleep {
                 self.hibernating = false;
                 self.reset_election_timer();
             }

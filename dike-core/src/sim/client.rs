@@ -27,6 +27,8 @@ struct Pending {
     deadline: u64,
     resend_at: Option<u64>,
     attempts: u32,
+    /// The step it was issued.
+    invoked: u64,
 }
 
 /// A client session.
@@ -44,10 +46,19 @@ pub(crate) struct Client {
     next_qid: u64,
     /// Commands acknowledged with a value: (client, seq).
     pub acked: Vec<(ClientId, u64)>,
+    /// Longest pause between an answer and the next operation, in steps
+    /// (0: none).
+    think_max: u64,
+    /// When the next operation may be issued (while thinking).
+    next_at: Option<u64>,
+    /// The longest time an operation took from its issue to its answer.
+    pub slowest: u64,
 }
 
 impl Client {
-    pub fn new(idx: usize, ops: usize) -> Self {
+    /// Client `idx`, which issues `ops` operations one after the other,
+    /// pausing up to `think_max` steps before each (0: none).
+    pub fn new(idx: usize, ops: usize, think_max: u64) -> Self {
         Client {
             idx,
             id: ClientId(1000 + idx as u64),
@@ -59,7 +70,27 @@ impl Client {
             route: Route::starting_at(None, idx),
             next_qid: (idx as u64) << 40,
             acked: Vec::new(),
+            think_max,
+            next_at: None,
+            slowest: 0,
         }
+    }
+
+    /// The current operation's description if it was issued more than
+    /// `bound` steps before `now` and is still unanswered.
+    pub fn overdue(&self, now: u64, bound: u64) -> Option<String> {
+        let p = self.current.as_ref()?;
+        (now.saturating_sub(p.invoked) > bound).then(|| {
+            format!(
+                "client {}'s {:?} issued at step {} is unanswered after {} steps ({} attempts, last to node {})",
+                self.idx,
+                p.action,
+                p.invoked,
+                now - p.invoked,
+                p.attempts + 1,
+                p.target
+            )
+        })
     }
 
     pub fn done(&self) -> bool {
@@ -141,6 +172,15 @@ impl Client {
         if self.remaining == 0 {
             return None;
         }
+        if self.think_max > 0 {
+            let at = *self
+                .next_at
+                .get_or_insert_with(|| now + rng.below(self.think_max));
+            if now < at {
+                return None;
+            }
+            self.next_at = None;
+        }
         self.remaining -= 1;
         let roll = rng.below(100);
         let (action, query) = if roll < explode_pct {
@@ -181,6 +221,7 @@ impl Client {
             deadline: now + TIMEOUT,
             resend_at: None,
             attempts: 0,
+            invoked: now,
         };
         checker.on_invoke(self.idx, action);
         let req = self.request(&mut p);
@@ -235,6 +276,7 @@ impl Client {
             self.acked.push((self.id, p.seq));
         }
         self.route.follow(p.target);
+        self.slowest = self.slowest.max(now - p.invoked);
         checker.on_return(self.idx, ret);
         self.completed += 1;
         self.current = None;

@@ -114,9 +114,11 @@ pub(super) const SUSPECT_AFTER: u32 = 3;
 
 impl Simulation {
     /// The node-level failure detector of the runtime, simulated: an
-    /// observer that cannot hear from a node (crashed, or the link towards
-    /// the observer cut) for `SUSPECT_AFTER` ticks reports it down to its
-    /// replica, once per outage.
+    /// observer that cannot hear from a node reports it down to its
+    /// replica, once per outage: a crashed node (its sessions closed) after
+    /// `SUSPECT_AFTER` ticks, a paused one or one whose link towards the
+    /// observer is cut after `unresponsive_after` ticks (the runtime's
+    /// pings).
     pub(super) fn detect_failures(&mut self) {
         let n = self.nodes.len();
         for a in 0..n {
@@ -129,15 +131,15 @@ impl Simulation {
                 } else {
                     0
                 };
-                if *count == SUSPECT_AFTER {
-                    // A crashed node's sessions close; a paused node's and
-                    // a cut link's stay open, and only pings go unanswered.
+                // A crashed node's sessions close; a paused node's and a
+                // cut link's stay open, and only pings go unanswered.
+                let (report, after) = if self.nodes[b].crashed() {
+                    (DownReport::SessionClosed, SUSPECT_AFTER)
+                } else {
+                    (DownReport::Unresponsive, self.cfg.unresponsive_after)
+                };
+                if *count == after {
                     let running = self.nodes[b].running(self.now);
-                    let report = if self.nodes[b].crashed() {
-                        DownReport::SessionClosed
-                    } else {
-                        DownReport::Unresponsive
-                    };
                     // A duel's cut (the other node runs): see `duel_report`.
                     let duel = self.cfg.duel_pct > 0 && running;
                     if let Some(d) = self.nodes[a].driver.as_mut() {

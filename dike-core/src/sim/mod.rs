@@ -81,11 +81,17 @@ pub enum Schedule {
     /// start their replica late, and a learner up to 1,000 slots behind
     /// may be promoted (as any learner may in a log that young).
     LateLearners,
+    /// [`Schedule::Calm`] with clients that pause between operations, so
+    /// the group sleeps now and then, and a leader whose node hangs, mostly
+    /// while its group sleeps; the failure detector reports a hung node
+    /// only after many election timeouts (as the runtime's pings do), and
+    /// every operation must be answered within a few election timeouts.
+    HungLeader,
 }
 
 impl Schedule {
     /// Every schedule, in the order of their names.
-    pub const ALL: [Schedule; 8] = [
+    pub const ALL: [Schedule; 9] = [
         Schedule::Calm,
         Schedule::Faulty,
         Schedule::Membership,
@@ -94,6 +100,7 @@ impl Schedule {
         Schedule::Congested,
         Schedule::CongestedSuspicious,
         Schedule::LateLearners,
+        Schedule::HungLeader,
     ];
 
     /// The schedule's name (what `DIKE_SIM_SCHEDULE` takes).
@@ -107,6 +114,7 @@ impl Schedule {
             Schedule::Congested => "congested",
             Schedule::CongestedSuspicious => "congested-suspicious",
             Schedule::LateLearners => "late-learners",
+            Schedule::HungLeader => "hung-leader",
         }
     }
 
@@ -126,6 +134,7 @@ impl Schedule {
             Schedule::Congested => SimConfig::congested(seed, replicas),
             Schedule::CongestedSuspicious => SimConfig::congested_suspicious(seed, replicas),
             Schedule::LateLearners => SimConfig::late_learners(seed, replicas),
+            Schedule::HungLeader => SimConfig::hung_leader(seed, replicas),
         }
     }
 }
@@ -216,6 +225,25 @@ pub struct SimConfig {
     /// nothing for one to six election timeouts, as a node whose replica of
     /// the group has not started yet.
     pub late_learner_pct: u64,
+    /// Longest pause of a client between an answer and its next
+    /// operation, in steps (0: none; with pauses the group sleeps now and
+    /// then).
+    pub think_max: u64,
+    /// Chance per step (in 1/10000) that the leader's node hangs (a paused
+    /// process) while its group sleeps, a quarter of that while it is
+    /// awake; for longer than the failure detector takes to report it. One
+    /// node hangs at a time.
+    pub hang_leader_per_10k: u64,
+    /// Ticks an observer waits before it reports a node that runs but does
+    /// not answer (paused, or its link cut): the runtime's pings. A crashed
+    /// node's sessions close: it is reported after
+    /// [`faults::SUSPECT_AFTER`] ticks.
+    pub unresponsive_after: u32,
+    /// If set, every operation issued while faults are on (and at least
+    /// this long before they stop) must be answered within this many steps
+    /// of its issue: for schedules whose faults always leave a majority
+    /// healthy.
+    pub latency_bound: Option<u64>,
 }
 
 impl SimConfig {
@@ -282,6 +310,10 @@ impl SimConfig {
             drain_per_10k: 10,
             false_suspicion_per_10k: 0,
             late_learner_pct: 0,
+            think_max: 0,
+            hang_leader_per_10k: 0,
+            unresponsive_after: faults::SUSPECT_AFTER,
+            latency_bound: None,
         }
     }
 
@@ -386,6 +418,38 @@ impl SimConfig {
         }
     }
 
+    /// A calm network, clients that pause up to 40 ticks between
+    /// operations (the group sleeps after 6 idle ticks), and a leader's
+    /// node that hangs for longer than the failure detector takes to report
+    /// it, 25 election timeouts; every operation must be answered within
+    /// 15 election timeouts (a client waits about 2 before it asks another
+    /// node; the slowest of 1,000 seeds took 10.3). A sleeping group has no
+    /// election timer running, so only a request that wakes a follower
+    /// replaces its hung leader in time.
+    pub fn hung_leader(seed: u64, replicas: usize) -> Self {
+        let calm = SimConfig::calm(seed, replicas);
+        let election = TICK * calm.options.election_ticks;
+        let report_after = 25 * calm.options.election_ticks as u32;
+        SimConfig {
+            schedule: Schedule::HungLeader,
+            clients: 2,
+            ops_per_client: 30,
+            think_max: 40 * TICK,
+            hang_leader_per_10k: 30,
+            unresponsive_after: report_after,
+            latency_bound: Some(15 * election),
+            fault_steps: 8_000,
+            // Nobody moves leadership around but the hangs.
+            transfer_per_10k: 0,
+            drain_per_10k: 0,
+            options: crate::ReplicaOptions {
+                hibernate_after_ticks: 6,
+                ..calm.options.clone()
+            },
+            ..calm
+        }
+    }
+
     /// [`SimConfig::congested`], and a false report of a live node down
     /// every 50 steps (5 ticks) on each node, one in four of them on the
     /// node of its leader.
@@ -423,6 +487,8 @@ pub struct SimReport {
     pub epoch: u64,
     /// Steps until every operation completed.
     pub steps: u64,
+    /// The longest an operation waited for its answer, in steps.
+    pub slowest: u64,
     /// The final register value.
     pub value: i64,
 }
@@ -558,7 +624,7 @@ impl Simulation {
         let mut sim = Simulation {
             net: Network::new(cfg.net.clone()),
             clients: (0..cfg.clients)
-                .map(|i| Client::new(i, cfg.ops_per_client))
+                .map(|i| Client::new(i, cfg.ops_per_client, cfg.think_max))
                 .collect(),
             checker: Checker::new(&config),
             nodes: Vec::new(),
@@ -746,6 +812,7 @@ impl Simulation {
             self.record_table();
         }
         self.drive_clients();
+        self.check_latency();
         if self.now <= self.cfg.fault_steps {
             self.inject_faults();
         }
@@ -1044,6 +1111,58 @@ impl Simulation {
         if self.rng.below(10_000) < self.cfg.membership_per_10k {
             self.change_membership();
         }
+        if self.cfg.hang_leader_per_10k > 0 {
+            self.hang_leader();
+        }
+    }
+
+    /// Now and then hangs the leader's node (see
+    /// [`SimConfig::hang_leader_per_10k`]) for longer than the failure
+    /// detector takes to report it, unless a node hangs already.
+    fn hang_leader(&mut self) {
+        let now = self.now;
+        if self.nodes.iter().any(|n| !n.running(now)) {
+            return;
+        }
+        let Some(l) = self
+            .nodes
+            .iter()
+            .position(|n| n.replica().is_some_and(|r| r.is_leader()))
+        else {
+            return;
+        };
+        let asleep = self.nodes[l].replica().is_some_and(|r| !r.wants_ticks());
+        let chance = if asleep {
+            self.cfg.hang_leader_per_10k
+        } else {
+            self.cfg.hang_leader_per_10k / 4
+        };
+        if self.rng.below(10_000) >= chance {
+            return;
+        }
+        let report = TICK * self.cfg.unresponsive_after as u64;
+        let until = now + report + self.rng.range(report / 4, report);
+        let n = &mut self.nodes[l];
+        n.paused_until = Some(until);
+        let m = n.member;
+        self.log(|| format!("HANG {m} (leader, group asleep: {asleep}) until {until}"));
+    }
+
+    /// Fails the run if an operation issued while faults are on has waited
+    /// longer than [`SimConfig::latency_bound`].
+    fn check_latency(&mut self) {
+        let Some(bound) = self.cfg.latency_bound else {
+            return;
+        };
+        if self.now > self.cfg.fault_steps {
+            return;
+        }
+        let now = self.now;
+        if let Some(late) = self.clients.iter().find_map(|c| c.overdue(now, bound)) {
+            self.checker.fail(format!(
+                "latency: {late}, with a majority of the nodes healthy (bound {bound} steps)"
+            ));
+        }
     }
 
     /// Half the time the leader, else a random replica.
@@ -1289,6 +1408,7 @@ impl Simulation {
         self.report.value = first.machine().server().value;
         self.report.messages = (self.net.sent, self.net.dropped);
         self.report.ops = self.clients.iter().map(|c| c.completed).sum();
+        self.report.slowest = self.clients.iter().map(|c| c.slowest).max().unwrap_or(0);
         let boots: Vec<(MemberId, u64)> = self.nodes.iter().map(|n| (n.member, n.boot)).collect();
         self.checker
             .final_checks(&self.clients, &boots, &register::effects())
@@ -1326,6 +1446,7 @@ pub fn run_many(
         total.transfers += r.transfers;
         total.drains += r.drains;
         total.epoch = total.epoch.max(r.epoch);
+        total.slowest = total.slowest.max(r.slowest);
     }
     Ok((count, total))
 }
