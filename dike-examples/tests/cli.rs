@@ -400,8 +400,8 @@ fn describe(out: &Output) -> String {
     )
 }
 
-/// `--via` takes any node as plain HOST:PORT (a dead entry in the list is
-/// skipped), and every failure has its own exit code and names its cause:
+/// `--via` takes any node as plain HOST:PORT (a dead or hung entry in the
+/// list is skipped), and every failure has its own exit code and names its cause:
 /// nothing listening (3), a wrong cookie (4), no such group or ring (8), an error
 /// reply (7, the reply still on stdout).
 #[test]
@@ -422,6 +422,35 @@ fn any_node_as_host_port_reaches_the_cluster_and_failures_exit_by_cause() {
         "a dead first entry: {}",
         describe(&out)
     );
+
+    // A hung first entry: it accepts connections and never answers, as a
+    // stopped process's kernel does. The next entry is asked after a short
+    // wait, not after the first one's dial timeout (120 s here).
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent listener");
+    let hung_addr = hung.local_addr().expect("its address").to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dike"))
+        .args(["routing-table", "--via", &format!("{hung_addr},{addr}")])
+        .args(["--dial-timeout", "120", "--timeout", "120"])
+        .env("DIKE_COOKIE", COOKIE)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dike");
+    wait_until_blocking(
+        Duration::from_secs(60),
+        "the command ends without waiting for the hung node",
+        || match cmd.try_wait() {
+            Ok(Some(_)) => Ok(()),
+            _ => Err("it still runs".to_owned()),
+        },
+    );
+    let out = cmd.wait_with_output().expect("its output");
+    assert!(
+        out.status.success(),
+        "a hung first entry: {}",
+        describe(&out)
+    );
+    drop(hung);
 
     let out = dike_via(&["routing-table"], &dead, COOKIE);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));

@@ -379,7 +379,7 @@ async fn connect(ctx: &NodeContext, name: &str, address: &str) -> Result<(), Joi
     };
     let attempt = dial(&server, address, None, ctx.config.tls.as_ref());
     match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable("connecting timed out".into())),
     }

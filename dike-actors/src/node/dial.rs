@@ -30,7 +30,8 @@ pub enum DialError {
 
 /// Connects to the node at `address` (`HOST:PORT`), binding the socket to
 /// `local` unless that is `None` or unspecified, and hands the session to
-/// `server`.
+/// `server`; the address the session runs to (what `server` reports its
+/// session events with).
 ///
 /// Binding the source matters for nodes: every session between two nodes
 /// then runs between their two listen addresses, so a firewall rule on an
@@ -41,7 +42,7 @@ pub(crate) async fn dial(
     address: &str,
     local: Option<IpAddr>,
     tls: Option<&Tls>,
-) -> Result<(), DialError> {
+) -> Result<std::net::SocketAddr, DialError> {
     let socket = |e: std::io::Error| DialError::Socket(e.to_string());
     // Every address the name resolves to, in order, as a plain connect
     // would (`localhost` may give ::1 first to a node on 127.0.0.1).
@@ -81,7 +82,8 @@ pub(crate) async fn dial(
             stream: Box::new(stream),
             is_server: false,
         })
-        .map_err(|e| DialError::Server(e.to_string()))
+        .map_err(|e| DialError::Server(e.to_string()))?;
+    Ok(peer_addr)
 }
 
 /// A TCP connection to `peer` from `local` (when given, specified and of

@@ -587,7 +587,7 @@ async fn connect_missing(ctx: &NodeContext, table: &RoutingTable) {
         attempts.spawn(async move {
             let attempt = dial(&server, &address, Some(local), tls.as_ref());
             match tokio::time::timeout(Duration::from_secs(1), attempt).await {
-                Ok(Ok(())) => tracing::debug!(%name, %address, "connecting"),
+                Ok(Ok(_)) => tracing::debug!(%name, %address, "connecting"),
                 // A TLS failure is a configuration error an operator must
                 // see; a node that is down is not news.
                 Ok(Err(e @ DialError::Tls(_))) => {

@@ -5,7 +5,7 @@
 use super::args::Via;
 use super::error::CliError;
 use super::kinds;
-use dike_actors::node::discover::{self, DiscoverError};
+use dike_actors::node::discover;
 use dike_actors::node::tls::Tls;
 use dike_actors::{DikeError, DikeNode, MasterSpec, NodeConfig, NodeHandle};
 use dike_core::routing::RoutingTable;
@@ -137,8 +137,10 @@ impl Client {
 
 /// The masters to use for `via`: its `NAME@HOST:PORT` entries are masters
 /// as given; a plain `HOST:PORT` is any node, asked for the masters it knows
-/// (each within `dial`; the first that answers wins, so a list with dead
-/// entries still works), and its cached routing table comes along. With
+/// (each within `dial`, the next one asked too after a short wait or a
+/// failure; the first that answers wins, so a list with dead or hung
+/// entries still works, see `discover::reach_any`), and its cached routing
+/// table comes along. With
 /// both kinds, the named masters are the fallback when no plain entry
 /// answers.
 /// `cookie` is the secret, `source` where it came from (named if a node
@@ -176,17 +178,10 @@ async fn masters_of(
         }
         return Ok((named, None));
     }
-    let mut failures = Vec::new();
-    for address in &plain {
-        match discover::reach(address, cookie, tls, dial).await {
-            Ok(r) if !r.masters.is_empty() => return Ok((r.masters, r.table)),
-            Ok(_) => failures.push(DiscoverError::Decode {
-                address: address.clone(),
-                reason: "it knows no masters".into(),
-            }),
-            Err(e) => failures.push(e),
-        }
-    }
+    let failures = match discover::reach_any(&plain, cookie, tls, dial).await {
+        Ok(r) => return Ok((r.masters, r.table)),
+        Err(failures) => failures,
+    };
     if !named.is_empty() {
         return Ok((named, None));
     }
