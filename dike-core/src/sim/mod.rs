@@ -423,7 +423,7 @@ impl SimConfig {
     /// node that hangs for longer than the failure detector takes to report
     /// it, 25 election timeouts; every operation must be answered within
     /// 15 election timeouts (a client waits about 2 before it asks another
-    /// node; the slowest of 1,000 seeds took 10.3). A sleeping group has no
+    /// node; the slowest of 20,000 seeds took 11.8). A sleeping group has no
     /// election timer running, so only a request that wakes a follower
     /// replaces its hung leader in time.
     pub fn hung_leader(seed: u64, replicas: usize) -> Self {
