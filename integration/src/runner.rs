@@ -739,18 +739,19 @@ async fn run_round(
                         // Out of the table, it learns it was removed, marks
                         // its data dir and exits 9 by itself.
                         let gone = poll_until(within, || {
-                            std::future::ready(match cluster.exited(*i) {
-                                Some(s) if s.code() == Some(9) => Ok(()),
-                                Some(s) => Err(NotYet(format!("it exited with {s}, not 9"))),
-                                None => Err(NotYet("it still runs".into())),
-                            })
+                            std::future::ready(
+                                cluster.exited(*i).ok_or(NotYet("it still runs".into())),
+                            )
                         })
                         .await;
                         cluster.kill(*i);
                         match gone {
-                            Ok(()) => wait_all_answer(client.node(), groups, within)
-                                .await
-                                .map(|_| moved.elapsed()),
+                            Ok(s) if s.code() == Some(9) => {
+                                wait_all_answer(client.node(), groups, within)
+                                    .await
+                                    .map(|_| moved.elapsed())
+                            }
+                            Ok(s) => Err(format!("the removed node exited with {s}, not 9")),
                             Err(e) => Err(format!("the removed node did not exit: {}", e.0)),
                         }
                     }

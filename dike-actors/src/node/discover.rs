@@ -127,8 +127,8 @@ impl SessionLog {
             changed.as_mut().enable();
             {
                 let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-                let mine = events.iter().filter(|(p, _, _)| p == peer);
-                if let Some((_, id, event)) = mine.clone().nth(*seen) {
+                let mine = events.iter().filter(|(p, _, _)| p == peer).nth(*seen);
+                if let Some((_, id, event)) = mine {
                     *seen += 1;
                     return Some((*id, *event));
                 }
