@@ -202,10 +202,12 @@ fn a_damaged_end_of_an_older_segment_is_corruption() {
 fn a_damaged_snapshot_file_is_corruption() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = NodeLog::open(dir.path()).expect("open");
+    // Large enough for a file of its own rather than the log.
+    let state_len = LogOptions::default().log_snapshot_max_bytes as usize + 1;
     let snap = Snapshot {
         slot: 5,
         config: Config::initial(vec![MemberId::new(1, 1)]),
-        state: vec![7; 32],
+        state: vec![7; state_len],
         sessions: SessionTable::new(),
     };
     log.write(1, &[Write::Snapshot(Arc::new(snap))])

@@ -5,7 +5,8 @@
 //! and then writes from one thread per group, forever: slot `s` of group `g`
 //! gets an entry whose single command carries the payload `g<g>s<s>`, the
 //! commit point follows each accept, and every 16 slots a snapshot trails
-//! the log by 8 slots. After each write is durable it prints `ack <g> <s>`
+//! the log by 8 slots; its state is the slot's bytes, repeated to go past
+//! the size limit of a snapshot in the log every other time. After each write is durable it prints `ack <g> <s>`
 //! and flushes, so whoever kills the process knows what must survive.
 
 use dike_actors::storage::{LogOptions, NodeLog};
@@ -15,6 +16,10 @@ use dike_core::{
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// How often a large snapshot's state repeats its slot: 72 KB, more than
+/// the default limit for a snapshot in the log.
+const LARGE_REPEAT: usize = 9000;
 
 fn usage() -> ExitCode {
     eprintln!("usage: storage-crash-writer <data-dir> <groups> <segment-bytes>");
@@ -31,11 +36,19 @@ fn accept(group: u64, slot: u64) -> Write {
     Write::accept_one(slot, Ballot::new(1, leader), leader, cmd)
 }
 
+/// A snapshot at `slot` whose state is the slot's bytes, repeated
+/// [`LARGE_REPEAT`] times in every other snapshot, so that snapshots go
+/// into the log and into their files by turns.
 fn snapshot(slot: u64) -> Write {
+    let repeat = if (slot / 16) % 2 == 0 {
+        LARGE_REPEAT
+    } else {
+        1
+    };
     Write::Snapshot(Arc::new(Snapshot {
         slot,
         config: Config::initial(vec![MemberId::new(1, 1)]),
-        state: slot.to_le_bytes().to_vec(),
+        state: slot.to_le_bytes().repeat(repeat),
         sessions: SessionTable::new(),
     }))
 }

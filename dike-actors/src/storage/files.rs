@@ -12,7 +12,8 @@
 //!   framed record; see `crate::node::data_dir`).
 //! - `incarnation`: the node's incarnation id (one framed record).
 //! - `<seq:020>.log`: log segments, replayed in ascending `seq` order.
-//! - `snapshot-<group:020>.snap`: the latest snapshot of one group.
+//! - `snapshot-<group:020>.snap`: the latest snapshot of one group, if that
+//!   was too large to go into the log (see `LogOptions::log_snapshot_max_bytes`).
 //! - `*.tmp`: leftovers of an interrupted replacement, deleted on open.
 
 use super::record;
@@ -161,13 +162,14 @@ impl Layout {
         })
     }
 
-    /// Writes `group`'s snapshot atomically, replacing any earlier one.
-    pub fn write_snapshot(&self, group: GroupId, snap: &Snapshot) -> Result<(), StorageError> {
-        let payload = encode("snapshot", snap).map_err(|e| StorageError::Io {
-            op: "encode snapshot",
-            reason: e.to_string(),
-        })?;
-        self.replace(&self.snapshot(group), &payload)
+    /// Writes `group`'s snapshot, encoded, atomically, replacing any
+    /// earlier one.
+    pub fn write_snapshot_payload(
+        &self,
+        group: GroupId,
+        payload: &[u8],
+    ) -> Result<(), StorageError> {
+        self.replace(&self.snapshot(group), payload)
     }
 
     /// Deletes `group`'s snapshot file, if any (the replica was erased).

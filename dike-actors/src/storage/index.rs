@@ -2,11 +2,12 @@
 //! segment, how many of its items are still live.
 //!
 //! Invariant: every live item — a group's highest promise, its commit point
-//! (unless its snapshot implies it) and the current value of each slot above
-//! its snapshot — is located in exactly one segment, the newest one that
-//! wrote it, and that segment's `live` count includes it. A segment whose
-//! `live` count is zero holds nothing recovery needs, given the snapshot
-//! files, and may be deleted.
+//! (unless its snapshot implies it), the current value of each slot above
+//! its snapshot, and its snapshot unless that is in a snapshot file — is
+//! located in exactly one segment, the newest one that wrote it, and that
+//! segment's `live` count includes it. A segment whose `live` count is zero
+//! holds nothing recovery needs, given the snapshot files, and may be
+//! deleted.
 
 use super::GroupId;
 use dike_core::{Recovered, Slot, Snapshot, Write};
@@ -19,7 +20,8 @@ pub(crate) type SegmentId = u64;
 /// Item counts of one segment.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentStats {
-    /// Items (non-snapshot writes) ever written into the segment.
+    /// Items ever written into the segment (snapshots only if written into
+    /// the log rather than a file).
     pub total: u64,
     /// Items whose live copy is in this segment.
     pub live: u64,
@@ -32,6 +34,9 @@ struct GroupState {
     promise_at: Option<SegmentId>,
     commit_at: Option<SegmentId>,
     slot_at: BTreeMap<Slot, SegmentId>,
+    /// Where the snapshot's live copy is, if it was written into the log;
+    /// `None` with a snapshot means it is in the group's snapshot file.
+    snapshot_at: Option<SegmentId>,
     /// The replica was erased: where its tombstone lives. A tombstone
     /// stays live for good, so recovery never replays the records before
     /// it into a replica; the provider never reuses an erased id.
@@ -95,20 +100,30 @@ impl Index {
             .map(|s| s.slot)
     }
 
+    /// Whether `group`'s current snapshot is the one in its snapshot file
+    /// (rather than in the log, or none).
+    pub fn snapshot_in_file(&self, group: GroupId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|g| g.recovered.snapshot.is_some() && g.snapshot_at.is_none())
+    }
+
     /// Installs a snapshot read from its file (at open, before replay).
     pub fn install_snapshot(&mut self, group: GroupId, snap: Snapshot) {
         self.apply(group, &[Write::Snapshot(Arc::new(snap))], None);
     }
 
     /// Applies `writes` of `group`, whose log items were written into
-    /// segment `at` (`None` only for snapshots read from their files).
+    /// segment `at` (`None` only for snapshots in their files).
     pub fn apply(&mut self, group: GroupId, writes: &[Write], at: Option<SegmentId>) {
         let g = self.groups.entry(group).or_default();
         for w in writes {
             if let Write::Erase = w {
                 // Every item of the replica dies; its tombstone lives on.
                 let dead = std::mem::take(g);
-                let items = dead.promise_at.into_iter().chain(dead.commit_at);
+                let items = (dead.promise_at.into_iter())
+                    .chain(dead.commit_at)
+                    .chain(dead.snapshot_at);
                 for seg in items
                     .chain(dead.slot_at.into_values())
                     .chain(dead.erased_at)
@@ -151,11 +166,15 @@ impl Index {
                     }
                 }
                 Write::Snapshot(s) => {
-                    if g.recovered
+                    let installed = g
+                        .recovered
                         .snapshot
                         .as_ref()
-                        .is_some_and(|cur| Arc::ptr_eq(cur, s))
-                    {
+                        .is_some_and(|cur| Arc::ptr_eq(cur, s));
+                    if let Some(at) = at {
+                        self.segments.entry(at).or_default().total += 1;
+                    }
+                    if installed {
                         let kept = g.slot_at.split_off(&(s.slot + 1));
                         let dropped = std::mem::replace(&mut g.slot_at, kept);
                         for seg in dropped.into_values() {
@@ -165,6 +184,13 @@ impl Index {
                             if let Some(seg) = g.commit_at.take() {
                                 dec_live(&mut self.segments, seg);
                             }
+                        }
+                        if let Some(seg) = g.snapshot_at.take() {
+                            dec_live(&mut self.segments, seg);
+                        }
+                        if let Some(at) = at {
+                            self.segments.entry(at).or_default().live += 1;
+                            g.snapshot_at = Some(at);
                         }
                     }
                     continue;
@@ -200,6 +226,11 @@ impl Index {
             let mut writes = Vec::new();
             if inside(g.erased_at) {
                 writes.push(Write::Erase);
+            }
+            if inside(g.snapshot_at) {
+                if let Some(snap) = &g.recovered.snapshot {
+                    writes.push(Write::Snapshot(snap.clone()));
+                }
             }
             if inside(g.promise_at) {
                 writes.push(Write::Promise(g.recovered.promised));
@@ -282,9 +313,26 @@ mod tests {
         ix.apply(1, &[accept(2), Write::Commit(1)], Some(2));
         assert_eq!(
             live(&ix, 2),
-            0,
-            "writes below the snapshot are dead on arrival"
+            1,
+            "only the snapshot: writes below it are dead on arrival"
         );
+    }
+
+    #[test]
+    fn a_snapshot_in_the_log_lives_until_a_newer_one_in_a_file() {
+        let mut ix = Index::default();
+        ix.apply(1, &[snapshot(2)], Some(1));
+        ix.apply(1, &[snapshot(1)], Some(2));
+        assert_eq!((live(&ix, 1), live(&ix, 2)), (1, 0), "an older one is dead");
+        assert_eq!(ix.segments()[&2].total, 1);
+        assert!(!ix.snapshot_in_file(1));
+        let items = ix.live_items(&BTreeSet::from([1]));
+        assert!(
+            matches!(&items[..], [(1, w)] if matches!(&w[..], [Write::Snapshot(s)] if s.slot == 2))
+        );
+        ix.apply(1, &[snapshot(3)], None);
+        assert_eq!(live(&ix, 1), 0);
+        assert!(ix.snapshot_in_file(1));
     }
 
     #[test]

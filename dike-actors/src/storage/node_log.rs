@@ -42,6 +42,12 @@ pub struct LogOptions {
     /// `fdatasync` need not commit a new size and block allocation to the
     /// file system's journal. Bounded by `segment_bytes`; 0 turns it off.
     pub preallocate_bytes: u64,
+    /// A snapshot that encodes to at most this many bytes is written into
+    /// the log, within its batch's append and `fdatasync`; a larger one
+    /// replaces the group's snapshot file (a file write, a file fsync and a
+    /// directory fsync, all on the writer thread, which every group's
+    /// commits wait behind). 0 puts every snapshot in its file.
+    pub log_snapshot_max_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -52,6 +58,7 @@ impl Default for LogOptions {
             max_batch: 4096,
             notifier_thread: true,
             preallocate_bytes: 4 << 20,
+            log_snapshot_max_bytes: 64 << 10,
         }
     }
 }
@@ -77,6 +84,7 @@ struct Inner {
     dir: PathBuf,
     incarnation: Incarnation,
     shared: Arc<Shared>,
+    log_snapshot_max_bytes: u64,
     sender: Option<Sender<Submission>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -161,6 +169,7 @@ impl NodeLog {
                 dir: layout.dir().to_path_buf(),
                 incarnation,
                 shared,
+                log_snapshot_max_bytes: options.log_snapshot_max_bytes,
                 sender: Some(sender),
                 writer: Some(handle),
             }),
@@ -210,10 +219,11 @@ impl NodeLog {
         let Some(sender) = &self.inner.sender else {
             return done(Err(StorageError::Failed("node log is closed".into())));
         };
-        let submission = match Submission::new(group, writes, done) {
-            Ok(s) => s,
-            Err((e, done)) => return done(Err(e)),
-        };
+        let submission =
+            match Submission::new(group, writes, self.inner.log_snapshot_max_bytes, done) {
+                Ok(s) => s,
+                Err((e, done)) => return done(Err(e)),
+            };
         if let Err(mpsc::SendError(s)) = sender.send(submission) {
             (s.done)(Err(StorageError::Failed(
                 "node log writer has stopped".into(),

@@ -1,7 +1,8 @@
 //! Rebuilding a node log's state from its data directory on open.
 //!
 //! Invariant: recovery applies exactly the records that passed their
-//! checksum, in log order, on top of each group's snapshot file. A torn tail
+//! checksum, in log order, on top of each group's snapshot file (a newer
+//! snapshot in the log supersedes the file's). A torn tail
 //! of the newest segment — the only place an interrupted append can leave
 //! one — is cut off before any new write, and so are the zeros preallocated
 //! past its last record; anything else that fails its checksum is
@@ -97,8 +98,10 @@ pub(crate) fn recover(layout: &Layout) -> Result<Recovery, StorageError> {
         };
         active_len = valid_len as u64;
     }
+    // Files superseded by a tombstone or by a newer snapshot in the log,
+    // left by a crash before the writer deleted them.
     for group in layout.snapshot_groups()? {
-        if index.is_erased(group) {
+        if index.is_erased(group) || !index.snapshot_in_file(group) {
             layout.remove_snapshot(group)?;
         }
     }

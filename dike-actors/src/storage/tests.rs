@@ -68,6 +68,124 @@ fn durable_storage_passes_the_contract_with_tiny_segments() {
 }
 
 #[test]
+fn durable_storage_passes_the_contract_with_every_snapshot_in_its_file() {
+    contract_with(LogOptions {
+        log_snapshot_max_bytes: 0,
+        ..LogOptions::default()
+    });
+}
+
+fn snapshot_of(slot: Slot, state_len: usize) -> Write {
+    Write::Snapshot(Arc::new(Snapshot {
+        slot,
+        config: Config::initial(vec![MemberId::new(1, 1)]),
+        state: vec![slot as u8; state_len],
+        sessions: SessionTable::new(),
+    }))
+}
+
+fn snapshot_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .filter(|e| {
+            let name = e.as_ref().expect("entry").file_name();
+            name.to_string_lossy().ends_with(".snap")
+        })
+        .count()
+}
+
+#[test]
+fn a_small_snapshot_goes_into_the_log_and_a_large_one_into_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = LogOptions {
+        log_snapshot_max_bytes: 1024,
+        ..LogOptions::default()
+    };
+    let log = NodeLog::open_with(dir.path(), options).expect("open");
+    let snapped = |log: &NodeLog| log.load(3).expect("load").snapshot.map(|s| s.slot);
+    log.write(3, &[accept(1, 8), Write::Commit(1), snapshot_of(1, 16)])
+        .expect("small snapshot");
+    let stats = log.stats();
+    assert_eq!(snapshot_files(dir.path()), 0, "the small one is in the log");
+    assert_eq!(stats.fsyncs, stats.batches, "and costs no fsync of its own");
+    log.write(3, &[snapshot_of(2, 4096)])
+        .expect("large snapshot");
+    assert_eq!(snapshot_files(dir.path()), 1, "the large one has its file");
+    drop(log);
+    let log = NodeLog::open_with(dir.path(), options).expect("reopen");
+    assert_eq!(snapped(&log), Some(2));
+    log.write(3, &[snapshot_of(3, 16)])
+        .expect("small snapshot again");
+    assert_eq!(
+        snapshot_files(dir.path()),
+        0,
+        "the file a newer snapshot in the log supersedes is deleted"
+    );
+    drop(log);
+    let log = NodeLog::open_with(dir.path(), options).expect("reopen");
+    assert_eq!(snapped(&log), Some(3));
+    assert_eq!(log.load(3).expect("load").commit, 3);
+}
+
+#[test]
+fn a_snapshot_file_left_behind_by_a_crash_loses_to_the_newer_snapshot_in_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = LogOptions {
+        log_snapshot_max_bytes: 1024,
+        ..LogOptions::default()
+    };
+    let log = NodeLog::open_with(dir.path(), options).expect("open");
+    log.write(3, &[snapshot_of(5, 4096)])
+        .expect("large snapshot");
+    let file = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .expect("a snapshot file");
+    let old = std::fs::read(&file).expect("read the file");
+    log.write(3, &[accept(6, 8), snapshot_of(6, 16)])
+        .expect("small snapshot");
+    drop(log);
+    // As if the node had crashed before the writer deleted the old file.
+    std::fs::write(&file, old).expect("put the old file back");
+    let log = NodeLog::open_with(dir.path(), options).expect("reopen");
+    let r = log.load(3).expect("load");
+    assert_eq!(r.snapshot.map(|s| s.slot), Some(6));
+    assert!(r.log.is_empty(), "slot 6 is in the snapshot");
+    assert_eq!(
+        snapshot_files(dir.path()),
+        0,
+        "recovery deletes the old file"
+    );
+}
+
+#[test]
+fn a_snapshot_in_the_log_is_moved_by_compaction_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = LogOptions {
+        segment_bytes: 1024,
+        preallocate_bytes: 0,
+        ..LogOptions::default()
+    };
+    let log = NodeLog::open_with(dir.path(), options).expect("open");
+    log.write(1, &[accept(1, 8), Write::Commit(1), snapshot_of(1, 64)])
+        .expect("snapshot");
+    // Another group overwrites one slot until the snapshot's segment is
+    // mostly dead and compacted away.
+    for _ in 0..100 {
+        log.write(2, &[accept(1, 64)]).expect("write");
+    }
+    let stats = log.stats();
+    assert!(stats.compactions > 0, "{stats:?}");
+    assert_eq!(snapshot_files(dir.path()), 0);
+    drop(log);
+    let log = NodeLog::open_with(dir.path(), options).expect("reopen");
+    let r = log.load(1).expect("load");
+    assert_eq!(r.snapshot.map(|s| (s.slot, s.state.len())), Some((1, 64)));
+    assert_eq!(r.commit, 1);
+}
+
+#[test]
 fn incarnation_survives_reopen_and_differs_for_a_new_dir() {
     let a = tempfile::tempdir().expect("tempdir");
     let b = tempfile::tempdir().expect("tempdir");
@@ -236,20 +354,23 @@ fn random_write(rng: &mut Rng) -> Write {
             leader: MemberId::new(rng.below(3) + 1, 1),
         }),
         1 => Write::Commit(rng.below(40)),
-        2 => snapshot(rng.below(40)),
+        2 => snapshot_of(rng.below(40), rng.below(64) as usize),
         _ => accept(rng.below(40) + 1, rng.below(40) as usize),
     }
 }
 
 #[test]
 fn random_writes_with_compaction_replay_to_the_same_state_as_memory() {
-    for seed in 1..=8u64 {
+    for seed in 1..=12u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let dir = tempfile::tempdir().expect("tempdir");
         // Tiny segments: nearly every batch rolls, so compaction runs all
         // the time and moves live items around.
+        // Snapshots go into the log or their files: all of them in files
+        // (0), all in the log, or either by their size.
         let options = LogOptions {
             segment_bytes: 256,
+            log_snapshot_max_bytes: [0, 1 << 20, 60][seed as usize % 3],
             ..LogOptions::default()
         };
         let mut log = NodeLog::open_with(dir.path(), options).expect("open");
@@ -289,7 +410,11 @@ fn random_writes_with_compaction_replay_to_the_same_state_as_memory() {
 #[test]
 fn an_erased_replica_loads_empty_after_reopen_and_loses_its_snapshot_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = NodeLog::open(dir.path()).expect("open");
+    let options = LogOptions {
+        log_snapshot_max_bytes: 0,
+        ..LogOptions::default()
+    };
+    let log = NodeLog::open_with(dir.path(), options).expect("open");
     log.write(5, &[accept(1, 32), Write::Commit(1), snapshot(1)])
         .expect("write");
     log.write(6, &[accept(1, 32)]).expect("neighbour");
@@ -324,9 +449,11 @@ fn disk_use_returns_near_its_size_before_groups_that_are_erased() {
     log.write(1, &[accept(1, 64), Write::Commit(1)])
         .expect("write");
     let before = dir_bytes(dir.path());
-    // Forty groups come and go, each leaving 20 slots of 256 bytes.
+    // Forty groups come and go, each leaving 20 slots of 256 bytes and a
+    // snapshot in the log.
     for group in 100..140 {
-        let writes: Vec<Write> = (1..=20).map(|s| accept(s, 256)).collect();
+        let mut writes: Vec<Write> = (1..=20).map(|s| accept(s, 256)).collect();
+        writes.push(snapshot_of(10, 256));
         log.write(group, &writes).expect("write");
     }
     let grown = dir_bytes(dir.path());

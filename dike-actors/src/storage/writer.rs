@@ -43,26 +43,44 @@ use std::time::Instant;
 pub type Completion = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
 /// One group's writes waiting for the writer, with their log record
-/// already framed by the submitting thread (so encoding runs in parallel).
+/// already framed (and large snapshots encoded) by the submitting thread, so
+/// encoding runs in parallel.
 pub(crate) struct Submission {
     pub group: GroupId,
     pub writes: Vec<Write>,
-    /// The framed record of the non-snapshot writes; empty if none.
+    /// The framed record of the writes that go into the log: every write
+    /// but the snapshots in `files`; empty if none.
     pub record: Vec<u8>,
+    /// Snapshots too large for the log, each to replace the group's
+    /// snapshot file: the index of its write and its encoded payload.
+    pub files: Vec<(usize, Vec<u8>)>,
     pub done: Completion,
 }
 
 impl Submission {
-    /// Frames the log record of `writes`; fails only if they cannot be
-    /// encoded.
+    /// Frames the log record of `writes`: a snapshot goes into it if it
+    /// encodes to at most `log_snapshot_max` bytes, into its file
+    /// otherwise. Fails only if the writes cannot be encoded.
     pub fn new(
         group: GroupId,
         writes: Vec<Write>,
+        log_snapshot_max: u64,
         done: Completion,
     ) -> Result<Self, (StorageError, Completion)> {
+        let mut files = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            let Write::Snapshot(snap) = w else { continue };
+            match encode("snapshot", snap.as_ref()) {
+                Ok(payload) if payload.len() as u64 > log_snapshot_max => files.push((i, payload)),
+                Ok(_) => {}
+                Err(e) => return Err((encode_error(e), done)),
+            }
+        }
         let items: Vec<&Write> = writes
             .iter()
-            .filter(|w| !matches!(w, Write::Snapshot(_)))
+            .enumerate()
+            .filter(|(i, _)| !files.iter().any(|(f, _)| f == i))
+            .map(|(_, w)| w)
             .collect();
         let mut record = Vec::new();
         if !items.is_empty() {
@@ -74,8 +92,19 @@ impl Submission {
             group,
             writes,
             record,
+            files,
             done,
         })
+    }
+
+    /// Where write `i` of this submission lives once the batch's log
+    /// record is in segment `seg`: in its file (`None`) or in `seg`.
+    fn at(&self, i: usize, seg: SegmentId) -> Option<SegmentId> {
+        if self.files.iter().any(|(f, _)| *f == i) {
+            None
+        } else {
+            Some(seg)
+        }
     }
 }
 
@@ -274,18 +303,33 @@ impl Writer {
             false
         };
         self.append(buf)?;
+        // Groups whose snapshot file a snapshot in the log may supersede.
+        let mut in_file = Vec::new();
         {
             let mut index = self.shared.index()?;
             for s in batch {
-                index.apply(s.group, &s.writes, Some(self.active_seq));
+                let logged_snapshot = s.writes.iter().enumerate().any(|(i, w)| {
+                    matches!(w, Write::Snapshot(_)) && s.at(i, self.active_seq).is_some()
+                });
+                if logged_snapshot && index.snapshot_in_file(s.group) {
+                    in_file.push(s.group);
+                }
+                for (i, w) in s.writes.iter().enumerate() {
+                    index.apply(s.group, std::slice::from_ref(w), s.at(i, self.active_seq));
+                }
             }
+            in_file.retain(|&group| !index.snapshot_in_file(group));
         }
-        // An erased replica's snapshot goes once its tombstone is durable
-        // (recovery deletes it too, should a crash come in between).
+        // A snapshot file goes once a newer snapshot in the log is durable,
+        // and an erased replica's once its tombstone is (recovery deletes
+        // both too, should a crash come in between).
         for s in batch {
             if s.writes.iter().any(|w| matches!(w, Write::Erase)) {
                 self.layout.remove_snapshot(s.group)?;
             }
+        }
+        for group in in_file {
+            self.layout.remove_snapshot(group)?;
         }
         if rolled {
             self.compact()?;
@@ -293,22 +337,24 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes each snapshot that is newer than the group's current one to
-    /// its file, before the batch's log records become durable. A crash in
-    /// between leaves a snapshot without some un-acknowledged writes before
-    /// it; a snapshot only holds chosen state, so that contradicts nothing
-    /// a replica has promised.
+    /// Writes each snapshot bound for a file that is newer than the group's
+    /// current one to its file, before the batch's log records become
+    /// durable. A crash in between leaves a snapshot without some
+    /// un-acknowledged writes before it; a snapshot only holds chosen
+    /// state, so that contradicts nothing a replica has promised.
     fn write_snapshots(&mut self, batch: &[Submission]) -> Result<(), StorageError> {
         let mut newest: HashMap<GroupId, u64> = HashMap::new();
         for s in batch {
-            for w in &s.writes {
-                let Write::Snapshot(snap) = w else { continue };
+            for (i, payload) in &s.files {
+                let Some(Write::Snapshot(snap)) = s.writes.get(*i) else {
+                    continue;
+                };
                 let current = match newest.get(&s.group) {
                     Some(slot) => Some(*slot),
                     None => self.shared.index()?.snapshot_slot(s.group),
                 };
                 if current.is_none_or(|slot| snap.slot >= slot) {
-                    self.layout.write_snapshot(s.group, snap)?;
+                    self.layout.write_snapshot_payload(s.group, payload)?;
                     self.count_fsyncs(2);
                     newest.insert(s.group, snap.slot);
                 }
