@@ -123,6 +123,27 @@ pub fn metric(metrics: &str, series: &str) -> Option<f64> {
         })
 }
 
+/// The sum of every sample of metric `name` in the Prometheus text
+/// `metrics`, whatever its labels (`dike_transport_sent_messages_total`
+/// over all peers); 0 if there is none.
+pub fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once('}')?.1,
+                None => rest,
+            };
+            if !rest.starts_with([' ', '\t']) {
+                return None;
+            }
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +173,14 @@ dike_requests_total{kind=\"kv\",outcome=\"ok\"} 12 1700000000000
         assert_eq!(metric(METRICS, "dike_replicas"), None);
         assert_eq!(metric(METRICS, "dike_requests_total"), None);
         assert_eq!(metric(METRICS, "dike_replicas_leading"), None);
+    }
+
+    #[test]
+    fn a_sum_adds_every_labelled_sample_of_a_name_and_no_other_name() {
+        let text = "dike_sent_total{peer=\"a\"} 3\ndike_sent_total{peer=\"b\"} 4.5\ndike_sent_total_bytes 100\n";
+        assert_eq!(metric_sum(text, "dike_sent_total"), 7.5);
+        assert_eq!(metric_sum(METRICS, "dike_replicas_hosted"), 6001.0);
+        assert_eq!(metric_sum(METRICS, "dike_nothing"), 0.0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::Args;
 use dike_examples::arithmetic::{Arithmetic, ArithmeticRequest};
 use dike_examples::loadgen::{closed_loop, LoadReport};
 use integration::proc_stat::cpu_seconds;
-use integration::{Client, Cluster};
+use integration::{node_http, Client, Cluster};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,36 @@ pub struct LoadRun {
     pub load: LoadReport,
     /// CPU seconds of all nodes together during the run, per write, in µs.
     pub server_cpu_us_per_write: f64,
+    /// What the nodes did per write during the run, from their `/metrics`
+    /// (`None` if a node did not answer).
+    pub traffic: Option<Traffic>,
+}
+
+/// Work of all nodes together per acknowledged write.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Traffic {
+    /// Transport batches sent (`dike_transport_sent_messages_total`).
+    pub batches: f64,
+    /// Bytes sent by the transports (`dike_transport_sent_bytes_total`).
+    pub bytes: f64,
+    /// Node-log group commits (`dike_node_log_fsyncs_total`).
+    pub fsyncs: f64,
+}
+
+/// The cluster-wide totals behind [`Traffic`]; `None` if a node's
+/// `/metrics` did not answer.
+async fn traffic_totals(cluster: &Cluster) -> Option<Traffic> {
+    let mut sum = Traffic::default();
+    for i in 0..cluster.len() {
+        let reply = node_http::get(cluster.http_addr(i)?, "/metrics")
+            .await
+            .ok()?;
+        let body = &reply.body;
+        sum.batches += node_http::metric_sum(body, "dike_transport_sent_messages_total");
+        sum.bytes += node_http::metric_sum(body, "dike_transport_sent_bytes_total");
+        sum.fsyncs += node_http::metric_sum(body, "dike_node_log_fsyncs_total");
+    }
+    Some(sum)
 }
 
 /// Every run, and the means per set.
@@ -71,6 +101,7 @@ pub async fn measure(args: &Args, cluster: &Cluster, client: &Client, names: &[S
             let set: Arc<Vec<String>> = Arc::new(names[..k].to_vec());
             let warmup = Duration::from_secs(args.warmup_seconds);
             writes(client, &set, args.clients, warmup).await;
+            let traffic_before = traffic_totals(cluster).await;
             let before = cpu();
             let load = writes(
                 client,
@@ -80,10 +111,20 @@ pub async fn measure(args: &Args, cluster: &Cluster, client: &Client, names: &[S
             )
             .await;
             let used = cpu() - before;
+            let per_write = 1.0 / load.ok.max(1) as f64;
+            let traffic = match (traffic_before, traffic_totals(cluster).await) {
+                (Some(b), Some(a)) => Some(Traffic {
+                    batches: (a.batches - b.batches) * per_write,
+                    bytes: (a.bytes - b.bytes) * per_write,
+                    fsyncs: (a.fsyncs - b.fsyncs) * per_write,
+                }),
+                _ => None,
+            };
             runs.push(LoadRun {
                 groups: k,
                 round,
-                server_cpu_us_per_write: used / load.ok.max(1) as f64 * 1e6,
+                server_cpu_us_per_write: used * per_write * 1e6,
+                traffic,
                 load,
             });
         }

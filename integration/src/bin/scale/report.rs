@@ -281,19 +281,25 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| groups | round | writes/s | p50 ms | p99 ms | server CPU µs/write | errors |"
+            "| groups | round | writes/s | p50 ms | p99 ms | server CPU µs/write | batches sent/write | bytes sent/write | log fsyncs/write | errors |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
         for r in &l.runs {
+            let t = |f: fn(&crate::load::Traffic) -> f64, digits: usize| {
+                opt(r.traffic.as_ref().map(f), |v| format!("{v:.digits$}"))
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {} |",
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {} | {} | {} | {} |",
                 r.groups,
                 r.round,
                 r.load.throughput,
                 r.load.p50_us as f64 / 1000.0,
                 r.load.p99_us as f64 / 1000.0,
                 r.server_cpu_us_per_write,
+                t(|t| t.batches, 2),
+                t(|t| t.bytes, 0),
+                t(|t| t.fsyncs, 3),
                 counts(&r.load.errors)
             );
         }
