@@ -16,10 +16,15 @@
 //!   transport keeps under a fresh id), which it queues there too.
 //!
 //! When the `Flush` comes up (the rule of [`crate::coalesce`]: once the
-//! mailbox has caught up, so that a burst in progress leaves whole), each
-//! destination node's queue leaves as one [`TransportMsg::Deliver`]:
-//! whatever arrives together leaves together, e.g. a leader's answers to
-//! one batch of commands travel as one message. The receiving
+//! mailbox has caught up, so that a burst in progress leaves whole), the
+//! transport first yields its worker thread once, so that tasks already
+//! ready to run (replicas woken by the same group commit or the same
+//! delivered batch) queue their messages too; then each destination node's
+//! queue leaves as one [`TransportMsg::Deliver`]: whatever arrives together
+//! leaves together, e.g. a leader's answers to one batch of commands travel
+//! as one message. The yield matters most with many groups, where each
+//! replica has one message at a time: writes spread over 1,000 groups sent
+//! 11.6–12.6 batches per write without it and 1.2–1.4 with it. The receiving
 //! transport hands envelopes and requests to the local replica they name,
 //! found by its actor name ([`wire::replica_name`]), and replies to the
 //! reply ports it kept.
@@ -169,6 +174,10 @@ impl Actor for Transport {
                 }
             }
             TransportMsg::Flush => {
+                // Let the tasks that are ready on this worker run first: the
+                // replicas one group commit or one delivered batch woke queue
+                // their messages, which then leave in this flush.
+                tokio::task::yield_now().await;
                 let ctx = state.ctx.clone();
                 if let FlushNow::Send(batches) = ctx
                     .outbox()
