@@ -84,23 +84,31 @@ fn snapshot_of(slot: Slot, state_len: usize) -> Write {
     }))
 }
 
-fn snapshot_files(dir: &Path) -> usize {
+/// The snapshot files in `dir`.
+fn snapshot_paths(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
         .expect("list")
-        .filter(|e| {
-            let name = e.as_ref().expect("entry").file_name();
-            name.to_string_lossy().ends_with(".snap")
-        })
-        .count()
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect()
+}
+
+fn snapshot_files(dir: &Path) -> usize {
+    snapshot_paths(dir).len()
+}
+
+/// Options under which a snapshot of more than 1 KiB gets a file.
+fn kib_snapshots_in_the_log() -> LogOptions {
+    LogOptions {
+        log_snapshot_max_bytes: 1024,
+        ..LogOptions::default()
+    }
 }
 
 #[test]
 fn a_small_snapshot_goes_into_the_log_and_a_large_one_into_its_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = LogOptions {
-        log_snapshot_max_bytes: 1024,
-        ..LogOptions::default()
-    };
+    let options = kib_snapshots_in_the_log();
     let log = NodeLog::open_with(dir.path(), options).expect("open");
     let snapped = |log: &NodeLog| log.load(3).expect("load").snapshot.map(|s| s.slot);
     log.write(3, &[accept(1, 8), Write::Commit(1), snapshot_of(1, 16)])
@@ -130,24 +138,20 @@ fn a_small_snapshot_goes_into_the_log_and_a_large_one_into_its_file() {
 #[test]
 fn a_snapshot_file_left_behind_by_a_crash_loses_to_the_newer_snapshot_in_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = LogOptions {
-        log_snapshot_max_bytes: 1024,
-        ..LogOptions::default()
-    };
+    let options = kib_snapshots_in_the_log();
     let log = NodeLog::open_with(dir.path(), options).expect("open");
     log.write(3, &[snapshot_of(5, 4096)])
         .expect("large snapshot");
-    let file = std::fs::read_dir(dir.path())
-        .expect("list")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|x| x == "snap"))
-        .expect("a snapshot file");
-    let old = std::fs::read(&file).expect("read the file");
+    let paths = snapshot_paths(dir.path());
+    let [file] = &paths[..] else {
+        panic!("one snapshot file");
+    };
+    let old = std::fs::read(file).expect("read the file");
     log.write(3, &[accept(6, 8), snapshot_of(6, 16)])
         .expect("small snapshot");
     drop(log);
     // As if the node had crashed before the writer deleted the old file.
-    std::fs::write(&file, old).expect("put the old file back");
+    std::fs::write(file, old).expect("put the old file back");
     let log = NodeLog::open_with(dir.path(), options).expect("reopen");
     let r = log.load(3).expect("load");
     assert_eq!(r.snapshot.map(|s| s.slot), Some(6));

@@ -314,8 +314,12 @@ impl Writer {
                 if logged_snapshot && index.snapshot_in_file(s.group) {
                     in_file.push(s.group);
                 }
-                for (i, w) in s.writes.iter().enumerate() {
-                    index.apply(s.group, std::slice::from_ref(w), s.at(i, self.active_seq));
+                if s.files.is_empty() {
+                    index.apply(s.group, &s.writes, Some(self.active_seq));
+                } else {
+                    for (i, w) in s.writes.iter().enumerate() {
+                        index.apply(s.group, std::slice::from_ref(w), s.at(i, self.active_seq));
+                    }
                 }
             }
             in_file.retain(|&group| !index.snapshot_in_file(group));
